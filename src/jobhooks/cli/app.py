@@ -1,0 +1,71 @@
+"""The ``jobhooks`` command: one Typer app; each verb lives in a module of its own."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+
+from jobhooks.errors import JobhooksError
+
+__all__ = ["ConfigOption", "app", "console", "err_console", "fail", "main", "setup_logging"]
+
+app = typer.Typer(
+    name="jobhooks",
+    help="Run Python handlers after certificate-orchestrator jobs complete.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+def _width() -> int | None:
+    # Rich falls back to 80 columns off a terminal; tables of GUIDs need more.
+    return None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120
+
+
+console = Console(highlight=False, width=_width())
+err_console = Console(stderr=True, highlight=False, width=_width())
+
+ConfigOption = Annotated[
+    Path,
+    typer.Option(
+        "--config",
+        "-c",
+        envvar="JOBHOOKS_CONFIG",
+        help="Path of jobhooks.toml.",
+        show_default=True,
+    ),
+]
+
+
+def fail(message: str, *details: str, code: int = 1) -> NoReturn:
+    """Print an error and its details on stderr, then exit with ``code``."""
+    err_console.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    for detail in details:
+        err_console.print(f"  - {detail}", markup=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """Log to stderr in one plain format (level from JOBHOOKS_LOG_LEVEL if set)."""
+    logging.basicConfig(
+        level=os.environ.get("JOBHOOKS_LOG_LEVEL", level).upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def main() -> None:
+    """Entry point of the ``jobhooks`` console script."""
+    from jobhooks.cli import config_commands  # noqa: F401  (registers the verbs)
+
+    try:
+        app()
+    except JobhooksError as exc:
+        err_console.print(f"error: {exc}", markup=False, soft_wrap=True)
+        sys.exit(1)

@@ -1,0 +1,209 @@
+"""``validate``, ``handlers`` and ``test-handler``: work on a configuration, store nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from jobhooks.cli.app import ConfigOption, app, console, err_console, fail, setup_logging
+from jobhooks.config.load import read_config
+from jobhooks.dispatch.execute import run_attempt
+from jobhooks.errors import ConfigError, ContextError
+from jobhooks.registry import Registry, build_registry
+from jobhooks.registry.discovery import HandlerTypeError, installed_types, load_handler_type
+from jobhooks.registry.matching import RegisteredHandler
+from jobhooks.registry.properties import property_specs
+from jobhooks.sdk.enums import JobResult
+from jobhooks.sdk.secret import Secret
+from jobhooks.testing import sample_context
+
+DEFAULT_CONFIG = Path("jobhooks.toml")
+
+
+def _load(config_path: Path) -> tuple[Any, Registry, list[str]]:
+    try:
+        config, problems = read_config(config_path)
+    except ConfigError as exc:
+        fail(f"cannot use {config_path}", *exc.problems)
+    registry, handler_problems = build_registry(config)
+    return config, registry, problems + handler_problems
+
+
+def _job_types_text(registered: RegisteredHandler) -> str:
+    if registered.runs_for_all:
+        return "* (every job type)"
+    return "\n".join(registered.job_type_labels)
+
+
+def _registered_table(registry: Registry, *, with_properties: bool = False) -> Table:
+    table = Table(title="Registered handlers", title_justify="left")
+    columns = ["name", "type", "job types", "timeout", "attempts", "backoff", "isolation"]
+    for column in [*columns, "properties"] if with_properties else columns:
+        table.add_column(column, overflow="fold")
+    for registered in registry:
+        policy = registered.policy
+        row = [
+            registered.name,
+            registered.type_name,
+            _job_types_text(registered),
+            f"{policy.timeout:g} s",
+            str(policy.max_attempts),
+            f"{policy.backoff:g} s",
+            policy.isolation,
+        ]
+        if with_properties:
+            row.append(
+                "\n".join(
+                    f"{spec.name}={_show_value(getattr(registered.handler, spec.name))}"
+                    for spec in property_specs(type(registered.handler))
+                )
+            )
+        table.add_row(*row)
+    return table
+
+
+def _print_problems(config_path: Path, problems: list[str]) -> None:
+    count = len(problems)
+    err_console.print(
+        f"[bold red]✗[/] {config_path}: {count} problem{'s' if count != 1 else ''}", markup=True
+    )
+    for problem in problems:
+        err_console.print(f"  - {problem}", markup=False, soft_wrap=True)
+
+
+@app.command()
+def validate(config: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Check a whole configuration and list every problem with where it is."""
+    _config, registry, problems = _load(config)
+    if problems:
+        _print_problems(config, problems)
+        raise typer.Exit(1)
+    console.print(_registered_table(registry))
+    count = len(registry)
+    console.print(f"✓ {config} is valid: {count} handler{'s' if count != 1 else ''} registered")
+
+
+def _show_value(value: object) -> str:
+    if isinstance(value, Secret):
+        return value.masked()
+    if isinstance(value, list | tuple):
+        return ", ".join(_show_value(item) for item in value)
+    return str(value)
+
+
+@app.command()
+def handlers(config: ConfigOption = DEFAULT_CONFIG) -> None:
+    """List the registered handlers, and the installed handler types with their properties."""
+    problems: list[str] = []
+    if config.exists():
+        _config, registry, problems = _load(config)
+        console.print(_registered_table(registry, with_properties=True))
+    else:
+        console.print(f"(no configuration at {config}; showing installed types only)")
+    types = Table(title="Installed handler types", title_justify="left")
+    for column in ("type", "class", "property", "expected", "default"):
+        types.add_column(column, overflow="fold")
+    for name, entry in installed_types().items():
+        try:
+            handler_class = load_handler_type(name)
+        except HandlerTypeError as exc:
+            types.add_row(name, entry.value, "", f"cannot load: {exc}", "", end_section=True)
+            continue
+        specs = property_specs(handler_class)
+        if not specs:
+            types.add_row(name, entry.value, "(none)", "", "", end_section=True)
+        for position, spec in enumerate(specs):
+            default = "secret" if spec.secret and not spec.required else spec.shown_default()
+            types.add_row(
+                name if position == 0 else "",
+                entry.value if position == 0 else "",
+                spec.pascal_name,
+                spec.type_text,
+                default,
+                end_section=position == len(specs) - 1,
+            )
+    console.print(types)
+    if problems:
+        _print_problems(config, problems)
+        raise typer.Exit(1)
+
+
+@app.command("test-handler")
+def test_handler(
+    name: Annotated[str, typer.Argument(help="Name of the registered handler to run.")],
+    config: ConfigOption = DEFAULT_CONFIG,
+    result: Annotated[
+        str, typer.Option(help="Job result: success, warning, failure, unknown or a number.")
+    ] = "failure",
+    retry_count: Annotated[int, typer.Option(min=0, help="current_retry_count of the job.")] = 0,
+    job_type_id: Annotated[
+        str | None, typer.Option(help="Job type GUID (default: the handler's first job type).")
+    ] = None,
+    context_json: Annotated[
+        Path | None, typer.Option(help="A JSON file with context fields to start from.")
+    ] = None,
+    show_traceback: Annotated[
+        bool, typer.Option("--traceback", help="Print the handler's traceback on failure.")
+    ] = False,
+) -> None:
+    """Run one registered handler once on a sample context; nothing is stored."""
+    setup_logging()
+    loaded_config, registry, problems = _load(config)
+    registered = registry.get(name)
+    if registered is None:
+        relevant = [p for p in problems if f"{name!r}" in p] or problems
+        if relevant:
+            _print_problems(config, relevant)
+        known = ", ".join(h.name for h in registry) or "none"
+        fail(f"no valid handler named {name!r} in {config} (valid handlers: {known})")
+    overrides: dict[str, Any] = {}
+    if context_json is not None:
+        try:
+            loaded = json.loads(context_json.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            fail(f"cannot read {context_json}: {exc}")
+        if not isinstance(loaded, dict):
+            fail(f"{context_json}: expected a JSON object of context fields")
+        overrides.update(loaded)
+    try:
+        overrides["job_result"] = JobResult.parse(result)
+    except ValueError as exc:
+        fail(f"--result: {exc}")
+    overrides["current_retry_count"] = retry_count
+    if job_type_id is not None:
+        overrides["job_type_id"] = job_type_id
+    elif "job_type_id" not in overrides and "JobTypeId" not in overrides and registered.job_types:
+        overrides["job_type_id"] = str(registered.job_types[0])
+    names = {guid: name for name, guid in loaded_config.job_types.items()}
+    chosen = overrides.get("job_type_id")
+    if chosen is not None and "job_type" not in overrides and "JobType" not in overrides:
+        try:
+            overrides["job_type"] = names.get(uuid.UUID(str(chosen)), "Inventory")
+        except ValueError:
+            pass
+    try:
+        context = sample_context(**overrides)
+    except ContextError as exc:
+        fail("the sample context is invalid", *(str(p) for p in exc.problems))
+    console.print(
+        f"Running {registered.name} ({registered.type_name}) on a sample {context.job_type} job, "
+        f"result {context.job_result.display}, retry count {context.current_retry_count}, "
+        f"job type {context.job_type_id}"
+    )
+    outcome = asyncio.run(run_attempt(registered, context))
+    duration = f"{outcome.duration * 1000:.1f} ms"
+    if outcome.succeeded:
+        console.print(f"[green]✓ succeeded[/] in {duration} (nothing was stored)", markup=True)
+        return
+    console.print(f"[red]✗ failed[/] after {duration} (nothing was stored)", markup=True)
+    console.print(outcome.error or "", markup=False, soft_wrap=True)
+    if outcome.traceback and show_traceback:
+        console.print(outcome.traceback, markup=False, soft_wrap=True)
+    raise typer.Exit(1)
+

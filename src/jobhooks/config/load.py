@@ -1,0 +1,170 @@
+"""Read jobhooks.toml into a :class:`JobhooksConfig`, or report every problem in it."""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from jobhooks.config.origin import ConfigOrigin
+from jobhooks.config.schema import HandlerRegistration, JobhooksConfig
+from jobhooks.errors import ConfigError
+
+__all__ = ["describe_error", "did_you_mean", "parse_config", "read_config"]
+
+_SECTIONS: dict[str, type[BaseModel]] = {
+    name: info.annotation  # type: ignore[misc]
+    for name, info in JobhooksConfig.model_fields.items()
+    if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
+}
+
+_EXPECTED = {
+    "int_type": "expected an integer",
+    "int_parsing": "expected an integer",
+    "int_from_float": "expected a whole number",
+    "float_type": "expected a number",
+    "float_parsing": "expected a number",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+    "string_type": "expected a string",
+    "list_type": "expected a list",
+    "dict_type": "expected a table",
+    "model_type": "expected a table",
+    "uuid_type": "expected a GUID",
+    "uuid_parsing": "expected a GUID",
+}
+
+
+def did_you_mean(word: str, choices: Sequence[str]) -> str:
+    """``; did you mean 'x'?`` for the closest choice, or an empty string."""
+    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    if not match:
+        folded = {choice.casefold().replace("_", ""): choice for choice in choices}
+        hit = folded.get(word.casefold().replace("_", ""))
+        match = [hit] if hit else []
+    return f"; did you mean {match[0]!r}?" if match else ""
+
+
+def describe_error(error: ErrorDetails, model: type[BaseModel] | None = None) -> str:
+    """A short, human description of one pydantic error, with the value it got."""
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        key = str(error["loc"][-1])
+        choices = list(model.model_fields) if model else []
+        return f"unknown key{did_you_mean(key, choices)}"
+    if kind == "missing":
+        return "is required"
+    message = _EXPECTED.get(kind)
+    if message is None:
+        message = error["msg"].removeprefix("Value error, ")
+        message = message.replace("Input should be", "expected").replace("Input ", "")
+        return message
+    got = error.get("input")
+    return f"{message}, got {got!r}" if got is not None else message
+
+
+def _label(path: Sequence[str | int], config: Mapping[str, Any]) -> str:
+    if path and path[0] == "handlers" and len(path) >= 2 and isinstance(path[1], int):
+        handlers = config.get("handlers")
+        name = None
+        if isinstance(handlers, list) and path[1] < len(handlers):
+            entry = handlers[path[1]]
+            if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+                name = entry["name"]
+        head = f"handlers[{path[1]}]" + (f" {name!r}" if name else "")
+        rest = ".".join(str(p) for p in path[2:])
+        return f"{head}: {rest}" if rest else head
+    if not path:
+        return "jobhooks.toml"
+    if len(path) == 1:
+        return f"[{path[0]}]" if path[0] in _SECTIONS or path[0] == "job_types" else str(path[0])
+    return f"[{path[0]}] " + ".".join(str(p) for p in path[1:])
+
+
+def _model_at(path: Sequence[str | int]) -> type[BaseModel] | None:
+    if not path:
+        return JobhooksConfig
+    if path[0] == "handlers" and len(path) == 2:
+        return HandlerRegistration
+    if len(path) == 1:
+        return _SECTIONS.get(str(path[0]))
+    return None
+
+
+def _problems(
+    exc: ValidationError, prefix: tuple[str | int, ...], data: Mapping[str, Any], origin: ConfigOrigin
+) -> list[str]:
+    problems = []
+    for error in exc.errors():
+        path = (*prefix, *error["loc"])
+        parent = path[:-1] if error["type"] == "extra_forbidden" else path
+        message = describe_error(error, _model_at(parent))
+        problems.append(f"{_label(path, data)}: {message} {origin.where(path)}")
+    return problems
+
+
+def parse_config(data: Mapping[str, Any], origin: ConfigOrigin) -> tuple[JobhooksConfig, list[str]]:
+    """Validate a parsed TOML document section by section and handler by handler.
+
+    Returns a configuration holding every part that is valid, and the
+    problems of the others, so a caller can report all of them at once.
+    """
+    problems: list[str] = []
+    handlers: list[HandlerRegistration] = []
+    raw_handlers = data.get("handlers", [])
+    if not isinstance(raw_handlers, list):
+        problems.append(f"handlers: expected [[handlers]] tables {origin.where(('handlers',))}")
+        raw_handlers = []
+    for index, entry in enumerate(raw_handlers):
+        try:
+            handlers.append(HandlerRegistration.model_validate(entry))
+        except ValidationError as exc:
+            problems.extend(_problems(exc, ("handlers", index), data, origin))
+    rest = {key: value for key, value in data.items() if key != "handlers"}
+    try:
+        config = JobhooksConfig.model_validate(rest)
+    except ValidationError as exc:
+        problems.extend(_problems(exc, (), data, origin))
+        valid = {}
+        for key, value in rest.items():
+            try:
+                JobhooksConfig.model_validate({key: value})
+            except ValidationError:
+                continue
+            valid[key] = value
+        config = JobhooksConfig.model_validate(valid)
+    config = config.model_copy(update={"handlers": handlers})
+    config._origin = origin
+    names: dict[str, int] = {}
+    for index, handler in enumerate(handlers):
+        if handler.name in names:
+            problems.append(
+                f"handlers[{index}] {handler.name!r}: name: duplicate handler name, already used "
+                f"by handlers[{names[handler.name]}] {origin.where(('handlers', index, 'name'))}"
+            )
+        names.setdefault(handler.name, index)
+    return config, problems
+
+
+def read_config(path: str | Path) -> tuple[JobhooksConfig, list[str]]:
+    """Read and validate a jobhooks.toml; returns the valid parts and every problem.
+
+    Raises :class:`ConfigError` only when the file cannot be read or is not TOML.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such file (give --config PATH or create it)"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path.name}: not valid TOML: {exc}"], source=str(path)) from None
+    return parse_config(data, ConfigOrigin.scan(str(path), text))

@@ -1,0 +1,136 @@
+"""The shape of jobhooks.toml: frozen, typed settings with their defaults."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+
+from jobhooks.config.origin import ConfigOrigin
+from jobhooks.sdk.secret import Secret
+
+__all__ = [
+    "DEFAULT_DATABASE",
+    "DEFAULT_LISTEN",
+    "HandlerRegistration",
+    "JobhooksConfig",
+    "PlatformSettings",
+    "PollSettings",
+    "ServerSettings",
+    "SmtpSettings",
+]
+
+DEFAULT_LISTEN = "127.0.0.1:8080"
+DEFAULT_DATABASE = "sqlite:///jobhooks-data/jobhooks.db"
+
+PositiveSeconds = Annotated[float, Field(gt=0, le=86_400)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(_Section):
+    """``[server]``: where the API listens and what it stores in."""
+
+    listen: str = DEFAULT_LISTEN
+    database: str = DEFAULT_DATABASE
+    retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    concurrency: Annotated[int, Field(ge=1, le=1024)] = 32
+    threads: Annotated[int, Field(ge=1, le=256)] = 8
+    lease: PositiveSeconds = 60.0
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected HOST:PORT such as {DEFAULT_LISTEN!r}, got {value!r}")
+        return value
+
+    @field_validator("database")
+    @classmethod
+    def _check_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://")):
+            raise ValueError(
+                "expected a sqlite:///PATH or postgresql://USER@HOST/DB URL, "
+                f"got {value.split('://')[0]!r}"
+            )
+        return value
+
+
+class PlatformSettings(_Section):
+    """``[platform]``: the platform API that ``context.client`` and the poller talk to."""
+
+    url: str | None = None
+    username: str | None = None
+    password: Secret | None = None
+    token_url: str | None = None
+    client_id: str | None = None
+    client_secret: Secret | None = None
+    scope: str | None = None
+    ca_bundle: str | None = None
+    verify: bool = True
+    timeout: PositiveSeconds = 30.0
+    api_version: str = "1"
+
+    @field_validator("url", "token_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+        return value.rstrip("/") if value else value
+
+
+class SmtpSettings(_Section):
+    """``[smtp]``: defaults for the email handlers."""
+
+    host: str | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] = 25
+    username: str | None = None
+    password: Secret | None = None
+    mail_from: str | None = None
+    starttls: bool = False
+    tls: bool = False
+    timeout: PositiveSeconds = 30.0
+
+
+class PollSettings(_Section):
+    """``[poll]``: following the platform's job history (pull mode)."""
+
+    enabled: bool = False
+    interval: PositiveSeconds = 30.0
+    start: str = "now"
+    page_size: Annotated[int, Field(ge=1, le=10_000)] = 500
+
+
+class HandlerRegistration(_Section):
+    """One ``[[handlers]]`` table: which handler runs for which job types, and how."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    type: Annotated[str, Field(min_length=1)]
+    job_types: str | list[str] | None = None
+    properties: dict[str, object] = Field(default_factory=dict)
+    timeout: PositiveSeconds = 30.0
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 5
+    backoff: Annotated[float, Field(ge=0, le=86_400)] = 10.0
+    isolation: Literal["none", "process"] = "none"
+    enabled: bool = True
+
+
+class JobhooksConfig(_Section):
+    """A whole jobhooks.toml, validated."""
+
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    platform: PlatformSettings = Field(default_factory=PlatformSettings)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    poll: PollSettings = Field(default_factory=PollSettings)
+    job_types: dict[str, uuid.UUID] = Field(default_factory=dict)
+    handlers: list[HandlerRegistration] = Field(default_factory=list)
+    _origin: ConfigOrigin = PrivateAttr(default_factory=ConfigOrigin.empty)
+
+    @property
+    def origin(self) -> ConfigOrigin:
+        """Where this configuration was read from, to point problems at lines."""
+        return self._origin

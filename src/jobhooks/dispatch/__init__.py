@@ -1,0 +1,1 @@
+"""Running handlers: one attempt at a time, with its time limit."""

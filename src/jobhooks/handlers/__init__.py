@@ -1,0 +1,1 @@
+"""Built-in handler types, registered through the same entry-point group as any other."""

@@ -1,0 +1,42 @@
+"""``repeated-failure-email``: the seed's SendEmail_RepeatedFailureHandler sample."""
+
+from __future__ import annotations
+
+from jobhooks import JobCompleteContext, JobResult
+from jobhooks.handlers._mail import EmailHandler
+
+
+class RepeatedFailureEmailHandler(EmailHandler):
+    """Email when a job failed and its retry count reached RetryThreshold.
+
+    Subject ``Orchestrator {job_type} Job Failed``; the body lists the job
+    type, job id and retries, the agent, the machine and the orchestrator's
+    message. Other completions are skipped (a successful run).
+    """
+
+    retry_threshold: int = 2
+
+    def setup(self) -> None:
+        super().setup()
+        if self.retry_threshold < 0:
+            raise ValueError("property RetryThreshold: expected 0 or more")
+
+    def should_send(self, context: JobCompleteContext) -> bool:
+        """The sample's rule: a failure at or past the threshold."""
+        return (
+            context.job_result is JobResult.FAILURE
+            and context.current_retry_count >= self.retry_threshold
+        )
+
+    async def run_handler(self, context: JobCompleteContext) -> bool:
+        if not self.should_send(context):
+            return True
+        subject = f"Orchestrator {context.job_type} Job Failed"
+        body = (
+            f"The {context.job_type} job {context.job_id} has failed "
+            f"{context.current_retry_count + 1} time(s) in a row "
+            f"(retry count {context.current_retry_count}, threshold {self.retry_threshold}).\n\n"
+            + self.details(context)
+        )
+        await self.send(self.build_message(subject, body))
+        return True

@@ -1,0 +1,6 @@
+"""Which handler types exist and which registrations run for a job type."""
+
+from jobhooks.registry.build import LoadedConfig, build_registry, load
+from jobhooks.registry.matching import DeliveryPolicy, RegisteredHandler, Registry
+
+__all__ = ["DeliveryPolicy", "LoadedConfig", "RegisteredHandler", "Registry", "build_registry", "load"]

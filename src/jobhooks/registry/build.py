@@ -1,0 +1,200 @@
+"""Turn a validated configuration into a :class:`Registry`, collecting every problem."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from jobhooks.config.load import did_you_mean, read_config
+from jobhooks.config.origin import KeyPath
+from jobhooks.config.schema import HandlerRegistration, JobhooksConfig, SmtpSettings
+from jobhooks.errors import ConfigError
+from jobhooks.registry.discovery import HandlerTypeError, load_handler_type
+from jobhooks.registry.matching import DeliveryPolicy, RegisteredHandler, Registry
+from jobhooks.registry.properties import coerce_properties
+from jobhooks.sdk.enums import normalise_name
+
+__all__ = ["LoadedConfig", "build_registry", "load"]
+
+_GUID_LIKE = re.compile(r"^[{(]?[0-9A-Fa-f]{4,}(-[0-9A-Fa-f]*){2,}[})]?$|^[0-9A-Fa-f]{24,}$")
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A configuration and the registry built from it."""
+
+    config: JobhooksConfig
+    registry: Registry
+
+
+def _resolve_job_types(
+    raw: object, catalog: Mapping[str, uuid.UUID]
+) -> tuple[tuple[uuid.UUID, ...] | None, tuple[str, ...], list[str]]:
+    if raw is None:
+        return (), (), [
+            'job_types is required: a list of job type GUIDs or names, or "*" for every job type'
+        ]
+    entries = [part.strip() for part in raw.split(",")] if isinstance(raw, str) else list(raw)
+    if isinstance(raw, str) and not raw.strip():
+        entries = []
+    if not entries:
+        return (), (), [
+            'job_types is empty; it would run for nothing. List job type GUIDs or names, '
+            'or use "*" for every job type'
+        ]
+    if "*" in entries:
+        if len(entries) > 1:
+            return (), (), ['job_types: "*" means every job type; list nothing beside it']
+        return None, ("*",), []
+    folded = {normalise_name(name): (name, guid) for name, guid in catalog.items()}
+    names = {guid: name for name, guid in catalog.items()}
+    ids: dict[uuid.UUID, None] = {}
+    labels: list[str] = []
+    problems: list[str] = []
+    for entry in entries:
+        if not isinstance(entry, str) or not entry:
+            problems.append(f"job_types: expected GUIDs or names, got {entry!r}")
+            continue
+        try:
+            guid = uuid.UUID(entry)
+        except ValueError:
+            pass
+        else:
+            ids[guid] = None
+            labels.append(f"{names[guid]} ({guid})" if guid in names else str(guid))
+            continue
+        if _GUID_LIKE.match(entry):
+            problems.append(f"job_types: {entry!r} is not a valid GUID")
+            continue
+        known = folded.get(normalise_name(entry))
+        if known is None:
+            hint = did_you_mean(entry, list(catalog))
+            advice = (
+                " (name it in [job_types], or run 'jobhooks job-types' to list the ones seen)"
+            )
+            problems.append(f"job_types: unknown job type name {entry!r}{hint}{advice}")
+            continue
+        ids[known[1]] = None
+        labels.append(f"{known[0]} ({known[1]})")
+    return tuple(ids), tuple(labels), problems
+
+
+_SMTP_PROPERTIES = {
+    "host": "smtp_server",
+    "port": "smtp_port",
+    "username": "username",
+    "password": "password",
+    "mail_from": "mail_from",
+    "starttls": "starttls",
+    "tls": "tls",
+    "timeout": "smtp_timeout",
+}
+
+
+def _with_smtp_defaults(properties: dict[str, object], smtp: SmtpSettings) -> dict[str, object]:
+    given = {normalise_name(key) for key in properties}
+    merged = dict(properties)
+    for setting, prop in _SMTP_PROPERTIES.items():
+        value = getattr(smtp, setting)
+        if value is not None and normalise_name(prop) not in given:
+            merged[prop] = value
+    return merged
+
+
+def _register(
+    index: int,
+    registration: HandlerRegistration,
+    config: JobhooksConfig,
+    catalog: Mapping[str, uuid.UUID],
+) -> tuple[RegisteredHandler | None, list[str]]:
+    where: Callable[[KeyPath], str] = config.origin.where
+    label = f"handlers[{index}] {registration.name!r}"
+    problems: list[str] = []
+    properties = dict(registration.properties)
+    job_types_raw: object = registration.job_types
+    inline = [key for key in properties if normalise_name(key) == "jobtypes"]
+    for key in inline:
+        value = properties.pop(key)
+        if job_types_raw is not None:
+            problems.append(
+                f"{label}: properties.{key}: job types given twice (job_types and {key}) "
+                f"{where(('handlers', index, 'properties', key))}"
+            )
+        job_types_raw = value
+    job_type_ids, labels, job_problems = _resolve_job_types(job_types_raw, catalog)
+    job_path: KeyPath = ("handlers", index, "job_types")
+    problems += [f"{label}: {problem} {where(job_path)}" for problem in job_problems]
+    try:
+        handler_class = load_handler_type(registration.type)
+    except HandlerTypeError as exc:
+        problems.append(f"{label}: type: {exc} {where(('handlers', index, 'type'))}")
+        return None, problems
+    if getattr(handler_class, "smtp_defaults", False):
+        properties = _with_smtp_defaults(properties, config.smtp)
+    values, property_problems = coerce_properties(handler_class, properties)
+    for key, problem in property_problems:
+        path: KeyPath = ("handlers", index, "properties", key)
+        problems.append(f"{label}: property {key}: {problem} {where(path)}")
+    if problems:
+        return None, problems
+    try:
+        handler = handler_class()
+        for name, value in values.items():
+            setattr(handler, name, value)
+        handler.name = registration.name  # type: ignore[misc]
+        handler.setup()
+    except Exception as exc:
+        message = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+        return None, [f"{label}: {message} {where(('handlers', index))}"]
+    policy = DeliveryPolicy(
+        timeout=registration.timeout,
+        max_attempts=registration.max_attempts,
+        backoff=registration.backoff,
+        isolation=registration.isolation,
+    )
+    registered = RegisteredHandler(
+        name=registration.name,
+        type_name=registration.type,
+        handler=handler,
+        job_types=job_type_ids,
+        policy=policy,
+        job_type_labels=labels,
+    )
+    return registered, []
+
+
+def build_registry(
+    config: JobhooksConfig, catalog: Mapping[str, uuid.UUID] | None = None
+) -> tuple[Registry, list[str]]:
+    """Load, configure and index every enabled handler of a configuration.
+
+    ``catalog`` adds job type names (for example those seen or synced) to the
+    ``[job_types]`` table. Returns the registry of the handlers that are valid
+    and the problems of the others.
+    """
+    names = {**(catalog or {}), **config.job_types}
+    handlers: list[RegisteredHandler] = []
+    problems: list[str] = []
+    for index, registration in enumerate(config.handlers):
+        registered, found = _register(index, registration, config, names)
+        problems += found
+        if registered is not None and registration.enabled:
+            handlers.append(registered)
+    return Registry(handlers), problems
+
+
+def load(path: str | Path, catalog: Mapping[str, uuid.UUID] | None = None) -> LoadedConfig:
+    """Read a jobhooks.toml and build its registry.
+
+    Raises :class:`ConfigError` listing every problem, whether in the file's
+    structure, a handler's type, its properties or its job types.
+    """
+    config, problems = read_config(path)
+    registry, handler_problems = build_registry(config, catalog)
+    problems += handler_problems
+    if problems:
+        raise ConfigError(problems, source=str(path))
+    return LoadedConfig(config=config, registry=registry)

@@ -1,0 +1,72 @@
+"""Find handler types: entry points in the ``jobhooks.handlers`` group, or ``module:Class``."""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import EntryPoint, entry_points
+
+from jobhooks.config.load import did_you_mean
+from jobhooks.sdk.handler import JobCompleteHandler
+
+__all__ = ["ENTRY_POINT_GROUP", "HandlerTypeError", "installed_types", "load_handler_type"]
+
+ENTRY_POINT_GROUP = "jobhooks.handlers"
+
+
+class HandlerTypeError(LookupError):
+    """A registration's ``type`` names no usable handler class."""
+
+
+def installed_types() -> dict[str, EntryPoint]:
+    """Every handler type installed in this environment, by entry-point name."""
+    found: dict[str, EntryPoint] = {}
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        found.setdefault(entry.name, entry)
+    return dict(sorted(found.items()))
+
+
+def load_handler_type(type_ref: str) -> type[JobCompleteHandler]:
+    """Load the class a registration's ``type`` names.
+
+    Raises :class:`HandlerTypeError` with a message that lists what is installed.
+    """
+    if ":" in type_ref:
+        module_name, _, attribute = type_ref.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise HandlerTypeError(
+                f"cannot import module {module_name!r} for type {type_ref!r}: {exc}"
+            ) from None
+        except Exception as exc:
+            raise HandlerTypeError(
+                f"importing {module_name!r} failed: {type(exc).__name__}: {exc}"
+            ) from None
+        found = module
+        for part in attribute.split("."):
+            found = getattr(found, part, None)  # type: ignore[assignment]
+            if found is None:
+                raise HandlerTypeError(f"module {module_name!r} has no attribute {attribute!r}")
+        handler_class: object = found
+    else:
+        types = installed_types()
+        entry = types.get(type_ref)
+        if entry is None:
+            installed = ", ".join(types) or "none"
+            hint = did_you_mean(type_ref, list(types))
+            raise HandlerTypeError(
+                f"unknown handler type {type_ref!r}{hint} (installed types: {installed}; "
+                "or give 'package.module:Class')"
+            )
+        try:
+            handler_class = entry.load()
+        except Exception as exc:
+            raise HandlerTypeError(
+                f"handler type {type_ref!r} ({entry.value}) failed to load: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+    if not (isinstance(handler_class, type) and issubclass(handler_class, JobCompleteHandler)):
+        raise HandlerTypeError(
+            f"{type_ref!r} is not a subclass of jobhooks.JobCompleteHandler"
+        )
+    return handler_class

@@ -1,0 +1,84 @@
+"""The registry: an immutable snapshot of the handlers that run, indexed by job type."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal
+
+from jobhooks.sdk.handler import JobCompleteHandler
+
+__all__ = ["DeliveryPolicy", "RegisteredHandler", "Registry"]
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryPolicy:
+    """How a handler's runs are delivered: time limit, attempts and retry spacing."""
+
+    timeout: float = 30.0
+    max_attempts: int = 5
+    backoff: float = 10.0
+    isolation: Literal["none", "process"] = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredHandler:
+    """One registration: a configured handler instance and what it runs for."""
+
+    name: str
+    type_name: str
+    handler: JobCompleteHandler
+    job_types: tuple[uuid.UUID, ...] | None
+    """The job type ids it runs for, in registration order; None means every job type."""
+    policy: DeliveryPolicy = field(default_factory=DeliveryPolicy)
+    job_type_labels: tuple[str, ...] = ()
+    """The job types as written in the registration (names or GUIDs), for display."""
+
+    @property
+    def runs_for_all(self) -> bool:
+        """True when registered with ``job_types = "*"``."""
+        return self.job_types is None
+
+
+class Registry:
+    """Which handlers run for which job type, answered in O(1).
+
+    A registry never changes once built; a reload builds a new one and swaps
+    the reference, so a lookup in flight always sees one consistent snapshot.
+    """
+
+    __slots__ = ("_by_job_type", "_by_name", "_for_all", "handlers")
+
+    def __init__(self, handlers: Iterable[RegisteredHandler] = ()) -> None:
+        self.handlers: tuple[RegisteredHandler, ...] = tuple(handlers)
+        self._by_name: Mapping[str, RegisteredHandler] = MappingProxyType(
+            {registered.name: registered for registered in self.handlers}
+        )
+        self._for_all = tuple(h for h in self.handlers if h.job_types is None)
+        index: dict[uuid.UUID, list[RegisteredHandler]] = {}
+        for registered in self.handlers:
+            for job_type in registered.job_types or ():
+                index.setdefault(job_type, [])
+        for job_type, matched in index.items():
+            matched.extend(
+                h for h in self.handlers if h.job_types is None or job_type in h.job_types
+            )
+        self._by_job_type: Mapping[uuid.UUID, tuple[RegisteredHandler, ...]] = MappingProxyType(
+            {job_type: tuple(matched) for job_type, matched in index.items()}
+        )
+
+    def for_job_type(self, job_type_id: uuid.UUID) -> tuple[RegisteredHandler, ...]:
+        """The handlers that run for a job type id, in registration order."""
+        return self._by_job_type.get(job_type_id, self._for_all)
+
+    def get(self, name: str) -> RegisteredHandler | None:
+        """The registration called ``name``, if any."""
+        return self._by_name.get(name)
+
+    def __len__(self) -> int:
+        return len(self.handlers)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.handlers)

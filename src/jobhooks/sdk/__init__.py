@@ -1,0 +1,1 @@
+"""What handler authors import; re-exported from :mod:`jobhooks`."""

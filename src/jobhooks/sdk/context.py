@@ -1,0 +1,275 @@
+"""The context a handler receives: one completed orchestrator job."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import json
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from jobhooks.errors import ContextError, FieldProblem, PlatformNotConfigured
+from jobhooks.sdk.enums import JobResult, OperationType, normalise_name
+
+__all__ = ["SOURCES", "JobCompleteContext", "unconfigured_async_client", "unconfigured_client"]
+
+SOURCES = ("check-in", "poll")
+_MAX_TEXT = 512
+_MAX_MESSAGE = 32_768
+
+
+class _UnconfiguredTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
+    def _refuse(self) -> httpx.Response:
+        raise PlatformNotConfigured(
+            "context.client needs the platform's API: set [platform] url (and credentials) "
+            "in jobhooks.toml"
+        )
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self._refuse()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return self._refuse()
+
+
+@functools.cache
+def unconfigured_client() -> httpx.Client:
+    """A client whose every request raises :class:`PlatformNotConfigured`."""
+    return httpx.Client(transport=_UnconfiguredTransport(), trust_env=False)
+
+
+@functools.cache
+def unconfigured_async_client() -> httpx.AsyncClient:
+    """The async twin of :func:`unconfigured_client`."""
+    return httpx.AsyncClient(transport=_UnconfiguredTransport(), trust_env=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobCompleteContext:
+    """A completed orchestrator job, as handlers see it.
+
+    The seed's ``OrchestratorJobCompleteHandlerContext`` in snake_case, plus
+    ``message``, ``completion_id``, ``source``, ``job_history_id`` and
+    ``attempt``. ``client`` and ``async_client`` talk to the platform's API
+    as configured in ``[platform]``.
+    """
+
+    agent_id: uuid.UUID
+    username: str = ""
+    client_machine: str = ""
+    job_result: JobResult
+    job_id: uuid.UUID
+    job_type: str
+    job_type_id: uuid.UUID
+    operation_type: OperationType = OperationType.UNKNOWN
+    certificate_id: int | None = None
+    request_timestamp: datetime | None = None
+    current_retry_count: int = 0
+    message: str | None = None
+    completion_id: str = ""
+    source: str = "check-in"
+    job_history_id: int | None = None
+    attempt: int = 1
+    client: httpx.Client = field(
+        default_factory=unconfigured_client, repr=False, compare=False
+    )
+    async_client: httpx.AsyncClient = field(
+        default_factory=unconfigured_async_client, repr=False, compare=False
+    )
+
+    @property
+    def failed(self) -> bool:
+        """True when the job's result is a failure."""
+        return self.job_result is JobResult.FAILURE
+
+    def to_dict(self, *, pascal_case: bool = False) -> dict[str, Any]:
+        """The data fields as JSON-ready values (enums by name, UUIDs and times as text)."""
+        data: dict[str, Any] = {}
+        for name in DATA_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, uuid.UUID):
+                value = str(value)
+            elif isinstance(value, JobResult | OperationType):
+                value = value.display
+            elif isinstance(value, datetime):
+                value = value.isoformat().replace("+00:00", "Z")
+            data[_PASCAL[name] if pascal_case else name] = value
+        return data
+
+    def to_json(self, *, pascal_case: bool = False) -> str:
+        """The data fields as a JSON document."""
+        return json.dumps(self.to_dict(pascal_case=pascal_case), ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], **overrides: Any) -> JobCompleteContext:
+        """Build a context from a mapping with snake_case or PascalCase keys.
+
+        Enums are accepted by integer or by name in any spelling. Every invalid
+        field is reported in one :class:`ContextError`. ``overrides`` (such as
+        ``client``) are applied as given.
+        """
+        values, problems = parse_fields(data)
+        if problems:
+            raise ContextError(problems)
+        values.update(overrides)
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise ContextError([FieldProblem("context", str(exc))]) from None
+
+    @classmethod
+    def from_json(cls, text: str | bytes, **overrides: Any) -> JobCompleteContext:
+        """Build a context from a JSON object; see :meth:`from_dict`."""
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ContextError([FieldProblem("body", f"not valid JSON: {exc}")]) from None
+        if not isinstance(data, dict):
+            raise ContextError([FieldProblem("body", "expected a JSON object")])
+        return cls.from_dict(data, **overrides)
+
+
+DATA_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(JobCompleteContext) if f.name not in ("client", "async_client")
+)
+REQUIRED_FIELDS = ("agent_id", "job_id", "job_type", "job_type_id", "job_result")
+_PASCAL = {name: "".join(part.capitalize() for part in name.split("_")) for name in DATA_FIELDS}
+_KEYS = {normalise_name(name): name for name in DATA_FIELDS}
+
+
+def _text(limit: int) -> Callable[[object], str]:
+    def parse(value: object) -> str:
+        if not isinstance(value, str):
+            raise ValueError(f"expected a string, got {_kind(value)}")
+        if len(value) > limit:
+            raise ValueError(f"too long: {len(value)} characters, at most {limit}")
+        return value
+
+    return parse
+
+
+def _optional(parse: Callable[[object], Any]) -> Callable[[object], Any]:
+    return lambda value: None if value is None else parse(value)
+
+
+def _guid(value: object) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"expected a GUID string, got {_kind(value)}")
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise ValueError(f"not a GUID: {value[:80]!r}") from None
+
+
+def _count(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"expected a non-negative integer, got {_kind(value)}")
+    if isinstance(value, str):
+        if not value.strip().isdigit():
+            raise ValueError(f"expected a non-negative integer, got {value[:40]!r}")
+        value = int(value)
+    if value < 0 or value > 2**63 - 1:
+        raise ValueError(f"expected a non-negative integer, got {value}")
+    return value
+
+
+def _timestamp(value: object) -> datetime:
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(
+                f"not an ISO 8601 time: {value[:60]!r} (expected e.g. 2026-11-22T10:00:00Z)"
+            ) from None
+    else:
+        raise ValueError(f"expected an ISO 8601 time string, got {_kind(value)}")
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _source(value: object) -> str:
+    if value not in SOURCES:
+        raise ValueError(f"expected one of {', '.join(SOURCES)}, got {value!r}")
+    return str(value)
+
+
+def _attempt(value: object) -> int:
+    number = _count(value)
+    if number < 1:
+        raise ValueError("expected an integer of at least 1")
+    return number
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string",
+            list: "an array", dict: "an object"}.get(type(value), type(value).__name__)
+
+
+_PARSERS: dict[str, Callable[[object], Any]] = {
+    "agent_id": _guid,
+    "username": _text(_MAX_TEXT),
+    "client_machine": _text(_MAX_TEXT),
+    "job_result": JobResult.parse,
+    "job_id": _guid,
+    "job_type": _text(_MAX_TEXT),
+    "job_type_id": _guid,
+    "operation_type": OperationType.parse,
+    "certificate_id": _optional(_count),
+    "request_timestamp": _optional(_timestamp),
+    "current_retry_count": _count,
+    "message": _optional(_text(_MAX_MESSAGE)),
+    "completion_id": _text(_MAX_TEXT),
+    "source": _source,
+    "job_history_id": _optional(_count),
+    "attempt": _attempt,
+}
+
+
+def canonical_key(key: str) -> str | None:
+    """The snake_case field name for a key in either spelling, or None if unknown."""
+    return _KEYS.get(normalise_name(key))
+
+
+def parse_fields(data: Mapping[str, Any]) -> tuple[dict[str, Any], list[FieldProblem]]:
+    """Parse the data fields of a report; returns the values and every problem found."""
+    values: dict[str, Any] = {}
+    problems: list[FieldProblem] = []
+    for key, raw in data.items():
+        name = canonical_key(key) if isinstance(key, str) else None
+        if name is None:
+            hint = difflib.get_close_matches(str(key), [*DATA_FIELDS, *_PASCAL.values()], n=1)
+            suffix = f"; did you mean {hint[0]!r}?" if hint else ""
+            problems.append(FieldProblem(str(key)[:80], f"unknown field{suffix}"))
+            continue
+        if name in values:
+            problems.append(FieldProblem(name, "given twice (in both spellings)"))
+            continue
+        if raw is None and name in REQUIRED_FIELDS:
+            problems.append(FieldProblem(name, "is required and may not be null"))
+            continue
+        if raw is None and name in ("username", "client_machine"):
+            values[name] = ""
+            continue
+        if raw is None and name in ("current_retry_count", "operation_type"):
+            continue
+        try:
+            values[name] = _PARSERS[name](raw)
+        except ValueError as exc:
+            problems.append(FieldProblem(name, str(exc)))
+    for name in REQUIRED_FIELDS:
+        if name not in values and not any(p.field == name for p in problems):
+            problems.append(FieldProblem(name, "is required"))
+    return values, problems
