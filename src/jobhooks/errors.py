@@ -6,7 +6,9 @@ The tree::
     ├── ConfigError            jobhooks.toml (or a handler registration) is invalid
     ├── ContextError           a completion report does not describe a valid job
     ├── SecretError            a Secret reference cannot be resolved
-    └── PlatformNotConfigured  a handler used context.client without a [platform] url
+    ├── PlatformNotConfigured  a handler used context.client without a [platform] url
+    └── StoreError             the database cannot do what was asked
+        └── SchemaOutOfDate    the database schema is behind this version of jobhooks
 
 Messages say what is wrong, where, and what to do, so the CLI can print them
 as they are.
@@ -23,7 +25,9 @@ __all__ = [
     "FieldProblem",
     "JobhooksError",
     "PlatformNotConfigured",
+    "SchemaOutOfDate",
     "SecretError",
+    "StoreError",
 ]
 
 
@@ -71,3 +75,11 @@ class SecretError(JobhooksError, ValueError):
 
 class PlatformNotConfigured(JobhooksError):
     """Raised when a handler calls the platform API but ``[platform] url`` is not set."""
+
+
+class StoreError(JobhooksError):
+    """Raised when the database cannot be reached or cannot do what was asked."""
+
+
+class SchemaOutOfDate(StoreError):
+    """Raised when the database schema is behind this version; run ``jobhooks db upgrade``."""

@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from jobhooks.sdk.context import JobCompleteContext
+from jobhooks.sdk.context import JobCompleteContext, canonical_key
 from jobhooks.sdk.enums import JobResult, OperationType
 
 __all__ = ["SAMPLE_AGENT_ID", "sample_context"]
@@ -37,5 +37,5 @@ def sample_context(**overrides: Any) -> JobCompleteContext:
         "job_history_id": None,
     }
     clients = {key: overrides.pop(key) for key in ("client", "async_client") if key in overrides}
-    data = {**base, **overrides}
+    data = {**base, **{canonical_key(key) or key: value for key, value in overrides.items()}}
     return JobCompleteContext.from_dict(data, **clients)

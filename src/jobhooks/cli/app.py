@@ -23,6 +23,8 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,
 )
+
+
 def _width() -> int | None:
     # Rich falls back to 80 columns off a terminal; tables of GUIDs need more.
     return None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120
@@ -62,7 +64,11 @@ def setup_logging(level: str = "INFO") -> None:
 
 def main() -> None:
     """Entry point of the ``jobhooks`` console script."""
-    from jobhooks.cli import config_commands  # noqa: F401  (registers the verbs)
+    from jobhooks.cli import (  # noqa: F401  (importing a module registers its verbs)
+        config_commands,
+        serve_commands,
+        token_commands,
+    )
 
     try:
         app()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from pathlib import Path
@@ -19,6 +20,7 @@ from jobhooks.registry import Registry, build_registry
 from jobhooks.registry.discovery import HandlerTypeError, installed_types, load_handler_type
 from jobhooks.registry.matching import RegisteredHandler
 from jobhooks.registry.properties import property_specs
+from jobhooks.sdk.context import canonical_key
 from jobhooks.sdk.enums import JobResult
 from jobhooks.sdk.secret import Secret
 from jobhooks.testing import sample_context
@@ -139,9 +141,19 @@ def test_handler(
     name: Annotated[str, typer.Argument(help="Name of the registered handler to run.")],
     config: ConfigOption = DEFAULT_CONFIG,
     result: Annotated[
-        str, typer.Option(help="Job result: success, warning, failure, unknown or a number.")
-    ] = "failure",
-    retry_count: Annotated[int, typer.Option(min=0, help="current_retry_count of the job.")] = 0,
+        str | None,
+        typer.Option(
+            help="Job result: success, warning, failure, unknown or a number "
+            "(default: the --context-json file's, else failure)."
+        ),
+    ] = None,
+    retry_count: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="current_retry_count of the job (default: the --context-json file's, else 0).",
+        ),
+    ] = None,
     job_type_id: Annotated[
         str | None, typer.Option(help="Job type GUID (default: the handler's first job type).")
     ] = None,
@@ -170,23 +182,23 @@ def test_handler(
             fail(f"cannot read {context_json}: {exc}")
         if not isinstance(loaded, dict):
             fail(f"{context_json}: expected a JSON object of context fields")
-        overrides.update(loaded)
-    try:
-        overrides["job_result"] = JobResult.parse(result)
-    except ValueError as exc:
-        fail(f"--result: {exc}")
-    overrides["current_retry_count"] = retry_count
+        overrides.update({canonical_key(key) or key: value for key, value in loaded.items()})
+    if result is not None or "job_result" not in overrides:
+        try:
+            overrides["job_result"] = JobResult.parse(result or "failure")
+        except ValueError as exc:
+            fail(f"--result: {exc}")
+    if retry_count is not None or "current_retry_count" not in overrides:
+        overrides["current_retry_count"] = retry_count or 0
     if job_type_id is not None:
         overrides["job_type_id"] = job_type_id
-    elif "job_type_id" not in overrides and "JobTypeId" not in overrides and registered.job_types:
+    elif "job_type_id" not in overrides and registered.job_types:
         overrides["job_type_id"] = str(registered.job_types[0])
     names = {guid: name for name, guid in loaded_config.job_types.items()}
     chosen = overrides.get("job_type_id")
-    if chosen is not None and "job_type" not in overrides and "JobType" not in overrides:
-        try:
+    if chosen is not None and "job_type" not in overrides:
+        with contextlib.suppress(ValueError):
             overrides["job_type"] = names.get(uuid.UUID(str(chosen)), "Inventory")
-        except ValueError:
-            pass
     try:
         context = sample_context(**overrides)
     except ContextError as exc:
@@ -206,4 +218,3 @@ def test_handler(
     if outcome.traceback and show_traceback:
         console.print(outcome.traceback, markup=False, soft_wrap=True)
     raise typer.Exit(1)
-

@@ -18,7 +18,7 @@ from jobhooks.errors import ConfigError
 __all__ = ["describe_error", "did_you_mean", "parse_config", "read_config"]
 
 _SECTIONS: dict[str, type[BaseModel]] = {
-    name: info.annotation  # type: ignore[misc]
+    name: info.annotation
     for name, info in JobhooksConfig.model_fields.items()
     if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
 }
@@ -97,7 +97,10 @@ def _model_at(path: Sequence[str | int]) -> type[BaseModel] | None:
 
 
 def _problems(
-    exc: ValidationError, prefix: tuple[str | int, ...], data: Mapping[str, Any], origin: ConfigOrigin
+    exc: ValidationError,
+    prefix: tuple[str | int, ...],
+    data: Mapping[str, Any],
+    origin: ConfigOrigin,
 ) -> list[str]:
     problems = []
     for error in exc.errors():
@@ -122,9 +125,12 @@ def parse_config(data: Mapping[str, Any], origin: ConfigOrigin) -> tuple[Jobhook
         raw_handlers = []
     for index, entry in enumerate(raw_handlers):
         try:
-            handlers.append(HandlerRegistration.model_validate(entry))
+            registration = HandlerRegistration.model_validate(entry)
         except ValidationError as exc:
             problems.extend(_problems(exc, ("handlers", index), data, origin))
+            continue
+        registration._position = index
+        handlers.append(registration)
     rest = {key: value for key, value in data.items() if key != "handlers"}
     try:
         config = JobhooksConfig.model_validate(rest)
@@ -141,7 +147,8 @@ def parse_config(data: Mapping[str, Any], origin: ConfigOrigin) -> tuple[Jobhook
     config = config.model_copy(update={"handlers": handlers})
     config._origin = origin
     names: dict[str, int] = {}
-    for index, handler in enumerate(handlers):
+    for position, handler in enumerate(handlers):
+        index = position if handler.position is None else handler.position
         if handler.name in names:
             problems.append(
                 f"handlers[{index}] {handler.name!r}: name: duplicate handler name, already used "

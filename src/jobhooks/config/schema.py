@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_serializer, field_validator
 
 from jobhooks.config.origin import ConfigOrigin
-from jobhooks.sdk.secret import Secret
+from jobhooks.sdk.secret import MASK, Secret
 
 __all__ = [
     "DEFAULT_DATABASE",
@@ -111,12 +111,34 @@ class HandlerRegistration(_Section):
     name: Annotated[str, Field(min_length=1, max_length=200)]
     type: Annotated[str, Field(min_length=1)]
     job_types: str | list[str] | None = None
-    properties: dict[str, object] = Field(default_factory=dict)
+    properties: dict[str, object] = Field(default_factory=dict, repr=False)
     timeout: PositiveSeconds = 30.0
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 5
     backoff: Annotated[float, Field(ge=0, le=86_400)] = 10.0
     isolation: Literal["none", "process"] = "none"
     enabled: bool = True
+    _position: int | None = PrivateAttr(default=None)
+
+    @property
+    def position(self) -> int | None:
+        """Index of this table among the file's ``[[handlers]]``, when read from a file."""
+        return self._position
+
+    @field_serializer("properties")
+    def _mask_properties(self, properties: dict[str, object]) -> dict[str, object]:
+        # Which properties are secrets depends on the handler type, unknown here.
+        return {key: _mask_text(value) for key, value in properties.items()}
+
+
+def _mask_text(value: object) -> object:
+    """Mask literal text (any may be a secret); references and numbers are not secret."""
+    if isinstance(value, str):
+        return value if value.startswith(("env:", "file:")) else MASK
+    if isinstance(value, list):
+        return [_mask_text(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _mask_text(item) for key, item in value.items()}
+    return value
 
 
 class JobhooksConfig(_Section):

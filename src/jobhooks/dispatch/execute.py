@@ -54,7 +54,7 @@ async def run_attempt(
     started = time.perf_counter()
     try:
         if inspect.iscoroutinefunction(handler.run_handler):
-            result = await asyncio.wait_for(handler.run_handler(context), timeout)  # type: ignore[arg-type]
+            result = await asyncio.wait_for(handler.run_handler(context), timeout)
         else:
             loop = asyncio.get_running_loop()
             call = loop.run_in_executor(executor, partial(handler.run_handler, context))

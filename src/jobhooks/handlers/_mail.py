@@ -15,7 +15,7 @@ __all__ = ["EmailHandler", "header_text"]
 
 def header_text(value: str, limit: int = 200) -> str:
     """Make a value safe for a header: no CR, LF or other control characters."""
-    cleaned = "".join(" " if ch in "\r\n\t" or ord(ch) < 32 or ord(ch) == 127 else ch for ch in value)
+    cleaned = "".join(" " if ord(ch) < 32 or ord(ch) == 127 else ch for ch in value)
     cleaned = " ".join(cleaned.split())
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
 

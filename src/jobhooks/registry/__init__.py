@@ -3,4 +3,11 @@
 from jobhooks.registry.build import LoadedConfig, build_registry, load
 from jobhooks.registry.matching import DeliveryPolicy, RegisteredHandler, Registry
 
-__all__ = ["DeliveryPolicy", "LoadedConfig", "RegisteredHandler", "Registry", "build_registry", "load"]
+__all__ = [
+    "DeliveryPolicy",
+    "LoadedConfig",
+    "RegisteredHandler",
+    "Registry",
+    "build_registry",
+    "load",
+]

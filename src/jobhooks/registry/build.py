@@ -34,17 +34,28 @@ def _resolve_job_types(
     raw: object, catalog: Mapping[str, uuid.UUID]
 ) -> tuple[tuple[uuid.UUID, ...] | None, tuple[str, ...], list[str]]:
     if raw is None:
-        return (), (), [
-            'job_types is required: a list of job type GUIDs or names, or "*" for every job type'
-        ]
-    entries = [part.strip() for part in raw.split(",")] if isinstance(raw, str) else list(raw)
+        return (
+            (),
+            (),
+            ['job_types is required: a list of job type GUIDs or names, or "*" for every job type'],
+        )
+    if isinstance(raw, str):
+        entries: list[object] = [part.strip() for part in raw.split(",")]
+    elif isinstance(raw, list | tuple):
+        entries = list(raw)
+    else:
+        return (), (), [f"job_types: expected a list of GUIDs or names, got {raw!r}"]
     if isinstance(raw, str) and not raw.strip():
         entries = []
     if not entries:
-        return (), (), [
-            'job_types is empty; it would run for nothing. List job type GUIDs or names, '
-            'or use "*" for every job type'
-        ]
+        return (
+            (),
+            (),
+            [
+                "job_types is empty; it would run for nothing. List job type GUIDs or names, "
+                'or use "*" for every job type'
+            ],
+        )
     if "*" in entries:
         if len(entries) > 1:
             return (), (), ['job_types: "*" means every job type; list nothing beside it']
@@ -72,9 +83,7 @@ def _resolve_job_types(
         known = folded.get(normalise_name(entry))
         if known is None:
             hint = did_you_mean(entry, list(catalog))
-            advice = (
-                " (name it in [job_types], or run 'jobhooks job-types' to list the ones seen)"
-            )
+            advice = " (name it in [job_types], or run 'jobhooks job-types' to list the ones seen)"
             problems.append(f"job_types: unknown job type name {entry!r}{hint}{advice}")
             continue
         ids[known[1]] = None
@@ -178,7 +187,8 @@ def build_registry(
     names = {**(catalog or {}), **config.job_types}
     handlers: list[RegisteredHandler] = []
     problems: list[str] = []
-    for index, registration in enumerate(config.handlers):
+    for position, registration in enumerate(config.handlers):
+        index = position if registration.position is None else registration.position
         registered, found = _register(index, registration, config, names)
         problems += found
         if registered is not None and registration.enabled:

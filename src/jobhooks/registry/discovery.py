@@ -66,7 +66,5 @@ def load_handler_type(type_ref: str) -> type[JobCompleteHandler]:
                 f"{type(exc).__name__}: {exc}"
             ) from None
     if not (isinstance(handler_class, type) and issubclass(handler_class, JobCompleteHandler)):
-        raise HandlerTypeError(
-            f"{type_ref!r} is not a subclass of jobhooks.JobCompleteHandler"
-        )
+        raise HandlerTypeError(f"{type_ref!r} is not a subclass of jobhooks.JobCompleteHandler")
     return handler_class

@@ -49,25 +49,30 @@ class Registry:
     the reference, so a lookup in flight always sees one consistent snapshot.
     """
 
-    __slots__ = ("_by_job_type", "_by_name", "_for_all", "handlers")
+    __slots__ = ("_by_job_type", "_by_name", "_for_all", "_handlers")
 
     def __init__(self, handlers: Iterable[RegisteredHandler] = ()) -> None:
-        self.handlers: tuple[RegisteredHandler, ...] = tuple(handlers)
+        self._handlers: tuple[RegisteredHandler, ...] = tuple(handlers)
         self._by_name: Mapping[str, RegisteredHandler] = MappingProxyType(
-            {registered.name: registered for registered in self.handlers}
+            {registered.name: registered for registered in self._handlers}
         )
-        self._for_all = tuple(h for h in self.handlers if h.job_types is None)
+        self._for_all = tuple(h for h in self._handlers if h.job_types is None)
         index: dict[uuid.UUID, list[RegisteredHandler]] = {}
-        for registered in self.handlers:
+        for registered in self._handlers:
             for job_type in registered.job_types or ():
                 index.setdefault(job_type, [])
         for job_type, matched in index.items():
             matched.extend(
-                h for h in self.handlers if h.job_types is None or job_type in h.job_types
+                h for h in self._handlers if h.job_types is None or job_type in h.job_types
             )
         self._by_job_type: Mapping[uuid.UUID, tuple[RegisteredHandler, ...]] = MappingProxyType(
             {job_type: tuple(matched) for job_type, matched in index.items()}
         )
+
+    @property
+    def handlers(self) -> tuple[RegisteredHandler, ...]:
+        """Every enabled registration, in registration order."""
+        return self._handlers
 
     def for_job_type(self, job_type_id: uuid.UUID) -> tuple[RegisteredHandler, ...]:
         """The handlers that run for a job type id, in registration order."""
@@ -78,7 +83,7 @@ class Registry:
         return self._by_name.get(name)
 
     def __len__(self) -> int:
-        return len(self.handlers)
+        return len(self._handlers)
 
     def __iter__(self):  # type: ignore[no-untyped-def]
-        return iter(self.handlers)
+        return iter(self._handlers)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import types
 import typing
 from collections.abc import Mapping
@@ -72,8 +73,10 @@ def _describe(annotation: Any) -> str:
         return " or ".join(parts) + (" (optional)" if optional else "")
     if origin in (list, tuple, set, frozenset):
         (item, *_rest) = get_args(annotation) or (str,)
-        return f"a list of {_describe(item).removeprefix('a ').removeprefix('an ')}s " \
+        return (
+            f"a list of {_describe(item).removeprefix('a ').removeprefix('an ')}s "
             "(or a comma-separated string)"
+        )
     if origin is Literal:
         return "one of " + ", ".join(repr(arg) for arg in get_args(annotation))
     return {
@@ -89,18 +92,25 @@ def _is_list(annotation: Any) -> bool:
     return any(get_origin(leaf) in (list, tuple, set, frozenset) for leaf in _flatten(annotation))
 
 
-@functools.cache
 def property_specs(handler_class: type[JobCompleteHandler]) -> tuple[PropertySpec, ...]:
     """The properties a handler class declares, in declaration order."""
+    found: tuple[PropertySpec, ...] = _property_specs(handler_class)  # type: ignore[arg-type]
+    return found
+
+
+@functools.cache
+def _property_specs(handler_class: Any) -> tuple[PropertySpec, ...]:
     specs: dict[str, PropertySpec] = {}
     base_names = set(typing.get_type_hints(JobCompleteHandler, include_extras=True))
     for klass in reversed(handler_class.__mro__):
-        if klass is object or klass is JobCompleteHandler or not issubclass(
-            klass, JobCompleteHandler
+        if (
+            klass is object
+            or klass is JobCompleteHandler
+            or not issubclass(klass, JobCompleteHandler)
         ):
             continue
         hints = typing.get_type_hints(klass, include_extras=True)
-        for name in klass.__dict__.get("__annotations__", {}):
+        for name in inspect.get_annotations(klass):
             annotation = hints[name]
             if name.startswith("_") or name in base_names or get_origin(annotation) is ClassVar:
                 continue

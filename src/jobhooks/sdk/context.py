@@ -76,12 +76,14 @@ class JobCompleteContext:
     source: str = "check-in"
     job_history_id: int | None = None
     attempt: int = 1
-    client: httpx.Client = field(
-        default_factory=unconfigured_client, repr=False, compare=False
-    )
+    client: httpx.Client = field(default_factory=unconfigured_client, repr=False, compare=False)
     async_client: httpx.AsyncClient = field(
         default_factory=unconfigured_async_client, repr=False, compare=False
     )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Clients hold sockets and cannot cross a process boundary; the data can.
+        return (_from_data, (self.to_dict(),))
 
     @property
     def failed(self) -> bool:
@@ -135,8 +137,14 @@ class JobCompleteContext:
         return cls.from_dict(data, **overrides)
 
 
+def _from_data(data: dict[str, Any]) -> JobCompleteContext:
+    return JobCompleteContext.from_dict(data)
+
+
 DATA_FIELDS: tuple[str, ...] = tuple(
-    f.name for f in dataclasses.fields(JobCompleteContext) if f.name not in ("client", "async_client")
+    f.name
+    for f in dataclasses.fields(JobCompleteContext)
+    if f.name not in ("client", "async_client")
 )
 REQUIRED_FIELDS = ("agent_id", "job_id", "job_type", "job_type_id", "job_result")
 _PASCAL = {name: "".join(part.capitalize() for part in name.split("_")) for name in DATA_FIELDS}
@@ -195,7 +203,10 @@ def _timestamp(value: object) -> datetime:
         raise ValueError(f"expected an ISO 8601 time string, got {_kind(value)}")
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"out of range in UTC: {moment.isoformat()!r}") from None
 
 
 def _source(value: object) -> str:
@@ -214,8 +225,14 @@ def _attempt(value: object) -> int:
 def _kind(value: object) -> str:
     if value is None:
         return "null"
-    return {bool: "a boolean", int: "a number", float: "a number", str: "a string",
-            list: "an array", dict: "an object"}.get(type(value), type(value).__name__)
+    return {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "an array",
+        dict: "an object",
+    }.get(type(value), type(value).__name__)
 
 
 _PARSERS: dict[str, Callable[[object], Any]] = {

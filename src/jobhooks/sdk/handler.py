@@ -38,7 +38,8 @@ class JobCompleteHandler:
     :meth:`setup` once; ``name`` is the registration's name.
     """
 
-    name: ClassVar[str]  # set on each instance at registration; ClassVar keeps it off the properties
+    # Set on each instance at registration; ClassVar keeps it out of the properties.
+    name: ClassVar[str]
 
     def setup(self) -> None:
         """Check or prepare the properties once at registration.

@@ -1,0 +1,125 @@
+"""The ASGI app: ``create_app(runtime)`` wires the routes to a running :class:`Runtime`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from jobhooks import __version__
+from jobhooks.api import health, operator
+from jobhooks.api.checkin import MAX_BODY, post_completion
+from jobhooks.api.problems import ApiProblem, problem_response
+from jobhooks.api.schemas import CheckinAnswer, CompletionReport
+
+__all__ = ["create_app"]
+
+
+def _checkin_openapi() -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/CompletionReport"}}
+            },
+        },
+        "parameters": [
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+                "description": "A repeat with the same key from the same agent answers "
+                "with the original.",
+            }
+        ],
+        "responses": {
+            "202": {
+                "description": "Stored, with one pending run per matching handler",
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/CheckinAnswer"}}
+                },
+            },
+            "400": {"description": "Malformed body"},
+            "401": {"description": "No or unknown token"},
+            "403": {"description": "The token belongs to another agent"},
+            "413": {"description": f"Body over {MAX_BODY} bytes"},
+            "422": {"description": "Invalid fields; `errors` lists each with why"},
+        },
+    }
+
+
+def create_app(runtime: Any) -> FastAPI:
+    """The API for a :class:`jobhooks.runtime.Runtime`; its lifespan starts and stops it."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(
+        title="jobhooks",
+        version=__version__,
+        description="Check-in API for orchestrator job completions, and operator endpoints.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    app.add_api_route(
+        "/api/v1/job-completions",
+        post_completion,
+        methods=["POST"],
+        status_code=202,
+        summary="Report a completed orchestrator job",
+        tags=["check-in"],
+        openapi_extra=_checkin_openapi(),
+        response_class=Response,
+    )
+    app.include_router(operator.router)
+    app.include_router(health.router)
+
+    original_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = original_openapi()
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in (CompletionReport, CheckinAnswer):
+                definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(definition.pop("$defs", {}))
+                components[model.__name__] = definition
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+    @app.exception_handler(ApiProblem)
+    async def on_problem(_request: Request, exc: ApiProblem) -> Response:
+        return problem_response(exc.status, exc.detail, exc.errors)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(_request: Request, exc: RequestValidationError) -> Response:
+        errors = [
+            {
+                "field": ".".join(str(p) for p in error["loc"][1:]) or "request",
+                "message": error["msg"],
+            }
+            for error in exc.errors()
+        ]
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        return problem_response(422, detail, errors)
+
+    @app.exception_handler(HTTPException)
+    async def on_http(_request: Request, exc: HTTPException) -> Response:
+        headers = dict(exc.headers) if exc.headers else None
+        return problem_response(exc.status_code, str(exc.detail), None, headers)
+
+    return app

@@ -1,0 +1,57 @@
+"""``/healthz`` (the process answers), ``/readyz`` (it can store), ``/metrics``."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from starlette.responses import JSONResponse, Response
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="The process is up")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+def _database_ok(engine: Any) -> str | None:
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+@router.get("/readyz", summary="The process can store completions")
+async def readyz(request: Request) -> Response:
+    runtime = request.app.state.runtime
+    loop = asyncio.get_running_loop()
+    error = await loop.run_in_executor(None, _database_ok, runtime.store.engine)
+    worker = runtime.worker
+    body: dict[str, Any] = {
+        "status": "ok" if error is None else "unavailable",
+        "database": "ok" if error is None else error,
+        "worker": None if worker is None else {"id": worker.id, "busy": worker.busy},
+        "config": {
+            "handlers": len(runtime.live.registry),
+            "last_reload_applied": runtime.live.last_reload.applied,
+        },
+        "uptime": time.time() - runtime.metrics.started,
+    }
+    return JSONResponse(body, status_code=200 if error is None else 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics")
+async def metrics(request: Request) -> Response:
+    registry = request.app.state.runtime.metrics.registry
+    loop = asyncio.get_running_loop()
+    payload = await loop.run_in_executor(None, generate_latest, registry)
+    return Response(payload, media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,60 @@
+"""Models that document the API in /openapi.json (the check-in parses its body itself)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from jobhooks.sdk.enums import JobResult, OperationType
+
+__all__ = ["CheckinAnswer", "CompletionReport", "RunAnswer"]
+
+_RESULT_NAMES = [m.display for m in JobResult]
+_OPERATION_NAMES = [m.display for m in OperationType]
+
+
+class CompletionReport(BaseModel):
+    """A completed orchestrator job. Keys may also be PascalCase (``AgentId``), and
+    enums may be given by integer or by name in any spelling."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    agent_id: uuid.UUID
+    username: str = Field("", max_length=512)
+    client_machine: str = Field("", max_length=512)
+    job_id: uuid.UUID
+    job_type: str = Field(max_length=512)
+    job_type_id: uuid.UUID
+    operation_type: int | Literal[tuple(_OPERATION_NAMES)] = Field(  # type: ignore[valid-type]
+        0,
+        description="OperationType: " + ", ".join(f"{m.display}={m.value}" for m in OperationType),
+    )
+    job_result: int | Literal[tuple(_RESULT_NAMES)] = Field(  # type: ignore[valid-type]
+        description="JobResult: " + ", ".join(f"{m.display}={m.value}" for m in JobResult)
+    )
+    certificate_id: int | None = Field(None, ge=0)
+    request_timestamp: datetime | None = None
+    current_retry_count: int | None = Field(
+        None, ge=0, description="Omit it to let jobhooks count the job's consecutive failures."
+    )
+    job_history_id: int | None = Field(None, ge=0)
+    message: str | None = Field(None, max_length=32_768)
+
+
+class RunAnswer(BaseModel):
+    """A handler run created for a completion."""
+
+    id: str
+    handler: str
+    status: str
+
+
+class CheckinAnswer(BaseModel):
+    """The answer to a check-in: the completion's id and its handler runs."""
+
+    id: str
+    duplicate: bool
+    handler_runs: list[RunAnswer]

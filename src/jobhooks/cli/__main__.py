@@ -1,0 +1,5 @@
+"""``python -m jobhooks.cli``."""
+
+from jobhooks.cli.app import main
+
+main()

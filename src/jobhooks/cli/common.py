@@ -1,0 +1,43 @@
+"""What several verbs share: loading the configuration to serve, opening the database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from jobhooks.cli.app import err_console, fail
+from jobhooks.errors import ConfigError
+from jobhooks.registry import LoadedConfig
+from jobhooks.runtime import DEFAULT_DATA_DIR, load_for_serving, resolve_database
+from jobhooks.store.engine import connect, is_sqlite
+from jobhooks.store.migrate import ensure_current, upgrade
+
+__all__ = ["load_or_exit", "open_database"]
+
+
+def load_or_exit(config: Path | None, *, quiet: bool = False) -> LoadedConfig:
+    """The configuration to serve, or exit 1 listing every problem in it."""
+    try:
+        loaded = load_for_serving(config)
+    except ConfigError as exc:
+        fail(f"refusing to start: {config} is invalid", *exc.problems)
+    if config is None and not quiet:
+        err_console.print(
+            f"No --config given: running the built-in default (SQLite in ./{DEFAULT_DATA_DIR}, "
+            "the 'log' handler for every job type).",
+            markup=False,
+        )
+    return loaded
+
+
+def open_database(config: Path | None) -> tuple[Engine, str]:
+    """An engine on the configured database; the embedded SQLite one is migrated."""
+    loaded = load_or_exit(config, quiet=True)
+    url = resolve_database(loaded.config.server.database, config)
+    engine = connect(url, pool_size=2)
+    if is_sqlite(url):
+        upgrade(engine)
+    else:
+        ensure_current(engine)
+    return engine, url

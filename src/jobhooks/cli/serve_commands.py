@@ -1,0 +1,135 @@
+"""``serve``, ``worker`` and ``db upgrade``: run jobhooks."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from jobhooks.cli.app import app, err_console, fail, setup_logging
+from jobhooks.cli.common import load_or_exit
+from jobhooks.errors import JobhooksError
+from jobhooks.runtime import Runtime, resolve_database
+from jobhooks.store.engine import connect
+from jobhooks.store.migrate import current_revision, head_revision, upgrade
+
+OptionalConfig = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        envvar="JOBHOOKS_CONFIG",
+        help="Path of jobhooks.toml (default: the built-in default configuration).",
+    ),
+]
+
+
+def _split_listen(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        fail(f"--listen: expected HOST:PORT, got {listen!r}")
+    return host.strip("[]"), int(port)
+
+
+def build_server(runtime: Runtime, listen: str) -> uvicorn.Server:
+    """A uvicorn server for the runtime's API (uvloop and httptools, no access log)."""
+    from jobhooks.api import create_app
+
+    host, port = _split_listen(listen)
+    config = uvicorn.Config(
+        create_app(runtime),
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+    return uvicorn.Server(config)
+
+
+@app.command()
+def serve(
+    config: OptionalConfig = None,
+    listen: Annotated[
+        str | None, typer.Option(help="HOST:PORT to listen on (overrides [server] listen).")
+    ] = None,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="Serve the API only; run workers elsewhere.")
+    ] = False,
+) -> None:
+    """Run the HTTP API and (unless --no-worker) a worker in this process."""
+    setup_logging()
+    loaded = load_or_exit(config)
+    address = listen or loaded.config.server.listen
+    try:
+        runtime = Runtime(loaded, config, with_worker=not no_worker)
+    except JobhooksError as exc:
+        fail(str(exc))
+    server = build_server(runtime, address)
+    role = "API only" if no_worker else "API and worker"
+    err_console.print(
+        f"jobhooks serving on http://{address} ({role}; database {runtime.database}, "
+        f"{len(runtime.live.registry)} handlers). SIGHUP reloads the configuration.",
+        markup=False,
+    )
+    runtime.handle_sighup = True
+    server.run()
+
+
+@app.command()
+def worker(config: OptionalConfig = None) -> None:
+    """Run a worker only: claim due runs from the database and run their handlers."""
+    setup_logging()
+    loaded = load_or_exit(config)
+    try:
+        runtime = Runtime(loaded, config, with_worker=True)
+    except JobhooksError as exc:
+        fail(str(exc))
+    err_console.print(
+        f"jobhooks worker on {runtime.database} ({len(runtime.live.registry)} handlers). "
+        "SIGHUP reloads the configuration; SIGTERM stops after running handlers finish.",
+        markup=False,
+    )
+    runtime.handle_sighup = True
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await runtime.start()
+        try:
+            await stop.wait()
+        finally:
+            await runtime.stop()
+
+    asyncio.run(main())
+
+
+db = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db, name="db")
+
+
+@db.command("upgrade")
+def db_upgrade(config: OptionalConfig = None) -> None:
+    """Run the schema migrations the database lacks."""
+    loaded = load_or_exit(config, quiet=True)
+    url = resolve_database(loaded.config.server.database, config)
+    engine = connect(url, pool_size=1)
+    before = current_revision(engine)
+    upgrade(engine)
+    after = current_revision(engine)
+    engine.dispose()
+    if before == after:
+        typer.echo(f"The schema is up to date ({after}).")
+    else:
+        typer.echo(f"Upgraded the schema from {before or 'empty'} to {head_revision()}.")
+

@@ -1,0 +1,91 @@
+"""``token create | list | revoke``: API tokens, stored hashed."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from jobhooks.cli.app import app, console, fail
+from jobhooks.cli.common import open_database
+from jobhooks.cli.serve_commands import OptionalConfig
+from jobhooks.store.tokens import create_token, list_tokens, revoke_token
+
+token = typer.Typer(help="API tokens: agent, admin and viewer.", no_args_is_help=True)
+app.add_typer(token, name="token")
+
+
+@token.command("create")
+def token_create(
+    config: OptionalConfig = None,
+    agent: Annotated[
+        str | None, typer.Option(help="Agent id (GUID) this token may report completions for.")
+    ] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="An operator token.")] = False,
+    viewer: Annotated[bool, typer.Option("--viewer", help="A read-only operator token.")] = False,
+    label: Annotated[str | None, typer.Option(help="A note to recognise the token by.")] = None,
+) -> None:
+    """Create a token and print it (only the token, once; it is stored hashed)."""
+    if sum((agent is not None, admin, viewer)) != 1:
+        fail("give exactly one of --agent ID, --admin or --viewer")
+    agent_id = None
+    if agent is not None:
+        try:
+            agent_id = uuid.UUID(agent)
+        except ValueError:
+            fail(f"--agent: not a GUID: {agent!r}")
+    role = "agent" if agent_id else "admin" if admin else "viewer"
+    engine, _url = open_database(config)
+    try:
+        secret, _info = create_token(engine, role, agent_id, label)
+    finally:
+        engine.dispose()
+    typer.echo(secret)
+
+
+def _when(moment: float | None) -> str:
+    if moment is None:
+        return ""
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+@token.command("list")
+def token_list(config: OptionalConfig = None) -> None:
+    """List tokens (their ids and roles; the tokens themselves are not kept)."""
+    engine, _url = open_database(config)
+    try:
+        rows = list_tokens(engine)
+    finally:
+        engine.dispose()
+    table = Table(title="Tokens", title_justify="left")
+    for column in ("id", "role", "agent", "label", "created", "revoked"):
+        table.add_column(column)
+    for info in rows:
+        table.add_row(
+            info.id,
+            info.role,
+            str(info.agent_id or ""),
+            info.label or "",
+            _when(info.created_at),
+            _when(info.revoked_at),
+        )
+    console.print(table)
+
+
+@token.command("revoke")
+def token_revoke(
+    token_id: Annotated[str, typer.Argument(help="Token id from 'token list', or the token.")],
+    config: OptionalConfig = None,
+) -> None:
+    """Revoke a token (servers stop accepting it within 10 seconds)."""
+    engine, _url = open_database(config)
+    try:
+        found = revoke_token(engine, token_id)
+    finally:
+        engine.dispose()
+    if not found:
+        fail(f"no active token {token_id!r} (see 'jobhooks token list')")
+    typer.echo(f"Revoked {token_id}.")

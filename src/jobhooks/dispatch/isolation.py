@@ -1,0 +1,80 @@
+"""Run one attempt in a child process that can be killed (``isolation = "process"``)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import multiprocessing
+import time
+import traceback
+from multiprocessing.connection import Connection
+from typing import Any
+
+from jobhooks.dispatch.execute import Outcome
+from jobhooks.registry.matching import RegisteredHandler
+from jobhooks.sdk.context import JobCompleteContext
+from jobhooks.sdk.handler import JobCompleteHandler
+
+__all__ = ["run_in_process"]
+
+_spawn = multiprocessing.get_context("spawn")
+
+
+def _child(pipe: Connection, handler: JobCompleteHandler, context: JobCompleteContext) -> None:
+    try:
+        result: Any = handler.run_handler(context)
+        if inspect.isawaitable(result):
+            result = asyncio.run(result)  # type: ignore[arg-type]
+        if result is True:
+            pipe.send((True, None, None))
+        else:
+            pipe.send((False, f"run_handler returned {result!r}, not True", None))
+    except BaseException as exc:
+        pipe.send((False, f"{type(exc).__name__}: {exc}", "".join(traceback.format_exception(exc))))
+    finally:
+        pipe.close()
+
+
+def _run_blocking(
+    handler: JobCompleteHandler, context: JobCompleteContext, timeout: float
+) -> Outcome:
+    started = time.perf_counter()
+    receiver, sender = _spawn.Pipe(duplex=False)
+    process = _spawn.Process(target=_child, args=(sender, handler, context), daemon=True)
+    process.start()
+    sender.close()
+    try:
+        if not receiver.poll(timeout):
+            process.kill()
+            process.join(5)
+            return Outcome(
+                False, time.perf_counter() - started, f"timed out after {timeout:g} s (killed)"
+            )
+        try:
+            ok, error, trace = receiver.recv()
+        except EOFError:
+            process.join(5)
+            return Outcome(
+                False,
+                time.perf_counter() - started,
+                f"the handler's process exited with code {process.exitcode} before reporting",
+            )
+        process.join(5)
+        return Outcome(ok, time.perf_counter() - started, error, trace)
+    finally:
+        receiver.close()
+        if process.is_alive():
+            process.kill()
+            process.join(5)
+
+
+async def run_in_process(registered: RegisteredHandler, context: JobCompleteContext) -> Outcome:
+    """Run ``registered`` once in a fresh child process; kill it at the timeout.
+
+    The child gets the handler (properties included) and the context's data;
+    ``context.client`` there is not configured.
+    """
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(
+        None, _run_blocking, registered.handler, context, registered.policy.timeout
+    )

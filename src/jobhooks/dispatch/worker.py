@@ -1,0 +1,270 @@
+"""The worker: takes due runs under a lease, runs their handlers, records outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from jobhooks.dispatch.execute import Outcome, run_attempt
+from jobhooks.dispatch.isolation import run_in_process
+from jobhooks.dispatch.retry import decide
+from jobhooks.metrics import Metrics
+from jobhooks.platform.client import PlatformClients
+from jobhooks.registry.matching import Registry
+from jobhooks.sdk.context import JobCompleteContext
+from jobhooks.sdk.enums import JobResult, OperationType
+from jobhooks.store.ports import WorkerStore
+from jobhooks.store.records import ClaimedRun, RunOutcome
+
+__all__ = ["Worker", "build_context"]
+
+logger = logging.getLogger("jobhooks.worker")
+
+SHOW_RUNNING_AFTER = 0.2
+"""Seconds after which a run handed straight to this worker is shown as running."""
+
+
+def build_context(run: ClaimedRun, clients: PlatformClients) -> JobCompleteContext:
+    """The handler's context for a claimed run."""
+    fields = run.fields
+    return JobCompleteContext(
+        agent_id=fields["agent_id"],
+        username=fields.get("username", ""),
+        client_machine=fields.get("client_machine", ""),
+        job_result=JobResult(fields["job_result"]),
+        job_id=fields["job_id"],
+        job_type=fields["job_type"],
+        job_type_id=fields["job_type_id"],
+        operation_type=OperationType(fields.get("operation_type", 0)),
+        certificate_id=fields.get("certificate_id"),
+        request_timestamp=fields.get("request_timestamp"),
+        current_retry_count=fields["current_retry_count"],
+        message=fields.get("message"),
+        completion_id=fields["completion_id"],
+        source=fields.get("source", "check-in"),
+        job_history_id=fields.get("job_history_id"),
+        attempt=run.attempt,
+        client=clients.client,
+        async_client=clients.async_client,
+    )
+
+
+class Worker:
+    """Runs handlers for due runs, at most ``concurrency`` at a time.
+
+    Runs reach it two ways: a check-in in the same process hands them over in
+    the transaction that stores them (no claim needed), and a claim loop
+    leases due runs (retries, runs stored by other processes, runs whose
+    worker died) whenever there is room.
+    """
+
+    def __init__(
+        self,
+        store: WorkerStore,
+        registry: Callable[[], Registry],
+        clients: PlatformClients,
+        *,
+        concurrency: int = 32,
+        threads: int = 8,
+        lease_grace: float = 30.0,
+        poll_interval: float = 1.0,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.id = f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
+        self._store = store
+        self._registry = registry
+        self._clients = clients
+        self._capacity = concurrency
+        self._lease_grace = lease_grace
+        self._poll_interval = poll_interval
+        self._metrics = metrics
+        self._executor = ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix="jobhooks-handler"
+        )
+        self._lock = threading.Lock()
+        self._busy = 0  # runs started or reserved; guarded by _lock
+        self._wake = asyncio.Event()
+        self._backlog = True
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self._random = random.Random()
+        self.completed = 0
+
+    # -- slots -----------------------------------------------------------------
+
+    def reserve(self, count: int) -> tuple[str, int]:
+        """Reserve up to ``count`` slots for runs handed over by a check-in
+        (a negative count gives slots back). Called from the writer thread."""
+        with self._lock:
+            if count < 0:
+                self._busy += count
+                return self.id, 0
+            granted = 0 if self._stopping else max(0, min(count, self._capacity - self._busy))
+            self._busy += granted
+        if granted < count:
+            self._backlog = True
+        return self.id, granted
+
+    def deliver(self, runs: Sequence[ClaimedRun]) -> None:
+        """Start runs reserved by :meth:`reserve`, once committed. Thread-safe."""
+        loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self._start_all, runs, True)
+
+    def leases(self) -> dict[str, float]:
+        """How long each handler's runs are leased: its timeout plus the grace period."""
+        return {h.name: h.policy.timeout + self._lease_grace for h in self._registry().handlers}
+
+    def _start_all(self, runs: Sequence[ClaimedRun], handed: bool) -> None:
+        for run in runs:
+            task = asyncio.create_task(self._execute(run, handed))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _release(self) -> None:
+        with self._lock:
+            self._busy -= 1
+        self._wake.set()
+
+    # -- loop --------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Claim and run due runs until :meth:`stop`."""
+        self._loop = asyncio.get_running_loop()
+        logger.info("worker %s started (concurrency %d)", self.id, self._capacity)
+        while not self._stopping:
+            with self._lock:
+                free = self._capacity - self._busy
+                if free > 0 and self._backlog:
+                    self._busy += free
+                else:
+                    free = 0
+            if free:
+                self._backlog = False
+                try:
+                    claimed = await self._store.claim(self.id, free, self.leases())
+                except Exception:
+                    logger.exception("claiming runs failed; trying again shortly")
+                    claimed = []
+                with self._lock:
+                    self._busy -= free - len(claimed)
+                self._start_all(claimed, False)
+                if len(claimed) == free:
+                    self._backlog = True
+                    await asyncio.sleep(0)
+                    continue
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+            except TimeoutError:
+                self._backlog = True
+
+    def poke(self) -> None:
+        """Look for due runs now (for example after a replay)."""
+        self._backlog = True
+        self._wake.set()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop taking runs; wait up to ``grace`` seconds for those running."""
+        self._stopping = True
+        self._wake.set()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=grace)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def busy(self) -> int:
+        """Runs in progress or reserved."""
+        return self._busy
+
+    # -- one run -----------------------------------------------------------------
+
+    async def _execute(self, run: ClaimedRun, handed: bool) -> None:
+        started_wall = time.time()
+        try:
+            outcome, backoff = await self._attempt(run, handed, started_wall)
+            finished = time.time()
+            decision = decide(
+                outcome.succeeded,
+                run.attempt,
+                run.max_attempts,
+                backoff,
+                finished,
+                self._random.random(),
+            )
+            await self._store.finish(
+                RunOutcome(
+                    run_id=run.id,
+                    worker=run.worker,
+                    number=run.number,
+                    status=decision.status,
+                    due_at=decision.due_at,
+                    started_at=started_wall,
+                    finished_at=finished,
+                    error=outcome.error,
+                    traceback=outcome.traceback,
+                )
+            )
+            self.completed += 1
+            if self._metrics is not None:
+                self._metrics.runs.labels(run.handler, decision.status).inc()
+                self._metrics.run_duration.labels(run.handler).observe(outcome.duration)
+            if decision.status == "failed":
+                self._backlog = True
+        except Exception:
+            logger.exception(
+                "recording the outcome of run %s failed; its lease will expire", run.id
+            )
+        finally:
+            self._release()
+
+    async def _attempt(
+        self, run: ClaimedRun, handed: bool, started_wall: float
+    ) -> tuple[Outcome, float]:
+        registered = self._registry().get(run.handler)
+        if registered is None:
+            error = f"handler {run.handler!r} is no longer registered (removed by a reload?)"
+            return Outcome(False, 0.0, error), 0.0
+        try:
+            context = build_context(run, self._clients)
+        except Exception as exc:
+            return Outcome(False, 0.0, f"cannot build the context: {exc!r}"), 0.0
+        if self._metrics is not None and run.number == 1:
+            self._metrics.dispatch_latency.observe(max(0.0, started_wall - run.created_at))
+        marker = None
+        if handed:
+            marker = asyncio.get_running_loop().call_later(
+                SHOW_RUNNING_AFTER, self._show_running, run, started_wall
+            )
+        try:
+            if registered.policy.isolation == "process":
+                outcome = await run_in_process(registered, context)
+            else:
+                outcome = await run_attempt(registered, context, self._executor)
+        finally:
+            if marker is not None:
+                marker.cancel()
+        if not outcome.succeeded:
+            logger.warning(
+                "handler %s failed on completion %s (attempt %d of %d): %s",
+                run.handler,
+                run.completion_id,
+                run.attempt,
+                run.max_attempts,
+                outcome.error,
+            )
+        return outcome, registered.policy.backoff
+
+    def _show_running(self, run: ClaimedRun, started_wall: float) -> None:
+        task = asyncio.ensure_future(self._store.mark_running(run.id, run.worker, started_wall))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -1,0 +1,79 @@
+"""Prometheus metrics, in a registry of each app's own (nothing global)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+__all__ = ["Metrics"]
+
+
+class _BacklogCollector(Collector):
+    def __init__(self, read_backlog: Callable[[], tuple[int, float]]) -> None:
+        self._read = read_backlog
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            pending, oldest = self._read()
+        except Exception:
+            return
+        yield GaugeMetricFamily(
+            "jobhooks_runs_pending",
+            "Handler runs waiting to run (pending or awaiting a retry).",
+            value=pending,
+        )
+        yield GaugeMetricFamily(
+            "jobhooks_oldest_pending_run_age_seconds",
+            "Age of the oldest handler run still waiting.",
+            value=oldest,
+        )
+
+
+class Metrics:
+    """The metrics one jobhooks process exports at /metrics."""
+
+    def __init__(self, read_backlog: Callable[[], tuple[int, float]] | None = None) -> None:
+        self.registry = CollectorRegistry()
+        self.completions = Counter(
+            "jobhooks_completions",
+            "Completion reports stored, by job result and source.",
+            ["result", "source"],
+            registry=self.registry,
+        )
+        self.duplicates = Counter(
+            "jobhooks_duplicate_completions",
+            "Completion reports that repeated a stored one (answered, not stored again).",
+            registry=self.registry,
+        )
+        self.rejected = Counter(
+            "jobhooks_rejected_requests",
+            "Check-in requests refused, by HTTP status.",
+            ["status"],
+            registry=self.registry,
+        )
+        self.runs = Counter(
+            "jobhooks_handler_runs",
+            "Attempts finished, by handler and the run's status after them.",
+            ["handler", "status"],
+            registry=self.registry,
+        )
+        self.run_duration = Histogram(
+            "jobhooks_handler_run_duration_seconds",
+            "How long handler attempts took.",
+            ["handler"],
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+            registry=self.registry,
+        )
+        self.dispatch_latency = Histogram(
+            "jobhooks_dispatch_latency_seconds",
+            "From a run's commit to its handler's start.",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5, 30),
+            registry=self.registry,
+        )
+        self.started = time.time()
+        if read_backlog is not None:
+            self.registry.register(_BacklogCollector(read_backlog))

@@ -1,0 +1,1 @@
+"""The platform's REST API: the clients handlers get as ``context.client``."""

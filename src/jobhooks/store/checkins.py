@@ -1,0 +1,265 @@
+"""Stage one in the store: a batch of completion reports in one transaction.
+
+Duplicates (same Idempotency-Key, or same agent and job history id) answer
+with the original. The retry count of a report that omits it is the number
+of consecutive failed completions of the same job just before it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, select, tuple_
+
+from jobhooks.sdk.enums import JobResult
+from jobhooks.store.dialect import insert_ignore, upsert
+from jobhooks.store.ids import new_id
+from jobhooks.store.records import (
+    CheckinReceipt,
+    ClaimedRun,
+    NewCompletion,
+    RunReceipt,
+    RunStatus,
+)
+from jobhooks.store.tables import completions, job_streaks, job_types, runs
+
+__all__ = ["Reserve", "completion_row", "insert_checkins"]
+
+Reserve = Callable[[int], tuple[str, int]]
+"""Asks the local worker for up to n run slots; returns (worker id, slots granted)."""
+
+
+def completion_row(
+    completion_id: str, fields: dict[str, Any], received_at: float
+) -> dict[str, Any]:
+    """The completions row for parsed context fields."""
+    timestamp = fields.get("request_timestamp")
+    return {
+        "id": completion_id,
+        "received_at": received_at,
+        "source": fields.get("source", "check-in"),
+        "agent_id": str(fields["agent_id"]),
+        "username": fields.get("username", ""),
+        "client_machine": fields.get("client_machine", ""),
+        "job_id": str(fields["job_id"]),
+        "job_type": fields["job_type"],
+        "job_type_id": str(fields["job_type_id"]),
+        "operation_type": int(fields.get("operation_type", 0)),
+        "job_result": int(fields["job_result"]),
+        "certificate_id": fields.get("certificate_id"),
+        "request_timestamp": timestamp.timestamp() if isinstance(timestamp, datetime) else None,
+        "current_retry_count": fields["current_retry_count"],
+        "retry_count_computed": fields.get("_computed", False),
+        "message": fields.get("message"),
+        "job_history_id": fields.get("job_history_id"),
+        "idempotency_key": fields.get("_idempotency_key"),
+    }
+
+
+def _originals(
+    connection: Connection, items: Sequence[NewCompletion]
+) -> dict[tuple[str, str, Any], str]:
+    """Stored completions that these reports repeat, by (kind, agent, key)."""
+    found: dict[tuple[str, str, Any], str] = {}
+    keyed = {(str(i.fields["agent_id"]), i.idempotency_key) for i in items if i.idempotency_key}
+    if keyed:
+        query = select(completions.c.id, completions.c.agent_id, completions.c.idempotency_key)
+        query = query.where(
+            tuple_(completions.c.agent_id, completions.c.idempotency_key).in_(list(keyed))
+        )
+        for row in connection.execute(query):
+            found[("key", row.agent_id, row.idempotency_key)] = row.id
+    histories = {
+        (str(i.fields["agent_id"]), i.fields["job_history_id"])
+        for i in items
+        if i.fields.get("job_history_id") is not None
+    }
+    if histories:
+        query = select(completions.c.id, completions.c.agent_id, completions.c.job_history_id)
+        query = query.where(
+            tuple_(completions.c.agent_id, completions.c.job_history_id).in_(list(histories))
+        )
+        for row in connection.execute(query):
+            found[("history", row.agent_id, row.job_history_id)] = row.id
+    return found
+
+
+def _dedupe_keys(item: NewCompletion) -> list[tuple[str, str, Any]]:
+    agent = str(item.fields["agent_id"])
+    keys = []
+    if item.idempotency_key:
+        keys.append(("key", agent, item.idempotency_key))
+    if item.fields.get("job_history_id") is not None:
+        keys.append(("history", agent, item.fields["job_history_id"]))
+    return keys
+
+
+def _runs_of(connection: Connection, completion_ids: list[str]) -> dict[str, list[RunReceipt]]:
+    found: dict[str, list[RunReceipt]] = {cid: [] for cid in completion_ids}
+    query = (
+        select(runs.c.id, runs.c.completion_id, runs.c.handler, runs.c.status)
+        .where(runs.c.completion_id.in_(completion_ids))
+        .order_by(runs.c.id)
+    )
+    for row in connection.execute(query):
+        found[row.completion_id].append(RunReceipt(row.id, row.handler, row.status))
+    return found
+
+
+def insert_checkins(
+    connection: Connection,
+    items: Sequence[NewCompletion],
+    now: float,
+    reserve: Reserve | None = None,
+    known_job_types: set[str] | None = None,
+) -> list[CheckinReceipt]:
+    """Store a batch of reports in the open transaction; one receipt per report, in order.
+
+    ``reserve`` lets this process's worker take runs at once: those runs are
+    stored pending under a lease held by that worker, so a crash before they
+    finish only delays them until the lease expires.
+    """
+    originals = _originals(connection, items) if any(_dedupe_keys(i) for i in items) else {}
+    receipts: list[CheckinReceipt | None] = [None] * len(items)
+    duplicates: dict[int, str] = {}
+    fresh: list[tuple[int, NewCompletion, str]] = []
+    for index, item in enumerate(items):
+        keys = _dedupe_keys(item)
+        original = next((originals[k] for k in keys if k in originals), None)
+        if original is not None:
+            duplicates[index] = original
+            continue
+        completion_id = new_id()
+        for key in keys:
+            originals[key] = completion_id
+        fresh.append((index, item, completion_id))
+
+    streaks = _streaks(connection, [item for _, item, _ in fresh])
+    completion_rows: list[dict[str, Any]] = []
+    run_rows: list[dict[str, Any]] = []
+    planned_total = sum(len(item.runs) for _, item, _ in fresh)
+    worker, granted = reserve(planned_total) if reserve and planned_total else ("", 0)
+    for index, item, completion_id in fresh:
+        fields = dict(item.fields)
+        job_id = str(fields["job_id"])
+        previous = streaks.get(job_id, 0)
+        if fields.get("current_retry_count") is None:
+            fields["current_retry_count"] = previous
+            fields["_computed"] = True
+        streaks[job_id] = previous + 1 if fields["job_result"] == JobResult.FAILURE else 0
+        fields["_idempotency_key"] = item.idempotency_key
+        completion_rows.append(completion_row(completion_id, fields, now))
+        receipt = CheckinReceipt(
+            completion_id, False, [], current_retry_count=fields["current_retry_count"]
+        )
+        for planned in item.runs:
+            run_id = new_id()
+            handed = granted > 0
+            row = {
+                "id": run_id,
+                "completion_id": completion_id,
+                "handler": planned.handler,
+                "status": RunStatus.PENDING,
+                "attempts": 0,
+                "total_attempts": 0,
+                "max_attempts": planned.max_attempts,
+                "due_at": now,
+                "lease_until": None,
+                "worker": None,
+                "created_at": now,
+            }
+            if handed:
+                granted -= 1
+                row.update(
+                    attempts=1,
+                    total_attempts=1,
+                    due_at=now + planned.lease,
+                    lease_until=now + planned.lease,
+                    worker=worker,
+                )
+                public = {k: v for k, v in fields.items() if not k.startswith("_")}
+                public["completion_id"] = completion_id
+                receipt.handed_off.append(
+                    ClaimedRun(
+                        run_id,
+                        planned.handler,
+                        completion_id,
+                        1,
+                        1,
+                        planned.max_attempts,
+                        public,
+                        worker,
+                        now,
+                    )
+                )
+            run_rows.append(row)
+            receipt.runs.append(RunReceipt(run_id, planned.handler, RunStatus.PENDING))
+        receipts[index] = receipt
+    if granted and reserve is not None:
+        reserve(-granted)
+
+    if completion_rows:
+        connection.execute(completions.insert(), completion_rows)
+        if run_rows:
+            connection.execute(runs.insert(), run_rows)
+        _save_streaks(connection, streaks, now)
+        _record_job_types(connection, [item for _, item, _ in fresh], now, known_job_types)
+
+    if duplicates:
+        stored = _runs_of(connection, sorted(set(duplicates.values())))
+        fresh_by_id = {r.id: r for r in receipts if r is not None}
+        for index, original in duplicates.items():
+            runs_now = stored.get(original) or (
+                fresh_by_id[original].runs if original in fresh_by_id else []
+            )
+            receipts[index] = CheckinReceipt(original, True, list(runs_now))
+    return [receipt for receipt in receipts if receipt is not None]
+
+
+def _streaks(connection: Connection, items: Sequence[NewCompletion]) -> dict[str, int]:
+    job_ids = {str(item.fields["job_id"]) for item in items}
+    if not job_ids:
+        return {}
+    query = select(job_streaks.c.job_id, job_streaks.c.consecutive_failures).where(
+        job_streaks.c.job_id.in_(job_ids)
+    )
+    return {row.job_id: row.consecutive_failures for row in connection.execute(query)}
+
+
+def _save_streaks(connection: Connection, streaks: dict[str, int], now: float) -> None:
+    rows = [
+        {"job_id": job_id, "consecutive_failures": count, "last_received_at": now}
+        for job_id, count in streaks.items()
+    ]
+    if rows:
+        statement = upsert(
+            connection, job_streaks, "job_id", ["consecutive_failures", "last_received_at"]
+        )
+        connection.execute(statement, rows)
+
+
+def _record_job_types(
+    connection: Connection,
+    items: Sequence[NewCompletion],
+    now: float,
+    known: set[str] | None,
+) -> None:
+    seen: dict[str, str] = {}
+    for item in items:
+        job_type_id = str(item.fields["job_type_id"])
+        if (known is None or job_type_id not in known) and item.fields["job_type_id"] != uuid.UUID(
+            int=0
+        ):
+            seen.setdefault(job_type_id, item.fields["job_type"])
+    if not seen:
+        return
+    rows = [
+        {"id": job_type_id, "name": name, "origin": "seen", "first_seen": now}
+        for job_type_id, name in seen.items()
+    ]
+    connection.execute(insert_ignore(connection, job_types), rows)
+    if known is not None:
+        known.update(seen)

@@ -1,0 +1,150 @@
+"""The store as one object: reads through a connection pool, writes through group commit."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, select
+
+from jobhooks.store import queries
+from jobhooks.store.checkins import insert_checkins
+from jobhooks.store.engine import connect, is_sqlite
+from jobhooks.store.migrate import ensure_current, upgrade
+from jobhooks.store.ports import LocalWorker
+from jobhooks.store.records import CheckinReceipt, ClaimedRun, NewCompletion, RunOutcome, RunStatus
+from jobhooks.store.retention import purge_older_than
+from jobhooks.store.runs import (
+    ClaimRequest,
+    claim_runs,
+    finish_runs,
+    mark_running,
+    replay_dead,
+    replay_run,
+)
+from jobhooks.store.tables import runs
+from jobhooks.store.writer import BatchOperation, GroupCommitWriter
+
+__all__ = ["Store"]
+
+
+class Store:
+    """Completions, runs and tokens in one database.
+
+    Every write goes through one :class:`GroupCommitWriter`; reads use the
+    engine's pool from worker threads so they never block the event loop.
+    """
+
+    def __init__(self, url: str, *, default_lease: float = 60.0, migrate: bool | None = None):
+        self.url = url
+        self.engine: Engine = connect(url)
+        if migrate is None:
+            migrate = is_sqlite(url)
+        if migrate:
+            upgrade(self.engine)
+        else:
+            ensure_current(self.engine)
+        self.default_lease = default_lease
+        self._local: LocalWorker | None = None
+        self._known_job_types: set[str] = set()
+        self._writer = GroupCommitWriter(self.engine)
+        self._checkin = BatchOperation("checkin", self._apply_checkins, self._after_checkins)
+        self._claim = BatchOperation("claim", claim_runs)
+        self._finish = BatchOperation("finish", finish_runs)
+        self._mark = BatchOperation("mark_running", mark_running)
+        self._replay = BatchOperation("replay", replay_run)
+        self._replay_dead = BatchOperation("replay_dead", replay_dead)
+        self._purge = BatchOperation("purge", purge_older_than)
+        self._writer.start()
+
+    def close(self) -> None:
+        """Finish queued writes and close every connection."""
+        self._writer.stop()
+        self.engine.dispose()
+
+    @property
+    def writer(self) -> GroupCommitWriter:
+        """The group-commit writer (its counters show how well writes are grouped)."""
+        return self._writer
+
+    # -- check-in ------------------------------------------------------------
+
+    def set_local_worker(self, worker: LocalWorker | None) -> None:
+        """Let check-ins hand runs straight to this process's worker."""
+        self._local = worker
+
+    def _apply_checkins(
+        self, connection: Connection, items: Sequence[NewCompletion], now: float
+    ) -> list[CheckinReceipt]:
+        local = self._local
+        return insert_checkins(
+            connection,
+            items,
+            now,
+            reserve=local.reserve if local is not None else None,
+            known_job_types=self._known_job_types,
+        )
+
+    def _after_checkins(self, receipts: Sequence[CheckinReceipt]) -> None:
+        local = self._local
+        handed = [run for receipt in receipts for run in receipt.handed_off]
+        if handed and local is not None:
+            local.deliver(handed)
+
+    async def check_in(self, completion: NewCompletion) -> CheckinReceipt:
+        """Store one report with its runs; returns once committed."""
+        receipt: CheckinReceipt = await self._writer.submit(self._checkin, completion)
+        return receipt
+
+    # -- workers ---------------------------------------------------------------
+
+    async def claim(self, worker: str, limit: int, leases: dict[str, float]) -> list[ClaimedRun]:
+        """Lease up to ``limit`` due runs to ``worker``."""
+        request = ClaimRequest(worker, limit, leases, self.default_lease)
+        claimed: list[ClaimedRun] = await self._writer.submit(self._claim, request)
+        return claimed
+
+    async def finish(self, outcome: RunOutcome) -> bool:
+        """Record the end of an attempt."""
+        applied: bool = await self._writer.submit(self._finish, outcome)
+        return applied
+
+    async def mark_running(self, run_id: str, worker: str, started_at: float) -> None:
+        """Show a run handed straight to a worker as running."""
+        await self._writer.submit(self._mark, (run_id, worker, started_at))
+
+    def next_due(self) -> float | None:
+        """When the earliest waiting run is due (pending, retrying or leased)."""
+        query = select(func.min(runs.c.due_at)).where(runs.c.status.in_(RunStatus.OPEN))
+        with self.engine.connect() as connection:
+            value = connection.execute(query).scalar()
+        return float(value) if value is not None else None
+
+    # -- operators ---------------------------------------------------------------
+
+    async def replay(self, run_id: str) -> str | None:
+        """Make a finished run due again; returns its status before, None if unknown."""
+        previous: str | None = await self._writer.submit(self._replay, run_id)
+        return previous
+
+    async def replay_dead(self, handler: str) -> int:
+        """Make every dead run of a handler due again; returns how many."""
+        count: int = await self._writer.submit(self._replay_dead, handler)
+        return count
+
+    async def purge(self, cutoff: float, limit: int = 1000) -> int:
+        """Delete up to ``limit`` finished completions received before ``cutoff``."""
+        count: int = await self._writer.submit(self._purge, (cutoff, limit))
+        return count
+
+    async def read(self, function: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run a read query from :mod:`jobhooks.store.queries` off the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, partial(function, self.engine, *args, **kwargs))
+
+    def backlog(self) -> tuple[int, float]:
+        """Waiting runs and the age of the oldest, now."""
+        return queries.backlog(self.engine, time.time())

@@ -1,0 +1,51 @@
+"""Schema migrations (Alembic), the same on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine
+
+from jobhooks.errors import SchemaOutOfDate
+
+__all__ = ["current_revision", "ensure_current", "head_revision", "upgrade"]
+
+
+def _config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", "jobhooks.store:migrations")
+    return config
+
+
+def head_revision() -> str:
+    """The newest migration this version of jobhooks knows."""
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The migration the database is at (None for an empty database)."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine: Engine) -> None:
+    """Run every migration the database lacks."""
+    config = _config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def ensure_current(engine: Engine) -> None:
+    """Raise :class:`SchemaOutOfDate` unless the schema is at this version's head."""
+    current, head = current_revision(engine), head_revision()
+    if current != head:
+        found = current or "empty"
+        raise SchemaOutOfDate(
+            f"the database schema is at {found}, this jobhooks needs {head}: "
+            "run 'jobhooks db upgrade --config PATH' first"
+        )

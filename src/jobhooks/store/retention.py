@@ -1,0 +1,42 @@
+"""Retention: delete completions (and their runs) older than the configured number of days."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import Connection, delete, exists, select
+
+from jobhooks.store.records import RunStatus
+from jobhooks.store.tables import attempts, completions, runs
+
+__all__ = ["purge_older_than"]
+
+
+def purge_older_than(
+    connection: Connection, requests: Sequence[tuple[float, int]], now: float
+) -> list[int]:
+    """Delete up to ``limit`` completions received before ``cutoff`` whose runs are
+    all finished (succeeded or dead), with their runs and attempts.
+
+    A completion with a run still open is kept until that run ends.
+    """
+    counts = []
+    for cutoff, limit in requests:
+        open_run = exists().where(
+            runs.c.completion_id == completions.c.id, runs.c.status.in_(RunStatus.OPEN)
+        )
+        ids = [
+            row.id
+            for row in connection.execute(
+                select(completions.c.id)
+                .where(completions.c.received_at < cutoff, ~open_run)
+                .limit(limit)
+            )
+        ]
+        if ids:
+            run_ids = select(runs.c.id).where(runs.c.completion_id.in_(ids))
+            connection.execute(delete(attempts).where(attempts.c.run_id.in_(run_ids)))
+            connection.execute(delete(runs).where(runs.c.completion_id.in_(ids)))
+            connection.execute(delete(completions).where(completions.c.id.in_(ids)))
+        counts.append(len(ids))
+    return counts

@@ -1,0 +1,312 @@
+"""Handler runs in the store: claim under a lease, record outcomes, replay."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, and_, bindparam, select, update
+
+from jobhooks.store.records import ClaimedRun, RunOutcome, RunStatus
+from jobhooks.store.tables import attempts, completions, runs
+
+__all__ = [
+    "ClaimRequest",
+    "claim_runs",
+    "completion_fields",
+    "finish_runs",
+    "mark_running",
+    "replay_dead",
+    "replay_run",
+]
+
+LOST = "lost"
+"""Outcome of an attempt whose worker stopped before it reported (its lease expired)."""
+
+
+def completion_fields(row: Row[Any]) -> dict[str, Any]:
+    """Context fields (parsed) from a completions row."""
+    timestamp = row.request_timestamp
+    return {
+        "agent_id": uuid.UUID(row.agent_id),
+        "username": row.username,
+        "client_machine": row.client_machine,
+        "job_result": row.job_result,
+        "job_id": uuid.UUID(row.job_id),
+        "job_type": row.job_type,
+        "job_type_id": uuid.UUID(row.job_type_id),
+        "operation_type": row.operation_type,
+        "certificate_id": row.certificate_id,
+        "request_timestamp": (
+            datetime.fromtimestamp(timestamp, UTC) if timestamp is not None else None
+        ),
+        "current_retry_count": row.current_retry_count,
+        "message": row.message,
+        "completion_id": row.id,
+        "source": row.source,
+        "job_history_id": row.job_history_id,
+    }
+
+
+class ClaimRequest:
+    """A worker asking for up to ``limit`` due runs, each leased for its handler's time."""
+
+    __slots__ = ("leases", "limit", "worker")
+
+    def __init__(self, worker: str, limit: int, leases: dict[str, float], default_lease: float):
+        self.worker = worker
+        self.limit = limit
+        self.leases = _Leases(leases, default_lease)
+
+
+class _Leases(dict[str, float]):
+    def __init__(self, leases: dict[str, float], default: float) -> None:
+        super().__init__(leases)
+        self.default = default
+
+    def __missing__(self, key: str) -> float:
+        return self.default
+
+
+def claim_runs(
+    connection: Connection, requests: Sequence[ClaimRequest], now: float
+) -> list[list[ClaimedRun]]:
+    """Lease due runs to workers: pending ones, failed ones whose retry is due, and
+    ones whose lease expired because their worker stopped.
+
+    An expired lease counts as a lost attempt; a run that has used all its
+    attempts that way is dead rather than claimed again.
+    """
+    results: list[list[ClaimedRun]] = []
+    postgres = connection.dialect.name == "postgresql"
+    for request in requests:
+        query = (
+            select(
+                runs.c.id,
+                runs.c.completion_id,
+                runs.c.handler,
+                runs.c.status,
+                runs.c.worker,
+                runs.c.attempts,
+                runs.c.total_attempts,
+                runs.c.max_attempts,
+                runs.c.started_at,
+                runs.c.lease_until,
+                runs.c.created_at,
+            )
+            .where(runs.c.status.in_(RunStatus.OPEN), runs.c.due_at <= now)
+            .order_by(runs.c.due_at)
+            .limit(request.limit)
+        )
+        if postgres:
+            query = query.with_for_update(skip_locked=True)
+        candidates = connection.execute(query).all()
+        claimed_rows = []
+        lost_attempts = []
+        dead = []
+        for row in candidates:
+            if row.worker is not None:
+                lost_attempts.append(
+                    {
+                        "run_id": row.id,
+                        "number": row.total_attempts,
+                        "worker": row.worker,
+                        "started_at": row.started_at or row.lease_until or now,
+                        "finished_at": now,
+                        "duration": max(0.0, now - (row.started_at or now)),
+                        "outcome": LOST,
+                        "error": f"worker {row.worker} stopped before reporting (lease expired)",
+                        "traceback": None,
+                    }
+                )
+                if row.attempts >= row.max_attempts:
+                    dead.append(row.id)
+                    continue
+            claimed_rows.append(row)
+        if lost_attempts:
+            connection.execute(attempts.insert(), lost_attempts)
+        if dead:
+            connection.execute(
+                update(runs)
+                .where(runs.c.id.in_(dead))
+                .values(
+                    status=RunStatus.DEAD,
+                    worker=None,
+                    lease_until=None,
+                    finished_at=now,
+                    last_error="worker stopped before reporting (lease expired) "
+                    "and no attempts are left",
+                )
+            )
+        if not claimed_rows:
+            results.append([])
+            continue
+        connection.execute(
+            update(runs)
+            .where(runs.c.id == bindparam("run_id"))
+            .values(
+                status=RunStatus.RUNNING,
+                worker=request.worker,
+                attempts=runs.c.attempts + 1,
+                total_attempts=runs.c.total_attempts + 1,
+                started_at=now,
+                lease_until=bindparam("lease"),
+                due_at=bindparam("lease"),
+            ),
+            [
+                {"run_id": row.id, "lease": now + request.leases[row.handler]}
+                for row in claimed_rows
+            ],
+        )
+        completion_ids = list({row.completion_id for row in claimed_rows})
+        rows = connection.execute(
+            select(completions).where(completions.c.id.in_(completion_ids))
+        ).all()
+        fields = {row.id: completion_fields(row) for row in rows}
+        results.append(
+            [
+                ClaimedRun(
+                    id=row.id,
+                    handler=row.handler,
+                    completion_id=row.completion_id,
+                    attempt=row.attempts + 1,
+                    number=row.total_attempts + 1,
+                    max_attempts=row.max_attempts,
+                    fields=fields[row.completion_id],
+                    worker=request.worker,
+                    created_at=row.created_at,
+                )
+                for row in claimed_rows
+            ]
+        )
+    return results
+
+
+def mark_running(
+    connection: Connection, items: Sequence[tuple[str, str, float]], now: float
+) -> list[None]:
+    """Show runs handed straight to a worker as running: (run id, worker, started at)."""
+    if items:
+        connection.execute(
+            update(runs)
+            .where(
+                and_(
+                    runs.c.id == bindparam("run_id"),
+                    runs.c.worker == bindparam("holder"),
+                    runs.c.status == RunStatus.PENDING,
+                )
+            )
+            .values(status=RunStatus.RUNNING, started_at=bindparam("started")),
+            [
+                {"run_id": run, "holder": worker, "started": started}
+                for run, worker, started in items
+            ],
+        )
+    return [None] * len(items)
+
+
+def finish_runs(connection: Connection, outcomes: Sequence[RunOutcome], now: float) -> list[bool]:
+    """Record the end of attempts. A result from a worker that no longer holds the
+    run (its lease expired and another took it) is kept in the history only.
+
+    Returns, per outcome, whether it was applied to the run.
+    """
+    if not outcomes:
+        return []
+    connection.execute(
+        attempts.insert(),
+        [
+            {
+                "run_id": o.run_id,
+                "number": o.number,
+                "worker": o.worker,
+                "started_at": o.started_at,
+                "finished_at": o.finished_at,
+                "duration": o.finished_at - o.started_at,
+                "outcome": o.status,
+                "error": o.error,
+                "traceback": o.traceback,
+            }
+            for o in outcomes
+        ],
+    )
+    held = {
+        row.id
+        for row in connection.execute(
+            select(runs.c.id, runs.c.worker, runs.c.total_attempts).where(
+                runs.c.id.in_([o.run_id for o in outcomes])
+            )
+        )
+        if any(
+            o.run_id == row.id and o.worker == row.worker and o.number == row.total_attempts
+            for o in outcomes
+        )
+    }
+    applied = [o for o in outcomes if o.run_id in held]
+    if applied:
+        connection.execute(
+            update(runs)
+            .where(runs.c.id == bindparam("run_id"))
+            .values(
+                status=bindparam("new_status"),
+                due_at=bindparam("new_due"),
+                worker=None,
+                lease_until=None,
+                started_at=bindparam("started"),
+                finished_at=bindparam("finished"),
+                duration=bindparam("took"),
+                last_error=bindparam("error"),
+            ),
+            [
+                {
+                    "run_id": o.run_id,
+                    "new_status": o.status,
+                    "new_due": o.due_at,
+                    "started": o.started_at,
+                    "finished": o.finished_at,
+                    "took": o.finished_at - o.started_at,
+                    "error": o.error,
+                }
+                for o in applied
+            ],
+        )
+    return [o.run_id in held for o in outcomes]
+
+
+def replay_run(connection: Connection, run_ids: Sequence[str], now: float) -> list[str | None]:
+    """Make finished or failed runs due again with a fresh set of attempts.
+
+    Returns per run its status before the replay, or None when no such run
+    exists. A run that is pending or running is left as it is.
+    """
+    results: list[str | None] = []
+    for run_id in run_ids:
+        row = connection.execute(select(runs.c.status).where(runs.c.id == run_id)).first()
+        if row is None:
+            results.append(None)
+            continue
+        if row.status in (RunStatus.FAILED, RunStatus.DEAD, RunStatus.SUCCEEDED):
+            connection.execute(
+                update(runs)
+                .where(runs.c.id == run_id)
+                .values(
+                    status=RunStatus.PENDING, attempts=0, due_at=now, worker=None, lease_until=None
+                )
+            )
+        results.append(row.status)
+    return results
+
+
+def replay_dead(connection: Connection, handlers: Sequence[str], now: float) -> list[int]:
+    """Make every dead run of each handler due again; returns how many per handler."""
+    counts = []
+    for handler in handlers:
+        result = connection.execute(
+            update(runs)
+            .where(runs.c.handler == handler, runs.c.status == RunStatus.DEAD)
+            .values(status=RunStatus.PENDING, attempts=0, due_at=now, worker=None, lease_until=None)
+        )
+        counts.append(result.rowcount)
+    return counts
