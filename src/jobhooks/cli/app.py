@@ -66,6 +66,8 @@ def main() -> None:
     """Entry point of the ``jobhooks`` console script."""
     from jobhooks.cli import (  # noqa: F401  (importing a module registers its verbs)
         config_commands,
+        demo_commands,
+        operator_commands,
         serve_commands,
         token_commands,
     )

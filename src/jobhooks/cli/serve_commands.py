@@ -132,4 +132,3 @@ def db_upgrade(config: OptionalConfig = None) -> None:
         typer.echo(f"The schema is up to date ({after}).")
     else:
         typer.echo(f"Upgraded the schema from {before or 'empty'} to {head_revision()}.")
-

@@ -52,6 +52,7 @@ class ConfigOrigin:
                     index = counts.get(parts[0], 0)
                     counts[parts[0]] = index + 1
                     table = (parts[0], index, *parts[1:])
+                    lines.setdefault((parts[0],), number)
                 elif parts[0] in counts and len(parts) > 1:
                     table = (parts[0], counts[parts[0]] - 1, *parts[1:])
                 else:

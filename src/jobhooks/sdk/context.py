@@ -100,7 +100,8 @@ class JobCompleteContext:
             elif isinstance(value, JobResult | OperationType):
                 value = value.display
             elif isinstance(value, datetime):
-                value = value.isoformat().replace("+00:00", "Z")
+                moment = value.replace(tzinfo=UTC) if value.tzinfo is None else value
+                value = moment.astimezone(UTC).isoformat().removesuffix("+00:00") + "Z"
             data[_PASCAL[name] if pascal_case else name] = value
         return data
 

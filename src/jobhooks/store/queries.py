@@ -212,3 +212,19 @@ def backlog(engine: Engine, now: float) -> tuple[int, float]:
     with engine.connect() as connection:
         count, oldest = connection.execute(query).one()
     return int(count), (now - oldest) if oldest is not None else 0.0
+
+
+def completions_by_result(engine: Engine) -> dict[str, int]:
+    """How many completions are stored, by job result name."""
+    query = select(completions.c.job_result, func.count()).group_by(completions.c.job_result)
+    with engine.connect() as connection:
+        return {JobResult(result).display: count for result, count in connection.execute(query)}
+
+
+def dispatch_latencies(engine: Engine) -> list[float]:
+    """Seconds from each run's commit to the start of its first attempt."""
+    query = select(attempts.c.started_at - runs.c.created_at).where(
+        attempts.c.run_id == runs.c.id, attempts.c.number == 1
+    )
+    with engine.connect() as connection:
+        return [max(0.0, value) for (value,) in connection.execute(query)]

@@ -1,0 +1,174 @@
+"""``completions``, ``runs``, ``replay``, ``job-types``: the operator API from a terminal."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.table import Table
+
+from jobhooks.cli.app import app, console, fail
+
+UrlOption = Annotated[
+    str,
+    typer.Option(envvar="JOBHOOKS_URL", help="Base URL of a running jobhooks API."),
+]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(envvar="JOBHOOKS_TOKEN", help="An admin (or, to read, viewer) token."),
+]
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+def _call(method: str, url: str, path: str, token: str | None, **params: Any) -> Any:
+    if not token:
+        fail("an operator token is needed: pass --token or set JOBHOOKS_TOKEN")
+    query = {key: value for key, value in params.items() if value is not None}
+    try:
+        response = httpx.request(
+            method,
+            url.rstrip("/") + path,
+            params=query,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+    except httpx.HTTPError as exc:
+        fail(f"cannot reach jobhooks at {url}: {exc}")
+    if response.status_code >= 400:
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        fail(f"{method} {path} answered {response.status_code}: {detail}")
+    return response.json()
+
+
+def _when(moment: float | None) -> str:
+    if moment is None:
+        return ""
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _runs_table(rows: list[dict[str, Any]], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("run", "handler", "status", "attempts", "finished (UTC)", "last error"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            row["id"],
+            row["handler"],
+            row["status"],
+            f"{row['attempts']}/{row['max_attempts']}",
+            _when(row.get("finished_at")),
+            (row.get("last_error") or "")[:200],
+        )
+    return table
+
+
+@app.command()
+def completions(
+    completion_id: Annotated[str | None, typer.Argument(help="Show this completion.")] = None,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    agent: Annotated[str | None, typer.Option(help="Agent id.")] = None,
+    job: Annotated[str | None, typer.Option(help="Job id.")] = None,
+    job_type: Annotated[str | None, typer.Option(help="Job type name.")] = None,
+    result: Annotated[str | None, typer.Option(help="Job result, e.g. failure.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
+) -> None:
+    """List recent completions, or show one with its handler runs."""
+    if completion_id:
+        detail = _call("GET", url, f"/api/v1/job-completions/{completion_id}", token)
+        table = Table(title=f"Completion {completion_id}", title_justify="left", show_header=False)
+        table.add_column("field")
+        table.add_column("value", overflow="fold")
+        for key, value in detail.items():
+            if key != "handler_runs":
+                table.add_row(key, "" if value is None else str(value))
+        console.print(table)
+        console.print(_runs_table(detail["handler_runs"], "Handler runs"))
+        return
+    page = _call(
+        "GET",
+        url,
+        "/api/v1/job-completions",
+        token,
+        agent_id=agent,
+        job_id=job,
+        job_type=job_type,
+        result=result,
+        limit=limit,
+    )
+    table = Table(title="Completions (newest first)", title_justify="left")
+    for column in ("id", "received (UTC)", "machine", "job type", "result", "retries"):
+        table.add_column(column, overflow="fold")
+    for row in page["items"]:
+        table.add_row(
+            row["id"],
+            _when(row["received_at"]),
+            row["client_machine"],
+            row["job_type"],
+            row["job_result"],
+            str(row["current_retry_count"]),
+        )
+    console.print(table)
+
+
+@app.command()
+def runs(
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    status: Annotated[
+        str | None, typer.Option(help="pending, running, succeeded, failed or dead.")
+    ] = None,
+    handler: Annotated[str | None, typer.Option(help="Handler name.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
+) -> None:
+    """List handler runs by status and handler."""
+    page = _call(
+        "GET", url, "/api/v1/handler-runs", token, status=status, handler=handler, limit=limit
+    )
+    console.print(_runs_table(page["items"], "Handler runs (newest first)"))
+
+
+@app.command()
+def replay(
+    run_id: Annotated[str | None, typer.Argument(help="The run to replay.")] = None,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    handler: Annotated[
+        str | None, typer.Option(help="Replay every dead run of this handler.")
+    ] = None,
+    dead: Annotated[bool, typer.Option("--dead", help="With --handler: its dead runs.")] = False,
+) -> None:
+    """Replay one run, or every dead run of a handler (--handler NAME --dead)."""
+    if (run_id is None) == (handler is None):
+        fail("give a RUN_ID, or --handler NAME --dead")
+    if handler is not None:
+        if not dead:
+            fail("--handler replays dead runs only: add --dead to confirm")
+        answer = _call("POST", url, f"/api/v1/handlers/{handler}/replay-dead", token)
+        typer.echo(f"Replaying {answer['replayed']} dead run(s) of {handler}.")
+        return
+    answer = _call("POST", url, f"/api/v1/handler-runs/{run_id}/replay", token)
+    typer.echo(f"Run {run_id} was {answer['previous_status']}; it is pending again.")
+
+
+@app.command("job-types")
+def job_types(url: UrlOption = DEFAULT_URL, token: TokenOption = None) -> None:
+    """List the job types seen (and named in the configuration), with their GUIDs."""
+    page = _call("GET", url, "/api/v1/job-types", token)
+    table = Table(title="Job types", title_justify="left")
+    for column in ("name", "GUID", "from", "completions", "first seen (UTC)"):
+        table.add_column(column, overflow="fold")
+    for row in page["items"]:
+        table.add_row(
+            row["name"],
+            row["id"],
+            row["origin"],
+            str(row["completions"]),
+            _when(row.get("first_seen")),
+        )
+    console.print(table)

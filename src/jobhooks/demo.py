@@ -1,0 +1,150 @@
+"""``jobhooks demo``: serve on a temporary database, simulate a fleet, summarise."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from jobhooks import JobCompleteContext, JobCompleteHandler
+from jobhooks.registry import load
+from jobhooks.runtime import resolve_database
+from jobhooks.simulate import JOB_TYPES, FleetPlan, SimulationResult, job_type_id, simulate
+from jobhooks.store import queries
+from jobhooks.store.engine import connect
+from jobhooks.store.migrate import upgrade
+from jobhooks.store.tokens import create_token
+
+__all__ = ["FlakyNotifier", "demo_config", "free_listen", "percentiles", "run_demo"]
+
+
+class FlakyNotifier(JobCompleteHandler):
+    """A stand-in for a notifier whose endpoint sometimes fails (the demo's retries)."""
+
+    failure_rate: float = 0.2
+
+    async def run_handler(self, context: JobCompleteContext) -> bool:
+        await asyncio.sleep(0.002)
+        if random.random() < self.failure_rate:
+            raise ConnectionError("demo endpoint answered 503 Service Unavailable")
+        return True
+
+
+def free_listen(preferred: str) -> str:
+    """``preferred`` if its port is free, else the same host on a free port."""
+    host, _, port = preferred.rpartition(":")
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, int(port)))
+            return preferred
+        except OSError:
+            probe.bind((host, 0))
+            return f"{host}:{probe.getsockname()[1]}"
+
+
+def demo_config(data_dir: Path, listen: str) -> str:
+    """The demo's jobhooks.toml: the log handler for everything, a flaky notifier for failures."""
+    names = "\n".join(f'"{name}" = "{job_type_id(name)}"' for name, _ in JOB_TYPES)
+    return f"""# The configuration `jobhooks demo` runs with.
+[server]
+listen = "{listen}"
+database = "sqlite:///{data_dir / "jobhooks.db"}"
+
+[job_types]
+{names}
+
+[[handlers]]
+name = "log-everything"
+type = "log"
+job_types = "*"
+[handlers.properties]
+level = "debug"
+
+[[handlers]]
+name = "flaky-notifier"
+type = "jobhooks.demo:FlakyNotifier"
+job_types = ["WinCertInventory", "PEMInventory", "SSL Monitoring"]
+max_attempts = 3
+backoff = 0.2
+"""
+
+
+def percentiles(values: list[float]) -> tuple[float, float]:
+    """p50 and p99 of ``values`` (seconds), 0 when empty."""
+    if len(values) < 2:
+        return (values[0], values[0]) if values else (0.0, 0.0)
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    return cuts[49], cuts[98]
+
+
+def _start_server(config_path: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "JOBHOOKS_LOG_LEVEL": "ERROR"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "jobhooks.cli", "serve", "--config", str(config_path)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+async def _wait_until_up(url: str, server: subprocess.Popen[bytes]) -> None:
+    async with httpx.AsyncClient(timeout=1) as client:
+        for _ in range(300):
+            if server.poll() is not None:
+                raise RuntimeError(f"the demo server exited with code {server.returncode}")
+            try:
+                if (await client.get(url + "/healthz")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.05)
+    raise RuntimeError("the demo server did not answer within 15 s")
+
+
+async def run_demo(
+    config_path: Path, plan: FleetPlan, announce: Callable[[str, str], None]
+) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """Start ``jobhooks serve`` on ``config_path``, simulate ``plan`` against it, wait
+    until every run has finished, and return the server process and a summary."""
+    loaded = load(config_path)
+    engine = connect(resolve_database(loaded.config.server.database, config_path), pool_size=1)
+    upgrade(engine)
+    admin, _ = create_token(engine, "admin", label="demo")
+    url = f"http://{loaded.config.server.listen}"
+    server = _start_server(config_path)
+    try:
+        await _wait_until_up(url, server)
+        announce(url, admin)
+        result: SimulationResult = await simulate(url, admin, plan)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            counts = queries.handler_counts(engine)
+            waiting = sum(c["pending"] + c["running"] + c["failed"] for c in counts.values())
+            if waiting == 0:
+                break
+            await asyncio.sleep(0.25)
+        summary = {
+            "url": url,
+            "admin_token": admin,
+            "simulation": result,
+            "completions": queries.completions_by_result(engine),
+            "runs": queries.handler_counts(engine),
+            "checkin_latency": percentiles(result.latencies),
+            "dispatch_latency": percentiles(queries.dispatch_latencies(engine)),
+        }
+    except BaseException:
+        server.kill()
+        server.wait()
+        raise
+    finally:
+        engine.dispose()
+    return server, summary

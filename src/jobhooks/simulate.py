@@ -1,0 +1,184 @@
+"""An orchestrator fleet that reports completed jobs to a jobhooks API (for demos and load)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import statistics
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+__all__ = ["FleetPlan", "SimulationResult", "simulate"]
+
+JOB_TYPES = (
+    ("WinCertInventory", "Inventory"),
+    ("PEMInventory", "Inventory"),
+    ("PEMManagement", "Add"),
+    ("JKSReenrollment", "Reenrollment"),
+    ("SSL Monitoring", "Inventory"),
+    ("SSL Discovery", "Discovery"),
+)
+FAILURE_MESSAGES = (
+    "Access denied to store /etc/ssl/certs",
+    "The remote server returned an error: (401) Unauthorized.",
+    "Unable to connect to host: connection timed out",
+    "Certificate store file not found",
+    "Keystore was tampered with, or password was incorrect",
+)
+_NAMESPACE = uuid.UUID("9d1f3a52-2b7e-4f0c-8a4e-6c1b2d3e4f50")
+
+
+def job_type_id(name: str) -> uuid.UUID:
+    """A stable GUID for a simulated job type name."""
+    return uuid.uuid5(_NAMESPACE, name)
+
+
+@dataclass(frozen=True)
+class FleetPlan:
+    """What to simulate: how many agents and reports, how fast, and how often jobs fail."""
+
+    agents: int = 20
+    count: int = 2000
+    rate: float = 0.0
+    """Reports per second across the fleet; 0 sends as fast as the server answers."""
+    concurrency: int = 8
+    failure: float = 0.10
+    warning: float = 0.05
+    jobs_per_agent: int = 5
+    seed: int = 1
+
+
+@dataclass
+class SimulationResult:
+    """What the fleet saw: answers by status and acknowledgement latencies."""
+
+    elapsed: float = 0.0
+    statuses: Counter[int] = field(default_factory=Counter)
+    results: Counter[str] = field(default_factory=Counter)
+    latencies: list[float] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+    completion_ids: list[str] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> int:
+        """Reports answered 202."""
+        return self.statuses.get(202, 0)
+
+    def percentile(self, fraction: float) -> float:
+        """A latency percentile in seconds (0 when nothing was measured)."""
+        if not self.latencies:
+            return 0.0
+        if len(self.latencies) == 1:
+            return self.latencies[0]
+        cuts = statistics.quantiles(self.latencies, n=1000, method="inclusive")
+        return cuts[min(len(cuts) - 1, max(0, round(fraction * 1000) - 1))]
+
+
+def _fleet(plan: FleetPlan, rng: random.Random) -> list[dict[str, Any]]:
+    jobs = []
+    for number in range(plan.agents):
+        agent = uuid.UUID(int=rng.getrandbits(128), version=4)
+        machine = f"orch{number + 1:02d}.example.com"
+        for _ in range(plan.jobs_per_agent):
+            name, operation = rng.choice(JOB_TYPES)
+            jobs.append(
+                {
+                    "agent_id": str(agent),
+                    "username": f"EXAMPLE\\svc-orch{number + 1:02d}",
+                    "client_machine": machine,
+                    "job_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                    "job_type": name,
+                    "job_type_id": str(job_type_id(name)),
+                    "operation_type": operation,
+                }
+            )
+    return jobs
+
+
+def _report(job: dict[str, Any], plan: FleetPlan, rng: random.Random) -> dict[str, Any]:
+    roll = rng.random()
+    if roll < plan.failure:
+        result, message = "Failure", rng.choice(FAILURE_MESSAGES)
+    elif roll < plan.failure + plan.warning:
+        result, message = "Warning", "Completed with warnings: 1 certificate skipped"
+    else:
+        result, message = "Success", None
+    return {
+        **job,
+        "job_result": result,
+        "message": message,
+        "request_timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+async def simulate(
+    url: str, token: str, plan: FleetPlan, *, progress: bool = True
+) -> SimulationResult:
+    """Post ``plan.count`` reports from ``plan.agents`` agents to ``url``.
+
+    ``token`` is an admin token (it may report for any agent).
+    """
+    rng = random.Random(plan.seed)
+    jobs = _fleet(plan, rng)
+    reports = [_report(rng.choice(jobs), plan, rng) for _ in range(plan.count)]
+    result = SimulationResult()
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    for report in reports:
+        queue.put_nowait(report)
+    endpoint = url.rstrip("/") + "/api/v1/job-completions"
+    headers = {"Authorization": f"Bearer {token}"}
+    limits = httpx.Limits(
+        max_connections=plan.concurrency, max_keepalive_connections=plan.concurrency
+    )
+    started = time.perf_counter()
+    interval = 1.0 / plan.rate if plan.rate > 0 else 0.0
+    bar = Progress(
+        TextColumn("[bold]simulating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:>7.0f}/s"),
+        TimeRemainingColumn(),
+        disable=not progress,
+        transient=False,
+    )
+    task = bar.add_task("reports", total=plan.count, rate=0.0)
+    sent = 0
+
+    async def agent_loop(client: httpx.AsyncClient) -> None:
+        nonlocal sent
+        while True:
+            try:
+                report = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            if interval:
+                due = started + sent * interval
+                sent += 1
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            begin = time.perf_counter()
+            try:
+                response = await client.post(endpoint, json=report, headers=headers)
+            except httpx.HTTPError as exc:
+                result.errors[type(exc).__name__] += 1
+            else:
+                result.latencies.append(time.perf_counter() - begin)
+                result.statuses[response.status_code] += 1
+                if response.status_code == 202:
+                    result.results[report["job_result"]] += 1
+                    result.completion_ids.append(response.json()["id"])
+            done = plan.count - queue.qsize()
+            bar.update(task, completed=done, rate=done / max(1e-9, time.perf_counter() - started))
+
+    with bar:
+        async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+            await asyncio.gather(*(agent_loop(client) for _ in range(plan.concurrency)))
+    result.elapsed = time.perf_counter() - started
+    return result
