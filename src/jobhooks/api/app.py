@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from jobhooks import __version__
 from jobhooks.api import health, operator
-from jobhooks.api.checkin import MAX_BODY, post_completion
+from jobhooks.api.checkin import MAX_BODY, PATH, CheckinEndpoint, check_in
 from jobhooks.api.problems import ApiProblem, problem_response
 from jobhooks.api.schemas import CheckinAnswer, CompletionReport
 
@@ -55,8 +55,24 @@ def _checkin_openapi() -> dict[str, Any]:
     }
 
 
-def create_app(runtime: Any) -> FastAPI:
-    """The API for a :class:`jobhooks.runtime.Runtime`; its lifespan starts and stops it."""
+async def _checkin_route(request: Request) -> Response:
+    # Reached only when the app is served without its CheckinEndpoint in front.
+    status, body = await check_in(
+        request.app.state.runtime,
+        request.headers.get("authorization"),
+        request.headers.get("idempotency-key"),
+        await request.body(),
+    )
+    kind = "application/json" if status < 400 else "application/problem+json"
+    return Response(body, status_code=status, media_type=kind)
+
+
+def create_app(runtime: Any) -> CheckinEndpoint:
+    """The API for a :class:`jobhooks.runtime.Runtime`; its lifespan starts and stops it.
+
+    The check-in is answered by a bare ASGI endpoint in front of FastAPI;
+    everything else (and the OpenAPI document) by FastAPI.
+    """
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -74,8 +90,8 @@ def create_app(runtime: Any) -> FastAPI:
     )
     app.state.runtime = runtime
     app.add_api_route(
-        "/api/v1/job-completions",
-        post_completion,
+        PATH,
+        _checkin_route,
         methods=["POST"],
         status_code=202,
         summary="Report a completed orchestrator job",
@@ -122,4 +138,4 @@ def create_app(runtime: Any) -> FastAPI:
         headers = dict(exc.headers) if exc.headers else None
         return problem_response(exc.status_code, str(exc.detail), None, headers)
 
-    return app
+    return CheckinEndpoint(runtime, app)

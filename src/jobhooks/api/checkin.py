@@ -1,46 +1,37 @@
 """``POST /api/v1/job-completions``: an orchestrator reports a completed job.
 
-This is the hot path, so it reads the body and parses it itself (no model
-layer); the OpenAPI document still describes it through
-:class:`CompletionReport`.
+This is the hot path. :class:`CheckinEndpoint` answers it as a bare ASGI app
+in front of the framework (no request objects, no middleware stack) and
+parses the body itself; the OpenAPI document still describes it through
+:class:`jobhooks.api.schemas.CompletionReport`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import Response
-
-from jobhooks.api.problems import ApiProblem, problem_response
+from jobhooks.api.problems import ApiProblem, problem_body
 from jobhooks.errors import StoreError
 from jobhooks.sdk.context import parse_fields
 from jobhooks.store.records import NewCompletion, PlannedRun
 
-__all__ = ["MAX_BODY", "MAX_IDEMPOTENCY_KEY", "post_completion"]
+__all__ = ["MAX_BODY", "MAX_IDEMPOTENCY_KEY", "PATH", "CheckinEndpoint", "check_in"]
 
+logger = logging.getLogger("jobhooks.api")
+
+PATH = "/api/v1/job-completions"
 MAX_BODY = 64 * 1024
 MAX_IDEMPOTENCY_KEY = 200
 _SET_BY_JOBHOOKS = ("completion_id", "source", "attempt")
 
-
-async def _read_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise ApiProblem(400, "Content-Length is not a number")
-        if int(declared) > MAX_BODY:
-            raise ApiProblem(413, f"the body is {declared} bytes; the limit is {MAX_BODY}")
-        return await request.body()
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise ApiProblem(413, f"the body is over the limit of {MAX_BODY} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def _parse(body: bytes) -> dict[str, Any]:
@@ -55,8 +46,7 @@ def _parse(body: bytes) -> dict[str, Any]:
     return data
 
 
-def _planned_runs(request: Request, job_type_id: Any) -> tuple[PlannedRun, ...]:
-    runtime = request.app.state.runtime
+def _planned_runs(runtime: Any, job_type_id: Any) -> tuple[PlannedRun, ...]:
     registry = runtime.live.registry
     cache: dict[Any, tuple[PlannedRun, ...]] = runtime.planned_cache(registry)
     planned = cache.get(job_type_id)
@@ -70,16 +60,13 @@ def _planned_runs(request: Request, job_type_id: Any) -> tuple[PlannedRun, ...]:
     return planned
 
 
-async def post_completion(request: Request) -> Response:
-    """Store a completion and its pending runs; answer 202 once committed."""
-    runtime = request.app.state.runtime
+async def check_in(
+    runtime: Any, authorization: str | None, idempotency_key: str | None, body: bytes
+) -> tuple[int, bytes]:
+    """Validate, authorise and store one report; returns (HTTP status, JSON body)."""
     try:
-        token = await runtime.tokens.require(request.headers.get("authorization"), "agent", "admin")
-        content_type = request.headers.get("content-type", "application/json")
-        if "json" not in content_type:
-            raise ApiProblem(415, f"send the completion as application/json, not {content_type}")
-        data = _parse(await _read_body(request))
-        fields, problems = parse_fields(data)
+        token = await runtime.tokens.require(authorization, "agent", "admin")
+        fields, problems = parse_fields(_parse(body))
         errors = [{"field": p.field, "message": p.message} for p in problems]
         errors += [
             {"field": name, "message": "is set by jobhooks, not by the reporter"}
@@ -100,30 +87,109 @@ async def post_completion(request: Request) -> Response:
                 f"this token reports for agent {token.agent_id}, not for {fields['agent_id']}",
                 [{"field": "agent_id", "message": "does not match the token's agent"}],
             )
-        key = request.headers.get("idempotency-key")
+        key = idempotency_key
         if key is not None and (not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable()):
             raise ApiProblem(
                 400, f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters"
             )
         fields["source"] = "check-in"
-        planned = _planned_runs(request, fields["job_type_id"])
+        planned = _planned_runs(runtime, fields["job_type_id"])
         receipt = await runtime.store.check_in(NewCompletion(fields, planned, key))
     except ApiProblem as problem:
         runtime.metrics.rejected.labels(str(problem.status)).inc()
-        return problem_response(problem.status, problem.detail, problem.errors)
+        return problem.status, problem_body(problem.status, problem.detail, problem.errors)
     except StoreError as exc:
-        return problem_response(
-            503, f"the completion was not stored: {exc}", None, {"Retry-After": "1"}
-        )
+        logger.error("a completion could not be stored: %s", exc)
+        return 503, problem_body(503, f"the completion was not stored: {exc}")
     if receipt.duplicate:
         runtime.metrics.duplicates.inc()
     else:
         runtime.metrics.completions.labels(fields["job_result"].display, "check-in").inc()
-    body = {
+    answer = {
         "id": receipt.id,
         "duplicate": receipt.duplicate,
         "handler_runs": [
             {"id": run.id, "handler": run.handler, "status": run.status} for run in receipt.runs
         ],
     }
-    return Response(json.dumps(body), status_code=202, media_type="application/json")
+    return 202, json.dumps(answer).encode()
+
+
+_JSON = [(b"content-type", b"application/json")]
+_PROBLEM = [(b"content-type", b"application/problem+json")]
+
+
+class CheckinEndpoint:
+    """An ASGI app that answers the check-in itself and passes everything else on."""
+
+    def __init__(self, runtime: Any, app: ASGIApp) -> None:
+        self.runtime = runtime
+        self.app = app
+
+    def __getattr__(self, name: str) -> Any:
+        # The wrapped framework app's attributes (state, openapi, ...) stay reachable.
+        return getattr(self.app, name)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        authorization = key = declared = content_type = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+            elif name == b"idempotency-key":
+                key = value.decode("latin-1")
+            elif name == b"content-length":
+                declared = value
+            elif name == b"content-type":
+                content_type = value.decode("latin-1")
+        status, body = await self._answer(receive, authorization, key, declared, content_type)
+        headers = _JSON if status < 400 else _PROBLEM
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [*headers, (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def _answer(
+        self,
+        receive: Receive,
+        authorization: str | None,
+        key: str | None,
+        declared: bytes | None,
+        content_type: str | None,
+    ) -> tuple[int, bytes]:
+        if declared is not None:
+            if not declared.isdigit():
+                return 400, problem_body(400, "Content-Length is not a number")
+            if int(declared) > MAX_BODY:
+                return 413, problem_body(
+                    413, f"the body is {int(declared)} bytes; the limit is {MAX_BODY}"
+                )
+        if content_type is not None and "json" not in content_type:
+            return 415, problem_body(
+                415, f"send the completion as application/json, not {content_type[:100]}"
+            )
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return 400, problem_body(400, "the client went away before sending the body")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY:
+                return 413, problem_body(413, f"the body is over the limit of {MAX_BODY} bytes")
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        try:
+            return await check_in(self.runtime, authorization, key, body)
+        except Exception:
+            logger.exception("unexpected error in the check-in")
+            return 500, problem_body(500, "unexpected error; the completion was not stored")

@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-__all__ = ["ApiProblem", "problem_response"]
+__all__ = ["ApiProblem", "problem_body", "problem_response"]
 
 _TITLES = {
     400: "Bad request",
@@ -19,6 +19,7 @@ _TITLES = {
     413: "Payload too large",
     415: "Unsupported media type",
     422: "Invalid request",
+    500: "Internal error",
     503: "Service unavailable",
 }
 
@@ -35,13 +36,8 @@ class ApiProblem(Exception):
         self.errors = errors
 
 
-def problem_response(
-    status: int,
-    detail: str,
-    errors: list[dict[str, str]] | None = None,
-    headers: dict[str, str] | None = None,
-) -> Response:
-    """An ``application/problem+json`` response."""
+def problem_body(status: int, detail: str, errors: list[dict[str, str]] | None = None) -> bytes:
+    """The JSON of a problem: type, title, status, detail and the field errors."""
     body: dict[str, Any] = {
         "type": "about:blank",
         "title": _TITLES.get(status, "Error"),
@@ -50,8 +46,18 @@ def problem_response(
     }
     if errors:
         body["errors"] = errors
+    return json.dumps(body, ensure_ascii=False).encode()
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    errors: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """An ``application/problem+json`` response."""
     return Response(
-        json.dumps(body, ensure_ascii=False),
+        problem_body(status, detail, errors),
         status_code=status,
         media_type="application/problem+json",
         headers=headers,

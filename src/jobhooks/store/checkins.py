@@ -12,10 +12,10 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, tuple_
+from sqlalchemy import Connection, delete, select, tuple_
 
 from jobhooks.sdk.enums import JobResult
-from jobhooks.store.dialect import insert_ignore, upsert
+from jobhooks.store.dialect import execute_many, insert_ignore, upsert
 from jobhooks.store.ids import new_id
 from jobhooks.store.records import (
     CheckinReceipt,
@@ -27,6 +27,9 @@ from jobhooks.store.records import (
 from jobhooks.store.tables import completions, job_streaks, job_types, runs
 
 __all__ = ["Reserve", "completion_row", "insert_checkins"]
+
+_INSERT_COMPLETION = completions.insert()
+_INSERT_RUN = runs.insert()
 
 Reserve = Callable[[int], tuple[str, int]]
 """Asks the local worker for up to n run slots; returns (worker id, slots granted)."""
@@ -137,7 +140,8 @@ def insert_checkins(
             originals[key] = completion_id
         fresh.append((index, item, completion_id))
 
-    streaks = _streaks(connection, [item for _, item, _ in fresh])
+    stored_streaks = _streaks(connection, [item for _, item, _ in fresh])
+    streaks = dict(stored_streaks)
     completion_rows: list[dict[str, Any]] = []
     run_rows: list[dict[str, Any]] = []
     planned_total = sum(len(item.runs) for _, item, _ in fresh)
@@ -202,10 +206,10 @@ def insert_checkins(
         reserve(-granted)
 
     if completion_rows:
-        connection.execute(completions.insert(), completion_rows)
+        execute_many(connection, _INSERT_COMPLETION, completion_rows)
         if run_rows:
-            connection.execute(runs.insert(), run_rows)
-        _save_streaks(connection, streaks, now)
+            execute_many(connection, _INSERT_RUN, run_rows)
+        _save_streaks(connection, stored_streaks, streaks, now)
         _record_job_types(connection, [item for _, item, _ in fresh], now, known_job_types)
 
     if duplicates:
@@ -229,11 +233,19 @@ def _streaks(connection: Connection, items: Sequence[NewCompletion]) -> dict[str
     return {row.job_id: row.consecutive_failures for row in connection.execute(query)}
 
 
-def _save_streaks(connection: Connection, streaks: dict[str, int], now: float) -> None:
+def _save_streaks(
+    connection: Connection, stored: dict[str, int], streaks: dict[str, int], now: float
+) -> None:
+    # Only jobs in a failure streak have a row: most completions succeed and
+    # then write nothing here.
     rows = [
         {"job_id": job_id, "consecutive_failures": count, "last_received_at": now}
         for job_id, count in streaks.items()
+        if count > 0
     ]
+    ended = [job_id for job_id, count in streaks.items() if count == 0 and stored.get(job_id)]
+    if ended:
+        connection.execute(delete(job_streaks).where(job_streaks.c.job_id.in_(ended)))
     if rows:
         statement = upsert(
             connection, job_streaks, "job_id", ["consecutive_failures", "last_received_at"]

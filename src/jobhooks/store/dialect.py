@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Table
 from sqlalchemy.dialects import postgresql, sqlite
 
-__all__ = ["insert_ignore", "upsert"]
+__all__ = ["execute_many", "insert_ignore", "upsert"]
 
 
 def _insert(connection: Connection, table: Table) -> Any:
@@ -27,3 +28,34 @@ def upsert(connection: Connection, table: Table, key: str, update: list[str]) ->
     return statement.on_conflict_do_update(
         index_elements=[key], set_={name: statement.excluded[name] for name in update}
     )
+
+
+_COMPILED: dict[tuple[int, str], tuple[Any, dict[str, Any]]] = {}
+
+
+def execute_many(connection: Connection, statement: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Execute a Core statement for many parameter rows through the driver's executemany.
+
+    The statement is compiled once per dialect and the rows go to the driver
+    as they are (no per-row type processing), which keeps the hot writes lean.
+    Statements given here must be module-level constants.
+    """
+    if not rows:
+        return
+    key = (id(statement), connection.dialect.name)
+    cached = _COMPILED.get(key)
+    if cached is None:
+        compiled = statement.compile(dialect=connection.dialect)
+        # Values written into the statement itself (such as status='running').
+        fixed = {
+            name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required
+        }
+        cached = _COMPILED[key] = (compiled, fixed)
+    compiled, fixed = cached
+    if compiled.positional:
+        order = compiled.positiontup
+        params: Any = [tuple(row.get(name, fixed.get(name)) for name in order) for row in rows]
+    else:
+        names = list(compiled.binds)
+        params = [{name: row.get(name, fixed.get(name)) for name in names} for row in rows]
+    connection.exec_driver_sql(compiled.string, params)

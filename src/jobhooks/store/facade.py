@@ -12,6 +12,7 @@ from sqlalchemy import Connection, Engine, func, select
 
 from jobhooks.store import queries
 from jobhooks.store.checkins import insert_checkins
+from jobhooks.store.checkpoint import WalCheckpointer
 from jobhooks.store.engine import connect, is_sqlite
 from jobhooks.store.migrate import ensure_current, upgrade
 from jobhooks.store.ports import LocalWorker
@@ -50,7 +51,11 @@ class Store:
         self.default_lease = default_lease
         self._local: LocalWorker | None = None
         self._known_job_types: set[str] = set()
-        self._writer = GroupCommitWriter(self.engine)
+        self._checkpointer = WalCheckpointer(self.engine) if is_sqlite(url) else None
+        self._writer = GroupCommitWriter(
+            self.engine,
+            maintenance=self._checkpointer.catch_up if self._checkpointer else None,
+        )
         self._checkin = BatchOperation("checkin", self._apply_checkins, self._after_checkins)
         self._claim = BatchOperation("claim", claim_runs)
         self._finish = BatchOperation("finish", finish_runs)
@@ -59,10 +64,14 @@ class Store:
         self._replay_dead = BatchOperation("replay_dead", replay_dead)
         self._purge = BatchOperation("purge", purge_older_than)
         self._writer.start()
+        if self._checkpointer is not None:
+            self._checkpointer.start()
 
     def close(self) -> None:
         """Finish queued writes and close every connection."""
         self._writer.stop()
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         self.engine.dispose()
 
     @property
@@ -107,10 +116,9 @@ class Store:
         claimed: list[ClaimedRun] = await self._writer.submit(self._claim, request)
         return claimed
 
-    async def finish(self, outcome: RunOutcome) -> bool:
+    async def finish(self, outcome: RunOutcome) -> None:
         """Record the end of an attempt."""
-        applied: bool = await self._writer.submit(self._finish, outcome)
-        return applied
+        await self._writer.submit(self._finish, outcome)
 
     async def mark_running(self, run_id: str, worker: str, started_at: float) -> None:
         """Show a run handed straight to a worker as running."""

@@ -2,27 +2,41 @@
 
 from __future__ import annotations
 
-import os
+import random
 import threading
 import time
-import uuid
 
 __all__ = ["new_id"]
 
 _lock = threading.Lock()
+_random = random.Random()
 _last = 0
+_VERSION = 0x7 << 76
+_VARIANT = 0x2 << 62
+_RANDOM_BITS = ((1 << 76) - 1) & ~(0x3 << 62)
 
 
 def new_id() -> str:
-    """A UUIDv7 string: sorts by creation time, unique across processes and nodes."""
+    """A UUIDv7 string: sorts by creation time, unique across processes and nodes.
+
+    Ids are not secrets (every endpoint that takes one needs a token), so the
+    random part comes from a fast generator rather than the system's.
+    """
     global _last
+    millis = time.time_ns() // 1_000_000
     with _lock:
-        millis = time.time_ns() // 1_000_000
-        # Within one millisecond, keep ids increasing by stepping the random part.
-        value = (millis << 80) | int.from_bytes(os.urandom(10), "big")
+        value = (millis << 80) | _VERSION | _VARIANT | (_random.getrandbits(76) & _RANDOM_BITS)
         if value <= _last:
+            # Several ids in one millisecond: keep them increasing.
             value = _last + 1
         _last = value
-    value = (value & ~(0xF << 76)) | (0x7 << 76)
-    value = (value & ~(0x3 << 62)) | (0x2 << 62)
-    return str(uuid.UUID(int=value))
+    text = f"{value:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+def id_floor(seconds: float) -> str:
+    """The smallest id made at ``seconds`` since the epoch: ids compare as text, so
+    ``id >= id_floor(t)`` selects what was made at or after ``t`` through the key."""
+    millis = max(0, int(seconds * 1000))
+    text = f"{(millis << 80) | _VERSION | _VARIANT:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"

@@ -25,8 +25,8 @@ class WorkerStore(Protocol):
         """Lease up to ``limit`` due runs to ``worker``."""
         ...
 
-    async def finish(self, outcome: RunOutcome) -> bool:
-        """Record the end of an attempt; False when the worker no longer held the run."""
+    async def finish(self, outcome: RunOutcome) -> None:
+        """Record the end of an attempt (a worker that lost its lease adds history only)."""
         ...
 
     async def mark_running(self, run_id: str, worker: str, started_at: float) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from jobhooks.sdk.enums import JobResult, OperationType
+from jobhooks.store.ids import id_floor
 from jobhooks.store.records import RunStatus
 from jobhooks.store.tables import attempts, completions, job_types, runs
 
@@ -95,8 +96,8 @@ def list_completions(
         (where.job_type, lambda v: c.job_type == v),
         (where.client_machine, lambda v: c.client_machine == v),
         (where.result, lambda v: c.job_result == int(v)),
-        (where.since, lambda v: c.received_at >= v),
-        (where.until, lambda v: c.received_at < v),
+        (where.since, lambda v: c.id >= id_floor(v)),
+        (where.until, lambda v: c.id < id_floor(v)),
         (before, lambda v: c.id < v),
     ]
     for value, condition in conditions:

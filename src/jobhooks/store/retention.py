@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, delete, exists, select
 
+from jobhooks.store.ids import id_floor
 from jobhooks.store.records import RunStatus
 from jobhooks.store.tables import attempts, completions, runs
 
@@ -29,7 +30,7 @@ def purge_older_than(
             row.id
             for row in connection.execute(
                 select(completions.c.id)
-                .where(completions.c.received_at < cutoff, ~open_run)
+                .where(completions.c.id < id_floor(cutoff), ~open_run)
                 .limit(limit)
             )
         ]

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, and_, bindparam, select, update
 
+from jobhooks.store.dialect import execute_many
 from jobhooks.store.records import ClaimedRun, RunOutcome, RunStatus
 from jobhooks.store.tables import attempts, completions, runs
 
@@ -143,20 +144,16 @@ def claim_runs(
         if not claimed_rows:
             results.append([])
             continue
-        connection.execute(
-            update(runs)
-            .where(runs.c.id == bindparam("run_id"))
-            .values(
-                status=RunStatus.RUNNING,
-                worker=request.worker,
-                attempts=runs.c.attempts + 1,
-                total_attempts=runs.c.total_attempts + 1,
-                started_at=now,
-                lease_until=bindparam("lease"),
-                due_at=bindparam("lease"),
-            ),
+        execute_many(
+            connection,
+            _CLAIM,
             [
-                {"run_id": row.id, "lease": now + request.leases[row.handler]}
+                {
+                    "run_id": row.id,
+                    "holder": request.worker,
+                    "started": now,
+                    "lease": now + request.leases[row.handler],
+                }
                 for row in claimed_rows
             ],
         )
@@ -184,39 +181,72 @@ def claim_runs(
     return results
 
 
+_INSERT_ATTEMPT = attempts.insert()
+_FINISH = (
+    update(runs)
+    .where(
+        and_(
+            runs.c.id == bindparam("run_id"),
+            runs.c.worker == bindparam("holder"),
+            runs.c.total_attempts == bindparam("number"),
+        )
+    )
+    .values(
+        status=bindparam("new_status"),
+        due_at=bindparam("new_due"),
+        worker=None,
+        lease_until=None,
+        started_at=bindparam("started"),
+        finished_at=bindparam("finished"),
+        duration=bindparam("took"),
+        last_error=bindparam("error"),
+    )
+)
+_MARK_RUNNING = (
+    update(runs)
+    .where(
+        and_(
+            runs.c.id == bindparam("run_id"),
+            runs.c.worker == bindparam("holder"),
+            runs.c.status == RunStatus.PENDING,
+        )
+    )
+    .values(status=RunStatus.RUNNING, started_at=bindparam("started"))
+)
+_CLAIM = (
+    update(runs)
+    .where(runs.c.id == bindparam("run_id"))
+    .values(
+        status=RunStatus.RUNNING,
+        worker=bindparam("holder"),
+        attempts=runs.c.attempts + 1,
+        total_attempts=runs.c.total_attempts + 1,
+        started_at=bindparam("started"),
+        lease_until=bindparam("lease"),
+        due_at=bindparam("lease"),
+    )
+)
+
+
 def mark_running(
     connection: Connection, items: Sequence[tuple[str, str, float]], now: float
 ) -> list[None]:
     """Show runs handed straight to a worker as running: (run id, worker, started at)."""
-    if items:
-        connection.execute(
-            update(runs)
-            .where(
-                and_(
-                    runs.c.id == bindparam("run_id"),
-                    runs.c.worker == bindparam("holder"),
-                    runs.c.status == RunStatus.PENDING,
-                )
-            )
-            .values(status=RunStatus.RUNNING, started_at=bindparam("started")),
-            [
-                {"run_id": run, "holder": worker, "started": started}
-                for run, worker, started in items
-            ],
-        )
+    execute_many(
+        connection,
+        _MARK_RUNNING,
+        [{"run_id": run, "holder": worker, "started": started} for run, worker, started in items],
+    )
     return [None] * len(items)
 
 
-def finish_runs(connection: Connection, outcomes: Sequence[RunOutcome], now: float) -> list[bool]:
-    """Record the end of attempts. A result from a worker that no longer holds the
-    run (its lease expired and another took it) is kept in the history only.
-
-    Returns, per outcome, whether it was applied to the run.
-    """
-    if not outcomes:
-        return []
-    connection.execute(
-        attempts.insert(),
+def finish_runs(connection: Connection, outcomes: Sequence[RunOutcome], now: float) -> list[None]:
+    """Record the end of attempts in the history, and in each run still held by the
+    worker that reports (a worker whose lease expired and was taken over by
+    another only adds to the history)."""
+    execute_many(
+        connection,
+        _INSERT_ATTEMPT,
         [
             {
                 "run_id": o.run_id,
@@ -232,47 +262,25 @@ def finish_runs(connection: Connection, outcomes: Sequence[RunOutcome], now: flo
             for o in outcomes
         ],
     )
-    held = {
-        row.id
-        for row in connection.execute(
-            select(runs.c.id, runs.c.worker, runs.c.total_attempts).where(
-                runs.c.id.in_([o.run_id for o in outcomes])
-            )
-        )
-        if any(
-            o.run_id == row.id and o.worker == row.worker and o.number == row.total_attempts
+    execute_many(
+        connection,
+        _FINISH,
+        [
+            {
+                "run_id": o.run_id,
+                "holder": o.worker,
+                "number": o.number,
+                "new_status": o.status,
+                "new_due": o.due_at,
+                "started": o.started_at,
+                "finished": o.finished_at,
+                "took": o.finished_at - o.started_at,
+                "error": o.error,
+            }
             for o in outcomes
-        )
-    }
-    applied = [o for o in outcomes if o.run_id in held]
-    if applied:
-        connection.execute(
-            update(runs)
-            .where(runs.c.id == bindparam("run_id"))
-            .values(
-                status=bindparam("new_status"),
-                due_at=bindparam("new_due"),
-                worker=None,
-                lease_until=None,
-                started_at=bindparam("started"),
-                finished_at=bindparam("finished"),
-                duration=bindparam("took"),
-                last_error=bindparam("error"),
-            ),
-            [
-                {
-                    "run_id": o.run_id,
-                    "new_status": o.status,
-                    "new_due": o.due_at,
-                    "started": o.started_at,
-                    "finished": o.finished_at,
-                    "took": o.finished_at - o.started_at,
-                    "error": o.error,
-                }
-                for o in applied
-            ],
-        )
-    return [o.run_id in held for o in outcomes]
+        ],
+    )
+    return [None] * len(outcomes)
 
 
 def replay_run(connection: Connection, run_ids: Sequence[str], now: float) -> list[str | None]:

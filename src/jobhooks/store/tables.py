@@ -61,10 +61,9 @@ completions = Table(
     Column("message", Text),
     Column("job_history_id", BigInteger),
     Column("idempotency_key", String(200)),
-    Index("ix_completions_received_at", "received_at"),
-    Index("ix_completions_job_id", "job_id", "received_at"),
-    Index("ix_completions_agent", "agent_id", "received_at"),
-    Index("ix_completions_job_type_id", "job_type_id", "received_at"),
+    # Ids are UUIDv7, so the primary key already orders completions by time.
+    # Every secondary index on a random key (agent, job) costs a page write
+    # per row at each commit; only the ones the check-in needs are here.
     Index(
         "uq_completions_idempotency",
         "agent_id",

@@ -46,9 +46,19 @@ _STOP = object()
 class GroupCommitWriter:
     """Serialises writes through one connection and commits them in groups."""
 
-    def __init__(self, engine: Engine, *, max_batch: int = 1024) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_batch: int = 1024,
+        maintenance: Callable[[], None] | None = None,
+        maintenance_interval: float = 1.0,
+    ) -> None:
         self._engine = engine
         self._max_batch = max_batch
+        self._maintenance = maintenance
+        self._maintenance_interval = maintenance_interval
+        self._maintained = time.monotonic()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.batches = 0
@@ -78,9 +88,23 @@ class GroupCommitWriter:
         """Submit and wait for the committed result."""
         return await self.submit(operation, payload)
 
+    def _maintain(self) -> None:
+        if self._maintenance is not None:
+            now = time.monotonic()
+            if now - self._maintained >= self._maintenance_interval:
+                self._maintained = now
+                try:
+                    self._maintenance()
+                except Exception:
+                    logger.exception("store maintenance failed; trying again later")
+
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
+            self._maintain()
+            try:
+                first = self._queue.get(timeout=self._maintenance_interval)
+            except queue.Empty:
+                continue
             if first is _STOP:
                 return
             batch = [first]

@@ -45,10 +45,6 @@ def upgrade() -> None:
         sa.Column("job_history_id", sa.BigInteger),
         sa.Column("idempotency_key", sa.String(200)),
     )
-    op.create_index("ix_completions_received_at", "completions", ["received_at"])
-    op.create_index("ix_completions_job_id", "completions", ["job_id", "received_at"])
-    op.create_index("ix_completions_agent", "completions", ["agent_id", "received_at"])
-    op.create_index("ix_completions_job_type_id", "completions", ["job_type_id", "received_at"])
     for name, column in (
         ("uq_completions_idempotency", "idempotency_key"),
         ("uq_completions_job_history", "job_history_id"),

@@ -1,0 +1,58 @@
+"""Checkpoint SQLite's write-ahead log mostly from a thread of its own.
+
+SQLite normally checkpoints inside whichever commit crosses a threshold,
+which would stall the group-commit writer (and every check-in waiting on
+it) while pages are copied. Here commits never checkpoint: this thread
+copies the log into the database in PASSIVE mode (which never blocks the
+writer), and the writer itself runs a short catch-up once a second
+(:meth:`WalCheckpointer.catch_up`), so that the log is fully copied at the
+start of its next transaction and SQLite starts the log over instead of
+letting it grow while writes never pause.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from sqlalchemy import Engine
+
+__all__ = ["WalCheckpointer"]
+
+logger = logging.getLogger("jobhooks.store")
+
+
+class WalCheckpointer:
+    """Runs ``PRAGMA wal_checkpoint(PASSIVE)`` every ``interval`` seconds."""
+
+    def __init__(self, engine: Engine, interval: float = 1.0) -> None:
+        self._engine = engine
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="jobhooks-checkpoint", daemon=True)
+
+    def start(self) -> None:
+        """Start checkpointing."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Checkpoint once more and stop."""
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Copy committed pages from the log into the database file."""
+        try:
+            with self._engine.connect() as connection:
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        except Exception:
+            logger.exception("checkpointing the SQLite log failed; trying again")
+
+    def catch_up(self) -> None:
+        """Copy the last few pages, from the writer thread between two transactions."""
+        self.checkpoint()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.checkpoint()

@@ -1,0 +1,447 @@
+"""``jobhooks validate``, ``handlers`` and ``test-handler``, as an operator runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+WriteConfig = Callable[[str], Path]
+
+INVENTORY = "7B6BBC1B-D802-4B09-BEC9-F5C221083130"
+MANAGEMENT = "44340A94-9B99-410D-8011-598FB176C3C5"
+LITERAL_SECRET = "literal-cli-secret-Pz4"
+
+LOG = """
+[[handlers]]
+name = "audit"
+type = "log"
+job_types = "*"
+"""
+
+
+def recorder(module: str, out: Path, name: str = "recorder", kind: str = "Recorder") -> str:
+    return f"""
+[[handlers]]
+name = "{name}"
+type = "{module}:{kind}"
+job_types = ["{INVENTORY}"]
+[handlers.properties]
+Path = "{out}"
+"""
+
+
+# validate
+
+
+def test_validate_lists_the_registered_handlers(
+    cli, write_config: WriteConfig, seed_toml: str, smtp_password: str
+) -> None:
+    path = write_config(seed_toml + LOG)
+    result = cli("validate", "--config", str(path))
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "SendEmail_RepeatedFailureHandler" in out
+    assert "repeated-failure-email" in out
+    assert INVENTORY.lower() in out and MANAGEMENT.lower() in out
+    assert "audit" in out and "* (every job type)" in out
+    assert "valid: 2 handlers registered" in out
+    assert smtp_password not in result.output
+
+
+def test_validate_shows_job_type_names(cli, write_config: WriteConfig) -> None:
+    text = f'[job_types]\n"SSL Monitoring" = "{INVENTORY}"\n' + LOG.replace(
+        'job_types = "*"', 'job_types = ["SSL Monitoring"]'
+    )
+    result = cli("validate", "-c", str(write_config(text)))
+    assert result.exit_code == 0, result.output
+    assert f"SSL Monitoring ({INVENTORY.lower()})" in result.stdout
+
+
+def test_validate_lists_every_problem_and_exits_1(
+    cli, write_config: WriteConfig, seed_toml: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SMTP_PASSWORD", raising=False)
+    text = (
+        "[smpt]\nhost = 'x'\n"
+        + seed_toml.replace("SmtpPort = 587", 'SmtpPort = "abc"')
+        + LOG.replace('"log"', '"lgo"')
+        + LOG.replace('job_types = "*"', "job_types = []")
+    )
+    path = write_config(text)
+    result = cli("validate", "-c", str(path))
+    assert result.exit_code == 1
+    err = result.stderr
+    assert "6 problems" in err
+    assert "did you mean 'smtp'?" in err
+    assert "property SmtpPort: expected an integer, got 'abc'" in err
+    assert "SMTP_PASSWORD is not set" in err
+    assert "unknown handler type 'lgo'; did you mean 'log'?" in err
+    assert "duplicate handler name" in err
+    assert "job_types is empty" in err
+    assert f"({path} line " in err
+    assert "valid:" not in result.stdout
+
+
+def test_validate_with_a_missing_file_says_so(cli, tmp_path: Path) -> None:
+    result = cli("validate", "-c", str(tmp_path / "absent.toml"))
+    assert result.exit_code == 1
+    assert "no such file" in result.stderr
+
+
+def test_validate_reads_the_config_from_the_environment(cli, write_config: WriteConfig) -> None:
+    path = write_config(LOG)
+    result = cli("validate", env={"JOBHOOKS_CONFIG": str(path)})
+    assert result.exit_code == 0, result.output
+    assert "audit" in result.stdout
+
+
+def test_validate_never_prints_a_secret(
+    cli, write_config: WriteConfig, smtp_password: str, seed_toml: str
+) -> None:
+    secretive = seed_toml.replace('"env:SMTP_PASSWORD"', f'"{LITERAL_SECRET}"')
+    platform = f'[platform]\nurl = "https://kf.example.com"\npassword = "{LITERAL_SECRET}-pf"\n'
+    valid = cli("validate", "-c", str(write_config(platform + secretive)))
+    assert valid.exit_code == 0, valid.output
+    broken = secretive.replace("SmtpPort = 587", 'SmtpPort = "abc"').replace(
+        "Password =", "Pasword ="
+    )
+    invalid = cli("validate", "-c", str(write_config(platform + broken + "\nPassword = 12\n")))
+    assert invalid.exit_code == 1
+    assert "Pasword" in invalid.stderr
+    for result in (valid, invalid):
+        assert LITERAL_SECRET not in result.output
+        assert smtp_password not in result.output
+
+
+# handlers
+
+
+def test_handlers_lists_registrations_and_installed_types_without_secrets(
+    cli, write_config: WriteConfig, seed_toml: str, smtp_password: str
+) -> None:
+    secretive = seed_toml.replace('"env:SMTP_PASSWORD"', f'"{LITERAL_SECRET}"')
+    result = cli("handlers", "-c", str(write_config(secretive)))
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "SendEmail_RepeatedFailureHandler" in out
+    assert "smtp_port=587" in out
+    assert "email_recipients=pki-team@example.com, oncall@example.com" in out
+    assert "password=**********" in out
+    assert LITERAL_SECRET not in result.output
+    for installed in ("log", "repeated-failure-email", "send-email"):
+        assert installed in out
+    assert "RetryThreshold" in out and "EmailRecipients" in out
+
+
+def test_handlers_shows_an_env_reference_but_not_its_value(
+    cli, write_config: WriteConfig, seed_toml: str, smtp_password: str
+) -> None:
+    result = cli("handlers", "-c", str(write_config(seed_toml)))
+    assert result.exit_code == 0, result.output
+    assert "password=env:SMTP_PASSWORD" in result.stdout
+    assert smtp_password not in result.output
+
+
+def test_handlers_without_a_config_lists_installed_types(cli, tmp_path: Path) -> None:
+    result = cli("handlers", "-c", str(tmp_path / "absent.toml"))
+    assert result.exit_code == 0, result.output
+    assert "no configuration" in result.stdout
+    assert "repeated-failure-email" in result.stdout
+    assert "Level" in result.stdout
+
+
+def test_handlers_exits_1_on_an_invalid_config(cli, write_config: WriteConfig) -> None:
+    result = cli("handlers", "-c", str(write_config(LOG.replace('"*"', "[]"))))
+    assert result.exit_code == 1
+    assert "empty" in result.stderr
+
+
+# test-handler
+
+
+def test_test_handler_runs_the_log_handler(
+    cli, write_config: WriteConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="jobhooks.handlers.log")
+    path = write_config(LOG)
+    result = cli(
+        "test-handler", "audit", "-c", str(path), "--result", "failure", "--retry-count", "3"
+    )
+    assert result.exit_code == 0, result.output
+    assert "✓ succeeded" in result.stdout
+    assert "result Failure, retry count 3" in result.stdout
+    (record,) = [r for r in caplog.records if r.name == "jobhooks.handlers.log"]
+    logged = json.loads(record.getMessage())
+    assert logged["handler"] == "audit"
+    assert logged["job_result"] == "Failure"
+    assert logged["current_retry_count"] == 3
+
+
+def test_test_handler_really_runs_the_handler(
+    cli, write_config: WriteConfig, handler_types: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "context.json"
+    path = write_config(recorder(handler_types, out))
+    result = cli("test-handler", "recorder", "-c", str(path), "--result", "warning")
+    assert result.exit_code == 0, result.output
+    assert "succeeded" in result.stdout
+    recorded = json.loads(out.read_text())
+    assert recorded["job_result"] == "Warning"
+    assert recorded["job_type_id"] == INVENTORY.lower(), "defaults to the handler's job type"
+    assert recorded["current_retry_count"] == 0
+
+
+def test_test_handler_runs_async_handlers(
+    cli, write_config: WriteConfig, handler_types: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "context.json"
+    path = write_config(recorder(handler_types, out, kind="AsyncRecorder"))
+    result = cli("test-handler", "recorder", "-c", str(path), "--result", "2")
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["job_result"] == "Success"
+
+
+def test_test_handler_uses_the_context_json_file(
+    cli, write_config: WriteConfig, handler_types: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "context.json"
+    path = write_config(recorder(handler_types, out))
+    context_file = tmp_path / "job.json"
+    job_id = str(uuid.uuid4())
+    context_file.write_text(
+        json.dumps(
+            {
+                "JobId": job_id,
+                "JobType": "WinCertInventory",
+                "JobResult": "Success",
+                "CurrentRetryCount": 5,
+                "ClientMachine": "orch07.example.com",
+                "operation_type": "CreateAdd",
+                "Message": "all good",
+            }
+        )
+    )
+    result = cli("test-handler", "recorder", "-c", str(path), "--context-json", str(context_file))
+    assert result.exit_code == 0, result.output
+    recorded = json.loads(out.read_text())
+    assert recorded["job_id"] == job_id
+    assert recorded["job_type"] == "WinCertInventory"
+    assert recorded["job_result"] == "Success", "the file's result, as --result was not given"
+    assert recorded["current_retry_count"] == 5
+    assert recorded["client_machine"] == "orch07.example.com"
+    assert recorded["operation_type"] == "CreateAdd"
+    assert recorded["message"] == "all good"
+
+
+def test_command_line_options_override_the_context_json_file(
+    cli, write_config: WriteConfig, handler_types: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "context.json"
+    path = write_config(recorder(handler_types, out))
+    context_file = tmp_path / "job.json"
+    context_file.write_text(json.dumps({"job_result": "Success", "current_retry_count": 5}))
+    job_type_id = str(uuid.uuid4())
+    result = cli(
+        "test-handler",
+        "recorder",
+        "-c",
+        str(path),
+        "--context-json",
+        str(context_file),
+        "--result",
+        "failure",
+        "--retry-count",
+        "1",
+        "--job-type-id",
+        job_type_id,
+    )
+    assert result.exit_code == 0, result.output
+    recorded = json.loads(out.read_text())
+    assert (recorded["job_result"], recorded["current_retry_count"]) == ("Failure", 1)
+    assert recorded["job_type_id"] == job_type_id
+
+
+def test_an_invalid_context_json_file_is_reported(
+    cli, write_config: WriteConfig, tmp_path: Path
+) -> None:
+    path = write_config(LOG)
+    bad = tmp_path / "job.json"
+    bad.write_text(json.dumps({"job_result": "Exploded", "JobId": "nope"}))
+    result = cli("test-handler", "audit", "-c", str(path), "--context-json", str(bad))
+    assert result.exit_code == 1
+    assert "Failure (4)" in result.stderr and "job_id" in result.stderr
+    bad.write_text("[1, 2]")
+    result = cli("test-handler", "audit", "-c", str(path), "--context-json", str(bad))
+    assert result.exit_code == 1
+    assert "expected a JSON object" in result.stderr
+    result = cli("test-handler", "audit", "-c", str(path), "--context-json", str(tmp_path / "no"))
+    assert result.exit_code == 1
+    assert "cannot read" in result.stderr
+
+
+def test_a_handler_that_raises_is_reported_as_failed(
+    cli, write_config: WriteConfig, handler_types: str
+) -> None:
+    text = LOG.replace('"log"', f'"{handler_types}:Raises"')
+    result = cli("test-handler", "audit", "-c", str(write_config(text)))
+    assert result.exit_code == 1
+    assert "✗ failed" in result.stdout
+    assert "RuntimeError: mailbox unavailable: quota exceeded" in result.stdout
+    assert "Traceback" not in result.stdout
+    with_traceback = cli("test-handler", "audit", "-c", str(write_config(text)), "--traceback")
+    assert "Traceback" in with_traceback.stdout
+
+
+def test_a_handler_that_returns_false_is_reported_as_failed(
+    cli, write_config: WriteConfig, handler_types: str
+) -> None:
+    text = LOG.replace('"log"', f'"{handler_types}:ReturnsFalse"')
+    result = cli("test-handler", "audit", "-c", str(write_config(text)))
+    assert result.exit_code == 1
+    assert "failed" in result.stdout
+    assert "returned False" in result.stdout
+    assert "succeeded" not in result.stdout
+
+
+def test_unknown_handler_name_is_a_clear_error(cli, write_config: WriteConfig) -> None:
+    result = cli("test-handler", "audti", "-c", str(write_config(LOG)))
+    assert result.exit_code == 1
+    assert "no valid handler named 'audti'" in result.stderr
+    assert "valid handlers: audit" in result.stderr
+
+
+def test_an_invalid_handler_cannot_be_tested_and_says_why(cli, write_config: WriteConfig) -> None:
+    text = LOG + LOG.replace('"audit"', '"broken"').replace('"*"', "[]")
+    result = cli("test-handler", "broken", "-c", str(write_config(text)))
+    assert result.exit_code == 1
+    assert "handlers[1] 'broken': job_types is empty" in result.stderr
+    assert "no valid handler named 'broken'" in result.stderr
+
+
+def test_a_bad_result_is_refused(cli, write_config: WriteConfig) -> None:
+    result = cli("test-handler", "audit", "-c", str(write_config(LOG)), "--result", "exploded")
+    assert result.exit_code == 1
+    assert "--result" in result.stderr and "Failure (4)" in result.stderr
+
+
+# a handler type from a separately installed package
+
+ACME_MODULE = '''
+"""Acme's handlers for jobhooks."""
+
+from jobhooks import JobCompleteContext, JobCompleteHandler
+
+
+class AcmeRecorder(JobCompleteHandler):
+    """Append one line per completion to a file."""
+
+    output_path: str
+    greeting: str = "hello"
+    repeat: int = 1
+
+    def run_handler(self, context: JobCompleteContext) -> bool:
+        line = f"{self.greeting} {context.job_type} {context.job_result.display} "
+        line += f"{context.current_retry_count}\\n"
+        with open(self.output_path, "a", encoding="utf-8") as out:
+            out.write(line * self.repeat)
+        return True
+'''
+
+ACME_PYPROJECT = """
+[build-system]
+requires = ["setuptools"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "acme-handlers"
+version = "1.0.0"
+
+[project.entry-points."jobhooks.handlers"]
+acme-recorder = "acme_handlers:AcmeRecorder"
+
+[tool.setuptools]
+py-modules = ["acme_handlers"]
+"""
+
+
+@pytest.fixture(scope="module")
+def acme_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """acme-handlers, pip-installed into a directory of its own."""
+    package = tmp_path_factory.mktemp("acme-handlers")
+    (package / "pyproject.toml").write_text(textwrap.dedent(ACME_PYPROJECT), encoding="utf-8")
+    (package / "acme_handlers.py").write_text(ACME_MODULE, encoding="utf-8")
+    target = tmp_path_factory.mktemp("site")
+    command = [
+        sys.executable, "-m", "pip", "install", "--no-build-isolation", "--no-deps",
+        "--no-index", "--disable-pip-version-check", "--quiet",
+        "--target", str(target), str(package),
+    ]  # fmt: skip
+    installed = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    return target
+
+
+def run_jobhooks(site: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("JOBHOOKS_")}
+    env.update(PYTHONPATH=str(site), COLUMNS="400", PYTHONIOENCODING="utf-8")
+    return subprocess.run(
+        [sys.executable, "-m", "jobhooks.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+def test_test_handler_runs_a_handler_from_an_installed_package(
+    acme_site: Path, write_config: WriteConfig, tmp_path: Path
+) -> None:
+    out = tmp_path / "acme.log"
+    path = write_config(
+        f"""
+        [[handlers]]
+        name = "acme"
+        type = "acme-recorder"
+        job_types = ["{INVENTORY}"]
+        [handlers.properties]
+        OutputPath = "{out}"
+        Repeat = "2"
+        """
+    )
+    result = run_jobhooks(
+        acme_site, "test-handler", "acme", "--config", str(path), "--retry-count", "3"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "succeeded" in result.stdout
+    assert out.read_text(encoding="utf-8") == "hello Inventory Failure 3\n" * 2
+
+
+def test_handlers_lists_the_installed_package_type_with_its_properties(
+    acme_site: Path, tmp_path: Path
+) -> None:
+    result = run_jobhooks(acme_site, "handlers", "--config", str(tmp_path / "absent.toml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = [line for line in result.stdout.splitlines() if "acme" in line.lower()]
+    assert any("acme-recorder" in row and "acme_handlers:AcmeRecorder" in row for row in rows)
+    table = result.stdout
+    for expected in ("OutputPath", "Greeting", "'hello'", "Repeat", "an integer", "required"):
+        assert expected in table
+    output_row = next(line for line in table.splitlines() if "OutputPath" in line)
+    assert "a string" in output_row and "required" in output_row
+
+
+def test_an_unknown_type_lists_the_installed_package(
+    acme_site: Path, write_config: WriteConfig
+) -> None:
+    path = write_config(LOG.replace('"log"', '"acme-recordr"'))
+    result = run_jobhooks(acme_site, "validate", "--config", str(path))
+    assert result.returncode == 1
+    assert "did you mean 'acme-recorder'?" in result.stderr

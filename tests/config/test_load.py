@@ -1,0 +1,334 @@
+"""Reading jobhooks.toml: the structure is checked, every problem is listed with its line."""
+
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from jobhooks.config import read_config
+from jobhooks.config.schema import HandlerRegistration, JobhooksConfig
+from jobhooks.errors import ConfigError
+
+WriteConfig = Callable[[str], Path]
+
+LOG_HANDLER = """
+[[handlers]]
+name = "audit"
+type = "log"
+job_types = "*"
+"""
+
+
+def problems_in(write_config: WriteConfig, text: str) -> list[str]:
+    _config, problems = read_config(write_config(text))
+    return problems
+
+
+def only(problems: list[str], *words: str) -> str:
+    """The one problem that contains every word."""
+    found = [problem for problem in problems if all(word in problem for word in words)]
+    assert len(found) == 1, (words, problems)
+    return found[0]
+
+
+def test_seed_registration_reads_without_problems(
+    write_config: WriteConfig, seed_toml: str, smtp_password: str
+) -> None:
+    config, problems = read_config(write_config(seed_toml))
+    assert problems == []
+    (registration,) = config.handlers
+    assert registration.name == "SendEmail_RepeatedFailureHandler"
+    assert registration.type == "repeated-failure-email"
+    assert registration.properties["SmtpPort"] == 587
+    assert registration.properties["EmailRecipients"] == "pki-team@example.com,oncall@example.com"
+
+
+def test_defaults_of_every_section(write_config: WriteConfig) -> None:
+    config, problems = read_config(write_config(LOG_HANDLER))
+    assert problems == []
+    assert config.server.listen == "127.0.0.1:8080"
+    assert config.server.database == "sqlite:///jobhooks-data/jobhooks.db"
+    assert config.poll.enabled is False
+    (registration,) = config.handlers
+    assert (registration.timeout, registration.max_attempts, registration.backoff) == (30, 5, 10)
+    assert registration.enabled is True
+
+
+def test_the_designed_server_and_platform_sections(
+    write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KEYFACTOR_PASSWORD", "kf-pw-Lm4")
+    config, problems = read_config(
+        write_config(
+            """
+            [server]
+            listen = "127.0.0.1:8080"
+            database = "sqlite:///jobhooks-data/jobhooks.db"
+
+            [platform]
+            url = "https://keyfactor.example.com/KeyfactorAPI/"
+            username = "DOMAIN\\\\svc-jobhooks"
+            password = "env:KEYFACTOR_PASSWORD"
+
+            [poll]
+            enabled = true
+            interval = 30
+            start = "now"
+            page_size = 500
+
+            [smtp]
+            host = "smtp.example.com"
+            port = 587
+            starttls = true
+            """
+        )
+    )
+    assert problems == []
+    assert config.platform.url == "https://keyfactor.example.com/KeyfactorAPI"
+    assert config.platform.username == "DOMAIN\\svc-jobhooks"
+    assert config.platform.password is not None
+    assert config.platform.password.reveal() == "kf-pw-Lm4"
+    assert config.poll.enabled and config.poll.page_size == 500
+    assert config.smtp.port == 587 and config.smtp.starttls
+
+
+def test_job_types_table_gives_names_to_ids(write_config: WriteConfig) -> None:
+    config, problems = read_config(
+        write_config(
+            """
+            [job_types]
+            "SSL Monitoring" = "7B6BBC1B-D802-4B09-BEC9-F5C221083130"
+            """
+        )
+    )
+    assert problems == []
+    assert config.job_types == {"SSL Monitoring": uuid.UUID("7B6BBC1B-D802-4B09-BEC9-F5C221083130")}
+
+
+def test_unknown_key_in_a_handler_suggests_the_right_one(write_config: WriteConfig) -> None:
+    problems = problems_in(
+        write_config,
+        """
+        [[handlers]]
+        name = "audit"
+        type = "log"
+        job_types = "*"
+        timeot = 5
+        """,
+    )
+    problem = only(problems, "timeot")
+    assert "'audit'" in problem
+    assert "did you mean 'timeout'?" in problem
+    assert "line 6" in problem
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("[sever]\nlisten = '127.0.0.1:1'\n", ("sever", "did you mean 'server'?", "line 1")),
+        ("[smpt]\nhost = 'x'\n", ("smpt", "did you mean 'smtp'?", "line 1")),
+        ("[frobnicate]\nx = 1\n", ("frobnicate", "unknown key", "line 1")),
+        ("colour = 'blue'\n", ("colour", "unknown key", "line 1")),
+        ("[[handler]]\nname = 'x'\n", ("handler", "did you mean 'handlers'?", "line 1")),
+        ("[server]\nlisten = '127.0.0.1:1'\nlistn = 'x'\n", ("[server] listn", "line 3")),
+        ("[platform]\npasword = 'x'\n", ("pasword", "did you mean 'password'?", "line 2")),
+    ],
+)
+def test_unknown_sections_and_keys_are_named_with_their_line(
+    write_config: WriteConfig, text: str, words: tuple[str, ...]
+) -> None:
+    only(problems_in(write_config, text), *words)
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("[server]\nlisten = 'localhost'\n", ("[server] listen", "HOST:PORT", "line 2")),
+        ("[server]\ndatabase = 'mysql://x'\n", ("[server] database", "postgresql", "line 2")),
+        ("[smtp]\nport = 'abc'\n", ("[smtp] port", "expected an integer", "'abc'", "line 2")),
+        ("[platform]\nurl = 'ftp://x'\n", ("[platform] url", "https://", "line 2")),
+        ("[poll]\ninterval = 0\n", ("[poll] interval", "greater than 0", "line 2")),
+        ("[job_types]\nSSL = 'nope'\n", ("[job_types] SSL", "GUID", "line 2")),
+        ("[[handlers]]\nname = 'x'\ntype = 'log'\nmax_attempts = 0\n", ("max_attempts",)),
+        ("[[handlers]]\ntype = 'log'\n", ("handlers[0]", "name", "is required", "line 1")),
+        ("handlers = 3\n", ("handlers", "[[handlers]]", "line 1")),
+    ],
+)
+def test_bad_values_are_named_with_their_line(
+    write_config: WriteConfig, text: str, words: tuple[str, ...]
+) -> None:
+    only(problems_in(write_config, text), *words)
+
+
+def test_duplicate_handler_names(write_config: WriteConfig) -> None:
+    problems = problems_in(write_config, LOG_HANDLER + LOG_HANDLER)
+    problem = only(problems, "duplicate")
+    assert "handlers[1] 'audit'" in problem
+    assert "already used by handlers[0]" in problem
+    assert "line 8" in problem
+
+
+def test_positions_stay_true_after_an_invalid_handler(write_config: WriteConfig) -> None:
+    config, problems = read_config(
+        write_config(
+            """
+            [[handlers]]
+            name = "broken"
+            type = "log"
+            job_types = "*"
+            timeot = 1
+
+            [[handlers]]
+            name = "audit"
+            type = "log"
+            job_types = "*"
+
+            [[handlers]]
+            name = "audit"
+            type = "log"
+            job_types = "*"
+            """
+        )
+    )
+    assert [h.name for h in config.handlers] == ["audit", "audit"]
+    assert [h.position for h in config.handlers] == [1, 2]
+    problem = only(problems, "duplicate")
+    assert "handlers[2] 'audit'" in problem and "handlers[1]" in problem
+    assert "line 14" in problem
+
+
+def test_every_structural_problem_is_reported_at_once(write_config: WriteConfig) -> None:
+    problems = problems_in(
+        write_config,
+        """
+        [server]
+        listen = "nowhere"
+        colour = "blue"
+
+        [smpt]
+        host = "x"
+
+        [[handlers]]
+        name = "a"
+        type = "log"
+        job_types = "*"
+        timeot = 5
+
+        [[handlers]]
+        name = "b"
+        type = "log"
+        job_types = "*"
+        max_attempts = "many"
+        """,
+    )
+    assert len(problems) == 5
+    only(problems, "[server] listen")
+    only(problems, "colour")
+    only(problems, "smpt")
+    only(problems, "'a'", "timeot")
+    only(problems, "'b'", "max_attempts", "'many'")
+
+
+def test_valid_parts_are_kept_beside_the_problems(write_config: WriteConfig) -> None:
+    config, problems = read_config(
+        write_config("[server]\nlisten = 'x'\n[smtp]\nhost = 'smtp.example.com'\n" + LOG_HANDLER)
+    )
+    assert len(problems) == 1
+    assert config.smtp.host == "smtp.example.com"
+    assert [h.name for h in config.handlers] == ["audit"]
+
+
+def test_invalid_toml_is_a_config_error_with_the_line(write_config: WriteConfig) -> None:
+    path = write_config("[server]\nlisten = \n")
+    with pytest.raises(ConfigError) as caught:
+        read_config(path)
+    assert "not valid TOML" in str(caught.value)
+    assert "line 2" in str(caught.value)
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        read_config(tmp_path / "absent.toml")
+
+
+def test_an_unset_secret_in_a_section_is_reported(
+    write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KEYFACTOR_PASSWORD", raising=False)
+    problems = problems_in(write_config, "[platform]\npassword = 'env:KEYFACTOR_PASSWORD'\n")
+    only(problems, "[platform] password", "KEYFACTOR_PASSWORD is not set", "line 2")
+
+
+SECRET = "literal-Kq9-secret-value"
+
+
+def test_no_secret_in_the_dump_or_repr_of_a_config(
+    write_config: WriteConfig, smtp_password: str
+) -> None:
+    config, problems = read_config(
+        write_config(
+            f"""
+            [platform]
+            url = "https://keyfactor.example.com/KeyfactorAPI"
+            password = "{SECRET}-platform"
+            client_secret = "{SECRET}-oauth"
+
+            [smtp]
+            password = "{SECRET}-smtp"
+
+            [[handlers]]
+            name = "mail"
+            type = "repeated-failure-email"
+            job_types = "*"
+            [handlers.properties]
+            SmtpServer = "smtp.example.com"
+            Username = "jobhooks@example.com"
+            Password = "{SECRET}-handler"
+            MailFrom = "jobhooks@example.com"
+            EmailRecipients = ["a@example.com"]
+            Extra = {{ nested = "{SECRET}-nested" }}
+            SmtpPort = 587
+            """
+        )
+    )
+    assert problems == []
+    dumps = [
+        repr(config),
+        str(config),
+        str(config.model_dump()),
+        config.model_dump_json(),
+        str(config.model_dump(mode="json")),
+        repr(config.handlers[0]),
+        config.handlers[0].model_dump_json(),
+    ]
+    for text in dumps:
+        assert SECRET not in text
+        assert smtp_password not in text
+    properties = config.model_dump()["handlers"][0]["properties"]
+    assert properties["SmtpPort"] == 587, "numbers are not secrets"
+    assert config.handlers[0].properties["Password"] == f"{SECRET}-handler", "the value is kept"
+
+
+def test_env_references_stay_visible_in_the_dump(
+    write_config: WriteConfig, seed_toml: str, smtp_password: str
+) -> None:
+    config, _problems = read_config(write_config(seed_toml))
+    dumped = config.model_dump(mode="json")
+    assert dumped["handlers"][0]["properties"]["Password"] == "env:SMTP_PASSWORD"
+    assert smtp_password not in config.model_dump_json()
+
+
+def test_configuration_is_frozen(write_config: WriteConfig) -> None:
+    config, _problems = read_config(write_config(LOG_HANDLER))
+    with pytest.raises(ValueError, match="frozen"):
+        config.server = config.server  # type: ignore[misc]
+    with pytest.raises(ValueError, match="frozen"):
+        config.handlers[0].name = "other"  # type: ignore[misc]
+
+
+def test_a_configuration_built_in_code_has_no_position() -> None:
+    registration = HandlerRegistration(name="audit", type="log", job_types="*")
+    config = JobhooksConfig(handlers=[registration])
+    assert config.handlers[0].position is None
+    assert "built-in" in config.origin.where(("handlers", 0))

@@ -1,0 +1,453 @@
+"""From jobhooks.toml to a registry: types, properties and job types checked, every problem told."""
+
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from jobhooks import Secret
+from jobhooks.errors import ConfigError
+from jobhooks.handlers.log import LogHandler
+from jobhooks.handlers.repeated_failure_email import RepeatedFailureEmailHandler
+from jobhooks.registry import LoadedConfig, load
+
+WriteConfig = Callable[[str], Path]
+
+INVENTORY = uuid.UUID("7B6BBC1B-D802-4B09-BEC9-F5C221083130")
+MANAGEMENT = uuid.UUID("44340A94-9B99-410D-8011-598FB176C3C5")
+
+SEED_PROPERTIES = """
+[handlers.properties]
+SmtpServer = "smtp.example.com"
+SmtpPort = 587
+Username = "jobhooks@example.com"
+Password = "env:SMTP_PASSWORD"
+MailFrom = "jobhooks@example.com"
+EmailRecipients = "a,b"
+RetryThreshold = 2
+"""
+
+
+def seed(job_types: str = f'["{INVENTORY}", "{MANAGEMENT}"]', **replace: str) -> str:
+    """The seed registration, with some lines replaced (``None`` drops a line)."""
+    head = f"""
+[[handlers]]
+name = "SendEmail_RepeatedFailureHandler"
+type = "repeated-failure-email"
+job_types = {job_types}
+"""
+    text = head + SEED_PROPERTIES
+    for key, value in replace.items():
+        old = next(line for line in text.splitlines() if line.startswith(f"{key} = "))
+        text = text.replace(old + "\n", f"{key} = {value}\n" if value else "")
+    return text
+
+
+def problems_of(write_config: WriteConfig, text: str) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load(write_config(text))
+    assert caught.value.problems, "a ConfigError lists its problems"
+    for problem in caught.value.problems:
+        assert problem in str(caught.value)
+    return list(caught.value.problems)
+
+
+def only(problems: list[str], *words: str) -> str:
+    found = [problem for problem in problems if all(word in problem for word in words)]
+    assert len(found) == 1, (words, problems)
+    return found[0]
+
+
+def line_of(text: str, start: str) -> int:
+    """The 1-based line of ``text`` that starts with ``start``."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.startswith(start):
+            return number
+    raise AssertionError(start)
+
+
+def test_the_seed_registration_validates(write_config: WriteConfig, smtp_password: str) -> None:
+    loaded = load(write_config(seed()))
+    assert isinstance(loaded, LoadedConfig)
+    (registered,) = loaded.registry.handlers
+    assert registered.name == "SendEmail_RepeatedFailureHandler"
+    assert registered.type_name == "repeated-failure-email"
+    assert registered.job_types == (INVENTORY, MANAGEMENT)
+    handler = registered.handler
+    assert isinstance(handler, RepeatedFailureEmailHandler)
+    assert handler.name == "SendEmail_RepeatedFailureHandler"
+    assert handler.smtp_server == "smtp.example.com"
+    assert handler.smtp_port == 587
+    assert handler.username == "jobhooks@example.com"
+    assert isinstance(handler.password, Secret)
+    assert handler.password.reveal() == smtp_password
+    assert handler.mail_from == "jobhooks@example.com"
+    assert handler.email_recipients == ["a", "b"]
+    assert handler.retry_threshold == 2
+
+
+def test_seed_with_web_config_strings_validates(
+    write_config: WriteConfig, smtp_password: str
+) -> None:
+    text = seed(SmtpPort='"587"', RetryThreshold='"3"')
+    handler = load(write_config(text)).registry.handlers[0].handler
+    assert isinstance(handler, RepeatedFailureEmailHandler)
+    assert (handler.smtp_port, handler.retry_threshold) == (587, 3)
+
+
+def test_unknown_type_suggests_the_installed_one(
+    write_config: WriteConfig, smtp_password: str
+) -> None:
+    text = seed().replace('"repeated-failure-email"', '"repeated-failure-emial"')
+    problem = only(problems_of(write_config, text), "type")
+    assert "'SendEmail_RepeatedFailureHandler'" in problem
+    assert "unknown handler type 'repeated-failure-emial'" in problem
+    assert "did you mean 'repeated-failure-email'?" in problem
+    assert "log" in problem and "send-email" in problem, "lists what is installed"
+    assert f"line {line_of(text, 'type =')}" in problem
+
+
+def test_missing_required_property(write_config: WriteConfig, smtp_password: str) -> None:
+    text = seed(EmailRecipients="")
+    problem = only(problems_of(write_config, text), "EmailRecipients")
+    assert "'SendEmail_RepeatedFailureHandler'" in problem
+    assert "is required" in problem
+    assert "list of strings" in problem
+
+
+def test_wrong_property_type(write_config: WriteConfig, smtp_password: str) -> None:
+    text = seed(SmtpPort='"abc"')
+    problem = only(problems_of(write_config, text), "SmtpPort")
+    assert problem.startswith("handlers[0] 'SendEmail_RepeatedFailureHandler': property SmtpPort")
+    assert "expected an integer, got 'abc'" in problem
+    assert f"line {line_of(text, 'SmtpPort')}" in problem
+
+
+def test_malformed_guid_in_job_types(write_config: WriteConfig, smtp_password: str) -> None:
+    text = seed(job_types='["7B6BBC1B-D802-4B09-BEC9-F5C22108313"]')
+    problem = only(problems_of(write_config, text), "job_types")
+    assert "'SendEmail_RepeatedFailureHandler'" in problem
+    assert "'7B6BBC1B-D802-4B09-BEC9-F5C22108313' is not a valid GUID" in problem
+    assert f"line {line_of(text, 'job_types')}" in problem
+
+
+def test_empty_job_types(write_config: WriteConfig, smtp_password: str) -> None:
+    for empty in ("[]", '""', '" "'):
+        problem = only(problems_of(write_config, seed(job_types=empty)), "job_types")
+        assert "empty" in problem and "'SendEmail_RepeatedFailureHandler'" in problem
+
+
+def test_missing_job_types(write_config: WriteConfig, smtp_password: str) -> None:
+    text = seed().replace(f'job_types = ["{INVENTORY}", "{MANAGEMENT}"]\n', "")
+    problem = only(problems_of(write_config, text), "job_types")
+    assert "job_types is required" in problem
+    assert "'SendEmail_RepeatedFailureHandler'" in problem
+
+
+def test_job_types_must_be_text(write_config: WriteConfig) -> None:
+    text = '[[handlers]]\nname = "audit"\ntype = "log"\njob_types = [1, 2]\n'
+    assert problems_of(write_config, text)
+
+
+def test_duplicate_handler_names(write_config: WriteConfig, smtp_password: str) -> None:
+    problem = only(problems_of(write_config, seed() + seed()), "duplicate")
+    assert "handlers[1] 'SendEmail_RepeatedFailureHandler'" in problem
+
+
+def test_unknown_registration_key(write_config: WriteConfig, smtp_password: str) -> None:
+    text = seed().replace("job_types =", "timeot = 5\njob_types =")
+    problem = only(problems_of(write_config, text), "timeot")
+    assert "did you mean 'timeout'?" in problem
+    assert "'SendEmail_RepeatedFailureHandler'" in problem
+    assert f"line {line_of(text, 'timeot')}" in problem
+
+
+def test_unknown_top_level_section(write_config: WriteConfig, smtp_password: str) -> None:
+    problem = only(problems_of(write_config, "[smpt]\nhost = 'x'\n" + seed()), "smpt")
+    assert "did you mean 'smtp'?" in problem
+
+
+def test_unset_env_secret(write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SMTP_PASSWORD", raising=False)
+    text = seed()
+    problem = only(problems_of(write_config, text), "Password")
+    assert "'SendEmail_RepeatedFailureHandler'" in problem
+    assert "SMTP_PASSWORD is not set" in problem
+    assert f"line {line_of(text, 'Password')}" in problem
+
+
+def test_unreadable_secret_file(write_config: WriteConfig, tmp_path: Path) -> None:
+    absent = tmp_path / "absent-password"
+    problem = only(problems_of(write_config, seed(Password=f'"file:{absent}"')), "Password")
+    assert "cannot read secret file" in problem and str(absent) in problem
+
+
+def test_every_problem_of_a_file_is_reported_at_once(
+    write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SMTP_PASSWORD", raising=False)
+    text = (
+        "[smpt]\nhost = 'x'\n"
+        + seed(job_types='["not-a-guid-0000-1111-2222", ""]', SmtpPort='"abc"', MailFrom="")
+        + '\n[[handlers]]\nname = "audit"\ntype = "lgo"\njob_types = "*"\n'
+        + '\n[[handlers]]\nname = "audit-2"\ntype = "log"\njob_types = []\n'
+        + '\n[[handlers]]\nname = "audit-2"\ntype = "log"\njob_types = "*"\ntimeot = 1\n'
+    )
+    problems = problems_of(write_config, text)
+    only(problems, "smpt")
+    only(problems, "'SendEmail_RepeatedFailureHandler'", "not-a-guid")
+    only(problems, "'SendEmail_RepeatedFailureHandler'", "SmtpPort")
+    only(problems, "'SendEmail_RepeatedFailureHandler'", "SMTP_PASSWORD")
+    only(problems, "'audit'", "'lgo'", "did you mean 'log'?")
+    only(problems, "handlers[2] 'audit-2'", "empty")
+    only(problems, "handlers[3] 'audit-2'", "timeot")
+    assert len(problems) >= 7
+
+
+def test_job_types_inside_properties_web_config_style(
+    write_config: WriteConfig, smtp_password: str
+) -> None:
+    inline = f'[handlers.properties]\nJobTypes = "{INVENTORY}, {MANAGEMENT}"\n'
+    text = seed().replace(f'job_types = ["{INVENTORY}", "{MANAGEMENT}"]\n', "")
+    text = text.replace("[handlers.properties]\n", inline)
+    (registered,) = load(write_config(text)).registry.handlers
+    assert registered.job_types == (INVENTORY, MANAGEMENT)
+    assert registered.handler.retry_threshold == 2  # type: ignore[attr-defined]
+
+
+def test_job_types_given_twice(write_config: WriteConfig, smtp_password: str) -> None:
+    text = seed().replace(
+        "[handlers.properties]\n", f'[handlers.properties]\nJobTypes = "{INVENTORY}"\n'
+    )
+    only(problems_of(write_config, text), "JobTypes", "twice")
+
+
+def test_job_types_as_a_comma_separated_string(
+    write_config: WriteConfig, smtp_password: str
+) -> None:
+    (registered,) = load(write_config(seed(job_types=f'"{INVENTORY},{MANAGEMENT}"'))).registry
+    assert registered.job_types == (INVENTORY, MANAGEMENT)
+
+
+JOB_TYPE_NAMES = f"""
+[job_types]
+"SSL Monitoring" = "{INVENTORY}"
+"WinCertInventory" = "{MANAGEMENT}"
+"""
+
+
+def test_names_from_the_job_types_table(write_config: WriteConfig, smtp_password: str) -> None:
+    text = JOB_TYPE_NAMES + seed(job_types='["SSL Monitoring", "wincert-inventory"]')
+    (registered,) = load(write_config(text)).registry
+    assert registered.job_types == (INVENTORY, MANAGEMENT)
+    assert registered.job_type_labels[0] == f"SSL Monitoring ({INVENTORY})"
+
+
+def test_unknown_job_type_name_lists_near_matches(
+    write_config: WriteConfig, smtp_password: str
+) -> None:
+    text = JOB_TYPE_NAMES + seed(job_types='["SSL Monitorng"]')
+    problem = only(problems_of(write_config, text), "job_types")
+    assert "unknown job type name 'SSL Monitorng'" in problem
+    assert "did you mean 'SSL Monitoring'?" in problem
+
+
+def test_names_from_a_catalog(write_config: WriteConfig, smtp_password: str) -> None:
+    path = write_config(seed(job_types='["IISUInventory"]'))
+    with pytest.raises(ConfigError):
+        load(path)
+    catalog = {"IISUInventory": MANAGEMENT}
+    assert load(path, catalog=catalog).registry.handlers[0].job_types == (MANAGEMENT,)
+
+
+def test_star_runs_for_every_job_type(write_config: WriteConfig, smtp_password: str) -> None:
+    (registered,) = load(write_config(seed(job_types='"*"'))).registry
+    assert registered.runs_for_all
+    registry = load(write_config(seed(job_types='["*"]'))).registry
+    assert registry.for_job_type(uuid.uuid4()) == registry.handlers
+
+
+def test_star_with_other_job_types_is_a_problem(
+    write_config: WriteConfig, smtp_password: str
+) -> None:
+    only(problems_of(write_config, seed(job_types=f'["*", "{INVENTORY}"]')), '"*"')
+
+
+DISABLED = f"""
+[[handlers]]
+name = "first"
+type = "log"
+job_types = ["{INVENTORY}"]
+
+[[handlers]]
+name = "off"
+type = "log"
+enabled = false
+job_types = "*"
+
+[[handlers]]
+name = "last"
+type = "log"
+job_types = "*"
+"""
+
+
+def test_disabled_handlers_are_not_in_the_registry(write_config: WriteConfig) -> None:
+    registry = load(write_config(DISABLED)).registry
+    assert [h.name for h in registry] == ["first", "last"]
+    assert registry.get("off") is None
+    assert [h.name for h in registry.for_job_type(INVENTORY)] == ["first", "last"]
+    assert [h.name for h in registry.for_job_type(MANAGEMENT)] == ["last"]
+
+
+def test_disabled_handlers_are_still_validated(write_config: WriteConfig) -> None:
+    text = DISABLED.replace('enabled = false\njob_types = "*"', "enabled = false\njob_types = []")
+    only(problems_of(write_config, text), "'off'", "empty")
+
+
+def test_delivery_policy(write_config: WriteConfig) -> None:
+    text = '[[handlers]]\nname = "a"\ntype = "log"\njob_types = "*"\n'
+    default = load(write_config(text)).registry.handlers[0].policy
+    assert (default.timeout, default.max_attempts, default.backoff) == (30, 5, 10)
+    tuned = text + "timeout = 2.5\nmax_attempts = 1\nbackoff = 0\n"
+    policy = load(write_config(tuned)).registry.handlers[0].policy
+    assert (policy.timeout, policy.max_attempts, policy.backoff) == (2.5, 1, 0)
+
+
+def test_builtin_log_handler_properties(write_config: WriteConfig) -> None:
+    text = '[[handlers]]\nname = "a"\ntype = "log"\njob_types = "*"\n'
+    handler = load(write_config(text + '[handlers.properties]\nLevel = "warning"\n'))
+    assert isinstance(handler.registry.handlers[0].handler, LogHandler)
+    assert handler.registry.handlers[0].handler.level == "warning"  # type: ignore[attr-defined]
+    only(problems_of(write_config, text + '[handlers.properties]\nlevel = "loud"\n'), "level")
+
+
+def test_smtp_section_fills_email_properties(
+    write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SMTP_PASSWORD", "from-smtp-section")
+    text = f"""
+[smtp]
+host = "smtp.example.com"
+port = 2525
+username = "relay"
+password = "env:SMTP_PASSWORD"
+mail_from = "jobhooks@example.com"
+
+[[handlers]]
+name = "mail"
+type = "repeated-failure-email"
+job_types = ["{INVENTORY}"]
+[handlers.properties]
+EmailRecipients = "pki@example.com"
+SmtpPort = 587
+"""
+    handler = load(write_config(text)).registry.handlers[0].handler
+    assert isinstance(handler, RepeatedFailureEmailHandler)
+    assert handler.smtp_server == "smtp.example.com"
+    assert handler.smtp_port == 587, "the handler's own property wins"
+    assert handler.username == "relay"
+    assert handler.password is not None and handler.password.reveal() == "from-smtp-section"
+
+
+def test_email_handler_without_any_smtp_server_is_refused(write_config: WriteConfig) -> None:
+    text = f"""
+[[handlers]]
+name = "mail"
+type = "repeated-failure-email"
+job_types = ["{INVENTORY}"]
+[handlers.properties]
+EmailRecipients = "pki@example.com"
+MailFrom = "jobhooks@example.com"
+"""
+    only(problems_of(write_config, text), "'mail'", "SmtpServer")
+
+
+def test_module_class_types(write_config: WriteConfig, handler_types: str, tmp_path: Path) -> None:
+    out = tmp_path / "out.json"
+    text = f"""
+[[handlers]]
+name = "recorder"
+type = "{handler_types}:Recorder"
+job_types = "*"
+[handlers.properties]
+Path = "{out}"
+"""
+    handler = load(write_config(text)).registry.handlers[0].handler
+    assert type(handler).__name__ == "Recorder"
+    assert handler.path == str(out)  # type: ignore[attr-defined]
+    assert handler.label == "recorded"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("type_ref", "words"),
+    [
+        ("no_such_module_zz:Thing", ("cannot import module 'no_such_module_zz'",)),
+        ("{mod}:Absent", ("has no attribute 'Absent'",)),
+        ("{mod}:Path", ("not a subclass of jobhooks.JobCompleteHandler",)),
+    ],
+)
+def test_bad_module_class_types(
+    write_config: WriteConfig, handler_types: str, type_ref: str, words: tuple[str, ...]
+) -> None:
+    text = f"""
+[[handlers]]
+name = "x"
+type = "{type_ref.format(mod=handler_types)}"
+job_types = "*"
+"""
+    only(problems_of(write_config, text), "'x'", "type", *words)
+
+
+def test_setup_can_reject_a_registration(write_config: WriteConfig, handler_types: str) -> None:
+    text = f"""
+[[handlers]]
+name = "picky"
+type = "{handler_types}:Picky"
+job_types = "*"
+[handlers.properties]
+Level = 9
+"""
+    problem = only(problems_of(write_config, text), "'picky'")
+    assert "property Level: at most 3" in problem
+
+
+def test_typed_properties_from_web_config_strings(
+    write_config: WriteConfig, handler_types: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TYPED_API_KEY", "typed-key-value")
+    text = f"""
+[[handlers]]
+name = "typed"
+type = "{handler_types}:Typed"
+job_types = "*"
+[handlers.properties]
+SmtpPort = "2525"
+EmailRecipients = "a@x.example,b@y.example"
+UseTls = "true"
+ratio = "0.25"
+ApiKey = "env:TYPED_API_KEY"
+"""
+    handler = load(write_config(text)).registry.handlers[0].handler
+    assert handler.smtp_port == 2525  # type: ignore[attr-defined]
+    assert handler.email_recipients == ["a@x.example", "b@y.example"]  # type: ignore[attr-defined]
+    assert handler.use_tls is True  # type: ignore[attr-defined]
+    assert handler.ratio == 0.25  # type: ignore[attr-defined]
+    assert handler.api_key.reveal() == "typed-key-value"  # type: ignore[attr-defined]
+    assert handler.note == "default note"  # type: ignore[attr-defined]
+
+
+def test_a_valid_handler_survives_beside_an_invalid_one(
+    write_config: WriteConfig, smtp_password: str
+) -> None:
+    from jobhooks.config import read_config
+    from jobhooks.registry import build_registry
+
+    audit = '\n[[handlers]]\nname = "audit"\ntype = "log"\njob_types = "*"\n'
+    text = seed(SmtpPort='"abc"') + audit
+    config, problems = read_config(write_config(text))
+    registry, handler_problems = build_registry(config)
+    assert problems == []
+    assert [h.name for h in registry] == ["audit"]
+    assert len(handler_problems) == 1
