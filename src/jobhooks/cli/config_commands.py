@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import uuid
 from pathlib import Path
@@ -14,8 +15,9 @@ from rich.table import Table
 
 from jobhooks.cli.app import ConfigOption, app, console, err_console, fail, setup_logging
 from jobhooks.config.load import read_config
-from jobhooks.dispatch.execute import run_attempt
+from jobhooks.dispatch.execute import Outcome, run_attempt
 from jobhooks.errors import ConfigError, ContextError
+from jobhooks.platform.client import build_clients
 from jobhooks.registry import Registry, build_registry
 from jobhooks.registry.discovery import HandlerTypeError, installed_types, load_handler_type
 from jobhooks.registry.matching import RegisteredHandler
@@ -203,12 +205,22 @@ def test_handler(
         context = sample_context(**overrides)
     except ContextError as exc:
         fail("the sample context is invalid", *(str(p) for p in exc.problems))
+    clients = build_clients(loaded_config.platform)
     console.print(
         f"Running {registered.name} ({registered.type_name}) on a sample {context.job_type} job, "
         f"result {context.job_result.display}, retry count {context.current_retry_count}, "
         f"job type {context.job_type_id}"
     )
-    outcome = asyncio.run(run_attempt(registered, context))
+    async def attempt() -> Outcome:
+        try:
+            with_clients = dataclasses.replace(
+                context, client=clients.client, async_client=clients.async_client
+            )
+            return await run_attempt(registered, with_clients)
+        finally:
+            await clients.aclose()
+
+    outcome = asyncio.run(attempt())
     duration = f"{outcome.duration * 1000:.1f} ms"
     if outcome.succeeded:
         console.print(f"[green]✓ succeeded[/] in {duration} (nothing was stored)", markup=True)

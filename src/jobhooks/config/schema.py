@@ -5,7 +5,15 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_serializer, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from jobhooks.config.origin import ConfigOrigin
 from jobhooks.sdk.secret import MASK, Secret
@@ -66,6 +74,8 @@ class PlatformSettings(_Section):
     url: str | None = None
     username: str | None = None
     password: Secret | None = None
+    token: Secret | None = None
+    """A bearer token sent as ``Authorization: Bearer``, instead of a username and password."""
     token_url: str | None = None
     client_id: str | None = None
     client_secret: Secret | None = None
@@ -81,6 +91,17 @@ class PlatformSettings(_Section):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
         return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _check_credentials(self) -> PlatformSettings:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together: give both or neither")
+        if self.token is not None and self.username is not None:
+            raise ValueError("give either a bearer token or a username and password, not both")
+        oauth = (self.token_url, self.client_id, self.client_secret)
+        if any(part is not None for part in oauth) and None in oauth:
+            raise ValueError("OAuth needs token_url, client_id and client_secret together")
+        return self
 
 
 class SmtpSettings(_Section):

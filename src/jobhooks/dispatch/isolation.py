@@ -7,10 +7,11 @@ import inspect
 import multiprocessing
 import time
 import traceback
+from functools import partial
 from multiprocessing.connection import Connection
 from typing import Any
 
-from jobhooks.dispatch.execute import Outcome
+from jobhooks.dispatch.execute import Outcome, run_in_thread
 from jobhooks.registry.matching import RegisteredHandler
 from jobhooks.sdk.context import JobCompleteContext
 from jobhooks.sdk.handler import JobCompleteHandler
@@ -74,7 +75,7 @@ async def run_in_process(registered: RegisteredHandler, context: JobCompleteCont
     The child gets the handler (properties included) and the context's data;
     ``context.client`` there is not configured.
     """
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(
-        None, _run_blocking, registered.handler, context, registered.policy.timeout
+    # Not the loop's default pool: check-ins and operator reads need its threads.
+    return await run_in_thread(
+        partial(_run_blocking, registered.handler, context, registered.policy.timeout)
     )

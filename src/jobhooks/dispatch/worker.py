@@ -11,7 +11,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 from jobhooks.dispatch.execute import Outcome, run_attempt
 from jobhooks.dispatch.isolation import run_in_process
@@ -86,9 +85,7 @@ class Worker:
         self._lease_grace = lease_grace
         self._poll_interval = poll_interval
         self._metrics = metrics
-        self._executor = ThreadPoolExecutor(
-            max_workers=threads, thread_name_prefix="jobhooks-handler"
-        )
+        self._threads = asyncio.Semaphore(threads)
         self._lock = threading.Lock()
         self._busy = 0  # runs started or reserved; guarded by _lock
         self._wake = asyncio.Event()
@@ -179,7 +176,6 @@ class Worker:
         self._wake.set()
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=grace)
-        self._executor.shutdown(wait=False, cancel_futures=True)
 
     @property
     def busy(self) -> int:
@@ -249,7 +245,7 @@ class Worker:
             if registered.policy.isolation == "process":
                 outcome = await run_in_process(registered, context)
             else:
-                outcome = await run_attempt(registered, context, self._executor)
+                outcome = await run_attempt(registered, context, self._threads)
         finally:
             if marker is not None:
                 marker.cancel()

@@ -9,6 +9,7 @@ from typing import ClassVar
 import aiosmtplib
 
 from jobhooks import JobCompleteContext, JobCompleteHandler, Secret
+from jobhooks.handlers._templates import compile_template, render
 
 __all__ = ["EmailHandler", "header_text"]
 
@@ -34,8 +35,12 @@ class EmailHandler(JobCompleteHandler):
     starttls: bool = False
     tls: bool = False
     smtp_timeout: float = 30.0
+    subject: str | None = None
+    body: str | None = None
 
     def setup(self) -> None:
+        self._subject = compile_template(self.subject, "subject") if self.subject else None
+        self._body = compile_template(self.body, "body") if self.body else None
         if not self.smtp_server:
             raise ValueError("property SmtpServer: not set here and [smtp] host is empty")
         if not self.mail_from:
@@ -46,6 +51,14 @@ class EmailHandler(JobCompleteHandler):
             raise ValueError("starttls and tls exclude each other: choose one")
         if self.password is not None and not self.username:
             raise ValueError("property Password is set but Username is not")
+
+    def compose(self, context: JobCompleteContext, subject: str, body: str) -> EmailMessage:
+        """The message for a context: the templates when configured, else the defaults."""
+        if self._subject is not None:
+            subject = render(self._subject, context, "subject")
+        if self._body is not None:
+            body = render(self._body, context, "body")
+        return self.build_message(subject, body)
 
     def build_message(self, subject: str, body: str) -> EmailMessage:
         """A plain-text message from MailFrom to EmailRecipients."""

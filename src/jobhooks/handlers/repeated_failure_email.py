@@ -38,5 +38,5 @@ class RepeatedFailureEmailHandler(EmailHandler):
             f"(retry count {context.current_retry_count}, threshold {self.retry_threshold}).\n\n"
             + self.details(context)
         )
-        await self.send(self.build_message(subject, body))
+        await self.send(self.compose(context, subject, body))
         return True

@@ -14,5 +14,5 @@ class SendEmailHandler(EmailHandler):
             f"Orchestrator {context.job_type} job {context.job_result.display} "
             f"on {context.client_machine}"
         )
-        await self.send(self.build_message(subject, self.details(context)))
+        await self.send(self.compose(context, subject, self.details(context)))
         return True

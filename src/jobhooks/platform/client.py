@@ -56,11 +56,14 @@ def build_clients(settings: PlatformSettings) -> PlatformClients:
     if not settings.url:
         return PlatformClients(unconfigured_client(), unconfigured_async_client())
     auth = None
+    headers = platform_headers(settings)
     if settings.username and settings.password is not None:
         auth = httpx.BasicAuth(settings.username, settings.password.reveal())
+    elif settings.token is not None:
+        headers["authorization"] = f"Bearer {settings.token.reveal()}"
     options = {
         "base_url": settings.url + "/",
-        "headers": platform_headers(settings),
+        "headers": headers,
         "auth": auth,
         "timeout": settings.timeout,
         "verify": _verify(settings),

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, and_, bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from jobhooks.store.dialect import execute_many
 from jobhooks.store.records import ClaimedRun, RunOutcome, RunStatus
@@ -181,7 +182,21 @@ def claim_runs(
     return results
 
 
-_INSERT_ATTEMPT = attempts.insert()
+def _record_attempt(insert: Any) -> Any:
+    # A worker that reports after its lease expired finds its attempt already
+    # recorded as lost; its report replaces that guess.
+    statement = insert(attempts)
+    reported = ("worker", "started_at", "finished_at", "duration", "outcome", "error", "traceback")
+    return statement.on_conflict_do_update(
+        index_elements=[attempts.c.run_id, attempts.c.number],
+        set_={name: statement.excluded[name] for name in reported},
+    )
+
+
+_RECORD_ATTEMPT = {
+    "sqlite": _record_attempt(sqlite.insert),
+    "postgresql": _record_attempt(postgresql.insert),
+}
 _FINISH = (
     update(runs)
     .where(
@@ -246,7 +261,7 @@ def finish_runs(connection: Connection, outcomes: Sequence[RunOutcome], now: flo
     another only adds to the history)."""
     execute_many(
         connection,
-        _INSERT_ATTEMPT,
+        _RECORD_ATTEMPT[connection.dialect.name],
         [
             {
                 "run_id": o.run_id,

@@ -1,0 +1,1 @@
+"""An example jobhooks handler package: copy it, rename it, make it yours."""

@@ -1,0 +1,49 @@
+"""Jinja2 templates for subjects and bodies, rendered in a sandbox.
+
+Templates come from the operator's configuration; values come from
+orchestrators and are only ever data: they are inserted as text and never
+rendered as templates themselves. An undefined name is an error, so a typo
+in a template fails the attempt with a message instead of sending a blank.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from jinja2 import StrictUndefined, Template, TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+
+from jobhooks import JobCompleteContext
+
+__all__ = ["compile_template", "render", "template_variables"]
+
+
+@functools.cache
+def _environment() -> SandboxedEnvironment:
+    return SandboxedEnvironment(
+        undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
+    )
+
+
+def compile_template(source: str, what: str) -> Template:
+    """Compile a template; raises ValueError naming ``what`` if it does not compile."""
+    try:
+        return _environment().from_string(source)
+    except TemplateError as exc:
+        line = getattr(exc, "lineno", None)
+        where = f" (template line {line})" if line else ""
+        raise ValueError(f"property {what}: the template does not compile: {exc}{where}") from None
+
+
+def template_variables(context: JobCompleteContext) -> dict[str, Any]:
+    """The names a template can use: every context field, plus ``failed``."""
+    return {**context.to_dict(), "failed": context.failed}
+
+
+def render(template: Template, context: JobCompleteContext, what: str) -> str:
+    """Render a template for a context; raises ValueError saying what went wrong."""
+    try:
+        return template.render(template_variables(context))
+    except TemplateError as exc:
+        raise ValueError(f"the {what} template failed: {exc}") from None

@@ -1,0 +1,64 @@
+"""``notify``: chat, paging and push notifications through Apprise.
+
+Slack, Microsoft Teams, PagerDuty, Discord, email, ntfy and a hundred more
+services are each one Apprise URL away; see the Apprise documentation for
+the URL of each service.
+"""
+
+from __future__ import annotations
+
+import apprise
+
+from jobhooks import JobCompleteContext, JobCompleteHandler, JobResult, Secret
+from jobhooks.handlers._templates import compile_template, render
+
+DEFAULT_TITLE = "{{ job_type }} job {{ job_result }} on {{ client_machine }}"
+DEFAULT_BODY = (
+    "Job {{ job_id }} ({{ job_type }}) ended {{ job_result }} on {{ client_machine }}"
+    " (agent {{ agent_id }}), retry count {{ current_retry_count }}."
+    "{% if message %}\n{{ message }}{% endif %}"
+)
+
+
+class NotifyError(RuntimeError):
+    """Apprise could not deliver to every URL."""
+
+
+class NotifyHandler(JobCompleteHandler):
+    """Notify every Apprise URL in ``urls`` of completions whose result is in ``results``."""
+
+    urls: list[Secret]
+    results: list[str] = ["failure"]  # noqa: RUF012  (a property default, never mutated)
+    title: str = DEFAULT_TITLE
+    body: str = DEFAULT_BODY
+
+    def setup(self) -> None:
+        if not self.urls:
+            raise ValueError("property urls: list at least one Apprise URL")
+        try:
+            self._results = frozenset(JobResult.parse(value) for value in self.results)
+        except ValueError as exc:
+            raise ValueError(f"property results: {exc}") from None
+        self._title = compile_template(self.title, "title")
+        self._body = compile_template(self.body, "body")
+        self._targets = apprise.Apprise()
+        for position, url in enumerate(self.urls):
+            if not self._targets.add(url.reveal()):
+                raise ValueError(
+                    f"property urls[{position}]: Apprise does not recognise this URL "
+                    "(check its scheme and form)"
+                )
+
+    async def run_handler(self, context: JobCompleteContext) -> bool:
+        if context.job_result not in self._results:
+            return True
+        title = render(self._title, context, "title")
+        body = render(self._body, context, "body")
+        delivered = await self._targets.async_notify(body=body, title=title)
+        if not delivered:
+            shown = ", ".join(
+                target.url(privacy=True)  # type: ignore[no-untyped-call]
+                for target in self._targets
+            )
+            raise NotifyError(f"Apprise could not deliver to every URL ({shown})")
+        return True
