@@ -15,6 +15,7 @@ from rich.table import Table
 
 from jobhooks.cli.app import ConfigOption, app, console, err_console, fail, setup_logging
 from jobhooks.config.load import read_config
+from jobhooks.config.webconfig import read_manifest, read_webconfig, to_toml
 from jobhooks.dispatch.execute import Outcome, run_attempt
 from jobhooks.errors import ConfigError, ContextError
 from jobhooks.platform.client import build_clients
@@ -211,6 +212,7 @@ def test_handler(
         f"result {context.job_result.display}, retry count {context.current_retry_count}, "
         f"job type {context.job_type_id}"
     )
+
     async def attempt() -> Outcome:
         try:
             with_clients = dataclasses.replace(
@@ -230,3 +232,43 @@ def test_handler(
     if outcome.traceback and show_traceback:
         console.print(outcome.traceback, markup=False, soft_wrap=True)
     raise typer.Exit(1)
+
+
+@app.command("import-webconfig")
+def import_webconfig(
+    source: Annotated[
+        Path, typer.Argument(help="web.config (Unity) or an extension manifest.json.")
+    ],
+    include_commented: Annotated[
+        bool,
+        typer.Option("--include-commented", help="Also read registrations inside XML comments."),
+    ] = False,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the TOML here instead of stdout.")
+    ] = None,
+) -> None:
+    """Turn Keyfactor Command handler registrations into jobhooks.toml [[handlers]] tables."""
+    try:
+        text = source.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        fail(f"cannot read {source}: {exc.strerror}")
+    try:
+        if source.suffix.lower() == ".json":
+            result = read_manifest(text)
+        else:
+            result = read_webconfig(text, include_commented=include_commented)
+    except ValueError as exc:
+        fail(f"{source}: {exc}")
+    toml_text = to_toml(result)
+    if output is None:
+        typer.echo(toml_text, nl=False)
+    else:
+        output.write_text(toml_text, encoding="utf-8")
+        err_console.print(f"Wrote {len(result.handlers)} registration(s) to {output}", markup=False)
+    for note in result.notes:
+        err_console.print(f"note: {note}", markup=False)
+    for handler in result.handlers:
+        for flag in handler.flags:
+            err_console.print(f"FLAG {handler.name}: {flag}", markup=False)
+    for variable, origin in result.environment.items():
+        err_console.print(f"set {variable} (it holds {origin})", markup=False)

@@ -37,6 +37,7 @@ _EXPECTED = {
     "model_type": "expected a table",
     "uuid_type": "expected a GUID",
     "uuid_parsing": "expected a GUID",
+    "string_too_short": "must not be empty",
 }
 
 

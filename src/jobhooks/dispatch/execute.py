@@ -52,6 +52,11 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
         future.set_exception(error)
 
 
+def _ordinary(exc: BaseException) -> Exception:
+    # SystemExit and the like end a handler's attempt, never the event loop.
+    return exc if isinstance(exc, Exception) else RuntimeError(f"{type(exc).__name__}: {exc}")
+
+
 async def run_in_thread(call: Callable[[], T]) -> T:
     """Run a blocking call on a daemon thread of its own and await its result.
 
@@ -67,16 +72,22 @@ async def run_in_thread(call: Callable[[], T]) -> T:
         error: BaseException | None = None
         try:
             result = call()
-        except Exception as exc:
-            error = exc
         except BaseException as exc:
-            # SystemExit and the like end a handler, never the event loop.
-            error = RuntimeError(f"{type(exc).__name__}: {exc}")
+            error = _ordinary(exc)
         with contextlib.suppress(RuntimeError):  # the loop closed in the meantime
             loop.call_soon_threadsafe(_settle, future, result, error)
 
     threading.Thread(target=target, name="jobhooks-handler", daemon=True).start()
     return await future
+
+
+async def _call_async(registered: RegisteredHandler, context: JobCompleteContext) -> Any:
+    try:
+        return await registered.handler.run_handler(context)  # type: ignore[misc]
+    except (Exception, asyncio.CancelledError):
+        raise
+    except BaseException as exc:
+        raise _ordinary(exc) from exc
 
 
 async def _call_sync(
@@ -105,15 +116,14 @@ async def run_attempt(
     started = time.perf_counter()
     try:
         if inspect.iscoroutinefunction(handler.run_handler):
-            result = await asyncio.wait_for(handler.run_handler(context), timeout)
+            result = await asyncio.wait_for(_call_async(registered, context), timeout)
         else:
             result = await asyncio.wait_for(_call_sync(registered, context, slots), timeout)
             if inspect.isawaitable(result):
                 result = await asyncio.wait_for(result, timeout)
     except TimeoutError:
         return Outcome(False, time.perf_counter() - started, f"timed out after {timeout:g} s")
-    except (Exception, SystemExit) as exc:
-        # sys.exit() in an async handler ends its attempt, not the process.
+    except Exception as exc:
         return _failure(exc, started)
     duration = time.perf_counter() - started
     if result is True:
