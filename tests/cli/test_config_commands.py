@@ -107,7 +107,10 @@ def test_validate_never_prints_a_secret(
     cli, write_config: WriteConfig, smtp_password: str, seed_toml: str
 ) -> None:
     secretive = seed_toml.replace('"env:SMTP_PASSWORD"', f'"{LITERAL_SECRET}"')
-    platform = f'[platform]\nurl = "https://kf.example.com"\npassword = "{LITERAL_SECRET}-pf"\n'
+    platform = (
+        f'[platform]\nurl = "https://kf.example.com"\nusername = "svc"\n'
+        f'password = "{LITERAL_SECRET}-pf"\n'
+    )
     valid = cli("validate", "-c", str(write_config(platform + secretive)))
     assert valid.exit_code == 0, valid.output
     broken = secretive.replace("SmtpPort = 587", 'SmtpPort = "abc"').replace(

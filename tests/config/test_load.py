@@ -271,7 +271,10 @@ def test_no_secret_in_the_dump_or_repr_of_a_config(
             f"""
             [platform]
             url = "https://keyfactor.example.com/KeyfactorAPI"
+            username = "DOMAIN\\\\svc-jobhooks"
             password = "{SECRET}-platform"
+            token_url = "https://idp.example.com/token"
+            client_id = "jobhooks"
             client_secret = "{SECRET}-oauth"
 
             [smtp]

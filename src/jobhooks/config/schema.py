@@ -114,6 +114,8 @@ class SmtpSettings(_Section):
     mail_from: str | None = None
     starttls: bool = False
     tls: bool = False
+    ca_bundle: str | None = None
+    """PEM file of the CA(s) that signed the SMTP server's certificate (an internal relay)."""
     timeout: PositiveSeconds = 30.0
 
 

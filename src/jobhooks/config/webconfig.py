@@ -108,6 +108,12 @@ def _convert(name: str, source_type: str, raw: dict[str, str], commented: bool) 
         for key in unknown:
             imported.flags.append(f"{key} is not a property of {type_name}; it was left out")
             properties.pop(key)
+        recipients = [k for k in properties if normalise_name(k) == "emailrecipients"]
+        if not any(properties[key] for key in recipients):
+            imported.flags.append("EmailRecipients is empty: list the addresses to mail")
+        # An empty value in web.config means "not set": let [smtp] or the default apply.
+        for key in [k for k, v in properties.items() if not v and k not in recipients]:
+            properties.pop(key)
     if not job_types:
         imported.flags.append("JobTypes is empty: list the job type GUIDs (or names) it runs for")
     for guid in job_types:

@@ -27,8 +27,8 @@ __all__ = ["Worker", "build_context"]
 
 logger = logging.getLogger("jobhooks.worker")
 
-SHOW_RUNNING_AFTER = 0.2
-"""Seconds after which a run handed straight to this worker is shown as running."""
+CLAIM_GATHER = 0.02
+"""Seconds to wait for more free slots before claiming only a few runs."""
 
 
 def build_context(run: ClaimedRun, clients: PlatformClients) -> JobCompleteContext:
@@ -82,6 +82,7 @@ class Worker:
         self._registry = registry
         self._clients = clients
         self._capacity = concurrency
+        self._claim_batch = max(1, min(32, concurrency // 4))
         self._lease_grace = lease_grace
         self._poll_interval = poll_interval
         self._metrics = metrics
@@ -115,15 +116,15 @@ class Worker:
         """Start runs reserved by :meth:`reserve`, once committed. Thread-safe."""
         loop = self._loop
         if loop is not None:
-            loop.call_soon_threadsafe(self._start_all, runs, True)
+            loop.call_soon_threadsafe(self._start_all, runs)
 
     def leases(self) -> dict[str, float]:
         """How long each handler's runs are leased: its timeout plus the grace period."""
         return {h.name: h.policy.timeout + self._lease_grace for h in self._registry().handlers}
 
-    def _start_all(self, runs: Sequence[ClaimedRun], handed: bool) -> None:
+    def _start_all(self, runs: Sequence[ClaimedRun]) -> None:
         for run in runs:
-            task = asyncio.create_task(self._execute(run, handed))
+            task = asyncio.create_task(self._execute(run))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -139,6 +140,10 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         logger.info("worker %s started (concurrency %d)", self.id, self._capacity)
         while not self._stopping:
+            if self._backlog and 0 < self._capacity - self._busy < self._claim_batch:
+                # A few slots free while runs wait: let more free up, so one
+                # claim (one write) takes many runs rather than one each.
+                await asyncio.sleep(CLAIM_GATHER)
             with self._lock:
                 free = self._capacity - self._busy
                 if free > 0 and self._backlog:
@@ -154,7 +159,7 @@ class Worker:
                     claimed = []
                 with self._lock:
                     self._busy -= free - len(claimed)
-                self._start_all(claimed, False)
+                self._start_all(claimed)
                 if len(claimed) == free:
                     self._backlog = True
                     await asyncio.sleep(0)
@@ -184,10 +189,10 @@ class Worker:
 
     # -- one run -----------------------------------------------------------------
 
-    async def _execute(self, run: ClaimedRun, handed: bool) -> None:
+    async def _execute(self, run: ClaimedRun) -> None:
         started_wall = time.time()
         try:
-            outcome, backoff = await self._attempt(run, handed, started_wall)
+            outcome, backoff = await self._attempt(run, started_wall)
             finished = time.time()
             decision = decide(
                 outcome.succeeded,
@@ -223,9 +228,7 @@ class Worker:
         finally:
             self._release()
 
-    async def _attempt(
-        self, run: ClaimedRun, handed: bool, started_wall: float
-    ) -> tuple[Outcome, float]:
+    async def _attempt(self, run: ClaimedRun, started_wall: float) -> tuple[Outcome, float]:
         registered = self._registry().get(run.handler)
         if registered is None:
             error = f"handler {run.handler!r} is no longer registered (removed by a reload?)"
@@ -236,19 +239,10 @@ class Worker:
             return Outcome(False, 0.0, f"cannot build the context: {exc!r}"), 0.0
         if self._metrics is not None and run.number == 1:
             self._metrics.dispatch_latency.observe(max(0.0, started_wall - run.created_at))
-        marker = None
-        if handed:
-            marker = asyncio.get_running_loop().call_later(
-                SHOW_RUNNING_AFTER, self._show_running, run, started_wall
-            )
-        try:
-            if registered.policy.isolation == "process":
-                outcome = await run_in_process(registered, context)
-            else:
-                outcome = await run_attempt(registered, context, self._threads)
-        finally:
-            if marker is not None:
-                marker.cancel()
+        if registered.policy.isolation == "process":
+            outcome = await run_in_process(registered, context)
+        else:
+            outcome = await run_attempt(registered, context, self._threads)
         if not outcome.succeeded:
             logger.warning(
                 "handler %s failed on completion %s (attempt %d of %d): %s",
@@ -259,8 +253,3 @@ class Worker:
                 outcome.error,
             )
         return outcome, registered.policy.backoff
-
-    def _show_running(self, run: ClaimedRun, started_wall: float) -> None:
-        task = asyncio.ensure_future(self._store.mark_running(run.id, run.worker, started_wall))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)

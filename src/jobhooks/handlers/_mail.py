@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from pathlib import Path
 from typing import ClassVar
 
 import aiosmtplib
@@ -34,6 +35,8 @@ class EmailHandler(JobCompleteHandler):
     mail_from: str | None = None
     starttls: bool = False
     tls: bool = False
+    ca_bundle: str | None = None
+    """PEM file of the CA(s) to trust for the server's certificate, besides the system's."""
     smtp_timeout: float = 30.0
     subject: str | None = None
     body: str | None = None
@@ -51,6 +54,8 @@ class EmailHandler(JobCompleteHandler):
             raise ValueError("starttls and tls exclude each other: choose one")
         if self.password is not None and not self.username:
             raise ValueError("property Password is set but Username is not")
+        if self.ca_bundle is not None and not Path(self.ca_bundle).is_file():
+            raise ValueError(f"property CaBundle: no such file: {self.ca_bundle}")
 
     def compose(self, context: JobCompleteContext, subject: str, body: str) -> EmailMessage:
         """The message for a context: the templates when configured, else the defaults."""
@@ -81,6 +86,7 @@ class EmailHandler(JobCompleteHandler):
             password=self.password.reveal() if self.password is not None else None,
             start_tls=self.starttls,
             use_tls=self.tls,
+            cert_bundle=self.ca_bundle,
             timeout=self.smtp_timeout,
         )
 

@@ -19,6 +19,13 @@ DEFAULT_BODY = (
     "{% if message %}\n{{ message }}{% endif %}"
 )
 
+_NOTIFY_TYPES = {
+    JobResult.SUCCESS: apprise.NotifyType.SUCCESS,
+    JobResult.WARNING: apprise.NotifyType.WARNING,
+    JobResult.FAILURE: apprise.NotifyType.FAILURE,
+}
+"""What sets each service's colour, icon or severity; other results are ``info``."""
+
 
 class NotifyError(RuntimeError):
     """Apprise could not deliver to every URL."""
@@ -54,10 +61,15 @@ class NotifyHandler(JobCompleteHandler):
             return True
         title = render(self._title, context, "title")
         body = render(self._body, context, "body")
-        delivered = await self._targets.async_notify(body=body, title=title)
+        notify_type = _NOTIFY_TYPES.get(context.job_result, apprise.NotifyType.INFO)
+        delivered = await self._targets.async_notify(
+            body=body, title=title, notify_type=notify_type
+        )
         if not delivered:
+            # Privacy mode masks passwords and tokens, but not the custom headers
+            # that some URLs carry in their query: leave the query out.
             shown = ", ".join(
-                target.url(privacy=True)  # type: ignore[no-untyped-call]
+                target.url(privacy=True).split("?", 1)[0]  # type: ignore[no-untyped-call]
                 for target in self._targets
             )
             raise NotifyError(f"Apprise could not deliver to every URL ({shown})")

@@ -12,7 +12,6 @@ a ``secret``, ``webhook-signature: v1,<base64 HMAC-SHA256>``.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from datetime import UTC, datetime
@@ -56,7 +55,6 @@ class WebhookHandler(JobCompleteHandler):
         clashes = sorted(name for name in self.headers if name.lower() in _RESERVED)
         if clashes:
             raise ValueError(f"property headers: {', '.join(clashes)} are set by jobhooks")
-        self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
 
     def message_id(self, context: JobCompleteContext) -> str:
         """A stable id for this handler's run on this completion (the same on retries)."""
@@ -73,14 +71,6 @@ class WebhookHandler(JobCompleteHandler):
         }
         return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
 
-    def _client(self) -> httpx.AsyncClient:
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            client = httpx.AsyncClient(timeout=self.request_timeout, verify=self.verify_tls)
-            self._clients = {loop: client}
-        return client
-
     async def run_handler(self, context: JobCompleteContext) -> bool:
         moment = datetime.now(UTC).replace(microsecond=0)
         body = self.document(context, moment)
@@ -94,8 +84,13 @@ class WebhookHandler(JobCompleteHandler):
         }
         if self._signer is not None:
             headers["webhook-signature"] = self._signer.sign(message_id, moment, body)
+        # A client per delivery: a handler has no hook to close a kept one, whose
+        # idle connection would outlive the event loop it was made on.
         try:
-            response = await self._client().post(self.url, content=body.encode(), headers=headers)
+            async with httpx.AsyncClient(
+                timeout=self.request_timeout, verify=self.verify_tls
+            ) as client:
+                response = await client.post(self.url, content=body.encode(), headers=headers)
         except httpx.HTTPError as exc:
             raise WebhookError(f"POST {self.url} failed: {type(exc).__name__}: {exc}") from None
         if not 200 <= response.status_code < 300:

@@ -99,6 +99,7 @@ _SMTP_PROPERTIES = {
     "mail_from": "mail_from",
     "starttls": "starttls",
     "tls": "tls",
+    "ca_bundle": "ca_bundle",
     "timeout": "smtp_timeout",
 }
 

@@ -150,6 +150,8 @@ DATA_FIELDS: tuple[str, ...] = tuple(
 REQUIRED_FIELDS = ("agent_id", "job_id", "job_type", "job_type_id", "job_result")
 _PASCAL = {name: "".join(part.capitalize() for part in name.split("_")) for name in DATA_FIELDS}
 _KEYS = {normalise_name(name): name for name in DATA_FIELDS}
+# The two usual spellings, looked up before folding an unusual one.
+_EXACT = {**{name: name for name in DATA_FIELDS}, **{v: k for k, v in _PASCAL.items()}}
 
 
 def _text(limit: int) -> Callable[[object], str]:
@@ -258,7 +260,7 @@ _PARSERS: dict[str, Callable[[object], Any]] = {
 
 def canonical_key(key: str) -> str | None:
     """The snake_case field name for a key in either spelling, or None if unknown."""
-    return _KEYS.get(normalise_name(key))
+    return _EXACT.get(key) or _KEYS.get(normalise_name(key))
 
 
 def parse_fields(data: Mapping[str, Any]) -> tuple[dict[str, Any], list[FieldProblem]]:

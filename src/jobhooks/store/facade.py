@@ -22,7 +22,6 @@ from jobhooks.store.runs import (
     ClaimRequest,
     claim_runs,
     finish_runs,
-    mark_running,
     replay_dead,
     replay_run,
 )
@@ -59,7 +58,6 @@ class Store:
         self._checkin = BatchOperation("checkin", self._apply_checkins, self._after_checkins)
         self._claim = BatchOperation("claim", claim_runs)
         self._finish = BatchOperation("finish", finish_runs)
-        self._mark = BatchOperation("mark_running", mark_running)
         self._replay = BatchOperation("replay", replay_run)
         self._replay_dead = BatchOperation("replay_dead", replay_dead)
         self._purge = BatchOperation("purge", purge_older_than)
@@ -119,10 +117,6 @@ class Store:
     async def finish(self, outcome: RunOutcome) -> None:
         """Record the end of an attempt."""
         await self._writer.submit(self._finish, outcome)
-
-    async def mark_running(self, run_id: str, worker: str, started_at: float) -> None:
-        """Show a run handed straight to a worker as running."""
-        await self._writer.submit(self._mark, (run_id, worker, started_at))
 
     def next_due(self) -> float | None:
         """When the earliest waiting run is due (pending, retrying or leased)."""

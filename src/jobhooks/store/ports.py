@@ -29,10 +29,6 @@ class WorkerStore(Protocol):
         """Record the end of an attempt (a worker that lost its lease adds history only)."""
         ...
 
-    async def mark_running(self, run_id: str, worker: str, started_at: float) -> None:
-        """Show a run handed straight to ``worker`` as running."""
-        ...
-
     def next_due(self) -> float | None:
         """When the earliest waiting run becomes due (None when nothing waits)."""
         ...

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, and_, func, select
 
 from jobhooks.sdk.enums import JobResult, OperationType
 from jobhooks.store.ids import id_floor
@@ -70,11 +70,12 @@ def run_json(row: Any) -> dict[str, Any]:
         "id": row.id,
         "completion_id": row.completion_id,
         "handler": row.handler,
-        "status": row.status,
+        "status": RunStatus.shown(row.status, row.worker),
         "attempts": row.attempts,
         "total_attempts": row.total_attempts,
         "max_attempts": row.max_attempts,
-        "due_at": row.due_at if row.status in RunStatus.OPEN else None,
+        "due_at": row.due_at if row.status in RunStatus.OPEN and row.worker is None else None,
+        "lease_until": row.lease_until if row.worker is not None else None,
         "created_at": row.created_at,
         "started_at": row.started_at,
         "finished_at": row.finished_at,
@@ -152,13 +153,21 @@ def list_runs(
     """Handler runs newest first, filtered by status and handler."""
     query = select(runs).order_by(runs.c.id.desc()).limit(min(limit, MAX_PAGE))
     if status is not None:
-        query = query.where(runs.c.status == status)
+        query = query.where(_shown_status(status))
     if handler is not None:
         query = query.where(runs.c.handler == handler)
     if before is not None:
         query = query.where(runs.c.id < before)
     with engine.connect() as connection:
         return [run_json(row) for row in connection.execute(query)]
+
+
+def _shown_status(status: str) -> Any:
+    if status == RunStatus.RUNNING:
+        return and_(runs.c.status.in_(RunStatus.OPEN), runs.c.worker.isnot(None))
+    if status in RunStatus.OPEN:
+        return and_(runs.c.status == status, runs.c.worker.is_(None))
+    return runs.c.status == status
 
 
 def run_exists(engine: Engine, run_id: str) -> dict[str, Any] | None:
@@ -170,13 +179,15 @@ def run_exists(engine: Engine, run_id: str) -> dict[str, Any] | None:
 
 def handler_counts(engine: Engine) -> dict[str, dict[str, int]]:
     """Run counts by handler and status."""
-    query = select(runs.c.handler, runs.c.status, func.count()).group_by(
-        runs.c.handler, runs.c.status
+    held = runs.c.worker.isnot(None)
+    query = select(runs.c.handler, runs.c.status, held.label("held"), func.count()).group_by(
+        runs.c.handler, runs.c.status, held
     )
     counts: dict[str, dict[str, int]] = {}
     with engine.connect() as connection:
-        for handler, status, count in connection.execute(query):
-            counts.setdefault(handler, dict.fromkeys(RunStatus.ALL, 0))[status] = count
+        for handler, status, is_held, count in connection.execute(query):
+            shown = RunStatus.shown(status, "held" if is_held else None)
+            counts.setdefault(handler, dict.fromkeys(RunStatus.ALL, 0))[shown] += count
     return counts
 
 
@@ -208,7 +219,7 @@ def list_job_types(engine: Engine) -> list[dict[str, Any]]:
 def backlog(engine: Engine, now: float) -> tuple[int, float]:
     """How many runs wait (pending or failed awaiting retry) and the age of the oldest."""
     query = select(func.count(), func.min(runs.c.created_at)).where(
-        runs.c.status.in_((RunStatus.PENDING, RunStatus.FAILED))
+        runs.c.status.in_(RunStatus.OPEN), runs.c.worker.is_(None)
     )
     with engine.connect() as connection:
         count, oldest = connection.execute(query).one()

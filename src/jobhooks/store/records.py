@@ -17,7 +17,11 @@ __all__ = [
 
 
 class RunStatus:
-    """The states of a handler run."""
+    """The states of a handler run.
+
+    ``running`` is not stored: a pending or failed run that a worker holds
+    under a lease is running. Deriving it saves a write per run.
+    """
 
     PENDING = "pending"
     RUNNING = "running"
@@ -25,7 +29,13 @@ class RunStatus:
     FAILED = "failed"
     DEAD = "dead"
     ALL = ("pending", "running", "succeeded", "failed", "dead")
-    OPEN = ("pending", "running", "failed")
+    OPEN = ("pending", "failed")
+    """Stored statuses of a run that is not finished (waiting, or held by a worker)."""
+
+    @staticmethod
+    def shown(stored: str, worker: str | None) -> str:
+        """The status as operators see it."""
+        return RunStatus.RUNNING if worker is not None and stored in RunStatus.OPEN else stored
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,6 @@ __all__ = [
     "claim_runs",
     "completion_fields",
     "finish_runs",
-    "mark_running",
     "replay_dead",
     "replay_run",
 ]
@@ -217,22 +216,10 @@ _FINISH = (
         last_error=bindparam("error"),
     )
 )
-_MARK_RUNNING = (
-    update(runs)
-    .where(
-        and_(
-            runs.c.id == bindparam("run_id"),
-            runs.c.worker == bindparam("holder"),
-            runs.c.status == RunStatus.PENDING,
-        )
-    )
-    .values(status=RunStatus.RUNNING, started_at=bindparam("started"))
-)
 _CLAIM = (
     update(runs)
     .where(runs.c.id == bindparam("run_id"))
     .values(
-        status=RunStatus.RUNNING,
         worker=bindparam("holder"),
         attempts=runs.c.attempts + 1,
         total_attempts=runs.c.total_attempts + 1,
@@ -241,18 +228,6 @@ _CLAIM = (
         due_at=bindparam("lease"),
     )
 )
-
-
-def mark_running(
-    connection: Connection, items: Sequence[tuple[str, str, float]], now: float
-) -> list[None]:
-    """Show runs handed straight to a worker as running: (run id, worker, started at)."""
-    execute_many(
-        connection,
-        _MARK_RUNNING,
-        [{"run_id": run, "holder": worker, "started": started} for run, worker, started in items],
-    )
-    return [None] * len(items)
 
 
 def finish_runs(connection: Connection, outcomes: Sequence[RunOutcome], now: float) -> list[None]:
@@ -306,11 +281,14 @@ def replay_run(connection: Connection, run_ids: Sequence[str], now: float) -> li
     """
     results: list[str | None] = []
     for run_id in run_ids:
-        row = connection.execute(select(runs.c.status).where(runs.c.id == run_id)).first()
+        row = connection.execute(
+            select(runs.c.status, runs.c.worker).where(runs.c.id == run_id)
+        ).first()
         if row is None:
             results.append(None)
             continue
-        if row.status in (RunStatus.FAILED, RunStatus.DEAD, RunStatus.SUCCEEDED):
+        shown = RunStatus.shown(row.status, row.worker)
+        if shown in (RunStatus.FAILED, RunStatus.DEAD, RunStatus.SUCCEEDED):
             connection.execute(
                 update(runs)
                 .where(runs.c.id == run_id)
@@ -318,7 +296,7 @@ def replay_run(connection: Connection, run_ids: Sequence[str], now: float) -> li
                     status=RunStatus.PENDING, attempts=0, due_at=now, worker=None, lease_until=None
                 )
             )
-        results.append(row.status)
+        results.append(shown)
     return results
 
 

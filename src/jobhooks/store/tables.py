@@ -107,7 +107,6 @@ runs = Table(
     Column("last_error", Text),
     Index("ix_runs_completion", "completion_id"),
     Index("ix_runs_due", "status", "due_at"),
-    Index("ix_runs_handler_status", "handler", "status"),
 )
 
 attempts = Table(

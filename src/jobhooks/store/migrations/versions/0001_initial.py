@@ -82,7 +82,6 @@ def upgrade() -> None:
     )
     op.create_index("ix_runs_completion", "handler_runs", ["completion_id"])
     op.create_index("ix_runs_due", "handler_runs", ["status", "due_at"])
-    op.create_index("ix_runs_handler_status", "handler_runs", ["handler", "status"])
     op.create_table(
         "run_attempts",
         sa.Column(

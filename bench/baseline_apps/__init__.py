@@ -1,0 +1,1 @@
+"""FastAPI + task-queue applications used as benchmark baselines."""

@@ -1,0 +1,24 @@
+"""Handlers the benchmarks register (importable from the bench folder)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from jobhooks import JobCompleteContext, JobCompleteHandler
+
+
+class Noop(JobCompleteHandler):
+    """Does nothing: what is measured is jobhooks itself."""
+
+    async def run_handler(self, context: JobCompleteContext) -> bool:
+        return True
+
+
+class Sleep(JobCompleteHandler):
+    """Waits ``seconds`` (a slow SMTP server, a hanging webhook)."""
+
+    seconds: float = 2.0
+
+    async def run_handler(self, context: JobCompleteContext) -> bool:
+        await asyncio.sleep(self.seconds)
+        return True

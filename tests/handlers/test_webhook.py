@@ -1,0 +1,281 @@
+"""``webhook`` against a real HTTP receiver on loopback, verified with ``standardwebhooks``."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import gc
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import HttpReceiver, Received
+from standardwebhooks import Webhook
+
+from jobhooks import JobCompleteContext
+from jobhooks.dispatch.execute import Outcome, run_attempt
+from jobhooks.registry.build import load
+from jobhooks.registry.matching import RegisteredHandler
+from jobhooks.testing import sample_context
+
+WriteConfig = Callable[..., Path]
+
+SECRET = "whsec_" + base64.b64encode(b"jobhooks-test-signing-key-32byte").decode()
+
+
+@pytest.fixture
+def webhook_secret(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("WEBHOOK_SECRET", SECRET)
+    return SECRET
+
+
+def webhook_config(url: str, properties: str = "", **policy: Any) -> str:
+    settings = "\n".join(f"{key} = {json.dumps(value)}" for key, value in policy.items())
+    return f"""
+        [[handlers]]
+        name = "hook"
+        type = "webhook"
+        job_types = "*"
+        {settings}
+        [handlers.properties]
+        url = "{url}"
+        {properties}
+    """
+
+
+def registered(config: Path) -> RegisteredHandler:
+    handler = load(config).registry.get("hook")
+    assert handler is not None
+    return handler
+
+
+def deliver(handler: RegisteredHandler, *contexts: JobCompleteContext) -> list[Outcome]:
+    """Run the attempts in order, on one event loop as a worker does."""
+
+    async def run() -> list[Outcome]:
+        return [await run_attempt(handler, context) for context in contexts]
+
+    return asyncio.run(run())
+
+
+def verified(request: Received, secret: str = SECRET) -> Any:
+    """The payload, once standardwebhooks accepts the signature (raises otherwise)."""
+    return Webhook(secret).verify(request.body, request.headers)
+
+
+def test_a_signed_delivery_carries_the_whole_context(
+    write_config: WriteConfig, http_receiver: HttpReceiver, webhook_secret: str
+) -> None:
+    config = write_config(
+        webhook_config(f"{http_receiver.url}/hooks/jobs", 'secret = "env:WEBHOOK_SECRET"')
+    )
+    context = sample_context(job_history_id=2170, certificate_id=77, current_retry_count=2)
+    before = datetime.now(UTC).replace(microsecond=0)
+    (outcome,) = deliver(registered(config), context)
+    assert outcome.succeeded, outcome.error
+    (request,) = http_receiver.requests
+    assert (request.method, request.path) == ("POST", "/hooks/jobs")
+    assert request.headers["content-type"] == "application/json"
+    assert request.headers["webhook-signature"].startswith("v1,")
+    payload = verified(request)
+    assert set(payload) == {"type", "schema_version", "timestamp", "data"}
+    assert payload["type"] == "job.completed"
+    assert payload["schema_version"] == 1
+    moment = datetime.fromisoformat(payload["timestamp"])
+    assert payload["timestamp"].endswith("Z")
+    assert before <= moment <= datetime.now(UTC)
+    assert int(request.headers["webhook-timestamp"]) == int(moment.timestamp())
+    assert payload["data"] == context.to_dict()
+    assert payload["data"]["job_result"] == "Failure"
+    assert payload["data"]["job_history_id"] == 2170
+
+
+def test_a_tampered_body_or_another_secret_fails_verification(
+    write_config: WriteConfig, http_receiver: HttpReceiver, webhook_secret: str
+) -> None:
+    config = write_config(webhook_config(http_receiver.url, 'secret = "env:WEBHOOK_SECRET"'))
+    deliver(registered(config), sample_context())
+    (request,) = http_receiver.requests
+    tampered = dataclasses.replace(request, body=request.body.replace(b"Failure", b"Success"))
+    with pytest.raises(Exception, match="No matching signature"):
+        verified(tampered)
+    other = "whsec_" + base64.b64encode(b"another-key-of-thirty-two-bytes!").decode()
+    with pytest.raises(Exception, match="No matching signature"):
+        verified(request, other)
+
+
+def test_custom_headers_arrive_and_without_a_secret_nothing_is_signed(
+    write_config: WriteConfig, http_receiver: HttpReceiver
+) -> None:
+    properties = 'headers = { "X-Tenant" = "pki", Authorization = "Bearer receiver-token" }'
+    config = write_config(webhook_config(http_receiver.url, properties))
+    (outcome,) = deliver(registered(config), sample_context())
+    assert outcome.succeeded, outcome.error
+    (request,) = http_receiver.requests
+    assert request.headers["x-tenant"] == "pki"
+    assert request.headers["authorization"] == "Bearer receiver-token"
+    assert request.headers["webhook-id"].startswith("msg_")
+    assert request.headers["webhook-timestamp"].isdigit()
+    assert "webhook-signature" not in request.headers
+    assert json.loads(request.body)["type"] == "job.completed"
+
+
+def test_a_retry_after_a_500_carries_the_same_webhook_id(
+    write_config: WriteConfig, http_receiver: HttpReceiver, webhook_secret: str
+) -> None:
+    answers = iter([(500, b"receiver is down"), (200, b"")])
+    http_receiver.respond = lambda request: next(answers)
+    config = write_config(webhook_config(http_receiver.url, 'secret = "env:WEBHOOK_SECRET"'))
+    first = sample_context()
+    retry = dataclasses.replace(first, attempt=2)
+    failed, succeeded = deliver(registered(config), first, retry)
+    assert not failed.succeeded
+    assert failed.error is not None
+    assert "answered 500" in failed.error and "receiver is down" in failed.error
+    assert succeeded.succeeded, succeeded.error
+    one, two = http_receiver.requests
+    assert one.headers["webhook-id"] == two.headers["webhook-id"]
+    assert verified(one)["data"]["completion_id"] == verified(two)["data"]["completion_id"]
+
+
+def test_no_connection_outlives_the_event_loop_of_its_delivery(
+    cli: Any, write_config: WriteConfig
+) -> None:
+    receiver = HttpReceiver(keep_alive=True)
+    try:
+        config = write_config(webhook_config(receiver.url))
+        for _ in range(2):
+            result = cli("test-handler", "hook", "-c", str(config))
+            assert result.exit_code == 0, result.output
+        gc.collect()  # an unclosed socket would warn here, which fails the test
+    finally:
+        receiver.close()
+    assert len(receiver.requests) == 2
+
+
+def test_another_completion_gets_another_webhook_id(
+    write_config: WriteConfig, http_receiver: HttpReceiver
+) -> None:
+    deliver(
+        registered(write_config(webhook_config(http_receiver.url))),
+        sample_context(),
+        sample_context(),
+    )
+    one, two = http_receiver.requests
+    assert one.headers["webhook-id"] != two.headers["webhook-id"]
+
+
+def test_the_same_completion_through_test_handler_gets_the_same_id(
+    cli: Any, write_config: WriteConfig, http_receiver: HttpReceiver, tmp_path: Path
+) -> None:
+    config = write_config(webhook_config(http_receiver.url))
+    context = tmp_path / "context.json"
+    context.write_text(json.dumps({"completion_id": "0b4f6c1e-completion"}))
+    for _ in range(2):
+        result = cli("test-handler", "hook", "-c", str(config), "--context-json", str(context))
+        assert result.exit_code == 0, result.output
+    one, two = http_receiver.requests
+    assert one.headers["webhook-id"] == two.headers["webhook-id"]
+
+
+@pytest.mark.parametrize("status", [301, 404, 500, 503])
+def test_a_non_2xx_answer_is_a_failed_attempt_naming_the_status(
+    write_config: WriteConfig, http_receiver: HttpReceiver, status: int
+) -> None:
+    http_receiver.respond = lambda request: (status, b"nope", {"location": "/elsewhere"})
+    (outcome,) = deliver(
+        registered(write_config(webhook_config(http_receiver.url))), sample_context()
+    )
+    assert not outcome.succeeded
+    assert outcome.error == f"WebhookError: POST {http_receiver.url} answered {status}: 'nope'"
+    assert len(http_receiver.requests) == 1, "a redirect is not followed"
+
+
+def test_a_receiver_that_does_not_answer_in_time_is_a_failed_attempt(
+    write_config: WriteConfig, http_receiver: HttpReceiver
+) -> None:
+    def slow(request: Received) -> tuple[int, bytes]:
+        http_receiver.release.wait(10)
+        return 200, b""
+
+    http_receiver.respond = slow
+    config = write_config(webhook_config(http_receiver.url, "request_timeout = 0.3"))
+    (outcome,) = deliver(registered(config), sample_context())
+    assert not outcome.succeeded
+    assert outcome.error is not None
+    assert outcome.error.startswith(f"WebhookError: POST {http_receiver.url} failed: ReadTimeout")
+
+
+def test_the_registration_timeout_also_ends_a_hanging_delivery(
+    write_config: WriteConfig, http_receiver: HttpReceiver
+) -> None:
+    http_receiver.respond = lambda request: (http_receiver.release.wait(10), (200, b""))[1]
+    config = write_config(webhook_config(http_receiver.url, timeout=0.3))
+    (outcome,) = deliver(registered(config), sample_context())
+    assert not outcome.succeeded
+    assert outcome.error == "timed out after 0.3 s"
+
+
+def test_a_receiver_that_is_not_there_is_a_failed_attempt(
+    write_config: WriteConfig, http_receiver: HttpReceiver
+) -> None:
+    url = http_receiver.url
+    http_receiver.close()
+    (outcome,) = deliver(registered(write_config(webhook_config(url))), sample_context())
+    assert not outcome.succeeded
+    assert outcome.error is not None
+    assert outcome.error.startswith(f"WebhookError: POST {url} failed: ConnectError")
+
+
+@pytest.mark.parametrize(
+    ("properties", "problem"),
+    [
+        ('secret = "env:BAD_SECRET"', "property secret: expected a Standard Webhooks secret"),
+        ('secret = "whsec_not base64!"', "property secret: the part after 'whsec_' is not base64"),
+        ('headers = { "Webhook-Signature" = "v1,forged" }', "property headers: Webhook-Signature"),
+        (
+            'headers = { "webhook-id" = "msg_x" }',
+            "property headers: webhook-id are set by jobhooks",
+        ),
+        ('headers = { "Content-Type" = "text/plain" }', "property headers: Content-Type"),
+    ],
+)
+def test_bad_properties_are_registration_errors(
+    cli: Any,
+    write_config: WriteConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    properties: str,
+    problem: str,
+) -> None:
+    monkeypatch.setenv("BAD_SECRET", "plain-shared-secret-Yt7")
+    result = cli(
+        "validate",
+        "-c",
+        str(write_config(webhook_config("https://hooks.example.com/x", properties))),
+    )
+    assert result.exit_code == 1
+    assert f"handlers[0] 'hook': {problem}" in result.stderr
+    assert "plain-shared-secret-Yt7" not in result.output
+
+
+def test_a_url_that_is_not_http_is_a_registration_error(
+    cli: Any, write_config: WriteConfig
+) -> None:
+    result = cli("validate", "-c", str(write_config(webhook_config("ftp://hooks.example.com/x"))))
+    assert result.exit_code == 1
+    assert "'hook': property url: expected an http:// or https:// URL" in result.stderr
+
+
+def test_the_secret_is_never_shown(
+    cli: Any, write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write_config(webhook_config("https://hooks.example.com/x", f'secret = "{SECRET}"'))
+    for command in ("validate", "handlers"):
+        result = cli(command, "-c", str(config))
+        assert result.exit_code == 0, result.output
+        assert SECRET not in result.output
+        assert SECRET.removeprefix("whsec_") not in result.output
