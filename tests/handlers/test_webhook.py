@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import HttpReceiver, Received
+from conftest import HttpReceiver, Received, TestCertificates
 from standardwebhooks import Webhook
 
 from jobhooks import JobCompleteContext
@@ -279,3 +279,24 @@ def test_the_secret_is_never_shown(
         assert result.exit_code == 0, result.output
         assert SECRET not in result.output
         assert SECRET.removeprefix("whsec_") not in result.output
+
+
+def test_a_receiver_behind_a_private_ca_is_trusted_through_ca_bundle(
+    write_config: Callable[[str], Path], test_certificates: TestCertificates
+) -> None:
+    receiver = HttpReceiver(tls=test_certificates.server_context())
+    try:
+        trusted = registered(
+            write_config(webhook_config(receiver.url, f'ca_bundle = "{test_certificates.ca}"'))
+        )
+        untrusted = registered(write_config(webhook_config(receiver.url), "other.toml"))
+        with_ca, without_ca = (
+            deliver(trusted, sample_context()),
+            deliver(untrusted, sample_context()),
+        )
+    finally:
+        receiver.close()
+    assert with_ca[0].succeeded, with_ca[0].error
+    assert not without_ca[0].succeeded
+    assert "CERTIFICATE_VERIFY_FAILED" in (without_ca[0].error or "")
+    assert len(receiver.requests) == 1

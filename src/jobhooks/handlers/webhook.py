@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import ssl
 from datetime import UTC, datetime
 
 import httpx
@@ -37,10 +38,20 @@ class WebhookHandler(JobCompleteHandler):
     headers: dict[str, str] = {}  # noqa: RUF012  (a property default, never mutated)
     request_timeout: float = 10.0
     verify_tls: bool = True
+    ca_bundle: str | None = None
+    """A PEM file of the private CA that signed the receiver's certificate."""
 
     def setup(self) -> None:
         if not self.url.startswith(("http://", "https://")):
             raise ValueError(f"property url: expected an http:// or https:// URL, got {self.url!r}")
+        self._verify: ssl.SSLContext | bool = self.verify_tls
+        if self.ca_bundle is not None and self.verify_tls:
+            try:
+                self._verify = ssl.create_default_context(cafile=self.ca_bundle)
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(
+                    f"property ca_bundle: cannot load {self.ca_bundle}: {exc}"
+                ) from None
         self._signer = None
         if self.secret is not None:
             value = self.secret.reveal()
@@ -88,7 +99,7 @@ class WebhookHandler(JobCompleteHandler):
         # idle connection would outlive the event loop it was made on.
         try:
             async with httpx.AsyncClient(
-                timeout=self.request_timeout, verify=self.verify_tls
+                timeout=self.request_timeout, verify=self._verify
             ) as client:
                 response = await client.post(self.url, content=body.encode(), headers=headers)
         except httpx.HTTPError as exc:
