@@ -6,14 +6,18 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
+import socket
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from jobhooks.api.auth import TokenCache
 from jobhooks.config.schema import HandlerRegistration, JobhooksConfig, ServerSettings
+from jobhooks.dispatch.wakeup import PostgresWakeup
 from jobhooks.dispatch.worker import Worker
 from jobhooks.errors import ConfigError
 from jobhooks.live_config import LiveConfig, ReloadStatus
@@ -22,6 +26,7 @@ from jobhooks.platform.client import build_clients
 from jobhooks.registry import LoadedConfig, Registry, build_registry, load
 from jobhooks.store import Store
 from jobhooks.store.engine import is_sqlite, sqlite_path
+from jobhooks.store.facade import RELOAD_CHANNEL, RUNS_CHANNEL
 
 __all__ = ["DEFAULT_DATA_DIR", "Runtime", "default_config", "load_for_serving", "resolve_database"]
 
@@ -93,6 +98,8 @@ class Runtime:
             self.store.set_local_worker(self.worker)
         self._planned: tuple[Registry | None, dict[Any, Any]] = (None, {})
         self._tasks: list[asyncio.Task[Any]] = []
+        self.wakeup: PostgresWakeup | None = None
+        self.node_id = f"{socket.gethostname()}:{os.getpid()}"
         self.handle_sighup = False
         """Reload the configuration on SIGHUP (set by the CLI for the main process)."""
 
@@ -110,8 +117,23 @@ class Runtime:
         return cache
 
     def reload(self) -> ReloadStatus:
-        """Reload the configuration file; the running one stays if the new one is invalid."""
-        return self.live.reload()
+        """Reload the configuration file; the running one stays if the new one is invalid.
+
+        On PostgreSQL an applied reload is announced, and every other node
+        reloads its own configuration file too.
+        """
+        status = self.live.reload()
+        if status.applied and self.wakeup is not None:
+            task = asyncio.get_running_loop().create_task(
+                self.store.announce(RELOAD_CHANNEL, self.node_id)
+            )
+            self._tasks.append(task)
+        return status
+
+    def _reload_announced(self, origin: str) -> None:
+        if origin != self.node_id:
+            logger.info("another node reloaded its configuration; reloading this one")
+            self.live.reload()
 
     def poke_worker(self) -> None:
         """Make the local worker look for due runs now."""
@@ -130,11 +152,19 @@ class Runtime:
         if self.worker is not None:
             self._tasks.append(asyncio.create_task(self.worker.run(), name="jobhooks-worker"))
         self._tasks.append(asyncio.create_task(self._retention(), name="jobhooks-retention"))
+        if not is_sqlite(self.database):
+            handlers: dict[str, Callable[[str], None]] = {RELOAD_CHANNEL: self._reload_announced}
+            if self.worker is not None:
+                handlers[RUNS_CHANNEL] = lambda _payload: self.poke_worker()
+            self.wakeup = PostgresWakeup(self.database, handlers)
+            self.wakeup.start()
 
     async def stop(self) -> None:
         """Stop taking work, let running handlers finish briefly, close the store."""
         if self.worker is not None:
             await self.worker.stop()
+        if self.wakeup is not None:
+            self.wakeup.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

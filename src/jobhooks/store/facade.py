@@ -28,7 +28,33 @@ from jobhooks.store.runs import (
 from jobhooks.store.tables import runs
 from jobhooks.store.writer import BatchOperation, GroupCommitWriter
 
-__all__ = ["Store"]
+__all__ = ["RELOAD_CHANNEL", "RUNS_CHANNEL", "Store", "notify"]
+
+RUNS_CHANNEL = "jobhooks_runs"
+RELOAD_CHANNEL = "jobhooks_reload"
+
+
+def notify(connection: Connection, channel: str, payload: str = "") -> None:
+    """Queue a PostgreSQL notification, sent when the transaction commits."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(
+            "SELECT pg_notify(%(channel)s, %(payload)s)", {"channel": channel, "payload": payload}
+        )
+
+
+def _notify_all(connection: Connection, items: Sequence[tuple[str, str]], now: float) -> list[None]:
+    for channel, payload in items:
+        notify(connection, channel, payload)
+    return [None] * len(items)
+
+
+def _notifying(apply: Any) -> Any:
+    def apply_and_notify(connection: Connection, payloads: Sequence[Any], now: float) -> Any:
+        results = apply(connection, payloads, now)
+        notify(connection, RUNS_CHANNEL)
+        return results
+
+    return apply_and_notify
 
 
 class Store:
@@ -58,8 +84,9 @@ class Store:
         self._checkin = BatchOperation("checkin", self._apply_checkins, self._after_checkins)
         self._claim = BatchOperation("claim", claim_runs)
         self._finish = BatchOperation("finish", finish_runs)
-        self._replay = BatchOperation("replay", replay_run)
-        self._replay_dead = BatchOperation("replay_dead", replay_dead)
+        self._replay = BatchOperation("replay", _notifying(replay_run))
+        self._replay_dead = BatchOperation("replay_dead", _notifying(replay_dead))
+        self._notify = BatchOperation("notify", _notify_all)
         self._purge = BatchOperation("purge", purge_older_than)
         self._writer.start()
         if self._checkpointer is not None:
@@ -87,13 +114,17 @@ class Store:
         self, connection: Connection, items: Sequence[NewCompletion], now: float
     ) -> list[CheckinReceipt]:
         local = self._local
-        return insert_checkins(
+        receipts = insert_checkins(
             connection,
             items,
             now,
             reserve=local.reserve if local is not None else None,
             known_job_types=self._known_job_types,
         )
+        waiting = sum(len(r.runs) - len(r.handed_off) for r in receipts if not r.duplicate)
+        if waiting:
+            notify(connection, RUNS_CHANNEL)
+        return receipts
 
     def _after_checkins(self, receipts: Sequence[CheckinReceipt]) -> None:
         local = self._local
@@ -136,6 +167,10 @@ class Store:
         """Make every dead run of a handler due again; returns how many."""
         count: int = await self._writer.submit(self._replay_dead, handler)
         return count
+
+    async def announce(self, channel: str, payload: str = "") -> None:
+        """Tell every node listening on ``channel`` (PostgreSQL only; a no-op on SQLite)."""
+        await self._writer.submit(self._notify, (channel, payload))
 
     async def purge(self, cutoff: float, limit: int = 1000) -> int:
         """Delete up to ``limit`` finished completions received before ``cutoff``."""
