@@ -10,6 +10,8 @@
   1,000 completions/s. Goal p99 <= 50 ms.
 * ``slow``: check-in p99 with a handler that sleeps 2 s, divided by check-in p99
   with no handler, at a fixed rate. Goal <= 1.2.
+* ``postgres``: check-in throughput on PostgreSQL over SQLite (API-only nodes),
+  and runs drained per second by 2 worker processes over 1. Goal >= 1.7.
 
 Usage: ``python bench/jobhooks_bench.py [--only checkin,e2e,latency,slow] [--n 5000]``
 """
@@ -53,18 +55,31 @@ AGENT = "3b0c8f5e-6a1d-4c57-9f0e-2a7c1d9b4e21"
 PATH = "/api/v1/job-completions"
 
 
-class JobhooksCompletions:
-    """Succeeded runs in a jobhooks SQLite database: how many, and when the last ended."""
+SUCCEEDED = "SELECT count(*), max(finished_at) FROM handler_runs WHERE status = 'succeeded'"
 
-    def __init__(self, database: Path) -> None:
-        self._database = database
+
+def _database_of(config: Path) -> str:
+    text = config.read_text(encoding="utf-8")
+    return text.split('database = "', 1)[1].split('"', 1)[0]
+
+
+class JobhooksCompletions:
+    """Succeeded runs in a jobhooks database: how many, and when the last ended."""
+
+    def __init__(self, config: Path) -> None:
+        self._database = _database_of(config)
         self._base = 0
 
     def _query(self) -> tuple[int, float]:
-        with sqlite3.connect(self._database, timeout=30) as connection:
-            count, last = connection.execute(
-                "SELECT count(*), max(finished_at) FROM handler_runs WHERE status = 'succeeded'"
-            ).fetchone()
+        if self._database.startswith("sqlite:///"):
+            path = self._database.removeprefix("sqlite:///")
+            with sqlite3.connect(path, timeout=30) as connection:
+                count, last = connection.execute(SUCCEEDED).fetchone()
+        else:
+            import psycopg
+
+            with psycopg.connect(self._database) as connection:
+                count, last = connection.execute(SUCCEEDED).fetchone()  # type: ignore[misc]
         return int(count), float(last or 0.0)
 
     def read(self) -> tuple[int, float]:
@@ -75,11 +90,11 @@ class JobhooksCompletions:
         self._base = self._query()[0]
 
 
-def _config(folder: Path, port: int, handler: str | None) -> Path:
+def _config(folder: Path, port: int, handler: str | None, database: str | None = None) -> Path:
     lines = [
         "[server]",
         f'listen = "127.0.0.1:{port}"',
-        f'database = "sqlite:///{folder / "jobhooks.db"}"',
+        f'database = "{database or "sqlite:///" + str(folder / "jobhooks.db")}"',
         "concurrency = 256",
     ]
     if handler:
@@ -109,13 +124,15 @@ def _jobhooks(*args: str, env: dict[str, str]) -> str:
 
 @contextmanager
 def jobhooks_server(
-    handler: str | None, *, worker: bool = True
+    handler: str | None, *, worker: bool = True, database: str | None = None
 ) -> Iterator[tuple[str, dict[str, str], Path, _Proc]]:
     """A ``jobhooks serve`` process on a fresh database; yields (url, headers, db, process)."""
     folder = Path(tempfile.mkdtemp(prefix="jobhooks-bench-"))
     port = _free_port()
-    config = _config(folder, port, handler)
+    config = _config(folder, port, handler, database)
     env = _env({"JOBHOOKS_LOG_LEVEL": "WARNING"})
+    if database is not None:
+        _jobhooks("db", "upgrade", "--config", str(config), env=env)
     token = _jobhooks("token", "create", "--agent", AGENT, "--config", str(config), env=env)
     argv = [sys.executable, "-m", "jobhooks.cli", "serve", "--config", str(config)]
     if not worker:
@@ -124,7 +141,7 @@ def jobhooks_server(
         with _spawn("jobhooks", argv, env, folder) as proc:
             _wait_listening(port, proc)
             headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-            yield f"http://127.0.0.1:{port}{PATH}", headers, folder / "jobhooks.db", proc
+            yield f"http://127.0.0.1:{port}{PATH}", headers, config, proc
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -181,7 +198,8 @@ def bench_e2e(n: int, concurrency: int) -> list[dict[str, Any]]:
     return rows
 
 
-def _dispatch_latencies(database: Path, since: float) -> list[float]:
+def _dispatch_latencies(config: Path, since: float) -> list[float]:
+    database = _database_of(config).removeprefix("sqlite:///")
     with sqlite3.connect(database, timeout=30) as connection:
         rows = connection.execute(
             "SELECT a.started_at - r.created_at FROM run_attempts a JOIN handler_runs r"
@@ -241,9 +259,89 @@ def bench_slow_handler(rate: float, seconds: float, rounds: int) -> dict[str, An
     }
 
 
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for one measurement, dropped afterwards."""
+    import psycopg
+
+    name = f"jobhooks_bench_{int(time.time() * 1000)}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (name,),
+            )
+            admin.execute(f"DROP DATABASE IF EXISTS {name}")
+
+
+def bench_postgres_checkin(n: int, concurrency: int, rounds: int) -> dict[str, Any]:
+    """Check-in throughput of an API-only node on PostgreSQL over the same on SQLite."""
+    figures: dict[str, list[float]] = {"postgres": [], "sqlite": []}
+    with ExitStack() as stack:
+        database = stack.enter_context(postgres_database())
+        pg = stack.enter_context(jobhooks_server("Noop", worker=False, database=database))
+        lite = stack.enter_context(jobhooks_server("Noop", worker=False))
+        for url, headers, _config_path, _proc in (pg, lite):
+            _load(url, make_bodies(1000), concurrency, headers=headers)
+        for _ in range(rounds):
+            for label, (url, headers, _config_path, _proc) in (("postgres", pg), ("sqlite", lite)):
+                figures[label].append(
+                    _load(url, make_bodies(n), concurrency, headers=headers).throughput
+                )
+    postgres, sqlite = statistics.median(figures["postgres"]), statistics.median(figures["sqlite"])
+    return {"postgres_rps": round(postgres), "sqlite_rps": round(sqlite),
+            "ratio": round(postgres / sqlite, 2)}  # fmt: skip
+
+
+def _postgres_one(database: str, query: str) -> Any:
+    import psycopg
+
+    with psycopg.connect(database) as connection:
+        return connection.execute(query).fetchone()  # type: ignore[arg-type]
+
+
+def bench_postgres_workers(n: int) -> dict[str, Any]:
+    """Runs drained per second by 1 and by 2 worker processes on PostgreSQL: ``n``
+    completions are stored first (API node, no worker), then the workers start."""
+    rates: dict[int, float] = {}
+    for workers in (1, 2):
+        with ExitStack() as stack:
+            database = stack.enter_context(postgres_database())
+            url, headers, config, api = stack.enter_context(
+                jobhooks_server("Noop", worker=False, database=database)
+            )
+            _load(url, make_bodies(n), 64, headers=headers)
+            completions = JobhooksCompletions(config)
+            env = _env({"JOBHOOKS_LOG_LEVEL": "WARNING"})
+            argv = [sys.executable, "-m", "jobhooks.cli", "worker", "--config", str(config)]
+            procs = [
+                stack.enter_context(_spawn(f"worker{i}", argv, env, config.parent))
+                for i in range(workers)
+            ]
+            deadline = time.monotonic() + 180
+            while completions.read()[0] < n and time.monotonic() < deadline:
+                for proc in (api, *procs):
+                    proc.check_alive()
+                time.sleep(0.05)
+            # From the first claim to the last finish: worker start-up is not counted.
+            first, last = _postgres_one(
+                database, "SELECT min(started_at), max(finished_at) FROM run_attempts"
+            )
+            rates[workers] = n / (last - first)
+    return {"n": n, "one_worker_rps": round(rates[1]), "two_workers_rps": round(rates[2]),
+            "ratio": round(rates[2] / rates[1], 2)}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="checkin,e2e,latency,slow")
+    parser.add_argument("--only", default="checkin,e2e,latency,slow,postgres")
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
@@ -266,6 +364,11 @@ def main(argv: list[str] | None = None) -> int:
         report["latency"] = bench_latency(1000.0, 5.0)
     if "slow" in wanted:
         report["slow"] = bench_slow_handler(500.0, 10.0, args.rounds)
+    if "postgres" in wanted:
+        report["postgres_checkin"] = bench_postgres_checkin(
+            args.n * 2, args.concurrency, args.rounds
+        )
+        report["postgres_workers"] = bench_postgres_workers(args.n * 2)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -292,6 +395,16 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"check-in p99 at {slow['rate']:.0f}/s: {slow['p99_sleep_2s_ms']} ms with a 2 s "
             f"handler, {slow['p99_no_handler_ms']} ms without; ratio {slow['ratio']} (goal <= 1.2)"
+        )
+    if "postgres_checkin" in report:
+        pc, pw = report["postgres_checkin"], report["postgres_workers"]
+        print(
+            f"PostgreSQL check-in {pc['postgres_rps']}/s vs SQLite {pc['sqlite_rps']}/s: "
+            f"ratio {pc['ratio']}"
+        )
+        print(
+            f"PostgreSQL workers draining {pw['n']} runs: 1 worker {pw['one_worker_rps']}/s, "
+            f"2 workers {pw['two_workers_rps']}/s: ratio {pw['ratio']} (goal >= 1.7)"
         )
     return 0
 
