@@ -46,7 +46,8 @@ def problem_body(status: int, detail: str, errors: list[dict[str, str]] | None =
     }
     if errors:
         body["errors"] = errors
-    return json.dumps(body, ensure_ascii=False).encode()
+    # A field name quoted back may hold an unpaired surrogate: keep it escaped.
+    return json.dumps(body, ensure_ascii=False).encode("utf-8", "backslashreplace")
 
 
 def problem_response(

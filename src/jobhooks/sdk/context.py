@@ -160,9 +160,20 @@ def _text(limit: int) -> Callable[[object], str]:
             raise ValueError(f"expected a string, got {_kind(value)}")
         if len(value) > limit:
             raise ValueError(f"too long: {len(value)} characters, at most {limit}")
+        if not value.isascii() and not _is_unicode(value):
+            raise ValueError("not valid Unicode text (it contains an unpaired surrogate)")
         return value
 
     return parse
+
+
+def _is_unicode(text: str) -> bool:
+    # JSON may escape half a surrogate pair ("\ud800"); no database can store that.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _optional(parse: Callable[[object], Any]) -> Callable[[object], Any]:

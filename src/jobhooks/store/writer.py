@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 
 from jobhooks.errors import StoreError
 
@@ -38,6 +39,8 @@ class BatchOperation:
     apply: BatchFunction
     after_commit: Callable[[Sequence[Any]], None] | None = None
     """Called on the writer thread after the commit with the results."""
+    after_rollback: Callable[[], None] | None = None
+    """Called on the writer thread when a transaction that included this kind failed."""
 
 
 _STOP = object()
@@ -125,15 +128,28 @@ class GroupCommitWriter:
     def _write(self, batch: list[Any]) -> None:
         try:
             results = self._apply(batch)
+        except IntegrityError as exc:
+            # On PostgreSQL another node may have committed the same report a moment
+            # earlier; applied alone, each write sees it (a real conflict fails again).
+            logger.info(
+                "a group of %d writes hit a constraint (%s); retrying them one by one",
+                len(batch),
+                str(exc.orig or exc).splitlines()[0],
+            )
+            self._write_one_by_one(batch)
+            return
         except Exception:
             logger.exception("a group of %d writes failed; retrying them one by one", len(batch))
-            for item in batch:
-                try:
-                    self._deliver([item], self._apply([item]))
-                except Exception as exc:
-                    self._fail(item, exc)
+            self._write_one_by_one(batch)
             return
         self._deliver(batch, results)
+
+    def _write_one_by_one(self, batch: list[Any]) -> None:
+        for item in batch:
+            try:
+                self._deliver([item], self._apply([item]))
+            except Exception as exc:
+                self._fail(item, exc)
 
     def _apply(self, batch: list[Any]) -> list[Any]:
         groups: dict[str, tuple[BatchOperation, list[int]]] = {}
@@ -141,12 +157,18 @@ class GroupCommitWriter:
             groups.setdefault(operation.name, (operation, []))[1].append(index)
         results: list[Any] = [None] * len(batch)
         now = time.time()
-        with self._engine.begin() as connection:
-            for operation, indexes in groups.values():
-                payloads = [batch[i][1] for i in indexes]
-                applied = operation.apply(connection, payloads, now)
-                for index, result in zip(indexes, applied, strict=True):
-                    results[index] = result
+        try:
+            with self._engine.begin() as connection:
+                for operation, indexes in groups.values():
+                    payloads = [batch[i][1] for i in indexes]
+                    applied = operation.apply(connection, payloads, now)
+                    for index, result in zip(indexes, applied, strict=True):
+                        results[index] = result
+        except Exception:
+            for operation, _indexes in groups.values():
+                if operation.after_rollback is not None:
+                    operation.after_rollback()
+            raise
         for operation, indexes in groups.values():
             if operation.after_commit is not None:
                 operation.after_commit([results[i] for i in indexes])

@@ -1,0 +1,246 @@
+"""``POST /api/v1/job-completions`` in-process: the answer, and every way to get it wrong.
+
+A rejected report is answered with a problem document (``application/problem+json``)
+that says what is wrong, and stores nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from support.app import Api
+from support.reports import AGENT_B, report
+
+from jobhooks.store.tokens import create_token, revoke_token
+
+PATH = "/api/v1/job-completions"
+
+
+def _problem(response: Any, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert isinstance(body["detail"], str) and body["detail"]
+    assert isinstance(body["title"], str)
+    return body
+
+
+def test_a_valid_report_is_accepted_with_its_pending_runs(api: Api) -> None:
+    response = api.client.post(PATH, json=report(), headers=api.auth("agent"))
+
+    assert response.status_code == 202
+    assert response.headers["content-type"] == "application/json"
+    answer = response.json()
+    assert set(answer) == {"id", "duplicate", "handler_runs"}
+    assert answer["duplicate"] is False
+    [run] = answer["handler_runs"]
+    assert run["handler"] == "record" and run["status"] == "pending"
+    assert [c["id"] for c in api.stored()] == [answer["id"]]
+
+
+def test_an_admin_token_may_report_for_any_agent(api: Api) -> None:
+    response = api.client.post(PATH, json=report(AGENT_B), headers=api.auth("admin"))
+
+    assert response.status_code == 202
+
+
+MISSING = object()
+
+
+def _with(**changes: Any) -> dict[str, Any]:
+    body = report()
+    for key, value in changes.items():
+        if value is MISSING:
+            body.pop(key)
+        else:
+            body[key] = value
+    return body
+
+
+INVALID_FIELDS = {
+    "job_result is a list": (_with(job_result=[]), ["job_result"]),
+    "job_result unknown name": (_with(job_result="Exploded"), ["job_result"]),
+    "job_result out of range": (_with(job_result=7), ["job_result"]),
+    "operation_type unknown name": (_with(operation_type="Teleport"), ["operation_type"]),
+    "certificate_id not a number": (_with(certificate_id="abc"), ["certificate_id"]),
+    "negative retry count": (_with(current_retry_count=-1), ["current_retry_count"]),
+    "retry count a float": (_with(current_retry_count=1.5), ["current_retry_count"]),
+    "username a number": (_with(username=5), ["username"]),
+    "bad timestamp": (_with(request_timestamp="yesterday"), ["request_timestamp"]),
+    "agent_id not a GUID": (_with(agent_id="not-a-guid"), ["agent_id"]),
+    "job_id truncated GUID": (_with(job_id="9f0e"), ["job_id"]),
+    "job_type_id empty": (_with(job_type_id=""), ["job_type_id"]),
+    "job_type missing": (_with(job_type=MISSING), ["job_type"]),
+    "job_id missing": (_with(job_id=MISSING), ["job_id"]),
+    "job_result null": (_with(job_result=None), ["job_result"]),
+    "unknown field": (_with(Colour="blue"), ["Colour"]),
+    "set by jobhooks": (_with(completion_id="mine"), ["completion_id"]),
+    "several at once": (
+        _with(job_id="x", job_result="Nope", job_type=MISSING),
+        ["job_id", "job_result", "job_type"],
+    ),
+    "everything missing": ({}, ["agent_id", "job_id", "job_type", "job_type_id", "job_result"]),
+}
+
+
+@pytest.fixture
+def nothing_stored(api: Api) -> Iterator[Api]:
+    """The test's requests must leave the store empty."""
+    yield api
+    assert api.stored() == []
+    assert api.runtime.store.backlog()[0] == 0
+
+
+@pytest.mark.parametrize(("body", "fields"), INVALID_FIELDS.values(), ids=INVALID_FIELDS.keys())
+def test_invalid_fields_are_422_naming_each_field(
+    nothing_stored: Api, body: dict[str, Any], fields: list[str]
+) -> None:
+    response = nothing_stored.client.post(PATH, json=body, headers=nothing_stored.auth("agent"))
+
+    problem = _problem(response, 422)
+    named = [error["field"] for error in problem["errors"]]
+    assert sorted(named) == sorted(fields)
+    assert all(error["message"] for error in problem["errors"])
+
+
+def test_the_error_says_what_is_accepted(nothing_stored: Api) -> None:
+    response = nothing_stored.client.post(
+        PATH, json=_with(job_result="Exploded"), headers=nothing_stored.auth("agent")
+    )
+
+    [error] = _problem(response, 422)["errors"]
+    assert "Failure (4)" in error["message"]
+
+
+@pytest.mark.parametrize(
+    "content", [b'{"agent_id": ', b"", b"\xff\xfe not utf-8", b"{'single': 'quotes'}"]
+)
+def test_a_body_that_is_not_json_is_400(nothing_stored: Api, content: bytes) -> None:
+    headers = {**nothing_stored.auth("agent"), "Content-Type": "application/json"}
+
+    response = nothing_stored.client.post(PATH, content=content, headers=headers)
+
+    _problem(response, 400)
+
+
+@pytest.mark.parametrize("body", [[report()], "a string", 42, None])
+def test_json_that_is_not_an_object_is_422(nothing_stored: Api, body: Any) -> None:
+    headers = {**nothing_stored.auth("agent"), "Content-Type": "application/json"}
+
+    response = nothing_stored.client.post(PATH, content=json.dumps(body), headers=headers)
+
+    _problem(response, 422)
+
+
+def test_a_body_over_64_kib_is_413(nothing_stored: Api) -> None:
+    body = _with(message="x" * (64 * 1024))
+
+    response = nothing_stored.client.post(PATH, json=body, headers=nothing_stored.auth("agent"))
+
+    _problem(response, 413)
+
+
+def test_a_chunked_body_over_64_kib_is_413(nothing_stored: Api) -> None:
+    data = json.dumps(_with(message="x" * (70 * 1024))).encode()
+    headers = {**nothing_stored.auth("agent"), "Content-Type": "application/json"}
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(data), 8192):
+            yield data[start : start + 8192]
+
+    response = nothing_stored.client.post(PATH, content=chunks(), headers=headers)
+
+    _problem(response, 413)
+
+
+def test_a_body_just_under_the_limit_is_fine(api: Api) -> None:
+    body = _with(message="")
+    room = 64 * 1024 - len(json.dumps(body).encode())
+    body["message"] = "x" * min(room, 32_768)
+
+    response = api.client.post(PATH, json=body, headers=api.auth("agent"))
+
+    assert response.status_code == 202
+
+
+def test_a_body_that_is_not_json_by_its_type_is_415(nothing_stored: Api) -> None:
+    headers = {**nothing_stored.auth("agent"), "Content-Type": "text/plain"}
+
+    response = nothing_stored.client.post(PATH, content=json.dumps(report()), headers=headers)
+
+    _problem(response, 415)
+
+
+def test_an_idempotency_key_over_200_characters_is_400(nothing_stored: Api) -> None:
+    headers = {**nothing_stored.auth("agent"), "Idempotency-Key": "k" * 201}
+
+    response = nothing_stored.client.post(PATH, json=report(), headers=headers)
+
+    _problem(response, 400)
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "jh_abc", "Bearer jh_unknown_token"],
+)
+def test_no_or_an_unknown_token_is_401(nothing_stored: Api, authorization: str | None) -> None:
+    headers = {} if authorization is None else {"Authorization": authorization}
+
+    response = nothing_stored.client.post(PATH, json=report(), headers=headers)
+
+    _problem(response, 401)
+
+
+def test_a_report_for_another_agent_is_403(nothing_stored: Api) -> None:
+    response = nothing_stored.client.post(
+        PATH, json=report(AGENT_B), headers=nothing_stored.auth("agent")
+    )
+
+    problem = _problem(response, 403)
+    assert [e["field"] for e in problem["errors"]] == ["agent_id"]
+
+
+def test_a_viewer_token_cannot_report(nothing_stored: Api) -> None:
+    response = nothing_stored.client.post(
+        PATH, json=report(), headers=nothing_stored.auth("viewer")
+    )
+
+    _problem(response, 403)
+
+
+def test_a_revoked_token_is_401(nothing_stored: Api) -> None:
+    engine = nothing_stored.runtime.store.engine
+    token, info = create_token(engine, "agent", AGENT_B)
+    assert revoke_token(engine, info.id)
+
+    response = nothing_stored.client.post(
+        PATH, json=report(AGENT_B), headers={"Authorization": f"Bearer {token}"}
+    )
+
+    _problem(response, 401)
+
+
+@pytest.mark.parametrize("field", ["message", "job_type", "username", "client_machine"])
+def test_half_a_surrogate_pair_is_422_not_a_server_error(nothing_stored: Api, field: str) -> None:
+    # Valid JSON ("\ud800" is a legal escape) that no database can store as text.
+    content = json.dumps(_with(**{field: "broken \ud800 text"}))
+    headers = {**nothing_stored.auth("agent"), "Content-Type": "application/json"}
+
+    response = nothing_stored.client.post(PATH, content=content, headers=headers)
+
+    problem = _problem(response, 422)
+    assert [error["field"] for error in problem["errors"]] == [field]
+
+
+def test_a_field_name_with_half_a_surrogate_pair_is_quoted_back_safely(nothing_stored: Api) -> None:
+    content = json.dumps({**report(), "odd\udc80key": 1})
+    headers = {**nothing_stored.auth("agent"), "Content-Type": "application/json"}
+
+    response = nothing_stored.client.post(PATH, content=content, headers=headers)
+
+    problem = _problem(response, 422)
+    assert [error["message"] for error in problem["errors"]] == ["unknown field"]

@@ -1,0 +1,130 @@
+"""Operator endpoints in-process: who may call them, and problem documents for bad requests."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from support.app import Api
+from support.reports import new_completion, report
+
+from jobhooks.store.checkins import insert_checkins
+
+READS = [
+    ("GET", "/api/v1/job-completions"),
+    ("GET", "/api/v1/job-completions/01a20000-0000-7000-8000-000000000000"),
+    ("GET", "/api/v1/handler-runs"),
+    ("GET", "/api/v1/handlers"),
+    ("GET", "/api/v1/job-types"),
+]
+WRITES = [
+    ("POST", "/api/v1/handler-runs/01a20000-0000-7000-8000-000000000000/replay"),
+    ("POST", "/api/v1/handlers/record/replay-dead"),
+    ("POST", "/api/v1/admin/reload"),
+]
+
+
+def _problem(response: Any, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status and body["detail"]
+    return body
+
+
+@pytest.mark.parametrize(("method", "path"), READS + WRITES)
+def test_an_agent_token_is_refused_403(api: Api, method: str, path: str) -> None:
+    _problem(api.client.request(method, path, headers=api.auth("agent")), 403)
+
+
+@pytest.mark.parametrize(("method", "path"), READS + WRITES)
+def test_no_token_is_401(api: Api, method: str, path: str) -> None:
+    _problem(api.client.request(method, path), 401)
+
+
+@pytest.mark.parametrize(("method", "path"), WRITES)
+def test_a_viewer_may_not_change_anything(api: Api, method: str, path: str) -> None:
+    _problem(api.client.request(method, path, headers=api.auth("viewer")), 403)
+
+
+@pytest.mark.parametrize(("method", "path"), READS)
+def test_a_viewer_may_read(api: Api, method: str, path: str) -> None:
+    response = api.client.request(method, path, headers=api.auth("viewer"))
+
+    assert response.status_code in (200, 404)
+    if response.status_code == 404:
+        _problem(response, 404)
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "field"),
+    [
+        ("/api/v1/job-completions", {"limit": 0}, "limit"),
+        ("/api/v1/job-completions", {"limit": 501}, "limit"),
+        ("/api/v1/job-completions", {"agent_id": "not-a-guid"}, "agent_id"),
+        ("/api/v1/job-completions", {"result": "Exploded"}, "result"),
+        ("/api/v1/job-completions", {"since": "last tuesday"}, "since"),
+        ("/api/v1/handler-runs", {"status": "sleeping"}, "status"),
+        ("/api/v1/handler-runs", {"limit": "many"}, "limit"),
+    ],
+)
+def test_bad_query_parameters_are_422_naming_them(
+    api: Api, path: str, params: dict[str, Any], field: str
+) -> None:
+    response = api.client.get(path, params=params, headers=api.auth("admin"))
+
+    problem = _problem(response, 422)
+    assert [error["field"] for error in problem["errors"]] == [field]
+
+
+def test_unknown_things_are_404_problems(api: Api) -> None:
+    admin = api.auth("admin")
+
+    _problem(api.client.get("/api/v1/job-completions/nope", headers=admin), 404)
+    _problem(api.client.post("/api/v1/handler-runs/nope/replay", headers=admin), 404)
+    _problem(api.client.post(f"/api/v1/handler-runs/{'x' * 100}/replay", headers=admin), 404)
+    _problem(api.client.get("/api/v1/no-such-endpoint", headers=admin), 404)
+
+
+def test_a_wrong_method_is_a_405_problem(api: Api) -> None:
+    _problem(api.client.put("/api/v1/handlers", headers=api.auth("admin")), 405)
+
+
+def test_replaying_a_run_that_has_not_finished_is_409(api: Api) -> None:
+    # A run another worker holds for an hour.
+    with api.runtime.store.engine.begin() as connection:
+        [receipt] = insert_checkins(
+            connection,
+            [new_completion("record", lease=3600)],
+            time.time(),
+            reserve=lambda count: ("another-worker", count),
+        )
+    run_id = receipt.runs[0].id
+
+    response = api.client.post(f"/api/v1/handler-runs/{run_id}/replay", headers=api.auth("admin"))
+
+    problem = _problem(response, 409)
+    assert " is pending" in problem["detail"] or " is running" in problem["detail"]
+
+
+def test_the_completions_list_filters_and_pages(api: Api) -> None:
+    bodies = [report(job_result=result) for result in ("Failure", "Success", "Failure")]
+    ids = [
+        api.client.post("/api/v1/job-completions", json=b, headers=api.auth("agent")).json()["id"]
+        for b in bodies
+    ]
+    admin = api.auth("admin")
+
+    failures = api.client.get(
+        "/api/v1/job-completions", params={"result": "failure"}, headers=admin
+    )
+    first = api.client.get("/api/v1/job-completions", params={"limit": 2}, headers=admin).json()
+    rest = api.client.get(
+        "/api/v1/job-completions", params={"limit": 2, "before": first["next"]}, headers=admin
+    ).json()
+
+    assert {c["id"] for c in failures.json()["items"]} == {ids[0], ids[2]}
+    assert [c["id"] for c in first["items"]] == [ids[2], ids[1]]
+    assert [c["id"] for c in rest["items"]] == [ids[0]]
+    assert rest["next"] is None

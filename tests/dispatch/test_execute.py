@@ -1,0 +1,115 @@
+"""One attempt of a handler: success, or a failure whose error says what went wrong."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+from support.handlers import read_lines
+from support.registrations import Register
+
+from jobhooks.dispatch.execute import Outcome, run_attempt
+from jobhooks.dispatch.isolation import run_in_process
+from jobhooks.registry import RegisteredHandler
+from jobhooks.testing import sample_context
+
+
+def _attempt(registered: RegisteredHandler, slots: asyncio.Semaphore | None = None) -> Outcome:
+    return asyncio.run(run_attempt(registered, sample_context(), slots))
+
+
+def test_a_handler_that_returns_true_succeeded(register: Register, tmp_path: Path) -> None:
+    trace = tmp_path / "trace.log"
+
+    outcome = _attempt(register("Appender", properties={"path": str(trace)}))
+
+    assert outcome.succeeded
+    assert outcome.error is None
+    assert len(read_lines(trace)) == 1
+
+
+def test_a_handler_that_raises_failed_with_its_exception(register: Register) -> None:
+    outcome = _attempt(register("Raises"))
+
+    assert not outcome.succeeded
+    assert outcome.error == "RuntimeError: handler exploded on purpose"
+    assert outcome.traceback is not None
+    assert "in run_handler" in outcome.traceback
+
+
+def test_a_handler_that_returns_false_failed(register: Register) -> None:
+    outcome = _attempt(register("ReturnsFalse"))
+
+    assert not outcome.succeeded
+    assert outcome.error == "run_handler returned False, not True"
+
+
+@pytest.mark.parametrize("handler_type", ["CallsSysExit", "AsyncCallsSysExit"])
+def test_sys_exit_in_a_handler_is_a_failed_attempt_not_the_end_of_the_worker(
+    register: Register, handler_type: str
+) -> None:
+    outcome = _attempt(register(handler_type))
+
+    assert not outcome.succeeded
+    assert outcome.error is not None and "SystemExit: 2" in outcome.error
+
+
+def test_a_hanging_async_handler_times_out(register: Register) -> None:
+    started = time.perf_counter()
+    outcome = _attempt(register("AsyncHangs", timeout=0.2))
+
+    assert not outcome.succeeded
+    assert outcome.error == "timed out after 0.2 s"
+    assert time.perf_counter() - started < 2
+
+
+def test_a_hung_sync_handler_times_out_and_frees_its_slot(
+    register: Register, tmp_path: Path
+) -> None:
+    hangs = register("Hangs", timeout=0.2)
+    trace = tmp_path / "after.log"
+    normal = register("Appender", properties={"path": str(trace)})
+
+    async def main() -> list[Outcome]:
+        slots = asyncio.Semaphore(2)
+        hung = await asyncio.gather(
+            *(run_attempt(hangs, sample_context(), slots) for _ in range(4))
+        )
+        after = await asyncio.gather(
+            *(run_attempt(normal, sample_context(), slots) for _ in range(4))
+        )
+        return [*hung, *after]
+
+    started = time.perf_counter()
+    outcomes = asyncio.run(main())
+
+    assert [o.error for o in outcomes[:4]] == ["timed out after 0.2 s"] * 4
+    assert all(o.succeeded for o in outcomes[4:]), "threads stuck in a handler hold no slot"
+    assert len(read_lines(trace)) == 4
+    assert time.perf_counter() - started < 3
+
+
+def test_a_handler_isolated_in_a_process_that_exits_failed_with_its_code(
+    register: Register,
+) -> None:
+    registered = register("Exits", isolation="process", timeout=30)
+
+    outcome = asyncio.run(run_in_process(registered, sample_context()))
+
+    assert not outcome.succeeded
+    assert outcome.error is not None and "exited with code 3" in outcome.error
+
+
+def test_a_hanging_handler_isolated_in_a_process_is_killed_at_its_timeout(
+    register: Register,
+) -> None:
+    registered = register("Hangs", isolation="process", timeout=1)
+
+    started = time.perf_counter()
+    outcome = asyncio.run(run_in_process(registered, sample_context()))
+
+    assert not outcome.succeeded
+    assert outcome.error == "timed out after 1 s (killed)"
+    assert time.perf_counter() - started < 10

@@ -1,0 +1,170 @@
+"""The worker in one process with a real store: handed-over runs, claims, retries, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from support.handlers import read_lines
+from support.registrations import build_registry
+from support.reports import new_completion
+
+from jobhooks.config.schema import PlatformSettings
+from jobhooks.dispatch.worker import Worker
+from jobhooks.metrics import Metrics
+from jobhooks.platform.client import build_clients
+from jobhooks.registry import Registry
+from jobhooks.store import Store
+from jobhooks.store.queries import completion_detail
+
+
+@asynccontextmanager
+async def running_worker(
+    store: Store, registry: Callable[[], Registry], *, local: bool = True, poll: float = 0.05
+) -> AsyncIterator[Worker]:
+    worker = Worker(
+        store,
+        registry,
+        build_clients(PlatformSettings()),
+        concurrency=8,
+        threads=2,
+        lease_grace=1.0,
+        poll_interval=poll,
+        metrics=Metrics(),
+    )
+    if local:
+        store.set_local_worker(worker)
+    task = asyncio.create_task(worker.run())
+    try:
+        yield worker
+    finally:
+        started = time.perf_counter()
+        await worker.stop(grace=0.5)
+        assert time.perf_counter() - started < 2, "stop waits for running handlers only briefly"
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        store.set_local_worker(None)
+
+
+async def settled(store: Store, completion_id: str, timeout: float = 10) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        detail: dict[str, Any] = await store.read(completion_detail, completion_id)
+        if all(run["status"] in ("succeeded", "dead") for run in detail["handler_runs"]):
+            return detail
+        assert time.monotonic() < deadline, f"runs still open: {detail['handler_runs']}"
+        await asyncio.sleep(0.02)
+
+
+def test_runs_handed_over_by_a_check_in_run_at_once(tmp_path: Path) -> None:
+    trace = tmp_path / "trace.log"
+    registry = build_registry(
+        tmp_path,
+        {"name": "append", "type": "support.handlers:Appender", "properties": {"path": str(trace)}},
+    )
+    store = Store(f"sqlite:///{tmp_path / 'w.db'}")
+
+    async def main() -> None:
+        async with running_worker(store, lambda: registry, poll=60) as worker:
+            # Let it finish its first look for due runs (which holds every slot).
+            await asyncio.sleep(0.2)
+            receipt = await store.check_in(new_completion("append"))
+            assert len(receipt.handed_off) == 1
+            detail = await settled(store, receipt.id)
+            assert detail["handler_runs"][0]["status"] == "succeeded"
+            assert worker.completed == 1
+        assert read_lines(trace) == [f"{receipt.id} 1"]
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
+
+
+def test_runs_stored_elsewhere_are_claimed_retried_and_end_dead(tmp_path: Path) -> None:
+    registry = build_registry(
+        tmp_path,
+        {
+            "name": "flaky",
+            "type": "support.handlers:Flaky",
+            "backoff": 0.01,
+            "properties": {"state_dir": str(tmp_path), "failures": 2},
+        },
+        {"name": "doomed", "type": "support.handlers:Raises", "backoff": 0.01, "max_attempts": 3},
+    )
+    store = Store(f"sqlite:///{tmp_path / 'w.db'}")
+
+    async def main() -> None:
+        # Stored with no worker in this process, as by an API-only node.
+        receipt = await store.check_in(new_completion("flaky", "doomed", max_attempts=3))
+        assert receipt.handed_off == []
+        async with running_worker(store, lambda: registry, local=False):
+            detail = await settled(store, receipt.id)
+        runs = {run["handler"]: run for run in detail["handler_runs"]}
+        assert runs["flaky"]["status"] == "succeeded"
+        assert [a["outcome"] for a in runs["flaky"]["attempt_history"]] == [
+            "failed",
+            "failed",
+            "succeeded",
+        ]
+        assert runs["doomed"]["status"] == "dead"
+        assert runs["doomed"]["attempts"] == 3
+        history = runs["doomed"]["attempt_history"]
+        gaps = [b["started_at"] - a["finished_at"] for a, b in itertools.pairwise(history)]
+        assert all(gap >= 0.01 * 0.75 for gap in gaps), "each retry waits for its backoff"
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
+
+
+def test_a_run_of_a_handler_removed_by_a_reload_fails_saying_so(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'w.db'}")
+
+    async def main() -> None:
+        receipt = await store.check_in(new_completion("gone", max_attempts=1))
+        async with running_worker(store, Registry, local=False):
+            detail = await settled(store, receipt.id)
+        [run] = detail["handler_runs"]
+        assert run["status"] == "dead"
+        assert "'gone' is no longer registered" in run["last_error"]
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
+
+
+def test_a_hung_handler_neither_blocks_others_nor_the_stop(tmp_path: Path) -> None:
+    trace = tmp_path / "trace.log"
+    registry = build_registry(
+        tmp_path,
+        {"name": "hangs", "type": "support.handlers:Hangs", "timeout": 0.2, "max_attempts": 1},
+        {"name": "append", "type": "support.handlers:Appender", "properties": {"path": str(trace)}},
+    )
+    store = Store(f"sqlite:///{tmp_path / 'w.db'}")
+
+    async def main() -> None:
+        async with running_worker(store, lambda: registry):
+            receipts = [
+                await store.check_in(new_completion("hangs", "append", max_attempts=1))
+                for _ in range(4)
+            ]
+            for receipt in receipts:
+                runs = {r["handler"]: r for r in (await settled(store, receipt.id))["handler_runs"]}
+                assert runs["append"]["status"] == "succeeded"
+                assert runs["hangs"]["last_error"] == "timed out after 0.2 s"
+            # A last one still hangs while the worker stops.
+            await store.check_in(new_completion("hangs", max_attempts=1))
+        assert len(read_lines(trace)) == 4
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()

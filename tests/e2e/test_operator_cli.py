@@ -1,0 +1,141 @@
+"""The ``jobhooks`` verbs operators use against a running server, and the token verbs."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from support import cli
+from support.pipeline import Pipeline
+from support.reports import AGENT_A, DOOMED, INVENTORY, report
+from support.server import run_cli, wait_for
+
+
+def _operator(pipeline: Pipeline, *args: str) -> str:
+    result = cli.jobhooks(*args, "--url", pipeline.server.url, "--token", pipeline.tokens["admin"])
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def _doomed_run(pipeline: Pipeline) -> tuple[str, str]:
+    """A completion whose ``doomed`` run is dead: (completion id, run id)."""
+    body = report(job_type="Doomed Job", job_type_id=DOOMED, message="cli test")
+    answer = pipeline.check_in(body)
+    pipeline.settled(answer["id"])
+    run_id = next(r["id"] for r in answer["handler_runs"] if r["handler"] == "doomed")
+    return answer["id"], run_id
+
+
+@pytest.fixture(scope="module")
+def dead_run(pipeline: Pipeline) -> tuple[str, str]:
+    """One dead ``doomed`` run for the tests that only read: (completion id, run id)."""
+    return _doomed_run(pipeline)
+
+
+def test_runs_lists_what_was_stored(pipeline: Pipeline, dead_run: tuple[str, str]) -> None:
+    _completion_id, run_id = dead_run
+
+    out = _operator(pipeline, "runs", "--status", "dead", "--handler", "doomed")
+
+    line = next(line for line in out.splitlines() if run_id in line)
+    assert "doomed" in line
+    assert "dead" in line
+    assert "2/2" in line
+    assert "RuntimeError: handler exploded on purpose" in line
+    assert run_id not in _operator(pipeline, "runs", "--status", "succeeded")
+
+
+def test_replay_runs_a_dead_run_again(pipeline: Pipeline) -> None:
+    completion_id, run_id = _doomed_run(pipeline)
+
+    out = _operator(pipeline, "replay", run_id)
+
+    assert out.strip() == f"Run {run_id} was dead; it is pending again."
+
+    def replayed() -> bool:
+        run = next(r for r in pipeline.settled(completion_id)["handler_runs"] if r["id"] == run_id)
+        return bool(run["total_attempts"] == 4)
+
+    wait_for(replayed, 15, "the replayed run to use its attempts again")
+    out = _operator(pipeline, "replay", "--handler", "doomed", "--dead")
+    assert out.startswith("Replaying ") and "dead run(s) of doomed" in out
+
+
+def test_completions_shows_a_completion_with_its_runs(
+    pipeline: Pipeline, dead_run: tuple[str, str]
+) -> None:
+    completion_id, run_id = dead_run
+
+    out = _operator(pipeline, "completions", completion_id)
+
+    assert completion_id in out
+    assert run_id in out
+    assert "cli test" in out
+    assert "Doomed Job" in out
+    assert "record-all" in out and "doomed" in out
+    job_id = pipeline.detail(completion_id)["job_id"]
+    listed = _operator(pipeline, "completions", "--job", job_id)
+    assert completion_id in listed
+
+
+def test_job_types_lists_the_job_types_seen(pipeline: Pipeline, dead_run: tuple[str, str]) -> None:
+    pipeline.check_in(report(job_type="Inventory", job_type_id=INVENTORY))
+
+    out = _operator(pipeline, "job-types")
+
+    doomed = next(line for line in out.splitlines() if str(DOOMED) in line)
+    assert "Doomed Job" in doomed
+    assert "seen" in doomed
+    assert str(INVENTORY) in out
+
+
+def test_operator_verbs_report_a_refused_token(pipeline: Pipeline) -> None:
+    result = cli.jobhooks("runs", "--url", pipeline.server.url, "--token", "jh_nope_nope")
+
+    assert result.exit_code == 1
+    assert "401" in result.stderr
+
+
+def test_token_create_prints_the_token_alone(pipeline: Pipeline) -> None:
+    created = run_cli("token", "create", "--agent", str(AGENT_A), "--config", str(pipeline.config))
+
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.count("\n") == 1
+    token = created.stdout.strip()
+    assert token.startswith("jh_")
+    with pipeline.server.client(token) as agent:
+        assert agent.post("/api/v1/job-completions", json=report()).status_code == 202
+
+
+def test_token_list_never_prints_a_token(pipeline: Pipeline) -> None:
+    result = cli.jobhooks("token", "list", "--config", str(pipeline.config))
+
+    assert result.exit_code == 0, result.output
+    for role, token in pipeline.tokens.items():
+        token_id = token.split("_")[1]
+        assert token not in result.output, role
+        assert token.split("_", 2)[2] not in result.output, role
+        assert token_id in result.output
+    assert str(AGENT_A) in result.output
+    assert "admin" in result.output and "viewer" in result.output
+
+
+def test_a_revoked_token_is_refused(pipeline: Pipeline) -> None:
+    agent = uuid.uuid4()
+    token = cli.token(pipeline.config, "--agent", str(agent))
+    token_id = token.split("_")[1]
+
+    revoked = cli.jobhooks("token", "revoke", token_id, "--config", str(pipeline.config))
+    again = cli.jobhooks("token", "revoke", token_id, "--config", str(pipeline.config))
+    listed = cli.jobhooks("token", "list", "--config", str(pipeline.config))
+
+    assert revoked.exit_code == 0, revoked.output
+    assert revoked.stdout.strip() == f"Revoked {token_id}."
+    assert again.exit_code == 1
+    assert "no active token" in again.stderr
+    row = next(line for line in listed.stdout.splitlines() if token_id in line)
+    assert row.count("-") >= 4, "the revoked column shows when"
+    with pipeline.server.client(token) as client:
+        response = client.post("/api/v1/job-completions", json=report(agent_id=agent))
+    assert response.status_code == 401
+    assert response.headers["content-type"] == "application/problem+json"

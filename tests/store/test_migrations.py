@@ -1,0 +1,76 @@
+"""The migrations build exactly the schema that ``tables.metadata`` describes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect
+
+from jobhooks.errors import SchemaOutOfDate
+from jobhooks.store.engine import connect
+from jobhooks.store.migrate import current_revision, ensure_current, head_revision, upgrade
+from jobhooks.store.tables import metadata
+
+
+def test_upgrade_builds_the_schema_of_the_tables_module(tmp_path: Path) -> None:
+    engine = connect(f"sqlite:///{tmp_path / 'fresh.db'}")
+    try:
+        upgrade(engine)
+        with engine.connect() as connection:
+            differences = compare_metadata(MigrationContext.configure(connection), metadata)
+        assert differences == []
+        assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_the_comparison_would_see_a_missing_index(tmp_path: Path) -> None:
+    engine = connect(f"sqlite:///{tmp_path / 'drifted.db'}")
+    try:
+        upgrade(engine)
+        with engine.begin() as connection:
+            connection.exec_driver_sql("DROP INDEX ix_runs_due")
+            differences = compare_metadata(MigrationContext.configure(connection), metadata)
+        assert [d[0] for d in differences] == ["add_index"]
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_is_idempotent_and_ensure_current_accepts_the_result(tmp_path: Path) -> None:
+    engine = connect(f"sqlite:///{tmp_path / 'twice.db'}")
+    try:
+        upgrade(engine)
+        upgrade(engine)
+        ensure_current(engine)
+    finally:
+        engine.dispose()
+
+
+def test_an_empty_database_is_behind_and_says_how_to_upgrade(tmp_path: Path) -> None:
+    engine = connect(f"sqlite:///{tmp_path / 'empty.db'}")
+    try:
+        with pytest.raises(SchemaOutOfDate, match="jobhooks db upgrade"):
+            ensure_current(engine)
+    finally:
+        engine.dispose()
+
+
+def test_the_migrations_downgrade_to_nothing_and_back(tmp_path: Path) -> None:
+    engine = connect(f"sqlite:///{tmp_path / 'roundtrip.db'}")
+    config = Config()
+    config.set_main_option("script_location", "jobhooks.store:migrations")
+    try:
+        upgrade(engine)
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, "base")
+        assert set(inspect(engine).get_table_names()) == {"alembic_version"}
+        upgrade(engine)
+        assert set(inspect(engine).get_table_names()) == {*metadata.tables, "alembic_version"}
+    finally:
+        engine.dispose()

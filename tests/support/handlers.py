@@ -1,0 +1,123 @@
+"""Handler types the pipeline tests register as ``support.handlers:Class``.
+
+They leave traces in files named by their properties, so a test (in this
+process or outside a server process) can count what ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+
+from jobhooks import JobCompleteContext, JobCompleteHandler
+
+
+def append_line(path: str, line: str) -> None:
+    """Append one line in a single write, so concurrent runs never interleave."""
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(line + "\n")
+
+
+def read_lines(path: str | Path) -> list[str]:
+    """The complete lines of a trace file (none if it does not exist yet)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    return [line for line in text.splitlines() if line]
+
+
+class Appender(JobCompleteHandler):
+    """Appends ``<completion_id> <attempt>`` to ``path``: one line per execution."""
+
+    path: str
+
+    def run_handler(self, context: JobCompleteContext) -> bool:
+        append_line(self.path, f"{context.completion_id} {context.attempt}")
+        return True
+
+
+class Flaky(JobCompleteHandler):
+    """Fails the first ``failures`` executions for each completion, then succeeds.
+
+    The executions so far are counted in ``state_dir/<completion_id>``.
+    """
+
+    state_dir: str
+    failures: int = 2
+
+    def run_handler(self, context: JobCompleteContext) -> bool:
+        counter = Path(self.state_dir) / context.completion_id
+        with counter.open("a", encoding="utf-8") as out:
+            out.write("x")
+        executions = counter.stat().st_size
+        if executions <= self.failures:
+            raise RuntimeError(f"flaky failure {executions} of {self.failures}")
+        return True
+
+
+class Gated(JobCompleteHandler):
+    """Logs each execution to ``path`` and fails while the file ``gate`` does not exist."""
+
+    gate: str
+    path: str
+
+    def run_handler(self, context: JobCompleteContext) -> bool:
+        append_line(self.path, f"{context.completion_id} {context.attempt}")
+        if not Path(self.gate).exists():
+            raise RuntimeError(f"gate {Path(self.gate).name} is closed")
+        return True
+
+
+class Raises(JobCompleteHandler):
+    """Always raises."""
+
+    def run_handler(self, context: JobCompleteContext) -> bool:
+        raise RuntimeError("handler exploded on purpose")
+
+
+class ReturnsFalse(JobCompleteHandler):
+    """Reports failure the seed's way: by returning False."""
+
+    def run_handler(self, context: JobCompleteContext) -> bool:
+        return False
+
+
+class CallsSysExit(JobCompleteHandler):
+    """Calls ``sys.exit(2)``, as a script pasted into a handler might."""
+
+    def run_handler(self, context: JobCompleteContext) -> bool:
+        sys.exit(2)
+
+
+class AsyncCallsSysExit(JobCompleteHandler):
+    """Calls ``sys.exit(2)`` on the event loop."""
+
+    async def run_handler(self, context: JobCompleteContext) -> bool:
+        sys.exit(2)
+
+
+class Hangs(JobCompleteHandler):
+    """Blocks its thread for an hour (a handler stuck on a dead socket)."""
+
+    def run_handler(self, context: JobCompleteContext) -> bool:
+        time.sleep(3600)
+        return True
+
+
+class AsyncHangs(JobCompleteHandler):
+    """Awaits for an hour on the event loop."""
+
+    async def run_handler(self, context: JobCompleteContext) -> bool:
+        await asyncio.sleep(3600)
+        return True
+
+
+class Exits(JobCompleteHandler):
+    """Kills its process with exit code 3 (register it with ``isolation = "process"``)."""
+
+    def run_handler(self, context: JobCompleteContext) -> bool:
+        os._exit(3)
