@@ -85,3 +85,16 @@ def test_no_generated_request_is_a_server_error(
         case.call_and_validate(headers=admin_headers, checks=[not_a_server_error], timeout=10)
 
     call()
+
+
+def test_the_documented_enum_values_are_exactly_what_the_parser_accepts() -> None:
+    import typing
+
+    from jobhooks import JobResult, OperationType
+    from jobhooks.api.schemas import JobResultValue, OperationTypeValue
+
+    for documented, enum in ((JobResultValue, JobResult), (OperationTypeValue, OperationType)):
+        expected = {m.value for m in enum} | {m.display for m in enum}
+        assert set(typing.get_args(documented)) == expected
+        for value in expected:
+            assert enum.parse(value) in enum

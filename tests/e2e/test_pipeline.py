@@ -112,7 +112,7 @@ def test_a_run_is_dead_after_max_attempts_and_a_replay_runs_it_again(
     gated = next(run for run in detail["handler_runs"] if run["id"] == run_id)
     assert gated["status"] == "dead"
     assert gated["attempts"] == gated["max_attempts"] == 3
-    assert [a["outcome"] for a in gated["attempt_history"]] == ["failed", "failed", "dead"]
+    assert [a["outcome"] for a in gated["attempt_history"]] == ["failed", "failed", "failed"]
     assert all("gate gate-one is closed" in a["error"] for a in gated["attempt_history"])
     assert "gate gate-one is closed" in gated["last_error"]
     assert pipeline.trace("gated-one.log") == [answer["id"]] * 3
@@ -133,7 +133,7 @@ def test_a_run_is_dead_after_max_attempts_and_a_replay_runs_it_again(
     assert gated["status"] == "succeeded"
     assert gated["total_attempts"] == 4
     outcomes = [a["outcome"] for a in gated["attempt_history"]]
-    assert outcomes == ["failed", "failed", "dead", "succeeded"]
+    assert outcomes == ["failed", "failed", "failed", "succeeded"]
     assert pipeline.trace("gated-one.log") == [answer["id"]] * 4
 
 

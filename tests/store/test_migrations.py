@@ -74,3 +74,24 @@ def test_the_migrations_downgrade_to_nothing_and_back(tmp_path: Path) -> None:
         assert set(inspect(engine).get_table_names()) == {*metadata.tables, "alembic_version"}
     finally:
         engine.dispose()
+
+
+def test_processes_starting_together_on_a_new_database_all_start(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    config = tmp_path / "jobhooks.toml"
+    config.write_text(f'[server]\ndatabase = "sqlite:///{tmp_path / "new.db"}"\n', encoding="utf-8")
+    command = [sys.executable, "-m", "jobhooks.cli", "token", "create", "--admin"]
+    processes = [
+        subprocess.Popen(
+            [*command, "--config", str(config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outputs = [process.communicate(timeout=60) for process in processes]
+    assert [process.returncode for process in processes] == [0, 0, 0, 0], outputs
+    assert len({out.strip() for out, _err in outputs}) == 4

@@ -191,7 +191,7 @@ def test_outcomes_succeeded_and_dead_end_the_run(db: StoreDb) -> None:
     assert db.run(dead_id).status == "dead"
     [attempt] = db.attempts(dead_id)
     assert (attempt.outcome, attempt.error, attempt.traceback) == (
-        "dead",
+        "failed",  # the attempt failed; the run is dead because none are left
         "RuntimeError: nope",
         "Traceback ...",
     )

@@ -12,8 +12,14 @@ from jobhooks.sdk.enums import JobResult, OperationType
 
 __all__ = ["CheckinAnswer", "CompletionReport", "RunAnswer"]
 
-_RESULT_NAMES = [m.display for m in JobResult]
-_OPERATION_NAMES = [m.display for m in OperationType]
+# The values the parser accepts, spelled out for the OpenAPI document (names are
+# also accepted in any other spelling, which a schema cannot say).
+JobResultValue = Literal[0, 1, 2, 3, 4, "Unknown", "InProcess", "Success", "Warning", "Failure"]
+OperationTypeValue = Literal[
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9,
+    "Unknown", "Inventory", "Add", "Remove", "Create", "CreateAdd",
+    "Reenrollment", "Discovery", "SetPassword", "FetchLogs",
+]  # fmt: skip
 
 
 class CompletionReport(BaseModel):
@@ -28,11 +34,11 @@ class CompletionReport(BaseModel):
     job_id: uuid.UUID
     job_type: str = Field(max_length=512)
     job_type_id: uuid.UUID
-    operation_type: int | Literal[tuple(_OPERATION_NAMES)] = Field(  # type: ignore[valid-type]
+    operation_type: OperationTypeValue = Field(
         0,
         description="OperationType: " + ", ".join(f"{m.display}={m.value}" for m in OperationType),
     )
-    job_result: int | Literal[tuple(_RESULT_NAMES)] = Field(  # type: ignore[valid-type]
+    job_result: JobResultValue = Field(
         description="JobResult: " + ", ".join(f"{m.display}={m.value}" for m in JobResult)
     )
     certificate_id: int | None = Field(None, ge=0)

@@ -91,6 +91,7 @@ class Worker:
         self._busy = 0  # runs started or reserved; guarded by _lock
         self._wake = asyncio.Event()
         self._backlog = True
+        self._next_retry: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -165,10 +166,15 @@ class Worker:
                     await asyncio.sleep(0)
                     continue
             self._wake.clear()
+            timeout = self._poll_interval
+            if self._next_retry is not None:
+                timeout = max(0.0, min(timeout, self._next_retry - time.time()))
             try:
-                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+                await asyncio.wait_for(self._wake.wait(), timeout)
             except TimeoutError:
                 self._backlog = True
+                if self._next_retry is not None and self._next_retry <= time.time():
+                    self._next_retry = None
 
     def poke(self) -> None:
         """Look for due runs now (for example after a replay)."""
@@ -219,8 +225,11 @@ class Worker:
             if self._metrics is not None:
                 self._metrics.runs.labels(run.handler, decision.status).inc()
                 self._metrics.run_duration.labels(run.handler).observe(outcome.duration)
-            if decision.status == "failed":
-                self._backlog = True
+            # Look again when a retry is due rather than at the next poll.
+            if decision.status == "failed" and (
+                self._next_retry is None or decision.due_at < self._next_retry
+            ):
+                self._next_retry = decision.due_at
         except Exception:
             logger.exception(
                 "recording the outcome of run %s failed; its lease will expire", run.id

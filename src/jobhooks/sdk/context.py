@@ -192,6 +192,8 @@ def _guid(value: object) -> uuid.UUID:
 
 
 def _count(value: object) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # JSON does not tell 1402 from 1402.0
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ValueError(f"expected a non-negative integer, got {_kind(value)}")
     if isinstance(value, str):

@@ -75,13 +75,17 @@ class Store:
             ensure_current(self.engine)
         self.default_lease = default_lease
         self._local: LocalWorker | None = None
+        self._reserved = 0
+        """Slots the local worker granted to the open transaction (writer thread only)."""
         self._known_job_types: set[str] = set()
         self._checkpointer = WalCheckpointer(self.engine) if is_sqlite(url) else None
         self._writer = GroupCommitWriter(
             self.engine,
             maintenance=self._checkpointer.catch_up if self._checkpointer else None,
         )
-        self._checkin = BatchOperation("checkin", self._apply_checkins, self._after_checkins)
+        self._checkin = BatchOperation(
+            "checkin", self._apply_checkins, self._after_checkins, self._give_back_slots
+        )
         self._claim = BatchOperation("claim", claim_runs)
         self._finish = BatchOperation("finish", finish_runs)
         self._replay = BatchOperation("replay", _notifying(replay_run))
@@ -110,15 +114,27 @@ class Store:
         """Let check-ins hand runs straight to this process's worker."""
         self._local = worker
 
+    def _reserve(self, count: int) -> tuple[str, int]:
+        assert self._local is not None
+        worker, granted = self._local.reserve(count)
+        self._reserved += granted if count >= 0 else count
+        return worker, granted
+
+    def _give_back_slots(self) -> None:
+        # The transaction that handed runs to the local worker failed (on PostgreSQL,
+        # typically another node stored the same report first): nothing will run them.
+        if self._reserved and self._local is not None:
+            self._local.reserve(-self._reserved)
+        self._reserved = 0
+
     def _apply_checkins(
         self, connection: Connection, items: Sequence[NewCompletion], now: float
     ) -> list[CheckinReceipt]:
-        local = self._local
         receipts = insert_checkins(
             connection,
             items,
             now,
-            reserve=local.reserve if local is not None else None,
+            reserve=self._reserve if self._local is not None else None,
             known_job_types=self._known_job_types,
         )
         waiting = sum(len(r.runs) - len(r.handed_off) for r in receipts if not r.duplicate)
@@ -127,6 +143,7 @@ class Store:
         return receipts
 
     def _after_checkins(self, receipts: Sequence[CheckinReceipt]) -> None:
+        self._reserved = 0
         local = self._local
         handed = [run for receipt in receipts for run in receipt.handed_off]
         if handed and local is not None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+from collections.abc import Iterator
+
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -9,6 +13,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 from jobhooks.errors import SchemaOutOfDate
+from jobhooks.store.engine import sqlite_path
 
 __all__ = ["current_revision", "ensure_current", "head_revision", "upgrade"]
 
@@ -32,10 +37,27 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
+@contextlib.contextmanager
+def _exclusive(engine: Engine) -> Iterator[None]:
+    # Two processes starting on a new SQLite file would both create its tables;
+    # a lock file beside it lets one migrate while the other waits.
+    path = sqlite_path(str(engine.url)) if engine.dialect.name == "sqlite" else None
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}.migrate-lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def upgrade(engine: Engine) -> None:
     """Run every migration the database lacks."""
     config = _config()
-    with engine.begin() as connection:
+    with _exclusive(engine), engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 

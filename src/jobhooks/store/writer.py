@@ -131,20 +131,17 @@ class GroupCommitWriter:
         except IntegrityError as exc:
             # On PostgreSQL another node may have committed the same report a moment
             # earlier; applied alone, each write sees it (a real conflict fails again).
+            first_line = str(exc.orig or exc).splitlines()[0]
             logger.info(
                 "a group of %d writes hit a constraint (%s); retrying them one by one",
                 len(batch),
-                str(exc.orig or exc).splitlines()[0],
+                first_line,
             )
-            self._write_one_by_one(batch)
-            return
         except Exception:
             logger.exception("a group of %d writes failed; retrying them one by one", len(batch))
-            self._write_one_by_one(batch)
+        else:
+            self._deliver(batch, results)
             return
-        self._deliver(batch, results)
-
-    def _write_one_by_one(self, batch: list[Any]) -> None:
         for item in batch:
             try:
                 self._deliver([item], self._apply([item]))
