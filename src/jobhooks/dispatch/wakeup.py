@@ -14,8 +14,6 @@ import logging
 import threading
 from collections.abc import Callable
 
-import psycopg
-
 __all__ = ["PostgresWakeup"]
 
 logger = logging.getLogger("jobhooks.wakeup")
@@ -50,6 +48,8 @@ class PostgresWakeup:
             handler(payload)
 
     def _run(self) -> None:
+        import psycopg  # the PostgreSQL extra; only nodes on PostgreSQL get here
+
         delay = 0.5
         while not self._stop.is_set():
             try:
