@@ -62,35 +62,32 @@ def completion_row(
     }
 
 
+_DEDUPE_COLUMNS = {"key": completions.c.idempotency_key, "history": completions.c.job_history_id}
+
+
 def _originals(
     connection: Connection, items: Sequence[NewCompletion]
 ) -> dict[tuple[str, str, Any], str]:
     """Stored completions that these reports repeat, by (kind, agent, key)."""
+    wanted: dict[str, set[tuple[str, Any]]] = {kind: set() for kind in _DEDUPE_COLUMNS}
+    for item in items:
+        for kind, agent, key in _dedupe_keys(item):
+            wanted[kind].add((agent, key))
     found: dict[tuple[str, str, Any], str] = {}
-    keyed = {(str(i.fields["agent_id"]), i.idempotency_key) for i in items if i.idempotency_key}
-    if keyed:
-        query = select(completions.c.id, completions.c.agent_id, completions.c.idempotency_key)
-        query = query.where(
-            tuple_(completions.c.agent_id, completions.c.idempotency_key).in_(list(keyed))
+    for kind, pairs in wanted.items():
+        if not pairs:
+            continue
+        column = _DEDUPE_COLUMNS[kind]
+        query = select(completions.c.id, completions.c.agent_id, column).where(
+            tuple_(completions.c.agent_id, column).in_(list(pairs))
         )
-        for row in connection.execute(query):
-            found[("key", row.agent_id, row.idempotency_key)] = row.id
-    histories = {
-        (str(i.fields["agent_id"]), i.fields["job_history_id"])
-        for i in items
-        if i.fields.get("job_history_id") is not None
-    }
-    if histories:
-        query = select(completions.c.id, completions.c.agent_id, completions.c.job_history_id)
-        query = query.where(
-            tuple_(completions.c.agent_id, completions.c.job_history_id).in_(list(histories))
-        )
-        for row in connection.execute(query):
-            found[("history", row.agent_id, row.job_history_id)] = row.id
+        for completion_id, agent, key in connection.execute(query):
+            found[(kind, agent, key)] = completion_id
     return found
 
 
 def _dedupe_keys(item: NewCompletion) -> list[tuple[str, str, Any]]:
+    """The (kind, agent, key) pairs by which a report repeats an earlier one."""
     agent = str(item.fields["agent_id"])
     keys = []
     if item.idempotency_key:
