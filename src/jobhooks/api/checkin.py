@@ -73,6 +73,12 @@ async def check_in(
             for name in _SET_BY_JOBHOOKS
             if name in fields
         ]
+        # SQLite would keep a NUL character in text; PostgreSQL cannot store one.
+        errors += [
+            {"field": name, "message": "contains a NUL character (\\u0000), which cannot be stored"}
+            for name, value in fields.items()
+            if isinstance(value, str) and "\x00" in value
+        ]
         if errors:
             count = len(errors)
             raise ApiProblem(
