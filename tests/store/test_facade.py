@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 from support.reports import new_completion
 from support.storedb import StoreDb
@@ -13,8 +12,8 @@ from jobhooks.store.records import CheckinReceipt, RunOutcome
 from jobhooks.store.tables import completions, runs
 
 
-def test_concurrent_check_ins_share_commits_and_dedupe_within_a_batch(tmp_path: Path) -> None:
-    store = Store(f"sqlite:///{tmp_path / 'group.db'}")
+def test_concurrent_check_ins_share_commits_and_dedupe_within_a_batch(store_url: str) -> None:
+    store = Store(store_url)
 
     async def main() -> list[CheckinReceipt]:
         reports = [new_completion("mail") for _ in range(200)]
@@ -36,8 +35,8 @@ def test_concurrent_check_ins_share_commits_and_dedupe_within_a_batch(tmp_path: 
         store.close()
 
 
-def test_claim_finish_and_replay_through_the_store(tmp_path: Path) -> None:
-    store = Store(f"sqlite:///{tmp_path / 'runs.db'}")
+def test_claim_finish_and_replay_through_the_store(store_url: str) -> None:
+    store = Store(store_url)
 
     async def main() -> None:
         receipt = await store.check_in(new_completion("mail", max_attempts=1))
