@@ -26,11 +26,15 @@ def token_create(
     ] = None,
     admin: Annotated[bool, typer.Option("--admin", help="An operator token.")] = False,
     viewer: Annotated[bool, typer.Option("--viewer", help="A read-only operator token.")] = False,
-    label: Annotated[str | None, typer.Option(help="A note to recognise the token by.")] = None,
+    label: Annotated[
+        str | None, typer.Option(help="A note to recognise the token by (200 characters at most).")
+    ] = None,
 ) -> None:
     """Create a token and print it (only the token, once; it is stored hashed)."""
     if sum((agent is not None, admin, viewer)) != 1:
         fail("give exactly one of --agent ID, --admin or --viewer")
+    if label is not None and len(label) > 200:
+        fail(f"--label: {len(label)} characters; 200 at most")
     agent_id = None
     if agent is not None:
         try:

@@ -58,6 +58,9 @@ def upgrade(engine: Engine) -> None:
     """Run every migration the database lacks."""
     config = _config()
     with _exclusive(engine), engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Two nodes upgrading at once: the second waits, then finds nothing to do.
+            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7262514)")
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 
