@@ -7,6 +7,10 @@ The tree::
     ├── ContextError           a completion report does not describe a valid job
     ├── SecretError            a Secret reference cannot be resolved
     ├── PlatformNotConfigured  a handler used context.client without a [platform] url
+    ├── PlatformError          the platform's API failed a request or answered something unusable
+    │   ├── PlatformAuthError  the platform (or its token endpoint) refused the credentials
+    │   └── CapabilityBroken   the platform stopped honouring a query it had accepted
+    ├── LeaseLost              another node took over polling the platform's job history
     └── StoreError             the database cannot do what was asked
         └── SchemaOutOfDate    the database schema is behind this version of jobhooks
 
@@ -20,10 +24,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 __all__ = [
+    "CapabilityBroken",
     "ConfigError",
     "ContextError",
     "FieldProblem",
     "JobhooksError",
+    "LeaseLost",
+    "PlatformAuthError",
+    "PlatformError",
     "PlatformNotConfigured",
     "SchemaOutOfDate",
     "SecretError",
@@ -75,6 +83,40 @@ class SecretError(JobhooksError, ValueError):
 
 class PlatformNotConfigured(JobhooksError):
     """Raised when a handler calls the platform API but ``[platform] url`` is not set."""
+
+
+class PlatformError(JobhooksError):
+    """Raised when the platform's API cannot be read: unreachable, slow, an error status,
+    or an answer that is not what its documentation describes.
+
+    ``kind`` names the failure for metrics and logs: ``unreachable``, ``timeout``,
+    ``unauthorized``, ``forbidden``, ``server_error``, ``client_error`` or ``bad_response``.
+    """
+
+    def __init__(self, message: str, kind: str = "bad_response", status: int | None = None) -> None:
+        self.kind = kind
+        self.status = status
+        super().__init__(message)
+
+
+class PlatformAuthError(PlatformError):
+    """Raised when the platform answers 401, or its OAuth token endpoint refuses the client;
+    the message names the credential to check."""
+
+
+class CapabilityBroken(PlatformError):
+    """Raised by the poller when the platform stopped honouring a filter or an order it
+    accepted when probed; ``capability`` (``id`` or ``date``) is then distrusted and the
+    history read another way."""
+
+    def __init__(self, message: str, capability: str) -> None:
+        super().__init__(message, kind="bad_response")
+        self.capability = capability
+
+
+class LeaseLost(JobhooksError):
+    """Raised when another node took the poller's lease (this one stalled past it): this
+    node stops polling and writes nothing more."""
 
 
 class StoreError(JobhooksError):

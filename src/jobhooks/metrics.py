@@ -74,6 +74,48 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5, 30),
             registry=self.registry,
         )
+        self.poll_rows = Counter(
+            "jobhooks_poll_rows_read",
+            "Job history rows read from the platform (pull mode).",
+            registry=self.registry,
+        )
+        self.poll_completions = Counter(
+            "jobhooks_poll_completions",
+            "Completions created from the platform's job history, by job result.",
+            ["result"],
+            registry=self.registry,
+        )
+        self.poll_errors = Counter(
+            "jobhooks_poll_errors",
+            "Failed polls and malformed rows, by kind (unreachable, timeout, unauthorized, "
+            "forbidden, server_error, client_error, bad_response, malformed_row, store).",
+            ["kind"],
+            registry=self.registry,
+        )
         self.started = time.time()
         if read_backlog is not None:
             self.registry.register(_BacklogCollector(read_backlog))
+
+    def watch_poller(self, lag: Callable[[], float | None], polling: Callable[[], bool]) -> None:
+        """Export the poller's lag and whether this node polls (pull mode)."""
+        self.registry.register(_PollerCollector(lag, polling))
+
+
+class _PollerCollector(Collector):
+    def __init__(self, lag: Callable[[], float | None], polling: Callable[[], bool]) -> None:
+        self._lag = lag
+        self._polling = polling
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        lag = self._lag()
+        if lag is not None:
+            yield GaugeMetricFamily(
+                "jobhooks_poll_lag_seconds",
+                "Seconds since the start of the last poll that read the job history to its end.",
+                value=lag,
+            )
+        yield GaugeMetricFamily(
+            "jobhooks_poll_leader",
+            "1 while this node holds the poller's lease and polls, 0 otherwise.",
+            value=1 if self._polling() else 0,
+        )

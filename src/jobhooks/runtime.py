@@ -11,7 +11,7 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,8 @@ from jobhooks.errors import ConfigError
 from jobhooks.live_config import LiveConfig, ReloadStatus
 from jobhooks.metrics import Metrics
 from jobhooks.platform.client import build_clients
+from jobhooks.poll import Poller
+from jobhooks.poll.wiring import build_poller
 from jobhooks.registry import LoadedConfig, Registry, build_registry, load
 from jobhooks.store import Store
 from jobhooks.store.engine import is_sqlite, sqlite_path
@@ -58,9 +60,12 @@ def resolve_database(url: str, config_path: Path | None) -> str:
     return f"sqlite:///{(config_path.parent / path).resolve()}"
 
 
-def load_for_serving(path: Path | None) -> LoadedConfig:
-    """The configuration at ``path``, or the built-in default when ``path`` is None."""
-    return default_config() if path is None else load(path)
+def load_for_serving(
+    path: Path | None, catalog: Mapping[str, uuid.UUID] | None = None
+) -> LoadedConfig:
+    """The configuration at ``path``, or the built-in default when ``path`` is None;
+    ``catalog`` names job types beyond ``[job_types]`` (those synced or seen)."""
+    return default_config() if path is None else load(path, catalog)
 
 
 class Runtime:
@@ -100,6 +105,19 @@ class Runtime:
         self._tasks: list[asyncio.Task[Any]] = []
         self.wakeup: PostgresWakeup | None = None
         self.node_id = f"{socket.gethostname()}:{os.getpid()}"
+        self.poller: Poller | None = None
+        """Follows the platform's job history when ``[poll] enabled`` (one node at a time)."""
+        if config.poll.enabled:
+            self.poller = build_poller(
+                self.store,
+                self.clients,
+                config,
+                lambda: self.live.registry,
+                lease_grace=server.lease,
+                node_id=self.node_id,
+                metrics=self.metrics,
+                job_type_names=lambda: self.live.config.job_types,
+            )
         self.handle_sighup = False
         """Reload the configuration on SIGHUP (set by the CLI for the main process)."""
 
@@ -152,6 +170,8 @@ class Runtime:
         if self.worker is not None:
             self._tasks.append(asyncio.create_task(self.worker.run(), name="jobhooks-worker"))
         self._tasks.append(asyncio.create_task(self._retention(), name="jobhooks-retention"))
+        if self.poller is not None:
+            self._tasks.append(asyncio.create_task(self.poller.run(), name="jobhooks-poller"))
         if not is_sqlite(self.database):
             handlers: dict[str, Callable[[str], None]] = {RELOAD_CHANNEL: self._reload_announced}
             if self.worker is not None:
@@ -165,6 +185,12 @@ class Runtime:
             await self.worker.stop()
         if self.wakeup is not None:
             self.wakeup.stop()
+        if self.poller is not None:
+            # Let the poller finish its page and give its lease up to another node.
+            await self.poller.stop()
+            polling = [task for task in self._tasks if task.get_name() == "jobhooks-poller"]
+            if polling:
+                await asyncio.wait(polling, timeout=5)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -108,7 +108,7 @@ def send_email_config(sink: SmtpSink, properties: str = "", smtp: str = "") -> s
         name = "mail-pki"
         type = "send-email"
         job_types = "*"
-        timeout = 5
+        timeout = 30
         [handlers.properties]
         EmailRecipients = "pki-team@example.com, oncall@example.com;audit@example.com"
         {properties}

@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from jobhooks import __version__
+from jobhooks import __version__, ui
 from jobhooks.api import health, operator
 from jobhooks.api.checkin import MAX_BODY, PATH, CheckinEndpoint, check_in
 from jobhooks.api.problems import ApiProblem, problem_response
@@ -101,6 +101,7 @@ def create_app(runtime: Any) -> CheckinEndpoint:
     )
     app.include_router(operator.router)
     app.include_router(health.router)
+    ui.install(app)
 
     original_openapi = app.openapi
 

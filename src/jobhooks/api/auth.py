@@ -9,7 +9,7 @@ from collections.abc import Callable
 from sqlalchemy import Engine
 
 from jobhooks.api.problems import ApiProblem
-from jobhooks.store.tokens import TokenInfo, find_token
+from jobhooks.store.tokens import TokenInfo, find_token, find_token_id
 
 __all__ = ["TokenCache"]
 
@@ -40,6 +40,20 @@ class TokenCache:
         if len(self._cache) >= _MAX_ENTRIES:
             self._cache.clear()
         self._cache[token] = (info, now + (_POSITIVE_TTL if info else _NEGATIVE_TTL))
+        return info
+
+    async def lookup_id(self, token_id: str) -> TokenInfo | None:
+        """What the token with this id grants, or None (a dashboard session holds the id)."""
+        now = self._clock()
+        key = f"id:{token_id}"
+        hit = self._cache.get(key)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        loop = asyncio.get_running_loop()
+        info = await loop.run_in_executor(None, find_token_id, self._engine, token_id)
+        if len(self._cache) >= _MAX_ENTRIES:
+            self._cache.clear()
+        self._cache[key] = (info, now + (_POSITIVE_TTL if info else _NEGATIVE_TTL))
         return info
 
     def forget(self) -> None:

@@ -46,6 +46,10 @@ async def readyz(request: Request) -> Response:
         },
         "uptime": time.time() - runtime.metrics.started,
     }
+    poller = getattr(runtime, "poller", None)
+    if poller is not None:
+        # The platform's state is reported, never a reason to take the API out of service.
+        body["poll"] = poller.status()
     return JSONResponse(body, status_code=200 if error is None else 503)
 
 

@@ -10,6 +10,7 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from jobhooks.errors import JobhooksError
 
@@ -47,7 +48,8 @@ ConfigOption = Annotated[
 
 def fail(message: str, *details: str, code: int = 1) -> NoReturn:
     """Print an error and its details on stderr, then exit with ``code``."""
-    err_console.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    # Messages name sections such as [platform]: they are text, not markup.
+    err_console.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
     for detail in details:
         err_console.print(f"  - {detail}", markup=False, soft_wrap=True)
     raise typer.Exit(code)
@@ -61,6 +63,8 @@ def setup_logging(level: str = "INFO") -> None:
         stream=sys.stderr,
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # One line per request to the platform would drown the poller's own messages.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def main() -> None:
@@ -69,6 +73,7 @@ def main() -> None:
         config_commands,
         demo_commands,
         operator_commands,
+        poll_commands,
         serve_commands,
         token_commands,
     )

@@ -2,24 +2,49 @@
 
 from __future__ import annotations
 
+import logging
+import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 from sqlalchemy import Engine
 
 from jobhooks.cli.app import err_console, fail
+from jobhooks.config.load import read_config
 from jobhooks.errors import ConfigError
+from jobhooks.poll.wiring import startup_catalog
 from jobhooks.registry import LoadedConfig
 from jobhooks.runtime import DEFAULT_DATA_DIR, load_for_serving, resolve_database
 from jobhooks.store.engine import connect, is_sqlite
 from jobhooks.store.migrate import ensure_current, upgrade
 
-__all__ = ["load_or_exit", "open_database"]
+__all__ = ["load_or_exit", "open_database", "serving_catalog"]
 
 
-def load_or_exit(config: Path | None, *, quiet: bool = False) -> LoadedConfig:
+def serving_catalog(config: Path | None) -> dict[str, uuid.UUID] | None:
+    """The job type catalog a server resolves names with: the stored one, synced from
+    the platform first when ``[poll] enabled``. None without a configuration file."""
+    if config is None:
+        return None
+    try:
+        parsed, _problems = read_config(config)
+        database = resolve_database(parsed.server.database, config)
+        return startup_catalog(parsed, database, sync=parsed.poll.enabled)
+    except Exception as exc:
+        # The configuration's own problems are reported when it is loaded next.
+        logging.getLogger("jobhooks").debug("no job type catalog: %s", exc)
+        return None
+
+
+def load_or_exit(
+    config: Path | None,
+    *,
+    quiet: bool = False,
+    catalog: Mapping[str, uuid.UUID] | None = None,
+) -> LoadedConfig:
     """The configuration to serve, or exit 1 listing every problem in it."""
     try:
-        loaded = load_for_serving(config)
+        loaded = load_for_serving(config, catalog)
     except ConfigError as exc:
         fail(f"refusing to start: {config} is invalid", *exc.problems)
     if config is None and not quiet:

@@ -19,10 +19,12 @@ from jobhooks.config.webconfig import read_manifest, read_webconfig, to_toml
 from jobhooks.dispatch.execute import Outcome, run_attempt
 from jobhooks.errors import ConfigError, ContextError
 from jobhooks.platform.client import build_clients
+from jobhooks.poll.wiring import existing_catalog
 from jobhooks.registry import Registry, build_registry
 from jobhooks.registry.discovery import HandlerTypeError, installed_types, load_handler_type
 from jobhooks.registry.matching import RegisteredHandler
 from jobhooks.registry.properties import property_specs
+from jobhooks.runtime import resolve_database
 from jobhooks.sdk.context import canonical_key
 from jobhooks.sdk.enums import JobResult
 from jobhooks.sdk.secret import Secret
@@ -36,7 +38,9 @@ def _load(config_path: Path) -> tuple[Any, Registry, list[str]]:
         config, problems = read_config(config_path)
     except ConfigError as exc:
         fail(f"cannot use {config_path}", *exc.problems)
-    registry, handler_problems = build_registry(config)
+    # Names of job types synced or seen resolve too, when the database already exists.
+    catalog = existing_catalog(resolve_database(config.server.database, config_path))
+    registry, handler_problems = build_registry(config, catalog)
     return config, registry, problems + handler_problems
 
 

@@ -1,4 +1,5 @@
-"""``completions``, ``runs``, ``replay``, ``job-types``: the operator API from a terminal."""
+"""``completions``, ``runs``, ``replay``: the operator API from a terminal (``job-types`` is
+in :mod:`jobhooks.cli.poll_commands`, beside its ``sync``)."""
 
 from __future__ import annotations
 
@@ -154,21 +155,3 @@ def replay(
         return
     answer = _call("POST", url, f"/api/v1/handler-runs/{run_id}/replay", token)
     typer.echo(f"Run {run_id} was {answer['previous_status']}; it is pending again.")
-
-
-@app.command("job-types")
-def job_types(url: UrlOption = DEFAULT_URL, token: TokenOption = None) -> None:
-    """List the job types seen (and named in the configuration), with their GUIDs."""
-    page = _call("GET", url, "/api/v1/job-types", token)
-    table = Table(title="Job types", title_justify="left")
-    for column in ("name", "GUID", "from", "completions", "first seen (UTC)"):
-        table.add_column(column, overflow="fold")
-    for row in page["items"]:
-        table.add_row(
-            row["name"],
-            row["id"],
-            row["origin"],
-            str(row["completions"]),
-            _when(row.get("first_seen")),
-        )
-    console.print(table)

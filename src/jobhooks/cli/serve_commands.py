@@ -11,7 +11,7 @@ import typer
 import uvicorn
 
 from jobhooks.cli.app import app, err_console, fail, setup_logging
-from jobhooks.cli.common import load_or_exit
+from jobhooks.cli.common import load_or_exit, serving_catalog
 from jobhooks.errors import JobhooksError
 from jobhooks.runtime import Runtime, resolve_database
 from jobhooks.store.engine import connect
@@ -67,7 +67,7 @@ def serve(
 ) -> None:
     """Run the HTTP API and (unless --no-worker) a worker in this process."""
     setup_logging()
-    loaded = load_or_exit(config)
+    loaded = load_or_exit(config, catalog=serving_catalog(config))
     address = listen or loaded.config.server.listen
     try:
         runtime = Runtime(loaded, config, with_worker=not no_worker)
@@ -86,9 +86,10 @@ def serve(
 
 @app.command()
 def worker(config: OptionalConfig = None) -> None:
-    """Run a worker only: claim due runs from the database and run their handlers."""
+    """Run a worker only: claim due runs from the database and run their handlers
+    (and follow the platform's job history when [poll] enabled)."""
     setup_logging()
-    loaded = load_or_exit(config)
+    loaded = load_or_exit(config, catalog=serving_catalog(config))
     try:
         runtime = Runtime(loaded, config, with_worker=True)
     except JobhooksError as exc:

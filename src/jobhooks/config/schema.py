@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -125,7 +126,29 @@ class PollSettings(_Section):
     enabled: bool = False
     interval: PositiveSeconds = 30.0
     start: str = "now"
+    """First run only: "now", or an ISO 8601 time (UTC unless it has an offset)."""
     page_size: Annotated[int, Field(ge=1, le=10_000)] = 500
+    lease: Annotated[float, Field(ge=1, le=3600)] = 60.0
+    """Seconds a polling node holds the poller's lease; another node takes over after it."""
+
+    @field_validator("start")
+    @classmethod
+    def _check_start(cls, value: str) -> str:
+        if value.strip().lower() == "now":
+            return "now"
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(
+                f'expected "now" or an ISO 8601 time such as "2026-11-22T10:00:00Z", got {value!r}'
+            ) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC).isoformat()
+
+    def start_time(self) -> datetime | None:
+        """The UTC time ``start`` names, or None for "now"."""
+        return None if self.start == "now" else datetime.fromisoformat(self.start)
 
 
 class HandlerRegistration(_Section):
@@ -179,3 +202,12 @@ class JobhooksConfig(_Section):
     def origin(self) -> ConfigOrigin:
         """Where this configuration was read from, to point problems at lines."""
         return self._origin
+
+    @model_validator(mode="after")
+    def _check_poll(self) -> JobhooksConfig:
+        if self.poll.enabled and not self.platform.url:
+            raise ValueError(
+                "[poll] enabled = true reads the platform's job history: "
+                "set [platform] url (and its credentials)"
+            )
+        return self

@@ -8,9 +8,16 @@ from dataclasses import dataclass
 import httpx
 
 from jobhooks.config.schema import PlatformSettings
+from jobhooks.platform.oauth import ClientCredentialsAuth
 from jobhooks.sdk.context import unconfigured_async_client, unconfigured_client
 
-__all__ = ["PlatformClients", "build_clients", "platform_headers"]
+__all__ = [
+    "PlatformClients",
+    "build_clients",
+    "describe_credential",
+    "platform_auth",
+    "platform_headers",
+]
 
 
 def platform_headers(settings: PlatformSettings) -> dict[str, str]:
@@ -50,16 +57,47 @@ def _verify(settings: PlatformSettings) -> ssl.SSLContext | bool:
     return True
 
 
+def platform_auth(settings: PlatformSettings) -> httpx.Auth | None:
+    """The authentication of ``[platform]``: OAuth 2 client credentials, Basic, or none
+    (a bearer ``token`` is a header, see :func:`build_clients`)."""
+    if settings.token_url and settings.client_id and settings.client_secret is not None:
+        return ClientCredentialsAuth(
+            settings.token_url, settings.client_id, settings.client_secret, settings.scope
+        )
+    if settings.username and settings.password is not None:
+        return httpx.BasicAuth(settings.username, settings.password.reveal())
+    return None
+
+
+def describe_credential(settings: PlatformSettings) -> str:
+    """Which credential requests carry, and where it is configured (never its value)."""
+    if settings.token_url and settings.client_id:
+        return (
+            f"an OAuth token for client_id {settings.client_id!r} from {settings.token_url} "
+            "([platform] client_id and client_secret)"
+        )
+    if settings.username:
+        return f"user '{settings.username}' ([platform] username and password)"
+    if settings.token is not None:
+        return "the bearer token of [platform] token"
+    return (
+        "no credentials (set [platform] username and password, or token_url, "
+        "client_id and client_secret)"
+    )
+
+
 def build_clients(settings: PlatformSettings) -> PlatformClients:
     """Clients with the base URL, credentials, TLS settings, timeout and headers of
-    ``[platform]``; without a url, clients that raise PlatformNotConfigured."""
+    ``[platform]``; without a url, clients that raise PlatformNotConfigured.
+
+    Both clients share one authentication object, so an OAuth token fetched by
+    one serves the other until it is refreshed.
+    """
     if not settings.url:
         return PlatformClients(unconfigured_client(), unconfigured_async_client())
-    auth = None
     headers = platform_headers(settings)
-    if settings.username and settings.password is not None:
-        auth = httpx.BasicAuth(settings.username, settings.password.reveal())
-    elif settings.token is not None:
+    auth = platform_auth(settings)
+    if auth is None and settings.token is not None:
         headers["authorization"] = f"Bearer {settings.token.reveal()}"
     options = {
         "base_url": settings.url + "/",

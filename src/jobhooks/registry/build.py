@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 import uuid
 from collections.abc import Callable, Mapping
@@ -82,13 +83,29 @@ def _resolve_job_types(
             continue
         known = folded.get(normalise_name(entry))
         if known is None:
-            hint = did_you_mean(entry, list(catalog))
-            advice = " (name it in [job_types], or run 'jobhooks job-types' to list the ones seen)"
+            hint = _near_matches(entry, list(catalog))
+            advice = (
+                " (name it in [job_types], run 'jobhooks job-types sync' to read the platform's "
+                "job types, or 'jobhooks job-types' to list the ones known)"
+            )
             problems.append(f"job_types: unknown job type name {entry!r}{hint}{advice}")
             continue
         ids[known[1]] = None
         labels.append(f"{known[0]} ({known[1]})")
     return tuple(ids), tuple(labels), problems
+
+
+def _near_matches(entry: str, names: list[str]) -> str:
+    """``; did you mean 'A'? other near matches: 'B', 'C'`` (any spelling), or ``""``."""
+    folded: dict[str, str] = {}
+    for name in names:
+        folded.setdefault(normalise_name(name), name)
+    matches = difflib.get_close_matches(normalise_name(entry), list(folded), n=4, cutoff=0.6)
+    if not matches:
+        return did_you_mean(entry, names)
+    found = [folded[match] for match in matches]
+    others = f" other near matches: {', '.join(map(repr, found[1:]))}" if found[1:] else ""
+    return f"; did you mean {found[0]!r}?{others}"
 
 
 _SMTP_PROPERTIES = {

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, select, tuple_
+from sqlalchemy import Connection, and_, delete, or_, select
 
 from jobhooks.sdk.enums import JobResult
 from jobhooks.store.dialect import execute_many, insert_ignore, upsert
@@ -24,6 +24,7 @@ from jobhooks.store.records import (
     RunReceipt,
     RunStatus,
 )
+from jobhooks.store.stats import record_completions, shard
 from jobhooks.store.tables import completions, job_streaks, job_types, runs
 
 __all__ = ["Reserve", "completion_row", "insert_checkins"]
@@ -62,6 +63,8 @@ def completion_row(
     }
 
 
+_AGENTS_PER_QUERY = 100
+"""Agents per duplicate lookup (bounds the depth of its OR expression)."""
 _DEDUPE_COLUMNS = {"key": completions.c.idempotency_key, "history": completions.c.job_history_id}
 
 
@@ -78,11 +81,21 @@ def _originals(
         if not pairs:
             continue
         column = _DEDUPE_COLUMNS[kind]
-        query = select(completions.c.id, completions.c.agent_id, column).where(
-            tuple_(completions.c.agent_id, column).in_(list(pairs))
-        )
-        for completion_id, agent, key in connection.execute(query):
-            found[(kind, agent, key)] = completion_id
+        by_agent: dict[str, list[Any]] = {}
+        for agent, key in pairs:
+            by_agent.setdefault(agent, []).append(key)
+        agents = sorted(by_agent)
+        # One "agent = ? AND key IN (...)" branch per agent makes every pair an index
+        # search; a row-value IN makes SQLite scan the whole table instead.
+        for start in range(0, len(agents), _AGENTS_PER_QUERY):
+            branches = [
+                and_(completions.c.agent_id == agent, column.in_(by_agent[agent]))
+                for agent in agents[start : start + _AGENTS_PER_QUERY]
+            ]
+            query = select(completions.c.id, completions.c.agent_id, column).where(or_(*branches))
+            for completion_id, agent, key in connection.execute(query):
+                if (agent, key) in pairs:
+                    found[(kind, agent, key)] = completion_id
     return found
 
 
@@ -208,6 +221,7 @@ def insert_checkins(
             execute_many(connection, _INSERT_RUN, run_rows)
         _save_streaks(connection, stored_streaks, streaks, now)
         _record_job_types(connection, [item for _, item, _ in fresh], now, known_job_types)
+        record_completions(connection, completion_rows, shard())
 
     if duplicates:
         stored = _runs_of(connection, sorted(set(duplicates.values())))

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, Table
 from sqlalchemy.dialects import postgresql, sqlite
 
-__all__ = ["execute_many", "insert_ignore", "upsert"]
+__all__ = ["execute_many", "insert_ignore", "upsert", "upsert_newer"]
 
 
 def _insert(connection: Connection, table: Table) -> Any:
@@ -27,6 +27,19 @@ def upsert(connection: Connection, table: Table, key: str, update: list[str]) ->
     statement = _insert(connection, table)
     return statement.on_conflict_do_update(
         index_elements=[key], set_={name: statement.excluded[name] for name in update}
+    )
+
+
+def upsert_newer(
+    connection: Connection, table: Table, keys: list[str], update: list[str], version: str
+) -> Any:
+    """``INSERT ... ON CONFLICT (keys) DO UPDATE SET`` the ``update`` columns, only where the
+    new row's ``version`` column is greater than the stored one's."""
+    statement = _insert(connection, table)
+    return statement.on_conflict_do_update(
+        index_elements=keys,
+        set_={name: statement.excluded[name] for name in update},
+        where=table.c[version] < statement.excluded[version],
     )
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, func, select
 
@@ -15,7 +15,7 @@ from jobhooks.store.checkins import insert_checkins
 from jobhooks.store.checkpoint import WalCheckpointer
 from jobhooks.store.engine import connect, is_sqlite
 from jobhooks.store.migrate import ensure_current, upgrade
-from jobhooks.store.ports import LocalWorker
+from jobhooks.store.ports import CheckInWithin, LocalWorker
 from jobhooks.store.records import CheckinReceipt, ClaimedRun, NewCompletion, RunOutcome, RunStatus
 from jobhooks.store.retention import purge_older_than
 from jobhooks.store.runs import (
@@ -32,6 +32,7 @@ __all__ = ["RELOAD_CHANNEL", "RUNS_CHANNEL", "Store", "notify"]
 
 RUNS_CHANNEL = "jobhooks_runs"
 RELOAD_CHANNEL = "jobhooks_reload"
+T = TypeVar("T")
 
 
 def notify(connection: Connection, channel: str, payload: str = "") -> None:
@@ -92,6 +93,11 @@ class Store:
         self._replay_dead = BatchOperation("replay_dead", _notifying(replay_dead))
         self._notify = BatchOperation("notify", _notify_all)
         self._purge = BatchOperation("purge", purge_older_than)
+        self._transact = BatchOperation(
+            "transact", self._apply_transact, self._after_transact, self._rollback_transact
+        )
+        self._transact_receipts: list[CheckinReceipt] = []
+        """Check-ins stored by the open transaction's ``transact`` work (writer thread only)."""
         self._writer.start()
         if self._checkpointer is not None:
             self._checkpointer.start()
@@ -153,6 +159,36 @@ class Store:
         """Store one report with its runs; returns once committed."""
         receipt: CheckinReceipt = await self._writer.submit(self._checkin, completion)
         return receipt
+
+    async def transact(self, work: Callable[[Connection, float, CheckInWithin], T]) -> T:
+        """Run ``work(connection, now, check_in)`` in one committed write transaction.
+
+        ``check_in(reports)`` stores reports exactly as :meth:`check_in` does
+        (dedupe, retry counts, matching runs, hand-off to the local worker), in
+        the same transaction as whatever else ``work`` writes, so both commit or
+        neither does. ``work`` may run twice (once grouped with other writes,
+        then alone if the group failed): it must act on the database's state only.
+        """
+        result: T = await self._writer.submit(self._transact, work)
+        return result
+
+    def _apply_transact(
+        self, connection: Connection, works: Sequence[Any], now: float
+    ) -> list[Any]:
+        def check_in(items: Sequence[NewCompletion]) -> list[CheckinReceipt]:
+            receipts = self._apply_checkins(connection, items, now)
+            self._transact_receipts.extend(receipts)
+            return receipts
+
+        return [work(connection, now, check_in) for work in works]
+
+    def _after_transact(self, _results: Sequence[Any]) -> None:
+        receipts, self._transact_receipts = self._transact_receipts, []
+        self._after_checkins(receipts)
+
+    def _rollback_transact(self) -> None:
+        self._transact_receipts = []
+        self._give_back_slots()
 
     # -- workers ---------------------------------------------------------------
 

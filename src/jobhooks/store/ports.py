@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy import Connection, Engine
 
 from jobhooks.store.records import CheckinReceipt, ClaimedRun, NewCompletion, RunOutcome
 
-__all__ = ["CheckinStore", "WorkerStore"]
+__all__ = ["CheckInWithin", "CheckinStore", "PollerStore", "WorkerStore"]
+
+T = TypeVar("T")
+
+CheckInWithin = Callable[[Sequence[NewCompletion]], list[CheckinReceipt]]
+"""Stores reports in an open transaction, as the check-in does; one receipt per report."""
 
 
 class CheckinStore(Protocol):
@@ -47,4 +54,22 @@ class LocalWorker(Protocol):
 
     def deliver(self, runs: Sequence[ClaimedRun]) -> None:
         """Take committed runs reserved earlier; called from the writer thread."""
+        ...
+
+
+class PollerStore(Protocol):
+    """What the poller needs: reads, and writes that store completions together with
+    its own position in one transaction."""
+
+    @property
+    def engine(self) -> Engine:
+        """The engine to read from (writes go through :meth:`transact`)."""
+        ...
+
+    async def transact(self, work: Callable[[Connection, float, CheckInWithin], T]) -> T:
+        """Run ``work(connection, now, check_in)`` in one committed transaction."""
+        ...
+
+    async def read(self, function: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run a read function ``function(engine, ...)`` off the event loop."""
         ...

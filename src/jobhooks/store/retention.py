@@ -8,6 +8,7 @@ from sqlalchemy import Connection, delete, exists, select
 
 from jobhooks.store.ids import id_floor
 from jobhooks.store.records import RunStatus
+from jobhooks.store.stats import purge_stats
 from jobhooks.store.tables import attempts, completions, runs
 
 __all__ = ["purge_older_than"]
@@ -17,7 +18,8 @@ def purge_older_than(
     connection: Connection, requests: Sequence[tuple[float, int]], now: float
 ) -> list[int]:
     """Delete up to ``limit`` completions received before ``cutoff`` whose runs are
-    all finished (succeeded or dead), with their runs and attempts.
+    all finished (succeeded or dead), with their runs and attempts, and the
+    dashboard's counts of buckets that ended before ``cutoff``.
 
     A completion with a run still open is kept until that run ends.
     """
@@ -39,5 +41,6 @@ def purge_older_than(
             connection.execute(delete(attempts).where(attempts.c.run_id.in_(run_ids)))
             connection.execute(delete(runs).where(runs.c.completion_id.in_(ids)))
             connection.execute(delete(completions).where(completions.c.id.in_(ids)))
+        purge_stats(connection, cutoff)
         counts.append(len(ids))
     return counts

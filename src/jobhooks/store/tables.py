@@ -17,12 +17,18 @@ from sqlalchemy import (
 )
 
 __all__ = [
+    "agent_summary",
     "attempts",
+    "completion_stats",
     "completions",
     "job_streaks",
     "job_types",
     "metadata",
+    "poll_jobs",
+    "poll_rows",
+    "poll_state",
     "runs",
+    "signing_keys",
     "tokens",
 ]
 
@@ -107,6 +113,9 @@ runs = Table(
     Column("last_error", Text),
     Index("ix_runs_completion", "completion_id"),
     Index("ix_runs_due", "status", "due_at"),
+    # Statuses and handlers are few, so each commit writes at the tail of a few
+    # (status, handler) ranges; the dashboard counts and lists runs from it alone.
+    Index("ix_runs_status_handler", "status", "handler", "id"),
 )
 
 attempts = Table(
@@ -140,4 +149,101 @@ job_streaks = Table(
     Column("job_id", String(36), primary_key=True),
     Column("consecutive_failures", Integer, nullable=False),
     Column("last_received_at", Float, nullable=False),
+)
+
+completion_stats = Table(
+    "completion_stats",
+    metadata,
+    # Completions counted per time bucket, kept in the check-in's transaction:
+    # 'all' per minute (subject ''), 'type' (job type id) and 'agent' (agent id)
+    # per hour. Time leads the key, so a commit only writes the newest pages.
+    Column("dimension", String(8), primary_key=True),
+    Column("bucket", BigInteger, primary_key=True),
+    Column("subject", String(36), primary_key=True),
+    Column("job_result", Integer, primary_key=True),
+    # Each process writes its own rows (summed when read), so nodes sharing
+    # PostgreSQL never wait on each other's counters.
+    Column("shard", Integer, primary_key=True),
+    Column("count", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+agent_summary = Table(
+    "agent_summary",
+    metadata,
+    # One row per agent seen: its machine, its last completion and running totals.
+    Column("id", String(36), primary_key=True),
+    Column("client_machine", Text, nullable=False),
+    Column("username", Text, nullable=False),
+    Column("first_seen", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+    Column("last_completion_id", String(36), nullable=False),
+    Column("completions", BigInteger, nullable=False),
+    Column("failures", BigInteger, nullable=False),
+)
+
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    # Random keys shared by every node, such as the one that signs dashboard sessions.
+    Column("name", String(32), primary_key=True),
+    Column("secret", String(128), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+poll_state = Table(
+    "poll_state",
+    metadata,
+    # Pull mode: where the poller of one platform instance is, and which node polls.
+    # ``feed`` is a short hash of the platform's URL, so pointing [platform] url at
+    # another instance starts a new position instead of reusing a foreign one.
+    Column("feed", String(32), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("cursor", BigInteger),
+    Column("cursor_start", Float),
+    Column("window_start", Float),
+    Column("horizon", Float),
+    Column("started_at", Float, nullable=False),
+    Column("owner", String(120)),
+    Column("lease_until", Float, nullable=False),
+    Column("caught_up_at", Float),
+    Column("updated_at", Float, nullable=False),
+)
+
+poll_rows = Table(
+    "poll_rows",
+    metadata,
+    # Every job history row the poller has acted on: open (still running), done
+    # (a completion exists), skipped (ended before ``start``), bad (malformed) or
+    # gone (deleted while running). ``status`` is the final status as first seen,
+    # which the retry count relies on: an acknowledgement later turns 5 into 4.
+    Column("feed", String(32), primary_key=True),
+    Column("job_history_id", BigInteger, primary_key=True),
+    Column("job_id", String(36), nullable=False),
+    Column("state", String(8), nullable=False),
+    Column("status", Integer),
+    Column("retry_streak", Integer, nullable=False),
+    Column("operation_start", Float),
+    Column("seen_at", Float, nullable=False),
+    Column("completion_id", String(36)),
+    Index("ix_poll_rows_job", "feed", "job_id", "job_history_id"),
+    Index(
+        "ix_poll_rows_open",
+        "feed",
+        "job_history_id",
+        sqlite_where=Column("state") == "open",
+        postgresql_where=Column("state") == "open",
+    ),
+)
+
+poll_jobs = Table(
+    "poll_jobs",
+    metadata,
+    # The newest finished run stored per job: where the next run's retry count starts.
+    # One row per job, so the lookup stays O(log n) however often a job recurs.
+    Column("feed", String(32), primary_key=True),
+    Column("job_id", String(36), primary_key=True),
+    Column("job_history_id", BigInteger, nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("retry_streak", Integer, nullable=False),
 )

@@ -17,6 +17,7 @@ __all__ = [
     "TokenInfo",
     "create_token",
     "find_token",
+    "find_token_id",
     "hash_token",
     "list_tokens",
     "revoke_token",
@@ -85,6 +86,15 @@ def find_token(engine: Engine, token: str) -> TokenInfo | None:
     with engine.connect() as connection:
         row = connection.execute(
             select(tokens).where(tokens.c.hash == hash_token(token), tokens.c.revoked_at.is_(None))
+        ).first()
+    return _info(row) if row is not None else None
+
+
+def find_token_id(engine: Engine, token_id: str) -> TokenInfo | None:
+    """What the token with this id grants, or None if it is unknown or revoked."""
+    with engine.connect() as connection:
+        row = connection.execute(
+            select(tokens).where(tokens.c.id == token_id, tokens.c.revoked_at.is_(None))
         ).first()
     return _info(row) if row is not None else None
 

@@ -1,0 +1,270 @@
+"""``poll`` and ``job-types [sync]``: pull mode from a terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from jobhooks.cli.app import ConfigOption, app, console, err_console, fail, setup_logging
+from jobhooks.cli.common import load_or_exit
+from jobhooks.cli.operator_commands import DEFAULT_URL, TokenOption, UrlOption, _call, _when
+from jobhooks.config.load import read_config
+from jobhooks.errors import ConfigError, JobhooksError, LeaseLost, PlatformError, StoreError
+from jobhooks.platform.client import build_clients, describe_credential
+from jobhooks.poll.api import PlatformApi
+from jobhooks.poll.catalog import CatalogEntry, fetch_catalog, save_catalog
+from jobhooks.poll.position import lease_holder
+from jobhooks.poll.sinks import PollReport
+from jobhooks.poll.wiring import build_poller, existing_catalog, startup_catalog
+from jobhooks.registry import LoadedConfig
+from jobhooks.runtime import Runtime, resolve_database
+from jobhooks.store import Store
+from jobhooks.store.engine import connect, is_sqlite
+from jobhooks.store.migrate import ensure_current, upgrade
+
+DEFAULT_CONFIG = Path("jobhooks.toml")
+
+
+def _platform_config(config_path: Path) -> Any:
+    try:
+        parsed, _problems = read_config(config_path)
+    except ConfigError as exc:
+        fail(f"cannot use {config_path}", *exc.problems)
+    if not parsed.platform.url:
+        fail(
+            f"{config_path}: [platform] url is not set",
+            "pull mode reads the platform's REST API: set [platform] url and credentials",
+        )
+    return parsed
+
+
+async def _fetch(parsed: Any) -> list[CatalogEntry]:
+    clients = build_clients(parsed.platform)
+    try:
+        api = PlatformApi(clients.async_client, describe_credential(parsed.platform))
+        return await fetch_catalog(api, parsed.poll.page_size)
+    finally:
+        await clients.aclose()
+
+
+def _catalog_for_poll(config_path: Path, parsed: Any, *, dry_run: bool) -> dict[str, uuid.UUID]:
+    database = resolve_database(parsed.server.database, config_path)
+    if not dry_run:
+        return startup_catalog(parsed, database, sync=True)
+    stored = existing_catalog(database) or {}
+    try:
+        fetched = asyncio.run(_fetch(parsed))
+    except PlatformError as exc:
+        fail(f"the platform could not be read: {exc}")
+    return {**stored, **{entry.name: entry.id for entry in fetched}}
+
+
+def _summary(report: PollReport) -> str:
+    runs = sum(len(e.handlers) for e in report.emitted)
+    verb = "would create" if report.dry_run else "created"
+    parts = [
+        f"read {report.rows} rows in {report.pages} pages ({report.mode})",
+        f"{verb} {report.created} completions ({runs} handler runs)",
+    ]
+    if report.duplicates:
+        parts.append(f"{report.duplicates} already reported by a check-in")
+    parts.append(f"{report.opened} newly seen running")
+    if report.skipped:
+        parts.append(f"{report.skipped} skipped (ended before [poll] start)")
+    if report.malformed:
+        parts.append(f"{report.malformed} malformed (see the log)")
+    if report.gone:
+        parts.append(f"{report.gone} deleted while running")
+    return "; ".join(parts)
+
+
+def _emitted_table(report: PollReport) -> Table:
+    title = "Completions this poll would create" if report.dry_run else "Completions created"
+    table = Table(title=title, title_justify="left")
+    for column in ("job history id", "machine", "job type", "result", "retries", "handlers"):
+        table.add_column(column, overflow="fold")
+    for item in report.emitted:
+        table.add_row(
+            str(item.job_history_id),
+            item.client_machine,
+            item.job_type,
+            item.job_result,
+            str(item.current_retry_count),
+            ", ".join(item.handlers) or "(none)",
+        )
+    return table
+
+
+async def _poll_once(store: Store, loaded: LoadedConfig, *, dry_run: bool) -> PollReport:
+    config = loaded.config
+    clients = build_clients(config.platform)
+    try:
+        poller = build_poller(
+            store,
+            clients,
+            config,
+            lambda: loaded.registry,
+            lease_grace=config.server.lease,
+            node_id="poll-once",
+        )
+        if dry_run:
+            return await poller.poll_once(dry_run=True)
+        if not await poller.acquire():
+            holder, until = await store.read(lease_holder, poller.feed)
+            left = until - time.time()
+            if 0 < left <= config.poll.lease + 1:
+                # A node that died keeps its lease until it runs out; a live one renews it.
+                err_console.print(
+                    f"{holder} holds the poller's lease for {left:.1f} s more; "
+                    "waiting to see whether it renews it",
+                    markup=False,
+                )
+                await asyncio.sleep(left + 0.2)
+            if not await poller.acquire():
+                fail(
+                    f"{holder or 'another node'} is polling this platform now (it holds the "
+                    "poller's lease); stop it, or let it poll, and try again"
+                )
+        try:
+            return await poller.poll_once()
+        finally:
+            await poller.release()
+    finally:
+        await clients.aclose()
+
+
+def _forever(config_path: Path, loaded: LoadedConfig) -> None:
+    settings = loaded.config.poll.model_copy(update={"enabled": True})
+    enabled = LoadedConfig(loaded.config.model_copy(update={"poll": settings}), loaded.registry)
+    try:
+        runtime = Runtime(enabled, config_path, with_worker=False)
+    except JobhooksError as exc:
+        fail(str(exc))
+    err_console.print(
+        f"jobhooks polling {loaded.config.platform.url} every {settings.interval:g} s "
+        f"(database {runtime.database}); SIGTERM stops.",
+        markup=False,
+    )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await runtime.start()
+        try:
+            await stop.wait()
+        finally:
+            await runtime.stop()
+
+    asyncio.run(main())
+
+
+@app.command()
+def poll(
+    config: ConfigOption = DEFAULT_CONFIG,
+    once: Annotated[
+        bool,
+        typer.Option("--once", help="Poll once, report, and exit (whatever [poll] enabled says)."),
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="With --once: print what would be created; store nothing."),
+    ] = False,
+) -> None:
+    """Follow the platform's job history: once (--once), or until stopped (a poll-only node)."""
+    setup_logging("WARNING" if once else "INFO")
+    if dry_run and not once:
+        fail("--dry-run goes with --once")
+    parsed = _platform_config(config)
+    catalog = _catalog_for_poll(config, parsed, dry_run=dry_run)
+    loaded = load_or_exit(config, quiet=True, catalog=catalog)
+    if not once:
+        _forever(config, loaded)
+        return
+    try:
+        store = Store(resolve_database(parsed.server.database, config))
+    except JobhooksError as exc:
+        fail(str(exc))
+    try:
+        report = asyncio.run(_poll_once(store, loaded, dry_run=dry_run))
+    except PlatformError as exc:
+        fail(f"the platform's job history could not be read: {exc}")
+    except LeaseLost as exc:
+        fail(str(exc))
+    except StoreError as exc:
+        fail(f"the database refused the poll's writes: {exc}")
+    finally:
+        store.close()
+    if report.emitted:
+        console.print(_emitted_table(report))
+    tail = " Nothing was stored (dry run)." if dry_run else ""
+    console.print(f"{_summary(report)}.{tail}", markup=False, soft_wrap=True)
+
+
+job_types_app = typer.Typer(
+    help="Job types known to jobhooks; 'sync' reads the platform's catalog.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+app.add_typer(job_types_app, name="job-types")
+
+
+@job_types_app.callback()
+def job_types(ctx: typer.Context, url: UrlOption = DEFAULT_URL, token: TokenOption = None) -> None:
+    """List the job types known, with their GUIDs and where each comes from: synced (the
+    platform's catalog), seen (in completions) or config ([job_types])."""
+    if ctx.invoked_subcommand is not None:
+        return
+    page = _call("GET", url, "/api/v1/job-types", token)
+    table = Table(title="Job types", title_justify="left")
+    for column in ("name", "GUID", "from", "completions", "first seen (UTC)"):
+        table.add_column(column, overflow="fold")
+    for row in page["items"]:
+        origin = row["origin"]
+        named = row.get("config_name")
+        if named and origin != "config":
+            origin = f"{origin}, config ({named})"
+        table.add_row(
+            row["name"], row["id"], origin, str(row["completions"]), _when(row.get("first_seen"))
+        )
+    console.print(table)
+
+
+@job_types_app.command("sync")
+def job_types_sync(config: ConfigOption = DEFAULT_CONFIG) -> None:
+    """Read the job type catalog from the platform (store types and custom job types)
+    into the database, so registrations may name job types."""
+    setup_logging("WARNING")
+    parsed = _platform_config(config)
+    database = resolve_database(parsed.server.database, config)
+    try:
+        entries = asyncio.run(_fetch(parsed))
+    except PlatformError as exc:
+        fail(f"the platform's job type catalog could not be read: {exc}")
+    engine = connect(database, pool_size=1)
+    try:
+        if is_sqlite(database):
+            upgrade(engine)
+        else:
+            ensure_current(engine)
+        with engine.begin() as connection:
+            count = save_catalog(connection, entries, time.time())
+    except StoreError as exc:
+        fail(str(exc))
+    finally:
+        engine.dispose()
+    table = Table(title="Job types synced from the platform", title_justify="left")
+    for column in ("name", "GUID", "from"):
+        table.add_column(column, overflow="fold")
+    for entry in sorted(entries, key=lambda e: e.name.casefold()):
+        table.add_row(entry.name, str(entry.id), entry.source)
+    console.print(table)
+    console.print(f"Synced {count} job types from {parsed.platform.url}.", markup=False)

@@ -1,0 +1,417 @@
+"""The poller: one node at a time follows the platform's job history.
+
+Each node with ``[poll] enabled`` runs a :class:`Poller`. The one holding the
+lease (a row in ``poll_state``, renewed by every commit) polls every
+``interval`` seconds; the others wait and take over when the lease runs out.
+Failures back off exponentially and are logged once per change of state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any
+
+from sqlalchemy import Connection
+
+from jobhooks.config.schema import PollSettings
+from jobhooks.errors import CapabilityBroken, LeaseLost, PlatformError, StoreError
+from jobhooks.poll.agents import AgentDirectory
+from jobhooks.poll.api import PlatformApi
+from jobhooks.poll.catalog import JobTypeResolver, fetch_catalog, read_catalog, save_catalog
+from jobhooks.poll.cycle import PollCycle
+from jobhooks.poll.position import (
+    WriteOutcome,
+    acquire_lease,
+    feed_of,
+    load_state,
+    prune,
+    release_lease,
+)
+from jobhooks.poll.probe import Capabilities, probe
+from jobhooks.poll.sinks import PollReport
+from jobhooks.registry.matching import Registry
+from jobhooks.store.ports import CheckInWithin, PollerStore
+from jobhooks.store.records import PlannedRun
+
+__all__ = ["Poller", "PollerMetrics"]
+
+logger = logging.getLogger("jobhooks.poll")
+
+HOURLY = 3600.0
+
+
+class PollerMetrics:
+    """Where the poller reports what it does (no-ops unless given callables)."""
+
+    def __init__(
+        self,
+        rows: Callable[[int], None] | None = None,
+        created: Callable[[str, int], None] | None = None,
+        error: Callable[[str], None] | None = None,
+    ) -> None:
+        self.rows = rows or (lambda count: None)
+        self.created = created or (lambda result, count: None)
+        self.error = error or (lambda kind: None)
+
+
+class Poller:
+    """Follows one platform's job history and turns finished runs into completions."""
+
+    def __init__(
+        self,
+        store: PollerStore,
+        api: PlatformApi,
+        *,
+        url: str,
+        settings: PollSettings,
+        registry: Callable[[], Registry],
+        lease_grace: float,
+        job_type_names: Callable[[], Mapping[str, uuid.UUID]],
+        node_id: str,
+        retention_days: int = 30,
+        metrics: PollerMetrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.api = api
+        self.url = url
+        self.settings = settings
+        self.feed = feed_of(url)
+        self.owner = f"{node_id}:{uuid.uuid4().hex[:8]}"
+        self.retention_days = retention_days
+        self.metrics = metrics or PollerMetrics()
+        self.clock = clock
+        self._registry = registry
+        self._lease_grace = lease_grace
+        self._plans: tuple[Registry | None, dict[uuid.UUID, tuple[PlannedRun, ...]]] = (None, {})
+        self.agents = AgentDirectory(api, page_size=settings.page_size)
+        self._dry_run = False
+        self._synced: dict[str, uuid.UUID] = {}
+        self.job_types = JobTypeResolver(job_type_names, self._catalog_on_miss)
+        self.cycle = PollCycle(
+            store,
+            api,
+            feed=self.feed,
+            owner=self.owner,
+            lease=settings.lease,
+            page_size=settings.page_size,
+            start=start.timestamp() if (start := settings.start_time()) else None,
+            plan=self._plan,
+            agents=self.agents,
+            job_types=self.job_types,
+            on_rows=self.metrics.rows,
+            on_outcome=self._outcome,
+            clock=clock,
+        )
+        self.caps: Capabilities | None = None
+        self._distrusted: set[str] = set()
+        self.leader = False
+        self.started = False
+        self._stop = asyncio.Event()
+        self._failures = 0
+        self._failing: str | None = None
+        self._failing_since: float | None = None
+        self.last_error: str | None = None
+        self.last_poll_at: float | None = None
+        self.caught_up_at: float | None = None
+        self._catalog_synced_at: float | None = None
+        self._pruned_at = clock()
+        self._holder: str | None = None
+
+    # -- what others see ---------------------------------------------------------------
+
+    def lag(self) -> float | None:
+        """Seconds since the start of the last poll that read to the end of the history."""
+        if self.caught_up_at is None:
+            return None
+        return max(0.0, self.clock() - self.caught_up_at)
+
+    def status(self) -> dict[str, Any]:
+        """The poller's state for ``/readyz`` (JSON-ready)."""
+        role = "starting" if not self.started else "polling" if self.leader else "standby"
+        return {
+            "role": role,
+            "state": "failing" if self._failing else ("ok" if self.caught_up_at else "starting"),
+            "mode": self.caps.mode if self.caps else None,
+            "lag_seconds": None if self.lag() is None else round(self.lag() or 0.0, 3),
+            "caught_up_at": self.caught_up_at,
+            "last_poll_at": self.last_poll_at,
+            "error": self.last_error if self._failing else None,
+            "error_kind": self._failing,
+            "failing_since": self._failing_since,
+            "polled_by": self._holder if not self.leader else self.owner,
+        }
+
+    # -- the loop ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Poll until :meth:`stop`; never raises (failures are logged and retried)."""
+        self.started = True
+        try:
+            while not self._stop.is_set():
+                delay = await self._step()
+                await self._wait(delay)
+        finally:
+            if self.leader:
+                with contextlib.suppress(Exception):
+                    await self.release()
+
+    async def stop(self) -> None:
+        """Stop after the current page, and give the lease up."""
+        self._stop.set()
+
+    async def _wait(self, delay: float) -> None:
+        """Sleep ``delay`` seconds, renewing the lease meanwhile when polling."""
+        deadline = self.clock() + delay
+        while not self._stop.is_set():
+            left = deadline - self.clock()
+            if left <= 0:
+                return
+            chunk = min(left, self.settings.lease / 3) if self.leader else left
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), chunk)
+            if self.leader and not self._stop.is_set() and deadline - self.clock() > 0:
+                try:
+                    if not await self.acquire():
+                        self._lost()
+                        return
+                except StoreError:
+                    return
+
+    async def _step(self) -> float:
+        """One turn of the loop; returns how long to wait before the next."""
+        interval = self.settings.interval
+        standby = min(interval, self.settings.lease / 3)
+        if not self.leader:
+            try:
+                acquired = await self.acquire()
+            except StoreError as exc:
+                return self._failed("store", str(exc))
+            if not acquired:
+                return standby
+            logger.info(
+                "this node now polls the job history of %s (every %g s)", self.url, interval
+            )
+        began = self.clock()
+        try:
+            await self._maintain()
+            await self.poll_once()
+        except LeaseLost:
+            self._lost()
+            return 0.0
+        except CapabilityBroken as exc:
+            self._distrusted.add(exc.capability)
+            self.caps = None
+            self.metrics.error("bad_response")
+            logger.warning("%s; reading the history another way from now on", exc)
+            return 0.0
+        except PlatformError as exc:
+            return self._failed(exc.kind, str(exc))
+        except StoreError as exc:
+            return self._failed("store", str(exc))
+        except Exception as exc:
+            if self._failing != "internal":
+                logger.exception("the poller failed unexpectedly; retrying with backoff")
+            return self._failed("internal", f"{type(exc).__name__}: {exc}")
+        self._recovered()
+        return max(0.0, interval - (self.clock() - began))
+
+    def _lost(self) -> None:
+        if self.leader:
+            logger.warning("another node took over polling the job history; this node waits")
+        self.leader = False
+
+    def _failed(self, kind: str, message: str) -> float:
+        self.metrics.error(kind)
+        self._failures += 1
+        self.last_error = message
+        if self._failing != kind:
+            if self._failing is None:
+                self._failing_since = self.clock()
+            self._failing = kind
+            logger.error(
+                "cannot poll the platform's job history: %s (retrying with backoff)", message
+            )
+        else:
+            logger.debug("poll failed again (%d in a row): %s", self._failures, message)
+        base = min(1.0, self.settings.interval)
+        ceiling = max(self.settings.interval, 60.0)
+        delay: float = min(ceiling, base * 2.0 ** min(self._failures - 1, 30))
+        return delay * random.uniform(0.9, 1.1)
+
+    def _recovered(self) -> None:
+        if self._failing is not None:
+            since = self.clock() - (self._failing_since or self.clock())
+            logger.info(
+                "the platform's job history is readable again (after %d failed polls in %.0f s)",
+                self._failures,
+                since,
+            )
+        self._failing = None
+        self._failing_since = None
+        self._failures = 0
+
+    async def _maintain(self) -> None:
+        """Hourly: sync the job type catalog, forget old rows."""
+        now = self.clock()
+        if self._catalog_synced_at is None or now - self._catalog_synced_at >= HOURLY:
+            self._catalog_synced_at = now
+            try:
+                await self.sync_catalog()
+            except PlatformError as exc:
+                self.metrics.error(exc.kind)
+                logger.warning("the job type catalog was not synced: %s", exc)
+        if now - self._pruned_at >= HOURLY:
+            self._pruned_at = now
+            cutoff = now - self.retention_days * 86_400.0
+            await self.store.transact(
+                partial(_prune, self.feed, self.owner, self.settings.lease, cutoff)
+            )
+
+    # -- lease ---------------------------------------------------------------------------
+
+    async def acquire(self) -> bool:
+        """Take (or renew) the lease; False while another node holds it."""
+        acquired: bool = await self.store.transact(
+            partial(_acquire, self.feed, self.url, self.owner, self.settings.lease)
+        )
+        if not acquired:
+            state = await self.store.read(load_state, self.feed)
+            self._holder = state.owner if state is not None else None
+            if state is not None:
+                self.caught_up_at = state.caught_up_at
+        self.leader = acquired
+        return acquired
+
+    async def release(self) -> None:
+        """Give the lease up so another node may poll at once."""
+        await self.store.transact(partial(_release, self.feed, self.owner))
+        self.leader = False
+
+    # -- polling -------------------------------------------------------------------------
+
+    async def capabilities(self) -> Capabilities:
+        """What the platform supports (probed once, and again after a surprise)."""
+        if self.caps is None:
+            caps = await probe(self.api, need_dates="id" in self._distrusted)
+            if "id" in self._distrusted:
+                caps.id_filter = caps.id_sort = caps.id_sort_desc = False
+            if "date" in self._distrusted:
+                caps.date_format = None
+            self.caps = caps
+            logger.info("the job history of %s is read in %s", self.url, caps.describe())
+            if caps.mode == "scan":
+                logger.warning(
+                    "the platform filters its job history on neither JobHistoryId nor "
+                    "OperationStart: every poll reads the whole history"
+                )
+        return self.caps
+
+    async def poll_once(self, *, dry_run: bool = False) -> PollReport:
+        """Read the history from the stored position to its end (see :class:`PollCycle`)."""
+        caps = await self.capabilities()
+        began = self.clock()
+        self.last_poll_at = began
+        self._dry_run = dry_run
+        report = await self.cycle.run(caps, dry_run=dry_run)
+        if not dry_run:
+            self.caught_up_at = began
+        return report
+
+    async def sync_catalog(self) -> int:
+        """Read the job type catalog from the platform and store it (a dry run keeps it in
+        memory only); returns how many job types it has."""
+        entries = await fetch_catalog(self.api, self.settings.page_size)
+        if not self._dry_run:
+            await self.store.transact(partial(_save_catalog, entries))
+        self._synced = {entry.name: entry.id for entry in entries}
+        self._catalog_synced_at = self.clock()
+        await self.job_types.reload()
+        return len(entries)
+
+    async def _catalog_on_miss(self) -> Mapping[str, uuid.UUID]:
+        """The catalog, synced from the platform first unless that happened a minute ago."""
+        synced_at = self._catalog_synced_at
+        if synced_at is None or self.clock() - synced_at >= 60.0:
+            self._catalog_synced_at = self.clock()
+            try:
+                entries = await fetch_catalog(self.api, self.settings.page_size)
+            except PlatformError as exc:
+                self.metrics.error(exc.kind)
+                logger.warning("the job type catalog was not synced: %s", exc)
+            else:
+                if not self._dry_run:
+                    await self.store.transact(partial(_save_catalog, entries))
+                self._synced = {entry.name: entry.id for entry in entries}
+        stored: dict[str, uuid.UUID] = await self.store.read(_read_catalog)
+        return {**stored, **self._synced}
+
+    def _plan(self, job_type_id: uuid.UUID) -> tuple[PlannedRun, ...]:
+        registry = self._registry()
+        cached_for, cache = self._plans
+        if cached_for is not registry:
+            cache = {}
+            self._plans = (registry, cache)
+        planned = cache.get(job_type_id)
+        if planned is None:
+            planned = tuple(
+                PlannedRun(h.name, h.policy.max_attempts, h.policy.timeout + self._lease_grace)
+                for h in registry.for_job_type(job_type_id)
+            )
+            cache[job_type_id] = planned
+        return planned
+
+    def _outcome(self, outcome: WriteOutcome) -> None:
+        for candidate, _completion_id, _count in outcome.created:
+            if candidate.row is not None:
+                self.metrics.created(candidate.row.result.display, 1)
+        for _candidate in outcome.bad:
+            self.metrics.error("malformed_row")
+
+
+def _acquire(
+    feed: str,
+    url: str,
+    owner: str,
+    lease: float,
+    connection: Connection,
+    now: float,
+    _check_in: CheckInWithin,
+) -> bool:
+    return acquire_lease(connection, feed, url, owner, lease, now)
+
+
+def _release(
+    feed: str, owner: str, connection: Connection, now: float, _check_in: CheckInWithin
+) -> None:
+    release_lease(connection, feed, owner, now)
+
+
+def _prune(
+    feed: str,
+    owner: str,
+    lease: float,
+    cutoff: float,
+    connection: Connection,
+    now: float,
+    _check_in: CheckInWithin,
+) -> int:
+    return prune(connection, feed, owner, lease, cutoff, now)
+
+
+def _save_catalog(
+    entries: Any, connection: Connection, now: float, _check_in: CheckInWithin
+) -> int:
+    return save_catalog(connection, entries, now)
+
+
+def _read_catalog(engine: Any) -> dict[str, uuid.UUID]:
+    with engine.connect() as connection:
+        return read_catalog(connection)

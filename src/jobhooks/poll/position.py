@@ -1,0 +1,373 @@
+"""The poller's state in the database: its lease, its position, the rows it acted on.
+
+Every write here runs inside a store transaction (see ``Store.transact``) and
+starts by checking that this node still holds the lease, so the completions of
+a page, the rows it records and the position it moves to commit together, and
+a node that lost its lease writes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, select, update
+
+from jobhooks.poll.plan import Candidate, plan_rows
+from jobhooks.store.dialect import execute_many, insert_ignore, upsert_newer
+from jobhooks.store.ports import CheckInWithin
+from jobhooks.store.records import NewCompletion
+from jobhooks.store.tables import poll_jobs, poll_rows, poll_state
+
+__all__ = [
+    "OpenRow",
+    "PageWrite",
+    "PollState",
+    "WriteOutcome",
+    "acquire_lease",
+    "feed_of",
+    "lease_holder",
+    "load_open_rows",
+    "load_state",
+    "prune",
+    "release_lease",
+    "write_page",
+]
+
+_INSERT_ROW = poll_rows.insert()
+_FINISH_ROW = (
+    update(poll_rows)
+    .where(
+        poll_rows.c.feed == bindparam("b_feed"),
+        poll_rows.c.job_history_id == bindparam("b_id"),
+        poll_rows.c.state == "open",
+    )
+    .values(
+        state=bindparam("state"),
+        status=bindparam("status"),
+        retry_streak=bindparam("retry_streak"),
+        completion_id=bindparam("completion_id"),
+    )
+)
+
+
+def feed_of(url: str) -> str:
+    """The key of a platform instance's state: a short hash of its API URL."""
+    return hashlib.sha256(url.rstrip("/").casefold().encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class PollState:
+    """The stored position of one platform's poller."""
+
+    feed: str
+    url: str
+    cursor: int | None
+    """Every row with a JobHistoryId up to this one has been read at least once."""
+    cursor_start: float | None
+    window_start: float | None
+    """Offset mode: the OperationStart the window of rows read again starts at."""
+    horizon: float | None
+    """Rows whose run ended before this time are skipped (``start``)."""
+    started_at: float
+    owner: str | None
+    lease_until: float
+    caught_up_at: float | None
+    """When the last poll that read to the end of the history started."""
+
+    @property
+    def initialized(self) -> bool:
+        """False until the first poll has fixed where to start."""
+        return self.cursor is not None or self.window_start is not None or self.horizon is not None
+
+
+@dataclass(frozen=True, slots=True)
+class OpenRow:
+    """A row seen running, to be picked up when it finishes."""
+
+    id: int
+    job_id: str
+    operation_start: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class PageWrite:
+    """What one commit of the poller writes."""
+
+    feed: str
+    owner: str
+    lease: float
+    candidates: Sequence[Candidate] = ()
+    cursor: int | None = None
+    cursor_start: float | None = None
+    window_start: float | None = None
+    horizon: float | None = None
+    gone: Sequence[int] = ()
+    caught_up_at: float | None = None
+    initialize: bool = False
+    """Set the position even though one is stored (the first poll's starting point)."""
+
+
+@dataclass(slots=True)
+class WriteOutcome:
+    """What a commit did."""
+
+    lease_lost: bool = False
+    created: list[tuple[Candidate, str, int]] = field(default_factory=list)
+    """Completions created: (candidate, completion id, current_retry_count)."""
+    duplicates: int = 0
+    """Finished rows a check-in had already reported (same agent and job history id)."""
+    opened: int = 0
+    skipped: int = 0
+    bad: list[Candidate] = field(default_factory=list)
+    """Malformed rows recorded for the first time."""
+
+
+def acquire_lease(
+    connection: Connection, feed: str, url: str, owner: str, lease: float, now: float
+) -> bool:
+    """Take or renew the lease of ``feed`` unless another node holds a live one."""
+    connection.execute(
+        insert_ignore(connection, poll_state),
+        [{"feed": feed, "url": url, "started_at": now, "lease_until": 0.0, "updated_at": now}],
+    )
+    result = connection.execute(
+        update(poll_state)
+        .where(
+            poll_state.c.feed == feed,
+            (poll_state.c.owner == owner)
+            | poll_state.c.owner.is_(None)
+            | (poll_state.c.lease_until < now),
+        )
+        .values(owner=owner, lease_until=now + lease, updated_at=now)
+    )
+    return result.rowcount == 1
+
+
+def release_lease(connection: Connection, feed: str, owner: str, now: float) -> None:
+    """Give the lease up (another node may take it at once)."""
+    connection.execute(
+        update(poll_state)
+        .where(poll_state.c.feed == feed, poll_state.c.owner == owner)
+        .values(owner=None, lease_until=0.0, updated_at=now)
+    )
+
+
+def _fence(connection: Connection, feed: str, owner: str, lease: float, now: float) -> bool:
+    # The row lock this takes makes another node's takeover wait for this commit.
+    result = connection.execute(
+        update(poll_state)
+        .where(poll_state.c.feed == feed, poll_state.c.owner == owner)
+        .values(lease_until=now + lease, updated_at=now)
+    )
+    return result.rowcount == 1
+
+
+def load_state(engine: Engine, feed: str) -> PollState | None:
+    """The stored state of ``feed``, if any."""
+    with engine.connect() as connection:
+        row = connection.execute(select(poll_state).where(poll_state.c.feed == feed)).first()
+    if row is None:
+        return None
+    return PollState(
+        feed=row.feed,
+        url=row.url,
+        cursor=row.cursor,
+        cursor_start=row.cursor_start,
+        window_start=row.window_start,
+        horizon=row.horizon,
+        started_at=row.started_at,
+        owner=row.owner,
+        lease_until=row.lease_until,
+        caught_up_at=row.caught_up_at,
+    )
+
+
+def load_open_rows(engine: Engine, feed: str) -> list[OpenRow]:
+    """Rows seen running and not yet finished, oldest first."""
+    query = (
+        select(poll_rows.c.job_history_id, poll_rows.c.job_id, poll_rows.c.operation_start)
+        .where(poll_rows.c.feed == feed, poll_rows.c.state == "open")
+        .order_by(poll_rows.c.job_history_id)
+    )
+    with engine.connect() as connection:
+        return [OpenRow(*row) for row in connection.execute(query)]
+
+
+def _row(feed: str, candidate: Candidate, state: str, now: float, **values: Any) -> dict[str, Any]:
+    row = candidate.row
+    return {
+        "feed": feed,
+        "job_history_id": candidate.id,
+        "job_id": str(row.job_id) if row is not None else str(uuid.UUID(int=0)),
+        "state": state,
+        "status": int(row.status) if row is not None and row.finished else None,
+        "retry_streak": 0,
+        "operation_start": row.start_seconds if row is not None else None,
+        "seen_at": now,
+        "completion_id": None,
+        **values,
+    }
+
+
+def write_page(
+    write: PageWrite, connection: Connection, now: float, check_in: CheckInWithin
+) -> WriteOutcome:
+    """One commit of the poller: its completions (through the check-in path), the rows
+    it records, and its new position, all under the lease. Writes nothing if the
+    lease was lost."""
+    if not _fence(connection, write.feed, write.owner, write.lease, now):
+        return WriteOutcome(lease_lost=True)
+    state = connection.execute(
+        select(poll_state.c.horizon, poll_state.c.cursor).where(poll_state.c.feed == write.feed)
+    ).one()
+    horizon = write.horizon if write.initialize else state.horizon
+    plan = plan_rows(connection, write.feed, write.candidates, horizon)
+    outcome = WriteOutcome(opened=len(plan.open), skipped=len(plan.skip), bad=list(plan.bad))
+    reports = []
+    for candidate, count in plan.emit:
+        assert candidate.fields is not None
+        fields = dict(candidate.fields)
+        fields["current_retry_count"] = count
+        reports.append(NewCompletion(fields, candidate.runs))
+    receipts = check_in(reports) if reports else []
+    inserts: list[dict[str, Any]] = []
+    finishes: list[dict[str, Any]] = []
+
+    def record(candidate: Candidate, state_name: str, **values: Any) -> None:
+        if candidate.id in plan.known:
+            finishes.append(
+                {
+                    "b_feed": write.feed,
+                    "b_id": candidate.id,
+                    "state": state_name,
+                    "status": values.get("status"),
+                    "retry_streak": values.get("retry_streak", 0),
+                    "completion_id": values.get("completion_id"),
+                }
+            )
+        else:
+            inserts.append(_row(write.feed, candidate, state_name, now, **values))
+
+    for (candidate, count), receipt in zip(plan.emit, receipts, strict=True):
+        assert candidate.row is not None
+        status = int(candidate.row.status)
+        record(candidate, "done", status=status, retry_streak=count, completion_id=receipt.id)
+        if receipt.duplicate:
+            outcome.duplicates += 1
+        else:
+            outcome.created.append((candidate, receipt.id, count))
+    for candidate, count in plan.skip:
+        assert candidate.row is not None
+        record(candidate, "skipped", status=int(candidate.row.status), retry_streak=count)
+    for candidate in plan.open:
+        inserts.append(_row(write.feed, candidate, "open", now))
+    for candidate in plan.bad:
+        record(candidate, "bad")
+    execute_many(connection, _INSERT_ROW, inserts)
+    if finishes:
+        connection.execute(_FINISH_ROW, finishes)
+    heads: dict[str, dict[str, Any]] = {}
+    for candidate, count in [*plan.emit, *plan.skip]:
+        assert candidate.row is not None
+        job = str(candidate.row.job_id)
+        if job not in heads or heads[job]["job_history_id"] < candidate.id:
+            heads[job] = {
+                "feed": write.feed,
+                "job_id": job,
+                "job_history_id": candidate.id,
+                "status": int(candidate.row.status),
+                "retry_streak": count,
+            }
+    if heads:
+        statement = upsert_newer(
+            connection,
+            poll_jobs,
+            ["feed", "job_id"],
+            ["job_history_id", "status", "retry_streak"],
+            "job_history_id",
+        )
+        connection.execute(statement, list(heads.values()))
+    if write.gone:
+        connection.execute(
+            update(poll_rows)
+            .where(
+                poll_rows.c.feed == write.feed,
+                poll_rows.c.job_history_id.in_(list(write.gone)),
+                poll_rows.c.state == "open",
+            )
+            .values(state="gone")
+        )
+    _move(connection, write, state.cursor, now)
+    return outcome
+
+
+def _move(connection: Connection, write: PageWrite, cursor: int | None, now: float) -> None:
+    values: dict[str, Any] = {}
+    if write.cursor is not None and (write.initialize or cursor is None or write.cursor > cursor):
+        values["cursor"] = write.cursor
+        if write.cursor_start is not None:
+            values["cursor_start"] = write.cursor_start
+    if write.window_start is not None:
+        values["window_start"] = write.window_start
+    if write.initialize:
+        values["horizon"] = write.horizon
+        values["started_at"] = now
+    if write.caught_up_at is not None:
+        values["caught_up_at"] = write.caught_up_at
+    if values:
+        connection.execute(
+            update(poll_state).where(poll_state.c.feed == write.feed).values(**values)
+        )
+
+
+def prune(
+    connection: Connection, feed: str, owner: str, lease: float, cutoff: float, now: float
+) -> int:
+    """Forget finished rows seen before ``cutoff`` below the oldest running row, keeping
+    each job's newest (its retry chain); rows that ended before ``cutoff`` are skipped
+    from then on, so a platform read from its start again does not repeat them."""
+    if not _fence(connection, feed, owner, lease, now):
+        return 0
+    oldest_open = connection.execute(
+        select(func.min(poll_rows.c.job_history_id)).where(
+            poll_rows.c.feed == feed, poll_rows.c.state == "open"
+        )
+    ).scalar()
+    newest = (
+        select(func.max(poll_rows.c.job_history_id))
+        .where(poll_rows.c.feed == feed)
+        .group_by(poll_rows.c.job_id)
+        .scalar_subquery()
+    )
+    condition = and_(
+        poll_rows.c.feed == feed,
+        poll_rows.c.state != "open",
+        poll_rows.c.seen_at < cutoff,
+        poll_rows.c.job_history_id.not_in(newest),
+    )
+    if oldest_open is not None:
+        condition = and_(condition, poll_rows.c.job_history_id < oldest_open)
+    count = connection.execute(delete(poll_rows).where(condition)).rowcount
+    if count:
+        connection.execute(
+            update(poll_state)
+            .where(
+                poll_state.c.feed == feed,
+                (poll_state.c.horizon.is_(None)) | (poll_state.c.horizon < cutoff),
+            )
+            .values(horizon=cutoff)
+        )
+    return int(count or 0)
+
+
+def lease_holder(engine: Engine, feed: str) -> tuple[str | None, float]:
+    """Who holds the lease of ``feed`` and until when (None, 0 if nobody)."""
+    with engine.connect() as connection:
+        row = connection.execute(
+            select(poll_state.c.owner, poll_state.c.lease_until).where(poll_state.c.feed == feed)
+        ).first()
+    return (row.owner, row.lease_until) if row is not None else (None, 0.0)

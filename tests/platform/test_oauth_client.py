@@ -1,0 +1,167 @@
+"""OAuth 2 client credentials for the platform's API, against a loopback token endpoint.
+
+(This folder has no ``__init__.py``: see test_client.py.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support import cli
+from support.keyfactor import HISTORY, FakeKeyfactor, KeyfactorServer, platform_env, platform_toml
+
+import jobhooks.cli.config_commands
+import jobhooks.cli.poll_commands  # noqa: F401
+from jobhooks.config.schema import PlatformSettings
+from jobhooks.errors import PlatformAuthError
+from jobhooks.platform.client import build_clients
+from jobhooks.platform.oauth import ClientCredentialsAuth
+from jobhooks.sdk.secret import Secret
+
+PROBE = """
+import json
+from pathlib import Path
+
+from jobhooks import JobCompleteContext, JobCompleteHandler
+
+
+class OAuthProbe(JobCompleteHandler):
+    out: str
+
+    async def run_handler(self, context: JobCompleteContext) -> bool:
+        answers = []
+        for _ in range(2):
+            response = await context.async_client.get("OrchestratorJobs/JobHistory")
+            response.raise_for_status()
+            answers.append(response.json())
+        response = context.client.get("Agents")
+        response.raise_for_status()
+        Path(self.out).write_text(json.dumps(answers), encoding="utf-8")
+        return True
+"""
+
+
+@pytest.fixture
+def oauth_platform(monkeypatch: pytest.MonkeyPatch) -> Iterator[KeyfactorServer]:
+    fake = FakeKeyfactor(auth="oauth")
+    fake.add(result=4)
+    server = KeyfactorServer(fake)
+    for name, value in platform_env(fake).items():
+        monkeypatch.setenv(name, value)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def settings(server: KeyfactorServer, secret: str | None = None) -> PlatformSettings:
+    fake = server.fake
+    return PlatformSettings(
+        url=server.url,
+        token_url=server.token_url,
+        client_id=fake.client_id,
+        client_secret=Secret(secret or fake.client_secret),
+    )
+
+
+def token_requests(server: KeyfactorServer) -> int:
+    return sum(1 for s in server.fake.served if s.path == "/token")
+
+
+def refused(server: KeyfactorServer) -> int:
+    return sum(1 for s in server.fake.served if s.status == 401)
+
+
+def test_context_clients_share_one_token(
+    oauth_platform: KeyfactorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "oauth_probe.py").write_text(PROBE, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = tmp_path / "jobhooks.toml"
+    config.write_text(
+        platform_toml(oauth_platform, oauth=True)
+        + f'\n[[handlers]]\nname = "probe"\ntype = "oauth_probe:OAuthProbe"\njob_types = "*"\n'
+        f'[handlers.properties]\nout = "{tmp_path / "out.json"}"\n',
+        encoding="utf-8",
+    )
+    result = cli.jobhooks("test-handler", "probe", "--config", str(config))
+    assert result.exit_code == 0, result.output
+    answers = json.loads((tmp_path / "out.json").read_text())
+    assert len(answers) == 2 and answers[0][0]["Result"] == "Failure"
+    assert token_requests(oauth_platform) == 1, "the sync and async clients share the token"
+    token_request = next(s for s in oauth_platform.fake.served if s.path == "/token")
+    assert b"grant_type=client_credentials" in token_request.body
+    assert oauth_platform.fake.client_secret not in result.output
+
+
+def test_the_token_is_refreshed_before_it_expires(oauth_platform: KeyfactorServer) -> None:
+    oauth_platform.fake.token_lifetime = 0.4
+    clients = build_clients(settings(oauth_platform))
+    try:
+        for _ in range(3):
+            assert clients.client.get("OrchestratorJobs/JobHistory").status_code == 200
+            time.sleep(0.25)
+    finally:
+        clients.close()
+    assert token_requests(oauth_platform) >= 2
+    assert refused(oauth_platform) == 0, "never sent a token the platform no longer takes"
+
+
+def test_a_401_fetches_a_new_token_and_retries_once(oauth_platform: KeyfactorServer) -> None:
+    clients = build_clients(settings(oauth_platform))
+
+    async def twice() -> list[int]:
+        statuses = [(await clients.async_client.get("OrchestratorJobs/JobHistory")).status_code]
+        oauth_platform.fake.revoke_tokens()
+        statuses.append((await clients.async_client.get("OrchestratorJobs/JobHistory")).status_code)
+        await clients.aclose()
+        return statuses
+
+    assert asyncio.run(twice()) == [200, 200]
+    assert token_requests(oauth_platform) == 2
+    assert refused(oauth_platform) == 1
+
+
+def test_a_refused_client_names_the_client_and_the_endpoint(
+    oauth_platform: KeyfactorServer,
+) -> None:
+    clients = build_clients(settings(oauth_platform, secret="not-the-secret"))
+    try:
+        with pytest.raises(PlatformAuthError) as caught:
+            clients.client.get("OrchestratorJobs/JobHistory")
+    finally:
+        clients.close()
+    message = str(caught.value)
+    assert f"token endpoint {oauth_platform.token_url} refused client_id 'jobhooks'" in message
+    assert "401 invalid_client: Invalid client credentials" in message
+    assert "[platform] client_id and client_secret" in message
+    assert "not-the-secret" not in message
+    assert not [s for s in oauth_platform.fake.served if s.path == HISTORY]
+
+
+def test_the_poller_reads_the_history_with_oauth(
+    oauth_platform: KeyfactorServer, tmp_path: Path
+) -> None:
+    config = tmp_path / "jobhooks.toml"
+    config.write_text(
+        f'[server]\ndatabase = "sqlite:///{tmp_path / "db.sqlite"}"\n'
+        + platform_toml(oauth_platform, oauth=True)
+        + '\n[poll]\nstart = "2020-01-01T00:00:00Z"\n'
+        + '\n[[handlers]]\nname = "log"\ntype = "log"\njob_types = "*"\n',
+        encoding="utf-8",
+    )
+    result = cli.jobhooks("poll", "--once", "--config", str(config))
+    assert result.exit_code == 0, result.output
+    assert "created 1 completions" in result.stdout
+    authorized = [s.headers.get("authorization", "") for s in oauth_platform.fake.served]
+    assert all(h.startswith("Bearer ") for h in authorized if h)
+
+
+def test_the_auth_flow_never_shows_the_secret() -> None:
+    auth = ClientCredentialsAuth("https://idp/token", "jobhooks", Secret("s3cr3t-value"))
+    assert "s3cr3t" not in repr(auth)

@@ -1,0 +1,296 @@
+"""Finished runs become completions exactly once, whatever the history and the platform do.
+
+Each test drives a poller in this process against the loopback platform.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import Counter
+from typing import Any
+
+import pytest
+from support.keyfactor import (
+    AGENT_1,
+    AGENT_2,
+    CUSTOM_ID,
+    HISTORY,
+    INVENTORY_ID,
+    MANAGEMENT_ID,
+    past,
+)
+
+from jobhooks.errors import PlatformAuthError
+from jobhooks.poll.rows import NIL
+
+from .conftest import Platform, history_ids
+
+FAILURE, SUCCESS, WARNING = 4, 2, 3
+COMPLETED, ACKNOWLEDGED, WILL_RETRY = 3, 4, 5
+
+
+def by_id(items: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    return {item["job_history_id"]: item for item in items}
+
+
+@pytest.mark.parametrize("enums", ["names", "ints"])
+def test_each_finished_run_becomes_one_completion_with_its_context(
+    platform: Platform, enums: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = platform.fake
+    fake.enums = enums
+    before = fake.add(result=FAILURE, at=past(120))
+    config = platform.write_config()
+    job = uuid.uuid4()
+    ids: dict[str, int] = {}
+    created: list[int] = []
+
+    async def scenario() -> None:
+        async with platform.poller(config) as poller:
+            created.append((await poller.poll_once()).created)
+            ids["ok"] = fake.add(
+                result=SUCCESS, machine="orch02.example.com", job_type="WinCertManagement"
+            )
+            ids["first"] = fake.add(
+                result=FAILURE, status=WILL_RETRY, job_id=job, message="Access denied"
+            )
+            ids["running"] = fake.start_run(job_type="RebootServer")
+            ids["unknown"] = fake.add(result=WARNING, machine="ghost", job_type="MysteryJob")
+            created.append((await poller.poll_once()).created)
+            ids["second"] = fake.add(result=FAILURE, status=WILL_RETRY, job_id=job)
+            fake.acknowledge(ids["first"])  # 5 -> 4 after it was seen as 5
+            created.append((await poller.poll_once()).created)
+            ids["last"] = fake.add(result=SUCCESS, job_id=job)
+            fake.finish(ids["running"], result=FAILURE, message="reboot failed")
+            ids["acked"] = fake.add(result=FAILURE, status=ACKNOWLEDGED)
+            created.append((await poller.poll_once()).created)
+            created.append((await poller.poll_once()).created)
+
+    with caplog.at_level(logging.WARNING, logger="jobhooks.poll"):
+        asyncio.run(scenario())
+    assert created == [0, 3, 1, 3, 0], "a running row is emitted once it finishes, not before"
+    stored = platform.completions()
+    assert history_ids(stored) == sorted(ids.values())
+    assert before not in history_ids(stored), "ended before start = now"
+    rows = by_id(stored)
+    ok = rows[ids["ok"]]
+    assert (ok["agent_id"], ok["username"], ok["client_machine"]) == (
+        str(AGENT_2),
+        "DOMAIN\\orch02",
+        "orch02.example.com",
+    )
+    assert (ok["job_type"], ok["job_type_id"], ok["job_result"]) == (
+        "WinCertManagement",
+        str(MANAGEMENT_ID),
+        SUCCESS,
+    )
+    first = rows[ids["first"]]
+    assert first["agent_id"] == str(AGENT_1), "the approved agent on orch01, not the old one"
+    assert first["username"] == "DOMAIN\\orch01"
+    assert (first["job_type_id"], first["message"]) == (str(INVENTORY_ID), "Access denied")
+    assert first["job_id"] == str(job)
+    assert [rows[ids[n]]["current_retry_count"] for n in ("first", "second", "last")] == [0, 1, 2]
+    assert rows[ids["running"]]["job_type_id"] == str(CUSTOM_ID)
+    assert rows[ids["running"]]["message"] == "reboot failed"
+    unknown = rows[ids["unknown"]]
+    assert (unknown["agent_id"], unknown["job_type_id"], unknown["username"]) == (
+        str(NIL),
+        str(NIL),
+        "",
+    )
+    assert rows[ids["acked"]]["job_result"] == FAILURE
+    for item in stored:
+        assert item["source"] == "poll"
+        assert item["operation_type"] == 0
+        assert item["certificate_id"] is None
+        assert item["request_timestamp"] is not None
+    warnings = [r.getMessage() for r in caplog.records]
+    assert sum("'ghost'" in w for w in warnings) == 1
+    assert sum("'MysteryJob'" in w for w in warnings) == 1
+
+
+def test_pages_while_rows_arrive_and_long_runs_finish_late(platform: Platform) -> None:
+    fake = platform.fake
+    config = platform.write_config(poll="page_size = 3")
+    expected: list[int] = []
+    requests = Counter[str]()
+    long_runs: list[int] = []
+
+    def during_the_poll(query: dict[str, str]) -> None:
+        if "JobHistoryId -gt" not in query.get("pq.queryString", ""):
+            return
+        requests["keyset"] += 1
+        if requests["keyset"] == 2:
+            expected.extend(fake.add(result=FAILURE) for _ in range(4))
+            long_runs.append(fake.start_run())
+        if requests["keyset"] == 4:
+            fake.finish(long_runs[0], result=FAILURE)
+            expected.append(long_runs[0])
+
+    async def scenario() -> None:
+        async with platform.poller(config) as poller:
+            await poller.poll_once()
+            long_runs.insert(0, fake.start_run())
+            expected.extend(fake.add(result=SUCCESS) for _ in range(8))
+            fake.hooks.append(during_the_poll)
+            await poller.poll_once()
+            await poller.poll_once()
+            fake.finish(long_runs[1], result=SUCCESS)
+            expected.append(long_runs[1])
+            await poller.poll_once()
+
+    asyncio.run(scenario())
+    assert history_ids(platform.completions()) == sorted(expected)
+    assert len(expected) == 14
+
+
+def test_a_run_that_outlives_many_pages_is_fetched_on_its_own(platform: Platform) -> None:
+    fake = platform.fake
+    config = platform.write_config(poll="page_size = 2")
+
+    async def scenario() -> list[int]:
+        async with platform.poller(config) as poller:
+            await poller.poll_once()
+            straggler = fake.start_run()
+            done = [fake.add() for _ in range(20)]
+            await poller.poll_once()
+            fake.finish(straggler, result=FAILURE)
+            deleted = fake.start_run()
+            await poller.poll_once()
+            fake.delete(deleted)
+            done += [fake.add() for _ in range(10)]
+            await poller.poll_once()
+            return sorted([*done, straggler])
+
+    expected = asyncio.run(scenario())
+    assert history_ids(platform.completions()) == expected
+    straggler = expected[0]
+    asked = [s.query.get("pq.queryString") for s in fake.history_requests()]
+    assert f'JobHistoryId -gt "{straggler - 1}"' in asked, "asked for on its own"
+
+
+def test_start_at_a_past_time(platform: Platform) -> None:
+    fake = platform.fake
+    for _ in range(40):
+        fake.add(at=past(7200))
+    before = fake.add(result=FAILURE, at=past(3600))
+    after = [fake.add(result=FAILURE, at=past(600)) for _ in range(3)]
+    ran_across = fake.start_run(at=past(3000))
+    fake.finish(ran_across, at=past(300))
+    start = past(1800).isoformat() + "Z"
+    config = platform.write_config(poll=f'start = "{start}"')
+
+    async def scenario() -> None:
+        async with platform.poller(config) as poller:
+            await poller.poll_once()
+
+    asyncio.run(scenario())
+    ids = history_ids(platform.completions())
+    assert ids == sorted([*after, ran_across])
+    assert before not in ids
+
+
+def test_a_malformed_row_is_logged_counted_and_the_rows_after_it_still_come(
+    platform: Platform, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = platform.fake
+    config = platform.write_config()
+
+    async def scenario() -> tuple[list[int], list[int]]:
+        async with platform.poller(config) as poller:
+            await poller.poll_once()
+            good = [fake.add(result=FAILURE)]
+            fake.add_raw({"JobHistoryId": None, "JobId": "junk"})  # nothing identifies it
+            worse = fake.add_raw({})
+            fake.rows[worse].raw = {"JobHistoryId": worse, "JobId": "not-a-guid", "Status": 3}
+            good.append(fake.add(result=FAILURE))
+            reports = [await poller.poll_once(), await poller.poll_once()]
+            return good, [worse, reports[0].malformed, reports[1].malformed]
+
+    with caplog.at_level(logging.WARNING, logger="jobhooks.poll"):
+        good, (worse, first, second) = asyncio.run(scenario())
+    assert history_ids(platform.completions()) == good
+    assert (first, second) == (1, 0), "recorded once, not logged at every poll"
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum(f"job history row {worse} is malformed" in m for m in messages) == 1
+    assert any("JobHistoryId is missing" in m for m in messages)
+
+
+def test_a_strict_platform_is_read_through_the_documented_fields(platform: Platform) -> None:
+    """JobHistoryId is neither a query nor a sort field there (400), pages hold at most 7
+    rows, its default order is newest first, times take one format, and rows are added
+    and deleted between pages: offsets shift under the poller."""
+    fake = platform.fake
+    fake.strict, fake.max_page, fake.default_order = True, 7, "id_desc"
+    old = [fake.add(at=past(4000 + i)) for i in range(25)]
+    config = platform.write_config(poll="page_size = 50")
+    expected: list[int] = []
+    served = Counter[str]()
+
+    def shift_pages(query: dict[str, str]) -> None:
+        if "OperationStart -ge" not in query.get("pq.queryString", ""):
+            return
+        served["window"] += 1
+        if served["window"] % 3 == 0 and old:
+            fake.delete(old.pop())
+        if served["window"] % 4 == 0:
+            expected.append(fake.add(result=FAILURE))
+
+    async def scenario() -> str:
+        async with platform.poller(config) as poller:
+            await poller.poll_once()
+            expected.extend(fake.add(result=SUCCESS) for _ in range(30))
+            fake.hooks.append(shift_pages)
+            for _ in range(4):
+                await poller.poll_once()
+            fake.hooks.clear()
+            await poller.poll_once()
+            return poller.caps.mode if poller.caps else ""
+
+    mode = asyncio.run(scenario())
+    assert mode == "window"
+    ids = history_ids(platform.completions())
+    assert len(ids) == len(set(ids)), "none twice"
+    assert sorted(ids) == sorted(expected), "none missed"
+    refused = [s for s in fake.history_requests() if s.status == 400]
+    assert any("JobHistoryId" in str(s.query) for s in refused)
+
+
+def test_a_platform_without_a_usable_filter_is_read_whole(platform: Platform) -> None:
+    fake = platform.fake
+    fake.strict, fake.max_page = True, 5
+    fake.date_format = "%d.%m.%Y %H:%M"  # not one jobhooks tries
+    for _ in range(8):
+        fake.add(at=past(100))
+    config = platform.write_config()
+
+    async def scenario() -> tuple[str, list[int]]:
+        async with platform.poller(config) as poller:
+            await poller.poll_once()
+            expected = [fake.add(result=FAILURE) for _ in range(12)]
+            await poller.poll_once()
+            await poller.poll_once()
+            return poller.caps.mode if poller.caps else "", expected
+
+    mode, expected = asyncio.run(scenario())
+    assert mode == "scan"
+    assert history_ids(platform.completions()) == expected
+
+
+def test_a_wrong_password_names_the_credential(platform: Platform) -> None:
+    platform.fake.password = "the platform's real password"
+    config = platform.write_config()
+
+    async def scenario() -> None:
+        async with platform.poller(config) as poller:
+            await poller.poll_once()
+
+    with pytest.raises(PlatformAuthError) as caught:
+        asyncio.run(scenario())
+    message = str(caught.value)
+    assert "401 Unauthorized" in message
+    assert "user 'DOMAIN\\svc-jobhooks' ([platform] username and password)" in message
+    assert "kf-pw" not in message
+    assert all(s.path == HISTORY or "Agents" not in s.path for s in platform.fake.served)

@@ -1,0 +1,199 @@
+"""The poller inside a running jobhooks: outages, health, metrics, the lease, the catalog,
+registrations by job type name and the ``acknowledge`` handler."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.app import TestClient
+from support.handlers import read_lines
+from support.keyfactor import MANAGEMENT_ID, Fault
+from support.server import wait_for
+
+from jobhooks.api import create_app
+from jobhooks.cli.common import serving_catalog
+from jobhooks.errors import LeaseLost
+from jobhooks.platform.client import build_clients
+from jobhooks.poll.wiring import build_poller
+from jobhooks.runtime import Runtime, load_for_serving
+from jobhooks.store import Store
+
+from .conftest import Platform, history_ids
+
+FAILURE, SUCCESS = 4, 2
+
+
+def runtime_for(config: Path) -> Runtime:
+    """A runtime as ``serve`` builds it (the catalog synced before names are resolved)."""
+    return Runtime(load_for_serving(config, serving_catalog(config)), config)
+
+
+class SlowAfterFaults:
+    """A hook that holds ``count`` history answers for ``seconds``, once the platform's
+    faults are over."""
+
+    def __init__(self, faults: list[Fault], count: int, seconds: float) -> None:
+        self.faults = faults
+        self.count = count
+        self.seconds = seconds
+        self.lock = threading.Lock()
+
+    def __call__(self, query: dict[str, str]) -> None:
+        with self.lock:
+            if self.faults or self.count <= 0:
+                return
+            self.count -= 1
+        time.sleep(self.seconds)
+
+
+def test_outages_back_off_are_logged_once_per_change_and_lose_nothing(
+    platform: Platform, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = platform.fake
+    config = platform.write_config(platform="timeout = 0.3\n")
+    runtime = runtime_for(config)
+    with (
+        caplog.at_level(logging.INFO, logger="jobhooks.poll"),
+        TestClient(create_app(runtime)) as client,
+    ):
+
+        def poll_state(expected: str) -> dict[str, Any] | None:
+            body: dict[str, Any] = client.get("/readyz").json()
+            return body if body["poll"]["state"] == expected else None
+
+        wait_for(lambda: poll_state("ok"), 10, "the first poll")
+        fake.faults.append(Fault(3, 500))
+        fake.hooks.append(SlowAfterFaults(fake.faults, 1, 0.8))
+        ids = [fake.add(result=FAILURE) for _ in range(5)]
+        failing = wait_for(lambda: poll_state("failing"), 10, "the poller to fail")
+        assert failing["status"] == "ok", "the platform never takes the API out of service"
+        assert failing["poll"]["error_kind"] == "server_error"
+        assert "answered 500" in failing["poll"]["error"]
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/readyz").status_code == 200
+        wait_for(lambda: history_ids(platform.completions()) == ids, 20, "the rows after it")
+        recovered = wait_for(lambda: poll_state("ok"), 10, "the poller to recover")
+        assert recovered["poll"]["role"] == "polling"
+        assert recovered["poll"]["lag_seconds"] < 5
+        metrics = client.get("/metrics").text
+    failures = [r.getMessage() for r in caplog.records if "cannot poll" in r.getMessage()]
+    assert len(failures) == 2, failures  # 500s, then a timeout: one line per change
+    assert "answered 500" in failures[0] and "timed out" in failures[1]
+    assert sum("readable again" in r.getMessage() for r in caplog.records) == 1
+    assert 'jobhooks_poll_errors_total{kind="server_error"} 3.0' in metrics
+    assert 'jobhooks_poll_errors_total{kind="timeout"} 1.0' in metrics
+    assert 'jobhooks_poll_completions_total{result="Failure"} 5.0' in metrics
+    assert 'jobhooks_completions_total{result="Failure",source="poll"} 5.0' in metrics
+    assert "jobhooks_poll_rows_read_total" in metrics
+    assert "jobhooks_poll_lag_seconds" in metrics
+    assert "jobhooks_poll_leader 1.0" in metrics
+
+
+def test_a_new_finished_run_is_stored_within_an_interval(platform: Platform) -> None:
+    fake = platform.fake
+    config = platform.write_config(poll="interval = 0.5\n")
+    runtime = runtime_for(config)
+    with TestClient(create_app(runtime)) as client:
+        wait_for(lambda: client.get("/readyz").json()["poll"]["state"] == "ok", 10, "polling")
+        latencies = []
+        for _ in range(3):
+            added = time.monotonic()
+            identifier = fake.add(result=FAILURE)
+            wait_for(
+                lambda identifier=identifier: identifier in history_ids(platform.completions()),
+                5,
+                "the completion",
+                0.01,
+            )
+            latencies.append(time.monotonic() - added)
+    assert max(latencies) < 0.5 + 1.0, latencies
+
+
+def test_one_node_polls_and_a_node_that_lost_the_lease_writes_nothing(platform: Platform) -> None:
+    fake = platform.fake
+    config = platform.write_config(poll="lease = 1\n")
+    loaded, database = platform.load(config)
+
+    async def scenario() -> tuple[bool, bool, int]:
+        stores = [Store(database), Store(database)]
+        clients = [build_clients(loaded.config.platform) for _ in stores]
+        try:
+            first, second = (
+                build_poller(
+                    store,
+                    c,
+                    loaded.config,
+                    lambda: loaded.registry,
+                    lease_grace=1,
+                    node_id=f"node-{i}",
+                )
+                for i, (store, c) in enumerate(zip(stores, clients, strict=True))
+            )
+            assert await first.acquire()
+            await first.poll_once()
+            second_while_held = await second.acquire()
+            await asyncio.sleep(1.2)  # the first node stalls past its lease
+            taken = await second.acquire()
+            fake.add(result=FAILURE)
+            with pytest.raises(LeaseLost):
+                await first.poll_once()
+            stored_by_stale = len(platform.completions())
+            await second.poll_once()
+            return second_while_held, taken, stored_by_stale
+        finally:
+            for c in clients:
+                await c.aclose()
+            for store in stores:
+                store.close()
+
+    second_while_held, taken, stored_by_stale = asyncio.run(scenario())
+    assert not second_while_held
+    assert taken
+    assert stored_by_stale == 0
+    assert len(platform.completions()) == 1
+
+
+ACKNOWLEDGE_HANDLERS = """
+[[handlers]]
+name = "management"
+type = "support.handlers:Appender"
+job_types = ["WinCertManagement"]
+properties = {{ path = "{directory}/management.log" }}
+
+[[handlers]]
+name = "ack"
+type = "acknowledge"
+job_types = "*"
+"""
+
+
+def test_registration_by_job_type_name_runs_for_the_right_rows_and_acknowledge_sends_the_id(
+    platform: Platform,
+) -> None:
+    fake = platform.fake
+    config = platform.write_config(handlers=ACKNOWLEDGE_HANDLERS)
+    runtime = runtime_for(config)
+    (management,) = [h for h in runtime.live.registry if h.name == "management"]
+    assert management.job_types == (MANAGEMENT_ID,)
+    with TestClient(create_app(runtime)) as client:
+        wait_for(lambda: client.get("/readyz").json()["poll"]["state"] == "ok", 10, "polling")
+        failed = fake.add(result=FAILURE, job_type="WinCertManagement")
+        warned = fake.add(result=3, job_type="WinCertInventory")
+        fake.add(result=SUCCESS, job_type="WinCertManagement")
+        fake.add(result=SUCCESS, job_type="WinCertInventory")
+        wait_for(lambda: len(fake.acknowledged) == 2, 10, "two acknowledgements")
+        log = platform.directory / "management.log"
+        wait_for(lambda: len(read_lines(log)) == 2, 10, "the management handler's runs")
+    assert sorted(fake.acknowledged) == [failed, warned]
+    acks = [s for s in fake.served if s.path.endswith("/OrchestratorJobs/Acknowledge")]
+    assert sorted(json.loads(s.body)["JobAuditIds"] for s in acks) == [[failed], [warned]]
+    completions = {c["id"]: c for c in platform.completions()}
+    recorded = [completions[line.split()[0]]["job_type"] for line in read_lines(log)]
+    assert recorded == ["WinCertManagement", "WinCertManagement"]

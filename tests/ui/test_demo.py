@@ -1,0 +1,77 @@
+"""The overview of ``jobhooks demo``'s data, as the README shows it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+from support.browser import SCREENSHOTS, Watched, sign_in
+from support.server import free_port
+
+from jobhooks.demo import demo_config, run_demo
+from jobhooks.simulate import FleetPlan
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The demo's server after its fleet (20 agents, 2,000 reports) has reported."""
+    directory = tmp_path_factory.mktemp("demo")
+    config = directory / "jobhooks.toml"
+    listen = f"127.0.0.1:{free_port()}"
+    config.write_text(demo_config(directory, listen), encoding="utf-8")
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        # Playwright's sync API owns this thread's event loop; the demo runs on its own.
+        try:
+            plan = FleetPlan(agents=20, count=2000)
+            outcome["server"], outcome["summary"] = asyncio.run(
+                run_demo(config, plan, lambda _url, _token: None)
+            )
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(180)
+    if "error" in outcome:
+        raise outcome["error"]
+    server: subprocess.Popen[bytes] = outcome["server"]
+    try:
+        yield outcome["summary"]
+    finally:
+        server.terminate()
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def test_the_overview_of_the_demos_data(
+    demo: dict[str, Any], open_page: Callable[..., Watched]
+) -> None:
+    watched = open_page()
+    page = watched.page
+    sign_in(page, demo["url"], demo["admin_token"])
+    page.goto(f"{demo['url']}/ui/?range=1h")
+    total = sum(demo["completions"].values())
+    expect(page.locator(".card .big").first).to_have_text(f"{total:,}".replace(",", "\u202f"))
+    expect(page.locator("#h-health + .table-wrap")).to_contain_text("flaky-notifier")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / "overview-demo.png"
+    page.screenshot(path=str(path), full_page=True)
+    if os.environ.get("JOBHOOKS_UPDATE_DOCS") == "1":
+        DOCS.mkdir(exist_ok=True)
+        shutil.copyfile(path, DOCS / "overview.png")
+    watched.assert_quiet()

@@ -1,0 +1,266 @@
+"""The dashboard's routes in this process, on an API-only runtime (as ``serve --no-worker``):
+sessions, redirects, CSRF, roles and headers, without a browser."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from support.app import TestClient
+from support.reports import AGENT_A, report
+from support.server import write_config
+
+from jobhooks.api import create_app
+from jobhooks.registry import load
+from jobhooks.runtime import Runtime
+from jobhooks.store.tokens import create_token, revoke_token
+from jobhooks.ui.session import LOGIN_COOKIE, SESSION_COOKIE
+
+PAGES = ["/ui/", "/ui/completions", "/ui/runs", "/ui/handlers", "/ui/job-types", "/ui/agents"]
+
+
+@dataclass
+class Ui:
+    client: TestClient
+    runtime: Runtime
+    tokens: dict[str, str]
+
+    def sign_in(self, role: str) -> str:
+        """Sign in with the ``role`` token; returns the session's CSRF token."""
+        form = self.client.get("/ui/login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert csrf is not None
+        answer = self.client.post(
+            "/ui/login", data={"csrf": csrf.group(1), "token": self.tokens[role], "next": "/ui/"}
+        )
+        assert answer.status_code == 303, answer.text
+        overview = self.client.get("/ui/")
+        found = re.search(r'name="csrf" value="([^"]+)"', overview.text)
+        assert found is not None
+        return found.group(1)
+
+
+@pytest.fixture
+def ui(tmp_path: Path) -> Iterator[Ui]:
+    config = write_config(
+        tmp_path,
+        """
+        [[handlers]]
+        name = "log"
+        type = "log"
+        job_types = "*"
+        """,
+    )
+    runtime = Runtime(load(config), config, with_worker=False)
+    engine = runtime.store.engine
+    tokens = {
+        "admin": create_token(engine, "admin")[0],
+        "viewer": create_token(engine, "viewer")[0],
+        "agent": create_token(engine, "agent", AGENT_A)[0],
+    }
+    with TestClient(create_app(runtime), follow_redirects=False) as client:
+        yield Ui(client, runtime, tokens)
+
+
+def _completion(ui: Ui) -> str:
+    answer = ui.client.post(
+        "/api/v1/job-completions",
+        json=report(),
+        headers={"Authorization": f"Bearer {ui.tokens['agent']}"},
+    )
+    assert answer.status_code == 202, answer.text
+    completion_id: str = answer.json()["id"]
+    return completion_id
+
+
+def test_an_api_only_node_serves_the_sign_in_page_with_its_headers(ui: Ui) -> None:
+    page = ui.client.get("/ui/login")
+    assert page.status_code == 200
+    assert 'name="token"' in page.text
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert "unsafe-inline" not in policy
+    assert page.headers["x-frame-options"] == "DENY"
+    cookie = page.headers["set-cookie"]
+    assert LOGIN_COOKIE in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+    assert ui.client.get("/ui/static/app.js").status_code == 200
+    assert ui.client.get("/ui").headers["location"] == "/ui/"
+
+
+def test_without_a_session_every_page_and_form_redirects_to_sign_in(ui: Ui) -> None:
+    completion_id = _completion(ui)
+    for path in [*PAGES, f"/ui/completions/{completion_id}", "/ui/overview/live"]:
+        answer = ui.client.get(path)
+        assert answer.status_code == 303, path
+        assert answer.headers["location"].startswith("/ui/login?next="), path
+    for path in ["/ui/runs/x/replay", "/ui/handlers/log/replay-dead", "/ui/logout"]:
+        answer = ui.client.post(path, data={"csrf": "x"})
+        assert answer.status_code == 303
+        assert answer.headers["location"].startswith("/ui/login")
+
+
+def test_the_session_cookie_is_http_only_strict_and_expires(ui: Ui) -> None:
+    form = ui.client.get("/ui/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert csrf is not None
+    answer = ui.client.post("/ui/login", data={"csrf": csrf.group(1), "token": ui.tokens["admin"]})
+    cookie = next(c for c in answer.headers.get_list("set-cookie") if SESSION_COOKIE in c)
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Max-Age=28800" in cookie
+    assert "Path=/ui" in cookie and "Secure" not in cookie  # plain HTTP here
+    assert ui.tokens["admin"] not in cookie
+
+
+def test_sign_in_needs_the_forms_csrf_token(ui: Ui) -> None:
+    ui.client.get("/ui/login")
+    answer = ui.client.post("/ui/login", data={"token": ui.tokens["admin"]})
+    assert answer.status_code == 403
+    assert SESSION_COOKIE not in answer.headers.get("set-cookie", "")
+
+
+def test_the_next_page_after_sign_in_stays_on_the_dashboard(ui: Ui) -> None:
+    for target in ("https://evil.example/", "//evil.example/ui/", "/api/v1/handlers"):
+        ui.client.cookies.clear()
+        form = ui.client.get("/ui/login", params={"next": target})
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert csrf is not None
+        answer = ui.client.post(
+            "/ui/login", data={"csrf": csrf.group(1), "token": ui.tokens["viewer"], "next": target}
+        )
+        assert answer.headers["location"] == "/ui/"
+
+
+def test_a_post_without_its_csrf_token_or_from_another_site_is_refused(ui: Ui) -> None:
+    csrf = ui.sign_in("admin")
+    assert ui.client.post("/ui/logout", data={}).status_code == 403
+    assert ui.client.post("/ui/logout", data={"csrf": csrf + "x"}).status_code == 403
+    foreign = ui.client.post(
+        "/ui/logout", data={"csrf": csrf}, headers={"Origin": "https://evil.example"}
+    )
+    assert foreign.status_code == 403
+    assert ui.client.get("/ui/agents").status_code == 200
+    assert ui.client.post("/ui/logout", data={"csrf": csrf}).status_code == 303
+    assert ui.client.get("/ui/agents").status_code == 303
+
+
+def test_a_viewer_cannot_replay_even_with_a_good_csrf_token(ui: Ui) -> None:
+    completion_id = _completion(ui)
+    run_id = (
+        ui.runtime.store.engine.connect()
+        .exec_driver_sql("SELECT id FROM handler_runs WHERE completion_id = ?", (completion_id,))
+        .scalar_one()
+    )
+    csrf = ui.sign_in("viewer")
+    answer = ui.client.post(f"/ui/runs/{run_id}/replay", data={"csrf": csrf})
+    assert answer.status_code == 403
+    assert "viewer" in answer.text
+    assert ui.client.post("/ui/handlers/log/replay-dead", data={"csrf": csrf}).status_code == 403
+
+
+def test_an_admin_replays_every_dead_run_of_a_handler_after_confirming(ui: Ui) -> None:
+    completion_id = _completion(ui)
+    with ui.runtime.store.engine.begin() as connection:
+        connection.exec_driver_sql(
+            "UPDATE handler_runs SET status = 'dead', last_error = 'boom' WHERE completion_id = ?",
+            (completion_id,),
+        )
+    csrf = ui.sign_in("admin")
+    confirm = ui.client.get("/ui/handlers/log/replay-dead")
+    assert confirm.status_code == 200
+    assert "1</strong> dead run" in confirm.text
+    done = ui.client.post("/ui/handlers/log/replay-dead", data={"csrf": csrf})
+    assert done.status_code == 303
+    assert "notice=replayed-dead" in done.headers["location"]
+    runs = ui.client.get(done.headers["location"])
+    assert "dead runs are pending again" in runs.text
+    assert "pending" in runs.text
+
+
+def test_a_revoked_tokens_session_stops_working(ui: Ui) -> None:
+    ui.sign_in("viewer")
+    assert ui.client.get("/ui/agents").status_code == 200
+    assert revoke_token(ui.runtime.store.engine, ui.tokens["viewer"])
+    ui.runtime.tokens.forget()  # the cache would otherwise keep it for up to 10 s
+    answer = ui.client.get("/ui/agents")
+    assert answer.status_code == 303
+    assert answer.headers["location"].startswith("/ui/login")
+
+
+def test_an_unknown_completion_is_a_404_page(ui: Ui) -> None:
+    ui.sign_in("viewer")
+    answer = ui.client.get("/ui/completions/0190f000-0000-7000-8000-000000000000")
+    assert answer.status_code == 404
+    assert "There is no completion" in answer.text
+
+
+def test_filters_that_are_not_valid_say_so(ui: Ui) -> None:
+    ui.sign_in("viewer")
+    answer = ui.client.get("/ui/completions", params={"agent": "nope", "result": "Fabulous"})
+    assert answer.status_code == 200
+    assert "agent: not a GUID" in answer.text
+    assert "unknown value" in answer.text
+
+
+def test_the_dashboard_is_not_in_the_openapi_document(ui: Ui) -> None:
+    paths = ui.client.get("/openapi.json").json()["paths"]
+    assert not [path for path in paths if path.startswith("/ui")]
+
+
+def test_every_page_renders_its_less_common_parts(ui: Ui) -> None:
+    completion_id = _completion(ui)
+    with ui.runtime.store.engine.begin() as connection:
+        connection.exec_driver_sql(
+            "UPDATE handler_runs SET handler = 'retired', status = 'dead', "
+            "last_error = 'gone' WHERE completion_id = ?",
+            (completion_id,),
+        )
+    ui.sign_in("admin")
+    handlers = ui.client.get("/ui/handlers")
+    assert "No longer registered" in handlers.text and "retired" in handlers.text
+    for path in (
+        "/ui/?range=1h",
+        "/ui/?range=7d",
+        "/ui/?range=bogus",
+        "/ui/overview/live?range=7d",
+        "/ui/runs?status=dead&handler=retired",
+        "/ui/runs?status=nonsense",
+        "/ui/runs?handler=nobody",
+        f"/ui/completions?before={completion_id}",
+        "/ui/completions?since=2026-01-01T00:00&until=2036-01-01T00:00&result=Failure",
+        "/ui/completions?since=yesterday",
+        "/ui/handlers/retired/replay-dead",
+        "/ui/handlers/nobody/replay-dead",
+    ):
+        page = ui.client.get(path)
+        assert page.status_code == 200, (path, page.text[-2000:])
+    assert "retired" in ui.client.get("/ui/runs?status=dead").text
+    assert "expected a date and time" in ui.client.get("/ui/completions?since=yesterday").text
+    assert "Replay 1 dead run" in ui.client.get("/ui/handlers/retired/replay-dead").text
+    assert "has no dead runs" in ui.client.get("/ui/handlers/nobody/replay-dead").text
+
+
+def test_job_types_named_only_in_the_configuration_are_listed(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path,
+        """
+        [job_types]
+        "Only named" = "0a1e5c2d-0000-4000-8000-00000000aaaa"
+
+        [[handlers]]
+        name = "log"
+        type = "log"
+        job_types = ["Only named"]
+        """,
+    )
+    runtime = Runtime(load(config), config, with_worker=False)
+    admin = create_token(runtime.store.engine, "admin")[0]
+    with TestClient(create_app(runtime), follow_redirects=False) as client:
+        ui = Ui(client, runtime, {"admin": admin})
+        ui.sign_in("admin")
+        page = ui.client.get("/ui/job-types")
+        assert "Only named" in page.text and "named in the configuration" in page.text
+        handlers = ui.client.get("/ui/handlers")
+        assert "Only named" in handlers.text
+        assert "0a1e5c2d-0000-4000-8000-00000000aaaa" in handlers.text
