@@ -29,6 +29,7 @@ def _dead(dashboard: Dashboard, completion_id: str) -> dict[str, Any] | None:
 def test_an_admin_follows_a_completion_from_the_overview_to_a_replay(
     dashboard: Dashboard, open_page: Callable[..., Watched]
 ) -> None:
+    (dashboard.directory / "gate").unlink(missing_ok=True)
     answer = dashboard.post(
         job_type="Doomed job",
         job_type_id=DOOMED_TYPE,
@@ -80,6 +81,7 @@ def test_an_admin_follows_a_completion_from_the_overview_to_a_replay(
     record = page.locator("article.run", has=page.get_by_role("heading", name="record-all"))
     expect(record.get_by_role("button", name="Replay")).to_have_count(0)
 
+    screenshot(page, "completion-dead-desktop")
     (dashboard.directory / "gate").write_text("open", encoding="utf-8")
     gated.get_by_role("button", name="Replay").click()
     expect(page.locator(".notice")).to_contain_text("pending again")
@@ -130,8 +132,8 @@ def test_times_show_in_the_viewers_time_zone_with_utc_on_hover(
 def test_a_viewer_reads_every_page_but_cannot_replay(
     dashboard: Dashboard, open_page: Callable[..., Watched]
 ) -> None:
-    answer = dashboard.post(job_type="Doomed job", job_type_id=DOOMED_TYPE)
     (dashboard.directory / "gate").unlink(missing_ok=True)
+    answer = dashboard.post(job_type="Doomed job", job_type_id=DOOMED_TYPE)
     runs = wait_for(lambda: _dead(dashboard, answer["id"]), 15, "the gated run to die")
     dead = next(run for run in runs if run["status"] == "dead")
     watched = open_page()
@@ -235,4 +237,22 @@ def test_reading_works_with_javascript_off(
     page.wait_for_url(f"**/ui/completions/{answer['id']}")
     requested = page.locator("dt:text-is('Request timestamp') + dd time")
     expect(requested).to_have_text("2026-01-15 10:00:00 UTC")
+    watched.assert_quiet()
+
+
+def test_the_overview_refreshes_itself_without_a_reload(
+    dashboard: Dashboard, open_page: Callable[..., Watched]
+) -> None:
+    dashboard.post(client_machine="orch-before.example.com")
+    watched = open_page()
+    page = watched.page
+    page.clock.install()
+    sign_in(page, dashboard.url, dashboard.tokens["admin"])
+    agents = page.locator("#h-agents + .table-wrap")
+    expect(agents).not_to_contain_text("orch-refreshed.example.com")
+    page.evaluate("window.jobhooksTestMarker = 'still the same page'")
+    dashboard.post(client_machine="orch-refreshed.example.com")
+    page.clock.run_for(11_000)
+    expect(agents).to_contain_text("orch-refreshed.example.com")
+    assert page.evaluate("window.jobhooksTestMarker") == "still the same page"
     watched.assert_quiet()

@@ -264,3 +264,15 @@ def test_job_types_named_only_in_the_configuration_are_listed(tmp_path: Path) ->
         handlers = ui.client.get("/ui/handlers")
         assert "Only named" in handlers.text
         assert "0a1e5c2d-0000-4000-8000-00000000aaaa" in handlers.text
+
+
+def test_the_session_cookie_is_secure_over_https(ui: Ui) -> None:
+    # A second client on the running app, without running its lifespan again.
+    client = TestClient(ui.client.app, base_url="https://testserver", follow_redirects=False)
+    form = client.get("/ui/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert csrf is not None
+    assert "Secure" in form.headers["set-cookie"]
+    answer = client.post("/ui/login", data={"csrf": csrf.group(1), "token": ui.tokens["admin"]})
+    cookie = next(c for c in answer.headers.get_list("set-cookie") if SESSION_COOKIE in c)
+    assert "Secure" in cookie

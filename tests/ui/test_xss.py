@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Callable
 
 from playwright.sync_api import expect
-from support.browser import Dashboard, Watched, sign_in
+from support.browser import Dashboard, Watched, screenshot, sign_in
 
 MESSAGE = '<script>alert("message")</script><b>bold?</b>'
 MACHINE = "<img src=x onerror=alert('machine')>"
@@ -40,6 +40,7 @@ def test_markup_in_message_machine_and_job_type_renders_as_text(
     expect(page.locator("pre.message-block")).to_have_text(MESSAGE)
     expect(page.locator("dl.fields")).to_contain_text(MACHINE)
     expect(page.locator("dl.fields")).to_contain_text("EXAMPLE\\<u>orch</u>")
+    screenshot(page, "xss-completion-desktop")
 
     for path in ("/ui/agents", "/ui/job-types", "/ui/completions?result=Failure"):
         page.goto(dashboard.url + path)

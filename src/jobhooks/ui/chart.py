@@ -105,14 +105,16 @@ def stacked_bars(chart: dict[str, Any]) -> dict[str, Any]:
         for fraction in (0, 0.5, 1)
     ]
     span = slots * step
+    days = span // 86400
+    divisions = days if span % 86400 == 0 and days > 1 else 4
     x_ticks = []
-    for quarter in range(5):
-        offset = span * quarter / 4
+    for index in range(divisions + 1):
+        offset = span * index / divisions
         x_ticks.append(
             {
-                "x": round(LEFT + plot_width * quarter / 4, 2),
+                "x": round(LEFT + plot_width * index / divisions, 2),
                 "label": _relative(span - offset),
-                "anchor": "start" if quarter == 0 else "end" if quarter == 4 else "middle",
+                "anchor": "start" if index == 0 else "end" if index == divisions else "middle",
             }
         )
     totals = chart["totals"]
