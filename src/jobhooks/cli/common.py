@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,11 +16,11 @@ from jobhooks.config.load import read_config
 from jobhooks.errors import ConfigError
 from jobhooks.poll.wiring import startup_catalog
 from jobhooks.registry import LoadedConfig
-from jobhooks.runtime import DEFAULT_DATA_DIR, load_for_serving, resolve_database
+from jobhooks.runtime import DEFAULT_DATA_DIR, Runtime, load_for_serving, resolve_database
 from jobhooks.store.engine import connect, is_sqlite
 from jobhooks.store.migrate import ensure_current, upgrade
 
-__all__ = ["load_or_exit", "open_database", "serving_catalog"]
+__all__ = ["load_or_exit", "open_database", "run_until_stopped", "serving_catalog"]
 
 
 def serving_catalog(config: Path | None) -> dict[str, uuid.UUID] | None:
@@ -66,3 +68,20 @@ def open_database(config: Path | None) -> tuple[Engine, str]:
     else:
         ensure_current(engine)
     return engine, url
+
+
+def run_until_stopped(runtime: Runtime) -> None:
+    """Run a runtime without the API until SIGINT or SIGTERM, then stop it cleanly."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await runtime.start()
+        try:
+            await stop.wait()
+        finally:
+            await runtime.stop()
+
+    asyncio.run(main())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 import uuid
 from pathlib import Path
@@ -13,7 +12,7 @@ import typer
 from rich.table import Table
 
 from jobhooks.cli.app import ConfigOption, app, console, err_console, fail, setup_logging
-from jobhooks.cli.common import load_or_exit
+from jobhooks.cli.common import load_or_exit, run_until_stopped
 from jobhooks.cli.operator_commands import DEFAULT_URL, TokenOption, UrlOption, _call, _when
 from jobhooks.config.load import read_config
 from jobhooks.errors import ConfigError, JobhooksError, LeaseLost, PlatformError, StoreError
@@ -153,18 +152,7 @@ def _forever(config_path: Path, loaded: LoadedConfig) -> None:
         markup=False,
     )
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await runtime.start()
-        try:
-            await stop.wait()
-        finally:
-            await runtime.stop()
-
-    asyncio.run(main())
+    run_until_stopped(runtime)
 
 
 @app.command()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +9,7 @@ import typer
 import uvicorn
 
 from jobhooks.cli.app import app, err_console, fail, setup_logging
-from jobhooks.cli.common import load_or_exit, serving_catalog
+from jobhooks.cli.common import load_or_exit, run_until_stopped, serving_catalog
 from jobhooks.errors import JobhooksError
 from jobhooks.runtime import Runtime, resolve_database
 from jobhooks.store.engine import connect
@@ -101,18 +99,7 @@ def worker(config: OptionalConfig = None) -> None:
     )
     runtime.handle_sighup = True
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await runtime.start()
-        try:
-            await stop.wait()
-        finally:
-            await runtime.stop()
-
-    asyncio.run(main())
+    run_until_stopped(runtime)
 
 
 db = typer.Typer(help="Database schema.", no_args_is_help=True)
