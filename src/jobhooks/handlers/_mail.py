@@ -1,11 +1,24 @@
-"""What the email handlers share: SMTP properties, message building and sending."""
+"""What the email handlers share: SMTP properties, message building and sending.
+
+Header fields that carry outside text (Subject from job data, From and To from
+the configuration) are composed and folded here, never parsed by the ``email``
+package: its parser decodes RFC 2047 encoded words, and some versions wrote a
+decoded CR/LF back out as a new header line (CVE-2024-6923). Here text stays
+text: printable ASCII without ``=?`` goes out as is, anything else as base64
+encoded words of exactly that text, which a mail reader shows literally.
+"""
 
 from __future__ import annotations
 
+import base64
+import re
+import unicodedata
+from collections.abc import Sequence
 from email.message import EmailMessage
+from email.policy import Policy
 from email.utils import formatdate, make_msgid
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import aiosmtplib
 
@@ -14,12 +27,144 @@ from jobhooks.handlers._templates import compile_template, render
 
 __all__ = ["EmailHandler", "header_text"]
 
+_LINE = 76
+"""Header lines are folded to this length: RFC 2047's limit for lines with encoded words."""
+_PLAIN = re.compile(r"[ -~]*")
+_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_ATEXT_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]+")
+_ADDR_SPEC = r'[^\s<>(),;:"\\]+'
+_MAILBOX = re.compile(
+    rf'(?P<bare>{_ADDR_SPEC})|(?P<name>"(?:[^"\\]|\\.)*"|[^<>"]*?)\s*<(?P<addr>{_ADDR_SPEC})>'
+)
+
 
 def header_text(value: str, limit: int = 200) -> str:
-    """Make a value safe for a header: no CR, LF or other control characters."""
-    cleaned = "".join(" " if ord(ch) < 32 or ord(ch) == 127 else ch for ch in value)
+    """Make a value safe for a header: no CR, LF or other control characters.
+
+    Controls (C0, DEL, C1) become spaces, runs of whitespace one space, and
+    text longer than ``limit`` is cut, ending in "…".
+    """
+    cleaned = "".join(_header_char(ch) for ch in value)
     cleaned = " ".join(cleaned.split())
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
+
+
+def _header_char(ch: str) -> str:
+    category = unicodedata.category(ch)
+    if category == "Cc":  # C0, DEL and C1 controls
+        return " "
+    if category == "Cs":  # a lone surrogate, from a JSON escape: not encodable
+        return "\ufffd"
+    return ch
+
+
+def _plain(text: str) -> bool:
+    """Whether text can go into a header as is: printable ASCII a reader will not decode."""
+    return _PLAIN.fullmatch(text) is not None and "=?" not in text
+
+
+def _encoded_words(text: str, longest: int) -> list[str]:
+    """Text as UTF-8 base64 encoded words of at most ``longest`` characters each.
+
+    Whole characters per word (RFC 2047 section 5); a reader joins adjacent
+    encoded words without the space between them, so this is exactly ``text``.
+    """
+    most = (longest - len("=?utf-8?b??=")) // 4 * 3
+    chunks: list[bytes] = []
+    chunk = b""
+    for ch in text:
+        data = ch.encode("utf-8", "replace")
+        if chunk and len(chunk) + len(data) > most:
+            chunks.append(chunk)
+            chunk = b""
+        chunk += data
+    if chunk:
+        chunks.append(chunk)
+    return [f"=?utf-8?b?{base64.b64encode(chunk).decode('ascii')}?=" for chunk in chunks]
+
+
+class _Header(str):
+    """A header field composed here: its text as ``str``, its wire form from ``fold``.
+
+    To the ``email`` policies a value with a matching ``name`` is a header
+    object: they store it unparsed and write it by calling ``fold`` (see
+    EmailPolicy.header_store_parse and fold), so no version of the email
+    package ever parses, decodes or refolds it.
+    """
+
+    name: str
+    tokens: tuple[str, ...]
+
+    def __new__(cls, name: str, text: str, tokens: Sequence[str]) -> _Header:
+        if any(not token or _BREAKS.search(token) for token in tokens):
+            raise ValueError(f"{name}: empty or line-breaking header text: {tokens!r}")
+        header = super().__new__(cls, text)
+        header.name = name
+        header.tokens = tuple(tokens)
+        return header
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.name, str(self), self.tokens))
+
+    def fold(self, *, policy: Policy) -> str:
+        """``Name: tokens`` in lines of at most 76 characters, folded between tokens."""
+        lines = [f"{self.name}:"]
+        for token in self.tokens:
+            if len(lines[-1]) + 1 + len(token) > _LINE and lines[-1] != f"{self.name}:":
+                lines.append("")
+            lines[-1] += " " + token
+        return policy.linesep.join(lines) + policy.linesep
+
+
+def _subject(text: str) -> _Header:
+    """The Subject field for text already cleaned by header_text."""
+    tokens = text.split() if _plain(text) else _encoded_words(text, _LINE - len("Subject: "))
+    return _Header("Subject", text, tokens)
+
+
+def _mailbox(value: str, what: str) -> tuple[str, str]:
+    """(display name, address) of one configured address; ValueError if it is not one.
+
+    Accepts ``address``, ``Name <address>`` and ``"Name" <address>``; an
+    address has no spaces, quotes, angle brackets, parentheses, commas,
+    semicolons, colons or ``=?``.
+    """
+    match = _MAILBOX.fullmatch(value.strip())
+    if match is None or _BREAKS.search(value) or "=?" in (match["bare"] or match["addr"]):
+        raise ValueError(f"property {what}: not an email address: {value!r}")
+    if match["bare"]:
+        return "", match["bare"]
+    name = match["name"]
+    if name.startswith('"'):
+        name = re.sub(r"\\(.)", r"\1", name[1:-1])
+    return header_text(name, limit=998), match["addr"]
+
+
+def _addresses(name: str, mailboxes: Sequence[tuple[str, str]]) -> _Header:
+    """An address field (From, To) listing mailboxes from _mailbox()."""
+    tokens: list[str] = []
+    shown: list[str] = []
+    for display, address in mailboxes:
+        if tokens:
+            tokens[-1] += ","
+        if not display:
+            tokens.append(address)
+            shown.append(address)
+            continue
+        atoms = _ATEXT_PHRASE.fullmatch(display) is not None
+        if not _plain(display):
+            tokens += _encoded_words(display, _LINE - len(f"{name}: "))
+        elif atoms:
+            tokens += display.split(" ")
+        else:
+            tokens.append(_quoted(display))
+        tokens.append(f"<{address}>")
+        shown.append(f"{display if atoms else _quoted(display)} <{address}>")
+    return _Header(name, ", ".join(shown), tokens)
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class EmailHandler(JobCompleteHandler):
@@ -56,6 +201,8 @@ class EmailHandler(JobCompleteHandler):
             raise ValueError("property Password is set but Username is not")
         if self.ca_bundle is not None and not Path(self.ca_bundle).is_file():
             raise ValueError(f"property CaBundle: no such file: {self.ca_bundle}")
+        self._from = _mailbox(self.mail_from, "MailFrom")
+        self._to = [_mailbox(address, "EmailRecipients") for address in self.email_recipients]
 
     def compose(self, context: JobCompleteContext, subject: str, body: str) -> EmailMessage:
         """The message for a context: the templates when configured, else the defaults."""
@@ -66,20 +213,30 @@ class EmailHandler(JobCompleteHandler):
         return self.build_message(subject, body)
 
     def build_message(self, subject: str, body: str) -> EmailMessage:
-        """A plain-text message from MailFrom to EmailRecipients."""
+        """A plain-text message from MailFrom to EmailRecipients.
+
+        The subject is cleaned by header_text and written as text only: a
+        reader shows what it says, even when that looks like an encoded word.
+        """
         message = EmailMessage()
-        message["From"] = header_text(self.mail_from or "")
-        message["To"] = ", ".join(header_text(address) for address in self.email_recipients)
-        message["Subject"] = header_text(subject)
+        message["From"] = _addresses("From", [self._from])
+        message["To"] = _addresses("To", self._to)
+        message["Subject"] = _subject(header_text(subject))
         message["Date"] = formatdate(localtime=False, usegmt=True)
         message["Message-ID"] = make_msgid(domain="jobhooks")
         message.set_content(body)
         return message
 
     async def send(self, message: EmailMessage) -> None:
-        """Send through the configured SMTP server; raises on any delivery error."""
+        """Send through the configured SMTP server; raises on any delivery error.
+
+        The envelope is MailFrom to EmailRecipients, never read back from
+        the message's headers.
+        """
         await aiosmtplib.send(
             message,
+            sender=self._from[1],
+            recipients=[address for _, address in self._to],
             hostname=self.smtp_server,
             port=self.smtp_port,
             username=self.username,
