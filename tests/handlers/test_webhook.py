@@ -6,20 +6,29 @@ import asyncio
 import base64
 import dataclasses
 import gc
+import http
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from conftest import HttpReceiver, Received, TestCertificates
 from standardwebhooks import Webhook
+from support.app import TestClient
+from support.reports import AGENT_A, report
+from support.server import wait_for
+from support.server import write_config as write_server_config
 
 from jobhooks import JobCompleteContext
+from jobhooks.api import create_app
 from jobhooks.dispatch.execute import Outcome, run_attempt
 from jobhooks.registry.build import load
 from jobhooks.registry.matching import RegisteredHandler
+from jobhooks.runtime import Runtime
+from jobhooks.store.tokens import create_token
 from jobhooks.testing import sample_context
 
 WriteConfig = Callable[..., Path]
@@ -191,7 +200,10 @@ def test_a_non_2xx_answer_is_a_failed_attempt_naming_the_status(
         registered(write_config(webhook_config(http_receiver.url))), sample_context()
     )
     assert not outcome.succeeded
-    assert outcome.error == f"WebhookError: POST {http_receiver.url} answered {status}: 'nope'"
+    reason = http.HTTPStatus(status).phrase
+    assert outcome.error == (
+        f"WebhookError: POST to 127.0.0.1:{http_receiver.port} answered {status} {reason}: 'nope'"
+    )
     assert len(http_receiver.requests) == 1, "a redirect is not followed"
 
 
@@ -207,7 +219,9 @@ def test_a_receiver_that_does_not_answer_in_time_is_a_failed_attempt(
     (outcome,) = deliver(registered(config), sample_context())
     assert not outcome.succeeded
     assert outcome.error is not None
-    assert outcome.error.startswith(f"WebhookError: POST {http_receiver.url} failed: ReadTimeout")
+    assert outcome.error.startswith(
+        f"WebhookError: POST to 127.0.0.1:{http_receiver.port} failed: ReadTimeout"
+    )
 
 
 def test_the_registration_timeout_also_ends_a_hanging_delivery(
@@ -228,7 +242,9 @@ def test_a_receiver_that_is_not_there_is_a_failed_attempt(
     (outcome,) = deliver(registered(write_config(webhook_config(url))), sample_context())
     assert not outcome.succeeded
     assert outcome.error is not None
-    assert outcome.error.startswith(f"WebhookError: POST {url} failed: ConnectError")
+    assert outcome.error.startswith(
+        f"WebhookError: POST to 127.0.0.1:{http_receiver.port} failed: ConnectError"
+    )
 
 
 @pytest.mark.parametrize(
@@ -300,3 +316,139 @@ def test_a_receiver_behind_a_private_ca_is_trusted_through_ca_bundle(
     assert not without_ca[0].succeeded
     assert "CERTIFICATE_VERIFY_FAILED" in (without_ca[0].error or "")
     assert len(receiver.requests) == 1
+
+
+# The url and headers carry credentials: no error, log line or API answer may show them.
+
+SECRET_PATH = "/services/T0PATHSECRET/B0PATHSECRET/XXpathsecretXX"
+SECRET_QUERY = "token=query-token-Kq2"
+SECRET_USER, SECRET_PASSWORD = "hookuser-Lr6", "hook-password-Jw5"
+SECRET_HEADER = "api-key-header-Vm9"
+SECRET_PARTS = (
+    "PATHSECRET",
+    "pathsecret",
+    "query-token-Kq2",
+    SECRET_USER,
+    SECRET_PASSWORD,
+    SECRET_HEADER,
+)
+
+
+def secret_url(base: str) -> str:
+    """``base`` (``http://host:port``) with credentials, a secret path and a query token."""
+    scheme, _, address = base.partition("://")
+    return f"{scheme}://{SECRET_USER}:{SECRET_PASSWORD}@{address}{SECRET_PATH}?{SECRET_QUERY}"
+
+
+def secret_hook(base: str, **policy: Any) -> str:
+    return webhook_config(
+        secret_url(base), f'headers = {{ "X-Api-Key" = "{SECRET_HEADER}" }}', **policy
+    )
+
+
+def assert_no_secret(*texts: str | None) -> None:
+    for text in texts:
+        for part in SECRET_PARTS:
+            assert part not in (text or ""), f"{part!r} leaked into {text!r}"
+
+
+def test_a_failed_delivery_names_the_host_but_no_secret_part_of_the_url(
+    write_config: WriteConfig, http_receiver: HttpReceiver
+) -> None:
+    # Many receivers echo the path they could not serve; that must not leak it either.
+    http_receiver.respond = lambda request: (500, f"down; no route {request.path}".encode())
+    config = write_config(secret_hook(http_receiver.url))
+    (outcome,) = deliver(registered(config), sample_context())
+    assert not outcome.succeeded
+    assert outcome.error is not None
+    assert outcome.error.startswith(
+        f"WebhookError: POST to 127.0.0.1:{http_receiver.port} "
+        "answered 500 Internal Server Error: 'down; no route "
+    ), outcome.error
+    assert_no_secret(outcome.error, outcome.traceback)
+    (request,) = http_receiver.requests
+    assert request.path == SECRET_PATH
+    assert request.query == {"token": ["query-token-Kq2"]}
+    assert request.headers["x-api-key"] == SECRET_HEADER
+    expected = base64.b64encode(f"{SECRET_USER}:{SECRET_PASSWORD}".encode()).decode()
+    assert request.headers["authorization"] == f"Basic {expected}"
+
+
+def test_a_receiver_that_is_not_there_is_named_by_its_host_only(
+    write_config: WriteConfig, http_receiver: HttpReceiver
+) -> None:
+    base = http_receiver.url
+    http_receiver.close()
+    (outcome,) = deliver(registered(write_config(secret_hook(base))), sample_context())
+    assert not outcome.succeeded
+    assert outcome.error is not None
+    assert outcome.error.startswith(
+        f"WebhookError: POST to 127.0.0.1:{http_receiver.port} failed: ConnectError"
+    ), outcome.error
+    assert_no_secret(outcome.error, outcome.traceback)
+
+
+def test_an_http_error_quoting_the_url_is_not_copied_into_the_error(
+    write_config: WriteConfig, http_receiver: HttpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def send(self: httpx.AsyncClient, request: httpx.Request, **kwargs: Any) -> Any:
+        raise httpx.ConnectError(f"cannot reach {request.url}", request=request)
+
+    monkeypatch.setattr(httpx.AsyncClient, "send", send)
+    (outcome,) = deliver(registered(write_config(secret_hook(http_receiver.url))), sample_context())
+    assert not outcome.succeeded
+    assert outcome.error == (
+        f"WebhookError: POST to 127.0.0.1:{http_receiver.port} failed: ConnectError"
+    )
+    assert_no_secret(outcome.error, outcome.traceback)
+
+
+def test_url_and_headers_may_be_env_references(
+    cli: Any,
+    write_config: WriteConfig,
+    http_receiver: HttpReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HOOK_URL", secret_url(http_receiver.url))
+    monkeypatch.setenv("HOOK_KEY", SECRET_HEADER)
+    config = write_config(
+        webhook_config("env:HOOK_URL", 'headers = { "X-Api-Key" = "env:HOOK_KEY" }')
+    )
+    (outcome,) = deliver(registered(config), sample_context())
+    assert outcome.succeeded, outcome.error
+    (request,) = http_receiver.requests
+    assert (request.path, request.headers["x-api-key"]) == (SECRET_PATH, SECRET_HEADER)
+    shown = cli("handlers", "-c", str(config))
+    assert shown.exit_code == 0, shown.output
+    assert "url=env:HOOK_URL" in shown.stdout
+    assert "env:HOOK_KEY" in shown.stdout
+    assert_no_secret(shown.output)
+
+
+def test_a_viewer_reading_a_failed_run_sees_the_host_but_no_secret(
+    tmp_path: Path, http_receiver: HttpReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    http_receiver.respond = lambda request: (500, f"no route {request.path}".encode())
+    config = write_server_config(tmp_path, secret_hook(http_receiver.url, max_attempts=1))
+    runtime = Runtime(load(config), config)
+    engine = runtime.store.engine
+    agent = {"Authorization": f"Bearer {create_token(engine, 'agent', AGENT_A)[0]}"}
+    viewer = {"Authorization": f"Bearer {create_token(engine, 'viewer')[0]}"}
+    with TestClient(create_app(runtime)) as client:
+        posted = client.post("/api/v1/job-completions", json=report(), headers=agent)
+        assert posted.status_code == 202, posted.text
+        completion_id = posted.json()["id"]
+
+        def dead_runs() -> Any:
+            answer = client.get("/api/v1/handler-runs", params={"status": "dead"}, headers=viewer)
+            assert answer.status_code == 200, answer.text
+            return answer if answer.json()["items"] else None
+
+        runs = wait_for(dead_runs, 15, "the webhook run to die")
+        detail = client.get(f"/api/v1/job-completions/{completion_id}", headers=viewer)
+        assert detail.status_code == 200, detail.text
+    assert len(http_receiver.requests) == 1
+    host = f"127.0.0.1:{http_receiver.port}"
+    assert host in runs.text and host in detail.text
+    assert "answered 500" in detail.text
+    assert_no_secret(runs.text, detail.text, caplog.text)

@@ -45,7 +45,7 @@ class PropertySpec:
     @property
     def secret(self) -> bool:
         """True when the value is a :class:`Secret`."""
-        return Secret in _flatten(self.annotation)
+        return _holds_secret(self.annotation)
 
     @property
     def type_text(self) -> str:
@@ -57,6 +57,14 @@ class PropertySpec:
         if self.required:
             return "required"
         return repr(self.default)
+
+
+def _holds_secret(annotation: Any) -> bool:
+    """True when ``annotation`` is a Secret or holds one (``list[Secret]``, ``dict[str,
+    Secret]``, optional ones): its values are then never shown."""
+    if annotation is Secret:
+        return True
+    return any(_holds_secret(arg) for arg in get_args(annotation))
 
 
 def _flatten(annotation: Any) -> set[Any]:

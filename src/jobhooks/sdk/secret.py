@@ -101,6 +101,8 @@ def _validate(value: object) -> Secret:
         return value
     if isinstance(value, str):
         return Secret(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return Secret(str(value))  # a number given unquoted, as web.config values are text
     raise SecretError(f"expected a string or a Secret, got {type(value).__name__}")
 
 
