@@ -12,7 +12,8 @@ The tree::
     │   └── CapabilityBroken   the platform stopped honouring a query it had accepted
     ├── LeaseLost              another node took over polling the platform's job history
     └── StoreError             the database cannot do what was asked
-        └── SchemaOutOfDate    the database schema is behind this version of jobhooks
+        ├── SchemaOutOfDate    the database schema is behind this version of jobhooks
+        └── DatabaseLost       the database file was deleted or replaced while in use
 
 Messages say what is wrong, where, and what to do, so the CLI can print them
 as they are.
@@ -27,6 +28,7 @@ __all__ = [
     "CapabilityBroken",
     "ConfigError",
     "ContextError",
+    "DatabaseLost",
     "FieldProblem",
     "JobhooksError",
     "LeaseLost",
@@ -125,3 +127,9 @@ class StoreError(JobhooksError):
 
 class SchemaOutOfDate(StoreError):
     """Raised when the database schema is behind this version; run ``jobhooks db upgrade``."""
+
+
+class DatabaseLost(StoreError):
+    """Raised once the SQLite database file was deleted or replaced under a running process:
+    what it writes from then on would be lost, so it refuses every write and read until it
+    is restarted (which opens, or creates, the file now at the path)."""

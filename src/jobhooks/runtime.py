@@ -6,9 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 import signal
-import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -29,6 +27,7 @@ from jobhooks.registry import LoadedConfig, Registry, build_registry, load
 from jobhooks.store import Store
 from jobhooks.store.engine import is_sqlite, sqlite_path
 from jobhooks.store.facade import RELOAD_CHANNEL, RUNS_CHANNEL
+from jobhooks.store.nodes import NodeIdentity
 
 __all__ = ["DEFAULT_DATA_DIR", "Runtime", "default_config", "load_for_serving", "resolve_database"]
 
@@ -36,6 +35,8 @@ logger = logging.getLogger("jobhooks")
 
 DEFAULT_DATA_DIR = Path("jobhooks-data")
 RETENTION_EVERY = 3600.0
+STALL_FLOOR = 5.0
+"""Seconds the event loop may stall before the heartbeat stops, whatever ``[server] lease``."""
 
 
 def default_config(data_dir: Path = DEFAULT_DATA_DIR) -> LoadedConfig:
@@ -84,6 +85,8 @@ class Runtime:
         server = config.server
         self.database = database or resolve_database(server.database, config_path)
         self.lease_grace = server.lease
+        self.node = NodeIdentity.of_this_process()
+        """This process, as its heartbeat row names it (the worker's and poller's id)."""
         self.store = Store(self.database, default_lease=server.lease + 30.0, migrate=migrate)
         self.live = LiveConfig(loaded, config_path, catalog=self._catalog)
         self.metrics = Metrics(self.store.backlog)
@@ -99,12 +102,14 @@ class Runtime:
                 threads=server.threads,
                 lease_grace=server.lease,
                 metrics=self.metrics,
+                worker_id=self.node.id,
             )
             self.store.set_local_worker(self.worker)
         self._planned: tuple[Registry | None, dict[Any, Any]] = (None, {})
         self._tasks: list[asyncio.Task[Any]] = []
         self.wakeup: PostgresWakeup | None = None
-        self.node_id = f"{socket.gethostname()}:{os.getpid()}"
+        self.node_id = self.node.id
+        self._tick = time.monotonic()
         self.poller: Poller | None = None
         """Follows the platform's job history when ``[poll] enabled`` (one node at a time)."""
         if config.poll.enabled:
@@ -167,6 +172,9 @@ class Runtime:
         # loop (and every check-in) for milliseconds at a time.
         gc.collect()
         gc.freeze()
+        self._tasks.append(asyncio.create_task(self._ticking(), name="jobhooks-tick"))
+        # Registered before the worker takes runs: what it holds names a live process.
+        await self.store.start_heartbeat(self.node, self._making_progress)
         if self.worker is not None:
             self._tasks.append(asyncio.create_task(self.worker.run(), name="jobhooks-worker"))
         self._tasks.append(asyncio.create_task(self._retention(), name="jobhooks-retention"))
@@ -198,6 +206,16 @@ class Runtime:
                 await task
         await self.clients.aclose()
         self.store.close()
+
+    async def _ticking(self) -> None:
+        while True:
+            self._tick = time.monotonic()
+            await asyncio.sleep(1.0)
+
+    def _making_progress(self) -> bool:
+        # Called from the store's writer thread: a process whose event loop has not run
+        # for a whole lease stops its heartbeat, so its runs go to another worker.
+        return time.monotonic() - self._tick < max(self.lease_grace, STALL_FLOOR)
 
     async def _retention(self) -> None:
         await asyncio.sleep(60)

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pg import pg_database, pg_server, pg_template  # noqa: F401  (fixtures)
 from support.app import Api, TestClient
 from support.reports import AGENT_A, AGENT_B
 from support.server import write_config
@@ -16,8 +17,18 @@ from jobhooks.runtime import Runtime
 from jobhooks.store.tokens import create_token
 
 
+@pytest.fixture(params=["sqlite"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The database the app stores in: its own SQLite file (tests that must also run on
+    PostgreSQL parametrise this fixture with ``"postgresql"``)."""
+    if request.param == "postgresql":
+        url: str = request.getfixturevalue("pg_database")
+        return url
+    return "sqlite:///data/jobhooks.db"
+
+
 @pytest.fixture
-def api(tmp_path: Path) -> Iterator[Api]:
+def api(tmp_path: Path, database: str) -> Iterator[Api]:
     """The app for a config with one ``support.handlers:Appender`` for every job type."""
     config = write_config(
         tmp_path,
@@ -28,6 +39,7 @@ def api(tmp_path: Path) -> Iterator[Api]:
         job_types = "*"
         properties = {{ path = "{tmp_path / "record.log"}" }}
         """,
+        server=f'database = "{database}"\n',
     )
     runtime = Runtime(load(config), config)
     engine = runtime.store.engine

@@ -1,4 +1,4 @@
-"""Schemathesis over /openapi.json: no request the schema allows makes the API fail (5xx).
+"""Schemathesis over /openapi.json with every check: the API answers as it documents.
 
 Every operation gets a bounded number of generated requests with an admin
 token, so the operator endpoints are exercised too.
@@ -14,7 +14,6 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
 from schemathesis.python import asgi
 from support.server import write_config
 
@@ -68,7 +67,7 @@ def _operations() -> list[tuple[str, str]]:
 @pytest.mark.parametrize(
     ("method", "path"), _operations(), ids=[" ".join(o) for o in _operations()]
 )
-def test_no_generated_request_is_a_server_error(
+def test_every_generated_request_is_answered_as_documented(
     api_schema: Any, admin_headers: dict[str, str], method: str, path: str
 ) -> None:
     operation = api_schema[path][method]
@@ -82,7 +81,9 @@ def test_no_generated_request_is_a_server_error(
         max_examples=30, deadline=None, database=None, suppress_health_check=list(HealthCheck)
     )
     def call(case: Any) -> None:
-        case.call_and_validate(headers=admin_headers, checks=[not_a_server_error], timeout=10)
+        # Every check schemathesis has: no 5xx, documented statuses, content types and
+        # bodies, valid input accepted, invalid input refused.
+        case.call_and_validate(headers=admin_headers, timeout=10)
 
     call()
 

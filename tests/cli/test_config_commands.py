@@ -153,6 +153,35 @@ def test_handlers_shows_an_env_reference_but_not_its_value(
     assert smtp_password not in result.output
 
 
+def test_handlers_masks_the_webhook_url_and_headers(cli, write_config: WriteConfig) -> None:
+    # A webhook URL carries credentials (user info, a token, a secret path like Slack's),
+    # and its headers carry API keys: the listing shows neither.
+    url = "https://hookuser:hookpass-Qx3@hooks.example.com/services/T0SEC/B0SEC/XXsecXX?token=tq-Z7"
+    hook = f"""
+[[handlers]]
+name = "hook"
+type = "webhook"
+job_types = "*"
+[handlers.properties]
+url = "{url}"
+headers = {{ Authorization = "Bearer header-token-Wd2", "X-Tenant" = "tenant-Gh8" }}
+"""
+    result = cli("handlers", "--config", str(write_config(hook)))
+    assert result.exit_code == 0, result.output
+    assert "url=**********" in result.stdout
+    assert "Authorization" in result.stdout and "X-Tenant" in result.stdout
+    for secret in (
+        "hookuser",
+        "hookpass-Qx3",
+        "T0SEC",
+        "XXsecXX",
+        "tq-Z7",
+        "header-token-Wd2",
+        "tenant-Gh8",
+    ):
+        assert secret not in result.output
+
+
 def test_handlers_without_a_config_lists_installed_types(cli, tmp_path: Path) -> None:
     result = cli("handlers", "-c", str(tmp_path / "absent.toml"))
     assert result.exit_code == 0, result.output

@@ -113,3 +113,44 @@ def test_a_hanging_handler_isolated_in_a_process_is_killed_at_its_timeout(
     assert not outcome.succeeded
     assert outcome.error == "timed out after 1 s (killed)"
     assert time.perf_counter() - started < 10
+
+
+def test_waiting_for_a_free_thread_is_not_part_of_the_timeout(
+    register: Register, tmp_path: Path
+) -> None:
+    """Three runs of a 0.3 s handler share one thread and a 0.5 s timeout: the last waits
+    0.6 s for the thread, yet each attempt is timed from its own start."""
+    trace = tmp_path / "trace.log"
+    registered = register("Sleeps", timeout=0.5, properties={"path": str(trace), "seconds": 0.3})
+
+    async def main() -> list[Outcome]:
+        slots = asyncio.Semaphore(1)
+        return list(
+            await asyncio.gather(
+                *(run_attempt(registered, sample_context(), slots) for _ in range(3))
+            )
+        )
+
+    outcomes = asyncio.run(main())
+
+    assert [outcome.error for outcome in outcomes] == [None, None, None]
+    assert all(0.25 <= outcome.duration < 0.5 for outcome in outcomes)
+    starts = sorted(outcome.started_at for outcome in outcomes)
+    assert starts[2] - starts[0] >= 0.5, "the third started when a thread was free"
+    assert len(read_lines(trace)) == 3, "each body ran once"
+
+
+def test_an_async_handler_that_ignores_its_cancellation_is_abandoned(
+    register: Register,
+) -> None:
+    registered = register("IgnoresCancellation", timeout=0.2, properties={"seconds": 2.5})
+
+    async def main() -> tuple[Outcome, float]:
+        started = time.perf_counter()
+        outcome = await run_attempt(registered, sample_context())
+        return outcome, time.perf_counter() - started
+
+    outcome, took = asyncio.run(main())
+
+    assert outcome.error == "timed out after 0.2 s"
+    assert took < 1.5, "the attempt ends soon after its timeout, not when the handler does"

@@ -168,3 +168,36 @@ def test_a_hung_handler_neither_blocks_others_nor_the_stop(tmp_path: Path) -> No
         asyncio.run(main())
     finally:
         store.close()
+
+
+def test_sync_runs_beyond_the_free_threads_wait_without_timing_out(tmp_path: Path) -> None:
+    """Eight runs of a 0.3 s handler on two threads (timeout 0.5 s): those that wait for
+    a thread are not recorded as timed out, and every body runs exactly once."""
+    trace = tmp_path / "trace.log"
+    registry = build_registry(
+        tmp_path,
+        {
+            "name": "slow",
+            "type": "support.handlers:Sleeps",
+            "timeout": 0.5,
+            "backoff": 0.01,
+            "properties": {"path": str(trace), "seconds": 0.3},
+        },
+    )
+    store = Store(f"sqlite:///{tmp_path / 'w.db'}")
+
+    async def main() -> list[dict[str, Any]]:
+        async with running_worker(store, lambda: registry):
+            receipts = [await store.check_in(new_completion("slow")) for _ in range(8)]
+            return [await settled(store, receipt.id) for receipt in receipts]
+
+    try:
+        details = asyncio.run(main())
+    finally:
+        store.close()
+    runs = [detail["handler_runs"][0] for detail in details]
+    assert [run["status"] for run in runs] == ["succeeded"] * 8
+    assert [run["total_attempts"] for run in runs] == [1] * 8, [r["last_error"] for r in runs]
+    assert all(run["duration"] < 0.5 for run in runs), "durations count the handler only"
+    executions = [line.split()[0] for line in read_lines(trace)]
+    assert sorted(executions) == sorted(detail["id"] for detail in details)

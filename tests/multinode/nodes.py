@@ -31,11 +31,21 @@ from jobhooks.store.tokens import create_token
 FINAL = ("succeeded", "dead")
 
 
-def spawn(args: Sequence[str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
-    """``python -m jobhooks.cli ARGS`` in a session of its own, output to ``log``."""
+def spawn(
+    args: Sequence[str], log: Path, cwd: Path, hostname: str | None = None
+) -> subprocess.Popen[bytes]:
+    """``python -m jobhooks.cli ARGS`` in a session of its own, output to ``log``.
+
+    With ``hostname`` it runs in a UTS namespace of its own under that host name, as a
+    process on another machine would look (its pid then tells nothing to the others).
+    """
+    command = [sys.executable, "-m", "jobhooks.cli", *args]
+    if hostname is not None:
+        command = ["unshare", "--uts", "sh", "-c", f'hostname {hostname} && exec "$@"', "-"]
+        command += [sys.executable, "-m", "jobhooks.cli", *args]
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "jobhooks.cli", *args],
+            command,
             stdout=out,
             stderr=subprocess.STDOUT,
             env=child_env(),
@@ -91,16 +101,20 @@ class ApiNode(ServerProcess):
 class WorkerProcess:
     """``jobhooks worker --config CONFIG``."""
 
-    def __init__(self, config: Path, log: Path) -> None:
+    def __init__(self, config: Path, log: Path, hostname: str | None = None) -> None:
         self.config = config
         self.log_path = log
+        self.hostname = hostname
         self.process: subprocess.Popen[bytes] | None = None
         self.killed = False
 
     def start(self) -> WorkerProcess:
         """Start the process (it is ready once it listens; see :meth:`Cluster.wait_listening`)."""
         self.process = spawn(
-            ["worker", "--config", str(self.config)], self.log_path, self.config.parent
+            ["worker", "--config", str(self.config)],
+            self.log_path,
+            self.config.parent,
+            self.hostname,
         )
         return self
 
@@ -141,12 +155,16 @@ class Cluster:
 
     # -- configuration and tokens ----------------------------------------------
 
-    def write_config(self, handlers: str, *, lease: float = 1, server: str = "") -> Path:
-        """Write ``jobhooks.toml`` for this database: short leases, ``handlers``."""
+    def write_config(self, handlers: str, *, lease: float | None = None, server: str = "") -> Path:
+        """Write ``jobhooks.toml`` for this database and ``handlers`` (``[server] lease``
+        as given, else its default)."""
         text = (
             "[server]\n"
             f'database = "{self.url}"\n'
-            f"lease = {lease}\n" + textwrap.dedent(server) + "\n" + textwrap.dedent(handlers)
+            + (f"lease = {lease}\n" if lease is not None else "")
+            + textwrap.dedent(server)
+            + "\n"
+            + textwrap.dedent(handlers)
         )
         self.config.write_text(text, encoding="utf-8")
         return self.config
@@ -164,9 +182,10 @@ class Cluster:
         self.apis.append(node)
         return node.start() if wait else node.launch()
 
-    def worker(self) -> WorkerProcess:
-        """Start a worker process."""
-        process = WorkerProcess(self.config, self.directory / f"worker-{len(self.workers)}.log")
+    def worker(self, hostname: str | None = None) -> WorkerProcess:
+        """Start a worker process (under another host name, if given: see :func:`spawn`)."""
+        log = self.directory / f"worker-{len(self.workers)}.log"
+        process = WorkerProcess(self.config, log, hostname)
         self.workers.append(process)
         return process.start()
 

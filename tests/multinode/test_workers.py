@@ -1,5 +1,6 @@
 """Worker processes sharing one PostgreSQL database: claims never overlap, and a worker
-that dies mid-run loses nothing (its lease expires and another worker takes the run)."""
+that dies mid-run loses nothing (its heartbeat stops and another worker takes the run
+within seconds)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import collections
 import time
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 from support.reports import new_completion
 from support.server import wait_for
@@ -93,41 +95,46 @@ def _held(cluster: Cluster) -> list[Any]:
         return list(connection.execute(select(runs.c.worker).where(runs.c.worker.is_not(None))))
 
 
+@pytest.mark.parametrize(
+    "hosts",
+    [(None, None), ("node-a", "node-b")],
+    ids=["same machine: its pid is gone", "other machines: its heartbeat stops"],
+)
 def test_a_worker_killed_mid_run_leaves_a_lost_attempt_and_another_finishes(
-    cluster: Cluster,
+    cluster: Cluster, hosts: tuple[str | None, str | None]
 ) -> None:
     trace = cluster.directory / "stall.log"
+    # A long timeout and the default [server] lease: the run's lease lasts 90 s, so only
+    # the killed worker's silence can explain a takeover within seconds.
     cluster.write_config(
         f"""
         [[handlers]]
         name = "stall"
         type = "multinode.handlers:StallsOnFirstAttempt"
         job_types = "*"
-        timeout = 3
+        timeout = 30
         max_attempts = 3
-        properties = {{ path = "{trace}", stall = 30 }}
-        """,
-        lease=1,
+        properties = {{ path = "{trace}", stall = 120 }}
+        """
     )
-    workers = {worker.pid: worker for worker in (cluster.worker(), cluster.worker())}
+    workers = {worker.pid: worker for worker in (cluster.worker(h) for h in hosts)}
     cluster.wait_listening("jobhooks_runs", 2)
     [receipt] = _store(cluster.url, 1, "stall")
-    stored_at = time.monotonic()
 
     first = wait_for(lambda: trace_lines(trace), 10, "the first attempt to start")
     assert first[0][:3] == ["started", receipt.id, "1"]
     victim = workers.pop(int(first[0][3]))
     victim.kill()
+    killed_at = time.monotonic()
     [survivor] = workers.values()
 
-    def done() -> list[str] | None:
+    def resumed() -> list[str] | None:
         survivor.assert_running()
         return next((line for line in trace_lines(trace) if line[0] == "done"), None)
 
-    finished = wait_for(done, 15, "another worker to finish the run")
-    took = time.monotonic() - stored_at
+    finished = wait_for(resumed, 20, "another worker to resume the run within 20 s")
+    took = time.monotonic() - killed_at
     assert finished == ["done", receipt.id, "2", str(survivor.pid)]
-    assert took >= 3.5, "the run was taken again before its lease (timeout 3 + grace 1) expired"
 
     detail = wait_for(
         lambda: _settled(cluster.detail(receipt.id)), 10, "the outcome to be recorded"
@@ -138,10 +145,11 @@ def test_a_worker_killed_mid_run_leaves_a_lost_attempt_and_another_finishes(
     lost, succeeded = run["attempt_history"]
     assert lost["outcome"] == "lost"
     assert lost["worker"].split(":")[1] == str(victim.pid)
-    assert "lease expired" in lost["error"]
+    assert "process is gone" in lost["error"]
     assert succeeded["outcome"] == "succeeded"
     assert succeeded["worker"].split(":")[1] == str(survivor.pid)
     assert [line[0] for line in trace_lines(trace)] == ["started", "started", "done"]
+    print(f"\nanother worker resumed the killed worker's run {took:.1f} s after the kill")
 
 
 def _settled(detail: dict[str, Any]) -> dict[str, Any] | None:

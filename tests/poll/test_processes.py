@@ -153,3 +153,43 @@ def test_two_nodes_on_postgresql_store_every_run_exactly_once(
     assert repeated == [], "none twice"
     assert sorted(ids) == sorted(expected), "none missed"
     assert len(expected) > 40
+
+
+def _owner(config_dir: Path) -> str | None:
+    """Who holds the poller's lease in the SQLite database of a test's configuration."""
+    path = config_dir / "data" / "jobhooks.db"
+    if not path.exists():
+        return None
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        with engine.connect() as connection:
+            return connection.execute(text("SELECT owner FROM poll_state")).scalar()
+    except Exception:
+        return None  # not created yet
+    finally:
+        engine.dispose()
+
+
+def test_a_restarted_polling_node_polls_again_at_once(platform: Platform, tmp_path: Path) -> None:
+    """The poller's lease lasts [poll] lease (60 s here); a node restarted after a SIGKILL
+    takes it back at once, since the process that held it is gone."""
+    fake = platform.fake
+    config = platform.write_config(poll="interval = 0.2\nlease = 60")
+    env = platform_env(fake)
+    with process(["worker", "--config", str(config)], env, tmp_path / "first.log") as first:
+        owner = wait_for(lambda: _owner(platform.directory), 30, "the node to take the lease")
+        assert owner.split(":")[1] == str(first.pid)
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    after_the_kill = [fake.add(result=FAILURE) for _ in range(3)]
+    with process(["worker", "--config", str(config)], env, tmp_path / "again.log") as again:
+        restarted = time.monotonic()
+        wait_for(
+            lambda: set(after_the_kill) <= set(history_ids(platform.completions())),
+            15,
+            f"the restarted node to poll:\n{(tmp_path / 'again.log').read_text()[-2000:]}",
+        )
+        took = time.monotonic() - restarted
+        owner = _owner(platform.directory)
+        assert owner is not None and owner.split(":")[1] == str(again.pid)
+    print(f"\nthe restarted node polled again {took:.1f} s after it started")

@@ -121,3 +121,31 @@ class Exits(JobCompleteHandler):
 
     def run_handler(self, context: JobCompleteContext) -> bool:
         os._exit(3)
+
+
+class Sleeps(JobCompleteHandler):
+    """Sleeps ``seconds`` on its thread, then appends ``<completion_id> <attempt>`` to
+    ``path`` (a handler slower than the threads free for it)."""
+
+    path: str
+    seconds: float = 0.3
+
+    def run_handler(self, context: JobCompleteContext) -> bool:
+        time.sleep(self.seconds)
+        append_line(self.path, f"{context.completion_id} {context.attempt}")
+        return True
+
+
+class IgnoresCancellation(JobCompleteHandler):
+    """An async handler that swallows its cancellation and goes on for ``seconds``."""
+
+    seconds: float = 30.0
+
+    async def run_handler(self, context: JobCompleteContext) -> bool:
+        deadline = time.monotonic() + self.seconds
+        while time.monotonic() < deadline:
+            try:
+                await asyncio.sleep(0.05)
+            except asyncio.CancelledError:
+                continue
+        return True

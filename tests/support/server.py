@@ -101,13 +101,15 @@ def wait_for(probe: Callable[[], T | None], timeout: float, what: str, interval:
 
 
 def write_config(directory: Path, handlers: str, server: str = "", extra: str = "") -> Path:
-    """A jobhooks.toml in ``directory``: its own SQLite database, short leases, ``handlers``."""
+    """A jobhooks.toml in ``directory``: its own SQLite database (unless ``server`` names
+    another) and ``handlers``."""
     path = directory / "jobhooks.toml"
+    server = textwrap.dedent(server)
+    own = "" if "database" in server else 'database = "sqlite:///data/jobhooks.db"\n'
     text = (
         "[server]\n"
-        'database = "sqlite:///data/jobhooks.db"\n'
-        "lease = 1\n"
-        + textwrap.dedent(server)
+        + own
+        + server
         + "\n"
         + textwrap.dedent(extra)
         + "\n"

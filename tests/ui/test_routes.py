@@ -276,3 +276,40 @@ def test_the_session_cookie_is_secure_over_https(ui: Ui) -> None:
     answer = client.post("/ui/login", data={"csrf": csrf.group(1), "token": ui.tokens["admin"]})
     cookie = next(c for c in answer.headers.get_list("set-cookie") if SESSION_COOKIE in c)
     assert "Secure" in cookie
+
+
+def test_signing_out_ends_the_session_for_every_copy_of_its_cookie(ui: Ui) -> None:
+    csrf = ui.sign_in("admin")
+    saved = ui.client.cookies.get(SESSION_COOKIE)
+    assert saved
+
+    assert ui.client.post("/ui/logout", data={"csrf": csrf}).status_code == 303
+    ui.client.cookies.set(SESSION_COOKIE, saved, path="/ui")
+    replayed = ui.client.get("/ui/runs")
+
+    assert replayed.status_code == 303
+    assert replayed.headers["location"].startswith("/ui/login")
+
+
+def test_revoking_a_token_ends_its_sessions_at_once(ui: Ui) -> None:
+    ui.sign_in("viewer")
+    assert ui.client.get("/ui/runs").status_code == 200
+    viewer_id = ui.tokens["viewer"].split("_")[1]
+    assert revoke_token(ui.runtime.store.engine, viewer_id)
+
+    # No waiting for a cache: the session's row ended with the token.
+    assert ui.client.get("/ui/runs").status_code == 303
+
+
+def test_the_api_reference_is_a_dashboard_page_served_from_this_server(ui: Ui) -> None:
+    assert ui.client.get("/ui/api").status_code == 303, "it needs a session"
+    ui.sign_in("viewer")
+
+    page = ui.client.get("/ui/api")
+
+    assert page.status_code == 200
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert "POST /api/v1/job-completions" in page.text
+    assert "CompletionReport" in page.text and "job_result" in page.text
+    external = re.findall(r'(?:src|href)="(https?://[^"]+)"', page.text)
+    assert external == [], "nothing is loaded from another host"

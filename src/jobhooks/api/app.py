@@ -14,9 +14,10 @@ from starlette.responses import Response
 
 from jobhooks import __version__, ui
 from jobhooks.api import health, operator
-from jobhooks.api.checkin import MAX_BODY, PATH, CheckinEndpoint, check_in
-from jobhooks.api.problems import ApiProblem, problem_response
-from jobhooks.api.schemas import CheckinAnswer, CompletionReport
+from jobhooks.api.checkin import MAX_IDEMPOTENCY_KEY, PATH, CheckinEndpoint, check_in
+from jobhooks.api.guard import MAX_BODY, RequestGuard
+from jobhooks.api.problems import PROBLEM_SCHEMA, ApiProblem, problem_response
+from jobhooks.api.schemas import STORABLE, CheckinAnswer, CompletionReport
 
 __all__ = ["create_app"]
 
@@ -34,9 +35,14 @@ def _checkin_openapi() -> dict[str, Any]:
                 "name": "Idempotency-Key",
                 "in": "header",
                 "required": False,
-                "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+                "schema": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_IDEMPOTENCY_KEY,
+                    "pattern": "^[ -~]+$",
+                },
                 "description": "A repeat with the same key from the same agent answers "
-                "with the original.",
+                "with the original (printable ASCII).",
             }
         ],
         "responses": {
@@ -50,9 +56,56 @@ def _checkin_openapi() -> dict[str, Any]:
             "401": {"description": "No or unknown token"},
             "403": {"description": "The token belongs to another agent"},
             "413": {"description": f"Body over {MAX_BODY} bytes"},
+            "415": {"description": "The body is not JSON"},
             "422": {"description": "Invalid fields; `errors` lists each with why"},
+            "503": {"description": "The completion could not be stored; nothing was"},
         },
     }
+
+
+_ERRORS = {
+    "401": "No token, or an unknown or revoked one",
+    "403": "The token's role may not do this",
+    "404": "No such resource",
+    "409": "The run is pending or running; only a finished or failed one can be replayed",
+    "413": f"Body over {MAX_BODY} bytes",
+    "422": "Invalid parameters; `errors` lists each with why",
+    "503": "The database cannot answer now",
+}
+
+
+def _storable(schema: dict[str, Any]) -> None:
+    """Free text in a parameter takes anything but a NUL character (see api.guard)."""
+    for option in schema.get("anyOf", [schema]):
+        if option.get("type") == "string" and not {"pattern", "enum", "format"} & set(option):
+            option["pattern"] = STORABLE
+
+
+def _document_problems(schema: dict[str, Any]) -> None:
+    """Describe every error answer as what it is: an ``application/problem+json`` body."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["Problem"] = PROBLEM_SCHEMA
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, item in schema.get("paths", {}).items():
+        for method, operation in item.items():
+            for parameter in operation.get("parameters", []):
+                _storable(parameter.get("schema", {}))
+            responses = operation.setdefault("responses", {})
+            if path.startswith("/api/v1/"):
+                codes = ["401", "403", "422", "503"]
+                if "{" in path:
+                    codes.append("404")
+                if path.endswith("/replay"):
+                    codes.append("409")
+                if method == "post":
+                    codes.append("413")
+                for code in codes:
+                    responses.setdefault(code, {"description": _ERRORS[code]})
+            for code, response in responses.items():
+                if code.isdigit() and int(code) >= 400 and path != "/readyz":
+                    response["content"] = problem
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.pop(unused, None)
 
 
 async def _checkin_route(request: Request) -> Response:
@@ -87,6 +140,10 @@ def create_app(runtime: Any) -> CheckinEndpoint:
         version=__version__,
         description="Check-in API for orchestrator job completions, and operator endpoints.",
         lifespan=lifespan,
+        # The interactive pages would load their scripts from a CDN; the dashboard
+        # shows this document instead (/ui/api), from this server alone.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.runtime = runtime
     app.add_api_route(
@@ -113,6 +170,7 @@ def create_app(runtime: Any) -> CheckinEndpoint:
                 definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(definition.pop("$defs", {}))
                 components[model.__name__] = definition
+            _document_problems(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -139,4 +197,4 @@ def create_app(runtime: Any) -> CheckinEndpoint:
         headers = dict(exc.headers) if exc.headers else None
         return problem_response(exc.status_code, str(exc.detail), None, headers)
 
-    return CheckinEndpoint(runtime, app)
+    return CheckinEndpoint(runtime, RequestGuard(app))

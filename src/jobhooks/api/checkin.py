@@ -13,18 +13,20 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from jobhooks.api.guard import MAX_BODY
 from jobhooks.api.problems import ApiProblem, problem_body
 from jobhooks.errors import StoreError
 from jobhooks.sdk.context import parse_fields
 from jobhooks.store.records import NewCompletion, PlannedRun
 
-__all__ = ["MAX_BODY", "MAX_IDEMPOTENCY_KEY", "PATH", "CheckinEndpoint", "check_in"]
+__all__ = ["MAX_IDEMPOTENCY_KEY", "PATH", "CheckinEndpoint", "check_in", "is_json"]
 
 logger = logging.getLogger("jobhooks.api")
 
 PATH = "/api/v1/job-completions"
-MAX_BODY = 64 * 1024
 MAX_IDEMPOTENCY_KEY = 200
+ALLOWED = "GET, POST"
+"""The methods of :data:`PATH`: POST reports a completion, GET lists them (operators)."""
 _SET_BY_JOBHOOKS = ("completion_id", "source", "attempt")
 
 Scope = MutableMapping[str, Any]
@@ -34,6 +36,18 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+def _valid_key(key: str) -> bool:
+    return 0 < len(key) <= MAX_IDEMPOTENCY_KEY and all(" " <= ch <= "~" for ch in key)
+
+
+def is_json(content_type: str) -> bool:
+    """True for ``application/json`` and ``application/<anything>+json``, with parameters."""
+    kind = content_type.split(";", 1)[0].strip().lower()
+    return kind == "application/json" or (
+        kind.startswith("application/") and kind.endswith("+json")
+    )
+
+
 def _parse(body: bytes) -> dict[str, Any]:
     if not body:
         raise ApiProblem(400, "the body is empty; send the completion as a JSON object")
@@ -41,6 +55,10 @@ def _parse(body: bytes) -> dict[str, Any]:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiProblem(400, f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiProblem(
+            400, "the body is not a completion: its JSON is nested too deeply"
+        ) from None
     if not isinstance(data, dict):
         raise ApiProblem(422, f"the body must be a JSON object, not {type(data).__name__}")
     return data
@@ -94,9 +112,10 @@ async def check_in(
                 [{"field": "agent_id", "message": "does not match the token's agent"}],
             )
         key = idempotency_key
-        if key is not None and (not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable()):
+        if key is not None and not _valid_key(key):
             raise ApiProblem(
-                400, f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters"
+                400,
+                f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters",
             )
         fields["source"] = "check-in"
         planned = _planned_runs(runtime, fields["job_type_id"])
@@ -105,7 +124,10 @@ async def check_in(
         runtime.metrics.rejected.labels(str(problem.status)).inc()
         return problem.status, problem_body(problem.status, problem.detail, problem.errors)
     except StoreError as exc:
-        logger.error("a completion could not be stored: %s", exc)
+        # The store logs each change of its state once; a line per refused report would
+        # drown the log during an outage.
+        logger.debug("a completion could not be stored: %s", exc)
+        runtime.metrics.rejected.labels("503").inc()
         return 503, problem_body(503, f"the completion was not stored: {exc}")
     if receipt.duplicate:
         runtime.metrics.duplicates.inc()
@@ -137,8 +159,12 @@ class CheckinEndpoint:
         return getattr(self.app, name)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
+        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] == "GET":
             await self.app(scope, receive, send)
+            return
+        if scope["method"] != "POST":
+            body = problem_body(405, f"{scope['method'][:20]} is not allowed here; use {ALLOWED}")
+            await self._send(send, 405, body, [(b"allow", ALLOWED.encode())])
             return
         authorization = key = declared = content_type = None
         for name, value in scope["headers"]:
@@ -151,12 +177,18 @@ class CheckinEndpoint:
             elif name == b"content-type":
                 content_type = value.decode("latin-1")
         status, body = await self._answer(receive, authorization, key, declared, content_type)
+        await self._send(send, status, body)
+
+    @staticmethod
+    async def _send(
+        send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
         headers = _JSON if status < 400 else _PROBLEM
         await send(
             {
                 "type": "http.response.start",
                 "status": status,
-                "headers": [*headers, (b"content-length", str(len(body)).encode())],
+                "headers": [*headers, *(extra or ()), (b"content-length", str(len(body)).encode())],
             }
         )
         await send({"type": "http.response.body", "body": body})
@@ -176,7 +208,7 @@ class CheckinEndpoint:
                 return 413, problem_body(
                     413, f"the body is {int(declared)} bytes; the limit is {MAX_BODY}"
                 )
-        if content_type is not None and "json" not in content_type:
+        if content_type is not None and not is_json(content_type):
             return 415, problem_body(
                 415, f"send the completion as application/json, not {content_type[:100]}"
             )

@@ -8,7 +8,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 from starlette.responses import JSONResponse, Response
 
 __all__ = ["router"]
@@ -21,24 +20,20 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-def _database_ok(engine: Any) -> str | None:
-    try:
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
-    return None
-
-
-@router.get("/readyz", summary="The process can store completions")
+@router.get(
+    "/readyz",
+    summary="The process can store completions",
+    responses={
+        503: {"description": "The process cannot store completions now; `database` says why"}
+    },
+)
 async def readyz(request: Request) -> Response:
     runtime = request.app.state.runtime
-    loop = asyncio.get_running_loop()
-    error = await loop.run_in_executor(None, _database_ok, runtime.store.engine)
+    problem = runtime.store.unready(time.time())
     worker = runtime.worker
     body: dict[str, Any] = {
-        "status": "ok" if error is None else "unavailable",
-        "database": "ok" if error is None else error,
+        "status": "ok" if problem is None else "unavailable",
+        "database": "ok" if problem is None else problem,
         "worker": None if worker is None else {"id": worker.id, "busy": worker.busy},
         "config": {
             "handlers": len(runtime.live.registry),
@@ -50,10 +45,17 @@ async def readyz(request: Request) -> Response:
     if poller is not None:
         # The platform's state is reported, never a reason to take the API out of service.
         body["poll"] = poller.status()
-    return JSONResponse(body, status_code=200 if error is None else 503)
+    return JSONResponse(body, status_code=200 if problem is None else 503)
 
 
-@router.get("/metrics", summary="Prometheus metrics")
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}}
+    },
+)
 async def metrics(request: Request) -> Response:
     registry = request.app.state.runtime.metrics.registry
     loop = asyncio.get_running_loop()

@@ -38,9 +38,19 @@ Admin = Annotated[TokenInfo, Depends(admin)]
 Limit = Annotated[int, Query(ge=1, le=queries.MAX_PAGE, description="Rows per page.")]
 
 
-def _epoch(moment: datetime | None) -> float | None:
-    if moment is None:
+TIME: dict[str, Any] = {"max_length": 64, "json_schema_extra": {"format": "date-time"}}
+"""A time in a query: ISO 8601 (RFC 3339), UTC unless it has an offset."""
+
+
+def _epoch(name: str, value: str | None) -> float | None:
+    if value is None:
         return None
+    try:
+        # RFC 3339 allows a lower-case T and Z, which the standard library does not read.
+        moment = datetime.fromisoformat(value.strip().upper())
+    except ValueError:
+        message = f"not an ISO 8601 time: {value[:40]!r} (expected e.g. 2026-11-22T10:00:00Z)"
+        raise ApiProblem(422, f"{name}: {message}", [{"field": name, "message": message}]) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
@@ -57,6 +67,10 @@ def _result(value: str | None) -> JobResult | None:
         ) from None
 
 
+RESULT_VALUES = [m.display for m in JobResult] + [str(m.value) for m in JobResult]
+"""The documented spellings of a result filter (other spellings of a name are taken too)."""
+
+
 @router.get("/job-completions", summary="List completions, newest first")
 async def list_completions(
     request: Request,
@@ -67,10 +81,15 @@ async def list_completions(
     job_type: Annotated[str | None, Query(max_length=512)] = None,
     client_machine: Annotated[str | None, Query(max_length=512)] = None,
     result: Annotated[
-        str | None, Query(max_length=32, description="Job result name or number.")
+        str | None,
+        Query(
+            max_length=32,
+            description="Job result: a name (any spelling) or its number.",
+            json_schema_extra={"enum": RESULT_VALUES},
+        ),
     ] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Annotated[str | None, Query(description="Received at or after.", **TIME)] = None,
+    until: Annotated[str | None, Query(description="Received before.", **TIME)] = None,
     before: Annotated[
         str | None, Query(max_length=36, description="Page: ids older than this.")
     ] = None,
@@ -83,8 +102,8 @@ async def list_completions(
         job_type=job_type,
         client_machine=client_machine,
         result=_result(result),
-        since=_epoch(since),
-        until=_epoch(until),
+        since=_epoch("since", since),
+        until=_epoch("until", until),
     )
     rows = await request.app.state.runtime.store.read(
         queries.list_completions, where, limit, before
@@ -110,7 +129,11 @@ async def list_runs(
     request: Request,
     _token: Reader,
     status: Annotated[
-        str | None, Query(description="pending, running, succeeded, failed or dead")
+        str | None,
+        Query(
+            description="pending, running, succeeded, failed or dead",
+            json_schema_extra={"enum": list(RunStatus.ALL)},
+        ),
     ] = None,
     handler: Annotated[str | None, Query(max_length=200)] = None,
     before: Annotated[str | None, Query(max_length=36)] = None,
@@ -183,24 +206,41 @@ async def list_handlers(request: Request, _token: Reader) -> dict[str, Any]:
 
 
 @router.get("/job-types", summary="Job types seen, synced or named in the configuration")
-async def list_job_types(request: Request, _token: Reader) -> dict[str, Any]:
+async def list_job_types(
+    request: Request,
+    _token: Reader,
+    before: Annotated[
+        str | None,
+        Query(
+            max_length=queries.MAX_JOB_TYPE_CURSOR,
+            pattern=queries.JOB_TYPE_CURSOR_PATTERN,
+            description="Page: the `next` of the previous page (`GUID:name`).",
+        ),
+    ] = None,
+    limit: Limit = queries.JOB_TYPE_PAGE,
+) -> dict[str, Any]:
+    """Job types by name, then GUID (names compared by code point, on their first 512
+    characters), one page at a time: `next` is the cursor of the following page, null on
+    the last. A job type named only in the configuration's `[job_types]` takes its place
+    by that name, with origin `config`; `config_name` is the name the configuration gives
+    a job type. `completions` counts each one's completions over the retention period."""
+    after = None
+    if before is not None:
+        try:
+            after = queries.job_type_position(before)
+        except ValueError:
+            message = "not a cursor of this list; pass the next of a previous page"
+            raise ApiProblem(
+                422, f"before: {message}", [{"field": "before", "message": message}]
+            ) from None
     runtime = request.app.state.runtime
-    rows = await runtime.store.read(queries.list_job_types)
     named = {str(guid): name for name, guid in runtime.live.config.job_types.items()}
-    for row in rows:
-        row["config_name"] = named.pop(row["id"], None)
-    rows += [
-        {
-            "id": guid,
-            "name": name,
-            "origin": "config",
-            "first_seen": None,
-            "completions": 0,
-            "config_name": name,
-        }
-        for guid, name in named.items()
-    ]
-    return {"items": rows}
+    rows = await runtime.store.read(queries.list_job_types, limit + 1, after, named)
+    items = rows[:limit]
+    following = None
+    if len(rows) > limit:
+        following = queries.job_type_cursor(items[-1]["name"], items[-1]["id"])
+    return {"items": items, "next": following}
 
 
 @router.post("/admin/reload", summary="Reload the configuration (as SIGHUP does)")

@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-__all__ = ["ApiProblem", "problem_body", "problem_response"]
+__all__ = ["PROBLEM_SCHEMA", "ApiProblem", "problem_body", "problem_response"]
 
 _TITLES = {
     400: "Bad request",
@@ -22,6 +22,29 @@ _TITLES = {
     500: "Internal error",
     503: "Service unavailable",
 }
+
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "type": "object",
+    "description": "An RFC 9457 problem: what is wrong and, for invalid input, where.",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+"""The JSON schema of every error body, for the OpenAPI document."""
 
 
 class ApiProblem(Exception):

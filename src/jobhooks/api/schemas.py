@@ -22,6 +22,12 @@ OperationTypeValue = Literal[
 ]  # fmt: skip
 
 
+MAX_COUNT = 2**63 - 1
+"""The largest count or id a database column holds."""
+STORABLE = r"^[^\x00]*$"
+"""Text fields take any text but a NUL character, which no database stores."""
+
+
 class CompletionReport(BaseModel):
     """A completed orchestrator job. Keys may also be PascalCase (``AgentId``), and
     enums may be given by integer or by name in any spelling."""
@@ -29,25 +35,28 @@ class CompletionReport(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     agent_id: uuid.UUID
-    username: str = Field("", max_length=512)
-    client_machine: str = Field("", max_length=512)
+    username: str | None = Field("", max_length=512, pattern=STORABLE)
+    client_machine: str | None = Field("", max_length=512, pattern=STORABLE)
     job_id: uuid.UUID
-    job_type: str = Field(max_length=512)
+    job_type: str = Field(max_length=512, pattern=STORABLE)
     job_type_id: uuid.UUID
-    operation_type: OperationTypeValue = Field(
+    operation_type: OperationTypeValue | None = Field(
         0,
         description="OperationType: " + ", ".join(f"{m.display}={m.value}" for m in OperationType),
     )
     job_result: JobResultValue = Field(
         description="JobResult: " + ", ".join(f"{m.display}={m.value}" for m in JobResult)
     )
-    certificate_id: int | None = Field(None, ge=0)
+    certificate_id: int | None = Field(None, ge=0, le=MAX_COUNT)
     request_timestamp: datetime | None = None
     current_retry_count: int | None = Field(
-        None, ge=0, description="Omit it to let jobhooks count the job's consecutive failures."
+        None,
+        ge=0,
+        le=MAX_COUNT,
+        description="Omit it to let jobhooks count the job's consecutive failures.",
     )
-    job_history_id: int | None = Field(None, ge=0)
-    message: str | None = Field(None, max_length=32_768)
+    job_history_id: int | None = Field(None, ge=0, le=MAX_COUNT)
+    message: str | None = Field(None, max_length=32_768, pattern=STORABLE)
 
 
 class RunAnswer(BaseModel):

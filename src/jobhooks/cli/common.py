@@ -13,12 +13,11 @@ from sqlalchemy import Engine
 
 from jobhooks.cli.app import err_console, fail
 from jobhooks.config.load import read_config
-from jobhooks.errors import ConfigError
+from jobhooks.errors import ConfigError, StoreError
 from jobhooks.poll.wiring import startup_catalog
 from jobhooks.registry import LoadedConfig
 from jobhooks.runtime import DEFAULT_DATA_DIR, Runtime, load_for_serving, resolve_database
-from jobhooks.store.engine import connect, is_sqlite
-from jobhooks.store.migrate import ensure_current, upgrade
+from jobhooks.store.database import open_database as store_database
 
 __all__ = ["load_or_exit", "open_database", "run_until_stopped", "serving_catalog"]
 
@@ -58,16 +57,15 @@ def load_or_exit(
     return loaded
 
 
-def open_database(config: Path | None) -> tuple[Engine, str]:
-    """An engine on the configured database; the embedded SQLite one is migrated."""
+def open_database(config: Path | None, *, migrate: bool | None = None) -> tuple[Engine, str]:
+    """An engine on the configured database (the embedded SQLite one is created and
+    migrated), or exit 1 saying why it cannot be opened."""
     loaded = load_or_exit(config, quiet=True)
     url = resolve_database(loaded.config.server.database, config)
-    engine = connect(url, pool_size=2)
-    if is_sqlite(url):
-        upgrade(engine)
-    else:
-        ensure_current(engine)
-    return engine, url
+    try:
+        return store_database(url, migrate=migrate, pool_size=2), url
+    except StoreError as exc:
+        fail(str(exc))
 
 
 def run_until_stopped(runtime: Runtime) -> None:

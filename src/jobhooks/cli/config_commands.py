@@ -103,6 +103,8 @@ def _show_value(value: object) -> str:
         return value.masked()
     if isinstance(value, list | tuple):
         return ", ".join(_show_value(item) for item in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{key}: {_show_value(item)}" for key, item in value.items())
     return str(value)
 
 

@@ -27,6 +27,7 @@ from jobhooks.runtime import Runtime, resolve_database
 from jobhooks.store import Store
 from jobhooks.store.engine import connect, is_sqlite
 from jobhooks.store.migrate import ensure_current, upgrade
+from jobhooks.store.nodes import NodeIdentity
 
 DEFAULT_CONFIG = Path("jobhooks.toml")
 
@@ -104,14 +105,18 @@ def _emitted_table(report: PollReport) -> Table:
 async def _poll_once(store: Store, loaded: LoadedConfig, *, dry_run: bool) -> PollReport:
     config = loaded.config
     clients = build_clients(config.platform)
+    node = NodeIdentity.of_this_process()
     try:
+        if not dry_run:
+            # A heartbeat keeps the lease while a long catch-up runs; a kill frees it at once.
+            await store.start_heartbeat(node, lambda: True)
         poller = build_poller(
             store,
             clients,
             config,
             lambda: loaded.registry,
             lease_grace=config.server.lease,
-            node_id="poll-once",
+            node_id=node.id,
         )
         if dry_run:
             return await poller.poll_once(dry_run=True)
@@ -211,11 +216,18 @@ def job_types(ctx: typer.Context, url: UrlOption = DEFAULT_URL, token: TokenOpti
     platform's catalog), seen (in completions) or config ([job_types])."""
     if ctx.invoked_subcommand is not None:
         return
-    page = _call("GET", url, "/api/v1/job-types", token)
+    rows: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page = _call("GET", url, "/api/v1/job-types", token, limit=500, before=cursor)
+        rows += page["items"]
+        cursor = page.get("next")
+        if not cursor:
+            break
     table = Table(title="Job types", title_justify="left")
     for column in ("name", "GUID", "from", "completions", "first seen (UTC)"):
         table.add_column(column, overflow="fold")
-    for row in page["items"]:
+    for row in rows:
         origin = row["origin"]
         named = row.get("config_name")
         if named and origin != "config":

@@ -10,10 +10,10 @@ import uvicorn
 
 from jobhooks.cli.app import app, err_console, fail, setup_logging
 from jobhooks.cli.common import load_or_exit, run_until_stopped, serving_catalog
-from jobhooks.errors import JobhooksError
+from jobhooks.errors import JobhooksError, StoreError
 from jobhooks.runtime import Runtime, resolve_database
-from jobhooks.store.engine import connect
-from jobhooks.store.migrate import current_revision, head_revision, upgrade
+from jobhooks.store.database import upgrade_database
+from jobhooks.store.migrate import head_revision
 
 OptionalConfig = Annotated[
     Path | None,
@@ -111,11 +111,10 @@ def db_upgrade(config: OptionalConfig = None) -> None:
     """Run the schema migrations the database lacks."""
     loaded = load_or_exit(config, quiet=True)
     url = resolve_database(loaded.config.server.database, config)
-    engine = connect(url, pool_size=1)
-    before = current_revision(engine)
-    upgrade(engine)
-    after = current_revision(engine)
-    engine.dispose()
+    try:
+        before, after = upgrade_database(url)
+    except StoreError as exc:
+        fail(str(exc))
     if before == after:
         typer.echo(f"The schema is up to date ({after}).")
     else:

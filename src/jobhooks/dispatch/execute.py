@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import logging
 import threading
 import time
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
@@ -21,6 +22,11 @@ __all__ = ["Outcome", "run_attempt", "run_in_thread"]
 T = TypeVar("T")
 
 _MAX_ERROR = 8_000
+CANCEL_GRACE = 1.0
+"""Seconds a timed-out async handler gets to end after its cancellation before it is
+abandoned."""
+
+logger = logging.getLogger("jobhooks.worker")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,14 +39,16 @@ class Outcome:
     """One line: what went wrong."""
     traceback: str | None = None
     """The Python traceback, when the handler raised."""
+    started_at: float = field(default_factory=time.time)
+    """When the handler started (after any wait for a free thread), seconds since the epoch."""
 
 
-def _failure(exc: BaseException, started: float) -> Outcome:
+def _failure(exc: BaseException, started: float, started_at: float) -> Outcome:
     text = "".join(traceback.format_exception(exc)).strip()
     if len(text) > _MAX_ERROR:
         text = text[:_MAX_ERROR] + "\n... (truncated)"
     summary = f"{type(exc).__name__}: {exc}".strip()
-    return Outcome(False, time.perf_counter() - started, summary[:1000], text)
+    return Outcome(False, time.perf_counter() - started, summary[:1000], text, started_at)
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -90,13 +98,46 @@ async def _call_async(registered: RegisteredHandler, context: JobCompleteContext
         raise _ordinary(exc) from exc
 
 
-async def _call_sync(
-    registered: RegisteredHandler, context: JobCompleteContext, slots: asyncio.Semaphore | None
-) -> Any:
-    # A timeout cancels this coroutine, which gives the slot back even if the
-    # handler's thread never returns.
-    async with slots if slots is not None else contextlib.nullcontext():
-        return await run_in_thread(partial(registered.handler.run_handler, context))
+async def _within(
+    call: Awaitable[Any], timeout: float, started: float, started_at: float
+) -> Outcome:
+    """Await ``call`` for at most ``timeout`` seconds; anything but True is a failure.
+
+    A handler that ignores its cancellation is left behind after a short grace,
+    so an attempt always ends (and is reported) soon after its timeout.
+    """
+    task = asyncio.ensure_future(call)
+    done, _pending = await asyncio.wait({task}, timeout=timeout)
+    if not done:
+        task.cancel()
+        finished, _pending = await asyncio.wait({task}, timeout=CANCEL_GRACE)
+        if not finished:
+            logger.warning("a handler ignored its cancellation after %g s; abandoned", timeout)
+            task.add_done_callback(_retrieve)
+        else:
+            _retrieve(task)
+        return Outcome(
+            False, time.perf_counter() - started, f"timed out after {timeout:g} s", None, started_at
+        )
+    try:
+        result = task.result()
+        if inspect.isawaitable(result):
+            left = max(0.0, timeout - (time.perf_counter() - started))
+            return await _within(result, left, started, started_at)
+    except Exception as exc:
+        return _failure(exc, started, started_at)
+    duration = time.perf_counter() - started
+    if result is True:
+        return Outcome(True, duration, started_at=started_at)
+    return Outcome(
+        False, duration, f"run_handler returned {result!r}, not True", started_at=started_at
+    )
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    # Mark the abandoned task's exception as seen (it was reported as a timeout).
+    if not task.cancelled():
+        task.exception()
 
 
 async def run_attempt(
@@ -107,25 +148,17 @@ async def run_attempt(
     """Run ``registered`` once on ``context`` within its timeout.
 
     Async handlers run on the event loop; sync handlers run on a thread of
-    their own, at most as many at once as ``slots`` allows (a handler that
-    timed out no longer counts). Anything but a return of ``True`` is a
-    failure with an error text.
+    their own, at most as many at once as ``slots`` allows. The timeout starts
+    when the handler starts: waiting for a free thread is not part of the
+    attempt (a handler that timed out no longer holds its slot). Anything but
+    a return of ``True`` is a failure with an error text.
     """
     handler = registered.handler
     timeout = registered.policy.timeout
-    started = time.perf_counter()
-    try:
-        if inspect.iscoroutinefunction(handler.run_handler):
-            result = await asyncio.wait_for(_call_async(registered, context), timeout)
-        else:
-            result = await asyncio.wait_for(_call_sync(registered, context, slots), timeout)
-            if inspect.isawaitable(result):
-                result = await asyncio.wait_for(result, timeout)
-    except TimeoutError:
-        return Outcome(False, time.perf_counter() - started, f"timed out after {timeout:g} s")
-    except Exception as exc:
-        return _failure(exc, started)
-    duration = time.perf_counter() - started
-    if result is True:
-        return Outcome(True, duration)
-    return Outcome(False, duration, f"run_handler returned {result!r}, not True")
+    if inspect.iscoroutinefunction(handler.run_handler):
+        return await _within(
+            _call_async(registered, context), timeout, time.perf_counter(), time.time()
+        )
+    async with slots if slots is not None else contextlib.nullcontext():
+        call = run_in_thread(partial(handler.run_handler, context))
+        return await _within(call, timeout, time.perf_counter(), time.time())

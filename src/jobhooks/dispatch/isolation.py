@@ -40,6 +40,7 @@ def _run_blocking(
     handler: JobCompleteHandler, context: JobCompleteContext, timeout: float
 ) -> Outcome:
     started = time.perf_counter()
+    started_at = time.time()
     receiver, sender = _spawn.Pipe(duplex=False)
     process = _spawn.Process(target=_child, args=(sender, handler, context), daemon=True)
     process.start()
@@ -49,7 +50,10 @@ def _run_blocking(
             process.kill()
             process.join(5)
             return Outcome(
-                False, time.perf_counter() - started, f"timed out after {timeout:g} s (killed)"
+                False,
+                time.perf_counter() - started,
+                f"timed out after {timeout:g} s (killed)",
+                started_at=started_at,
             )
         try:
             ok, error, trace = receiver.recv()
@@ -59,9 +63,10 @@ def _run_blocking(
                 False,
                 time.perf_counter() - started,
                 f"the handler's process exited with code {process.exitcode} before reporting",
+                started_at=started_at,
             )
         process.join(5)
-        return Outcome(ok, time.perf_counter() - started, error, trace)
+        return Outcome(ok, time.perf_counter() - started, error, trace, started_at)
     finally:
         receiver.close()
         if process.is_alive():

@@ -15,11 +15,13 @@ from collections.abc import Callable, Sequence
 from jobhooks.dispatch.execute import Outcome, run_attempt
 from jobhooks.dispatch.isolation import run_in_process
 from jobhooks.dispatch.retry import decide
+from jobhooks.errors import StoreError
 from jobhooks.metrics import Metrics
 from jobhooks.platform.client import PlatformClients
 from jobhooks.registry.matching import Registry
 from jobhooks.sdk.context import JobCompleteContext
 from jobhooks.sdk.enums import JobResult, OperationType
+from jobhooks.store.nodes import HEARTBEAT_EVERY
 from jobhooks.store.ports import WorkerStore
 from jobhooks.store.records import ClaimedRun, RunOutcome
 
@@ -76,8 +78,9 @@ class Worker:
         lease_grace: float = 30.0,
         poll_interval: float = 1.0,
         metrics: Metrics | None = None,
+        worker_id: str | None = None,
     ) -> None:
-        self.id = f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.id = worker_id or f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
         self._store = store
         self._registry = registry
         self._clients = clients
@@ -96,6 +99,8 @@ class Worker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._random = random.Random()
+        self._dead: list[str] = []
+        self._dead_checked = -HEARTBEAT_EVERY
         self.completed = 0
 
     # -- slots -----------------------------------------------------------------
@@ -154,7 +159,11 @@ class Worker:
             if free:
                 self._backlog = False
                 try:
-                    claimed = await self._store.claim(self.id, free, self.leases())
+                    dead = await self._gone()
+                    claimed = await self._store.claim(self.id, free, self.leases(), dead)
+                except StoreError as exc:
+                    logger.debug("claiming runs failed (%s); trying again shortly", exc)
+                    claimed = []
                 except Exception:
                     logger.exception("claiming runs failed; trying again shortly")
                     claimed = []
@@ -176,6 +185,17 @@ class Worker:
                 if self._next_retry is not None and self._next_retry <= time.time():
                     self._next_retry = None
 
+    async def _gone(self) -> list[str]:
+        """The processes that are gone, looked up every few seconds: their runs come first."""
+        now = time.monotonic()
+        if now - self._dead_checked >= HEARTBEAT_EVERY:
+            self._dead_checked = now
+            try:
+                self._dead = await self._store.dead_nodes()
+            except Exception:
+                logger.debug("looking for processes that are gone failed", exc_info=True)
+        return self._dead
+
     def poke(self) -> None:
         """Look for due runs now (for example after a replay)."""
         self._backlog = True
@@ -196,9 +216,8 @@ class Worker:
     # -- one run -----------------------------------------------------------------
 
     async def _execute(self, run: ClaimedRun) -> None:
-        started_wall = time.time()
         try:
-            outcome, backoff = await self._attempt(run, started_wall)
+            outcome, backoff = await self._attempt(run)
             finished = time.time()
             decision = decide(
                 outcome.succeeded,
@@ -215,7 +234,7 @@ class Worker:
                     number=run.number,
                     status=decision.status,
                     due_at=decision.due_at,
-                    started_at=started_wall,
+                    started_at=min(outcome.started_at, finished),
                     finished_at=finished,
                     error=outcome.error,
                     traceback=outcome.traceback,
@@ -230,14 +249,16 @@ class Worker:
                 self._next_retry is None or decision.due_at < self._next_retry
             ):
                 self._next_retry = decision.due_at
+        except StoreError as exc:
+            # The store logs each change of its state once; a gone process's runs are
+            # taken back by the others.
+            logger.debug("recording the outcome of run %s failed: %s", run.id, exc)
         except Exception:
-            logger.exception(
-                "recording the outcome of run %s failed; its lease will expire", run.id
-            )
+            logger.exception("recording the outcome of run %s failed", run.id)
         finally:
             self._release()
 
-    async def _attempt(self, run: ClaimedRun, started_wall: float) -> tuple[Outcome, float]:
+    async def _attempt(self, run: ClaimedRun) -> tuple[Outcome, float]:
         registered = self._registry().get(run.handler)
         if registered is None:
             error = f"handler {run.handler!r} is no longer registered (removed by a reload?)"
@@ -246,12 +267,12 @@ class Worker:
             context = build_context(run, self._clients)
         except Exception as exc:
             return Outcome(False, 0.0, f"cannot build the context: {exc!r}"), 0.0
-        if self._metrics is not None and run.number == 1:
-            self._metrics.dispatch_latency.observe(max(0.0, started_wall - run.created_at))
         if registered.policy.isolation == "process":
             outcome = await run_in_process(registered, context)
         else:
             outcome = await run_attempt(registered, context, self._threads)
+        if self._metrics is not None and run.number == 1:
+            self._metrics.dispatch_latency.observe(max(0.0, outcome.started_at - run.created_at))
         if not outcome.succeeded:
             logger.warning(
                 "handler %s failed on completion %s (attempt %d of %d): %s",

@@ -84,7 +84,8 @@ class Poller:
         self.url = url
         self.settings = settings
         self.feed = feed_of(url)
-        self.owner = f"{node_id}:{uuid.uuid4().hex[:8]}"
+        self.owner = node_id
+        """The lease names this process (its heartbeat row), so a restart takes it back."""
         self.retention_days = retention_days
         self.metrics = metrics or PollerMetrics()
         self.clock = clock
@@ -279,8 +280,9 @@ class Poller:
 
     async def acquire(self) -> bool:
         """Take (or renew) the lease; False while another node holds it."""
+        dead = () if self.leader else tuple(await self.store.dead_nodes())
         acquired: bool = await self.store.transact(
-            partial(_acquire, self.feed, self.url, self.owner, self.settings.lease)
+            partial(_acquire, self.feed, self.url, self.owner, self.settings.lease, dead)
         )
         if not acquired:
             state = await self.store.read(load_state, self.feed)
@@ -381,11 +383,12 @@ def _acquire(
     url: str,
     owner: str,
     lease: float,
+    dead: tuple[str, ...],
     connection: Connection,
     now: float,
     _check_in: CheckInWithin,
 ) -> bool:
-    return acquire_lease(connection, feed, url, owner, lease, now)
+    return acquire_lease(connection, feed, url, owner, lease, now, dead)
 
 
 def _release(

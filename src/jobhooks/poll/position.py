@@ -127,9 +127,16 @@ class WriteOutcome:
 
 
 def acquire_lease(
-    connection: Connection, feed: str, url: str, owner: str, lease: float, now: float
+    connection: Connection,
+    feed: str,
+    url: str,
+    owner: str,
+    lease: float,
+    now: float,
+    dead: Sequence[str] = (),
 ) -> bool:
-    """Take or renew the lease of ``feed`` unless another node holds a live one."""
+    """Take or renew the lease of ``feed`` unless another node holds a live one: a holder
+    that is ``dead`` loses it at once, others when it runs out."""
     connection.execute(
         insert_ignore(connection, poll_state),
         [{"feed": feed, "url": url, "started_at": now, "lease_until": 0.0, "updated_at": now}],
@@ -140,7 +147,8 @@ def acquire_lease(
             poll_state.c.feed == feed,
             (poll_state.c.owner == owner)
             | poll_state.c.owner.is_(None)
-            | (poll_state.c.lease_until < now),
+            | (poll_state.c.lease_until < now)
+            | poll_state.c.owner.in_(list(dead)),
         )
         .values(owner=owner, lease_until=now + lease, updated_at=now)
     )

@@ -11,15 +11,15 @@ from collections.abc import Callable, Mapping
 from sqlalchemy.engine import make_url
 
 from jobhooks.config.schema import JobhooksConfig
-from jobhooks.errors import ConfigError, PlatformError
+from jobhooks.errors import ConfigError, PlatformError, StoreError
 from jobhooks.metrics import Metrics
 from jobhooks.platform.client import PlatformClients, build_clients, describe_credential
 from jobhooks.poll.api import PlatformApi
 from jobhooks.poll.catalog import CatalogEntry, fetch_catalog, save_catalog, stored_catalog
 from jobhooks.poll.poller import Poller, PollerMetrics
 from jobhooks.registry.matching import Registry
+from jobhooks.store.database import open_database
 from jobhooks.store.engine import connect, is_sqlite, sqlite_path
-from jobhooks.store.migrate import current_revision, head_revision, upgrade
 from jobhooks.store.ports import PollerStore
 
 __all__ = ["build_poller", "existing_catalog", "startup_catalog"]
@@ -89,12 +89,11 @@ def startup_catalog(config: JobhooksConfig, database: str, *, sync: bool) -> dic
     used and a warning logged. A PostgreSQL schema that is behind gives an
     empty catalog (the server then refuses to start, naming ``db upgrade``).
     """
-    engine = connect(database, pool_size=1)
     try:
-        if is_sqlite(database):
-            upgrade(engine)
-        elif current_revision(engine) != head_revision():
-            return {}
+        engine = open_database(database, pool_size=1)
+    except StoreError:
+        return {}  # the server then refuses to start, saying why
+    try:
         if sync and config.platform.url:
             try:
                 entries = asyncio.run(_fetch(config))

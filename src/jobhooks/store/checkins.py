@@ -184,6 +184,7 @@ def insert_checkins(
                 "lease_until": None,
                 "worker": None,
                 "created_at": now,
+                "started_at": None,
             }
             if handed:
                 granted -= 1
@@ -193,6 +194,7 @@ def insert_checkins(
                     due_at=now + planned.lease,
                     lease_until=now + planned.lease,
                     worker=worker,
+                    started_at=now,
                 )
                 public = {k: v for k, v in fields.items() if not k.startswith("_")}
                 public["completion_id"] = completion_id

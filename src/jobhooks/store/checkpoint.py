@@ -29,6 +29,7 @@ class WalCheckpointer:
         self._engine = engine
         self._interval = interval
         self._stop = threading.Event()
+        self._failing = False
         self._thread = threading.Thread(target=self._run, name="jobhooks-checkpoint", daemon=True)
 
     def start(self) -> None:
@@ -46,8 +47,15 @@ class WalCheckpointer:
         try:
             with self._engine.connect() as connection:
                 connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
-        except Exception:
-            logger.exception("checkpointing the SQLite log failed; trying again")
+        except Exception as exc:
+            # Logged once per outage (a full disk fails every second until it is freed).
+            if not self._failing:
+                logger.warning("checkpointing the SQLite log failed (%s); trying again", exc)
+            self._failing = True
+        else:
+            if self._failing:
+                logger.info("checkpointing the SQLite log works again")
+            self._failing = False
 
     def catch_up(self) -> None:
         """Copy the last few pages, from the writer thread between two transactions."""

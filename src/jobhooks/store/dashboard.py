@@ -9,15 +9,23 @@ filtered list of completions scans a bounded window of the newest ids.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, case, func, select
+from sqlalchemy import Connection, Engine, and_, case, exists, func, select
 
 from jobhooks.sdk.enums import JobResult
 from jobhooks.store.ids import id_floor
-from jobhooks.store.queries import CompletionFilter, backlog, completion_json, run_json
+from jobhooks.store.queries import (
+    CompletionFilter,
+    backlog,
+    completion_json,
+    job_type_key,
+    job_type_order,
+    job_type_rows,
+    run_json,
+)
 from jobhooks.store.records import RunStatus
 from jobhooks.store.stats import ALL, BY_AGENT, BY_TYPE
 from jobhooks.store.tables import agent_summary, completion_stats, completions, job_types, runs
@@ -377,46 +385,72 @@ def list_runs(
 # -- catalog pages -------------------------------------------------------------
 
 
-def job_type_catalog(engine: Engine, now: float) -> list[dict[str, Any]]:
-    """Every job type known, with its completions (stored, and over the last day)."""
+def _unresolved(
+    connection: Connection,
+    limit: int | None,
+    after: tuple[str, str] | None,
+    named: Mapping[str, str],
+) -> list[dict[str, Any]]:
+    # Job types counted in completions but neither in the catalog nor in the configuration
+    # (the nil id of one the poller could not resolve). Nameless, they sort first.
+    if after is not None and after[0] != "":
+        return []
     s = completion_stats.c
-    failures = func.sum(case((s.job_result == _FAILURE, s.count), else_=0))
-    recent = func.sum(case((s.bucket >= _hour(now - DAY), s.count), else_=0))
-    counts = select(s.subject, func.sum(s.count), failures, recent).where(s.dimension == BY_TYPE)
+    subject = s.subject.collate("C") if connection.dialect.name == "postgresql" else s.subject
+    query = (
+        select(s.subject)
+        .where(s.dimension == BY_TYPE, ~exists().where(job_types.c.id == s.subject))
+        .group_by(s.subject)
+        .order_by(subject)
+    )
+    if named:
+        query = query.where(s.subject.not_in(sorted(named)))
+    if after is not None:
+        query = query.where(subject > after[1])
+    if limit is not None:
+        query = query.limit(limit)
+    return [
+        {"id": guid, "name": None, "origin": "unresolved", "first_seen": None, "config_name": None}
+        for guid in connection.execute(query).scalars()
+    ]
+
+
+def job_type_catalog(
+    engine: Engine,
+    now: float,
+    limit: int | None = None,
+    after: tuple[str, str] | None = None,
+    named: Mapping[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """Job types in the order of :func:`~jobhooks.store.queries.job_type_rows` (the
+    catalog merged with ``named``, the configuration's GUID -> name), ``limit`` after the
+    key ``after`` (every one when ``limit`` is None), with their completions (stored, failed,
+    and over the last day). Job types counted in completions but unknown to both (origin
+    ``unresolved``, no name) come first."""
+    named = named or {}
     with engine.connect() as connection:
+        rows = job_type_rows(connection, limit, after, named)
+        unresolved = _unresolved(connection, limit, after, named)
+        if unresolved:
+            merged = heapq.merge(
+                unresolved, rows, key=lambda row: job_type_key(row["name"], row["id"])
+            )
+            rows = list(merged)[:limit]
+        s = completion_stats.c
+        failures = func.sum(case((s.job_result == _FAILURE, s.count), else_=0))
+        recent = func.sum(case((s.bucket >= _hour(now - DAY), s.count), else_=0))
+        counts = select(s.subject, func.sum(s.count), failures, recent).where(
+            s.dimension == BY_TYPE
+        )
+        if limit is not None:
+            counts = counts.where(s.subject.in_([row["id"] for row in rows]))
         totals = {
             subject: (int(total), int(failed or 0), int(day or 0))
             for subject, total, failed, day in connection.execute(counts.group_by(s.subject))
         }
-        rows = connection.execute(select(job_types).order_by(job_types.c.name)).all()
-    catalog = []
     for row in rows:
-        total, failed, day = totals.pop(row.id, (0, 0, 0))
-        catalog.append(
-            {
-                "id": row.id,
-                "name": row.name,
-                "origin": row.origin,
-                "first_seen": row.first_seen,
-                "completions": total,
-                "failures": failed,
-                "last_day": day,
-            }
-        )
-    for subject, (total, failed, day) in sorted(totals.items()):
-        # Completions whose job type is not in the catalog (the nil id of an unresolved one).
-        catalog.append(
-            {
-                "id": subject,
-                "name": None,
-                "origin": "unresolved",
-                "first_seen": None,
-                "completions": total,
-                "failures": failed,
-                "last_day": day,
-            }
-        )
-    return catalog
+        row["completions"], row["failures"], row["last_day"] = totals.get(row["id"], (0, 0, 0))
+    return rows
 
 
 def job_type_names(engine: Engine) -> dict[str, str]:
@@ -471,7 +505,8 @@ def agents(engine: Engine, now: float, limit: int = 1000) -> tuple[list[dict[str
 
 
 def filter_choices(engine: Engine, limit: int = 500) -> dict[str, list[tuple[str, str]]]:
-    """Options of the completions filters: agents (id, machine) and job types (id, name)."""
+    """Options of the completions filters: agents (id, machine) and job types (id, name),
+    each list empty when there are more than ``limit`` (the filter then takes a GUID)."""
     with engine.connect() as connection:
         agent_rows = connection.execute(
             select(agent_summary.c.id, agent_summary.c.client_machine)
@@ -479,11 +514,13 @@ def filter_choices(engine: Engine, limit: int = 500) -> dict[str, list[tuple[str
             .limit(limit + 1)
         ).all()
         type_rows = connection.execute(
-            select(job_types.c.id, job_types.c.name).order_by(job_types.c.name)
+            select(job_types.c.id, job_types.c.name)
+            .order_by(*job_type_order(connection))
+            .limit(limit + 1)
         ).all()
     return {
         "agents": [(row.id, row.client_machine) for row in agent_rows[:limit]]
         if len(agent_rows) <= limit
         else [],
-        "job_types": [(row.id, row.name) for row in type_rows],
+        "job_types": [(row.id, row.name) for row in type_rows] if len(type_rows) <= limit else [],
     }

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
-__all__ = ["connect", "is_sqlite", "sqlite_path"]
+__all__ = ["connect", "is_sqlite", "shown_url", "sqlite_path"]
 
 
 def is_sqlite(url: str) -> bool:
@@ -20,6 +22,14 @@ def sqlite_path(url: str) -> Path | None:
     """The database file of a SQLite URL (None for an in-memory database)."""
     database = make_url(url).database
     return Path(database) if database and database != ":memory:" else None
+
+
+def shown_url(url: str) -> str:
+    """The URL as it may be printed: the file of a SQLite one, no password otherwise."""
+    path = sqlite_path(url) if is_sqlite(url) else None
+    if path is not None:
+        return str(path)
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -36,17 +46,27 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def connect(url: str, *, pool_size: int = 8) -> Engine:
-    """An engine for ``url``; creates the directory of a SQLite file if needed."""
+def connect(url: str, *, pool_size: int = 8, create: bool = True) -> Engine:
+    """An engine for ``url``.
+
+    For SQLite, ``create`` lets a connection create the file (and its folder);
+    without it a missing file is an error, so a database deleted under a
+    running process is never silently replaced by an empty one.
+    """
     if is_sqlite(url):
         path = sqlite_path(url)
-        if path is not None:
+        options: dict[str, Any] = {}
+        if path is not None and create:
             path.parent.mkdir(parents=True, exist_ok=True)
+        elif path is not None:
+            target = f"file:{quote(str(path.resolve()))}?mode=rw"
+            options["creator"] = lambda: sqlite3.connect(target, uri=True, check_same_thread=False)
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False},
             pool_size=pool_size,
             max_overflow=pool_size,
+            **options,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

@@ -12,8 +12,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
-from jobhooks.errors import SchemaOutOfDate
+from jobhooks.errors import SchemaOutOfDate, StoreError
 from jobhooks.store.engine import sqlite_path
+from jobhooks.store.failures import describe_failure
 
 __all__ = ["current_revision", "ensure_current", "head_revision", "upgrade"]
 
@@ -46,7 +47,11 @@ def _exclusive(engine: Engine) -> Iterator[None]:
         yield
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{path}.migrate-lock", "w") as lock:
+    try:
+        lock = open(f"{path}.migrate-lock", "w")  # noqa: SIM115  (held across the yield)
+    except OSError as exc:
+        raise StoreError(f"cannot write in {path.parent}: {describe_failure(exc)}") from None
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield

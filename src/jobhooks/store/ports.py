@@ -28,8 +28,14 @@ class CheckinStore(Protocol):
 class WorkerStore(Protocol):
     """What a worker needs: claim due runs under a lease and report how they went."""
 
-    async def claim(self, worker: str, limit: int, leases: dict[str, float]) -> list[ClaimedRun]:
-        """Lease up to ``limit`` due runs to ``worker``."""
+    async def claim(
+        self, worker: str, limit: int, leases: dict[str, float], dead: Sequence[str] = ()
+    ) -> list[ClaimedRun]:
+        """Lease up to ``limit`` due runs to ``worker``, first those the ``dead`` held."""
+        ...
+
+    async def dead_nodes(self) -> list[str]:
+        """The processes that are gone, whose runs may be taken back."""
         ...
 
     async def finish(self, outcome: RunOutcome) -> None:
@@ -72,4 +78,8 @@ class PollerStore(Protocol):
 
     async def read(self, function: Any, *args: Any, **kwargs: Any) -> Any:
         """Run a read function ``function(engine, ...)`` off the event loop."""
+        ...
+
+    async def dead_nodes(self) -> list[str]:
+        """The processes that are gone (a lease they hold may be taken at once)."""
         ...

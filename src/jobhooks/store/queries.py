@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import heapq
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import Connection, Engine, and_, func, or_, select
 
 from jobhooks.sdk.enums import JobResult, OperationType
 from jobhooks.store.ids import id_floor
 from jobhooks.store.records import RunStatus
-from jobhooks.store.tables import attempts, completions, job_types, runs
+from jobhooks.store.stats import BY_TYPE
+from jobhooks.store.tables import attempts, completion_stats, completions, job_types, runs
 
 __all__ = [
     "CompletionFilter",
     "backlog",
     "completion_detail",
     "handler_counts",
+    "job_type_cursor",
+    "job_type_key",
+    "job_type_order",
+    "job_type_position",
+    "job_type_rows",
     "list_completions",
     "list_job_types",
     "list_runs",
@@ -191,29 +198,128 @@ def handler_counts(engine: Engine) -> dict[str, dict[str, int]]:
     return counts
 
 
-def list_job_types(engine: Engine) -> list[dict[str, Any]]:
-    """Every job type known (seen, synced or named in the config), with completion counts."""
-    counts = (
-        select(completions.c.job_type_id, func.count().label("completions"))
-        .group_by(completions.c.job_type_id)
-        .subquery()
+JOB_TYPE_PAGE = 100
+"""Job types in a page of ``GET /api/v1/job-types`` unless ``limit`` says otherwise."""
+NAME_KEY_CHARS = 512
+"""Job types are ordered by the first this many characters of their name, then by GUID.
+A check-in's job type name is at most this long, so this is name order; the bound keeps
+cursors short whatever a synced or configured name holds."""
+MAX_JOB_TYPE_CURSOR = 36 + 1 + NAME_KEY_CHARS
+"""The longest cursor :func:`job_type_cursor` makes: a GUID, a colon and a name key."""
+JOB_TYPE_CURSOR_PATTERN = r"^[^:\x00]{0,36}:[^\x00]*$"
+"""What every job type cursor looks like: the GUID (or nothing), a colon, then the name."""
+
+
+def job_type_key(name: str | None, guid: str) -> tuple[str, str]:
+    """Where a job type sorts in the catalog's pages: the first :data:`NAME_KEY_CHARS`
+    characters of its name (``""`` for one without a name), then its GUID, both by code
+    point, on either database."""
+    return (name or "")[:NAME_KEY_CHARS], guid
+
+
+def job_type_cursor(name: str | None, guid: str) -> str:
+    """The cursor of the page after the job type ``name``/``guid``: ``GUID:name``, readable
+    and exact whatever the name holds (it is a query parameter's text)."""
+    key_name, key_guid = job_type_key(name, guid)
+    return f"{key_guid}:{key_name}"
+
+
+def job_type_position(cursor: str) -> tuple[str, str]:
+    """The key (as :func:`job_type_key`) a cursor of :func:`job_type_cursor` stands for:
+    any text of the form ``GUID:name`` is a place in the list.
+
+    Raises ValueError for text of another form.
+    """
+    guid, colon, name = cursor.partition(":")
+    if not colon or len(guid) > 36:
+        raise ValueError("not a job type cursor")
+    return name[:NAME_KEY_CHARS], guid
+
+
+def job_type_order(connection: Connection) -> tuple[Any, Any]:
+    """The SQL expressions of :func:`job_type_key` for ``job_types`` rows."""
+    name: Any = func.substr(job_types.c.name, 1, NAME_KEY_CHARS)
+    guid: Any = job_types.c.id
+    if connection.dialect.name == "postgresql":
+        # The database's collation may be linguistic; pages merge rows in code point
+        # order (SQLite's and Python's), and a cursor must mean the same on every node.
+        name, guid = name.collate("C"), guid.collate("C")
+    return name, guid
+
+
+def job_type_rows(
+    connection: Connection,
+    limit: int | None,
+    after: tuple[str, str] | None,
+    named: Mapping[str, str],
+) -> list[dict[str, Any]]:
+    """Catalog rows in :func:`job_type_key` order, after the key ``after``, ``limit`` at
+    most (every one when None), without counts.
+
+    ``named`` is the configuration's ``[job_types]`` (GUID -> name): each row gets its
+    ``config_name``, and a GUID without a row is merged in by its configured name with
+    origin ``config``.
+    """
+    name_key, guid_key = job_type_order(connection)
+    query = select(job_types).order_by(name_key, guid_key)
+    if after is not None:
+        query = query.where(
+            or_(name_key > after[0], and_(name_key == after[0], guid_key > after[1]))
+        )
+    if limit is not None:
+        query = query.limit(limit)
+    rows = [
+        {
+            "id": row.id,
+            "name": row.name,
+            "origin": row.origin,
+            "first_seen": row.first_seen,
+            "config_name": named.get(row.id),
+        }
+        for row in connection.execute(query)
+    ]
+    if not named:
+        return rows
+    stored = set(
+        connection.execute(
+            select(job_types.c.id).where(job_types.c.id.in_(sorted(named)))
+        ).scalars()
     )
-    query = (
-        select(job_types, func.coalesce(counts.c.completions, 0).label("completions"))
-        .select_from(job_types.outerjoin(counts, counts.c.job_type_id == job_types.c.id))
-        .order_by(job_types.c.name)
+    only_named = sorted(
+        (job_type_key(name, guid), guid, name)
+        for guid, name in named.items()
+        if guid not in stored and (after is None or job_type_key(name, guid) > after)
     )
+    configured = [
+        {"id": guid, "name": name, "origin": "config", "first_seen": None, "config_name": name}
+        for _key, guid, name in only_named[:limit]
+    ]
+    merged = heapq.merge(rows, configured, key=lambda row: job_type_key(row["name"], row["id"]))
+    return list(merged)[:limit]
+
+
+def list_job_types(
+    engine: Engine,
+    limit: int | None = None,
+    after: tuple[str, str] | None = None,
+    named: Mapping[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """Job types known (seen, synced or named in the configuration) in
+    :func:`job_type_rows` order, with the completions the dashboard's hourly summaries
+    count for each: ``limit`` after ``after`` (every one in the catalog when ``limit`` is
+    None, for name resolution)."""
     with engine.connect() as connection:
-        return [
-            {
-                "id": row.id,
-                "name": row.name,
-                "origin": row.origin,
-                "first_seen": row.first_seen,
-                "completions": row.completions,
-            }
-            for row in connection.execute(query)
-        ]
+        rows = job_type_rows(connection, limit, after, named or {})
+        s = completion_stats.c
+        counts = select(s.subject, func.sum(s.count)).where(s.dimension == BY_TYPE)
+        if limit is not None:
+            counts = counts.where(s.subject.in_([row["id"] for row in rows]))
+        totals = {
+            subject: int(total) for subject, total in connection.execute(counts.group_by(s.subject))
+        }
+    for row in rows:
+        row["completions"] = totals.get(row["id"], 0)
+    return rows
 
 
 def backlog(engine: Engine, now: float) -> tuple[int, float]:

@@ -7,11 +7,16 @@ from collections.abc import Sequence
 from sqlalchemy import Connection, delete, exists, select
 
 from jobhooks.store.ids import id_floor
+from jobhooks.store.nodes import purge_nodes
 from jobhooks.store.records import RunStatus
+from jobhooks.store.sessions import purge_sessions
 from jobhooks.store.stats import purge_stats
 from jobhooks.store.tables import attempts, completions, runs
 
-__all__ = ["purge_older_than"]
+__all__ = ["NODES_KEPT", "purge_older_than"]
+
+NODES_KEPT = 86_400.0
+"""Seconds the rows of stopped processes and ended dashboard sessions are kept."""
 
 
 def purge_older_than(
@@ -19,7 +24,8 @@ def purge_older_than(
 ) -> list[int]:
     """Delete up to ``limit`` completions received before ``cutoff`` whose runs are
     all finished (succeeded or dead), with their runs and attempts, and the
-    dashboard's counts of buckets that ended before ``cutoff``.
+    dashboard's counts of buckets that ended before ``cutoff``; and the rows of processes
+    and dashboard sessions gone for a day.
 
     A completion with a run still open is kept until that run ends.
     """
@@ -42,5 +48,7 @@ def purge_older_than(
             connection.execute(delete(runs).where(runs.c.completion_id.in_(ids)))
             connection.execute(delete(completions).where(completions.c.id.in_(ids)))
         purge_stats(connection, cutoff)
+        purge_nodes(connection, now - NODES_KEPT)
+        purge_sessions(connection, now - NODES_KEPT)
         counts.append(len(ids))
     return counts

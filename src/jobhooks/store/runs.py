@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, bindparam, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from jobhooks.store.dialect import execute_many
+from jobhooks.store.nodes import forget_nodes, has_node
 from jobhooks.store.records import ClaimedRun, RunOutcome, RunStatus
 from jobhooks.store.tables import attempts, completions, runs
 
@@ -52,14 +53,23 @@ def completion_fields(row: Row[Any]) -> dict[str, Any]:
 
 
 class ClaimRequest:
-    """A worker asking for up to ``limit`` due runs, each leased for its handler's time."""
+    """A worker asking for up to ``limit`` due runs, each leased for its handler's time;
+    the runs held by the ``dead`` processes come first."""
 
-    __slots__ = ("leases", "limit", "worker")
+    __slots__ = ("dead", "leases", "limit", "worker")
 
-    def __init__(self, worker: str, limit: int, leases: dict[str, float], default_lease: float):
+    def __init__(
+        self,
+        worker: str,
+        limit: int,
+        leases: dict[str, float],
+        default_lease: float,
+        dead: tuple[str, ...] = (),
+    ):
         self.worker = worker
         self.limit = limit
         self.leases = _Leases(leases, default_lease)
+        self.dead = dead
 
 
 class _Leases(dict[str, float]):
@@ -71,39 +81,66 @@ class _Leases(dict[str, float]):
         return self.default
 
 
-def claim_runs(
-    connection: Connection, requests: Sequence[ClaimRequest], now: float
-) -> list[list[ClaimedRun]]:
-    """Lease due runs to workers: pending ones, failed ones whose retry is due, and
-    ones whose lease expired because their worker stopped.
+_CANDIDATE_COLUMNS = (
+    runs.c.id,
+    runs.c.completion_id,
+    runs.c.handler,
+    runs.c.status,
+    runs.c.worker,
+    runs.c.attempts,
+    runs.c.total_attempts,
+    runs.c.max_attempts,
+    runs.c.started_at,
+    runs.c.lease_until,
+    runs.c.created_at,
+)
 
-    An expired lease counts as a lost attempt; a run that has used all its
-    attempts that way is dead rather than claimed again.
-    """
-    results: list[list[ClaimedRun]] = []
+
+def _candidates(connection: Connection, request: ClaimRequest, now: float) -> list[Row[Any]]:
+    """Runs to take: those the dead processes held, then due ones that nobody alive holds
+    (waiting, retrying, or held by a process without a heartbeat row whose lease ran out)."""
     postgres = connection.dialect.name == "postgresql"
-    for request in requests:
+    found: list[Row[Any]] = []
+    if request.dead:
         query = (
-            select(
-                runs.c.id,
-                runs.c.completion_id,
-                runs.c.handler,
-                runs.c.status,
-                runs.c.worker,
-                runs.c.attempts,
-                runs.c.total_attempts,
-                runs.c.max_attempts,
-                runs.c.started_at,
-                runs.c.lease_until,
-                runs.c.created_at,
-            )
-            .where(runs.c.status.in_(RunStatus.OPEN), runs.c.due_at <= now)
-            .order_by(runs.c.due_at)
+            select(*_CANDIDATE_COLUMNS)
+            .where(runs.c.status.in_(RunStatus.OPEN), runs.c.worker.in_(request.dead))
             .limit(request.limit)
         )
         if postgres:
             query = query.with_for_update(skip_locked=True)
-        candidates = connection.execute(query).all()
+        found = list(connection.execute(query))
+        if len(found) < request.limit:
+            forget_nodes(connection, request.dead)
+    if len(found) < request.limit:
+        query = (
+            select(*_CANDIDATE_COLUMNS)
+            .where(
+                runs.c.status.in_(RunStatus.OPEN),
+                runs.c.due_at <= now,
+                or_(runs.c.worker.is_(None), ~has_node(runs.c.worker)),
+            )
+            .order_by(runs.c.due_at)
+            .limit(request.limit - len(found))
+        )
+        if postgres:
+            query = query.with_for_update(skip_locked=True)
+        found += connection.execute(query)
+    return found
+
+
+def claim_runs(
+    connection: Connection, requests: Sequence[ClaimRequest], now: float
+) -> list[list[ClaimedRun]]:
+    """Lease due runs to workers: pending ones, failed ones whose retry is due, and the
+    runs of processes that are gone.
+
+    A run taken from a gone process counts as a lost attempt; a run that has
+    used all its attempts that way is dead rather than claimed again.
+    """
+    results: list[list[ClaimedRun]] = []
+    for request in requests:
+        candidates = _candidates(connection, request, now)
         claimed_rows = []
         lost_attempts = []
         dead = []
@@ -118,7 +155,12 @@ def claim_runs(
                         "finished_at": now,
                         "duration": max(0.0, now - (row.started_at or now)),
                         "outcome": LOST,
-                        "error": f"worker {row.worker} stopped before reporting (lease expired)",
+                        "error": f"worker {row.worker} stopped before reporting "
+                        + (
+                            "(its process is gone)"
+                            if row.worker in request.dead
+                            else "(its lease expired)"
+                        ),
                         "traceback": None,
                     }
                 )
@@ -137,8 +179,7 @@ def claim_runs(
                     worker=None,
                     lease_until=None,
                     finished_at=now,
-                    last_error="worker stopped before reporting (lease expired) "
-                    "and no attempts are left",
+                    last_error="its worker stopped before reporting, and no attempts are left",
                 )
             )
         if not claimed_rows:

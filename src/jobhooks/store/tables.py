@@ -24,12 +24,14 @@ __all__ = [
     "job_streaks",
     "job_types",
     "metadata",
+    "nodes",
     "poll_jobs",
     "poll_rows",
     "poll_state",
     "runs",
     "signing_keys",
     "tokens",
+    "ui_sessions",
 ]
 
 metadata = MetaData()
@@ -246,4 +248,33 @@ poll_jobs = Table(
     Column("job_history_id", BigInteger, nullable=False),
     Column("status", Integer, nullable=False),
     Column("retry_streak", Integer, nullable=False),
+)
+
+nodes = Table(
+    "nodes",
+    metadata,
+    # Every running serve, worker or poll process: a heartbeat every few seconds, so
+    # the runs (and the poller's lease) of a process that is gone are taken back at
+    # once rather than when a lease runs out.
+    Column("id", String(120), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("boot_id", String(64)),
+    Column("pid", Integer, nullable=False),
+    Column("pid_started", BigInteger),
+    Column("started_at", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+    Column("stopped_at", Float),
+)
+
+ui_sessions = Table(
+    "ui_sessions",
+    metadata,
+    # Dashboard sign-ins: a session ends when its operator signs out or its token is
+    # revoked, whatever copies of its cookie exist.
+    Column("id", String(32), primary_key=True),
+    Column("token_id", String(32), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("ended_at", Float),
+    Index("ix_ui_sessions_token", "token_id"),
 )

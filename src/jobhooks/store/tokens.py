@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, select, update
 
+from jobhooks.store.sessions import end_sessions_of_token
 from jobhooks.store.tables import tokens
 
 __all__ = [
@@ -110,10 +111,12 @@ def revoke_token(engine: Engine, token_id: str) -> bool:
     """Revoke a token by id (or by the token itself); False when none matched."""
     if token_id.startswith(_PREFIX):
         token_id = token_id[len(_PREFIX) :].split("_", 1)[0]
+    now = time.time()
     with engine.begin() as connection:
         result = connection.execute(
             update(tokens)
             .where(tokens.c.id == token_id, tokens.c.revoked_at.is_(None))
-            .values(revoked_at=time.time())
+            .values(revoked_at=now)
         )
+        end_sessions_of_token(connection, token_id, now)
     return result.rowcount > 0

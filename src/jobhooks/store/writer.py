@@ -21,9 +21,10 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from jobhooks.errors import StoreError
+from jobhooks.errors import DatabaseLost, StoreError
+from jobhooks.store.failures import describe_failure
 
-__all__ = ["BatchOperation", "GroupCommitWriter"]
+__all__ = ["BatchOperation", "GroupCommitWriter", "StoreHealth"]
 
 logger = logging.getLogger("jobhooks.store")
 
@@ -43,29 +44,75 @@ class BatchOperation:
     """Called on the writer thread when a transaction that included this kind failed."""
 
 
+@dataclass(frozen=True, slots=True)
+class StoreHealth:
+    """Whether the last write committed: what ``/readyz`` reports."""
+
+    ok: bool
+    problem: str | None = None
+    """What went wrong, in plain words (None while writes commit)."""
+    since: float | None = None
+    """When writes started failing."""
+    last_commit: float | None = None
+    last_failure: float | None = None
+    """When a write last failed, even if writes commit again since."""
+    last_problem: str | None = None
+    """What went wrong then."""
+
+
+@dataclass(frozen=True, slots=True)
+class Periodic:
+    """Work the writer thread does every ``interval`` seconds, between transactions."""
+
+    interval: float
+    work: Callable[[], None]
+
+
 _STOP = object()
 
 
 class GroupCommitWriter:
-    """Serialises writes through one connection and commits them in groups."""
+    """Serialises writes through one connection and commits them in groups.
+
+    ``verify`` runs after each commit, before anyone is told: when it raises
+    :class:`DatabaseLost` (the database file is not the one that was opened),
+    the group fails and so does every write after it.
+    """
 
     def __init__(
         self,
         engine: Engine,
         *,
         max_batch: int = 1024,
-        maintenance: Callable[[], None] | None = None,
-        maintenance_interval: float = 1.0,
+        verify: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._engine = engine
         self._max_batch = max_batch
-        self._maintenance = maintenance
-        self._maintenance_interval = maintenance_interval
-        self._maintained = time.monotonic()
+        self._verify = verify
+        self._clock = clock
+        self._periodic: list[tuple[Periodic, list[float]]] = []
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._lost: DatabaseLost | None = None
+        self._health = StoreHealth(True)
         self.batches = 0
         self.items = 0
+
+    def every(self, interval: float, work: Callable[[], None]) -> None:
+        """Run ``work`` on the writer thread every ``interval`` seconds (between transactions);
+        it may write through :meth:`transaction`."""
+        self._periodic.append((Periodic(interval, work), [0.0]))
+
+    @property
+    def health(self) -> StoreHealth:
+        """Whether the last transaction committed (writes, heartbeats and probes alike)."""
+        return self._health
+
+    @property
+    def lost(self) -> DatabaseLost | None:
+        """Set once the database file was deleted or replaced: nothing can be stored."""
+        return self._lost
 
     def start(self) -> None:
         """Start the writer thread."""
@@ -84,6 +131,9 @@ class GroupCommitWriter:
         """Queue one payload; the future resolves after its transaction commits."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
+        if self._lost is not None:
+            future.set_exception(self._lost)
+            return future
         self._queue.put((operation, payload, future, loop))
         return future
 
@@ -91,21 +141,82 @@ class GroupCommitWriter:
         """Submit and wait for the committed result."""
         return await self.submit(operation, payload)
 
+    def transaction(self, work: Callable[[Connection], Any]) -> Any:
+        """Run ``work`` in a transaction of its own, from the writer thread (periodic work);
+        its outcome counts in :attr:`health` as any write does."""
+        if self._lost is not None:
+            raise self._lost
+        try:
+            with self._engine.begin() as connection:
+                result = work(connection)
+            self._committed()
+        except Exception as exc:
+            self._failed(exc)
+            raise
+        return result
+
+    # -- health ------------------------------------------------------------------
+
+    def _committed(self) -> None:
+        if self._verify is not None:
+            try:
+                self._verify()
+            except DatabaseLost as exc:
+                self._lose(exc)
+                raise
+        now = self._clock()
+        health = self._health
+        if not health.ok:
+            logger.warning("the database takes writes again (after: %s)", health.problem)
+        self._health = StoreHealth(
+            True,
+            last_commit=now,
+            last_failure=health.last_failure,
+            last_problem=health.last_problem,
+        )
+
+    def _failed(self, exc: BaseException) -> None:
+        if isinstance(exc, DatabaseLost | IntegrityError):
+            return  # lost is reported by _lose; a constraint means the database works
+        problem = describe_failure(exc)
+        now = self._clock()
+        health = self._health
+        if health.ok or health.problem != problem:
+            logger.error(
+                "a write to the database failed: %s (%s: %s)", problem, type(exc).__name__, exc
+            )
+        since = health.since if not health.ok and health.since is not None else now
+        self._health = StoreHealth(False, problem, since, health.last_commit, now, problem)
+
+    def _lose(self, exc: DatabaseLost) -> None:
+        if self._lost is None:
+            logger.error("%s", exc)
+            self._lost = exc
+            now = self._clock()
+            self._health = StoreHealth(
+                False, str(exc), now, self._health.last_commit, now, str(exc)
+            )
+
+    # -- the thread -------------------------------------------------------------
+
     def _maintain(self) -> None:
-        if self._maintenance is not None:
-            now = time.monotonic()
-            if now - self._maintained >= self._maintenance_interval:
-                self._maintained = now
+        now = time.monotonic()
+        for periodic, last in self._periodic:
+            if now - last[0] >= periodic.interval:
+                last[0] = now
                 try:
-                    self._maintenance()
+                    periodic.work()
                 except Exception:
-                    logger.exception("store maintenance failed; trying again later")
+                    logger.debug("periodic store work failed; trying again later", exc_info=True)
+
+    def _wait(self) -> float:
+        return min((periodic.interval for periodic, _last in self._periodic), default=1.0)
 
     def _run(self) -> None:
         while True:
             self._maintain()
             try:
-                first = self._queue.get(timeout=self._maintenance_interval)
+                first = self._queue.get(timeout=self._wait())
             except queue.Empty:
                 continue
             if first is _STOP:
@@ -126,8 +237,16 @@ class GroupCommitWriter:
                 return
 
     def _write(self, batch: list[Any]) -> None:
+        if self._lost is not None:
+            for item in batch:
+                self._fail(item, self._lost)
+            return
         try:
             results = self._apply(batch)
+        except DatabaseLost as exc:
+            for item in batch:
+                self._fail(item, exc)
+            return
         except IntegrityError as exc:
             # On PostgreSQL another node may have committed the same report a moment
             # earlier; applied alone, each write sees it (a real conflict fails again).
@@ -138,7 +257,7 @@ class GroupCommitWriter:
                 first_line,
             )
         except Exception:
-            logger.exception("a group of %d writes failed; retrying them one by one", len(batch))
+            logger.debug("a group of %d writes failed; retrying them one by one", len(batch))
         else:
             self._deliver(batch, results)
             return
@@ -153,7 +272,7 @@ class GroupCommitWriter:
         for index, (operation, _payload, _future, _loop) in enumerate(batch):
             groups.setdefault(operation.name, (operation, []))[1].append(index)
         results: list[Any] = [None] * len(batch)
-        now = time.time()
+        now = self._clock()
         try:
             with self._engine.begin() as connection:
                 for operation, indexes in groups.values():
@@ -161,7 +280,9 @@ class GroupCommitWriter:
                     applied = operation.apply(connection, payloads, now)
                     for index, result in zip(indexes, applied, strict=True):
                         results[index] = result
-        except Exception:
+            self._committed()
+        except Exception as exc:
+            self._failed(exc)
             for operation, _indexes in groups.values():
                 if operation.after_rollback is not None:
                     operation.after_rollback()
@@ -186,7 +307,7 @@ class GroupCommitWriter:
     @staticmethod
     def _fail(item: Any, exc: Exception) -> None:
         _operation, _payload, future, loop = item
-        error = StoreError(f"the database refused a write: {type(exc).__name__}: {exc}")
+        error = exc if isinstance(exc, StoreError) else StoreError(describe_failure(exc))
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(_reject, future, error)
 

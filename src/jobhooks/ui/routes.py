@@ -7,6 +7,7 @@ current while its runs are open.
 
 from __future__ import annotations
 
+import secrets
 import time
 import uuid
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from jobhooks.sdk.enums import JobResult
 from jobhooks.store import dashboard, queries
 from jobhooks.store.keys import signing_key
 from jobhooks.store.records import RunStatus
+from jobhooks.ui.api_reference import operations, schema_fields
 from jobhooks.ui.chart import stacked_bars
 from jobhooks.ui.render import STATIC_DIR, page, redirect
 from jobhooks.ui.session import (
@@ -87,7 +89,10 @@ async def _session(request: Request) -> Session | None:
     session = signer.session(request.cookies.get(SESSION_COOKIE), time.time())
     if session is None:
         return None
-    info = await request.app.state.runtime.tokens.lookup_id(session.token_id)
+    runtime = request.app.state.runtime
+    if not await runtime.store.session_active(session.id, session.token_id):
+        return None
+    info = await runtime.tokens.lookup_id(session.token_id)
     if info is None or info.role != session.role:
         return None
     return session
@@ -227,10 +232,12 @@ async def login(request: Request) -> Response:
             f"That is an {info.role} token; the dashboard takes an admin or a viewer token "
             "(jobhooks token create --viewer).",
         )
+    session_id = secrets.token_urlsafe(16)
+    await _runtime(request).store.start_session(session_id, info.id, now + SESSION_SECONDS)
     response = redirect(_local_path(form.get("next"), "/ui/"))
     response.set_cookie(
         SESSION_COOKIE,
-        signer.new_session(info.id, info.role, now),
+        signer.new_session(info.id, info.role, now, session_id),
         max_age=SESSION_SECONDS,
         path="/ui",
         httponly=True,
@@ -244,6 +251,7 @@ async def login(request: Request) -> Response:
 @router.post("/logout")
 async def logout(request: Request, session: SignedIn) -> Response:
     await _check_form(request, session)
+    await _runtime(request).store.end_session(session.id)
     response = redirect("/ui/login?signed_out=1")
     response.delete_cookie(SESSION_COOKIE, path="/ui", httponly=True, samesite="strict")
     return response
@@ -522,24 +530,49 @@ async def replay_dead(request: Request, session: SignedIn, name: str) -> Respons
 
 @router.get("/job-types")
 async def job_types_page(request: Request, session: SignedIn) -> Response:
-    catalog = await _runtime(request).store.read(dashboard.job_type_catalog, time.time())
-    config = _config_names(request)
-    for row in catalog:
-        row["config_name"] = config.pop(row["id"], None)
-    catalog += [
-        {
-            "id": guid,
-            "name": name,
-            "origin": "config",
-            "first_seen": None,
-            "completions": 0,
-            "failures": 0,
-            "last_day": 0,
-            "config_name": name,
-        }
-        for guid, name in config.items()
-    ]
-    return page("job_types.html", _context(request, session, "job-types", catalog=catalog))
+    cursor = request.query_params.get("after") or ""
+    try:
+        after = queries.job_type_position(cursor) if cursor else None
+    except ValueError:
+        after = None  # not a cursor made here: the first page
+    rows = await _runtime(request).store.read(
+        dashboard.job_type_catalog, time.time(), PAGE_SIZE + 1, after, _config_names(request)
+    )
+    catalog = rows[:PAGE_SIZE]
+    next_url = None
+    if len(rows) > PAGE_SIZE:
+        last = catalog[-1]
+        next_url = "/ui/job-types?" + urlencode(
+            {"after": queries.job_type_cursor(last["name"], last["id"])}
+        )
+    return page(
+        "job_types.html",
+        _context(
+            request,
+            session,
+            "job-types",
+            catalog=catalog,
+            next_url=next_url,
+            paged=after is not None,
+            first_url="/ui/job-types",
+        ),
+    )
+
+
+@router.get("/api")
+async def api_reference(request: Request, session: SignedIn) -> Response:
+    document = request.app.openapi()
+    names = ("CompletionReport", "CheckinAnswer", "Problem")
+    return page(
+        "api.html",
+        _context(
+            request,
+            session,
+            "",
+            operations=operations(document),
+            schemas=[(name, schema_fields(document, name)) for name in names],
+        ),
+    )
 
 
 @router.get("/agents")

@@ -1,10 +1,11 @@
 """Dashboard sessions: signed cookies that name a token, expire, and carry a CSRF secret.
 
 A session cookie holds the token's id (never the token), its role, an
-expiry and a random nonce, signed with HMAC-SHA256 under a key kept in the
-database (so every node checks what any node signed). Each request checks
-the token again through the token cache, so a revoked token's session ends
-within the cache's lifetime. Forms carry a CSRF token derived from the
+expiry and a random nonce (the session's id), signed with HMAC-SHA256 under a
+key kept in the database (so every node checks what any node signed). Each
+request checks that the session is still open in the database (signing out
+or revoking the token ends it at once, whatever copies of the cookie exist)
+and that the token is still valid. Forms carry a CSRF token derived from the
 nonce; the sign-in form, which has no session yet, gets a short-lived
 signed cookie of its own for the same purpose.
 """
@@ -61,6 +62,8 @@ class Session:
     role: str
     expires: float
     csrf: str
+    id: str = ""
+    """The session's id, kept in the database until sign-out."""
 
     @property
     def can_replay(self) -> bool:
@@ -106,13 +109,16 @@ class Signer:
         """True when ``presented`` is the CSRF token for ``nonce``."""
         return same_token(self.csrf(nonce), presented)
 
-    def new_session(self, token_id: str, role: str, now: float) -> str:
-        """A session cookie value for a token, valid :data:`SESSION_SECONDS`."""
+    def new_session(
+        self, token_id: str, role: str, now: float, session_id: str | None = None
+    ) -> str:
+        """A session cookie value for a token, valid :data:`SESSION_SECONDS`; its nonce is
+        the session's id (``session_id``, or a new random one)."""
         payload = {
             "tid": token_id,
             "role": role,
             "exp": int(now + SESSION_SECONDS),
-            "n": secrets.token_urlsafe(16),
+            "n": session_id or secrets.token_urlsafe(16),
         }
         return self.sign("session", payload)
 
@@ -125,7 +131,7 @@ class Signer:
         token_id, role, nonce = payload.get("tid"), payload.get("role"), payload.get("n")
         if not isinstance(token_id, str) or role not in ROLES or not isinstance(nonce, str):
             return None
-        return Session(token_id, str(role), float(payload["exp"]), self.csrf(nonce))
+        return Session(token_id, str(role), float(payload["exp"]), self.csrf(nonce), nonce)
 
     def new_login(self, now: float) -> tuple[str, str]:
         """(cookie value, CSRF token) for a sign-in form."""

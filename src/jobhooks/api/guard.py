@@ -1,0 +1,133 @@
+"""What every request passes before it reaches a route: bounded bodies and storable text.
+
+The check-in endpoint reads its own body (see :mod:`jobhooks.api.checkin`);
+every other request is checked here, in front of the framework:
+
+* a body is read only up to :data:`MAX_BODY` bytes, counted as it arrives
+  (a chunked body has no length to trust), and a larger one is answered 413
+  without reading the rest;
+* a path or query parameter holding a NUL character, or text that is not
+  valid Unicode, is answered with a 4xx naming it, since no database can
+  store or compare it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qsl
+
+from jobhooks.api.problems import problem_body
+
+__all__ = ["MAX_BODY", "RequestGuard", "unstorable"]
+
+MAX_BODY = 64 * 1024
+"""The largest body any endpoint takes."""
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def unstorable(text: str) -> str | None:
+    """Why ``text`` cannot be stored or compared as text, or None when it can."""
+    if "\x00" in text:
+        return "contains a NUL character (\\u0000)"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "is not valid Unicode text"
+    return None
+
+
+async def _answer(send: Send, status: int, detail: str, errors: list[dict[str, str]]) -> None:
+    body = problem_body(status, detail, errors or None)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestGuard:
+    """ASGI middleware: refuses oversized bodies and unstorable text before the app runs."""
+
+    def __init__(self, app: ASGIApp, max_body: int = MAX_BODY) -> None:
+        self.app = app
+        self.max_body = max_body
+
+    def __getattr__(self, name: str) -> Any:
+        # The wrapped framework app's attributes (state, openapi, ...) stay reachable.
+        return getattr(self.app, name)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        problem = self._text_problem(scope)
+        if problem is not None:
+            await _answer(send, *problem)
+            return
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+            await _answer(
+                send, 413, f"the body is {int(declared)} bytes; the limit is {self.max_body}", []
+            )
+            return
+        if scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE") and declared is None:
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                await _answer(send, 413, f"the body is over the limit of {self.max_body} bytes", [])
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    def _text_problem(scope: Scope) -> tuple[int, str, list[dict[str, str]]] | None:
+        path = scope.get("path", "")
+        why = unstorable(path)
+        if why is not None:
+            return 404, f"no such resource: the path {why}", [{"field": "path", "message": why}]
+        query = scope.get("query_string", b"").decode("utf-8", "surrogateescape")
+        errors = []
+        for name, value in parse_qsl(query, keep_blank_values=True, errors="surrogateescape"):
+            for part in (name, value):
+                why = unstorable(part)
+                if why is not None:
+                    shown = name if unstorable(name) is None else repr(name)[:40]
+                    errors.append({"field": shown, "message": why})
+                    break
+        if errors:
+            detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+            return 422, f"invalid query parameters: {detail}", errors
+        return None

@@ -1,0 +1,121 @@
+"""Opening a database to serve from: the one place that creates, migrates or checks it.
+
+The embedded SQLite database is created and migrated on start (and says so
+when it is new); a PostgreSQL database must already be at this version's
+schema (``jobhooks db upgrade``). Every failure is a :class:`StoreError`
+naming the database and the cause, never a driver's traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from jobhooks.errors import StoreError
+from jobhooks.store.engine import connect, is_sqlite, shown_url, sqlite_path
+from jobhooks.store.failures import describe_failure
+from jobhooks.store.migrate import current_revision, ensure_current, upgrade
+
+__all__ = ["FileIdentity", "open_database", "upgrade_database"]
+
+logger = logging.getLogger("jobhooks.store")
+
+POSTGRES_EXTRA = "pip install 'jobhooks[postgres]'"
+
+
+@dataclass(frozen=True, slots=True)
+class FileIdentity:
+    """Which file a path named when it was opened (device and inode)."""
+
+    device: int
+    inode: int
+
+    @classmethod
+    def of(cls, path: Path) -> FileIdentity | None:
+        """The identity of the file at ``path`` now, None when there is none."""
+        try:
+            status = path.stat()
+        except FileNotFoundError:
+            return None
+        return cls(status.st_dev, status.st_ino)
+
+
+def _engine(url: str, pool_size: int, create: bool) -> Engine:
+    try:
+        return connect(url, pool_size=pool_size, create=create)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("psycopg"):
+            raise StoreError(
+                f"{shown_url(url)} is a PostgreSQL database, and the PostgreSQL driver "
+                f"(psycopg) is not installed: {POSTGRES_EXTRA}"
+            ) from None
+        raise
+    except OSError as exc:
+        path = sqlite_path(url)
+        folder = path.parent if path is not None else url
+        raise StoreError(
+            f"cannot create the data directory {folder}: {exc.strerror or exc}"
+        ) from None
+
+
+def open_database(url: str, *, migrate: bool | None = None, pool_size: int = 8) -> Engine:
+    """An engine on ``url``, ready to serve from.
+
+    ``migrate`` (default: SQLite only) runs the migrations the database lacks;
+    otherwise the schema must be current. A SQLite file is created when missing
+    (one log line names it); once open, the engine never creates it again.
+    Raises :class:`StoreError` (or :class:`SchemaOutOfDate`) saying what is wrong.
+    """
+    sqlite = is_sqlite(url)
+    if migrate is None:
+        migrate = sqlite
+    path = sqlite_path(url) if sqlite else None
+    new = path is not None and not path.exists()
+    engine = _engine(url, pool_size, create=True)
+    try:
+        if migrate:
+            upgrade(engine)
+        else:
+            ensure_current(engine)
+    except StoreError:
+        engine.dispose()
+        raise
+    except (SQLAlchemyError, OSError) as exc:
+        engine.dispose()
+        where = f" (is {path.parent} writable by this user?)" if path is not None else ""
+        raise StoreError(
+            f"cannot open the database {shown_url(url)}: {describe_failure(exc)}{where}"
+        ) from None
+    if path is None:
+        return engine
+    engine.dispose()
+    if new:
+        # Worth a warning: a database that was there before (now deleted or moved) means
+        # every token and all history start empty.
+        logger.warning("created a new database at %s", path.resolve())
+    return _engine(url, pool_size, create=False)
+
+
+def upgrade_database(url: str) -> tuple[str | None, str | None]:
+    """Run the migrations ``url`` lacks; returns its revision before and after.
+
+    Raises :class:`StoreError` saying what is wrong when it cannot be opened.
+    """
+    engine = _engine(url, 1, create=True)
+    try:
+        before = current_revision(engine)
+    except (SQLAlchemyError, OSError) as exc:
+        engine.dispose()
+        raise StoreError(
+            f"cannot open the database {shown_url(url)}: {describe_failure(exc)}"
+        ) from None
+    engine.dispose()
+    engine = open_database(url, migrate=True, pool_size=1)
+    try:
+        return before, current_revision(engine)
+    finally:
+        engine.dispose()

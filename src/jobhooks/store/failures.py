@@ -1,0 +1,52 @@
+"""What went wrong with the database, in words an operator can act on.
+
+Answers and ``/readyz`` say what happened ("the disk holding the database is
+full"); the driver's own text, which names tables, statements and internals,
+goes to the server's log only.
+"""
+
+from __future__ import annotations
+
+import errno
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from jobhooks.errors import StoreError
+
+__all__ = ["describe_failure"]
+
+_SQLITE_CAUSES = (
+    ("database or disk is full", "the disk holding the database is full"),
+    ("file is too large", "the disk holding the database is full (file size limit)"),
+    ("readonly database", "the database is read-only (check the data directory's permissions)"),
+    ("unable to open database file", "the database file cannot be opened"),
+    ("disk i/o error", "the disk holding the database failed to read or write"),
+    ("database is locked", "the database is locked by another process"),
+    ("database disk image is malformed", "the database file is corrupt"),
+    ("no such table", "the database file has lost its tables (was it replaced?)"),
+)
+_OS_CAUSES = {
+    errno.ENOSPC: "the disk holding the database is full",
+    errno.EFBIG: "the disk holding the database is full (file size limit)",
+    errno.EROFS: "the database is on a read-only file system",
+    errno.EACCES: "the database is not writable by this user",
+    errno.EPERM: "the database is not writable by this user",
+    errno.EIO: "the disk holding the database failed to read or write",
+}
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One sentence saying what went wrong, without the driver's internals."""
+    if isinstance(exc, StoreError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.errno in _OS_CAUSES:
+        return _OS_CAUSES[exc.errno]
+    text = str(getattr(exc, "orig", None) or exc).casefold()
+    for marker, cause in _SQLITE_CAUSES:
+        if marker in text:
+            return cause
+    if isinstance(exc, OperationalError) and "sqlite" not in type(exc.orig).__module__:
+        return "the database server cannot be reached or refused the connection"
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return "the connection to the database server was lost"
+    return "the database refused the write (the server's log has the details)"

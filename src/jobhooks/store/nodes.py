@@ -1,0 +1,167 @@
+"""Which jobhooks processes are alive: a heartbeat row per process, and who is gone.
+
+Every ``serve``, ``worker`` and ``poll`` process registers a row and beats
+every :data:`HEARTBEAT_EVERY` seconds. A process is gone when it said so
+(``stopped_at``), when its heartbeat is older than :data:`STALE_AFTER`, or at
+once when it ran on this machine (same host name and boot) and its process no
+longer exists. The runs a gone process held, and the poller's lease, are then
+taken back without waiting for a lease to run out.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, delete, exists, select, update
+
+from jobhooks.store.dialect import upsert
+from jobhooks.store.records import RunStatus
+from jobhooks.store.tables import nodes, poll_state, runs
+
+__all__ = [
+    "HEARTBEAT_EVERY",
+    "STALE_AFTER",
+    "NodeIdentity",
+    "beat",
+    "dead_nodes",
+    "forget_nodes",
+    "has_node",
+    "process_exists",
+    "purge_nodes",
+    "stop_node",
+]
+
+HEARTBEAT_EVERY = 2.0
+"""Seconds between two heartbeats of a process."""
+STALE_AFTER = 10.0
+"""Seconds without a heartbeat after which a process counts as gone."""
+
+
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text(encoding="ascii", errors="replace").strip()
+    except OSError:
+        return None
+
+
+def process_started(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot (Linux), or None."""
+    stat = _read(f"/proc/{pid}/stat")
+    if stat is None:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: count after the last ')'.
+    fields = stat.rsplit(")", 1)[-1].split()
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def process_exists(pid: int, started: int | None) -> bool:
+    """True while process ``pid`` runs (and, when ``started`` is known, is the same process
+    rather than a later one that reused its number)."""
+    if started is not None and Path("/proc/self/stat").exists():
+        return process_started(pid) == started
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class NodeIdentity:
+    """One running jobhooks process, as its heartbeat row names it."""
+
+    id: str
+    host: str
+    boot_id: str | None
+    pid: int
+    pid_started: int | None
+
+    @classmethod
+    def of_this_process(cls) -> NodeIdentity:
+        """The identity of the calling process (a new id each time)."""
+        host = socket.gethostname()[:200]
+        pid = os.getpid()
+        return cls(
+            id=f"{host[:80]}:{pid}:{secrets.token_hex(4)}",
+            host=host,
+            boot_id=_read("/proc/sys/kernel/random/boot_id"),
+            pid=pid,
+            pid_started=process_started(pid),
+        )
+
+    def same_machine(self, host: str, boot_id: str | None) -> bool:
+        """True when a row names this machine, since its last boot."""
+        return host == self.host and boot_id is not None and boot_id == self.boot_id
+
+
+def beat(connection: Connection, node: NodeIdentity, started_at: float, now: float) -> None:
+    """Register ``node`` or renew its heartbeat (a row removed meanwhile comes back)."""
+    statement = upsert(connection, nodes, "id", ["heartbeat_at", "stopped_at"])
+    connection.execute(
+        statement,
+        [
+            {
+                "id": node.id,
+                "host": node.host,
+                "boot_id": node.boot_id,
+                "pid": node.pid,
+                "pid_started": node.pid_started,
+                "started_at": started_at,
+                "heartbeat_at": now,
+                "stopped_at": None,
+            }
+        ],
+    )
+
+
+def stop_node(connection: Connection, node_id: str, now: float) -> None:
+    """Record that a process stopped: what it still holds may be taken back at once."""
+    connection.execute(update(nodes).where(nodes.c.id == node_id).values(stopped_at=now))
+
+
+def dead_nodes(
+    connection: Connection, me: NodeIdentity, now: float, stale_after: float = STALE_AFTER
+) -> list[str]:
+    """The ids of the processes that are gone (see the module's docstring), never ``me``."""
+    found = []
+    for row in connection.execute(select(nodes).where(nodes.c.id != me.id)):
+        silent = row.stopped_at is not None or row.heartbeat_at < now - stale_after
+        if silent or (
+            me.same_machine(row.host, row.boot_id) and not process_exists(row.pid, row.pid_started)
+        ):
+            found.append(row.id)
+    return sorted(found)
+
+
+def _holding() -> Any:
+    # A run is held only while it is open, so the (status, due_at) index finds them; a
+    # poller's lease names its node too, and must be taken back at once as well.
+    run = exists().where(runs.c.status.in_(RunStatus.OPEN), runs.c.worker == nodes.c.id)
+    return run | exists().where(poll_state.c.owner == nodes.c.id)
+
+
+def forget_nodes(connection: Connection, node_ids: Sequence[str]) -> None:
+    """Delete the rows of gone processes that no longer hold any run."""
+    if node_ids:
+        connection.execute(delete(nodes).where(nodes.c.id.in_(list(node_ids)), ~_holding()))
+
+
+def purge_nodes(connection: Connection, cutoff: float) -> None:
+    """Forget processes silent since before ``cutoff`` that hold no run."""
+    connection.execute(delete(nodes).where(nodes.c.heartbeat_at < cutoff, ~_holding()))
+
+
+def has_node(worker: Any) -> Any:
+    """SQL: the holder named by ``worker`` (a column) has a heartbeat row."""
+    return exists().where(nodes.c.id == worker)

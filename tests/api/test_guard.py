@@ -1,0 +1,99 @@
+"""Input no database can take, and requests the API does not serve: clear 4xx answers,
+never a 5xx, on SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from support.app import Api
+from support.reports import report
+
+PATH = "/api/v1/job-completions"
+BOTH = pytest.mark.parametrize("database", ["sqlite", "postgresql"], indirect=True)
+
+
+def _problem(response: Any, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status and body["detail"]
+    return body
+
+
+@BOTH
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/v1/job-completions?client_machine=%00"),
+        ("GET", "/api/v1/job-completions?job_type=a%00b"),
+        ("GET", "/api/v1/job-completions?before=%00"),
+        ("GET", "/api/v1/handler-runs?handler=%00"),
+        ("GET", "/api/v1/job-completions/%00"),
+        ("POST", "/api/v1/handler-runs/%00/replay"),
+        ("POST", "/api/v1/handlers/%00/replay-dead"),
+        ("GET", "/ui/completions?machine=%00"),
+        ("GET", "/ui/runs?handler=%00"),
+        ("GET", "/ui/completions/%00"),
+        ("GET", "/api/v1/job-completions?client_machine=%ED%A0%80"),
+    ],
+)
+def test_a_nul_or_broken_text_in_a_parameter_is_a_4xx_naming_it(
+    api: Api, method: str, path: str
+) -> None:
+    response = api.client.request(method, path, headers=api.auth("admin"))
+
+    assert 400 <= response.status_code < 500, response.text
+    body = _problem(response, response.status_code)
+    assert "NUL" in body["detail"] or "Unicode" in body["detail"]
+
+
+def test_deeply_nested_json_is_a_400(api: Api) -> None:
+    body = b'{"a":' * 5000 + b"1" + b"}" * 5000
+
+    response = api.client.post(
+        PATH, content=body, headers={**api.auth("agent"), "content-type": "application/json"}
+    )
+
+    assert "nested too deeply" in _problem(response, 400)["detail"]
+    assert api.stored() == []
+
+
+@pytest.mark.parametrize(
+    ("content_type", "accepted"),
+    [
+        ("application/json", True),
+        ("application/json; charset=utf-8", True),
+        ("application/vnd.jobhooks+json", True),
+        ("text/notjsonatall", False),
+        ("application/jsonp", False),
+        ("text/plain; note=json", False),
+    ],
+)
+def test_only_a_json_media_type_is_a_check_in(api: Api, content_type: str, accepted: bool) -> None:
+    import json
+
+    response = api.client.post(
+        PATH,
+        content=json.dumps(report()),
+        headers={**api.auth("agent"), "content-type": content_type},
+    )
+
+    if accepted:
+        assert response.status_code == 202, response.text
+    else:
+        assert "application/json" in _problem(response, 415)["detail"]
+
+
+def test_another_method_on_the_check_in_path_lists_the_ones_it_takes(api: Api) -> None:
+    response = api.client.request("OPTIONS", PATH, headers=api.auth("agent"))
+
+    _problem(response, 405)
+    assert response.headers["allow"] == "GET, POST"
+
+
+def test_the_interactive_api_pages_that_load_from_a_cdn_are_not_served(api: Api) -> None:
+    for path in ("/docs", "/redoc", "/docs/oauth2-redirect"):
+        assert api.client.get(path).status_code == 404
+    document = api.client.get("/openapi.json").text
+    assert "cdn." not in document

@@ -1,0 +1,154 @@
+"""Which processes are alive, and the runs of those that are gone taken back at once.
+
+Times are passed in explicitly: a heartbeat goes stale without waiting.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import replace
+
+from sqlalchemy import Connection
+from support.reports import new_completion
+from support.storedb import StoreDb
+
+from jobhooks.store.checkins import insert_checkins
+from jobhooks.store.nodes import (
+    STALE_AFTER,
+    NodeIdentity,
+    beat,
+    dead_nodes,
+    forget_nodes,
+    process_exists,
+    process_started,
+    stop_node,
+)
+from jobhooks.store.records import ClaimedRun
+from jobhooks.store.runs import ClaimRequest, claim_runs
+from jobhooks.store.tables import nodes
+
+NOW = 1_800_000_000.0
+ME = NodeIdentity.of_this_process()
+
+
+def _node(name: str, *, pid: int = 1, host: str = "elsewhere", boot: str = "b") -> NodeIdentity:
+    return NodeIdentity(f"{host}:{pid}:{name}", host, boot, pid, None)
+
+
+def _beat(db: StoreDb, node: NodeIdentity, at: float) -> None:
+    def apply(connection: Connection, _items: object, now: float) -> None:
+        beat(connection, node, NOW, at)
+
+    db.apply(apply, [None], NOW)
+
+
+def _dead(db: StoreDb, now: float) -> list[str]:
+    with db.engine.connect() as connection:
+        return dead_nodes(connection, ME, now)
+
+
+def _gone_pid() -> tuple[int, int | None]:
+    """The pid (and start time) of a process of this machine that has exited."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    started = process_started(child.pid)
+    assert process_exists(child.pid, started)
+    child.kill()
+    child.wait()
+    return child.pid, started
+
+
+def test_a_silent_or_stopped_process_is_gone_and_a_beating_one_is_not(db: StoreDb) -> None:
+    alive, silent, stopped = _node("alive"), _node("silent"), _node("stopped")
+    _beat(db, alive, NOW)
+    _beat(db, silent, NOW - STALE_AFTER - 1)
+    _beat(db, stopped, NOW)
+    _beat(db, ME, NOW - 3600)
+    db.apply(lambda c, _i, now: stop_node(c, stopped.id, now), [None], NOW)
+
+    assert _dead(db, NOW) == sorted([silent.id, stopped.id]), "never itself, however silent"
+
+
+def test_a_process_of_this_machine_that_exited_is_gone_at_once(db: StoreDb) -> None:
+    pid, started = _gone_pid()
+    crashed = replace(ME, id=f"crashed:{pid}", pid=pid, pid_started=started)
+    reused = replace(ME, id="reused", pid=ME.pid, pid_started=(ME.pid_started or 0) + 1)
+    other_machine = replace(crashed, id="other-machine", boot_id="another boot")
+    for node in (crashed, reused, other_machine):
+        _beat(db, node, NOW)
+
+    dead = _dead(db, NOW + 1)
+
+    assert crashed.id in dead, "its heartbeat is fresh, but its process has exited"
+    assert reused.id in dead, "the pid runs another process (started at another time)"
+    assert other_machine.id not in dead, "another machine's pids say nothing of its processes"
+
+
+def _store_run(db: StoreDb, now: float, holder: str | None = None) -> str:
+    """One stored run; with ``holder``, handed over to that worker as a check-in does."""
+    reserve = (lambda count: (holder, count)) if holder else None
+    [receipt] = db.apply(
+        lambda c, items, t: insert_checkins(c, items, t, reserve=reserve),
+        [new_completion("mail", lease=LEASE)],
+        now,
+    )
+    return receipt.runs[0].id
+
+
+LEASE = 30.0
+
+
+def _claim(db: StoreDb, now: float, dead: tuple[str, ...] = ()) -> list[ClaimedRun]:
+    [claimed] = db.apply(claim_runs, [ClaimRequest("w2", 10, {"mail": LEASE}, 60.0, dead)], now)
+    return claimed
+
+
+def test_runs_of_a_gone_process_are_taken_back_before_their_lease_ends(db: StoreDb) -> None:
+    crashed = _node("crashed")
+    _beat(db, crashed, NOW)
+    run_id = _store_run(db, NOW, holder=crashed.id)
+
+    assert _claim(db, NOW + 5) == [], "held by a process with a heartbeat row: not due"
+    [taken] = _claim(db, NOW + 5, dead=(crashed.id,))
+
+    assert (taken.id, taken.attempt, taken.number) == (run_id, 2, 2)
+    [lost] = db.attempts(run_id)
+    assert lost.outcome == "lost"
+    assert lost.worker == crashed.id
+    assert "process is gone" in lost.error
+    assert lost.started_at == NOW, "the attempt started when the check-in handed it over"
+    assert lost.duration == 5.0
+
+
+def test_a_live_process_keeps_its_runs_past_their_lease(db: StoreDb) -> None:
+    busy = _node("busy")
+    _beat(db, busy, NOW)
+    _store_run(db, NOW, holder=busy.id)
+
+    assert _claim(db, NOW + LEASE + 600) == [], "it is alive: it reports when the run ends"
+
+
+def test_a_holder_without_a_heartbeat_row_loses_its_runs_when_the_lease_ends(
+    db: StoreDb,
+) -> None:
+    run_id = _store_run(db, NOW, holder="an-older-jobhooks:77:ab12")
+
+    assert _claim(db, NOW + LEASE - 1) == []
+    [taken] = _claim(db, NOW + LEASE + 1)
+
+    assert taken.id == run_id
+    assert "lease expired" in db.attempts(run_id)[0].error
+
+
+def test_the_row_of_a_gone_process_is_forgotten_once_it_holds_nothing(db: StoreDb) -> None:
+    crashed, idle = _node("crashed"), _node("idle")
+    for node in (crashed, idle):
+        _beat(db, node, NOW)
+    _store_run(db, NOW, holder=crashed.id)
+
+    db.apply(lambda c, _i, _now: forget_nodes(c, [crashed.id, idle.id]), [None], NOW)
+    assert db.count(nodes) == 1, "the idle one went; the one holding a run stays"
+
+    _claim(db, NOW + 1, dead=(crashed.id,))
+    _claim(db, NOW + 2, dead=(crashed.id,))
+    assert db.count(nodes) == 0
