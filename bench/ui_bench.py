@@ -312,7 +312,7 @@ def time_pages(config: Path, repeat: int) -> list[dict[str, Any]]:
     """Sign in and time each page; returns one row per page."""
     from jobhooks.api import create_app
     from jobhooks.registry import load
-    from jobhooks.runtime import Runtime
+    from jobhooks.service.runtime import Runtime
     from jobhooks.store.tokens import create_token
 
     with warnings.catch_warnings():

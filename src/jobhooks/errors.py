@@ -5,6 +5,7 @@ The tree::
     JobhooksError
     ├── ConfigError            jobhooks.toml (or a handler registration) is invalid
     ├── ContextError           a completion report does not describe a valid job
+    ├── ReportRejected         a check-in cannot be taken as sent (malformed, invalid, foreign)
     ├── SecretError            a Secret reference cannot be resolved
     ├── PlatformNotConfigured  a handler used context.client without a [platform] url
     ├── PlatformError          the platform's API failed a request or answered something unusable
@@ -35,6 +36,7 @@ __all__ = [
     "PlatformAuthError",
     "PlatformError",
     "PlatformNotConfigured",
+    "ReportRejected",
     "SchemaOutOfDate",
     "SecretError",
     "StoreError",
@@ -77,6 +79,20 @@ class ContextError(JobhooksError, ValueError):
     def __init__(self, problems: Sequence[FieldProblem]) -> None:
         self.problems: tuple[FieldProblem, ...] = tuple(problems)
         super().__init__("; ".join(str(problem) for problem in self.problems))
+
+
+class ReportRejected(JobhooksError):
+    """Raised when a check-in cannot be taken as it was sent; nothing was stored.
+
+    ``reason`` says how: ``malformed`` (the body is not a JSON object, or a header
+    is not usable), ``invalid`` (fields are wrong: ``problems`` lists each) or
+    ``forbidden`` (the report names another agent than the token's).
+    """
+
+    def __init__(self, reason: str, message: str, problems: Sequence[FieldProblem] = ()) -> None:
+        self.reason = reason
+        self.problems: tuple[FieldProblem, ...] = tuple(problems)
+        super().__init__(message)
 
 
 class SecretError(JobhooksError, ValueError):

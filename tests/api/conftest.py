@@ -10,11 +10,11 @@ from pg import pg_database, pg_server, pg_template  # noqa: F401  (fixtures)
 from support.app import Api, TestClient
 from support.reports import AGENT_A, AGENT_B
 from support.server import write_config
+from support.tokens import make_token
 
-from jobhooks.api import create_app
 from jobhooks.registry import load
-from jobhooks.runtime import Runtime
-from jobhooks.store.tokens import create_token
+from jobhooks.service.runtime import Runtime
+from jobhooks.web import create_app
 
 
 @pytest.fixture(params=["sqlite"])
@@ -42,12 +42,12 @@ def api(tmp_path: Path, database: str) -> Iterator[Api]:
         server=f'database = "{database}"\n',
     )
     runtime = Runtime(load(config), config)
-    engine = runtime.store.engine
+    store = runtime.store
     tokens = {
-        "admin": create_token(engine, "admin")[0],
-        "viewer": create_token(engine, "viewer")[0],
-        "agent": create_token(engine, "agent", AGENT_A)[0],
-        "agent_b": create_token(engine, "agent", AGENT_B)[0],
+        "admin": make_token(store, "admin"),
+        "viewer": make_token(store, "viewer"),
+        "agent": make_token(store, "agent", AGENT_A),
+        "agent_b": make_token(store, "agent", AGENT_B),
     }
     with TestClient(create_app(runtime)) as client:
         yield Api(client, runtime, tmp_path, tokens)

@@ -8,67 +8,54 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event
 from support.app import Api
+from support.clock import ManualClock
+from support.tokens import make_token, make_token_info, revoke
 
-from jobhooks.api.auth import TokenCache
-from jobhooks.store.tokens import create_token, revoke_token
+from jobhooks.service.tokens import TokenCache, TokenLookup
+from jobhooks.store.tokens import TokenInfo
 
 TTL = 10.0
 LONGEST = 128
 """The longest token accepted: jobhooks issues 59-character tokens, the rest is slack."""
 
 
-class Clock:
-    """A monotonic clock that moves only when told."""
-
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 class TokenReads:
-    """Counts the statements that read the tokens table."""
+    """The store's tokens, counting every lookup that reaches them."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, tokens: TokenLookup) -> None:
         self.count = 0
-        self._engine = engine
-        event.listen(engine, "before_cursor_execute", self._seen)
+        self._tokens = tokens
 
-    def _seen(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if "FROM tokens" in statement:
-            self.count += 1
+    async def find(self, token: str) -> TokenInfo | None:
+        self.count += 1
+        return await self._tokens.find(token)
 
-    def close(self) -> None:
-        event.remove(self._engine, "before_cursor_execute", self._seen)
-
-
-@pytest.fixture
-def reads(api: Api) -> Iterator[TokenReads]:
-    counter = TokenReads(api.runtime.store.engine)
-    try:
-        yield counter
-    finally:
-        counter.close()
+    async def find_id(self, token_id: str) -> TokenInfo | None:
+        self.count += 1
+        return await self._tokens.find_id(token_id)
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def reads(api: Api) -> TokenReads:
+    """Counts the lookups of the app's token cache."""
+    counter = TokenReads(api.runtime.store.tokens)
+    api.runtime.tokens = TokenCache(counter)
+    return counter
 
 
 @pytest.fixture
-def cache(api: Api, clock: Clock) -> TokenCache:
-    return TokenCache(api.runtime.store.engine, clock)
+def clock() -> ManualClock:
+    return ManualClock(1_000.0)
+
+
+@pytest.fixture
+def cache(reads: TokenReads, clock: ManualClock) -> TokenCache:
+    """A cache of its own on a clock the test moves, its lookups counted by ``reads``."""
+    return TokenCache(reads, clock)
 
 
 def unknown_token() -> str:
@@ -123,7 +110,7 @@ def test_unknown_tokens_leave_nothing_in_the_cache(
 
 
 def test_a_known_token_is_cached_until_the_ttl_ends(
-    api: Api, cache: TokenCache, clock: Clock, reads: TokenReads
+    api: Api, cache: TokenCache, clock: ManualClock, reads: TokenReads
 ) -> None:
     token = api.tokens["viewer"]
 
@@ -136,7 +123,7 @@ def test_a_known_token_is_cached_until_the_ttl_ends(
     clock.advance(TTL - 0.5)
     assert asyncio.run(look_up()) == first
     assert reads.count == 1, "answered from the cache"
-    assert revoke_token(api.runtime.store.engine, first.id)
+    assert revoke(api.runtime.store, first.id)
     assert asyncio.run(look_up()) == first, "a revocation shows within the TTL, not at once"
     clock.advance(1.0)
     assert asyncio.run(look_up()) is None
@@ -144,9 +131,9 @@ def test_a_known_token_is_cached_until_the_ttl_ends(
     assert len(cache) == 0
 
 
-def test_expired_entries_are_evicted(api: Api, cache: TokenCache, clock: Clock) -> None:
-    engine = api.runtime.store.engine
-    early = [create_token(engine, "viewer")[0] for _ in range(3)]
+def test_expired_entries_are_evicted(api: Api, cache: TokenCache, clock: ManualClock) -> None:
+    store = api.runtime.store
+    early = [make_token(store, "viewer") for _ in range(3)]
     late = api.tokens["admin"]
 
     async def look_up(*tokens: str) -> None:
@@ -160,8 +147,10 @@ def test_expired_entries_are_evicted(api: Api, cache: TokenCache, clock: Clock) 
     assert len(cache) == 1
 
 
-def test_the_cache_never_holds_more_than_its_cap(api: Api, clock: Clock, reads: TokenReads) -> None:
-    cache = TokenCache(api.runtime.store.engine, clock, max_entries=2)
+def test_the_cache_never_holds_more_than_its_cap(
+    api: Api, clock: ManualClock, reads: TokenReads
+) -> None:
+    cache = TokenCache(reads, clock, max_entries=2)
     oldest, middle, newest = api.tokens["admin"], api.tokens["viewer"], api.tokens["agent"]
 
     async def look_up(*tokens: str) -> None:
@@ -178,9 +167,9 @@ def test_the_cache_never_holds_more_than_its_cap(api: Api, clock: Clock, reads: 
 
 
 def test_a_session_token_id_is_cached_only_when_it_exists(
-    api: Api, cache: TokenCache, clock: Clock, reads: TokenReads
+    api: Api, cache: TokenCache, clock: ManualClock, reads: TokenReads
 ) -> None:
-    viewer = create_token(api.runtime.store.engine, "viewer")[1]
+    viewer = make_token_info(api.runtime.store, "viewer")[1]
 
     async def look_up(token_id: str) -> Any:
         return await cache.lookup_id(token_id)
@@ -200,8 +189,8 @@ def test_a_session_token_id_is_cached_only_when_it_exists(
 def test_forgetting_a_revoked_token_ends_it_at_once_and_keeps_the_others(
     api: Api, cache: TokenCache, reads: TokenReads
 ) -> None:
-    engine = api.runtime.store.engine
-    revoked, revoked_info = create_token(engine, "viewer")
+    store = api.runtime.store
+    revoked, revoked_info = make_token_info(store, "viewer")
     kept = api.tokens["admin"]
 
     async def look_up(token: str) -> Any:
@@ -209,7 +198,7 @@ def test_forgetting_a_revoked_token_ends_it_at_once_and_keeps_the_others(
 
     assert asyncio.run(look_up(revoked)) is not None
     assert asyncio.run(look_up(kept)) is not None
-    assert revoke_token(engine, revoked_info.id)
+    assert revoke(store, revoked_info.id)
     cache.forget(revoked_info.id)
     assert asyncio.run(look_up(revoked)) is None
     before = reads.count

@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 from support.app import Api
 from support.reports import AGENT_B, report
-
-from jobhooks.store.tokens import create_token, revoke_token
+from support.tokens import make_token_info, revoke
 
 PATH = "/api/v1/job-completions"
 
@@ -92,7 +91,7 @@ def nothing_stored(api: Api) -> Iterator[Api]:
     """The test's requests must leave the store empty."""
     yield api
     assert api.stored() == []
-    assert api.runtime.store.backlog()[0] == 0
+    assert api.runtime.store.reads.backlog()[0] == 0
 
 
 @pytest.mark.parametrize(("body", "fields"), INVALID_FIELDS.values(), ids=INVALID_FIELDS.keys())
@@ -213,9 +212,9 @@ def test_a_viewer_token_cannot_report(nothing_stored: Api) -> None:
 
 
 def test_a_revoked_token_is_401(nothing_stored: Api) -> None:
-    engine = nothing_stored.runtime.store.engine
-    token, info = create_token(engine, "agent", AGENT_B)
-    assert revoke_token(engine, info.id)
+    store = nothing_stored.runtime.store
+    token, info = make_token_info(store, "agent", AGENT_B)
+    assert revoke(store, info.id)
 
     response = nothing_stored.client.post(
         PATH, json=report(AGENT_B), headers={"Authorization": f"Bearer {token}"}

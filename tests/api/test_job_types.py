@@ -4,6 +4,7 @@ page at a time, every job type once by following ``next``."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +16,12 @@ from support.app import Api, TestClient
 from support.catalog import add_job_types, bulk_job_types
 from support.reports import AGENT_A, report
 from support.server import write_config
+from support.tokens import database, make_token
 
-from jobhooks.api import create_app
 from jobhooks.registry import load
-from jobhooks.runtime import Runtime
-from jobhooks.store.tokens import create_token
+from jobhooks.service.runtime import Runtime
+from jobhooks.store.catalog import job_type_page
+from jobhooks.web import create_app
 
 JOB_TYPES = 20_000
 CONFIG_ONLY = "0a1e5c2d-0000-4000-8000-00000000c0f1"
@@ -60,11 +62,12 @@ def catalog(tmp_path: Path) -> Iterator[Catalog]:
         """,
     )
     runtime = Runtime(load(config), config, with_worker=False)
-    engine = runtime.store.engine
-    add_job_types(engine, rows)
+    store = runtime.store
+    with database(store) as engine:
+        add_job_types(engine, rows)
     tokens = {
-        "viewer": create_token(engine, "viewer")[0],
-        "agent": create_token(engine, "agent", AGENT_A)[0],
+        "viewer": make_token(store, "viewer"),
+        "agent": make_token(store, "agent", AGENT_A),
     }
     with TestClient(create_app(runtime)) as client:
         api = Api(client, runtime, tmp_path, tokens)
@@ -118,12 +121,11 @@ def test_listing_job_types_never_reads_the_completions_table(catalog: Catalog) -
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         statements.append(statement)
 
-    engine = catalog.api.runtime.store.engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        assert catalog.get().status_code == 200
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
+    with database(catalog.api.runtime.store) as engine:
+        event.listen(engine, "before_cursor_execute", record)
+        with engine.connect() as connection:
+            page = job_type_page(connection, time.time(), 100, None, {})
+    assert len(page.items) == 100
 
     assert any("job_types" in statement for statement in statements)
     scans = [s for s in statements if re.search(r"\b(FROM|JOIN)\s+completions\b", s, re.I)]

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from support.app import Api
 from support.reports import new_completion, report
+from support.tokens import database
 
 from jobhooks.store.checkins import insert_checkins
 
@@ -93,7 +94,7 @@ def test_a_wrong_method_is_a_405_problem(api: Api) -> None:
 
 def test_replaying_a_run_that_has_not_finished_is_409(api: Api) -> None:
     # A run another worker holds for an hour.
-    with api.runtime.store.engine.begin() as connection:
+    with database(api.runtime.store) as engine, engine.begin() as connection:
         [receipt] = insert_checkins(
             connection,
             [new_completion("record", lease=3600)],

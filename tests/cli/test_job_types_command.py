@@ -12,11 +12,11 @@ from support import cli
 from support.app import TestClient
 from support.catalog import add_job_types, bulk_job_types
 from support.server import write_config
+from support.tokens import database, make_token
 
-from jobhooks.api import create_app
 from jobhooks.registry import load
-from jobhooks.runtime import Runtime
-from jobhooks.store.tokens import create_token
+from jobhooks.service.runtime import Runtime
+from jobhooks.web import create_app
 
 CONFIG_ONLY = "0a1e5c2d-0000-4000-8000-00000000c0f1"
 Served = tuple[Runtime, str, list[dict[str, Any]]]
@@ -39,7 +39,7 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
         """,
     )
     runtime = Runtime(load(config), config, with_worker=False)
-    token = create_token(runtime.store.engine, "viewer")[0]
+    token = make_token(runtime.store, "viewer")
     requests: list[dict[str, Any]] = []
     with TestClient(create_app(runtime)) as client:
 
@@ -56,7 +56,8 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
 def test_job_types_lists_every_page_of_the_catalog(served: Served) -> None:
     runtime, token, requests = served
     rows = bulk_job_types(1_200, odd=False)
-    add_job_types(runtime.store.engine, rows)
+    with database(runtime.store) as engine:
+        add_job_types(engine, rows)
 
     result = cli.jobhooks("job-types", "--url", "http://testserver", "--token", token)
 

@@ -16,11 +16,11 @@ from support.reports import new_completion
 
 from jobhooks.config.schema import PlatformSettings
 from jobhooks.dispatch.worker import Worker
+from jobhooks.intake import LeasePolicy
 from jobhooks.metrics import Metrics
 from jobhooks.platform.client import build_clients
 from jobhooks.registry import Registry
 from jobhooks.store import Store
-from jobhooks.store.queries import completion_detail
 
 
 @asynccontextmanager
@@ -31,9 +31,9 @@ async def running_worker(
         store,
         registry,
         build_clients(PlatformSettings()),
+        LeasePolicy(1.0),
         concurrency=8,
         threads=2,
-        lease_grace=1.0,
         poll_interval=poll,
         metrics=Metrics(),
     )
@@ -54,7 +54,9 @@ async def running_worker(
 async def settled(store: Store, completion_id: str, timeout: float = 10) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
-        detail: dict[str, Any] = await store.read(completion_detail, completion_id)
+        found = await store.reads.completion(completion_id)
+        assert found is not None
+        detail = found.as_json()
         if all(run["status"] in ("succeeded", "dead") for run in detail["handler_runs"]):
             return detail
         assert time.monotonic() < deadline, f"runs still open: {detail['handler_runs']}"

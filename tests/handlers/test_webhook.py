@@ -21,15 +21,15 @@ from support.app import TestClient
 from support.reports import AGENT_A, report
 from support.server import wait_for
 from support.server import write_config as write_server_config
+from support.tokens import make_token
 
 from jobhooks import JobCompleteContext
-from jobhooks.api import create_app
 from jobhooks.dispatch.execute import Outcome, run_attempt
 from jobhooks.registry.build import load
 from jobhooks.registry.matching import RegisteredHandler
-from jobhooks.runtime import Runtime
-from jobhooks.store.tokens import create_token
+from jobhooks.service.runtime import Runtime
 from jobhooks.testing import sample_context
+from jobhooks.web import create_app
 
 WriteConfig = Callable[..., Path]
 
@@ -431,9 +431,9 @@ def test_a_viewer_reading_a_failed_run_sees_the_host_but_no_secret(
     http_receiver.respond = lambda request: (500, f"no route {request.path}".encode())
     config = write_server_config(tmp_path, secret_hook(http_receiver.url, max_attempts=1))
     runtime = Runtime(load(config), config)
-    engine = runtime.store.engine
-    agent = {"Authorization": f"Bearer {create_token(engine, 'agent', AGENT_A)[0]}"}
-    viewer = {"Authorization": f"Bearer {create_token(engine, 'viewer')[0]}"}
+    store = runtime.store
+    agent = {"Authorization": f"Bearer {make_token(store, 'agent', AGENT_A)}"}
+    viewer = {"Authorization": f"Bearer {make_token(store, 'viewer')}"}
     with TestClient(create_app(runtime)) as client:
         posted = client.post("/api/v1/job-completions", json=report(), headers=agent)
         assert posted.status_code == 202, posted.text

@@ -7,6 +7,7 @@ remembers every process it started and stops each by its PID.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import subprocess
 import sys
@@ -23,10 +24,10 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import make_url
 from support.server import ServerProcess, child_env, wait_for
 
-from jobhooks.store import queries
+from jobhooks.store import Store
 from jobhooks.store.engine import connect
+from jobhooks.store.reads import completion_detail as stored_detail
 from jobhooks.store.tables import runs
-from jobhooks.store.tokens import create_token
 
 FINAL = ("succeeded", "dead")
 
@@ -171,7 +172,11 @@ class Cluster:
 
     def token(self, role: str, agent_id: uuid.UUID | None = None) -> str:
         """A new token (``admin``, ``viewer`` or ``agent`` with ``agent_id``), stored hashed."""
-        secret, _info = create_token(self.engine, role, agent_id, f"{role} for the test")
+        store = Store(self.url)
+        try:
+            secret, _info = asyncio.run(store.tokens.create(role, agent_id, f"{role} for the test"))
+        finally:
+            store.close()
         return secret
 
     # -- processes -------------------------------------------------------------
@@ -217,9 +222,10 @@ class Cluster:
 
     def detail(self, completion_id: str) -> dict[str, Any]:
         """The completion with its runs and their attempts, as the operator API shows it."""
-        detail = queries.completion_detail(self.engine, completion_id)
+        with self.engine.connect() as connection:
+            detail = stored_detail(connection, completion_id)
         assert detail is not None, f"no completion {completion_id}"
-        return detail
+        return detail.as_json()
 
     def run_counts(self) -> dict[str, int]:
         """Handler runs by stored status."""

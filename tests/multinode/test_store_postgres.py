@@ -1,15 +1,15 @@
-"""The Store on PostgreSQL: what several nodes sharing one database rely on.
+"""The Store on PostgreSQL: what only several nodes sharing one database rely on.
 
-Dedupe and retry counts as on SQLite; claims that never overlap (``FOR UPDATE
-SKIP LOCKED``); lost leases; outcomes, replays and retention; a report stored
-by two nodes at once; and the notifications that wake other nodes.
+Claims that never overlap (``FOR UPDATE SKIP LOCKED``), a report stored by two
+nodes at once, the notifications that wake other nodes, and the migrations.
+What every database does alike (dedupe, retry counts, leases, outcomes,
+replays, retention) is the store suite's, which runs on PostgreSQL too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Coroutine, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -19,19 +19,19 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, select
-from support.reports import AGENT_B, new_completion
+from sqlalchemy import inspect
+from support.reports import new_completion
 from support.storedb import StoreDb
 
-from jobhooks.errors import SchemaOutOfDate, StoreError
+from jobhooks.errors import SchemaOutOfDate
 from jobhooks.store import Store
 from jobhooks.store.checkins import insert_checkins
+from jobhooks.store.dialect import RELOAD_CHANNEL, RUNS_CHANNEL
 from jobhooks.store.engine import connect
-from jobhooks.store.facade import RELOAD_CHANNEL, RUNS_CHANNEL
 from jobhooks.store.migrate import current_revision, ensure_current, head_revision, upgrade
+from jobhooks.store.queue import ClaimRequest, claim_runs
 from jobhooks.store.records import CheckinReceipt, ClaimedRun, RunOutcome
-from jobhooks.store.runs import ClaimRequest, claim_runs
-from jobhooks.store.tables import attempts, completions, job_streaks, metadata, runs
+from jobhooks.store.tables import completions, metadata, runs
 
 T = TypeVar("T")
 NOW = 1_800_000_000.0
@@ -68,69 +68,6 @@ def _outcome(claimed: ClaimedRun, status: str, at: float, **fields: Any) -> RunO
 
 
 # -- check-in -------------------------------------------------------------------
-
-
-def test_repeats_by_idempotency_key_or_job_history_id_answer_the_original(store: Store) -> None:
-    async def main() -> list[CheckinReceipt]:
-        return [
-            await store.check_in(new_completion("mail", key="k-1", job_history_id=7)),
-            await store.check_in(new_completion("mail", key="k-1")),
-            await store.check_in(new_completion("mail", job_history_id=7)),
-            await store.check_in(new_completion("mail", key="k-1", agent_id=AGENT_B)),
-            await store.check_in(new_completion("mail", job_history_id=7, agent_id=AGENT_B)),
-            await store.check_in(new_completion("mail")),
-            await store.check_in(new_completion("mail")),
-        ]
-
-    first, by_key, by_history, other_key, other_history, plain, plain_again = run(main())
-    assert not first.duplicate
-    for repeat in (by_key, by_history):
-        assert repeat.duplicate and repeat.id == first.id
-        assert [r.id for r in repeat.runs] == [r.id for r in first.runs]
-    assert not other_key.duplicate and not other_history.duplicate, "keys belong to an agent"
-    assert other_key.id != first.id and other_history.id not in (first.id, other_key.id)
-    assert not plain.duplicate and not plain_again.duplicate and plain.id != plain_again.id
-    db = StoreDb(store.engine)
-    assert db.count(completions) == 5
-    assert db.count(runs) == 5
-
-
-def test_repeats_within_one_group_commit_answer_the_first(store: Store) -> None:
-    async def main() -> list[CheckinReceipt]:
-        reports = [new_completion("mail", key="same") for _ in range(20)]
-        reports += [new_completion("mail") for _ in range(200)]
-        return list(await asyncio.gather(*(store.check_in(report) for report in reports)))
-
-    receipts = run(main())
-    repeated, unique = receipts[:20], receipts[20:]
-    assert len({r.id for r in repeated}) == 1 and sum(not r.duplicate for r in repeated) == 1
-    assert len({r.id for r in unique}) == 200
-    assert store.writer.batches < 220 / 4, "check-ins waiting together commit together"
-    assert StoreDb(store.engine).count(completions) == 201
-
-
-def test_an_omitted_retry_count_counts_consecutive_failures_of_the_job(store: Store) -> None:
-    job = "5a7c1d9b-0000-4000-8000-00000000a11d"
-    results = ["Failure", "Failure", "Failure", "Success", "Failure", "Failure"]
-
-    async def main() -> list[CheckinReceipt]:
-        receipts = []
-        for n, result in enumerate(results):
-            report = new_completion(job_id=job, job_result=result, current_retry_count=None)
-            receipts.append(await store.check_in(report))
-            if n == 1:  # another failure, then its repeat (which does not count again)
-                again = new_completion(job_id=job, job_history_id=1, current_retry_count=None)
-                receipts.append(await store.check_in(again))
-                receipts.append(await store.check_in(again))
-        return receipts
-
-    receipts = [receipt for receipt in run(main()) if not receipt.duplicate]
-    assert [receipt.current_retry_count for receipt in receipts] == [0, 1, 2, 3, 4, 0, 1]
-    stored = StoreDb(store.engine).completion(receipts[-1].id)
-    assert (stored.current_retry_count, stored.retry_count_computed) == (1, True)
-    with store.engine.connect() as connection:
-        streak = connection.execute(select(job_streaks.c.consecutive_failures)).scalar_one()
-    assert streak == 2
 
 
 class _LocalWorker:
@@ -253,80 +190,6 @@ def test_stores_claiming_together_share_every_run_without_overlap(pg_database: s
     assert all(taken.values()), "each claimer got some"
 
 
-def test_an_expired_lease_is_a_lost_attempt_and_the_late_report_only_adds_history(
-    store: Store,
-) -> None:
-    async def main() -> tuple[ClaimedRun, ClaimedRun]:
-        receipt = await store.check_in(new_completion("mail", max_attempts=3))
-        [first] = await store.claim("w1", 10, {"mail": 0.2})
-        assert await store.claim("w2", 10, {"mail": 30.0}) == [], "held under its lease"
-        await asyncio.sleep(0.3)
-        [second] = await store.claim("w2", 10, {"mail": 30.0})
-        assert first.id == second.id == receipt.runs[0].id
-        await store.finish(_outcome(second, "succeeded", time.time()))
-        await store.finish(_outcome(first, "failed", time.time(), error="too late"))
-        return first, second
-
-    first, second = run(main())
-    assert (first.attempt, first.number, second.attempt, second.number) == (1, 1, 2, 2)
-    db = StoreDb(store.engine)
-    row = db.run(first.id)
-    assert (row.status, row.worker, row.total_attempts) == ("succeeded", None, 2)
-    history = [(a.number, a.worker, a.outcome) for a in db.attempts(first.id)]
-    assert history == [(1, "w1", "failed"), (2, "w2", "succeeded")]
-    assert store.next_due() is None
-
-
-def test_runs_whose_leases_expired_with_no_attempts_left_are_dead(db: StoreDb) -> None:
-    [receipt] = db.apply(insert_checkins, [new_completion("mail", max_attempts=1)], NOW)
-    db.apply(claim_runs, [ClaimRequest("w1", 10, {"mail": 5.0}, 30.0)], NOW)
-    [claimed] = db.apply(claim_runs, [ClaimRequest("w2", 10, {"mail": 5.0}, 30.0)], NOW + 6)
-    assert claimed == []
-    row = db.run(receipt.runs[0].id)
-    assert (row.status, row.worker) == ("dead", None)
-    assert [a.outcome for a in db.attempts(row.id)] == ["lost"]
-
-
-# -- outcomes, replays, retention -------------------------------------------------
-
-
-def test_finish_replay_and_purge(store: Store) -> None:
-    async def main() -> None:
-        ok = await store.check_in(new_completion("mail"))
-        doomed = await store.check_in(new_completion("mail", max_attempts=1))
-        retried = await store.check_in(new_completion("mail"))
-        claimed = {r.completion_id: r for r in await store.claim("w1", 10, {"mail": 30.0})}
-        now = time.time()
-        await store.finish(_outcome(claimed[ok.id], "succeeded", now))
-        await store.finish(_outcome(claimed[doomed.id], "dead", now, error="boom"))
-        await store.finish(_outcome(claimed[retried.id], "failed", now + 3600, error="later"))
-        assert store.backlog()[0] == 1, "only the failed run still waits"
-
-        dead_run = doomed.runs[0].id
-        assert await store.replay(dead_run) == "dead"
-        assert await store.replay(dead_run) == "pending", "an open run is left as it is"
-        assert await store.replay("01a00000-0000-7000-8000-000000000000") is None
-        [again] = await store.claim("w2", 10, {"mail": 30.0})
-        assert (again.id, again.attempt, again.number) == (dead_run, 1, 2)
-        await store.finish(_outcome(again, "dead", time.time()))
-        assert await store.replay_dead("mail") == 1
-        assert await store.replay_dead("other") == 0
-
-        cutoff = time.time() + 1
-        assert await store.purge(cutoff) == 1, "only the completion whose runs all finished"
-        assert {c.id for c in await store.read(_completion_ids)} == {doomed.id, retried.id}
-
-    run(main())
-    db = StoreDb(store.engine)
-    assert db.count(attempts) == 3
-    assert db.count(runs) == 2
-
-
-def _completion_ids(engine: Any) -> list[Any]:
-    with engine.connect() as connection:
-        return list(connection.execute(select(completions.c.id)))
-
-
 # -- notifications ------------------------------------------------------------------
 
 
@@ -354,28 +217,6 @@ def test_check_ins_with_runs_and_announcements_notify_other_nodes(
         assert _notices(listener) == [(RELOAD_CHANNEL, "node-1")]
     finally:
         listener.close()
-
-
-def test_a_failed_write_answers_its_caller_with_a_store_error(store: Store) -> None:
-    # A foreign key violation fails the group and then the write alone: its caller
-    # gets the error, the writes grouped with it are committed.
-    missing = _outcome(
-        ClaimedRun("01a00000-0000-7000-8000-00000000dead", "mail", "c", 1, 1, 1, {}, "w1"),
-        "succeeded",
-        time.time(),
-    )
-
-    async def main() -> tuple[BaseException | None, CheckinReceipt]:
-        results = await asyncio.gather(
-            store.finish(missing), store.check_in(new_completion("mail")), return_exceptions=True
-        )
-        error, receipt = results
-        assert isinstance(receipt, CheckinReceipt)
-        return (error if isinstance(error, BaseException) else None), receipt
-
-    error, receipt = run(main())
-    assert isinstance(error, StoreError)
-    assert StoreDb(store.engine).count(completions, completions.c.id == receipt.id) == 1
 
 
 # -- schema -------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import textwrap
 from collections.abc import AsyncIterator, Iterator
@@ -15,12 +14,13 @@ from pg import pg_database, pg_server, pg_template
 from sqlalchemy import create_engine, text
 from support.keyfactor import FakeKeyfactor, KeyfactorServer, platform_env, platform_toml
 
+from jobhooks.config.defaults import resolve_database
 from jobhooks.config.load import read_config
+from jobhooks.intake import LeasePolicy, RunPlanner
 from jobhooks.platform.client import build_clients
 from jobhooks.poll import Poller
-from jobhooks.poll.wiring import build_poller, startup_catalog
+from jobhooks.poll.wiring import build_poller, fetch_catalog_now
 from jobhooks.registry import LoadedConfig, load
-from jobhooks.runtime import resolve_database
 from jobhooks.store import Store
 
 __all__ = ["Platform", "pg_database", "pg_server", "pg_template"]
@@ -73,27 +73,34 @@ class Platform:
         )
         return path
 
-    def load(self, config: Path) -> tuple[LoadedConfig, str]:
-        """The configuration (job type names resolved from the synced catalog) and its
-        database URL."""
+    async def load(self, config: Path, store: Store) -> LoadedConfig:
+        """The configuration, job type names resolved from the platform's catalog (synced
+        into ``store`` first when the platform answers, as ``serve`` does)."""
         parsed, problems = read_config(config)
         assert not problems, problems
-        database = resolve_database(parsed.server.database, config)
-        return load(config, startup_catalog(parsed, database, sync=True)), database
+        entries = await fetch_catalog_now(parsed)
+        if entries is not None:
+            await store.pull.save_catalog([(entry.name, entry.id) for entry in entries])
+        return load(config, await store.pull.catalog())
+
+    def database(self, config: Path) -> str:
+        """The database URL ``config`` names."""
+        parsed, _problems = read_config(config)
+        return resolve_database(parsed.server.database, config)
 
     @contextlib.asynccontextmanager
     async def poller(self, config: Path, node: str = "test") -> AsyncIterator[Poller]:
         """A poller holding the lease, on its own store and clients (all closed after)."""
-        loaded, database = await asyncio.to_thread(self.load, config)
-        store = Store(database)
+        store = Store(self.database(config))
+        loaded = await self.load(config, store)
         clients = build_clients(loaded.config.platform)
+        planner = RunPlanner(LeasePolicy(1.0))
         try:
             poller = build_poller(
                 store,
                 clients,
                 loaded.config,
-                lambda: loaded.registry,
-                lease_grace=1.0,
+                lambda job_type_id: planner.plan(loaded.registry, job_type_id),
                 node_id=node,
             )
             assert await poller.acquire()

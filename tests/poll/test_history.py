@@ -192,6 +192,25 @@ def test_start_at_a_past_time(platform: Platform) -> None:
     assert before not in ids
 
 
+def test_runs_that_ended_after_polling_was_set_up_are_kept_when_the_first_poll_comes_late(
+    platform: Platform,
+) -> None:
+    """A node can take the lease and stop before its first poll; the history is read from
+    when polling was set up, not from whenever a node first polls."""
+    fake = platform.fake
+    config = platform.write_config()
+    ended: list[int] = []
+
+    async def scenario() -> None:
+        async with platform.poller(config) as poller:
+            ended.append(fake.add(result=FAILURE))
+            fake.clock_ahead = 30.0  # the first poll comes half a minute later
+            await poller.poll_once()
+
+    asyncio.run(scenario())
+    assert history_ids(platform.completions()) == ended
+
+
 def test_a_malformed_row_is_logged_counted_and_the_rows_after_it_still_come(
     platform: Platform, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -17,9 +17,9 @@ from jobhooks.poll.rows import (
     completion_fields,
     parse_row,
     parse_time,
-    retry_count,
 )
 from jobhooks.sdk.enums import JobResult, OperationType
+from jobhooks.store.pull_plan import retry_count
 
 JOB = "0b4b411a-4b26-4492-a575-a10adb43a08a"
 AGENT = uuid.UUID("3b0c8f5e-6a1d-4c57-9f0e-2a7c1d9b4e21")

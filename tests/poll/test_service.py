@@ -13,17 +13,19 @@ from typing import Any
 
 import pytest
 from support.app import TestClient
+from support.clock import ManualClock
 from support.handlers import read_lines
 from support.keyfactor import MANAGEMENT_ID, Fault
 from support.server import wait_for
 
-from jobhooks.api import create_app
-from jobhooks.cli.common import serving_catalog
 from jobhooks.errors import LeaseLost
+from jobhooks.intake import LeasePolicy, RunPlanner
 from jobhooks.platform.client import build_clients
 from jobhooks.poll.wiring import build_poller
-from jobhooks.runtime import Runtime, load_for_serving
+from jobhooks.service.runtime import Runtime
+from jobhooks.service.startup import open_runtime
 from jobhooks.store import Store
+from jobhooks.web import create_app
 
 from .conftest import Platform, history_ids
 
@@ -32,7 +34,7 @@ FAILURE, SUCCESS = 4, 2
 
 def runtime_for(config: Path) -> Runtime:
     """A runtime as ``serve`` builds it (the catalog synced before names are resolved)."""
-    return Runtime(load_for_serving(config, serving_catalog(config)), config)
+    return open_runtime(config, with_worker=True)
 
 
 class SlowAfterFaults:
@@ -119,19 +121,21 @@ def test_a_new_finished_run_is_stored_within_an_interval(platform: Platform) -> 
 def test_one_node_polls_and_a_node_that_lost_the_lease_writes_nothing(platform: Platform) -> None:
     fake = platform.fake
     config = platform.write_config(poll="lease = 1\n")
-    loaded, database = platform.load(config)
+    database = platform.database(config)
+    clock = ManualClock()
 
     async def scenario() -> tuple[bool, bool, int]:
-        stores = [Store(database), Store(database)]
+        stores = [Store(database, clock=clock), Store(database, clock=clock)]
+        loaded = await platform.load(config, stores[0])
         clients = [build_clients(loaded.config.platform) for _ in stores]
+        planner = RunPlanner(LeasePolicy(1.0))
         try:
             first, second = (
                 build_poller(
                     store,
                     c,
                     loaded.config,
-                    lambda: loaded.registry,
-                    lease_grace=1,
+                    lambda job_type_id: planner.plan(loaded.registry, job_type_id),
                     node_id=f"node-{i}",
                 )
                 for i, (store, c) in enumerate(zip(stores, clients, strict=True))
@@ -139,7 +143,7 @@ def test_one_node_polls_and_a_node_that_lost_the_lease_writes_nothing(platform: 
             assert await first.acquire()
             await first.poll_once()
             second_while_held = await second.acquire()
-            await asyncio.sleep(1.2)  # the first node stalls past its lease
+            clock.advance(1.2)  # the first node stalls past its lease
             taken = await second.acquire()
             fake.add(result=FAILURE)
             with pytest.raises(LeaseLost):

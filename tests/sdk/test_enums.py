@@ -46,6 +46,7 @@ def test_operation_type_accepts_every_spelling(spelling: object) -> None:
         ("in-process", JobResult.IN_PROCESS),
         ("IN_PROCESS", JobResult.IN_PROCESS),
         (2, JobResult.SUCCESS),
+        (4.0, JobResult.FAILURE),  # JSON has one number type: 4.0 is the integer 4
         ("3", JobResult.WARNING),
         (JobResult.UNKNOWN, JobResult.UNKNOWN),
     ],
@@ -54,7 +55,9 @@ def test_job_result_accepts_integers_and_names(spelling: object, member: JobResu
     assert JobResult.parse(spelling) is member
 
 
-@pytest.mark.parametrize("bad", ["Failed", "7", 7, -1, "-1", True, 4.0, None, "", [4]])
+@pytest.mark.parametrize(
+    "bad", ["Failed", "7", 7, -1, "-1", True, 4.5, None, "", [4], "\u0664", "\uff14"]
+)
 def test_unknown_job_result_lists_the_accepted_values(bad: object) -> None:
     with pytest.raises(ValueError) as caught:
         JobResult.parse(bad)

@@ -7,8 +7,10 @@ import asyncio
 from support.reports import new_completion
 from support.storedb import StoreDb
 
+from jobhooks.errors import StoreError
 from jobhooks.store import Store
-from jobhooks.store.records import CheckinReceipt, RunOutcome
+from jobhooks.store.engine import connect
+from jobhooks.store.records import CheckinReceipt, RunOutcome, RunStatus
 from jobhooks.store.tables import completions, runs
 
 
@@ -28,11 +30,15 @@ def test_concurrent_check_ins_share_commits_and_dedupe_within_a_batch(store_url:
         assert sum(not r.duplicate for r in repeated) == 1
         assert store.writer.items == 220
         assert store.writer.batches < 220 / 4, "check-ins waiting together commit together"
-        db = StoreDb(store.engine)
+    finally:
+        store.close()
+    engine = connect(store_url)
+    try:
+        db = StoreDb(engine)
         assert db.count(completions) == 201
         assert db.count(runs) == 201
     finally:
-        store.close()
+        engine.dispose()
 
 
 def test_claim_finish_and_replay_through_the_store(store_url: str) -> None:
@@ -49,7 +55,7 @@ def test_claim_finish_and_replay_through_the_store(store_url: str) -> None:
         assert store.next_due() is None
         assert await store.replay(run.id) == "dead"
         assert await store.replay("missing") is None
-        assert store.backlog()[0] == 1
+        assert store.reads.backlog()[0] == 1
         [again] = await store.claim("w2", 10, {})
         assert (again.id, again.number) == (run.id, 2)
 
@@ -57,3 +63,31 @@ def test_claim_finish_and_replay_through_the_store(store_url: str) -> None:
         asyncio.run(main())
     finally:
         store.close()
+
+
+def test_a_failed_write_answers_its_caller_with_a_store_error(store_url: str) -> None:
+    # A foreign key violation fails the group and then the write alone: its caller
+    # gets the error, the writes grouped with it are committed.
+    store = Store(store_url)
+    missing = RunOutcome(
+        "01a00000-0000-7000-8000-00000000dead", "w1", 1, RunStatus.SUCCEEDED, 1.0, 0.5, 1.0
+    )
+
+    async def main() -> tuple[BaseException | None, CheckinReceipt]:
+        error, receipt = await asyncio.gather(
+            store.finish(missing), store.check_in(new_completion("mail")), return_exceptions=True
+        )
+        assert isinstance(receipt, CheckinReceipt)
+        return (error if isinstance(error, BaseException) else None), receipt
+
+    try:
+        error, receipt = asyncio.run(main())
+    finally:
+        store.close()
+    assert isinstance(error, StoreError)
+    assert "the database refused the write" in str(error), "plain words, not the driver's"
+    engine = connect(store_url)
+    try:
+        assert StoreDb(engine).count(completions, completions.c.id == receipt.id) == 1
+    finally:
+        engine.dispose()

@@ -24,8 +24,8 @@ from jobhooks.store.nodes import (
     process_started,
     stop_node,
 )
+from jobhooks.store.queue import ClaimRequest, claim_runs
 from jobhooks.store.records import ClaimedRun
-from jobhooks.store.runs import ClaimRequest, claim_runs
 from jobhooks.store.tables import nodes
 
 NOW = 1_800_000_000.0

@@ -8,9 +8,9 @@ from support.reports import new_completion
 from support.storedb import StoreDb
 
 from jobhooks.store.checkins import insert_checkins
+from jobhooks.store.queue import ClaimRequest, claim_runs, finish_runs
 from jobhooks.store.records import RunOutcome
 from jobhooks.store.retention import purge_older_than
-from jobhooks.store.runs import ClaimRequest, claim_runs, finish_runs
 from jobhooks.store.tables import attempts, completions, runs
 
 

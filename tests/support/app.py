@@ -9,7 +9,7 @@ from typing import Any
 
 from starlette.exceptions import StarletteDeprecationWarning
 
-from jobhooks.runtime import Runtime
+from jobhooks.service.runtime import Runtime
 
 with warnings.catch_warnings():
     # Starlette would rather drive the app through httpx2; httpx is what is installed.

@@ -192,6 +192,8 @@ class FakeKeyfactor:
     tokens: dict[str, float] = field(default_factory=dict)
     """Issued OAuth tokens and when each expires (the fake's clock)."""
     record: bool = True
+    clock_ahead: float = 0.0
+    """Seconds the platform's clock (its ``Date`` header) runs ahead of this machine's."""
     _next_id: int = 1000
     _ids: list[int] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
@@ -495,6 +497,10 @@ class KeyfactorServer:
             protocol_version = "HTTP/1.1"
             timeout = 10
             disable_nagle_algorithm = True  # headers and body are two writes
+
+            def date_time_string(self, timestamp: float | None = None) -> str:
+                moment = time.time() if timestamp is None else timestamp
+                return super().date_time_string(moment + served.clock_ahead)
 
             def _handle(self) -> None:
                 length = int(self.headers.get("content-length") or 0)

@@ -28,6 +28,11 @@ class StoreDb:
         with self.engine.begin() as connection:
             return operation(connection, payloads, now)
 
+    def read(self, query: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a read query (``query(connection, ...)``) on a connection of its own."""
+        with self.engine.connect() as connection:
+            return query(connection, *args, **kwargs)
+
     def count(self, table: Any, *where: Any) -> int:
         with self.engine.connect() as connection:
             query = select(func.count()).select_from(table)

@@ -26,9 +26,13 @@ from support.reports import AGENT_A
 from support.server import ServerProcess, create_tokens, write_config
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Headless chromium (Debian's package), shared by the session."""
+    """Headless chromium (Debian's package), shared by a module's tests.
+
+    Playwright's sync API keeps an event loop running in this thread while it is open;
+    closing it after each module lets the tests after it use ``asyncio.run``.
+    """
     if shutil.which("chromium") is None and not Path(CHROMIUM).exists():
         pytest.fail(
             f"chromium is not installed ({CHROMIUM}); the dashboard's browser tests need it: "

@@ -16,8 +16,8 @@ from playwright.sync_api import expect
 from support.browser import SCREENSHOTS, Watched, sign_in
 from support.server import free_port
 
-from jobhooks.demo import demo_config, run_demo
-from jobhooks.simulate import FleetPlan
+from jobhooks.demo.fleet import FleetPlan
+from jobhooks.demo.run import demo_config, run_demo
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 

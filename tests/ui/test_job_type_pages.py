@@ -14,11 +14,11 @@ from support.app import TestClient
 from support.catalog import add_job_types, bulk_job_types
 from support.reports import AGENT_A, report
 from support.server import write_config
+from support.tokens import database, make_token
 
-from jobhooks.api import create_app
 from jobhooks.registry import load
-from jobhooks.runtime import Runtime
-from jobhooks.store.tokens import create_token
+from jobhooks.service.runtime import Runtime
+from jobhooks.web import create_app
 
 PAGE_BYTES = 100_000
 GUID_CELL = re.compile(r'<td data-label="GUID"><code>([^<]+)</code></td>')
@@ -59,9 +59,9 @@ def dashboard(tmp_path: Path) -> Iterator[Dashboard]:
         """,
     )
     runtime = Runtime(load(config), config, with_worker=False)
-    engine = runtime.store.engine
-    viewer = create_token(engine, "viewer")[0]
-    agent = create_token(engine, "agent", AGENT_A)[0]
+    store = runtime.store
+    viewer = make_token(store, "viewer")
+    agent = make_token(store, "agent", AGENT_A)
     with TestClient(create_app(runtime), follow_redirects=False) as client:
         form = client.get("/ui/login")
         csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
@@ -79,7 +79,8 @@ def _link(page: str, rel: str) -> str:
 
 def test_the_job_types_page_shows_one_page_and_links_to_the_next(dashboard: Dashboard) -> None:
     rows = bulk_job_types(20_000)
-    add_job_types(dashboard.runtime.store.engine, rows)
+    with database(dashboard.runtime.store) as engine:
+        add_job_types(engine, rows)
     ordered = [guid for _name, guid in sorted((row["name"], row["id"]) for row in rows)]
 
     first = dashboard.get("/ui/job-types")
@@ -108,7 +109,8 @@ def test_the_completions_job_type_filter_is_a_guid_field_beyond_a_cap(
     dashboard: Dashboard,
 ) -> None:
     rows = bulk_job_types(20_000)
-    add_job_types(dashboard.runtime.store.engine, rows)
+    with database(dashboard.runtime.store) as engine:
+        add_job_types(engine, rows)
     dashboard.check_in(job_type=rows[7]["name"], job_type_id=rows[7]["id"])
 
     page = dashboard.get("/ui/completions")

@@ -12,12 +12,12 @@ import pytest
 from support.app import TestClient
 from support.reports import AGENT_A, report
 from support.server import write_config
+from support.tokens import database, make_token, revoke
 
-from jobhooks.api import create_app
 from jobhooks.registry import load
-from jobhooks.runtime import Runtime
-from jobhooks.store.tokens import create_token, revoke_token
+from jobhooks.service.runtime import Runtime
 from jobhooks.ui.session import LOGIN_COOKIE, SESSION_COOKIE
+from jobhooks.web import create_app
 
 PAGES = ["/ui/", "/ui/completions", "/ui/runs", "/ui/handlers", "/ui/job-types", "/ui/agents"]
 
@@ -55,11 +55,11 @@ def ui(tmp_path: Path) -> Iterator[Ui]:
         """,
     )
     runtime = Runtime(load(config), config, with_worker=False)
-    engine = runtime.store.engine
+    store = runtime.store
     tokens = {
-        "admin": create_token(engine, "admin")[0],
-        "viewer": create_token(engine, "viewer")[0],
-        "agent": create_token(engine, "agent", AGENT_A)[0],
+        "admin": make_token(store, "admin"),
+        "viewer": make_token(store, "viewer"),
+        "agent": make_token(store, "agent", AGENT_A),
     }
     with TestClient(create_app(runtime), follow_redirects=False) as client:
         yield Ui(client, runtime, tokens)
@@ -147,11 +147,10 @@ def test_a_post_without_its_csrf_token_or_from_another_site_is_refused(ui: Ui) -
 
 def test_a_viewer_cannot_replay_even_with_a_good_csrf_token(ui: Ui) -> None:
     completion_id = _completion(ui)
-    run_id = (
-        ui.runtime.store.engine.connect()
-        .exec_driver_sql("SELECT id FROM handler_runs WHERE completion_id = ?", (completion_id,))
-        .scalar_one()
-    )
+    with database(ui.runtime.store) as engine, engine.connect() as connection:
+        run_id = connection.exec_driver_sql(
+            "SELECT id FROM handler_runs WHERE completion_id = ?", (completion_id,)
+        ).scalar_one()
     csrf = ui.sign_in("viewer")
     answer = ui.client.post(f"/ui/runs/{run_id}/replay", data={"csrf": csrf})
     assert answer.status_code == 403
@@ -161,7 +160,7 @@ def test_a_viewer_cannot_replay_even_with_a_good_csrf_token(ui: Ui) -> None:
 
 def test_an_admin_replays_every_dead_run_of_a_handler_after_confirming(ui: Ui) -> None:
     completion_id = _completion(ui)
-    with ui.runtime.store.engine.begin() as connection:
+    with database(ui.runtime.store) as engine, engine.begin() as connection:
         connection.exec_driver_sql(
             "UPDATE handler_runs SET status = 'dead', last_error = 'boom' WHERE completion_id = ?",
             (completion_id,),
@@ -181,7 +180,7 @@ def test_an_admin_replays_every_dead_run_of_a_handler_after_confirming(ui: Ui) -
 def test_a_revoked_tokens_session_stops_working(ui: Ui) -> None:
     ui.sign_in("viewer")
     assert ui.client.get("/ui/agents").status_code == 200
-    assert revoke_token(ui.runtime.store.engine, ui.tokens["viewer"])
+    assert revoke(ui.runtime.store, ui.tokens["viewer"])
     ui.runtime.tokens.forget()  # the cache would otherwise keep it for up to 10 s
     answer = ui.client.get("/ui/agents")
     assert answer.status_code == 303
@@ -210,7 +209,7 @@ def test_the_dashboard_is_not_in_the_openapi_document(ui: Ui) -> None:
 
 def test_every_page_renders_its_less_common_parts(ui: Ui) -> None:
     completion_id = _completion(ui)
-    with ui.runtime.store.engine.begin() as connection:
+    with database(ui.runtime.store) as engine, engine.begin() as connection:
         connection.exec_driver_sql(
             "UPDATE handler_runs SET handler = 'retired', status = 'dead', "
             "last_error = 'gone' WHERE completion_id = ?",
@@ -255,7 +254,7 @@ def test_job_types_named_only_in_the_configuration_are_listed(tmp_path: Path) ->
         """,
     )
     runtime = Runtime(load(config), config, with_worker=False)
-    admin = create_token(runtime.store.engine, "admin")[0]
+    admin = make_token(runtime.store, "admin")
     with TestClient(create_app(runtime), follow_redirects=False) as client:
         ui = Ui(client, runtime, {"admin": admin})
         ui.sign_in("admin")
@@ -295,7 +294,7 @@ def test_revoking_a_token_ends_its_sessions_at_once(ui: Ui) -> None:
     ui.sign_in("viewer")
     assert ui.client.get("/ui/runs").status_code == 200
     viewer_id = ui.tokens["viewer"].split("_")[1]
-    assert revoke_token(ui.runtime.store.engine, viewer_id)
+    assert revoke(ui.runtime.store, viewer_id)
 
     # No waiting for a cache: the session's row ended with the token.
     assert ui.client.get("/ui/runs").status_code == 303

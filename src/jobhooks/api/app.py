@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -12,12 +12,15 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from jobhooks import __version__, ui
+from jobhooks import __version__
 from jobhooks.api import health, operator
-from jobhooks.api.checkin import MAX_IDEMPOTENCY_KEY, PATH, CheckinEndpoint, check_in
+from jobhooks.api.checkin import PATH, CheckinEndpoint, check_in
 from jobhooks.api.guard import MAX_BODY, RequestGuard
 from jobhooks.api.problems import PROBLEM_SCHEMA, ApiProblem, problem_response
 from jobhooks.api.schemas import STORABLE, CheckinAnswer, CompletionReport
+from jobhooks.errors import StoreError
+from jobhooks.intake import MAX_IDEMPOTENCY_KEY
+from jobhooks.service.runtime import Runtime
 
 __all__ = ["create_app"]
 
@@ -111,7 +114,7 @@ def _document_problems(schema: dict[str, Any]) -> None:
 async def _checkin_route(request: Request) -> Response:
     # Reached only when the app is served without its CheckinEndpoint in front.
     status, body = await check_in(
-        request.app.state.runtime,
+        operator.runtime_of(request),
         request.headers.get("authorization"),
         request.headers.get("idempotency-key"),
         await request.body(),
@@ -120,8 +123,11 @@ async def _checkin_route(request: Request) -> Response:
     return Response(body, status_code=status, media_type=kind)
 
 
-def create_app(runtime: Any) -> CheckinEndpoint:
-    """The API for a :class:`jobhooks.runtime.Runtime`; its lifespan starts and stops it.
+def create_app(
+    runtime: Runtime, extensions: Sequence[Callable[[FastAPI], None]] = ()
+) -> CheckinEndpoint:
+    """The API for a :class:`~jobhooks.service.runtime.Runtime`; its lifespan starts and stops
+    it. Each of ``extensions`` adds to the app (the dashboard mounts its pages so).
 
     The check-in is answered by a bare ASGI endpoint in front of FastAPI;
     everything else (and the OpenAPI document) by FastAPI.
@@ -158,7 +164,8 @@ def create_app(runtime: Any) -> CheckinEndpoint:
     )
     app.include_router(operator.router)
     app.include_router(health.router)
-    ui.install(app)
+    for extend in extensions:
+        extend(app)
 
     original_openapi = app.openapi
 
@@ -179,6 +186,10 @@ def create_app(runtime: Any) -> CheckinEndpoint:
     @app.exception_handler(ApiProblem)
     async def on_problem(_request: Request, exc: ApiProblem) -> Response:
         return problem_response(exc.status, exc.detail, exc.errors)
+
+    @app.exception_handler(StoreError)
+    async def on_store(_request: Request, exc: StoreError) -> Response:
+        return problem_response(503, str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(_request: Request, exc: RequestValidationError) -> Response:

@@ -13,31 +13,25 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from jobhooks.api.auth import require
 from jobhooks.api.guard import MAX_BODY
 from jobhooks.api.problems import ApiProblem, problem_body
-from jobhooks.errors import StoreError
-from jobhooks.sdk.context import parse_fields
-from jobhooks.store.records import NewCompletion, PlannedRun
+from jobhooks.errors import ReportRejected, StoreError
+from jobhooks.service.runtime import Runtime
 
-__all__ = ["MAX_IDEMPOTENCY_KEY", "PATH", "CheckinEndpoint", "check_in", "is_json"]
+__all__ = ["ALLOWED", "PATH", "CheckinEndpoint", "check_in", "is_json"]
 
 logger = logging.getLogger("jobhooks.api")
 
 PATH = "/api/v1/job-completions"
-MAX_IDEMPOTENCY_KEY = 200
 ALLOWED = "GET, POST"
 """The methods of :data:`PATH`: POST reports a completion, GET lists them (operators)."""
-_SET_BY_JOBHOOKS = ("completion_id", "source", "attempt")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-
-def _valid_key(key: str) -> bool:
-    return 0 < len(key) <= MAX_IDEMPOTENCY_KEY and all(" " <= ch <= "~" for ch in key)
 
 
 def is_json(content_type: str) -> bool:
@@ -48,81 +42,25 @@ def is_json(content_type: str) -> bool:
     )
 
 
-def _parse(body: bytes) -> dict[str, Any]:
-    if not body:
-        raise ApiProblem(400, "the body is empty; send the completion as a JSON object")
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiProblem(400, f"the body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise ApiProblem(
-            400, "the body is not a completion: its JSON is nested too deeply"
-        ) from None
-    if not isinstance(data, dict):
-        raise ApiProblem(422, f"the body must be a JSON object, not {type(data).__name__}")
-    return data
-
-
-def _planned_runs(runtime: Any, job_type_id: Any) -> tuple[PlannedRun, ...]:
-    registry = runtime.live.registry
-    cache: dict[Any, tuple[PlannedRun, ...]] = runtime.planned_cache(registry)
-    planned = cache.get(job_type_id)
-    if planned is None:
-        grace = runtime.lease_grace
-        planned = tuple(
-            PlannedRun(h.name, h.policy.max_attempts, h.policy.timeout + grace)
-            for h in registry.for_job_type(job_type_id)
-        )
-        cache[job_type_id] = planned
-    return planned
+_STATUS = {"malformed": 400, "invalid": 422, "forbidden": 403}
 
 
 async def check_in(
-    runtime: Any, authorization: str | None, idempotency_key: str | None, body: bytes
+    runtime: Runtime, authorization: str | None, idempotency_key: str | None, body: bytes
 ) -> tuple[int, bytes]:
-    """Validate, authorise and store one report; returns (HTTP status, JSON body)."""
+    """Authorise one report and hand it to intake; returns (HTTP status, JSON body)."""
     try:
-        token = await runtime.tokens.require(authorization, "agent", "admin")
-        fields, problems = parse_fields(_parse(body))
-        errors = [{"field": p.field, "message": p.message} for p in problems]
-        errors += [
-            {"field": name, "message": "is set by jobhooks, not by the reporter"}
-            for name in _SET_BY_JOBHOOKS
-            if name in fields
-        ]
-        # SQLite would keep a NUL character in text; PostgreSQL cannot store one.
-        errors += [
-            {"field": name, "message": "contains a NUL character (\\u0000), which cannot be stored"}
-            for name, value in fields.items()
-            if isinstance(value, str) and "\x00" in value
-        ]
-        if errors:
-            count = len(errors)
-            raise ApiProblem(
-                422,
-                f"{count} invalid field{'s' if count > 1 else ''}: "
-                + "; ".join(f"{e['field']}: {e['message']}" for e in errors),
-                errors,
-            )
-        if token.role == "agent" and token.agent_id != fields["agent_id"]:
-            raise ApiProblem(
-                403,
-                f"this token reports for agent {token.agent_id}, not for {fields['agent_id']}",
-                [{"field": "agent_id", "message": "does not match the token's agent"}],
-            )
-        key = idempotency_key
-        if key is not None and not _valid_key(key):
-            raise ApiProblem(
-                400,
-                f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters",
-            )
-        fields["source"] = "check-in"
-        planned = _planned_runs(runtime, fields["job_type_id"])
-        receipt = await runtime.store.check_in(NewCompletion(fields, planned, key))
+        token = await require(runtime.tokens, authorization, "agent", "admin")
+        completion = runtime.intake.completion(body, token, idempotency_key)
+        receipt = await runtime.store.check_in(completion)
     except ApiProblem as problem:
         runtime.metrics.rejected.labels(str(problem.status)).inc()
         return problem.status, problem_body(problem.status, problem.detail, problem.errors)
+    except ReportRejected as rejected:
+        status = _STATUS[rejected.reason]
+        runtime.metrics.rejected.labels(str(status)).inc()
+        errors = [{"field": p.field, "message": p.message} for p in rejected.problems]
+        return status, problem_body(status, str(rejected), errors or None)
     except StoreError as exc:
         # The store logs each change of its state once; a line per refused report would
         # drown the log during an outage.
@@ -132,7 +70,8 @@ async def check_in(
     if receipt.duplicate:
         runtime.metrics.duplicates.inc()
     else:
-        runtime.metrics.completions.labels(fields["job_result"].display, "check-in").inc()
+        result = completion.fields["job_result"].display
+        runtime.metrics.completions.labels(result, "check-in").inc()
     answer = {
         "id": receipt.id,
         "duplicate": receipt.duplicate,
@@ -150,7 +89,7 @@ _PROBLEM = [(b"content-type", b"application/problem+json")]
 class CheckinEndpoint:
     """An ASGI app that answers the check-in itself and passes everything else on."""
 
-    def __init__(self, runtime: Any, app: ASGIApp) -> None:
+    def __init__(self, runtime: Runtime, app: ASGIApp) -> None:
         self.runtime = runtime
         self.app = app
 

@@ -10,6 +10,8 @@ from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import JSONResponse, Response
 
+from jobhooks.api.operator import runtime_of
+
 __all__ = ["router"]
 
 router = APIRouter(tags=["health"])
@@ -28,8 +30,8 @@ async def healthz() -> dict[str, str]:
     },
 )
 async def readyz(request: Request) -> Response:
-    runtime = request.app.state.runtime
-    problem = runtime.store.unready(time.time())
+    runtime = runtime_of(request)
+    problem = runtime.store.unready()
     worker = runtime.worker
     body: dict[str, Any] = {
         "status": "ok" if problem is None else "unavailable",
@@ -41,7 +43,7 @@ async def readyz(request: Request) -> Response:
         },
         "uptime": time.time() - runtime.metrics.started,
     }
-    poller = getattr(runtime, "poller", None)
+    poller = runtime.poller
     if poller is not None:
         # The platform's state is reported, never a reason to take the API out of service.
         body["poll"] = poller.status()
@@ -57,7 +59,7 @@ async def readyz(request: Request) -> Response:
     },
 )
 async def metrics(request: Request) -> Response:
-    registry = request.app.state.runtime.metrics.registry
+    registry = runtime_of(request).metrics.registry
     loop = asyncio.get_running_loop()
     payload = await loop.run_in_executor(None, generate_latest, registry)
     return Response(payload, media_type=CONTENT_TYPE_LATEST)

@@ -8,34 +8,45 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from jobhooks.api.auth import require
 from jobhooks.api.problems import ApiProblem
 from jobhooks.sdk.enums import JobResult
-from jobhooks.store import queries
+from jobhooks.service.runtime import Runtime
+from jobhooks.store import catalog
+from jobhooks.store.reads import MAX_PAGE, CompletionFilter
 from jobhooks.store.records import RunStatus
 from jobhooks.store.tokens import TokenInfo
 
-__all__ = ["router"]
+__all__ = ["router", "runtime_of"]
 
 router = APIRouter(prefix="/api/v1", tags=["operators"])
+
+JOB_TYPE_PAGE = 100
+"""Job types in a page unless ``limit`` says otherwise."""
+
+
+def runtime_of(request: Request) -> Runtime:
+    """The runtime the app serves (set by the app factory)."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
 
 
 async def reader(request: Request) -> TokenInfo:
     """An admin or viewer token."""
-    tokens = request.app.state.runtime.tokens
-    info: TokenInfo = await tokens.require(request.headers.get("authorization"), "admin", "viewer")
-    return info
+    return await require(
+        runtime_of(request).tokens, request.headers.get("authorization"), "admin", "viewer"
+    )
 
 
 async def admin(request: Request) -> TokenInfo:
     """An admin token."""
-    tokens = request.app.state.runtime.tokens
-    info: TokenInfo = await tokens.require(request.headers.get("authorization"), "admin")
-    return info
+    return await require(runtime_of(request).tokens, request.headers.get("authorization"), "admin")
 
 
 Reader = Annotated[TokenInfo, Depends(reader)]
 Admin = Annotated[TokenInfo, Depends(admin)]
-Limit = Annotated[int, Query(ge=1, le=queries.MAX_PAGE, description="Rows per page.")]
+Current = Annotated[Runtime, Depends(runtime_of)]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Rows per page.")]
 
 
 TIME: dict[str, Any] = {"max_length": 64, "json_schema_extra": {"format": "date-time"}}
@@ -73,7 +84,7 @@ RESULT_VALUES = [m.display for m in JobResult] + [str(m.value) for m in JobResul
 
 @router.get("/job-completions", summary="List completions, newest first")
 async def list_completions(
-    request: Request,
+    runtime: Current,
     _token: Reader,
     agent_id: uuid.UUID | None = None,
     job_id: uuid.UUID | None = None,
@@ -95,7 +106,7 @@ async def list_completions(
     ] = None,
     limit: Limit = 50,
 ) -> dict[str, Any]:
-    where = queries.CompletionFilter(
+    where = CompletionFilter(
         agent_id=agent_id,
         job_id=job_id,
         job_type_id=job_type_id,
@@ -105,28 +116,23 @@ async def list_completions(
         since=_epoch("since", since),
         until=_epoch("until", until),
     )
-    rows = await request.app.state.runtime.store.read(
-        queries.list_completions, where, limit, before
-    )
-    return {"items": rows, "next": rows[-1]["id"] if len(rows) == limit else None}
+    page = await runtime.store.reads.completions(where, limit, before)
+    return page.as_json()
 
 
 @router.get("/job-completions/{completion_id}", summary="One completion with its handler runs")
-async def show_completion(request: Request, _token: Reader, completion_id: str) -> dict[str, Any]:
+async def show_completion(runtime: Current, _token: Reader, completion_id: str) -> dict[str, Any]:
     detail = None
     if len(completion_id) <= 36:
-        detail = await request.app.state.runtime.store.read(
-            queries.completion_detail, completion_id
-        )
+        detail = await runtime.store.reads.completion(completion_id)
     if detail is None:
-        raise ApiProblem(404, f"no completion {completion_id!r}")
-    result: dict[str, Any] = detail
-    return result
+        raise ApiProblem(404, f"no completion {completion_id[:40]!r}")
+    return detail.as_json()
 
 
 @router.get("/handler-runs", summary="List handler runs by status and handler")
 async def list_runs(
-    request: Request,
+    runtime: Current,
     _token: Reader,
     status: Annotated[
         str | None,
@@ -142,15 +148,13 @@ async def list_runs(
     if status is not None and status not in RunStatus.ALL:
         message = f"unknown status {status!r}; expected one of {', '.join(RunStatus.ALL)}"
         raise ApiProblem(422, message, [{"field": "status", "message": message}])
-    rows = await request.app.state.runtime.store.read(
-        queries.list_runs, status, handler, limit, before
-    )
-    return {"items": rows, "next": rows[-1]["id"] if len(rows) == limit else None}
+    registered = [h.name for h in runtime.live.registry]
+    page = await runtime.store.reads.runs(status, handler, registered, limit, before)
+    return page.as_json()
 
 
 @router.post("/handler-runs/{run_id}/replay", summary="Run a finished or failed run again")
-async def replay_run(request: Request, _token: Admin, run_id: str) -> dict[str, Any]:
-    runtime = request.app.state.runtime
+async def replay_run(runtime: Current, _token: Admin, run_id: str) -> dict[str, Any]:
     if len(run_id) > 36:
         raise ApiProblem(404, f"no handler run {run_id[:40]!r}")
     previous = await runtime.store.replay(run_id)
@@ -165,38 +169,46 @@ async def replay_run(request: Request, _token: Admin, run_id: str) -> dict[str, 
 
 
 @router.post("/handlers/{name}/replay-dead", summary="Run every dead run of a handler again")
-async def replay_dead(request: Request, _token: Admin, name: str) -> dict[str, Any]:
-    runtime = request.app.state.runtime
+async def replay_dead(runtime: Current, _token: Admin, name: str) -> dict[str, Any]:
     count = await runtime.store.replay_dead(name)
     runtime.poke_worker()
     return {"handler": name, "replayed": count}
 
 
-@router.get("/handlers", summary="Registered handlers with their run counts")
-async def list_handlers(request: Request, _token: Reader) -> dict[str, Any]:
-    runtime = request.app.state.runtime
-    counts = await runtime.store.read(queries.handler_counts)
+@router.get("/handlers", summary="Registered handlers with their runs now and over the last day")
+async def list_handlers(runtime: Current, _token: Reader) -> dict[str, Any]:
+    """Each registration with its delivery policy and its runs: ``runs`` counts them by
+    status now (``succeeded`` over the last day), ``success_rate`` is the last day's, and
+    ``last_error`` the newest failed or dead run's. Handlers no longer registered that
+    still have open or dead runs are listed in ``unregistered_with_runs``."""
     live = runtime.live
+    registered = {h.name: h for h in live.registry}
+    health = await runtime.store.reads.handlers(list(registered))
     items = []
-    for registered in live.registry:
-        policy = registered.policy
+    for item in health:
+        handler = registered.get(item.name)
+        if handler is None:
+            continue
+        policy = handler.policy
         items.append(
             {
-                "name": registered.name,
-                "type": registered.type_name,
-                "job_types": None if registered.runs_for_all else list(registered.job_type_labels),
-                "all_job_types": registered.runs_for_all,
+                "name": handler.name,
+                "type": handler.type_name,
+                "job_types": None if handler.runs_for_all else list(handler.job_type_labels),
+                "all_job_types": handler.runs_for_all,
                 "timeout": policy.timeout,
                 "max_attempts": policy.max_attempts,
                 "backoff": policy.backoff,
                 "isolation": policy.isolation,
-                "runs": counts.get(registered.name, dict.fromkeys(RunStatus.ALL, 0)),
+                "runs": item.now,
+                "success_rate": item.success_rate,
+                "last_error": item.last_error.as_json() if item.last_error else None,
             }
         )
     status = live.last_reload
     return {
         "items": items,
-        "unregistered_with_runs": sorted(set(counts) - {h.name for h in live.registry}),
+        "unregistered_with_runs": [h.name for h in health if h.name not in registered],
         "last_reload": {
             "at": status.at,
             "applied": status.applied,
@@ -207,46 +219,40 @@ async def list_handlers(request: Request, _token: Reader) -> dict[str, Any]:
 
 @router.get("/job-types", summary="Job types seen, synced or named in the configuration")
 async def list_job_types(
-    request: Request,
+    runtime: Current,
     _token: Reader,
     before: Annotated[
         str | None,
         Query(
-            max_length=queries.MAX_JOB_TYPE_CURSOR,
-            pattern=queries.JOB_TYPE_CURSOR_PATTERN,
+            max_length=catalog.MAX_CURSOR,
+            pattern=catalog.CURSOR_PATTERN,
             description="Page: the `next` of the previous page (`GUID:name`).",
         ),
     ] = None,
-    limit: Limit = queries.JOB_TYPE_PAGE,
+    limit: Limit = JOB_TYPE_PAGE,
 ) -> dict[str, Any]:
     """Job types by name, then GUID (names compared by code point, on their first 512
     characters), one page at a time: `next` is the cursor of the following page, null on
     the last. A job type named only in the configuration's `[job_types]` takes its place
     by that name, with origin `config`; `config_name` is the name the configuration gives
-    a job type. `completions` counts each one's completions over the retention period."""
+    a job type. `completions` and `failures` count each one's completions over the
+    retention period, `last_day` over the last day."""
     after = None
     if before is not None:
         try:
-            after = queries.job_type_position(before)
-        except ValueError:
-            message = "not a cursor of this list; pass the next of a previous page"
+            after = catalog.page_position(before)
+        except ValueError as exc:
             raise ApiProblem(
-                422, f"before: {message}", [{"field": "before", "message": message}]
+                422, f"before: {exc}", [{"field": "before", "message": str(exc)}]
             ) from None
-    runtime = request.app.state.runtime
     named = {str(guid): name for name, guid in runtime.live.config.job_types.items()}
-    rows = await runtime.store.read(queries.list_job_types, limit + 1, after, named)
-    items = rows[:limit]
-    following = None
-    if len(rows) > limit:
-        following = queries.job_type_cursor(items[-1]["name"], items[-1]["id"])
-    return {"items": items, "next": following}
+    page = await runtime.store.reads.job_types(limit, after, named)
+    return page.as_json()
 
 
 @router.post("/admin/reload", summary="Reload the configuration (as SIGHUP does)")
-async def reload(request: Request, _token: Admin) -> dict[str, Any]:
-    runtime = request.app.state.runtime
-    status = runtime.reload()
+async def reload(runtime: Current, _token: Admin) -> dict[str, Any]:
+    status = await runtime.reload()
     if not status.applied:
         raise ApiProblem(
             422,

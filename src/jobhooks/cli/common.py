@@ -1,74 +1,66 @@
-"""What several verbs share: loading the configuration to serve, opening the database."""
+"""What several verbs share: opening the runtime or the store of a configuration."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
-import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-
-from sqlalchemy import Engine
+from typing import Any, TypeVar
 
 from jobhooks.cli.app import err_console, fail
-from jobhooks.config.load import read_config
+from jobhooks.config.defaults import DEFAULT_DATA_DIR
 from jobhooks.errors import ConfigError, StoreError
-from jobhooks.poll.wiring import startup_catalog
-from jobhooks.registry import LoadedConfig
-from jobhooks.runtime import DEFAULT_DATA_DIR, Runtime, load_for_serving, resolve_database
-from jobhooks.store.database import open_database as store_database
+from jobhooks.service.runtime import Runtime
+from jobhooks.service.startup import open_runtime, open_store
+from jobhooks.store import Store
 
-__all__ = ["load_or_exit", "open_database", "run_until_stopped", "serving_catalog"]
+__all__ = ["run_until_stopped", "runtime_or_exit", "with_store"]
 
-
-def serving_catalog(config: Path | None) -> dict[str, uuid.UUID] | None:
-    """The job type catalog a server resolves names with: the stored one, synced from
-    the platform first when ``[poll] enabled``. None without a configuration file."""
-    if config is None:
-        return None
-    try:
-        parsed, _problems = read_config(config)
-        database = resolve_database(parsed.server.database, config)
-        return startup_catalog(parsed, database, sync=parsed.poll.enabled)
-    except Exception as exc:
-        # The configuration's own problems are reported when it is loaded next.
-        logging.getLogger("jobhooks").debug("no job type catalog: %s", exc)
-        return None
+T = TypeVar("T")
 
 
-def load_or_exit(
-    config: Path | None,
-    *,
-    quiet: bool = False,
-    catalog: Mapping[str, uuid.UUID] | None = None,
-) -> LoadedConfig:
-    """The configuration to serve, or exit 1 listing every problem in it."""
-    try:
-        loaded = load_for_serving(config, catalog)
-    except ConfigError as exc:
-        fail(f"refusing to start: {config} is invalid", *exc.problems)
+def _default_notice(config: Path | None, quiet: bool) -> None:
     if config is None and not quiet:
         err_console.print(
             f"No --config given: running the built-in default (SQLite in ./{DEFAULT_DATA_DIR}, "
             "the 'log' handler for every job type).",
             markup=False,
         )
-    return loaded
 
 
-def open_database(config: Path | None, *, migrate: bool | None = None) -> tuple[Engine, str]:
-    """An engine on the configured database (the embedded SQLite one is created and
-    migrated), or exit 1 saying why it cannot be opened."""
-    loaded = load_or_exit(config, quiet=True)
-    url = resolve_database(loaded.config.server.database, config)
+def runtime_or_exit(
+    config: Path | None, *, with_worker: bool, poll: bool | None = None, quiet: bool = False
+) -> Runtime:
+    """The runtime of ``config`` (see :func:`~jobhooks.service.startup.open_runtime`), or
+    exit 1 listing every problem in the configuration, or why the database cannot open."""
     try:
-        return store_database(url, migrate=migrate, pool_size=2), url
+        runtime = open_runtime(config, with_worker=with_worker, poll=poll)
+    except ConfigError as exc:
+        fail(f"refusing to start: {config} is invalid", *exc.problems)
     except StoreError as exc:
         fail(str(exc))
+    _default_notice(config, quiet)
+    return runtime
 
 
-def run_until_stopped(runtime: Runtime) -> None:
+def with_store(config: Path | None, work: Callable[[Store], Coroutine[Any, Any, T]]) -> T:
+    """Open the store of ``config`` (or exit 1 saying why not), run ``work`` on it, close it."""
+    try:
+        store = open_store(config)
+    except ConfigError as exc:
+        fail(f"cannot use {config}", *exc.problems)
+    except StoreError as exc:
+        fail(str(exc))
+    try:
+        return asyncio.run(work(store))
+    finally:
+        store.close()
+
+
+def run_until_stopped(
+    runtime: Runtime, started: Callable[[], Awaitable[None]] | None = None
+) -> None:
     """Run a runtime without the API until SIGINT or SIGTERM, then stop it cleanly."""
 
     async def main() -> None:
@@ -77,6 +69,8 @@ def run_until_stopped(runtime: Runtime) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await runtime.start()
+        if started is not None:
+            await started()
         try:
             await stop.wait()
         finally:

@@ -14,20 +14,21 @@ import typer
 from rich.table import Table
 
 from jobhooks.cli.app import ConfigOption, app, console, err_console, fail, setup_logging
+from jobhooks.config.defaults import resolve_database
 from jobhooks.config.load import read_config
 from jobhooks.config.webconfig import read_manifest, read_webconfig, to_toml
 from jobhooks.dispatch.execute import Outcome, run_attempt
 from jobhooks.errors import ConfigError, ContextError
 from jobhooks.platform.client import build_clients
-from jobhooks.poll.wiring import existing_catalog
 from jobhooks.registry import Registry, build_registry
 from jobhooks.registry.discovery import HandlerTypeError, installed_types, load_handler_type
 from jobhooks.registry.matching import RegisteredHandler
 from jobhooks.registry.properties import property_specs
-from jobhooks.runtime import resolve_database
 from jobhooks.sdk.context import canonical_key
 from jobhooks.sdk.enums import JobResult
 from jobhooks.sdk.secret import Secret
+from jobhooks.store.catalog import resolvable_names
+from jobhooks.store.database import peek
 from jobhooks.testing import sample_context
 
 DEFAULT_CONFIG = Path("jobhooks.toml")
@@ -39,7 +40,7 @@ def _load(config_path: Path) -> tuple[Any, Registry, list[str]]:
     except ConfigError as exc:
         fail(f"cannot use {config_path}", *exc.problems)
     # Names of job types synced or seen resolve too, when the database already exists.
-    catalog = existing_catalog(resolve_database(config.server.database, config_path))
+    catalog = peek(resolve_database(config.server.database, config_path), resolvable_names)
     registry, handler_problems = build_registry(config, catalog)
     return config, registry, problems + handler_problems
 

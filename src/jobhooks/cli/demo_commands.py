@@ -14,9 +14,9 @@ from rich.table import Table
 
 from jobhooks.cli.app import app, console, fail, setup_logging
 from jobhooks.cli.operator_commands import DEFAULT_URL, TokenOption, UrlOption
-from jobhooks.demo import demo_config, free_listen, run_demo
-from jobhooks.simulate import FleetPlan, SimulationResult
-from jobhooks.simulate import simulate as run_simulation
+from jobhooks.demo.fleet import FleetPlan, SimulationResult
+from jobhooks.demo.fleet import simulate as run_simulation
+from jobhooks.demo.run import demo_config, free_listen, run_demo
 
 Agents = Annotated[int, typer.Option(min=1, max=10_000, help="Orchestrators in the fleet.")]
 Count = Annotated[int, typer.Option(min=1, max=10_000_000, help="Reports to send.")]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,27 +11,25 @@ import typer
 from rich.table import Table
 
 from jobhooks.cli.app import ConfigOption, app, console, err_console, fail, setup_logging
-from jobhooks.cli.common import load_or_exit, run_until_stopped
+from jobhooks.cli.common import run_until_stopped, runtime_or_exit, with_store
 from jobhooks.cli.operator_commands import DEFAULT_URL, TokenOption, UrlOption, _call, _when
 from jobhooks.config.load import read_config
-from jobhooks.errors import ConfigError, JobhooksError, LeaseLost, PlatformError, StoreError
+from jobhooks.config.schema import JobhooksConfig
+from jobhooks.errors import ConfigError, LeaseLost, PlatformError, StoreError
+from jobhooks.intake import LeasePolicy, RunPlanner
 from jobhooks.platform.client import build_clients, describe_credential
-from jobhooks.poll.api import PlatformApi
-from jobhooks.poll.catalog import CatalogEntry, fetch_catalog, save_catalog
-from jobhooks.poll.position import lease_holder
+from jobhooks.platform.rest import PlatformApi
+from jobhooks.poll.catalog import CatalogEntry, fetch_catalog
 from jobhooks.poll.sinks import PollReport
-from jobhooks.poll.wiring import build_poller, existing_catalog, startup_catalog
-from jobhooks.registry import LoadedConfig
-from jobhooks.runtime import Runtime, resolve_database
+from jobhooks.poll.wiring import build_poller
+from jobhooks.registry import load_for_serving
 from jobhooks.store import Store
-from jobhooks.store.engine import connect, is_sqlite
-from jobhooks.store.migrate import ensure_current, upgrade
 from jobhooks.store.nodes import NodeIdentity
 
 DEFAULT_CONFIG = Path("jobhooks.toml")
 
 
-def _platform_config(config_path: Path) -> Any:
+def _platform_config(config_path: Path) -> JobhooksConfig:
     try:
         parsed, _problems = read_config(config_path)
     except ConfigError as exc:
@@ -45,25 +42,13 @@ def _platform_config(config_path: Path) -> Any:
     return parsed
 
 
-async def _fetch(parsed: Any) -> list[CatalogEntry]:
+async def _fetch(parsed: JobhooksConfig) -> list[CatalogEntry]:
     clients = build_clients(parsed.platform)
     try:
         api = PlatformApi(clients.async_client, describe_credential(parsed.platform))
         return await fetch_catalog(api, parsed.poll.page_size)
     finally:
         await clients.aclose()
-
-
-def _catalog_for_poll(config_path: Path, parsed: Any, *, dry_run: bool) -> dict[str, uuid.UUID]:
-    database = resolve_database(parsed.server.database, config_path)
-    if not dry_run:
-        return startup_catalog(parsed, database, sync=True)
-    stored = existing_catalog(database) or {}
-    try:
-        fetched = asyncio.run(_fetch(parsed))
-    except PlatformError as exc:
-        fail(f"the platform could not be read: {exc}")
-    return {**stored, **{entry.name: entry.id for entry in fetched}}
 
 
 def _summary(report: PollReport) -> str:
@@ -102,29 +87,48 @@ def _emitted_table(report: PollReport) -> Table:
     return table
 
 
-async def _poll_once(store: Store, loaded: LoadedConfig, *, dry_run: bool) -> PollReport:
-    config = loaded.config
-    clients = build_clients(config.platform)
-    node = NodeIdentity.of_this_process()
+async def _poll_once(
+    store: Store, config_path: Path, parsed: JobhooksConfig, *, dry_run: bool
+) -> PollReport:
+    """One poll: the catalog read from the platform (kept unless a dry run), the
+    registrations built with it, then the history from the stored position to its end."""
     try:
-        if not dry_run:
-            # A heartbeat keeps the lease while a long catch-up runs; a kill frees it at once.
-            await store.start_heartbeat(node, lambda: True)
+        fetched = await _fetch(parsed)
+    except PlatformError as exc:
+        if dry_run:
+            raise
+        err_console.print(
+            f"the job type catalog was not synced ({exc}); using the stored one", markup=False
+        )
+        fetched = []
+    if fetched and not dry_run:
+        await store.pull.save_catalog([(entry.name, entry.id) for entry in fetched])
+    names = {**await store.pull.catalog(), **{entry.name: entry.id for entry in fetched}}
+    try:
+        loaded = load_for_serving(config_path, names)
+    except ConfigError as exc:
+        fail(f"refusing to poll: {config_path} is invalid", *exc.problems)
+    node = NodeIdentity.of_this_process()
+    if not dry_run:
+        # A heartbeat keeps the lease while a long catch-up runs; a kill frees it at once.
+        await store.start_heartbeat(node, lambda: True)
+    planner = RunPlanner(LeasePolicy(parsed.server.lease))
+    clients = build_clients(parsed.platform)
+    try:
         poller = build_poller(
             store,
             clients,
-            config,
-            lambda: loaded.registry,
-            lease_grace=config.server.lease,
+            loaded.config,
+            lambda job_type_id: planner.plan(loaded.registry, job_type_id),
             node_id=node.id,
         )
         if dry_run:
             return await poller.poll_once(dry_run=True)
         if not await poller.acquire():
-            holder, until = await store.read(lease_holder, poller.feed)
+            holder, until = await store.pull.holder(poller.feed)
             left = until - time.time()
-            if 0 < left <= config.poll.lease + 1:
-                # A node that died keeps its lease until it runs out; a live one renews it.
+            if 0 < left <= parsed.poll.lease + 1:
+                # A node that is alive renews its lease; one that stalled lets it run out.
                 err_console.print(
                     f"{holder} holds the poller's lease for {left:.1f} s more; "
                     "waiting to see whether it renews it",
@@ -144,22 +148,6 @@ async def _poll_once(store: Store, loaded: LoadedConfig, *, dry_run: bool) -> Po
         await clients.aclose()
 
 
-def _forever(config_path: Path, loaded: LoadedConfig) -> None:
-    settings = loaded.config.poll.model_copy(update={"enabled": True})
-    enabled = LoadedConfig(loaded.config.model_copy(update={"poll": settings}), loaded.registry)
-    try:
-        runtime = Runtime(enabled, config_path, with_worker=False)
-    except JobhooksError as exc:
-        fail(str(exc))
-    err_console.print(
-        f"jobhooks polling {loaded.config.platform.url} every {settings.interval:g} s "
-        f"(database {runtime.database}); SIGTERM stops.",
-        markup=False,
-    )
-
-    run_until_stopped(runtime)
-
-
 @app.command()
 def poll(
     config: ConfigOption = DEFAULT_CONFIG,
@@ -177,25 +165,25 @@ def poll(
     if dry_run and not once:
         fail("--dry-run goes with --once")
     parsed = _platform_config(config)
-    catalog = _catalog_for_poll(config, parsed, dry_run=dry_run)
-    loaded = load_or_exit(config, quiet=True, catalog=catalog)
     if not once:
-        _forever(config, loaded)
+        runtime = runtime_or_exit(config, with_worker=False, poll=True, quiet=True)
+        err_console.print(
+            f"jobhooks polling {parsed.platform.url} every {parsed.poll.interval:g} s "
+            f"(database {runtime.database}); SIGTERM stops.",
+            markup=False,
+        )
+        run_until_stopped(runtime)
         return
     try:
-        store = Store(resolve_database(parsed.server.database, config))
-    except JobhooksError as exc:
-        fail(str(exc))
-    try:
-        report = asyncio.run(_poll_once(store, loaded, dry_run=dry_run))
+        report = with_store(
+            config, lambda store: _poll_once(store, config, parsed, dry_run=dry_run)
+        )
     except PlatformError as exc:
         fail(f"the platform's job history could not be read: {exc}")
     except LeaseLost as exc:
         fail(str(exc))
     except StoreError as exc:
         fail(f"the database refused the poll's writes: {exc}")
-    finally:
-        store.close()
     if report.emitted:
         console.print(_emitted_table(report))
     tail = " Nothing was stored (dry run)." if dry_run else ""
@@ -244,23 +232,12 @@ def job_types_sync(config: ConfigOption = DEFAULT_CONFIG) -> None:
     into the database, so registrations may name job types."""
     setup_logging("WARNING")
     parsed = _platform_config(config)
-    database = resolve_database(parsed.server.database, config)
     try:
         entries = asyncio.run(_fetch(parsed))
     except PlatformError as exc:
         fail(f"the platform's job type catalog could not be read: {exc}")
-    engine = connect(database, pool_size=1)
-    try:
-        if is_sqlite(database):
-            upgrade(engine)
-        else:
-            ensure_current(engine)
-        with engine.begin() as connection:
-            count = save_catalog(connection, entries, time.time())
-    except StoreError as exc:
-        fail(str(exc))
-    finally:
-        engine.dispose()
+    pairs = [(entry.name, entry.id) for entry in entries]
+    count = with_store(config, lambda store: store.pull.save_catalog(pairs))
     table = Table(title="Job types synced from the platform", title_justify="left")
     for column in ("name", "GUID", "from"):
         table.add_column(column, overflow="fold")

@@ -9,9 +9,11 @@ import typer
 import uvicorn
 
 from jobhooks.cli.app import app, err_console, fail, setup_logging
-from jobhooks.cli.common import load_or_exit, run_until_stopped, serving_catalog
-from jobhooks.errors import JobhooksError, StoreError
-from jobhooks.runtime import Runtime, resolve_database
+from jobhooks.cli.common import run_until_stopped, runtime_or_exit
+from jobhooks.config.defaults import resolve_database
+from jobhooks.errors import ConfigError, StoreError
+from jobhooks.service.runtime import Runtime
+from jobhooks.service.startup import settings
 from jobhooks.store.database import upgrade_database
 from jobhooks.store.migrate import head_revision
 
@@ -34,8 +36,8 @@ def _split_listen(listen: str) -> tuple[str, int]:
 
 
 def build_server(runtime: Runtime, listen: str) -> uvicorn.Server:
-    """A uvicorn server for the runtime's API (uvloop and httptools, no access log)."""
-    from jobhooks.api import create_app
+    """A uvicorn server for the runtime's web app (uvloop and httptools, no access log)."""
+    from jobhooks.web import create_app
 
     host, port = _split_listen(listen)
     config = uvicorn.Config(
@@ -65,12 +67,8 @@ def serve(
 ) -> None:
     """Run the HTTP API and (unless --no-worker) a worker in this process."""
     setup_logging()
-    loaded = load_or_exit(config, catalog=serving_catalog(config))
-    address = listen or loaded.config.server.listen
-    try:
-        runtime = Runtime(loaded, config, with_worker=not no_worker)
-    except JobhooksError as exc:
-        fail(str(exc))
+    runtime = runtime_or_exit(config, with_worker=not no_worker)
+    address = listen or runtime.live.config.server.listen
     server = build_server(runtime, address)
     role = "API only" if no_worker else "API and worker"
     err_console.print(
@@ -87,11 +85,7 @@ def worker(config: OptionalConfig = None) -> None:
     """Run a worker only: claim due runs from the database and run their handlers
     (and follow the platform's job history when [poll] enabled)."""
     setup_logging()
-    loaded = load_or_exit(config, catalog=serving_catalog(config))
-    try:
-        runtime = Runtime(loaded, config, with_worker=True)
-    except JobhooksError as exc:
-        fail(str(exc))
+    runtime = runtime_or_exit(config, with_worker=True)
     err_console.print(
         f"jobhooks worker on {runtime.database} ({len(runtime.live.registry)} handlers). "
         "SIGHUP reloads the configuration; SIGTERM stops after running handlers finish.",
@@ -109,10 +103,11 @@ app.add_typer(db, name="db")
 @db.command("upgrade")
 def db_upgrade(config: OptionalConfig = None) -> None:
     """Run the schema migrations the database lacks."""
-    loaded = load_or_exit(config, quiet=True)
-    url = resolve_database(loaded.config.server.database, config)
     try:
+        url = resolve_database(settings(config).server.database, config)
         before, after = upgrade_database(url)
+    except ConfigError as exc:
+        fail(f"cannot use {config}", *exc.problems)
     except StoreError as exc:
         fail(str(exc))
     if before == after:

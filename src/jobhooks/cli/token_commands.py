@@ -10,9 +10,8 @@ import typer
 from rich.table import Table
 
 from jobhooks.cli.app import app, console, fail
-from jobhooks.cli.common import open_database
+from jobhooks.cli.common import with_store
 from jobhooks.cli.serve_commands import OptionalConfig
-from jobhooks.store.tokens import create_token, list_tokens, revoke_token
 
 token = typer.Typer(help="API tokens: agent, admin and viewer.", no_args_is_help=True)
 app.add_typer(token, name="token")
@@ -42,11 +41,7 @@ def token_create(
         except ValueError:
             fail(f"--agent: not a GUID: {agent!r}")
     role = "agent" if agent_id else "admin" if admin else "viewer"
-    engine, _url = open_database(config)
-    try:
-        secret, _info = create_token(engine, role, agent_id, label)
-    finally:
-        engine.dispose()
+    secret, _info = with_store(config, lambda store: store.tokens.create(role, agent_id, label))
     typer.echo(secret)
 
 
@@ -59,11 +54,7 @@ def _when(moment: float | None) -> str:
 @token.command("list")
 def token_list(config: OptionalConfig = None) -> None:
     """List tokens (their ids and roles; the tokens themselves are not kept)."""
-    engine, _url = open_database(config)
-    try:
-        rows = list_tokens(engine)
-    finally:
-        engine.dispose()
+    rows = with_store(config, lambda store: store.tokens.all())
     table = Table(title="Tokens", title_justify="left")
     for column in ("id", "role", "agent", "label", "created", "revoked"):
         table.add_column(column)
@@ -85,11 +76,7 @@ def token_revoke(
     config: OptionalConfig = None,
 ) -> None:
     """Revoke a token (servers stop accepting it within 10 seconds)."""
-    engine, _url = open_database(config)
-    try:
-        found = revoke_token(engine, token_id)
-    finally:
-        engine.dispose()
+    found = with_store(config, lambda store: store.tokens.revoke(token_id))
     if not found:
         fail(f"no active token {token_id!r} (see 'jobhooks token list')")
     typer.echo(f"Revoked {token_id}.")

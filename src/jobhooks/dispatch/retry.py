@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from jobhooks.store.records import RunStatus
+
 __all__ = ["MAX_DELAY", "RetryDecision", "backoff_delay", "decide"]
 
 MAX_DELAY = 6 * 3600.0
@@ -14,7 +16,7 @@ JITTER = 0.25
 class RetryDecision:
     """What becomes of a run after an attempt: its new status and when it is next due."""
 
-    status: str
+    status: RunStatus
     due_at: float
 
 
@@ -38,7 +40,7 @@ def decide(
 ) -> RetryDecision:
     """succeeded; failed with a retry due later; or dead when no attempts are left."""
     if succeeded:
-        return RetryDecision("succeeded", now)
+        return RetryDecision(RunStatus.SUCCEEDED, now)
     if attempt >= max_attempts:
-        return RetryDecision("dead", now)
-    return RetryDecision("failed", now + backoff_delay(backoff, attempt, jitter))
+        return RetryDecision(RunStatus.DEAD, now)
+    return RetryDecision(RunStatus.FAILED, now + backoff_delay(backoff, attempt, jitter))

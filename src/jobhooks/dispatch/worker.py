@@ -16,6 +16,7 @@ from jobhooks.dispatch.execute import Outcome, run_attempt
 from jobhooks.dispatch.isolation import run_in_process
 from jobhooks.dispatch.retry import decide
 from jobhooks.errors import StoreError
+from jobhooks.intake.planning import LeasePolicy
 from jobhooks.metrics import Metrics
 from jobhooks.platform.client import PlatformClients
 from jobhooks.registry.matching import Registry
@@ -23,7 +24,7 @@ from jobhooks.sdk.context import JobCompleteContext
 from jobhooks.sdk.enums import JobResult, OperationType
 from jobhooks.store.nodes import HEARTBEAT_EVERY
 from jobhooks.store.ports import WorkerStore
-from jobhooks.store.records import ClaimedRun, RunOutcome
+from jobhooks.store.records import ClaimedRun, RunOutcome, RunStatus
 
 __all__ = ["Worker", "build_context"]
 
@@ -72,10 +73,10 @@ class Worker:
         store: WorkerStore,
         registry: Callable[[], Registry],
         clients: PlatformClients,
+        leases: LeasePolicy,
         *,
         concurrency: int = 32,
         threads: int = 8,
-        lease_grace: float = 30.0,
         poll_interval: float = 1.0,
         metrics: Metrics | None = None,
         worker_id: str | None = None,
@@ -86,7 +87,7 @@ class Worker:
         self._clients = clients
         self._capacity = concurrency
         self._claim_batch = max(1, min(32, concurrency // 4))
-        self._lease_grace = lease_grace
+        self._leases = leases
         self._poll_interval = poll_interval
         self._metrics = metrics
         self._threads = asyncio.Semaphore(threads)
@@ -124,10 +125,6 @@ class Worker:
         if loop is not None:
             loop.call_soon_threadsafe(self._start_all, runs)
 
-    def leases(self) -> dict[str, float]:
-        """How long each handler's runs are leased: its timeout plus the grace period."""
-        return {h.name: h.policy.timeout + self._lease_grace for h in self._registry().handlers}
-
     def _start_all(self, runs: Sequence[ClaimedRun]) -> None:
         for run in runs:
             task = asyncio.create_task(self._execute(run))
@@ -160,7 +157,8 @@ class Worker:
                 self._backlog = False
                 try:
                     dead = await self._gone()
-                    claimed = await self._store.claim(self.id, free, self.leases(), dead)
+                    leases = self._leases.leases(self._registry())
+                    claimed = await self._store.claim(self.id, free, leases, dead)
                 except StoreError as exc:
                     logger.debug("claiming runs failed (%s); trying again shortly", exc)
                     claimed = []
@@ -245,7 +243,7 @@ class Worker:
                 self._metrics.runs.labels(run.handler, decision.status).inc()
                 self._metrics.run_duration.labels(run.handler).observe(outcome.duration)
             # Look again when a retry is due rather than at the next poll.
-            if decision.status == "failed" and (
+            if decision.status is RunStatus.FAILED and (
                 self._next_retry is None or decision.due_at < self._next_retry
             ):
                 self._next_retry = decision.due_at

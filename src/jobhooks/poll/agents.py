@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from jobhooks.poll.api import AGENTS, PlatformApi
+from jobhooks.platform.rest import AGENTS, PlatformApi
 from jobhooks.poll.rows import parse_time
 
 __all__ = ["Agent", "AgentDirectory", "pick_agents"]

@@ -2,8 +2,8 @@
 
 Filled from ``GET /CertificateStoreTypes`` (each store type's ``ShortName`` plus
 Inventory, Management, Discovery or Reenrollment names its job types) and
-``GET /JobTypes/Custom`` (``JobTypeName`` and ``Id``), kept in the ``job_types``
-table with origin ``synced`` beside the ones seen in completions.
+``GET /JobTypes/Custom`` (``JobTypeName`` and ``Id``), stored by the store's catalog
+(:mod:`jobhooks.store.catalog`) with origin ``synced`` beside the ones seen.
 """
 
 from __future__ import annotations
@@ -11,26 +11,15 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, inspect, select
-
-from jobhooks.poll.api import CUSTOM_JOB_TYPES, STORE_TYPES, PlatformApi
+from jobhooks.platform.rest import CUSTOM_JOB_TYPES, STORE_TYPES, PlatformApi
 from jobhooks.poll.rows import NIL
 from jobhooks.sdk.enums import normalise_name
-from jobhooks.store.dialect import upsert
-from jobhooks.store.tables import job_types
 
-__all__ = [
-    "CatalogEntry",
-    "JobTypeResolver",
-    "fetch_catalog",
-    "read_catalog",
-    "save_catalog",
-    "stored_catalog",
-]
+__all__ = ["CatalogEntry", "JobTypeResolver", "catalog_entries", "fetch_catalog"]
 
 logger = logging.getLogger("jobhooks.poll")
 
@@ -41,8 +30,6 @@ STORE_JOB_TYPES = (
     ("Reenrollment", "EnrollmentJobType"),
 )
 """Job type name suffix and the store type field holding its GUID."""
-
-_ORIGIN_RANK = {"config": 3, "synced": 2, "seen": 1}
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,46 +78,6 @@ async def fetch_catalog(api: PlatformApi, page_size: int = 500) -> list[CatalogE
     store_types = await api.all_pages(STORE_TYPES, page_size)
     custom = await api.all_pages(CUSTOM_JOB_TYPES, page_size)
     return catalog_entries(store_types, custom)
-
-
-def save_catalog(connection: Connection, entries: Sequence[CatalogEntry], now: float) -> int:
-    """Upsert synced entries into ``job_types`` (a type seen before becomes synced)."""
-    rows = {
-        str(entry.id): {
-            "id": str(entry.id),
-            "name": entry.name,
-            "origin": "synced",
-            "first_seen": now,
-        }
-        for entry in entries
-    }
-    if rows:
-        connection.execute(
-            upsert(connection, job_types, "id", ["name", "origin"]), list(rows.values())
-        )
-    return len(rows)
-
-
-def read_catalog(connection: Connection) -> dict[str, uuid.UUID]:
-    """Names to GUIDs from ``job_types``; where a name has several, synced beats seen."""
-    chosen: dict[str, tuple[int, uuid.UUID]] = {}
-    for row in connection.execute(select(job_types.c.id, job_types.c.name, job_types.c.origin)):
-        rank = _ORIGIN_RANK.get(row.origin, 0)
-        try:
-            guid = uuid.UUID(row.id)
-        except ValueError:
-            continue
-        if row.name not in chosen or rank > chosen[row.name][0]:
-            chosen[row.name] = (rank, guid)
-    return {name: guid for name, (_rank, guid) in chosen.items()}
-
-
-def stored_catalog(engine: Engine) -> dict[str, uuid.UUID]:
-    """The catalog stored in a database (empty when it has no ``job_types`` table yet)."""
-    if not inspect(engine).has_table(job_types.name):
-        return {}
-    with engine.connect() as connection:
-        return read_catalog(connection)
 
 
 class JobTypeResolver:

@@ -19,21 +19,13 @@ from dataclasses import replace
 from typing import Any
 
 from jobhooks.errors import CapabilityBroken, PlatformError
+from jobhooks.platform.rest import PlatformApi
 from jobhooks.poll.agents import AgentDirectory
-from jobhooks.poll.api import PlatformApi
 from jobhooks.poll.catalog import JobTypeResolver
-from jobhooks.poll.plan import Candidate
-from jobhooks.poll.position import (
-    OpenRow,
-    PageWrite,
-    PollState,
-    WriteOutcome,
-    load_open_rows,
-    load_state,
-)
 from jobhooks.poll.probe import ID_FIELD, START_FIELD, Capabilities
 from jobhooks.poll.rows import (
     NIL,
+    Candidate,
     JobStatus,
     MalformedRow,
     completion_fields,
@@ -43,6 +35,7 @@ from jobhooks.poll.rows import (
 )
 from jobhooks.poll.sinks import DrySink, PollReport, Sink, StoreSink
 from jobhooks.store.ports import PollerStore
+from jobhooks.store.pull import OpenRow, PageWrite, PollState, WriteOutcome
 from jobhooks.store.records import PlannedRun
 
 __all__ = ["LOOKBACK", "PollCycle"]
@@ -112,7 +105,7 @@ class PollCycle:
         started = self.clock()
         report = PollReport(mode=caps.mode, dry_run=dry_run)
         sink = DrySink(self, report) if dry_run else StoreSink(self, report)
-        state = await self.store.read(load_state, self.feed)
+        state = await self.store.pull.state(self.feed)
         if state is None or not state.initialized:
             state = await self._initialize(caps, sink, state)
         elif caps.mode == "keyset" and state.cursor is None:
@@ -128,10 +121,13 @@ class PollCycle:
     async def _initialize(
         self, caps: Capabilities, sink: Sink, stored: PollState | None
     ) -> PollState:
-        """Fix where the first poll starts: ``start`` (or now) decides."""
+        """Fix where the first poll starts: ``start`` decides, else when polling was first
+        set up (a node stopped before its first poll loses nothing that ended since)."""
         first = await self.api.history(limit=1)
         now = first.date.timestamp() if first.date is not None else self.clock()
         horizon = self.start if self.start is not None else now
+        if self.start is None and stored is not None:
+            horizon = min(horizon, stored.started_at)
         cursor: int | None = None
         window: float | None = None
         if caps.mode == "keyset":
@@ -247,7 +243,7 @@ class PollCycle:
         self, caps: Capabilities, sink: Sink, state: PollState, started: float
     ) -> None:
         cursor = state.cursor or 0
-        opens: list[OpenRow] = await self.store.read(load_open_rows, self.feed)
+        opens: list[OpenRow] = await self.store.pull.open_rows(self.feed)
         span = RECENT_PAGES * self.page_size
         recent = [o for o in opens if o.id > cursor - span]
         stragglers = [o for o in opens if o.id <= cursor - span]
@@ -337,7 +333,7 @@ class PollCycle:
     async def _offset(
         self, caps: Capabilities, sink: Sink, state: PollState, started: float
     ) -> None:
-        opens: list[OpenRow] = await self.store.read(load_open_rows, self.feed)
+        opens: list[OpenRow] = await self.store.pull.open_rows(self.feed)
         bound: float | None = None
         query: str | None = None
         if caps.mode == "window":
@@ -390,7 +386,7 @@ class PollCycle:
         gone = self._missing(opens, seen, bound)
         window = bound if caps.mode == "window" and state.window_start is None else None
         if caps.mode == "window":
-            still: list[OpenRow] = await self.store.read(load_open_rows, self.feed)
+            still: list[OpenRow] = await self.store.pull.open_rows(self.feed)
             starts = [o.operation_start for o in still if o.operation_start is not None]
             if self.last_scan_max is not None:
                 candidate_bound = min([self.last_scan_max, *starts]) - MARGIN
@@ -438,10 +434,10 @@ class PollCycle:
                 if identifier is None:
                     logger.warning("%s; it is left out (nothing identifies it)", exc)
                     continue
-                candidates.append(Candidate(None, identifier, problem=exc.problem))
+                candidates.append(Candidate.of(None, identifier, problem=exc.problem))
                 continue
             if not row.finished:
-                candidates.append(Candidate(row, row.id))
+                candidates.append(Candidate.of(row, row.id))
                 continue
             agent = await self.agents.resolve(row.agent_machine)
             job_type_id = await self.job_types.resolve(row.job_type)
@@ -454,9 +450,9 @@ class PollCycle:
                     0,
                 )
             except MalformedRow as exc:
-                candidates.append(Candidate(row, row.id, problem=exc.problem))
+                candidates.append(Candidate.of(row, row.id, problem=exc.problem))
                 continue
-            candidates.append(Candidate(row, row.id, fields, self.plan(job_type_id)))
+            candidates.append(Candidate.of(row, row.id, fields, self.plan(job_type_id)))
         return candidates
 
 

@@ -15,30 +15,19 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from functools import partial
 from typing import Any
-
-from sqlalchemy import Connection
 
 from jobhooks.config.schema import PollSettings
 from jobhooks.errors import CapabilityBroken, LeaseLost, PlatformError, StoreError
+from jobhooks.platform.rest import PlatformApi
 from jobhooks.poll.agents import AgentDirectory
-from jobhooks.poll.api import PlatformApi
-from jobhooks.poll.catalog import JobTypeResolver, fetch_catalog, read_catalog, save_catalog
-from jobhooks.poll.cycle import PollCycle
-from jobhooks.poll.position import (
-    WriteOutcome,
-    acquire_lease,
-    feed_of,
-    load_state,
-    prune,
-    release_lease,
-)
+from jobhooks.poll.catalog import JobTypeResolver, fetch_catalog
+from jobhooks.poll.cycle import Plan, PollCycle
 from jobhooks.poll.probe import Capabilities, probe
+from jobhooks.poll.rows import Candidate
 from jobhooks.poll.sinks import PollReport
-from jobhooks.registry.matching import Registry
-from jobhooks.store.ports import CheckInWithin, PollerStore
-from jobhooks.store.records import PlannedRun
+from jobhooks.store.ports import PollerStore
+from jobhooks.store.pull import Lease, Pruning, WriteOutcome, feed_of
 
 __all__ = ["Poller", "PollerMetrics"]
 
@@ -71,8 +60,7 @@ class Poller:
         *,
         url: str,
         settings: PollSettings,
-        registry: Callable[[], Registry],
-        lease_grace: float,
+        plan: Plan,
         job_type_names: Callable[[], Mapping[str, uuid.UUID]],
         node_id: str,
         retention_days: int = 30,
@@ -89,9 +77,6 @@ class Poller:
         self.retention_days = retention_days
         self.metrics = metrics or PollerMetrics()
         self.clock = clock
-        self._registry = registry
-        self._lease_grace = lease_grace
-        self._plans: tuple[Registry | None, dict[uuid.UUID, tuple[PlannedRun, ...]]] = (None, {})
         self.agents = AgentDirectory(api, page_size=settings.page_size)
         self._dry_run = False
         self._synced: dict[str, uuid.UUID] = {}
@@ -104,7 +89,7 @@ class Poller:
             lease=settings.lease,
             page_size=settings.page_size,
             start=start.timestamp() if (start := settings.start_time()) else None,
-            plan=self._plan,
+            plan=plan,
             agents=self.agents,
             job_types=self.job_types,
             on_rows=self.metrics.rows,
@@ -272,20 +257,17 @@ class Poller:
         if now - self._pruned_at >= HOURLY:
             self._pruned_at = now
             cutoff = now - self.retention_days * 86_400.0
-            await self.store.transact(
-                partial(_prune, self.feed, self.owner, self.settings.lease, cutoff)
-            )
+            await self.store.pull.prune(Pruning(self.feed, self.owner, self.settings.lease, cutoff))
 
     # -- lease ---------------------------------------------------------------------------
 
     async def acquire(self) -> bool:
         """Take (or renew) the lease; False while another node holds it."""
         dead = () if self.leader else tuple(await self.store.dead_nodes())
-        acquired: bool = await self.store.transact(
-            partial(_acquire, self.feed, self.url, self.owner, self.settings.lease, dead)
-        )
+        lease = Lease(self.feed, self.url, self.owner, self.settings.lease, dead)
+        acquired = await self.store.pull.acquire(lease)
         if not acquired:
-            state = await self.store.read(load_state, self.feed)
+            state = await self.store.pull.state(self.feed)
             self._holder = state.owner if state is not None else None
             if state is not None:
                 self.caught_up_at = state.caught_up_at
@@ -294,7 +276,7 @@ class Poller:
 
     async def release(self) -> None:
         """Give the lease up so another node may poll at once."""
-        await self.store.transact(partial(_release, self.feed, self.owner))
+        await self.store.pull.release(self.feed, self.owner)
         self.leader = False
 
     # -- polling -------------------------------------------------------------------------
@@ -332,7 +314,7 @@ class Poller:
         memory only); returns how many job types it has."""
         entries = await fetch_catalog(self.api, self.settings.page_size)
         if not self._dry_run:
-            await self.store.transact(partial(_save_catalog, entries))
+            await self.store.pull.save_catalog([(e.name, e.id) for e in entries])
         self._synced = {entry.name: entry.id for entry in entries}
         self._catalog_synced_at = self.clock()
         await self.job_types.reload()
@@ -350,71 +332,14 @@ class Poller:
                 logger.warning("the job type catalog was not synced: %s", exc)
             else:
                 if not self._dry_run:
-                    await self.store.transact(partial(_save_catalog, entries))
+                    await self.store.pull.save_catalog([(e.name, e.id) for e in entries])
                 self._synced = {entry.name: entry.id for entry in entries}
-        stored: dict[str, uuid.UUID] = await self.store.read(_read_catalog)
+        stored = await self.store.pull.catalog()
         return {**stored, **self._synced}
-
-    def _plan(self, job_type_id: uuid.UUID) -> tuple[PlannedRun, ...]:
-        registry = self._registry()
-        cached_for, cache = self._plans
-        if cached_for is not registry:
-            cache = {}
-            self._plans = (registry, cache)
-        planned = cache.get(job_type_id)
-        if planned is None:
-            planned = tuple(
-                PlannedRun(h.name, h.policy.max_attempts, h.policy.timeout + self._lease_grace)
-                for h in registry.for_job_type(job_type_id)
-            )
-            cache[job_type_id] = planned
-        return planned
 
     def _outcome(self, outcome: WriteOutcome) -> None:
         for candidate, _completion_id, _count in outcome.created:
-            if candidate.row is not None:
+            if isinstance(candidate, Candidate) and candidate.row is not None:
                 self.metrics.created(candidate.row.result.display, 1)
         for _candidate in outcome.bad:
             self.metrics.error("malformed_row")
-
-
-def _acquire(
-    feed: str,
-    url: str,
-    owner: str,
-    lease: float,
-    dead: tuple[str, ...],
-    connection: Connection,
-    now: float,
-    _check_in: CheckInWithin,
-) -> bool:
-    return acquire_lease(connection, feed, url, owner, lease, now, dead)
-
-
-def _release(
-    feed: str, owner: str, connection: Connection, now: float, _check_in: CheckInWithin
-) -> None:
-    release_lease(connection, feed, owner, now)
-
-
-def _prune(
-    feed: str,
-    owner: str,
-    lease: float,
-    cutoff: float,
-    connection: Connection,
-    now: float,
-    _check_in: CheckInWithin,
-) -> int:
-    return prune(connection, feed, owner, lease, cutoff, now)
-
-
-def _save_catalog(
-    entries: Any, connection: Connection, now: float, _check_in: CheckInWithin
-) -> int:
-    return save_catalog(connection, entries, now)
-
-
-def _read_catalog(engine: Any) -> dict[str, uuid.UUID]:
-    with engine.connect() as connection:
-        return read_catalog(connection)

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from jobhooks.errors import PlatformError
-from jobhooks.poll.api import PlatformApi
+from jobhooks.platform.rest import PlatformApi
 from jobhooks.poll.rows import JobStatus, parse_time, row_id
 
 __all__ = ["DATE_FORMATS", "Capabilities", "probe"]

@@ -21,16 +21,18 @@ from datetime import UTC, datetime
 from typing import Any, Self
 
 from jobhooks.sdk.enums import JobResult, OperationType, normalise_name
+from jobhooks.store.pull_plan import PolledRow
+from jobhooks.store.records import PlannedRun
 
 __all__ = [
     "NIL",
+    "Candidate",
     "HistoryRow",
     "JobStatus",
     "MalformedRow",
     "completion_fields",
     "parse_row",
     "parse_time",
-    "retry_count",
     "row_id",
 ]
 
@@ -220,19 +222,6 @@ def parse_row(data: object) -> HistoryRow:
     )
 
 
-def retry_count(previous: tuple[int, int] | None) -> int:
-    """``current_retry_count`` of a run, from the run of the same job just before it.
-
-    ``previous`` is that run's (status as first seen, its own retry count), or
-    None when no earlier run is known. Each run that ended CompletedWillRetry
-    adds one; any other ending starts the count again.
-    """
-    if previous is None:
-        return 0
-    status, streak = previous
-    return streak + 1 if status == JobStatus.COMPLETED_WILL_RETRY else 0
-
-
 def _checked(value: str | None, name: str, limit: int) -> str:
     """Text a check-in would accept in this field (at most ``limit`` characters, valid
     Unicode); raises ValueError naming the field otherwise."""
@@ -277,3 +266,37 @@ def completion_fields(
         }
     except ValueError as exc:
         raise MalformedRow(row.id, str(exc)) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate(PolledRow):
+    """A row as the poller prepared it: what the store records (see
+    :class:`~jobhooks.store.pull_plan.PolledRow`), and the parsed row it came from."""
+
+    row: HistoryRow | None = None
+
+    @classmethod
+    def of(
+        cls,
+        row: HistoryRow | None,
+        identifier: int,
+        fields: dict[str, Any] | None = None,
+        runs: tuple[PlannedRun, ...] = (),
+        problem: str | None = None,
+    ) -> Candidate:
+        """The candidate for a parsed row (None when it could not be parsed)."""
+        if row is None:
+            return cls(identifier, problem=problem)
+        end = row.operation_end or row.operation_start
+        return cls(
+            identifier,
+            job_id=str(row.job_id),
+            finished=row.finished,
+            status=int(row.status) if row.finished else None,
+            started=row.start_seconds,
+            ended=end.timestamp() if row.finished and end is not None else None,
+            fields=fields,
+            runs=runs,
+            problem=problem,
+            row=row,
+        )

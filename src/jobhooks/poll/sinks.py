@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from jobhooks.errors import LeaseLost
-from jobhooks.poll.plan import Candidate, plan_rows
-from jobhooks.poll.position import PageWrite, WriteOutcome, load_state, write_page
-from jobhooks.poll.rows import NIL
+from jobhooks.poll.rows import NIL, Candidate
+from jobhooks.store.pull import PageWrite, PolledRow, WriteOutcome
 
 if TYPE_CHECKING:
     from jobhooks.poll.cycle import PollCycle
@@ -96,7 +93,7 @@ class StoreSink(Sink):
     """
 
     async def write(self, write: PageWrite) -> None:
-        outcome: WriteOutcome = await self.cycle.store.transact(partial(write_page, write))
+        outcome = await self.cycle.store.pull.write_page(write)
         if outcome.lease_lost:
             raise LeaseLost("another node holds the poller's lease now; this node stops polling")
         self._count(write, outcome)
@@ -120,41 +117,28 @@ class DrySink(Sink):
         if write.initialize:
             self.horizon = write.horizon
         else:
-            state = await self.cycle.store.read(load_state, self.cycle.feed)
+            state = await self.cycle.store.pull.state(self.cycle.feed)
             if self.horizon is None and state is not None:
                 self.horizon = state.horizon
         fresh = [c for c in write.candidates if c.id not in self.done]
-        plan = await self.cycle.store.read(
-            _dry_plan, self.cycle.feed, fresh, self.horizon, self.chain
-        )
+        plan = await self.cycle.store.pull.plan(self.cycle.feed, fresh, self.horizon, self.chain)
         outcome = WriteOutcome(opened=len(plan.open), skipped=len(plan.skip), bad=list(plan.bad))
         for candidate, count in [*plan.emit, *plan.skip]:
-            assert candidate.row is not None
+            assert candidate.job_id is not None and candidate.status is not None
             self.done.add(candidate.id)
-            job = str(candidate.row.job_id)
-            link = (candidate.id, int(candidate.row.status), count)
-            self.chain[job] = max(self.chain.get(job, (0, 0, 0)), link)
+            link = (candidate.id, candidate.status, count)
+            self.chain[candidate.job_id] = max(self.chain.get(candidate.job_id, (0, 0, 0)), link)
         for candidate, count in plan.emit:
             outcome.created.append((candidate, "", count))
             self.report.emitted.append(_emitted(candidate, count, None))
         self._count(write, outcome)
 
 
-def _dry_plan(
-    engine: Any,
-    feed: str,
-    candidates: Sequence[Candidate],
-    horizon: float | None,
-    chain: dict[str, tuple[int, int, int]],
-) -> Any:
-    with engine.connect() as connection:
-        return plan_rows(connection, feed, candidates, horizon, chain)
-
-
-def _emitted(candidate: Candidate, count: int, completion_id: str | None) -> Emitted:
+def _emitted(candidate: PolledRow, count: int, completion_id: str | None) -> Emitted:
+    # What a page holds is the poller's own candidates: the parsed row came with it.
+    assert isinstance(candidate, Candidate) and candidate.row is not None
     row = candidate.row
     fields = candidate.fields or {}
-    assert row is not None
     return Emitted(
         job_history_id=candidate.id,
         client_machine=row.agent_machine,

@@ -1,6 +1,6 @@
 """Which handler types exist and which registrations run for a job type."""
 
-from jobhooks.registry.build import LoadedConfig, build_registry, load
+from jobhooks.registry.build import LoadedConfig, build_registry, load, load_for_serving
 from jobhooks.registry.matching import DeliveryPolicy, RegisteredHandler, Registry
 
 __all__ = [
@@ -10,4 +10,5 @@ __all__ = [
     "Registry",
     "build_registry",
     "load",
+    "load_for_serving",
 ]

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from jobhooks.config.defaults import default_config
 from jobhooks.config.load import did_you_mean, read_config
 from jobhooks.config.origin import KeyPath
 from jobhooks.config.schema import HandlerRegistration, JobhooksConfig, SmtpSettings
@@ -18,7 +19,7 @@ from jobhooks.registry.matching import DeliveryPolicy, RegisteredHandler, Regist
 from jobhooks.registry.properties import coerce_properties
 from jobhooks.sdk.enums import normalise_name
 
-__all__ = ["LoadedConfig", "build_registry", "load"]
+__all__ = ["LoadedConfig", "build_registry", "load", "load_for_serving"]
 
 _GUID_LIKE = re.compile(r"^[{(]?[0-9A-Fa-f]{4,}(-[0-9A-Fa-f]*){2,}[})]?$|^[0-9A-Fa-f]{24,}$")
 
@@ -226,3 +227,20 @@ def load(path: str | Path, catalog: Mapping[str, uuid.UUID] | None = None) -> Lo
     if problems:
         raise ConfigError(problems, source=str(path))
     return LoadedConfig(config=config, registry=registry)
+
+
+def load_for_serving(
+    path: str | Path | None, catalog: Mapping[str, uuid.UUID] | None = None
+) -> LoadedConfig:
+    """The configuration at ``path``, or the built-in default when ``path`` is None;
+    ``catalog`` names job types beyond ``[job_types]`` (those synced or seen).
+
+    Raises :class:`ConfigError` listing every problem.
+    """
+    if path is not None:
+        return load(path, catalog)
+    config = default_config()
+    registry, problems = build_registry(config)
+    if problems:
+        raise ConfigError(problems, source="built-in default")
+    return LoadedConfig(config, registry)

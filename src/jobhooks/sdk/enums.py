@@ -18,12 +18,15 @@ class _PlatformEnum(enum.IntEnum):
 
     @classmethod
     def parse(cls, value: object) -> Self:
-        """Return the member for an integer, a numeric string or a name in any spelling.
+        """Return the member for an integer (``5.0`` is one, as in JSON), a string of ASCII
+        digits or a name in any spelling.
 
         Raises ValueError naming the accepted values otherwise.
         """
         if isinstance(value, cls):
             return value
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
         if isinstance(value, int) and not isinstance(value, bool):
             try:
                 return cls(value)
@@ -31,7 +34,7 @@ class _PlatformEnum(enum.IntEnum):
                 pass
         elif isinstance(value, str):
             text = value.strip()
-            if text.lstrip("-").isdigit():
+            if text.isascii() and text.lstrip("-").isdigit():
                 try:
                     return cls(int(text))
                 except ValueError:

@@ -7,33 +7,26 @@ of consecutive failed completions of the same job just before it.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, or_, select
 
 from jobhooks.sdk.enums import JobResult
-from jobhooks.store.dialect import execute_many, insert_ignore, upsert
+from jobhooks.store.catalog import record_seen
+from jobhooks.store.dialect import RUNS_CHANNEL, execute_many, notify, upsert
 from jobhooks.store.ids import new_id
-from jobhooks.store.records import (
-    CheckinReceipt,
-    ClaimedRun,
-    NewCompletion,
-    RunReceipt,
-    RunStatus,
-)
+from jobhooks.store.ports import LocalWorker
+from jobhooks.store.queue import HandOff, Reserve, insert_runs, new_runs
+from jobhooks.store.records import CheckinReceipt, NewCompletion, RunReceipt
 from jobhooks.store.stats import record_completions, shard
-from jobhooks.store.tables import completions, job_streaks, job_types, runs
+from jobhooks.store.tables import completions, job_streaks, runs
+from jobhooks.store.writer import BatchOperation
 
-__all__ = ["Reserve", "completion_row", "insert_checkins"]
+__all__ = ["CheckinWrites", "completion_row", "insert_checkins"]
 
 _INSERT_COMPLETION = completions.insert()
-_INSERT_RUN = runs.insert()
-
-Reserve = Callable[[int], tuple[str, int]]
-"""Asks the local worker for up to n run slots; returns (worker id, slots granted)."""
 
 
 def completion_row(
@@ -154,8 +147,7 @@ def insert_checkins(
     streaks = dict(stored_streaks)
     completion_rows: list[dict[str, Any]] = []
     run_rows: list[dict[str, Any]] = []
-    planned_total = sum(len(item.runs) for _, item, _ in fresh)
-    worker, granted = reserve(planned_total) if reserve and planned_total else ("", 0)
+    handoff = HandOff(reserve, sum(len(item.runs) for _, item, _ in fresh))
     for index, item, completion_id in fresh:
         fields = dict(item.fields)
         job_id = str(fields["job_id"])
@@ -169,60 +161,21 @@ def insert_checkins(
         receipt = CheckinReceipt(
             completion_id, False, [], current_retry_count=fields["current_retry_count"]
         )
-        for planned in item.runs:
-            run_id = new_id()
-            handed = granted > 0
-            row = {
-                "id": run_id,
-                "completion_id": completion_id,
-                "handler": planned.handler,
-                "status": RunStatus.PENDING,
-                "attempts": 0,
-                "total_attempts": 0,
-                "max_attempts": planned.max_attempts,
-                "due_at": now,
-                "lease_until": None,
-                "worker": None,
-                "created_at": now,
-                "started_at": None,
-            }
-            if handed:
-                granted -= 1
-                row.update(
-                    attempts=1,
-                    total_attempts=1,
-                    due_at=now + planned.lease,
-                    lease_until=now + planned.lease,
-                    worker=worker,
-                    started_at=now,
-                )
-                public = {k: v for k, v in fields.items() if not k.startswith("_")}
-                public["completion_id"] = completion_id
-                receipt.handed_off.append(
-                    ClaimedRun(
-                        run_id,
-                        planned.handler,
-                        completion_id,
-                        1,
-                        1,
-                        planned.max_attempts,
-                        public,
-                        worker,
-                        now,
-                    )
-                )
-            run_rows.append(row)
-            receipt.runs.append(RunReceipt(run_id, planned.handler, RunStatus.PENDING))
+        public = {k: v for k, v in fields.items() if not k.startswith("_")}
+        public["completion_id"] = completion_id
+        rows, receipt.runs, receipt.handed_off = new_runs(
+            completion_id, public, item.runs, now, handoff
+        )
+        run_rows += rows
         receipts[index] = receipt
-    if granted and reserve is not None:
-        reserve(-granted)
+    handoff.give_back()
 
     if completion_rows:
         execute_many(connection, _INSERT_COMPLETION, completion_rows)
-        if run_rows:
-            execute_many(connection, _INSERT_RUN, run_rows)
+        insert_runs(connection, run_rows)
         _save_streaks(connection, stored_streaks, streaks, now)
-        _record_job_types(connection, [item for _, item, _ in fresh], now, known_job_types)
+        seen = {str(item.fields["job_type_id"]): item.fields["job_type"] for _, item, _ in fresh}
+        record_seen(connection, seen, now, known_job_types)
         record_completions(connection, completion_rows, shard())
 
     if duplicates:
@@ -266,25 +219,55 @@ def _save_streaks(
         connection.execute(statement, rows)
 
 
-def _record_job_types(
-    connection: Connection,
-    items: Sequence[NewCompletion],
-    now: float,
-    known: set[str] | None,
-) -> None:
-    seen: dict[str, str] = {}
-    for item in items:
-        job_type_id = str(item.fields["job_type_id"])
-        if (known is None or job_type_id not in known) and item.fields["job_type_id"] != uuid.UUID(
-            int=0
-        ):
-            seen.setdefault(job_type_id, item.fields["job_type"])
-    if not seen:
-        return
-    rows = [
-        {"id": job_type_id, "name": name, "origin": "seen", "first_seen": now}
-        for job_type_id, name in seen.items()
-    ]
-    connection.execute(insert_ignore(connection, job_types), rows)
-    if known is not None:
-        known.update(seen)
+class CheckinWrites:
+    """The check-in as a kind of group-committed write: reports stored with their runs, the
+    runs this process's worker has room for handed to it once they are committed, and a
+    wake-up (PostgreSQL) for the workers elsewhere when some are left waiting."""
+
+    def __init__(self) -> None:
+        self._local: LocalWorker | None = None
+        self._reserved = 0
+        """Slots the local worker granted to the open transaction (writer thread only)."""
+        self._known_job_types: set[str] = set()
+        self.operation: BatchOperation[NewCompletion, CheckinReceipt] = BatchOperation(
+            "checkin", self.apply, self.after_commit, self.after_rollback
+        )
+
+    def set_local_worker(self, worker: LocalWorker | None) -> None:
+        """Let check-ins hand runs straight to this process's worker."""
+        self._local = worker
+
+    def _reserve(self, count: int) -> tuple[str, int]:
+        assert self._local is not None
+        worker, granted = self._local.reserve(count)
+        self._reserved += granted if count >= 0 else count
+        return worker, granted
+
+    def apply(
+        self, connection: Connection, items: Sequence[NewCompletion], now: float
+    ) -> list[CheckinReceipt]:
+        """Store reports in the open transaction (see :func:`insert_checkins`)."""
+        receipts = insert_checkins(
+            connection,
+            items,
+            now,
+            reserve=self._reserve if self._local is not None else None,
+            known_job_types=self._known_job_types,
+        )
+        if any(len(r.runs) > len(r.handed_off) for r in receipts if not r.duplicate):
+            notify(connection, RUNS_CHANNEL)
+        return receipts
+
+    def after_commit(self, receipts: Sequence[CheckinReceipt]) -> None:
+        """Start the runs handed to the local worker, now that they are committed."""
+        self._reserved = 0
+        handed = [run for receipt in receipts for run in receipt.handed_off]
+        if handed and self._local is not None:
+            self._local.deliver(handed)
+
+    def after_rollback(self) -> None:
+        """Give the local worker its slots back: nothing will run them (on PostgreSQL,
+        typically another node stored the same report first)."""
+        if self._reserved and self._local is not None:
+            self._local.reserve(-self._reserved)
+        self._reserved = 0

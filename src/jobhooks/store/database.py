@@ -9,10 +9,13 @@ naming the database and the cause, never a driver's traceback.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from jobhooks.errors import StoreError
@@ -20,9 +23,10 @@ from jobhooks.store.engine import connect, is_sqlite, shown_url, sqlite_path
 from jobhooks.store.failures import describe_failure
 from jobhooks.store.migrate import current_revision, ensure_current, upgrade
 
-__all__ = ["FileIdentity", "open_database", "upgrade_database"]
+__all__ = ["FileIdentity", "open_database", "peek", "upgrade_database"]
 
 logger = logging.getLogger("jobhooks.store")
+T = TypeVar("T")
 
 POSTGRES_EXTRA = "pip install 'jobhooks[postgres]'"
 
@@ -117,5 +121,33 @@ def upgrade_database(url: str) -> tuple[str | None, str | None]:
     engine = open_database(url, migrate=True, pool_size=1)
     try:
         return before, current_revision(engine)
+    finally:
+        engine.dispose()
+
+
+def peek(url: str, query: Callable[[Connection], T]) -> T | None:
+    """``query`` on a database that already exists, creating and migrating nothing; None
+    when there is none yet or it cannot be read (for commands that only look, such as
+    ``validate``). A PostgreSQL server that does not answer is given up after 3 s."""
+    if is_sqlite(url):
+        path = sqlite_path(url)
+        if path is None or not path.exists():
+            return None
+    else:
+        url = (
+            make_url(url)
+            .update_query_dict({"connect_timeout": "3"})
+            .render_as_string(hide_password=False)
+        )
+    try:
+        engine = _engine(url, 1, create=False)
+    except StoreError:
+        return None
+    try:
+        with engine.connect() as connection:
+            return query(connection)
+    except (SQLAlchemyError, OSError) as exc:
+        logger.debug("cannot look into %s: %s", shown_url(url), exc)
+        return None
     finally:
         engine.dispose()

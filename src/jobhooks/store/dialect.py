@@ -8,7 +8,29 @@ from typing import Any
 from sqlalchemy import Connection, Table
 from sqlalchemy.dialects import postgresql, sqlite
 
-__all__ = ["execute_many", "insert_ignore", "upsert", "upsert_newer"]
+__all__ = [
+    "RELOAD_CHANNEL",
+    "RUNS_CHANNEL",
+    "execute_many",
+    "insert_ignore",
+    "notify",
+    "upsert",
+    "upsert_newer",
+]
+
+RUNS_CHANNEL = "jobhooks_runs"
+"""Notified when runs are waiting (PostgreSQL): idle workers claim at once."""
+RELOAD_CHANNEL = "jobhooks_reload"
+"""Notified when a node reloaded its configuration (PostgreSQL): the others reload too."""
+
+
+def notify(connection: Connection, channel: str, payload: str = "") -> None:
+    """Queue a PostgreSQL notification, sent when the transaction commits (a no-op on
+    SQLite, where every process shares the one writer's node)."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(
+            "SELECT pg_notify(%(channel)s, %(payload)s)", {"channel": channel, "payload": payload}
+        )
 
 
 def _insert(connection: Connection, table: Table) -> Any:

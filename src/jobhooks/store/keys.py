@@ -3,30 +3,31 @@
 from __future__ import annotations
 
 import secrets
-import time
+from collections.abc import Sequence
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, select
 
 from jobhooks.store.dialect import insert_ignore
-from jobhooks.store.tables import signing_keys
+from jobhooks.store.tables import signing_keys as signing_keys_table
 
-__all__ = ["signing_key"]
+__all__ = ["signing_keys"]
 
 
-def signing_key(engine: Engine, name: str) -> bytes:
-    """The key called ``name`` (32 random bytes), made on first use.
+def signing_keys(connection: Connection, names: Sequence[str], now: float) -> list[bytes]:
+    """The keys called ``names`` (32 random bytes each), each made on first use.
 
-    Deleting its row makes a new one, which invalidates what the old one signed.
+    Deleting a key's row makes a new one, which invalidates what the old one signed.
     """
-    query = select(signing_keys.c.secret).where(signing_keys.c.name == name)
-    with engine.connect() as connection:
+    found = []
+    for name in names:
+        query = select(signing_keys_table.c.secret).where(signing_keys_table.c.name == name)
         secret = connection.execute(query).scalar()
-    if secret is None:
-        with engine.begin() as connection:
+        if secret is None:
             connection.execute(
-                insert_ignore(connection, signing_keys).values(
-                    name=name, secret=secrets.token_hex(32), created_at=time.time()
+                insert_ignore(connection, signing_keys_table).values(
+                    name=name, secret=secrets.token_hex(32), created_at=now
                 )
             )
             secret = connection.execute(query).scalar_one()
-    return bytes.fromhex(secret)
+        found.append(bytes.fromhex(secret))
+    return found

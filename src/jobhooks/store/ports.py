@@ -1,53 +1,27 @@
-"""What each part of jobhooks needs from the store, as narrow protocols."""
+"""What each part of jobhooks needs from the store, as narrow protocols.
+
+:class:`jobhooks.store.Store` provides them all; a consumer names the one it
+uses, so it sees (and a test fakes) only that.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TypeVar
-
-from sqlalchemy import Connection, Engine
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from jobhooks.store.records import CheckinReceipt, ClaimedRun, NewCompletion, RunOutcome
 
-__all__ = ["CheckInWithin", "CheckinStore", "PollerStore", "WorkerStore"]
+if TYPE_CHECKING:
+    from jobhooks.store.pull import PullStore
 
-T = TypeVar("T")
-
-CheckInWithin = Callable[[Sequence[NewCompletion]], list[CheckinReceipt]]
-"""Stores reports in an open transaction, as the check-in does; one receipt per report."""
+__all__ = ["CheckinStore", "LocalWorker", "PollerStore", "WorkerStore"]
 
 
 class CheckinStore(Protocol):
-    """What the check-in API needs: store reports, durably, before answering."""
+    """What the check-in needs: store reports, durably, before answering."""
 
     async def check_in(self, completion: NewCompletion) -> CheckinReceipt:
         """Store one report (with its runs) and return once it is committed."""
-        ...
-
-
-class WorkerStore(Protocol):
-    """What a worker needs: claim due runs under a lease and report how they went."""
-
-    async def claim(
-        self, worker: str, limit: int, leases: dict[str, float], dead: Sequence[str] = ()
-    ) -> list[ClaimedRun]:
-        """Lease up to ``limit`` due runs to ``worker``, first those the ``dead`` held."""
-        ...
-
-    async def dead_nodes(self) -> list[str]:
-        """The processes that are gone, whose runs may be taken back."""
-        ...
-
-    async def finish(self, outcome: RunOutcome) -> None:
-        """Record the end of an attempt (a worker that lost its lease adds history only)."""
-        ...
-
-    def next_due(self) -> float | None:
-        """When the earliest waiting run becomes due (None when nothing waits)."""
-        ...
-
-    def set_local_worker(self, worker: LocalWorker | None) -> None:
-        """Let check-ins hand runs straight to this process's worker."""
         ...
 
 
@@ -63,23 +37,37 @@ class LocalWorker(Protocol):
         ...
 
 
-class PollerStore(Protocol):
-    """What the poller needs: reads, and writes that store completions together with
-    its own position in one transaction."""
+class WorkerStore(Protocol):
+    """What a worker needs: claim due runs under a lease and report how they went."""
 
-    @property
-    def engine(self) -> Engine:
-        """The engine to read from (writes go through :meth:`transact`)."""
+    async def claim(
+        self, worker: str, limit: int, leases: dict[str, float], dead: Sequence[str] = ()
+    ) -> list[ClaimedRun]:
+        """Lease up to ``limit`` due runs to ``worker``, first those the ``dead`` held."""
         ...
 
-    async def transact(self, work: Callable[[Connection, float, CheckInWithin], T]) -> T:
-        """Run ``work(connection, now, check_in)`` in one committed transaction."""
-        ...
-
-    async def read(self, function: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run a read function ``function(engine, ...)`` off the event loop."""
+    async def finish(self, outcome: RunOutcome) -> None:
+        """Record the end of an attempt (a worker that lost its lease adds history only)."""
         ...
 
     async def dead_nodes(self) -> list[str]:
-        """The processes that are gone (a lease they hold may be taken at once)."""
+        """The processes that are gone, whose runs may be taken back."""
+        ...
+
+    def set_local_worker(self, worker: LocalWorker | None) -> None:
+        """Let check-ins hand runs straight to this process's worker."""
+        ...
+
+
+class PollerStore(Protocol):
+    """What the poller needs: pull mode's part of the store, and who is gone (a lease held
+    by a gone process is taken at once)."""
+
+    @property
+    def pull(self) -> PullStore:
+        """Pull mode's lease, position, pages and catalog."""
+        ...
+
+    async def dead_nodes(self) -> list[str]:
+        """The processes that are gone."""
         ...

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum, nonmember
 from typing import Any
 
 __all__ = [
@@ -16,7 +17,7 @@ __all__ = [
 ]
 
 
-class RunStatus:
+class RunStatus(StrEnum):
     """The states of a handler run.
 
     ``running`` is not stored: a pending or failed run that a worker holds
@@ -28,14 +29,17 @@ class RunStatus:
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     DEAD = "dead"
-    ALL = ("pending", "running", "succeeded", "failed", "dead")
-    OPEN = ("pending", "failed")
+
+    ALL = nonmember(("pending", "running", "succeeded", "failed", "dead"))
+    OPEN = nonmember(("pending", "failed"))
     """Stored statuses of a run that is not finished (waiting, or held by a worker)."""
 
     @staticmethod
-    def shown(stored: str, worker: str | None) -> str:
+    def shown(stored: str, worker: str | None) -> RunStatus:
         """The status as operators see it."""
-        return RunStatus.RUNNING if worker is not None and stored in RunStatus.OPEN else stored
+        if worker is not None and stored in RunStatus.OPEN:
+            return RunStatus.RUNNING
+        return RunStatus(stored)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +108,7 @@ class RunOutcome:
     run_id: str
     worker: str
     number: int
-    status: str
+    status: RunStatus
     """succeeded, failed (a retry is due at ``due_at``) or dead."""
     due_at: float
     started_at: float

@@ -3,13 +3,16 @@ session whatever copies of its cookie exist, on every node."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from sqlalchemy import Connection, Engine, delete, select, update
+from sqlalchemy import Connection, delete, select, update
 
+from jobhooks.store.access import Database
 from jobhooks.store.tables import ui_sessions
+from jobhooks.store.writer import BatchOperation
 
 __all__ = [
+    "SessionStore",
     "end_session",
     "end_sessions_of_token",
     "purge_sessions",
@@ -51,7 +54,7 @@ def end_sessions_of_token(connection: Connection, token_id: str, now: float) -> 
     )
 
 
-def session_active(engine: Engine, session_id: str, token_id: str, now: float) -> bool:
+def session_active(connection: Connection, session_id: str, token_id: str, now: float) -> bool:
     """True while the session exists for this token, has not ended and has not expired."""
     query = select(ui_sessions.c.id).where(
         ui_sessions.c.id == session_id,
@@ -59,8 +62,7 @@ def session_active(engine: Engine, session_id: str, token_id: str, now: float) -
         ui_sessions.c.ended_at.is_(None),
         ui_sessions.c.expires_at > now,
     )
-    with engine.connect() as connection:
-        return connection.execute(query).first() is not None
+    return connection.execute(query).first() is not None
 
 
 def purge_sessions(connection: Connection, cutoff: float) -> None:
@@ -70,3 +72,27 @@ def purge_sessions(connection: Connection, cutoff: float) -> None:
             (ui_sessions.c.expires_at < cutoff) | (ui_sessions.c.ended_at < cutoff)
         )
     )
+
+
+class SessionStore:
+    """Dashboard sessions: started at sign-in, ended at sign-out, checked on every page."""
+
+    def __init__(self, database: Database, clock: Callable[[], float]) -> None:
+        self._db = database
+        self._clock = clock
+        self._start: BatchOperation[tuple[str, str, float], None] = BatchOperation(
+            "session_start", start_sessions
+        )
+        self._end: BatchOperation[str, None] = BatchOperation("session_end", end_session)
+
+    async def start(self, session_id: str, token_id: str, expires_at: float) -> None:
+        """Record a sign-in."""
+        await self._db.write(self._start, (session_id, token_id, expires_at))
+
+    async def end(self, session_id: str) -> None:
+        """End a session (sign-out): its cookie stops working on every node."""
+        await self._db.write(self._end, session_id)
+
+    async def active(self, session_id: str, token_id: str) -> bool:
+        """True while a session has neither ended nor expired."""
+        return await self._db.read(session_active, session_id, token_id, self._clock())

@@ -4,28 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Connection, Row, select, update
 
+from jobhooks.store.access import Database
 from jobhooks.store.sessions import end_sessions_of_token
 from jobhooks.store.tables import tokens
+from jobhooks.store.writer import BatchOperation
 
-__all__ = [
-    "ROLES",
-    "TokenInfo",
-    "create_token",
-    "find_token",
-    "find_token_id",
-    "hash_token",
-    "list_tokens",
-    "revoke_token",
-]
+__all__ = ["PREFIX", "ROLES", "TokenInfo", "TokenStore", "hash_token", "token_id_of"]
 
 ROLES = ("agent", "admin", "viewer")
-_PREFIX = "jh_"
+PREFIX = "jh_"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,83 +34,132 @@ class TokenInfo:
     revoked_at: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class NewToken:
+    """A token to make: its role, its agent (agent tokens only) and a label."""
+
+    role: str
+    agent_id: uuid.UUID | None = None
+    label: str | None = None
+
+
 def hash_token(token: str) -> str:
     """The stored form of a token. Tokens carry 256 random bits, so a fast hash is enough."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def create_token(
-    engine: Engine, role: str, agent_id: uuid.UUID | None = None, label: str | None = None
-) -> tuple[str, TokenInfo]:
-    """Make a token; returns it (the only time it is known) and what it grants."""
-    if role not in ROLES:
-        raise ValueError(f"role must be one of {', '.join(ROLES)}")
-    if (role == "agent") != (agent_id is not None):
-        raise ValueError("an agent token needs an agent id, and only an agent token has one")
-    token_id = secrets.token_hex(6)
-    token = f"{_PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
-    info = TokenInfo(token_id, role, agent_id, label, time.time(), None)
-    with engine.begin() as connection:
+def token_id_of(token_or_id: str) -> str:
+    """A token's id, given the id or the token itself (``jh_<id>_<secret>``)."""
+    if token_or_id.startswith(PREFIX):
+        return token_or_id[len(PREFIX) :].split("_", 1)[0]
+    return token_or_id
+
+
+def _info(row: Row[Any]) -> TokenInfo:
+    return TokenInfo(
+        id=row.id,
+        role=row.role,
+        agent_id=uuid.UUID(row.agent_id) if row.agent_id else None,
+        label=row.label,
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+    )
+
+
+def _create(
+    connection: Connection, requests: Sequence[NewToken], now: float
+) -> list[tuple[str, TokenInfo]]:
+    made = []
+    for request in requests:
+        token_id = secrets.token_hex(6)
+        token = f"{PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
+        info = TokenInfo(token_id, request.role, request.agent_id, request.label, now, None)
         connection.execute(
             tokens.insert().values(
                 id=token_id,
                 hash=hash_token(token),
-                role=role,
-                agent_id=str(agent_id) if agent_id else None,
-                label=label,
-                created_at=info.created_at,
+                role=request.role,
+                agent_id=str(request.agent_id) if request.agent_id else None,
+                label=request.label,
+                created_at=now,
             )
         )
-    return token, info
+        made.append((token, info))
+    return made
 
 
-def _info(row: object) -> TokenInfo:
-    agent = getattr(row, "agent_id", None)
-    return TokenInfo(
-        id=row.id,  # type: ignore[attr-defined]
-        role=row.role,  # type: ignore[attr-defined]
-        agent_id=uuid.UUID(agent) if agent else None,
-        label=row.label,  # type: ignore[attr-defined]
-        created_at=row.created_at,  # type: ignore[attr-defined]
-        revoked_at=row.revoked_at,  # type: ignore[attr-defined]
-    )
-
-
-def find_token(engine: Engine, token: str) -> TokenInfo | None:
-    """What a presented token grants, or None if it is unknown or revoked."""
-    with engine.connect() as connection:
-        row = connection.execute(
-            select(tokens).where(tokens.c.hash == hash_token(token), tokens.c.revoked_at.is_(None))
-        ).first()
-    return _info(row) if row is not None else None
-
-
-def find_token_id(engine: Engine, token_id: str) -> TokenInfo | None:
-    """What the token with this id grants, or None if it is unknown or revoked."""
-    with engine.connect() as connection:
-        row = connection.execute(
-            select(tokens).where(tokens.c.id == token_id, tokens.c.revoked_at.is_(None))
-        ).first()
-    return _info(row) if row is not None else None
-
-
-def list_tokens(engine: Engine) -> list[TokenInfo]:
-    """Every token, newest first (never the tokens themselves)."""
-    with engine.connect() as connection:
-        rows = connection.execute(select(tokens).order_by(tokens.c.created_at.desc())).all()
-    return [_info(row) for row in rows]
-
-
-def revoke_token(engine: Engine, token_id: str) -> bool:
-    """Revoke a token by id (or by the token itself); False when none matched."""
-    if token_id.startswith(_PREFIX):
-        token_id = token_id[len(_PREFIX) :].split("_", 1)[0]
-    now = time.time()
-    with engine.begin() as connection:
+def _revoke(connection: Connection, token_ids: Sequence[str], now: float) -> list[bool]:
+    revoked = []
+    for token_id in token_ids:
         result = connection.execute(
             update(tokens)
             .where(tokens.c.id == token_id, tokens.c.revoked_at.is_(None))
             .values(revoked_at=now)
         )
         end_sessions_of_token(connection, token_id, now)
-    return result.rowcount > 0
+        revoked.append(result.rowcount > 0)
+    return revoked
+
+
+def find_token(connection: Connection, token: str) -> TokenInfo | None:
+    """What a presented token grants, or None if it is unknown or revoked."""
+    row = connection.execute(
+        select(tokens).where(tokens.c.hash == hash_token(token), tokens.c.revoked_at.is_(None))
+    ).first()
+    return _info(row) if row is not None else None
+
+
+def find_token_id(connection: Connection, token_id: str) -> TokenInfo | None:
+    """What the token with this id grants, or None if it is unknown or revoked."""
+    row = connection.execute(
+        select(tokens).where(tokens.c.id == token_id, tokens.c.revoked_at.is_(None))
+    ).first()
+    return _info(row) if row is not None else None
+
+
+def list_tokens(connection: Connection) -> list[TokenInfo]:
+    """Every token, newest first (never the tokens themselves)."""
+    rows = connection.execute(select(tokens).order_by(tokens.c.created_at.desc())).all()
+    return [_info(row) for row in rows]
+
+
+class TokenStore:
+    """Tokens: made, found, listed and revoked, every write through the store's writer."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+        self._create: BatchOperation[NewToken, tuple[str, TokenInfo]] = BatchOperation(
+            "token_create", _create
+        )
+        self._revoke: BatchOperation[str, bool] = BatchOperation("token_revoke", _revoke)
+
+    async def create(
+        self, role: str, agent_id: uuid.UUID | None = None, label: str | None = None
+    ) -> tuple[str, TokenInfo]:
+        """Make a token; returns it (the only time it is known) and what it grants.
+
+        Raises ValueError for a role that does not exist, or an agent id given to
+        another role than ``agent`` (or missing for it).
+        """
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        if (role == "agent") != (agent_id is not None):
+            raise ValueError("an agent token needs an agent id, and only an agent token has one")
+        return await self._db.write(self._create, NewToken(role, agent_id, label))
+
+    async def find(self, token: str) -> TokenInfo | None:
+        """What a presented token grants, or None."""
+        return await self._db.read(find_token, token)
+
+    async def find_id(self, token_id: str) -> TokenInfo | None:
+        """What the token with this id grants, or None."""
+        return await self._db.read(find_token_id, token_id)
+
+    async def all(self) -> list[TokenInfo]:
+        """Every token, newest first."""
+        return await self._db.read(list_tokens)
+
+    async def revoke(self, token_or_id: str) -> bool:
+        """Revoke a token (by id or the token itself) and end its dashboard sessions; False
+        when no active token matched."""
+        return await self._db.write(self._revoke, token_id_of(token_or_id))

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
@@ -28,17 +28,18 @@ __all__ = ["BatchOperation", "GroupCommitWriter", "StoreHealth"]
 
 logger = logging.getLogger("jobhooks.store")
 
-BatchFunction = Callable[[Connection, Sequence[Any], float], Sequence[Any]]
-"""Applies many payloads of one kind in the open transaction; one result per payload."""
+P = TypeVar("P")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
-class BatchOperation:
-    """A kind of write that can be applied to many payloads at once."""
+class BatchOperation(Generic[P, R]):
+    """A kind of write that can be applied to many payloads at once: ``apply`` takes the
+    open transaction, the payloads and the time, and returns one result per payload."""
 
     name: str
-    apply: BatchFunction
-    after_commit: Callable[[Sequence[Any]], None] | None = None
+    apply: Callable[[Connection, Sequence[P], float], Sequence[R]]
+    after_commit: Callable[[Sequence[R]], None] | None = None
     """Called on the writer thread after the commit with the results."""
     after_rollback: Callable[[], None] | None = None
     """Called on the writer thread when a transaction that included this kind failed."""
@@ -127,21 +128,21 @@ class GroupCommitWriter:
             self._thread.join(timeout=30)
             self._thread = None
 
-    def submit(self, operation: BatchOperation, payload: Any) -> asyncio.Future[Any]:
+    def submit(self, operation: BatchOperation[P, R], payload: P) -> asyncio.Future[R]:
         """Queue one payload; the future resolves after its transaction commits."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
+        future: asyncio.Future[R] = loop.create_future()
         if self._lost is not None:
             future.set_exception(self._lost)
             return future
         self._queue.put((operation, payload, future, loop))
         return future
 
-    async def call(self, operation: BatchOperation, payload: Any) -> Any:
+    async def call(self, operation: BatchOperation[P, R], payload: P) -> R:
         """Submit and wait for the committed result."""
         return await self.submit(operation, payload)
 
-    def transaction(self, work: Callable[[Connection], Any]) -> Any:
+    def transaction(self, work: Callable[[Connection], R]) -> R:
         """Run ``work`` in a transaction of its own, from the writer thread (periodic work);
         its outcome counts in :attr:`health` as any write does."""
         if self._lost is not None:
@@ -268,7 +269,7 @@ class GroupCommitWriter:
                 self._fail(item, exc)
 
     def _apply(self, batch: list[Any]) -> list[Any]:
-        groups: dict[str, tuple[BatchOperation, list[int]]] = {}
+        groups: dict[str, tuple[BatchOperation[Any, Any], list[int]]] = {}
         for index, (operation, _payload, _future, _loop) in enumerate(batch):
             groups.setdefault(operation.name, (operation, []))[1].append(index)
         results: list[Any] = [None] * len(batch)

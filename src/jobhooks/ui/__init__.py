@@ -1,5 +1,55 @@
-"""The operator dashboard (``/ui/``), mounted on the API app by :func:`install`."""
+"""The operator dashboard at ``/ui/``: server-rendered pages, a session per sign-in.
 
-from jobhooks.ui.routes import install
+Every page works without JavaScript; ``static/app.js`` only refreshes the
+overview, shows times in the viewer's time zone and keeps the detail page
+current while its runs are open. :func:`install` mounts it on the web app.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote, urlencode
+
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
+
+from jobhooks.ui import signin
+from jobhooks.ui.common import Refused, SignInRequired, context
+from jobhooks.ui.pages import catalog, completions, handlers, overview, reference, runs
+from jobhooks.ui.render import STATIC_DIR, page, redirect
+from jobhooks.ui.session import SESSION_COOKIE
 
 __all__ = ["install"]
+
+
+class _Static(StaticFiles):
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Cache-Control"] = "public, max-age=3600"
+        return response
+
+
+def install(app: FastAPI) -> None:
+    """Serve the dashboard from ``app``: pages under /ui/, assets under /ui/static/."""
+    app.mount("/ui/static", _Static(directory=STATIC_DIR), name="ui-static")
+    app.include_router(signin.router)
+    for pages in (overview, completions, runs, handlers, catalog, reference):
+        app.include_router(pages.router)
+
+    @app.exception_handler(SignInRequired)
+    async def on_sign_in(request: Request, _exc: SignInRequired) -> Response:
+        target = "/ui/"
+        if request.method == "GET" and request.url.path != "/ui/overview/live":
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        response = redirect("/ui/login?" + urlencode({"next": target}, quote_via=quote))
+        if SESSION_COOKIE in request.cookies:
+            response.delete_cookie(SESSION_COOKIE, path="/ui")
+        return response
+
+    @app.exception_handler(Refused)
+    async def on_refused(request: Request, exc: Refused) -> Response:
+        session = await signin.current_session(request)
+        values = context(request, session, "", status=exc.status, message=exc.message)
+        return page("error.html", values, exc.status)

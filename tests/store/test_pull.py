@@ -12,9 +12,13 @@ import pytest
 from sqlalchemy import select
 from support.storedb import StoreDb
 
-from jobhooks.poll.plan import Candidate
-from jobhooks.poll.position import (
+from jobhooks.poll.rows import NIL, Candidate, completion_fields, parse_row
+from jobhooks.store.checkins import insert_checkins
+from jobhooks.store.engine import connect
+from jobhooks.store.migrate import upgrade
+from jobhooks.store.pull import (
     PageWrite,
+    PollState,
     WriteOutcome,
     acquire_lease,
     feed_of,
@@ -23,10 +27,6 @@ from jobhooks.poll.position import (
     prune,
     write_page,
 )
-from jobhooks.poll.rows import NIL, completion_fields, parse_row
-from jobhooks.store.checkins import insert_checkins
-from jobhooks.store.engine import connect
-from jobhooks.store.migrate import upgrade
 from jobhooks.store.records import PlannedRun
 from jobhooks.store.tables import completions, poll_rows, runs
 
@@ -69,9 +69,9 @@ def candidate(
         }
     )
     if not row.finished:
-        return Candidate(row, identifier)
+        return Candidate.of(row, identifier)
     fields = completion_fields(row, AGENT, "DOMAIN\\orch01", NIL, 0)
-    return Candidate(row, identifier, fields, (PlannedRun("record", 5, 30.0),))
+    return Candidate.of(row, identifier, fields, (PlannedRun("record", 5, 30.0),))
 
 
 def write(
@@ -79,8 +79,8 @@ def write(
 ) -> WriteOutcome:
     with db.engine.begin() as connection:
         return write_page(
-            PageWrite(FEED, owner, 60.0, candidates, **position),
             connection,
+            PageWrite(FEED, owner, 60.0, candidates, **position),
             now,
             lambda items: insert_checkins(connection, items, now),
         )
@@ -89,6 +89,16 @@ def write(
 def lease(db: StoreDb, owner: str, now: float = NOW) -> bool:
     with db.engine.begin() as connection:
         return acquire_lease(connection, FEED, URL, owner, 60.0, now)
+
+
+def state_of(db: StoreDb) -> PollState | None:
+    with db.engine.connect() as connection:
+        return load_state(connection, FEED)
+
+
+def open_rows(db: StoreDb) -> list[int]:
+    with db.engine.connect() as connection:
+        return [row.id for row in load_open_rows(connection, FEED)]
 
 
 def retry_counts(db: StoreDb) -> dict[int, int]:
@@ -106,7 +116,7 @@ def test_one_node_holds_the_lease_and_a_node_that_lost_it_writes_nothing(db: Sto
     stale = write(db, "node-a", candidate(10, job, 3), cursor=10)
     assert stale.lease_lost
     assert db.count(completions) == 0 and db.count(poll_rows) == 0
-    state = load_state(db.engine, FEED)
+    state = state_of(db)
     assert state is not None and state.owner == "node-b" and state.cursor is None
     fresh = write(db, "node-b", candidate(10, job, 3), cursor=10)
     assert [c.id for c, _id, _count in fresh.created] == [10]
@@ -119,12 +129,12 @@ def test_a_row_read_again_is_stored_once(db: StoreDb) -> None:
     again = write(db, "node", candidate(1, job, 3), candidate(1, job, 3), candidate(2, job, 2))
     assert (len(first.created), first.opened) == (1, 1)
     assert (len(again.created), again.opened) == (0, 0)
-    assert [row.id for row in load_open_rows(db.engine, FEED)] == [2]
+    assert open_rows(db) == [2]
     done = write(db, "node", candidate(2, job, 3))
     assert len(done.created) == 1
-    assert load_open_rows(db.engine, FEED) == []
+    assert open_rows(db) == []
     assert db.count(completions) == 2 and db.count(runs) == 2
-    state = load_state(db.engine, FEED)
+    state = state_of(db)
     assert state is not None and state.cursor == 2, "the position never moves back"
 
 
@@ -166,7 +176,7 @@ def test_forgetting_old_rows_keeps_running_ones_and_each_jobs_newest(db: StoreDb
         kept = list(left)
     assert forgotten == 5, "1-5: finished, seen before the cutoff, below the running row 6"
     assert kept == [6, 7, 8]
-    state = load_state(db.engine, FEED)
+    state = state_of(db)
     assert state is not None and state.horizon == NOW + 50
     write(db, "node", candidate(9, recurring, 3, end="09:00:00"), now=NOW + 200)
     assert retry_counts(db)[9] == 0, "the chain continues from the job's newest run (8)"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import socket
 import statistics
 import subprocess
@@ -16,28 +15,12 @@ from typing import Any
 
 import httpx
 
-from jobhooks import JobCompleteContext, JobCompleteHandler
+from jobhooks.config.defaults import resolve_database
+from jobhooks.demo.fleet import JOB_TYPES, FleetPlan, SimulationResult, job_type_id, simulate
 from jobhooks.registry import load
-from jobhooks.runtime import resolve_database
-from jobhooks.simulate import JOB_TYPES, FleetPlan, SimulationResult, job_type_id, simulate
-from jobhooks.store import queries
-from jobhooks.store.engine import connect
-from jobhooks.store.migrate import upgrade
-from jobhooks.store.tokens import create_token
+from jobhooks.store import Store
 
-__all__ = ["FlakyNotifier", "demo_config", "free_listen", "percentiles", "run_demo"]
-
-
-class FlakyNotifier(JobCompleteHandler):
-    """A stand-in for a notifier whose endpoint sometimes fails (the demo's retries)."""
-
-    failure_rate: float = 0.2
-
-    async def run_handler(self, context: JobCompleteContext) -> bool:
-        await asyncio.sleep(0.002)
-        if random.random() < self.failure_rate:
-            raise ConnectionError("demo endpoint answered 503 Service Unavailable")
-        return True
+__all__ = ["demo_config", "free_listen", "percentiles", "run_demo"]
 
 
 def free_listen(preferred: str) -> str:
@@ -72,7 +55,7 @@ level = "debug"
 
 [[handlers]]
 name = "flaky-notifier"
-type = "jobhooks.demo:FlakyNotifier"
+type = "jobhooks.demo.handlers:FlakyNotifier"
 job_types = ["WinCertInventory", "PEMInventory", "SSL Monitoring"]
 max_attempts = 3
 backoff = 0.2
@@ -116,9 +99,8 @@ async def run_demo(
     """Start ``jobhooks serve`` on ``config_path``, simulate ``plan`` against it, wait
     until every run has finished, and return the server process and a summary."""
     loaded = load(config_path)
-    engine = connect(resolve_database(loaded.config.server.database, config_path), pool_size=1)
-    upgrade(engine)
-    admin, _ = create_token(engine, "admin", label="demo")
+    store = Store(resolve_database(loaded.config.server.database, config_path))
+    admin, _ = await store.tokens.create("admin", label="demo")
     url = f"http://{loaded.config.server.listen}"
     server = _start_server(config_path)
     try:
@@ -127,7 +109,7 @@ async def run_demo(
         result: SimulationResult = await simulate(url, admin, plan)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            counts = queries.handler_counts(engine)
+            counts = await store.reads.run_totals()
             waiting = sum(c["pending"] + c["running"] + c["failed"] for c in counts.values())
             if waiting == 0:
                 break
@@ -136,15 +118,15 @@ async def run_demo(
             "url": url,
             "admin_token": admin,
             "simulation": result,
-            "completions": queries.completions_by_result(engine),
-            "runs": queries.handler_counts(engine),
+            "completions": await store.reads.totals_by_result(),
+            "runs": await store.reads.run_totals(),
             "checkin_latency": percentiles(result.latencies),
-            "dispatch_latency": percentiles(queries.dispatch_latencies(engine)),
+            "dispatch_latency": percentiles(await store.reads.dispatch_latencies()),
         }
     except BaseException:
         server.kill()
         server.wait()
         raise
     finally:
-        engine.dispose()
+        store.close()
     return server, summary

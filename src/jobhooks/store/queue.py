@@ -1,9 +1,11 @@
-"""Handler runs in the store: claim under a lease, record outcomes, replay."""
+"""The queue of handler runs: new runs (handed straight to this process's worker when it has
+room), claims (including the runs of processes that are gone), outcomes, replays, and the
+status operators see (``running`` is derived: an open run a worker holds)."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,18 +13,29 @@ from sqlalchemy import Connection, Row, and_, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from jobhooks.store.dialect import execute_many
+from jobhooks.store.ids import new_id
 from jobhooks.store.nodes import forget_nodes, has_node
-from jobhooks.store.records import ClaimedRun, RunOutcome, RunStatus
+from jobhooks.store.records import ClaimedRun, PlannedRun, RunOutcome, RunReceipt, RunStatus
 from jobhooks.store.tables import attempts, completions, runs
 
 __all__ = [
     "ClaimRequest",
+    "HandOff",
+    "Reserve",
     "claim_runs",
     "completion_fields",
     "finish_runs",
+    "insert_runs",
+    "new_runs",
     "replay_dead",
     "replay_run",
+    "shown_condition",
 ]
+
+Reserve = Callable[[int], tuple[str, int]]
+"""Asks the local worker for up to n run slots (a negative n gives some back); returns
+(worker id, slots granted)."""
+_INSERT_RUN = runs.insert()
 
 LOST = "lost"
 """Outcome of an attempt whose worker stopped before it reported (its lease expired)."""
@@ -50,6 +63,100 @@ def completion_fields(row: Row[Any]) -> dict[str, Any]:
         "source": row.source,
         "job_history_id": row.job_history_id,
     }
+
+
+class HandOff:
+    """The slots this process's worker granted the runs of one transaction: those runs are
+    stored held by it and start at once, without a claim."""
+
+    def __init__(self, reserve: Reserve | None, wanted: int) -> None:
+        self._reserve = reserve
+        self.worker, self.granted = reserve(wanted) if reserve and wanted else ("", 0)
+
+    def take(self) -> bool:
+        """Use one slot, if one is left."""
+        if self.granted <= 0:
+            return False
+        self.granted -= 1
+        return True
+
+    def give_back(self) -> None:
+        """Return the slots left unused."""
+        if self.granted and self._reserve is not None:
+            self._reserve(-self.granted)
+        self.granted = 0
+
+
+def new_runs(
+    completion_id: str,
+    fields: dict[str, Any],
+    planned: Sequence[PlannedRun],
+    now: float,
+    handoff: HandOff,
+) -> tuple[list[dict[str, Any]], list[RunReceipt], list[ClaimedRun]]:
+    """The rows of a completion's new runs, pending; those the hand-off has slots for are
+    held by its worker from now (a crash before they end only delays them: the runs of a
+    process that is gone are taken back). Returns the rows, the receipts and the runs
+    handed over (with the context ``fields``)."""
+    rows: list[dict[str, Any]] = []
+    receipts: list[RunReceipt] = []
+    handed: list[ClaimedRun] = []
+    for plan in planned:
+        run_id = new_id()
+        row = {
+            "id": run_id,
+            "completion_id": completion_id,
+            "handler": plan.handler,
+            "status": RunStatus.PENDING,
+            "attempts": 0,
+            "total_attempts": 0,
+            "max_attempts": plan.max_attempts,
+            "due_at": now,
+            "lease_until": None,
+            "worker": None,
+            "created_at": now,
+            "started_at": None,
+        }
+        if handoff.take():
+            lease = now + plan.lease
+            row.update(
+                attempts=1,
+                total_attempts=1,
+                due_at=lease,
+                lease_until=lease,
+                worker=handoff.worker,
+                started_at=now,
+            )
+            handed.append(
+                ClaimedRun(
+                    run_id,
+                    plan.handler,
+                    completion_id,
+                    1,
+                    1,
+                    plan.max_attempts,
+                    fields,
+                    handoff.worker,
+                    now,
+                )
+            )
+        rows.append(row)
+        receipts.append(RunReceipt(run_id, plan.handler, RunStatus.PENDING))
+    return rows, receipts, handed
+
+
+def insert_runs(connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Store the rows of :func:`new_runs`."""
+    execute_many(connection, _INSERT_RUN, rows)
+
+
+def shown_condition(status: str) -> Any:
+    """SQL: the run's status as operators see it is ``status``."""
+    if status == RunStatus.RUNNING:
+        return and_(runs.c.status.in_(RunStatus.OPEN), runs.c.worker.isnot(None))
+    if status in RunStatus.OPEN:
+        return and_(runs.c.status == status, runs.c.worker.is_(None))
+    return runs.c.status == status
 
 
 class ClaimRequest:

@@ -1,4 +1,4 @@
-"""The dashboard's summaries (kept by check-ins) and its read queries, on both databases."""
+"""The summaries check-ins keep and the read model built on them, on both databases."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ from sqlalchemy import select, update
 from support.reports import AGENT_A, AGENT_B, INVENTORY, MANAGEMENT, new_completion
 from support.storedb import StoreDb
 
-from jobhooks.store import dashboard
+from jobhooks.store import reads
+from jobhooks.store.catalog import job_type_names, job_type_page
 from jobhooks.store.checkins import insert_checkins
 from jobhooks.store.migrate import upgrade
-from jobhooks.store.queries import CompletionFilter
+from jobhooks.store.reads import CompletionFilter
 from jobhooks.store.retention import purge_older_than
 from jobhooks.store.tables import agent_summary, completion_stats, runs
 
@@ -85,7 +86,7 @@ def test_the_overview_reads_the_summaries_and_the_runs(db: StoreDb) -> None:
             .values(status="dead", last_error="SMTP said no", finished_at=NOW - 5)
         )
         connection.execute(update(runs).where(runs.c.handler == "log").values(status="succeeded"))
-    data = dashboard.overview(db.engine, NOW, "1h", ["log", "mail"], {str(INVENTORY): "SSL"})
+    data = db.read(reads.overview, NOW, "1h", ["log", "mail"], {str(INVENTORY): "SSL"}).as_json()
     assert data["chart"]["totals"] == {4: 1, 2: 1}
     assert sum(sum(bar["counts"].values()) for bar in data["chart"]["bars"]) == 2
     assert [(row["name"], row["failures"], row["total"]) for row in data["by_type"]] == [
@@ -109,47 +110,45 @@ def test_completions_page_by_id_and_filter_by_agent_machine_and_result(db: Store
         result = "Failure" if index % 3 == 0 else "Success"
         stored += _store(db, NOW + index, new_completion(agent_id=agent, job_result=result))
     ids = [receipt.id for receipt in stored][::-1]
-    first = dashboard.list_completions(db.engine, CompletionFilter(), limit=3)
-    assert [item["id"] for item in first.items] == ids[:3]
-    second = dashboard.list_completions(db.engine, CompletionFilter(), limit=3, before=first.next)
-    assert [item["id"] for item in second.items] == ids[3:6]
-    by_agent = dashboard.list_completions(db.engine, CompletionFilter(agent_id=AGENT_B))
-    assert [item["id"] for item in by_agent.items] == ids[1:6:2]
+    first = db.read(reads.completion_page, CompletionFilter(), limit=3)
+    assert [item.id for item in first.items] == ids[:3]
+    second = db.read(reads.completion_page, CompletionFilter(), limit=3, before=first.next)
+    assert [item.id for item in second.items] == ids[3:6]
+    by_agent = db.read(reads.completion_page, CompletionFilter(agent_id=AGENT_B))
+    assert [item.id for item in by_agent.items] == ids[1:6:2]
     assert by_agent.next is None
-    failures = dashboard.list_completions(
-        db.engine,
+    failures = db.read(
+        reads.completion_page,
         CompletionFilter(agent_id=AGENT_A, result=4),  # type: ignore[arg-type]
     )
-    assert [item["id"] for item in failures.items] == [ids[0], ids[6]]
-    machine = dashboard.list_completions(
-        db.engine, CompletionFilter(client_machine="orch01.example.com")
-    )
+    assert [item.id for item in failures.items] == [ids[0], ids[6]]
+    machine = db.read(reads.completion_page, CompletionFilter(client_machine="orch01.example.com"))
     assert len(machine.items) == 7
-    unknown = dashboard.list_completions(db.engine, CompletionFilter(agent_id=uuid.uuid4()))
+    unknown = db.read(reads.completion_page, CompletionFilter(agent_id=uuid.uuid4()))
     assert unknown.items == [] and unknown.next is None
 
 
 def test_a_filtered_page_looks_through_a_bounded_window(
     db: StoreDb, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(dashboard, "SCAN_WINDOW", 4)
+    monkeypatch.setattr(reads, "SCAN_WINDOW", 4)
     stored = []
     for index in range(10):
         agent = AGENT_B if index == 0 else AGENT_A
         stored += _store(db, NOW + index, new_completion(agent_id=agent))
     rare = CompletionFilter(client_machine="orch01.example.com", job_type_id=MANAGEMENT)
-    page = dashboard.list_completions(db.engine, rare)
+    page = db.read(reads.completion_page, rare)
     assert page.items == []
     assert page.searched_to is not None and page.next is not None
     # The next page starts where the window ended, and so on to the oldest.
     seen = 0
     while page.next is not None:
-        page = dashboard.list_completions(db.engine, rare, before=page.next)
+        page = db.read(reads.completion_page, rare, before=page.next)
         seen += 1
     assert seen == 2
     # An agent filter starts at the agent's newest completion, however old.
-    old = dashboard.list_completions(db.engine, CompletionFilter(agent_id=AGENT_B))
-    assert [item["id"] for item in old.items] == [stored[0].id]
+    old = db.read(reads.completion_page, CompletionFilter(agent_id=AGENT_B))
+    assert [item.id for item in old.items] == [stored[0].id]
 
 
 def test_runs_are_listed_newest_first_across_handlers_and_statuses(db: StoreDb) -> None:
@@ -161,13 +160,13 @@ def test_runs_are_listed_newest_first_across_handlers_and_statuses(db: StoreDb) 
     run_ids = [run.id for receipt in receipts for run in receipt.runs]
     with db.engine.begin() as connection:
         connection.execute(update(runs).where(runs.c.id.in_(run_ids[::3])).values(status="dead"))
-    dead = dashboard.list_runs(db.engine, "dead", None, ["alpha", "beta"], limit=2)
-    assert [item["id"] for item in dead.items] == sorted(run_ids[::3], reverse=True)[:2]
-    rest = dashboard.list_runs(db.engine, "dead", None, ["alpha"], limit=2, before=dead.next)
-    assert [item["id"] for item in rest.items] == sorted(run_ids[::3], reverse=True)[2:]
-    beta = dashboard.list_runs(db.engine, None, "beta", [], limit=10)
-    assert [item["id"] for item in beta.items] == sorted(run_ids[1::2], reverse=True)
-    every = dashboard.list_runs(db.engine, None, None, [], limit=100)
+    dead = db.read(reads.run_page, "dead", None, ["alpha", "beta"], limit=2)
+    assert [item.id for item in dead.items] == sorted(run_ids[::3], reverse=True)[:2]
+    rest = db.read(reads.run_page, "dead", None, ["alpha"], limit=2, before=dead.next)
+    assert [item.id for item in rest.items] == sorted(run_ids[::3], reverse=True)[2:]
+    beta = db.read(reads.run_page, None, "beta", [], limit=10)
+    assert [item.id for item in beta.items] == sorted(run_ids[1::2], reverse=True)
+    every = db.read(reads.run_page, None, None, [], limit=100)
     assert len(every.items) == 8
 
 
@@ -178,17 +177,17 @@ def test_agents_and_job_types_pages(db: StoreDb) -> None:
         new_completion(job_result="Failure"),
         new_completion(agent_id=AGENT_B, job_result="Success"),
     )
-    listed, total = dashboard.agents(db.engine, NOW + 60)
+    listed, total = db.read(reads.agents, NOW + 60)
     assert total == 2
-    assert {row["id"]: row["last_day_rate"] for row in listed} == {
+    assert {row.id: row.last_day_rate for row in listed} == {
         str(AGENT_A): 1.0,
         str(AGENT_B): 0.0,
     }
-    catalog = dashboard.job_type_catalog(db.engine, NOW + 60)
-    assert [(row["id"], row["completions"], row["failures"]) for row in catalog] == [
+    catalog = db.read(job_type_page, NOW + 60, 100)
+    assert [(row.id, row.completions, row.failures) for row in catalog.items] == [
         (str(INVENTORY), 2, 1)
     ]
-    assert dashboard.job_type_names(db.engine) == {str(INVENTORY): "Inventory"}
+    assert db.read(job_type_names) == {str(INVENTORY): "Inventory"}
 
 
 def test_retention_drops_old_buckets_and_agents(db: StoreDb) -> None:

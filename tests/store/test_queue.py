@@ -12,14 +12,14 @@ from support.reports import new_completion
 from support.storedb import StoreDb
 
 from jobhooks.store.checkins import insert_checkins
-from jobhooks.store.records import ClaimedRun, RunOutcome, RunStatus
-from jobhooks.store.runs import (
+from jobhooks.store.queue import (
     ClaimRequest,
     claim_runs,
     finish_runs,
     replay_dead,
     replay_run,
 )
+from jobhooks.store.records import ClaimedRun, RunOutcome, RunStatus
 
 NOW = 1_800_000_000.0
 LEASE = 5.0

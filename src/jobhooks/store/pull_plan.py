@@ -1,4 +1,5 @@
-"""Which rows of a page become completions: decided from what is stored. Reads only.
+"""Pull mode: which rows of a page of the platform's job history become completions,
+decided from what is stored. Reads only.
 
 A row already done (or skipped, malformed, gone) is left alone, so reading it
 again stores nothing. A finished row's retry count follows the runs of its job
@@ -14,28 +15,53 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from jobhooks.poll.rows import HistoryRow, retry_count
 from jobhooks.store.records import PlannedRun
 from jobhooks.store.tables import poll_jobs, poll_rows
 
-__all__ = ["DONE_STATES", "Candidate", "RowPlan", "plan_rows"]
+__all__ = ["DONE_STATES", "PolledRow", "RowPlan", "plan_rows", "retry_count"]
 
 DONE_STATES = ("done", "skipped")
 """Rows whose final status counts in the retry chain of their job."""
 _CHUNK = 500
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """A row read from the platform, ready to store: finished ones carry the context
-    fields of their completion (all but the retry count) and the runs to create."""
+COMPLETED_WILL_RETRY = 5
+"""``Status`` of a run that ended and will be retried: it adds one to the next run's count."""
 
-    row: HistoryRow | None
+
+@dataclass(frozen=True, slots=True)
+class PolledRow:
+    """A row read from the platform's job history, ready to store: a finished one carries
+    the context fields of its completion (all but the retry count) and the runs to create."""
+
     id: int
+    """Its JobHistoryId."""
+    job_id: str | None = None
+    """None when the row is malformed beyond reading it."""
+    finished: bool = False
+    status: int | None = None
+    """Its ``Status`` once finished (3, 4 or 5)."""
+    started: float | None = None
+    """``OperationStart``, seconds since the epoch."""
+    ended: float | None = None
+    """``OperationEnd`` (else ``OperationStart``) of a finished row."""
     fields: dict[str, Any] | None = None
     runs: tuple[PlannedRun, ...] = ()
     problem: str | None = None
     """Why the row cannot become a completion (malformed)."""
+
+
+def retry_count(previous: tuple[int, int] | None) -> int:
+    """``current_retry_count`` of a run, from the run of the same job just before it.
+
+    ``previous`` is that run's (status as first seen, its own retry count), or
+    None when no earlier run is known. Each run that ended CompletedWillRetry
+    adds one; any other ending starts the count again.
+    """
+    if previous is None:
+        return 0
+    status, streak = previous
+    return streak + 1 if status == COMPLETED_WILL_RETRY else 0
 
 
 def _known(connection: Connection, feed: str, ids: list[int]) -> dict[int, str]:
@@ -89,18 +115,18 @@ def _previous(
 class RowPlan:
     """What to do with the rows of a page, decided from what is stored."""
 
-    emit: list[tuple[Candidate, int]] = field(default_factory=list)
+    emit: list[tuple[PolledRow, int]] = field(default_factory=list)
     """Finished rows to turn into completions, with their retry counts."""
-    skip: list[tuple[Candidate, int]] = field(default_factory=list)
-    open: list[Candidate] = field(default_factory=list)
-    bad: list[Candidate] = field(default_factory=list)
+    skip: list[tuple[PolledRow, int]] = field(default_factory=list)
+    open: list[PolledRow] = field(default_factory=list)
+    bad: list[PolledRow] = field(default_factory=list)
     known: dict[int, str] = field(default_factory=dict)
 
 
 def plan_rows(
     connection: Connection,
     feed: str,
-    candidates: Iterable[Candidate],
+    candidates: Iterable[PolledRow],
     horizon: float | None,
     chain: dict[str, tuple[int, int, int]] | None = None,
 ) -> RowPlan:
@@ -112,34 +138,33 @@ def plan_rows(
     """
     ordered = sorted(candidates, key=lambda c: c.id)
     plan = RowPlan(known=_known(connection, feed, [c.id for c in ordered]))
-    unique: dict[int, Candidate] = {}
+    unique: dict[int, PolledRow] = {}
     for candidate in ordered:
         if plan.known.get(candidate.id, "open") == "open":
             unique.setdefault(candidate.id, candidate)
-    finished = [c for c in unique.values() if c.row is not None and c.row.finished]
-    latest = _latest_per_job(connection, feed, {str(c.row.job_id) for c in finished if c.row})
+    finished = [c.job_id for c in unique.values() if c.job_id is not None and c.finished]
+    latest = _latest_per_job(connection, feed, set(finished))
     chain = dict(chain or {})
     for candidate in unique.values():
-        row = candidate.row
-        if candidate.problem is not None or row is None:
+        job = candidate.job_id
+        if candidate.problem is not None or job is None:
             plan.bad.append(candidate)
             continue
-        if not row.finished:
+        if not candidate.finished or candidate.status is None:
             if candidate.id not in plan.known:
                 plan.open.append(candidate)
             continue
-        job = str(row.job_id)
         pending = chain.get(job)
         stored = latest.get(job)
-        if stored is not None and stored[0] > row.id:
+        if stored is not None and stored[0] > candidate.id:
             # A run that finished after later runs of its job: look further back.
-            stored = _previous(connection, feed, job, row.id)
-        links = [link for link in (pending, stored) if link is not None and link[0] < row.id]
+            stored = _previous(connection, feed, job, candidate.id)
+        links = [link for link in (pending, stored) if link is not None and link[0] < candidate.id]
         previous = max(links) if links else None
         count = retry_count((previous[1], previous[2]) if previous else None)
-        chain[job] = max(chain.get(job, (0, 0, 0)), (row.id, int(row.status), count))
-        ended = row.operation_end or row.operation_start
-        if horizon is not None and ended is not None and ended.timestamp() < horizon:
+        chain[job] = max(chain.get(job, (0, 0, 0)), (candidate.id, candidate.status, count))
+        ended = candidate.ended
+        if horizon is not None and ended is not None and ended < horizon:
             plan.skip.append((candidate, count))
         elif candidate.fields is None:
             plan.bad.append(candidate)

@@ -1,31 +1,40 @@
-"""The poller's state in the database: its lease, its position, the rows it acted on.
+"""Pull mode in the store: the poller's lease and position per platform instance (feed),
+the job history rows it acted on, and each page's completions, written together.
 
-Every write here runs inside a store transaction (see ``Store.transact``) and
-starts by checking that this node still holds the lease, so the completions of
-a page, the rows it records and the position it moves to commit together, and
-a node that lost its lease writes nothing.
+Every write starts by checking that this node still holds the lease, so the
+completions of a page (stored through the check-in's own path), the rows it
+records and the position it moves to commit together, and a node that lost its
+lease writes nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, select, update
 
-from jobhooks.poll.plan import Candidate, plan_rows
+from jobhooks.store.access import Database
+from jobhooks.store.catalog import resolvable_names, save_synced
+from jobhooks.store.checkins import CheckinWrites
 from jobhooks.store.dialect import execute_many, insert_ignore, upsert_newer
-from jobhooks.store.ports import CheckInWithin
-from jobhooks.store.records import NewCompletion
+from jobhooks.store.pull_plan import PolledRow, RowPlan, plan_rows
+from jobhooks.store.records import CheckinReceipt, NewCompletion
 from jobhooks.store.tables import poll_jobs, poll_rows, poll_state
+from jobhooks.store.writer import BatchOperation
 
 __all__ = [
+    "Lease",
     "OpenRow",
     "PageWrite",
     "PollState",
+    "PolledRow",
+    "Pruning",
+    "PullStore",
+    "RowPlan",
     "WriteOutcome",
     "acquire_lease",
     "feed_of",
@@ -100,7 +109,7 @@ class PageWrite:
     feed: str
     owner: str
     lease: float
-    candidates: Sequence[Candidate] = ()
+    candidates: Sequence[PolledRow] = ()
     cursor: int | None = None
     cursor_start: float | None = None
     window_start: float | None = None
@@ -116,13 +125,13 @@ class WriteOutcome:
     """What a commit did."""
 
     lease_lost: bool = False
-    created: list[tuple[Candidate, str, int]] = field(default_factory=list)
+    created: list[tuple[PolledRow, str, int]] = field(default_factory=list)
     """Completions created: (candidate, completion id, current_retry_count)."""
     duplicates: int = 0
     """Finished rows a check-in had already reported (same agent and job history id)."""
     opened: int = 0
     skipped: int = 0
-    bad: list[Candidate] = field(default_factory=list)
+    bad: list[PolledRow] = field(default_factory=list)
     """Malformed rows recorded for the first time."""
 
 
@@ -174,10 +183,9 @@ def _fence(connection: Connection, feed: str, owner: str, lease: float, now: flo
     return result.rowcount == 1
 
 
-def load_state(engine: Engine, feed: str) -> PollState | None:
+def load_state(connection: Connection, feed: str) -> PollState | None:
     """The stored state of ``feed``, if any."""
-    with engine.connect() as connection:
-        row = connection.execute(select(poll_state).where(poll_state.c.feed == feed)).first()
+    row = connection.execute(select(poll_state).where(poll_state.c.feed == feed)).first()
     if row is None:
         return None
     return PollState(
@@ -194,27 +202,25 @@ def load_state(engine: Engine, feed: str) -> PollState | None:
     )
 
 
-def load_open_rows(engine: Engine, feed: str) -> list[OpenRow]:
+def load_open_rows(connection: Connection, feed: str) -> list[OpenRow]:
     """Rows seen running and not yet finished, oldest first."""
     query = (
         select(poll_rows.c.job_history_id, poll_rows.c.job_id, poll_rows.c.operation_start)
         .where(poll_rows.c.feed == feed, poll_rows.c.state == "open")
         .order_by(poll_rows.c.job_history_id)
     )
-    with engine.connect() as connection:
-        return [OpenRow(*row) for row in connection.execute(query)]
+    return [OpenRow(*row) for row in connection.execute(query)]
 
 
-def _row(feed: str, candidate: Candidate, state: str, now: float, **values: Any) -> dict[str, Any]:
-    row = candidate.row
+def _row(feed: str, candidate: PolledRow, state: str, now: float, **values: Any) -> dict[str, Any]:
     return {
         "feed": feed,
         "job_history_id": candidate.id,
-        "job_id": str(row.job_id) if row is not None else str(uuid.UUID(int=0)),
+        "job_id": candidate.job_id or str(uuid.UUID(int=0)),
         "state": state,
-        "status": int(row.status) if row is not None and row.finished else None,
+        "status": candidate.status if candidate.finished else None,
         "retry_streak": 0,
-        "operation_start": row.start_seconds if row is not None else None,
+        "operation_start": candidate.started,
         "seen_at": now,
         "completion_id": None,
         **values,
@@ -222,7 +228,10 @@ def _row(feed: str, candidate: Candidate, state: str, now: float, **values: Any)
 
 
 def write_page(
-    write: PageWrite, connection: Connection, now: float, check_in: CheckInWithin
+    connection: Connection,
+    write: PageWrite,
+    now: float,
+    check_in: Callable[[Sequence[NewCompletion]], list[CheckinReceipt]],
 ) -> WriteOutcome:
     """One commit of the poller: its completions (through the check-in path), the rows
     it records, and its new position, all under the lease. Writes nothing if the
@@ -245,7 +254,7 @@ def write_page(
     inserts: list[dict[str, Any]] = []
     finishes: list[dict[str, Any]] = []
 
-    def record(candidate: Candidate, state_name: str, **values: Any) -> None:
+    def record(candidate: PolledRow, state_name: str, **values: Any) -> None:
         if candidate.id in plan.known:
             finishes.append(
                 {
@@ -261,16 +270,14 @@ def write_page(
             inserts.append(_row(write.feed, candidate, state_name, now, **values))
 
     for (candidate, count), receipt in zip(plan.emit, receipts, strict=True):
-        assert candidate.row is not None
-        status = int(candidate.row.status)
+        status = candidate.status
         record(candidate, "done", status=status, retry_streak=count, completion_id=receipt.id)
         if receipt.duplicate:
             outcome.duplicates += 1
         else:
             outcome.created.append((candidate, receipt.id, count))
     for candidate, count in plan.skip:
-        assert candidate.row is not None
-        record(candidate, "skipped", status=int(candidate.row.status), retry_streak=count)
+        record(candidate, "skipped", status=candidate.status, retry_streak=count)
     for candidate in plan.open:
         inserts.append(_row(write.feed, candidate, "open", now))
     for candidate in plan.bad:
@@ -280,14 +287,14 @@ def write_page(
         connection.execute(_FINISH_ROW, finishes)
     heads: dict[str, dict[str, Any]] = {}
     for candidate, count in [*plan.emit, *plan.skip]:
-        assert candidate.row is not None
-        job = str(candidate.row.job_id)
+        job = candidate.job_id
+        assert job is not None and candidate.status is not None
         if job not in heads or heads[job]["job_history_id"] < candidate.id:
             heads[job] = {
                 "feed": write.feed,
                 "job_id": job,
                 "job_history_id": candidate.id,
-                "status": int(candidate.row.status),
+                "status": candidate.status,
                 "retry_streak": count,
             }
     if heads:
@@ -372,10 +379,141 @@ def prune(
     return int(count or 0)
 
 
-def lease_holder(engine: Engine, feed: str) -> tuple[str | None, float]:
+def lease_holder(connection: Connection, feed: str) -> tuple[str | None, float]:
     """Who holds the lease of ``feed`` and until when (None, 0 if nobody)."""
-    with engine.connect() as connection:
-        row = connection.execute(
-            select(poll_state.c.owner, poll_state.c.lease_until).where(poll_state.c.feed == feed)
-        ).first()
+    row = connection.execute(
+        select(poll_state.c.owner, poll_state.c.lease_until).where(poll_state.c.feed == feed)
+    ).first()
     return (row.owner, row.lease_until) if row is not None else (None, 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A request to take or renew ``feed``'s lease: ``dead`` holders lose it at once."""
+
+    feed: str
+    url: str
+    owner: str
+    seconds: float
+    dead: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Pruning:
+    """Forget a feed's rows seen before ``cutoff`` (under its lease)."""
+
+    feed: str
+    owner: str
+    lease: float
+    cutoff: float
+
+
+class PullStore:
+    """What pull mode keeps in the database, each as a named operation: the lease, the
+    position, the rows acted on, each page's completions, and the job type catalog."""
+
+    def __init__(self, database: Database, checkins: CheckinWrites) -> None:
+        self._db = database
+        self._checkins = checkins
+        self._page_receipts: list[CheckinReceipt] = []
+        """Check-ins stored by the open transaction's pages (writer thread only)."""
+        self._acquire: BatchOperation[Lease, bool] = BatchOperation("poll_lease", _acquire_all)
+        self._release: BatchOperation[tuple[str, str], None] = BatchOperation(
+            "poll_release", _release_all
+        )
+        self._prune: BatchOperation[Pruning, int] = BatchOperation("poll_prune", _prune_all)
+        self._page: BatchOperation[PageWrite, WriteOutcome] = BatchOperation(
+            "poll_page", self._write_pages, self._after_pages, self._rollback_pages
+        )
+        self._catalog: BatchOperation[tuple[tuple[str, uuid.UUID], ...], int] = BatchOperation(
+            "catalog", _save_catalogs
+        )
+
+    async def acquire(self, lease: Lease) -> bool:
+        """Take or renew the lease; False while another live node holds it."""
+        return await self._db.write(self._acquire, lease)
+
+    async def release(self, feed: str, owner: str) -> None:
+        """Give the lease up (another node may take it at once)."""
+        await self._db.write(self._release, (feed, owner))
+
+    async def prune(self, pruning: Pruning) -> int:
+        """Forget old rows (see :func:`prune`); returns how many."""
+        return await self._db.write(self._prune, pruning)
+
+    async def write_page(self, page: PageWrite) -> WriteOutcome:
+        """Store one page: its completions (as check-ins are stored, handed to this
+        process's worker when it has room), its rows and the position, under the lease."""
+        return await self._db.write(self._page, page)
+
+    async def state(self, feed: str) -> PollState | None:
+        """The stored position and lease of ``feed``."""
+        return await self._db.read(load_state, feed)
+
+    async def open_rows(self, feed: str) -> list[OpenRow]:
+        """Rows seen running, oldest first."""
+        return await self._db.read(load_open_rows, feed)
+
+    async def holder(self, feed: str) -> tuple[str | None, float]:
+        """Who holds the lease and until when."""
+        return await self._db.read(lease_holder, feed)
+
+    async def plan(
+        self,
+        feed: str,
+        rows: Sequence[PolledRow],
+        horizon: float | None,
+        chain: dict[str, tuple[int, int, int]],
+    ) -> RowPlan:
+        """What a page would do, stored nothing (a dry run)."""
+        return await self._db.read(plan_rows, feed, rows, horizon, chain)
+
+    async def save_catalog(self, entries: Sequence[tuple[str, uuid.UUID]]) -> int:
+        """Store the platform's job type catalog, (name, GUID) pairs."""
+        return await self._db.write(self._catalog, tuple(entries))
+
+    async def catalog(self) -> dict[str, uuid.UUID]:
+        """Job type names to GUIDs, to resolve the history's names."""
+        return await self._db.read(resolvable_names)
+
+    def _write_pages(
+        self, connection: Connection, pages: Sequence[PageWrite], now: float
+    ) -> list[WriteOutcome]:
+        def check_in(reports: Sequence[NewCompletion]) -> list[CheckinReceipt]:
+            receipts = self._checkins.apply(connection, reports, now)
+            self._page_receipts.extend(receipts)
+            return receipts
+
+        return [write_page(connection, page, now, check_in) for page in pages]
+
+    def _after_pages(self, _outcomes: Sequence[WriteOutcome]) -> None:
+        receipts, self._page_receipts = self._page_receipts, []
+        self._checkins.after_commit(receipts)
+
+    def _rollback_pages(self) -> None:
+        self._page_receipts = []
+        self._checkins.after_rollback()
+
+
+def _acquire_all(connection: Connection, leases: Sequence[Lease], now: float) -> list[bool]:
+    return [
+        acquire_lease(connection, x.feed, x.url, x.owner, x.seconds, now, x.dead) for x in leases
+    ]
+
+
+def _release_all(
+    connection: Connection, items: Sequence[tuple[str, str]], now: float
+) -> list[None]:
+    for feed, owner in items:
+        release_lease(connection, feed, owner, now)
+    return [None] * len(items)
+
+
+def _prune_all(connection: Connection, items: Sequence[Pruning], now: float) -> list[int]:
+    return [prune(connection, p.feed, p.owner, p.lease, p.cutoff, now) for p in items]
+
+
+def _save_catalogs(
+    connection: Connection, items: Sequence[tuple[tuple[str, uuid.UUID], ...]], now: float
+) -> list[int]:
+    return [save_synced(connection, entries, now) for entries in items]

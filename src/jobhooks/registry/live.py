@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,15 +30,9 @@ class ReloadStatus:
 class LiveConfig:
     """Holds the current configuration and registry; :meth:`reload` swaps both at once."""
 
-    def __init__(
-        self,
-        loaded: LoadedConfig,
-        path: Path | None,
-        catalog: Callable[[], Mapping[str, uuid.UUID]] | None = None,
-    ) -> None:
+    def __init__(self, loaded: LoadedConfig, path: Path | None) -> None:
         self._loaded = loaded
         self.path = path
-        self._catalog = catalog
         self.last_reload = ReloadStatus(time.time(), True)
 
     @property
@@ -51,9 +45,10 @@ class LiveConfig:
         """The registry in force (an immutable snapshot)."""
         return self._loaded.registry
 
-    def reload(self) -> ReloadStatus:
+    def reload(self, catalog: Mapping[str, uuid.UUID] | None = None) -> ReloadStatus:
         """Read the file again; apply it if valid, otherwise keep the current one.
 
+        ``catalog`` names job types beyond ``[job_types]`` (those synced or seen).
         Only the handlers and job type names change on reload; ``[server]``
         settings (listen address, database) take a restart.
         """
@@ -63,7 +58,6 @@ class LiveConfig:
             )
         else:
             try:
-                catalog = self._catalog() if self._catalog else None
                 self._loaded = load(self.path, catalog)
             except ConfigError as exc:
                 status = ReloadStatus(time.time(), False, exc.problems)

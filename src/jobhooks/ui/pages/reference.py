@@ -10,7 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Field", "Operation", "operations", "schema_fields"]
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from jobhooks.ui.common import context
+from jobhooks.ui.render import page
+from jobhooks.ui.signin import SignedIn
+
+__all__ = ["Field", "Operation", "operations", "router", "schema_fields"]
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+SCHEMAS = ("CompletionReport", "CheckinAnswer", "Problem")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,3 +117,18 @@ def operations(document: dict[str, Any]) -> list[Operation]:
                 )
             )
     return found
+
+
+@router.get("/api")
+async def api_reference(request: Request, session: SignedIn) -> Response:
+    document = request.app.openapi()
+    return page(
+        "api.html",
+        context(
+            request,
+            session,
+            "",
+            operations=operations(document),
+            schemas=[(name, schema_fields(document, name)) for name in SCHEMAS],
+        ),
+    )

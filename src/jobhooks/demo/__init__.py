@@ -1,0 +1,1 @@
+"""``jobhooks demo`` and ``jobhooks simulate``: an orchestrator fleet against a server."""

@@ -1,0 +1,195 @@
+"""One running jobhooks process: the store, the live configuration, intake, the worker, the
+poller, metrics and the platform's clients, wired together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from jobhooks.config.defaults import resolve_database
+from jobhooks.dispatch.wakeup import PostgresWakeup
+from jobhooks.dispatch.worker import Worker
+from jobhooks.intake import Intake, LeasePolicy, RunPlanner
+from jobhooks.metrics import Metrics
+from jobhooks.platform.client import build_clients
+from jobhooks.poll import Poller
+from jobhooks.poll.wiring import build_poller
+from jobhooks.registry import LoadedConfig
+from jobhooks.registry.live import LiveConfig, ReloadStatus
+from jobhooks.service.retention import keep_for
+from jobhooks.service.tokens import TokenCache
+from jobhooks.store import Store
+from jobhooks.store.dialect import RELOAD_CHANNEL, RUNS_CHANNEL
+from jobhooks.store.engine import is_sqlite
+from jobhooks.store.nodes import NodeIdentity
+
+__all__ = ["STALL_FLOOR", "Runtime"]
+
+logger = logging.getLogger("jobhooks")
+
+STALL_FLOOR = 5.0
+"""Seconds the event loop may stall before the heartbeat stops, whatever ``[server] lease``."""
+
+
+class Runtime:
+    """Everything one process runs; the web app and the CLI drive it.
+
+    ``store`` is the database to serve from (opened on ``loaded``'s
+    ``[server] database`` when not given); ``with_worker`` runs handlers here.
+    """
+
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        config_path: Path | None = None,
+        *,
+        with_worker: bool = True,
+        store: Store | None = None,
+        migrate: bool | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        config = loaded.config
+        server = config.server
+        self.database = store.url if store else resolve_database(server.database, config_path)
+        self.clock = clock
+        self.leases = LeasePolicy(server.lease)
+        self.node = NodeIdentity.of_this_process()
+        """This process, as its heartbeat row names it (the worker's and poller's id)."""
+        self.store = store or Store(
+            self.database, default_lease=self.leases.default, migrate=migrate, clock=clock
+        )
+        self.live = LiveConfig(loaded, config_path)
+        self.metrics = Metrics(self.store.reads.backlog)
+        self.tokens = TokenCache(self.store.tokens)
+        self.clients = build_clients(config.platform)
+        self.intake = Intake(self.store, lambda: self.live.registry, RunPlanner(self.leases))
+        self.worker: Worker | None = None
+        if with_worker:
+            self.worker = Worker(
+                self.store,
+                lambda: self.live.registry,
+                self.clients,
+                self.leases,
+                concurrency=server.concurrency,
+                threads=server.threads,
+                metrics=self.metrics,
+                worker_id=self.node.id,
+            )
+            self.store.set_local_worker(self.worker)
+        self.poller: Poller | None = None
+        """Follows the platform's job history when ``[poll] enabled`` (one node at a time)."""
+        if config.poll.enabled:
+            self.poller = build_poller(
+                self.store,
+                self.clients,
+                config,
+                self.intake.plan,
+                node_id=self.node.id,
+                metrics=self.metrics,
+                job_type_names=lambda: self.live.config.job_types,
+            )
+        self._tasks: list[asyncio.Task[None]] = []
+        self._wakeup: PostgresWakeup | None = None
+        self._tick = time.monotonic()
+        self.handle_sighup = False
+        """Reload the configuration on SIGHUP (set by the CLI for the main process)."""
+
+    async def reload(self) -> ReloadStatus:
+        """Reload the configuration file; the running one stays if the new one is invalid.
+
+        Job type names resolve against the stored catalog. On PostgreSQL an
+        applied reload is announced, and every other node reloads its own
+        configuration file too.
+        """
+        status = self.live.reload(await self.store.pull.catalog())
+        if status.applied and self._wakeup is not None:
+            await self.store.announce(RELOAD_CHANNEL, self.node.id)
+        return status
+
+    def _reload_in_background(self) -> None:
+        self._tasks.append(asyncio.create_task(self._quiet_reload(), name="jobhooks-reload"))
+
+    async def _quiet_reload(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.reload()
+
+    def _reload_announced(self, origin: str) -> None:
+        if origin != self.node.id:
+            logger.info("another node reloaded its configuration; reloading this one")
+            self._tasks.append(asyncio.create_task(self._catalog_reload(), name="jobhooks-reload"))
+
+    async def _catalog_reload(self) -> None:
+        with contextlib.suppress(Exception):
+            self.live.reload(await self.store.pull.catalog())
+
+    def poke_worker(self) -> None:
+        """Make the local worker look for due runs now."""
+        if self.worker is not None:
+            self.worker.poke()
+
+    async def start(self) -> None:
+        """Start the heartbeat, the worker, the poller and the retention loop (and listen for
+        SIGHUP if asked)."""
+        if self.handle_sighup:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._reload_in_background)
+        # Everything loaded so far lives as long as the process: keep it out of
+        # the cyclic collector's full passes, which otherwise stall the event
+        # loop (and every check-in) for milliseconds at a time.
+        gc.collect()
+        gc.freeze()
+        self._tasks.append(asyncio.create_task(self._ticking(), name="jobhooks-tick"))
+        # Registered before the worker takes runs: what it holds names a live process.
+        await self.store.start_heartbeat(self.node, self._making_progress)
+        if self.worker is not None:
+            self._tasks.append(asyncio.create_task(self.worker.run(), name="jobhooks-worker"))
+        retention = keep_for(self.store, lambda: self.live.config.server.retention_days, self.clock)
+        self._tasks.append(asyncio.create_task(retention, name="jobhooks-retention"))
+        if self.poller is not None:
+            self._tasks.append(asyncio.create_task(self.poller.run(), name="jobhooks-poller"))
+        if not is_sqlite(self.database):
+            handlers: dict[str, Callable[[str], None]] = {RELOAD_CHANNEL: self._reload_announced}
+            if self.worker is not None:
+                handlers[RUNS_CHANNEL] = lambda _payload: self.poke_worker()
+            self._wakeup = PostgresWakeup(self.database, handlers)
+            self._wakeup.start()
+
+    @property
+    def listening(self) -> bool:
+        """True while this PostgreSQL node listens for wake-ups from the others."""
+        return self._wakeup is not None and self._wakeup.connected
+
+    async def stop(self) -> None:
+        """Stop taking work, let running handlers finish briefly, close the store."""
+        if self.worker is not None:
+            await self.worker.stop()
+        if self._wakeup is not None:
+            self._wakeup.stop()
+        if self.poller is not None:
+            # Let the poller finish its page and give its lease up to another node.
+            await self.poller.stop()
+            polling = [task for task in self._tasks if task.get_name() == "jobhooks-poller"]
+            if polling:
+                await asyncio.wait(polling, timeout=5)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.clients.aclose()
+        self.store.close()
+
+    async def _ticking(self) -> None:
+        while True:
+            self._tick = time.monotonic()
+            await asyncio.sleep(1.0)
+
+    def _making_progress(self) -> bool:
+        # Called from the store's writer thread: a process whose event loop has not run
+        # for a whole lease stops its heartbeat, so its runs go to another worker.
+        return time.monotonic() - self._tick < max(self.leases.grace, STALL_FLOOR)

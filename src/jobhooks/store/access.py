@@ -1,0 +1,63 @@
+"""How the parts of the store reach the database: reads on the engine's pool from a thread,
+writes through the one group-commit writer.
+
+A read that fails is a :class:`StoreError` in plain words (the driver's text
+goes to the log), and once the database file is lost every read is refused,
+as every write is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from functools import partial
+from typing import Concatenate, ParamSpec, TypeVar
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from jobhooks.errors import StoreError
+from jobhooks.store.failures import describe_failure
+from jobhooks.store.writer import BatchOperation, GroupCommitWriter
+
+__all__ = ["Database"]
+
+logger = logging.getLogger("jobhooks.store")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+Payload = TypeVar("Payload")
+Result = TypeVar("Result")
+
+
+class Database:
+    """The engine and the writer one store's parts share."""
+
+    def __init__(self, engine: Engine, writer: GroupCommitWriter) -> None:
+        self.engine = engine
+        self.writer = writer
+
+    def read_now(
+        self, query: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run ``query(connection, ...)`` here, on a connection of the pool."""
+        if self.writer.lost is not None:
+            raise self.writer.lost
+        try:
+            with self.engine.connect() as connection:
+                return query(connection, *args, **kwargs)
+        except SQLAlchemyError as exc:
+            logger.debug("a read failed: %s", exc)
+            raise StoreError(f"the database cannot be read: {describe_failure(exc)}") from None
+
+    async def read(
+        self, query: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run ``query(connection, ...)`` on a thread, off the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, partial(self.read_now, query, *args, **kwargs))
+
+    async def write(self, operation: BatchOperation[Payload, Result], payload: Payload) -> Result:
+        """Apply one payload in the next group commit; returns once it is committed."""
+        return await self.writer.submit(operation, payload)

@@ -1,0 +1,127 @@
+"""What every dashboard page shares: its context, the errors it answers with, its forms."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from fastapi import Request
+
+from jobhooks import __version__
+from jobhooks.service.runtime import Runtime
+from jobhooks.ui.session import Session, same_token
+
+__all__ = [
+    "MAX_FORM",
+    "NAV",
+    "PAGE_SIZE",
+    "Refused",
+    "SignInRequired",
+    "check_form",
+    "check_origin",
+    "configured_names",
+    "context",
+    "local_path",
+    "read_form",
+    "registered",
+    "runtime_of",
+]
+
+MAX_FORM = 16 * 1024
+PAGE_SIZE = 50
+NAV = (
+    ("overview", "/ui/", "Overview"),
+    ("completions", "/ui/completions", "Completions"),
+    ("runs", "/ui/runs", "Runs"),
+    ("handlers", "/ui/handlers", "Handlers"),
+    ("job-types", "/ui/job-types", "Job types"),
+    ("agents", "/ui/agents", "Agents"),
+)
+NOTICES = {
+    "replayed": "The run is pending again; a worker will pick it up.",
+    "replayed-dead": "The dead runs are pending again; workers will pick them up.",
+    "busy": "That run is pending or running already; it was left as it is.",
+}
+
+
+class SignInRequired(Exception):
+    """Raised by a page without a valid session: answered with a redirect to sign in."""
+
+
+class Refused(Exception):
+    """Raised to answer with an error page (403 for a forbidden action, 404, ...)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def runtime_of(request: Request) -> Runtime:
+    """The runtime the app serves."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def registered(request: Request) -> list[str]:
+    """The names of the registrations in force."""
+    return [handler.name for handler in runtime_of(request).live.registry]
+
+
+def configured_names(request: Request) -> dict[str, str]:
+    """The configuration's ``[job_types]``, GUID -> name."""
+    return {str(guid): name for name, guid in runtime_of(request).live.config.job_types.items()}
+
+
+def context(
+    request: Request, session: Session | None, active: str, **values: Any
+) -> dict[str, Any]:
+    """What every page's template gets, plus ``values``."""
+    return {
+        "request_path": request.url.path,
+        "session": session,
+        "csrf": session.csrf if session else "",
+        "nav": NAV,
+        "active": active,
+        "version": __version__,
+        "notice": NOTICES.get(request.query_params.get("notice", "")),
+        **values,
+    }
+
+
+def local_path(value: str | None, default: str) -> str:
+    """``value`` if it is a path inside the dashboard (never another host), else ``default``."""
+    if not value or not value.startswith("/ui/") or "\\" in value:
+        return default
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc or value.startswith("//"):
+        return default
+    return value
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """The form's fields (the first value of each); 413 beyond :data:`MAX_FORM` bytes."""
+    declared = request.headers.get("content-length", "0")
+    if not declared.isdigit() or int(declared) > MAX_FORM:
+        raise Refused(413, "The form is too large.")
+    body = await request.body()
+    if len(body) > MAX_FORM:
+        raise Refused(413, "The form is too large.")
+    fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=50)
+    return {name: values[0] for name, values in fields.items()}
+
+
+def check_origin(request: Request) -> None:
+    """Refuse a form sent from another site."""
+    origin = request.headers.get("origin")
+    if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
+        raise Refused(403, "This form was sent from another site; it was refused.")
+
+
+async def check_form(request: Request, session: Session) -> dict[str, str]:
+    """A form of a signed-in page, checked for its origin and CSRF token."""
+    check_origin(request)
+    form = await read_form(request)
+    if not same_token(session.csrf, form.get("csrf")):
+        raise Refused(403, "The form's CSRF token is missing or wrong; reload the page and retry.")
+    return form
