@@ -13,6 +13,10 @@
 * ``postgres``: check-in throughput on PostgreSQL over SQLite (API-only nodes),
   and runs drained per second by 2 worker processes over 1. Goal >= 1.7.
 
+With ``--against SRC`` (another checkout's ``src`` folder), the check-in and
+end-to-end figures of this tree and of that one instead, rounds alternated, so a
+change can be held to "within 5%" on the same machine in the same run.
+
 Usage: ``python bench/jobhooks_bench.py [--only checkin,e2e,latency,slow] [--n 5000]``
 """
 
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sqlite3
 import statistics
@@ -198,6 +203,54 @@ def bench_e2e(n: int, concurrency: int) -> list[dict[str, Any]]:
     return rows
 
 
+@contextmanager
+def source_tree(src: str | None) -> Iterator[None]:
+    """Run the jobhooks processes started inside from ``src`` (None: this tree)."""
+    before = os.environ.get("PYTHONPATH")
+    if src is not None:
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [src, before]))
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = before
+
+
+def bench_against(src: str, n: int, concurrency: int, rounds: int) -> dict[str, Any]:
+    """Check-in throughput (API-only) and end to end (no-op handler) of this tree and of
+    ``src``, alternated ``rounds`` times; medians and this tree's ratio to the other."""
+    figures: dict[str, dict[str, list[float]]] = {
+        tree: {"checkin": [], "e2e": []} for tree in ("this", "other")
+    }
+    for _ in range(rounds):
+        for tree, path in (("other", src), ("this", None)):
+            with source_tree(path):
+                with jobhooks_server("Noop", worker=False) as (url, headers, _db, _proc):
+                    _load(url, make_bodies(1000), concurrency, headers=headers)
+                    result = _load(url, make_bodies(n * 2), concurrency, headers=headers)
+                    figures[tree]["checkin"].append(result.throughput)
+                with jobhooks_server("Noop") as (url, headers, database, proc):
+                    row = _measure(
+                        url, JobhooksCompletions(database), (proc,), n, concurrency, 500,
+                        None, headers=headers,
+                    )  # fmt: skip
+                    figures[tree]["e2e"].append(row["e2e_rps"])
+    report: dict[str, Any] = {"against": src, "rounds": rounds}
+    for kind in ("checkin", "e2e"):
+        this = statistics.median(figures["this"][kind])
+        other = statistics.median(figures["other"][kind])
+        report[kind] = {
+            "this_rps": round(this),
+            "other_rps": round(other),
+            "ratio": round(this / other, 3),
+            "this_rounds": [round(x) for x in figures["this"][kind]],
+            "other_rounds": [round(x) for x in figures["other"][kind]],
+        }
+    return report
+
+
 def _dispatch_latencies(config: Path, since: float) -> list[float]:
     database = _database_of(config).removeprefix("sqlite:///")
     with sqlite3.connect(database, timeout=30) as connection:
@@ -347,10 +400,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--wait-idle", type=float, default=60.0)
     parser.add_argument("--json", action="store_true", help="print JSON only")
+    parser.add_argument(
+        "--against",
+        metavar="SRC",
+        help="compare check-in and e2e with another checkout's src folder instead",
+    )
     args = parser.parse_args(argv)
     wanted = set(args.only.split(","))
     if args.wait_idle and not wait_idle(args.wait_idle):
         print("warning: the machine did not go idle; figures may be disturbed", file=sys.stderr)
+    if args.against:
+        compared = bench_against(args.against, args.n, args.concurrency, args.rounds)
+        print(json.dumps(compared, indent=2))
+        return 0
     report: dict[str, Any] = {}
     if "checkin" in wanted:
         report["checkin"] = bench_checkin(args.n * 2, args.concurrency, args.rounds)

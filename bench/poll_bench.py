@@ -45,9 +45,12 @@ from support.keyfactor import (  # noqa: E402
 )
 
 from jobhooks.config.load import read_config  # noqa: E402
-from jobhooks.platform.client import build_clients  # noqa: E402
-from jobhooks.poll.wiring import build_poller, startup_catalog  # noqa: E402
-from jobhooks.registry import load  # noqa: E402
+from jobhooks.intake import LeasePolicy, RunPlanner  # noqa: E402
+from jobhooks.platform.client import PlatformClients, build_clients  # noqa: E402
+from jobhooks.poll.poller import Poller  # noqa: E402
+from jobhooks.poll.wiring import build_poller  # noqa: E402
+from jobhooks.registry import LoadedConfig, load  # noqa: E402
+from jobhooks.service.startup import serving_catalog  # noqa: E402
 from jobhooks.store import Store  # noqa: E402
 
 MACHINES = ["orch01", "orch02.example.com"]
@@ -134,9 +137,28 @@ class Bench:
         fill(self.fake, rows)
         self.fill_seconds = time.perf_counter() - began
         self.config = write_config(self.directory, self.server, page_size, interval)
-        parsed, _ = read_config(self.config)
         self.database = f"sqlite:///{self.directory / 'jobhooks.db'}"
-        self.loaded = load(self.config, startup_catalog(parsed, self.database, sync=True))
+        self.loaded = asyncio.run(self._load())
+        self.planner = RunPlanner(LeasePolicy(30.0))
+
+    async def _load(self) -> LoadedConfig:
+        """The configuration, names resolved from the platform's catalog as ``serve`` does."""
+        parsed, _ = read_config(self.config)
+        store = Store(self.database)
+        try:
+            return load(self.config, await serving_catalog(store, parsed))
+        finally:
+            store.close()
+
+    def poller(self, store: Store, clients: PlatformClients) -> Poller:
+        """A poller on ``store``, planning runs with the loaded registrations."""
+        return build_poller(
+            store,
+            clients,
+            self.loaded.config,
+            lambda job_type_id: self.planner.plan(self.loaded.registry, job_type_id),
+            node_id="bench",
+        )
 
     def close(self) -> None:
         self.server.close()
@@ -148,14 +170,7 @@ class Bench:
         store = Store(self.database)
         clients = build_clients(self.loaded.config.platform)
         try:
-            poller = build_poller(
-                store,
-                clients,
-                self.loaded.config,
-                lambda: self.loaded.registry,
-                lease_grace=30.0,
-                node_id="bench",
-            )
+            poller = self.poller(store, clients)
             assert await poller.acquire()
             began = time.perf_counter()
             report = await poller.poll_once()
@@ -183,14 +198,7 @@ class Bench:
         clients = build_clients(self.loaded.config.platform)
         latencies: list[float] = []
         try:
-            poller = build_poller(
-                store,
-                clients,
-                self.loaded.config,
-                lambda: self.loaded.registry,
-                lease_grace=30.0,
-                node_id="bench",
-            )
+            poller = self.poller(store, clients)
             task = asyncio.create_task(poller.run())
             while poller.caught_up_at is None:
                 await asyncio.sleep(0.05)

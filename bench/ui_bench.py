@@ -1,4 +1,4 @@
-"""Dashboard page times with a million stored completions.
+"""Dashboard page and operator API times with a million stored completions.
 
 Fills a fresh SQLite database (or, with ``--postgres``, a new PostgreSQL
 database) straight through the driver (``executemany``, or ``COPY``, in
@@ -6,8 +6,9 @@ chunks): completions spread over the last 30 days from a fleet of agents, one
 run of a catch-all handler per completion and one of a flaky handler for half
 of the job types, with their attempts and the dashboard's summaries. Then
 signs in to the dashboard in-process (the app ``jobhooks serve`` runs, driven
-through Starlette's TestClient) and times each page: p50, p95 and max over
-``--repeat`` renders after a warm-up.
+through Starlette's TestClient) and times each page, then each operator API
+endpoint that reads the same rows: p50, p95 and max over ``--repeat`` answers
+after a warm-up.
 
 With ``--store-checkins AGENTS`` it measures instead what the dashboard's
 summaries cost the check-in: the store alone, in-process, storing reports
@@ -309,19 +310,22 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def time_pages(config: Path, repeat: int) -> list[dict[str, Any]]:
-    """Sign in and time each page; returns one row per page."""
-    from jobhooks.api import create_app
+    """Sign in and time each page and API endpoint; returns one row per page."""
+    import asyncio
+
     from jobhooks.registry import load
     from jobhooks.service.runtime import Runtime
-    from jobhooks.store.tokens import create_token
+    from jobhooks.store.engine import connect
+    from jobhooks.web import create_app
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from starlette.testclient import TestClient
 
     runtime = Runtime(load(config), config, with_worker=False)
-    admin, _ = create_token(runtime.store.engine, "admin", label="ui-bench")
-    with runtime.store.engine.connect() as connection:
+    admin, _ = asyncio.run(runtime.store.tokens.create("admin", None, "ui-bench"))
+    engine = connect(runtime.database, pool_size=1)
+    with engine.connect() as connection:
         sample = [
             row[0]
             for row in connection.exec_driver_sql(
@@ -331,6 +335,7 @@ def time_pages(config: Path, repeat: int) -> list[dict[str, Any]]:
         agent, machine = connection.exec_driver_sql(
             "SELECT id, client_machine FROM agent_summary ORDER BY id LIMIT 1"
         ).one()
+    engine.dispose()
     flaky = job_type_id(FLAKY_TYPES[0])
     pages = [
         ("overview (last day)", "/ui/"),
@@ -350,6 +355,15 @@ def time_pages(config: Path, repeat: int) -> list[dict[str, Any]]:
         ("handlers", "/ui/handlers"),
         ("job types", "/ui/job-types"),
         ("agents", "/ui/agents"),
+        ("API completions, first page", "/api/v1/job-completions"),
+        ("API completions, failures", "/api/v1/job-completions?result=Failure"),
+        ("API completions, one agent", f"/api/v1/job-completions?agent_id={agent}"),
+        ("API completion detail", "api-detail"),
+        ("API handler runs, succeeded", "/api/v1/handler-runs?status=succeeded"),
+        ("API handler runs, dead", "/api/v1/handler-runs?status=dead"),
+        ("API handler runs, one handler", "/api/v1/handler-runs?handler=flaky-notifier"),
+        ("API handlers", "/api/v1/handlers"),
+        ("API job types", "/api/v1/job-types"),
     ]
     rows = []
     with TestClient(create_app(runtime), follow_redirects=False) as client:
@@ -362,8 +376,13 @@ def time_pages(config: Path, repeat: int) -> list[dict[str, Any]]:
             times = []
             for index in range(repeat + 3):
                 url = path or f"/ui/completions/{sample[index % len(sample)]}"
+                headers = {}
+                if url.startswith("/api/") or url == "api-detail":
+                    headers["Authorization"] = f"Bearer {admin}"
+                if url == "api-detail":
+                    url = f"/api/v1/job-completions/{sample[index % len(sample)]}"
                 began = time.perf_counter()
-                response = client.get(url)
+                response = client.get(url, headers=headers)
                 took = time.perf_counter() - began
                 assert response.status_code == 200, (url, response.status_code, response.text)
                 if index >= 3:

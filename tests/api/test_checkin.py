@@ -68,6 +68,12 @@ INVALID_FIELDS = {
     "certificate_id not a number": (_with(certificate_id="abc"), ["certificate_id"]),
     "negative retry count": (_with(current_retry_count=-1), ["current_retry_count"]),
     "retry count a float": (_with(current_retry_count=1.5), ["current_retry_count"]),
+    "retry count over 32 bits": (_with(current_retry_count=2**31), ["current_retry_count"]),
+    "retry count in other digits": (
+        _with(current_retry_count="\u0661\u0662"),
+        ["current_retry_count"],
+    ),
+    "certificate id over 64 bits": (_with(certificate_id=2**63), ["certificate_id"]),
     "username a number": (_with(username=5), ["username"]),
     "bad timestamp": (_with(request_timestamp="yesterday"), ["request_timestamp"]),
     "agent_id not a GUID": (_with(agent_id="not-a-guid"), ["agent_id"]),
@@ -104,6 +110,24 @@ def test_invalid_fields_are_422_naming_each_field(
     named = [error["field"] for error in problem["errors"]]
     assert sorted(named) == sorted(fields)
     assert all(error["message"] for error in problem["errors"])
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"], indirect=True)
+def test_the_largest_counts_and_ids_are_stored_and_one_more_is_refused_on_both_databases(
+    api: Api,
+) -> None:
+    largest = _with(current_retry_count=2**31 - 1, certificate_id=2**63 - 1, job_history_id=1)
+    refused = _with(current_retry_count=2**31)
+
+    stored = api.client.post(PATH, json=largest, headers=api.auth("agent"))
+    too_large = api.client.post(PATH, json=refused, headers=api.auth("agent"))
+
+    assert stored.status_code == 202, stored.text
+    [error] = _problem(too_large, 422)["errors"]
+    assert error["field"] == "current_retry_count" and str(2**31 - 1) in error["message"]
+    assert api.client.get("/readyz").status_code == 200, "a refused report is not a store failure"
+    [kept] = api.stored()
+    assert (kept["current_retry_count"], kept["certificate_id"]) == (2**31 - 1, 2**63 - 1)
 
 
 def test_the_error_says_what_is_accepted(nothing_stored: Api) -> None:

@@ -36,6 +36,9 @@ def _problem(response: Any, status: int) -> dict[str, Any]:
         ("GET", "/ui/runs?handler=%00"),
         ("GET", "/ui/completions/%00"),
         ("GET", "/api/v1/job-completions?client_machine=%ED%A0%80"),
+        ("GET", "/api/v1/job-completions/%ff"),
+        ("POST", "/api/v1/handlers/%ff/replay-dead"),
+        ("POST", "/api/v1/handler-runs/%ed%a0%80/replay"),
     ],
 )
 def test_a_nul_or_broken_text_in_a_parameter_is_a_4xx_naming_it(
@@ -45,7 +48,7 @@ def test_a_nul_or_broken_text_in_a_parameter_is_a_4xx_naming_it(
 
     assert 400 <= response.status_code < 500, response.text
     body = _problem(response, response.status_code)
-    assert "NUL" in body["detail"] or "Unicode" in body["detail"]
+    assert any(word in body["detail"] for word in ("NUL", "Unicode", "UTF-8")), body
 
 
 def test_deeply_nested_json_is_a_400(api: Api) -> None:
@@ -68,16 +71,19 @@ def test_deeply_nested_json_is_a_400(api: Api) -> None:
         ("text/notjsonatall", False),
         ("application/jsonp", False),
         ("text/plain; note=json", False),
+        ("application/+json", False),
+        (None, False),
     ],
 )
-def test_only_a_json_media_type_is_a_check_in(api: Api, content_type: str, accepted: bool) -> None:
+def test_only_a_json_media_type_is_a_check_in(
+    api: Api, content_type: str | None, accepted: bool
+) -> None:
     import json
 
-    response = api.client.post(
-        PATH,
-        content=json.dumps(report()),
-        headers={**api.auth("agent"), "content-type": content_type},
-    )
+    headers = api.auth("agent")
+    if content_type is not None:
+        headers["content-type"] = content_type
+    response = api.client.post(PATH, content=json.dumps(report()), headers=headers)
 
     if accepted:
         assert response.status_code == 202, response.text
@@ -90,6 +96,30 @@ def test_another_method_on_the_check_in_path_lists_the_ones_it_takes(api: Api) -
 
     _problem(response, 405)
     assert response.headers["allow"] == "GET, POST"
+
+
+@pytest.mark.parametrize("method", ["TRACE", "PUT", "DELETE", "PATCH"])
+def test_a_method_the_api_does_not_serve_is_a_405_whatever_its_query_holds(
+    api: Api, method: str
+) -> None:
+    response = api.client.request(
+        method, "/api/v1/handler-runs?status=dead%00", headers=api.auth("admin")
+    )
+
+    _problem(response, 405)
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "OPTIONS", "DELETE"])
+def test_a_chunked_body_is_counted_on_every_method(api: Api, method: str) -> None:
+    def chunks() -> Any:
+        for _ in range(100):
+            yield b"x" * 4096  # 400 KiB, no Content-Length
+
+    response = api.client.request(
+        method, "/api/v1/handlers", content=chunks(), headers=api.auth("admin")
+    )
+
+    assert response.status_code == 413, response.text
 
 
 def test_the_interactive_api_pages_that_load_from_a_cdn_are_not_served(api: Api) -> None:

@@ -115,6 +115,31 @@ def test_a_hanging_handler_isolated_in_a_process_is_killed_at_its_timeout(
     assert time.perf_counter() - started < 10
 
 
+def test_isolated_attempts_share_the_threads_and_are_timed_from_the_handlers_start(
+    register: Register, tmp_path: Path
+) -> None:
+    """Four isolated attempts of a 0.3 s handler with a 0.5 s timeout and two slots: at
+    most two children at once, and neither the wait for a slot nor a child's start
+    (a fresh interpreter importing the handler) counts against the timeout."""
+    spans = tmp_path / "spans.log"
+    registered = register(
+        "Spans", isolation="process", timeout=0.5, properties={"path": str(spans)}
+    )
+
+    async def main() -> list[Outcome]:
+        slots = asyncio.Semaphore(2)
+        attempts = (run_in_process(registered, sample_context(), slots) for _ in range(4))
+        return list(await asyncio.gather(*attempts))
+
+    outcomes = asyncio.run(main())
+
+    assert [o.error for o in outcomes] == [None] * 4
+    intervals = [tuple(map(float, line.split())) for line in read_lines(spans)]
+    assert len(intervals) == 4
+    at_once = max(sum(s <= t < e for s, e in intervals) for t, _ in intervals)
+    assert at_once <= 2, intervals
+
+
 def test_waiting_for_a_free_thread_is_not_part_of_the_timeout(
     register: Register, tmp_path: Path
 ) -> None:

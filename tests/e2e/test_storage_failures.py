@@ -41,22 +41,37 @@ def test_a_database_deleted_under_a_running_server_is_noticed_before_acknowledgi
 ) -> None:
     config = write_config(tmp_path, HANDLER)
     agent = cli.token(config, "--agent", str(AGENT_A))
+    admin = cli.token(config, "--admin")
     server = start_server(config)
     database = tmp_path / "data" / "jobhooks.db"
-    with server.client(agent) as client:
+    with server.client(agent) as client, server.client(admin) as operator:
         assert _post_many(client, 20) == [202] * 20
+        assert operator.get("/api/v1/handlers").status_code == 200  # the token is cached
         for path in tmp_path.joinpath("data").glob("jobhooks.db*"):
             path.unlink()
 
         after = _post_many(client, 50)
         ready = client.get("/readyz")
         answer = client.post("/api/v1/job-completions", json=report())
+        reads = {
+            path: operator.get(path)
+            for path in ("/api/v1/job-completions", "/api/v1/handler-runs", "/api/v1/handlers")
+        }
+        pages = [operator.get("/ui/login"), operator.get("/ui/")]
 
     assert 202 not in after, f"{after.count(202)} check-ins acknowledged into a deleted file"
     assert set(after) == {503}
     assert ready.status_code == 503
     assert "was deleted" in ready.json()["database"]
     assert "restart jobhooks" in answer.json()["detail"]
+    for path, read in reads.items():
+        assert read.status_code == 503, (path, read.text)
+        assert read.headers["content-type"] == "application/problem+json"
+    for page in pages:
+        assert page.status_code == 503, page.text
+        assert "text/html" in page.headers["content-type"]
+        assert "The database cannot be used right now" in page.text
+    assert "Traceback" not in server.log() and "Exception in ASGI" not in server.log()
     errors = [line for line in server.log().splitlines() if " ERROR " in line]
     assert len(errors) == 1, f"logged once at ERROR: {errors}"
     assert str(database) in errors[0]
@@ -149,6 +164,34 @@ def test_a_read_only_data_directory_at_start_is_one_line_not_a_traceback(
     [line] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert str(data) in line
     assert "read-only" in line, line
+
+
+def test_a_start_on_a_full_disk_leaves_no_empty_database_and_the_next_start_creates_it(
+    tmp_path: Path, start_server: StartServer
+) -> None:
+    with filesystem(tmp_path / "data", "1m") as data:
+        filler = data / "filler"
+        with filler.open("wb") as out:
+            out.write(b"\0" * shutil.disk_usage(data).free)
+        config = write_config(tmp_path, HANDLER)
+        result = subprocess.run(
+            [sys.executable, "-m", "jobhooks.cli", "serve", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            env=child_env(),
+            cwd=tmp_path,
+            timeout=60,
+        )
+        assert result.returncode != 0
+        [line] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert "the disk holding the database is full" in line, line
+        assert "writable" not in line, "a full disk is not a permission problem"
+        assert not (data / "jobhooks.db").exists(), "no empty database left behind"
+
+        filler.unlink()
+        server = start_server(config)
+        assert f"created a new database at {data / 'jobhooks.db'}" in server.log()
+        server.stop()
 
 
 def test_a_postgresql_url_without_its_driver_names_the_extra_to_install(tmp_path: Path) -> None:

@@ -138,7 +138,9 @@ def test_a_retry_after_a_500_carries_the_same_webhook_id(
 ) -> None:
     answers = iter([(500, b"receiver is down"), (200, b"")])
     http_receiver.respond = lambda request: next(answers)
-    config = write_config(webhook_config(http_receiver.url, 'secret = "env:WEBHOOK_SECRET"'))
+    config = write_config(
+        webhook_config(http_receiver.url, 'secret = "env:WEBHOOK_SECRET"\nshow_answer = true')
+    )
     first = sample_context()
     retry = dataclasses.replace(first, attempt=2)
     failed, succeeded = deliver(registered(config), first, retry)
@@ -192,18 +194,19 @@ def test_the_same_completion_through_test_handler_gets_the_same_id(
 
 
 @pytest.mark.parametrize("status", [301, 404, 500, 503])
+@pytest.mark.parametrize("show", [False, True])
 def test_a_non_2xx_answer_is_a_failed_attempt_naming_the_status(
-    write_config: WriteConfig, http_receiver: HttpReceiver, status: int
+    write_config: WriteConfig, http_receiver: HttpReceiver, status: int, show: bool
 ) -> None:
     http_receiver.respond = lambda request: (status, b"nope", {"location": "/elsewhere"})
+    properties = "show_answer = true" if show else ""
     (outcome,) = deliver(
-        registered(write_config(webhook_config(http_receiver.url))), sample_context()
+        registered(write_config(webhook_config(http_receiver.url, properties))), sample_context()
     )
     assert not outcome.succeeded
     reason = http.HTTPStatus(status).phrase
-    assert outcome.error == (
-        f"WebhookError: POST to 127.0.0.1:{http_receiver.port} answered {status} {reason}: 'nope'"
-    )
+    answered = f"WebhookError: POST to 127.0.0.1:{http_receiver.port} answered {status} {reason}"
+    assert outcome.error == (f"{answered}: 'nope'" if show else answered)
     assert len(http_receiver.requests) == 1, "a redirect is not followed"
 
 
@@ -340,10 +343,11 @@ def secret_url(base: str) -> str:
     return f"{scheme}://{SECRET_USER}:{SECRET_PASSWORD}@{address}{SECRET_PATH}?{SECRET_QUERY}"
 
 
-def secret_hook(base: str, **policy: Any) -> str:
-    return webhook_config(
-        secret_url(base), f'headers = {{ "X-Api-Key" = "{SECRET_HEADER}" }}', **policy
-    )
+def secret_hook(base: str, *, show_answer: bool = False, **policy: Any) -> str:
+    properties = f'headers = {{ "X-Api-Key" = "{SECRET_HEADER}" }}'
+    if show_answer:
+        properties += "\nshow_answer = true"
+    return webhook_config(secret_url(base), properties, **policy)
 
 
 def assert_no_secret(*texts: str | None) -> None:
@@ -357,7 +361,7 @@ def test_a_failed_delivery_names_the_host_but_no_secret_part_of_the_url(
 ) -> None:
     # Many receivers echo the path they could not serve; that must not leak it either.
     http_receiver.respond = lambda request: (500, f"down; no route {request.path}".encode())
-    config = write_config(secret_hook(http_receiver.url))
+    config = write_config(secret_hook(http_receiver.url, show_answer=True))
     (outcome,) = deliver(registered(config), sample_context())
     assert not outcome.succeeded
     assert outcome.error is not None
@@ -372,6 +376,35 @@ def test_a_failed_delivery_names_the_host_but_no_secret_part_of_the_url(
     assert request.headers["x-api-key"] == SECRET_HEADER
     expected = base64.b64encode(f"{SECRET_USER}:{SECRET_PASSWORD}".encode()).decode()
     assert request.headers["authorization"] == f"Basic {expected}"
+
+
+ECHOES = {
+    "the Basic header": lambda r: f"you sent {r.headers['authorization']}",
+    "a query value, decoded": lambda r: f"invalid token {r.query['token'][0]}",
+    "a path segment": lambda r: f"no such hook {r.path.split('/')[-1]}",
+    "a header's token": lambda r: f"invalid key {r.headers['x-api-key'].upper()}",
+    "the path, JSON-escaped": lambda r: json.dumps({"path": r.path}).replace("/", "\\/"),
+    "the URL upper-cased": lambda r: f"bad url {r.path.upper()}?TOKEN=QUERY-TOKEN-KQ2",
+}
+
+
+@pytest.mark.parametrize("echo", ECHOES.values(), ids=ECHOES.keys())
+@pytest.mark.parametrize("show", [False, True])
+def test_a_receiver_echoing_part_of_a_secret_never_shows_it(
+    write_config: WriteConfig, http_receiver: HttpReceiver, echo: Any, show: bool
+) -> None:
+    http_receiver.respond = lambda request: (400, echo(request).encode())
+    config = write_config(secret_hook(http_receiver.url, show_answer=show))
+
+    (outcome,) = deliver(registered(config), sample_context())
+
+    assert outcome.error is not None and "answered 400 Bad Request" in outcome.error
+    encoded = base64.b64encode(f"{SECRET_USER}:{SECRET_PASSWORD}".encode()).decode()
+    for text in (outcome.error, (outcome.error or "").casefold()):
+        assert_no_secret(text, outcome.traceback)
+        assert encoded not in text
+        for part in SECRET_PARTS:
+            assert part.casefold() not in text, f"{part!r} leaked into {text!r}"
 
 
 def test_a_receiver_that_is_not_there_is_named_by_its_host_only(

@@ -19,8 +19,9 @@ from jobhooks.config.load import read_config
 from jobhooks.intake import LeasePolicy, RunPlanner
 from jobhooks.platform.client import build_clients
 from jobhooks.poll import Poller
-from jobhooks.poll.wiring import build_poller, fetch_catalog_now
+from jobhooks.poll.wiring import build_poller
 from jobhooks.registry import LoadedConfig, load
+from jobhooks.service.startup import serving_catalog
 from jobhooks.store import Store
 
 __all__ = ["Platform", "pg_database", "pg_server", "pg_template"]
@@ -78,10 +79,7 @@ class Platform:
         into ``store`` first when the platform answers, as ``serve`` does)."""
         parsed, problems = read_config(config)
         assert not problems, problems
-        entries = await fetch_catalog_now(parsed)
-        if entries is not None:
-            await store.pull.save_catalog([(entry.name, entry.id) for entry in entries])
-        return load(config, await store.pull.catalog())
+        return load(config, await serving_catalog(store, parsed))
 
     def database(self, config: Path) -> str:
         """The database URL ``config`` names."""

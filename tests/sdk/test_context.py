@@ -286,7 +286,7 @@ contexts = st.builds(
     operation_type=st.sampled_from(OperationType),
     certificate_id=st.none() | _ids,
     request_timestamp=st.none() | _timestamps,
-    current_retry_count=_ids,
+    current_retry_count=st.integers(min_value=0, max_value=2**31 - 1),
     message=st.none() | st.text(max_size=200),
     completion_id=_text,
     source=st.sampled_from(["check-in", "poll"]),

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
+import pytest
+from sqlalchemy import update
 from support.reports import new_completion
 from support.storedb import StoreDb
 
-from jobhooks.errors import StoreError
+from jobhooks.errors import DatabaseLost, StoreError
 from jobhooks.store import Store
 from jobhooks.store.engine import connect
+from jobhooks.store.nodes import HEARTBEAT_EVERY, NodeIdentity
 from jobhooks.store.records import CheckinReceipt, RunOutcome, RunStatus
-from jobhooks.store.tables import completions, runs
+from jobhooks.store.tables import completions, nodes, runs
 
 
 def test_concurrent_check_ins_share_commits_and_dedupe_within_a_batch(store_url: str) -> None:
@@ -91,3 +95,34 @@ def test_a_failed_write_answers_its_caller_with_a_store_error(store_url: str) ->
         assert StoreDb(engine).count(completions, completions.c.id == receipt.id) == 1
     finally:
         engine.dispose()
+
+
+def test_a_database_that_goes_back_in_time_refuses_every_write(store_url: str) -> None:
+    """An older copy put in the database's place (a backup restored under a running
+    process) shows as an older heartbeat of this process than the one it wrote last."""
+    store = Store(store_url)
+    node = NodeIdentity.of_this_process()
+
+    async def main() -> None:
+        await store.start_heartbeat(node, lambda: True)
+        await store.check_in(new_completion("mail"))
+        engine = connect(store_url, pool_size=1)
+        try:
+            with engine.begin() as connection:  # what the older copy holds
+                connection.execute(
+                    update(nodes).where(nodes.c.id == node.id).values(heartbeat_at=1.0)
+                )
+        finally:
+            engine.dispose()
+        deadline = time.monotonic() + 3 * HEARTBEAT_EVERY
+        while store.unready() is None:
+            assert time.monotonic() < deadline, "the next heartbeat did not notice"
+            await asyncio.sleep(0.05)
+        with pytest.raises(DatabaseLost):
+            await store.check_in(new_completion("mail"))
+
+    try:
+        asyncio.run(main())
+        assert "went back in time" in (store.unready() or "")
+    finally:
+        store.close()

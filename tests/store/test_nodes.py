@@ -5,6 +5,7 @@ Times are passed in explicitly: a heartbeat goes stale without waiting.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from dataclasses import replace
@@ -73,7 +74,7 @@ def test_a_process_of_this_machine_that_exited_is_gone_at_once(db: StoreDb) -> N
     pid, started = _gone_pid()
     crashed = replace(ME, id=f"crashed:{pid}", pid=pid, pid_started=started)
     reused = replace(ME, id="reused", pid=ME.pid, pid_started=(ME.pid_started or 0) + 1)
-    other_machine = replace(crashed, id="other-machine", boot_id="another boot")
+    other_machine = replace(crashed, id="other-machine", pid_space="another boot")
     for node in (crashed, reused, other_machine):
         _beat(db, node, NOW)
 
@@ -82,6 +83,36 @@ def test_a_process_of_this_machine_that_exited_is_gone_at_once(db: StoreDb) -> N
     assert crashed.id in dead, "its heartbeat is fresh, but its process has exited"
     assert reused.id in dead, "the pid runs another process (started at another time)"
     assert other_machine.id not in dead, "another machine's pids say nothing of its processes"
+
+
+CONTAINED = """
+import dataclasses, json, sys
+from jobhooks.store.nodes import NodeIdentity
+print(json.dumps(dataclasses.asdict(NodeIdentity.of_this_process())), flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_live_process_in_another_pid_namespace_of_this_host_is_not_taken_for_gone(
+    db: StoreDb,
+) -> None:
+    """A container sharing the host's name (and boot) numbers its processes apart: its
+    pid 1 is not this machine's pid 1, so only its heartbeat can say it is gone."""
+    command = ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", CONTAINED]
+    child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        contained = NodeIdentity(**json.loads(child.stdout.readline()))
+        assert (contained.host, contained.pid) == (ME.host, 1)
+        assert contained.pid_space != ME.pid_space
+        _beat(db, contained, NOW)
+
+        assert contained.id not in _dead(db, NOW + 1)
+        assert contained.id in _dead(db, NOW + STALE_AFTER + 1), "its heartbeat still counts"
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(10)
 
 
 def _store_run(db: StoreDb, now: float, holder: str | None = None) -> str:

@@ -5,13 +5,17 @@ Time is passed in explicitly, so leases expire without waiting.
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from support.reports import new_completion
 from support.storedb import StoreDb
 
+from jobhooks.store import queue
 from jobhooks.store.checkins import insert_checkins
+from jobhooks.store.engine import connect
 from jobhooks.store.queue import (
     ClaimRequest,
     claim_runs,
@@ -80,6 +84,33 @@ def test_a_claim_leases_due_runs_to_the_worker(db: StoreDb) -> None:
     other = db.run(first[1])
     assert other.lease_until == NOW + 1 + 60.0, "a handler without a lease gets the default"
     assert _claim(db, "w2", NOW + 2) == [], "leased runs are not claimed again"
+
+
+def test_two_processes_claiming_at_once_never_take_the_same_run(
+    db: StoreDb, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes on one database (two engines here): each claim reads the due runs,
+    then marks them taken. Held at that point until the other has read too (or for a
+    second, if the other has to wait for the first), they must still split the runs."""
+    [run_id] = _store_runs(db, "mail")
+    read = {"a": threading.Event(), "b": threading.Event()}
+    real = queue._candidates
+
+    def candidates_then_pause(connection: Any, request: ClaimRequest, now: float) -> Any:
+        found = real(connection, request, now)
+        read[request.worker].set()
+        read["b" if request.worker == "a" else "a"].wait(timeout=1.0)
+        return found
+
+    monkeypatch.setattr(queue, "_candidates", candidates_then_pause)
+    other = StoreDb(connect(store_url))
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            claims = list(pool.map(lambda pair: _claim(*pair, NOW), [(db, "a"), (other, "b")]))
+    finally:
+        other.engine.dispose()
+    assert sorted(len(claimed) for claimed in claims) == [0, 1], claims
+    assert [run.id for claimed in claims for run in claimed] == [run_id]
 
 
 def test_a_claim_takes_at_most_its_limit_oldest_first(db: StoreDb) -> None:
@@ -172,6 +203,10 @@ def test_an_outcome_from_a_worker_that_lost_its_lease_is_ignored(db: StoreDb) ->
         (1, "w1", "succeeded"),  # the late report replaces the guess that it was lost
         (2, "w2", "failed"),
     ]
+    assert history[0].error == "reported after its run was taken back from it", (
+        "the history still shows that another worker took the run over"
+    )
+    assert history[1].error == "boom"
 
 
 def test_outcomes_succeeded_and_dead_end_the_run(db: StoreDb) -> None:

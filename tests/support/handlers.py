@@ -123,6 +123,21 @@ class Exits(JobCompleteHandler):
         os._exit(3)
 
 
+class Spans(JobCompleteHandler):
+    """Sleeps ``seconds``, then appends ``<start> <end>`` (``time.monotonic``, one clock for
+    every process of the machine) to ``path``: how many ran at once can be read back."""
+
+    path: str
+    seconds: float = 0.3
+
+    def run_handler(self, context: JobCompleteContext) -> bool:
+        began = time.monotonic()
+        time.sleep(self.seconds)
+        with open(self.path, "a", encoding="utf-8") as out:
+            out.write(f"{began} {time.monotonic()}\n")
+        return True
+
+
 class Sleeps(JobCompleteHandler):
     """Sleeps ``seconds`` on its thread, then appends ``<completion_id> <attempt>`` to
     ``path`` (a handler slower than the threads free for it)."""

@@ -164,8 +164,6 @@ def create_app(
     )
     app.include_router(operator.router)
     app.include_router(health.router)
-    for extend in extensions:
-        extend(app)
 
     original_openapi = app.openapi
 
@@ -208,4 +206,7 @@ def create_app(
         headers = dict(exc.headers) if exc.headers else None
         return problem_response(exc.status_code, str(exc.detail), None, headers)
 
+    # Last, so an extension sees the API's handlers (and may defer to them).
+    for extend in extensions:
+        extend(app)
     return CheckinEndpoint(runtime, RequestGuard(app))

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from jobhooks.api.auth import require
-from jobhooks.api.guard import MAX_BODY
+from jobhooks.api.guard import BodyRefused, check_length, read_body
 from jobhooks.api.problems import ApiProblem, problem_body
 from jobhooks.errors import ReportRejected, StoreError
 from jobhooks.service.runtime import Runtime
@@ -35,11 +35,12 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def is_json(content_type: str) -> bool:
-    """True for ``application/json`` and ``application/<anything>+json``, with parameters."""
+    """True for ``application/json`` and ``application/<subtype>+json``, with parameters."""
     kind = content_type.split(";", 1)[0].strip().lower()
-    return kind == "application/json" or (
-        kind.startswith("application/") and kind.endswith("+json")
-    )
+    if kind == "application/json":
+        return True
+    subtype = kind.removeprefix("application/")
+    return subtype != kind and subtype.endswith("+json") and len(subtype) > len("+json")
 
 
 _STATUS = {"malformed": 400, "invalid": 422, "forbidden": 403}
@@ -140,31 +141,16 @@ class CheckinEndpoint:
         declared: bytes | None,
         content_type: str | None,
     ) -> tuple[int, bytes]:
-        if declared is not None:
-            if not declared.isdigit():
-                return 400, problem_body(400, "Content-Length is not a number")
-            if int(declared) > MAX_BODY:
-                return 413, problem_body(
-                    413, f"the body is {int(declared)} bytes; the limit is {MAX_BODY}"
-                )
-        if content_type is not None and not is_json(content_type):
+        if content_type is None or not is_json(content_type):
+            given = "no Content-Type" if content_type is None else content_type[:100]
             return 415, problem_body(
-                415, f"send the completion as application/json, not {content_type[:100]}"
+                415, f"send the completion as application/json (Content-Type), not {given}"
             )
-        chunks: list[bytes] = []
-        size = 0
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return 400, problem_body(400, "the client went away before sending the body")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > MAX_BODY:
-                return 413, problem_body(413, f"the body is over the limit of {MAX_BODY} bytes")
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        try:
+            check_length(declared)
+            body = await read_body(receive)
+        except BodyRefused as refused:
+            return refused.status, problem_body(refused.status, refused.detail)
         try:
             return await check_in(self.runtime, authorization, key, body)
         except Exception:

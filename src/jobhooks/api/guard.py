@@ -7,19 +7,20 @@ every other request is checked here, in front of the framework:
   (a chunked body has no length to trust), and a larger one is answered 413
   without reading the rest;
 * a path or query parameter holding a NUL character, or text that is not
-  valid Unicode, is answered with a 4xx naming it, since no database can
-  store or compare it.
+  valid Unicode (also percent-encoded bytes that are not UTF-8), is answered
+  with a 4xx naming it, since no database can store or compare it. Only for
+  the methods the API serves: any other method is a 405 whatever it carries.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote_to_bytes
 
 from jobhooks.api.problems import problem_body
 
-__all__ = ["MAX_BODY", "RequestGuard", "unstorable"]
+__all__ = ["MAX_BODY", "BodyRefused", "RequestGuard", "check_length", "read_body", "unstorable"]
 
 MAX_BODY = 64 * 1024
 """The largest body any endpoint takes."""
@@ -41,6 +42,52 @@ def unstorable(text: str) -> str | None:
         except UnicodeEncodeError:
             return "is not valid Unicode text"
     return None
+
+
+class BodyRefused(Exception):
+    """A request body that is not read to its end: too large, or the client went away
+    (``client_gone``: nobody is left to answer)."""
+
+    def __init__(self, status: int, detail: str, *, client_gone: bool = False) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.client_gone = client_gone
+
+
+def check_length(declared: bytes | None, limit: int = MAX_BODY) -> None:
+    """Refuse a ``Content-Length`` that is not a number or is over ``limit`` (before
+    reading anything). Raises :class:`BodyRefused`."""
+    if declared is None:
+        return
+    if not declared.isdigit():
+        raise BodyRefused(400, "Content-Length is not a number")
+    if int(declared) > limit:
+        raise BodyRefused(413, f"the body is {int(declared)} bytes; the limit is {limit}")
+
+
+async def read_body(receive: Receive, limit: int = MAX_BODY) -> bytes:
+    """The whole body, counted as it arrives (a chunked body has no length to trust).
+    Raises :class:`BodyRefused` past ``limit`` bytes, without reading the rest, or when
+    the client goes away first."""
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise BodyRefused(400, "the client went away before sending the body", client_gone=True)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyRefused(413, f"the body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+_SERVED = ("GET", "HEAD", "POST")
+"""The methods the API answers; the others are refused by routing (405)."""
 
 
 async def _answer(send: Send, status: int, detail: str, errors: list[dict[str, str]]) -> None:
@@ -73,34 +120,23 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        problem = self._text_problem(scope)
-        if problem is not None:
-            await _answer(send, *problem)
-            return
-        declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-            await _answer(
-                send, 413, f"the body is {int(declared)} bytes; the limit is {self.max_body}", []
-            )
-            return
-        if scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE") and declared is None:
-            await self.app(scope, receive, send)
-            return
-        chunks: list[bytes] = []
-        size = 0
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
+        if scope["method"] in _SERVED:
+            problem = self._text_problem(scope)
+            if problem is not None:
+                await _answer(send, *problem)
                 return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body:
-                await _answer(send, 413, f"the body is over the limit of {self.max_body} bytes", [])
-                return
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length")
+        if declared is None and b"transfer-encoding" not in headers:
+            await self.app(scope, receive, send)  # no body at all
+            return
+        try:
+            check_length(declared, self.max_body)
+            body = await read_body(receive, self.max_body)
+        except BodyRefused as refused:
+            if not refused.client_gone:
+                await _answer(send, refused.status, refused.detail, [])
+            return
         replayed = False
 
         async def replay() -> Message:
@@ -116,6 +152,12 @@ class RequestGuard:
     def _text_problem(scope: Scope) -> tuple[int, str, list[dict[str, str]]] | None:
         path = scope.get("path", "")
         why = unstorable(path)
+        raw = scope.get("raw_path")
+        if why is None and raw and b"%" in raw:
+            try:
+                unquote_to_bytes(raw).decode("utf-8")
+            except UnicodeDecodeError:
+                why = "holds percent-encoded bytes that are not UTF-8 text"
         if why is not None:
             return 404, f"no such resource: the path {why}", [{"field": "path", "message": why}]
         query = scope.get("query_string", b"").decode("utf-8", "surrogateescape")

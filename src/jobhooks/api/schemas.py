@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from jobhooks.sdk.context import MAX_ID, MAX_RETRY_COUNT
 from jobhooks.sdk.enums import JobResult, OperationType
 
 __all__ = ["CheckinAnswer", "CompletionReport", "RunAnswer"]
@@ -22,8 +23,6 @@ OperationTypeValue = Literal[
 ]  # fmt: skip
 
 
-MAX_COUNT = 2**63 - 1
-"""The largest count or id a database column holds."""
 STORABLE = r"^[^\x00]*$"
 """Text fields take any text but a NUL character, which no database stores."""
 
@@ -47,15 +46,15 @@ class CompletionReport(BaseModel):
     job_result: JobResultValue = Field(
         description="JobResult: " + ", ".join(f"{m.display}={m.value}" for m in JobResult)
     )
-    certificate_id: int | None = Field(None, ge=0, le=MAX_COUNT)
+    certificate_id: int | None = Field(None, ge=0, le=MAX_ID)
     request_timestamp: datetime | None = None
     current_retry_count: int | None = Field(
         None,
         ge=0,
-        le=MAX_COUNT,
+        le=MAX_RETRY_COUNT,
         description="Omit it to let jobhooks count the job's consecutive failures.",
     )
-    job_history_id: int | None = Field(None, ge=0, le=MAX_COUNT)
+    job_history_id: int | None = Field(None, ge=0, le=MAX_ID)
     message: str | None = Field(None, max_length=32_768, pattern=STORABLE)
 
 

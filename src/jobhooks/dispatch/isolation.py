@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import multiprocessing
 import time
@@ -16,13 +17,19 @@ from jobhooks.registry.matching import RegisteredHandler
 from jobhooks.sdk.context import JobCompleteContext
 from jobhooks.sdk.handler import JobCompleteHandler
 
-__all__ = ["run_in_process"]
+__all__ = ["START_LIMIT", "run_in_process"]
 
 _spawn = multiprocessing.get_context("spawn")
+
+START_LIMIT = 60.0
+"""Seconds a child process may take to start (a fresh interpreter importing the handler's
+module) before the attempt fails; the handler's timeout counts from when it has."""
+_STARTED = "started"
 
 
 def _child(pipe: Connection, handler: JobCompleteHandler, context: JobCompleteContext) -> None:
     try:
+        pipe.send(_STARTED)
         result: Any = handler.run_handler(context)
         if inspect.isawaitable(result):
             result = asyncio.run(result)  # type: ignore[arg-type]
@@ -39,16 +46,30 @@ def _child(pipe: Connection, handler: JobCompleteHandler, context: JobCompleteCo
 def _run_blocking(
     handler: JobCompleteHandler, context: JobCompleteContext, timeout: float
 ) -> Outcome:
-    started = time.perf_counter()
-    started_at = time.time()
     receiver, sender = _spawn.Pipe(duplex=False)
     process = _spawn.Process(target=_child, args=(sender, handler, context), daemon=True)
+    began = time.perf_counter()
     process.start()
     sender.close()
     try:
-        if not receiver.poll(timeout):
-            process.kill()
+        if not receiver.poll(START_LIMIT):
+            return Outcome(
+                False,
+                time.perf_counter() - began,
+                f"the handler's process did not start within {START_LIMIT:g} s (killed)",
+            )
+        try:
+            receiver.recv()  # the child is about to call the handler: its time starts
+        except EOFError:
             process.join(5)
+            return Outcome(
+                False,
+                time.perf_counter() - began,
+                f"the handler's process exited with code {process.exitcode} before starting",
+            )
+        started = time.perf_counter()
+        started_at = time.time()
+        if not receiver.poll(timeout):
             return Outcome(
                 False,
                 time.perf_counter() - started,
@@ -74,13 +95,21 @@ def _run_blocking(
             process.join(5)
 
 
-async def run_in_process(registered: RegisteredHandler, context: JobCompleteContext) -> Outcome:
+async def run_in_process(
+    registered: RegisteredHandler,
+    context: JobCompleteContext,
+    slots: asyncio.Semaphore | None = None,
+) -> Outcome:
     """Run ``registered`` once in a fresh child process; kill it at the timeout.
 
+    At most as many children run at once as ``slots`` allows (the worker's
+    ``threads``); the timeout starts when the child is about to call the
+    handler, so neither waiting for a slot nor starting the interpreter counts.
     The child gets the handler (properties included) and the context's data;
     ``context.client`` there is not configured.
     """
-    # Not the loop's default pool: check-ins and operator reads need its threads.
-    return await run_in_thread(
-        partial(_run_blocking, registered.handler, context, registered.policy.timeout)
-    )
+    async with slots if slots is not None else contextlib.nullcontext():
+        # Not the loop's default pool: check-ins and operator reads need its threads.
+        return await run_in_thread(
+            partial(_run_blocking, registered.handler, context, registered.policy.timeout)
+        )

@@ -266,7 +266,7 @@ class Worker:
         except Exception as exc:
             return Outcome(False, 0.0, f"cannot build the context: {exc!r}"), 0.0
         if registered.policy.isolation == "process":
-            outcome = await run_in_process(registered, context)
+            outcome = await run_in_process(registered, context, self._threads)
         else:
             outcome = await run_attempt(registered, context, self._threads)
         if self._metrics is not None and run.number == 1:

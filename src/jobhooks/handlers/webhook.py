@@ -13,18 +13,27 @@ a ``secret``, ``webhook-signature: v1,<base64 HMAC-SHA256>``.
 token in its query or a secret path (Slack's ``/services/T000/B000/XXXX``),
 and headers carry API keys. They are shown masked, and an error names the
 receiver by host and port only (``POST to hooks.example.com:443 answered
-500 ...``), never quoting an exception's text, which may hold the URL.
+500 Internal Server Error``), never quoting an exception's text, which may
+hold the URL. A receiver's answer is not shown either, since receivers echo
+what they were sent in ways no mask can foresee (a path segment, a query
+value decoded, the Basic header in base64); ``show_answer = true`` adds its
+first 200 characters, each secret part (in any case, escaped or encoded)
+masked, for a receiver known not to echo.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import http
 import json
 import os
+import re
 import socket
 import ssl
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from urllib.parse import parse_qsl, quote, quote_plus
 
 import httpx
 from standardwebhooks import Webhook
@@ -55,6 +64,8 @@ class WebhookHandler(JobCompleteHandler):
     verify_tls: bool = True
     ca_bundle: str | None = None
     """A PEM file of the private CA that signed the receiver's certificate."""
+    show_answer: bool = False
+    """Put the start of a refusing receiver's answer in the error (secret parts masked)."""
 
     def setup(self) -> None:
         reference = f" ({self.url.reference})" if self.url.reference else ""
@@ -137,19 +148,14 @@ class WebhookHandler(JobCompleteHandler):
             # it out of the stored traceback too.
             raise WebhookError(f"POST to {self._where} failed: {_reason(exc)}") from None
         if not 200 <= response.status_code < 300:
+            status = response.status_code
+            answered = f"POST to {self._where} answered {status} {_phrase(status)}"
+            if not self.show_answer:
+                raise WebhookError(answered)
             # Redacted before it is cut, so no secret is left half shown at the cut.
-            shown = self._redact(response.text[: _SHOWN_BODY * 20])[:_SHOWN_BODY]
-            raise WebhookError(
-                f"POST to {self._where} answered {response.status_code} "
-                f"{self._redact(response.reason_phrase)}: {shown!r}"
-            )
+            shown = self._redacted.sub(MASK, response.text[: _SHOWN_BODY * 20])[:_SHOWN_BODY]
+            raise WebhookError(f"{answered}: {shown!r}")
         return True
-
-    def _redact(self, text: str) -> str:
-        """``text`` with every secret part of the URL and every header value masked."""
-        for part in self._redacted:
-            text = text.replace(part, MASK)
-        return text
 
 
 def _where(url: httpx.URL) -> str:
@@ -158,22 +164,44 @@ def _where(url: httpx.URL) -> str:
     return f"{host}:{url.port or _DEFAULT_PORTS[url.scheme]}"
 
 
-def _secret_parts(url: httpx.URL, text: str, headers: Iterable[Secret]) -> tuple[str, ...]:
-    """The strings a receiver's answer might echo that must not be shown, longest first."""
+def _phrase(status: int) -> str:
+    """The standard reason phrase (a receiver's own may echo what it was sent)."""
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return "(an unknown status)"
+
+
+def _secret_parts(url: httpx.URL, text: str, headers: Iterable[Secret]) -> re.Pattern[str]:
+    """What a receiver's answer might echo that must not be shown: the URL and each of its
+    parts (path segments, query names and values, raw and decoded), the credentials
+    (also as the Basic header's base64), each header value and each word of it; in any
+    case, and with ``/`` escaped as JSON may write it."""
     raw_path = url.raw_path.decode("ascii", "replace")
+    query = url.query.decode("ascii", "replace")
+    userinfo = url.userinfo.decode("ascii", "replace")
     parts = {
         text,
         raw_path,
         url.path,
-        url.query.decode("ascii", "replace"),
+        query,
         url.fragment,
-        url.userinfo.decode("ascii", "replace"),
+        userinfo,
         url.username,
         url.password or "",
-        *(value.reveal() for value in headers),
+        base64.b64encode(f"{url.username}:{url.password or ''}".encode()).decode(),
+        *raw_path.split("/"),
+        *url.path.split("/"),
     }
-    kept = (part for part in parts if len(part.strip("/")) >= _MIN_REDACTED)
-    return tuple(sorted(kept, key=len, reverse=True))
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        parts.update((name, value, quote(value, safe=""), quote_plus(value)))
+    for header in headers:
+        value = header.reveal()
+        parts.update((value, *value.split()))
+    kept = {part for part in parts if len(part.strip("/")) >= _MIN_REDACTED}
+    kept |= {part.replace("/", "\\/") for part in kept if "/" in part}
+    ordered = sorted(kept, key=len, reverse=True)
+    return re.compile("|".join(re.escape(part) for part in ordered), re.IGNORECASE)
 
 
 def _reason(exc: BaseException) -> str:

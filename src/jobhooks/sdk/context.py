@@ -17,7 +17,14 @@ import httpx
 from jobhooks.errors import ContextError, FieldProblem, PlatformNotConfigured
 from jobhooks.sdk.enums import JobResult, OperationType, normalise_name
 
-__all__ = ["SOURCES", "JobCompleteContext", "unconfigured_async_client", "unconfigured_client"]
+__all__ = [
+    "MAX_ID",
+    "MAX_RETRY_COUNT",
+    "SOURCES",
+    "JobCompleteContext",
+    "unconfigured_async_client",
+    "unconfigured_client",
+]
 
 SOURCES = ("check-in", "poll")
 _MAX_TEXT = 512
@@ -191,18 +198,31 @@ def _guid(value: object) -> uuid.UUID:
         raise ValueError(f"not a GUID: {value[:80]!r}") from None
 
 
-def _count(value: object) -> int:
+MAX_ID = 2**63 - 1
+"""The largest certificate or job history id (a 64-bit column)."""
+MAX_RETRY_COUNT = 2**31 - 1
+"""The largest ``current_retry_count`` (a 32-bit column; no job fails that often)."""
+
+
+def _count(value: object, limit: int = MAX_ID) -> int:
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # JSON does not tell 1402 from 1402.0
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ValueError(f"expected a non-negative integer, got {_kind(value)}")
     if isinstance(value, str):
-        if not value.strip().isdigit():
+        digits = value.strip()
+        if not (digits.isascii() and digits.isdigit()):
             raise ValueError(f"expected a non-negative integer, got {value[:40]!r}")
-        value = int(value)
-    if value < 0 or value > 2**63 - 1:
+        value = int(digits)
+    if value < 0:
         raise ValueError(f"expected a non-negative integer, got {value}")
+    if value > limit:
+        raise ValueError(f"expected an integer of at most {limit}, got {value}")
     return value
+
+
+def _retry_count(value: object) -> int:
+    return _count(value, MAX_RETRY_COUNT)
 
 
 def _timestamp(value: object) -> datetime:
@@ -262,7 +282,7 @@ _PARSERS: dict[str, Callable[[object], Any]] = {
     "operation_type": OperationType.parse,
     "certificate_id": _optional(_count),
     "request_timestamp": _optional(_timestamp),
-    "current_retry_count": _count,
+    "current_retry_count": _retry_count,
     "message": _optional(_text(_MAX_MESSAGE)),
     "completion_id": _text(_MAX_TEXT),
     "source": _source,

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from jobhooks.errors import StoreError
 from jobhooks.store import Store
 
 __all__ = ["FIRST_AFTER", "RETENTION_EVERY", "keep_for"]
@@ -30,6 +31,9 @@ async def keep_for(store: Store, days: Callable[[], int], clock: Callable[[], fl
                 total += count
             if total:
                 logger.info("retention: deleted %d completions older than %d days", total, kept)
+        except StoreError as exc:
+            # Already said in plain words (the store logs a failed write once).
+            logger.warning("retention did not run: %s; trying again in an hour", exc)
         except Exception:
-            logger.exception("retention failed; trying again later")
+            logger.exception("retention failed; trying again in an hour")
         await asyncio.sleep(RETENTION_EVERY)

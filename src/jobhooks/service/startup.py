@@ -15,7 +15,7 @@ from jobhooks.registry import LoadedConfig, load_for_serving
 from jobhooks.service.runtime import Runtime
 from jobhooks.store import Store
 
-__all__ = ["open_runtime", "open_store", "settings"]
+__all__ = ["open_runtime", "open_store", "serving_catalog", "settings"]
 
 
 def settings(path: Path | None) -> JobhooksConfig:
@@ -52,7 +52,7 @@ def open_runtime(path: Path | None, *, with_worker: bool, poll: bool | None = No
         )
     store = open_store(path, config)
     try:
-        loaded = load_for_serving(path, asyncio.run(_catalog(store, config)))
+        loaded = load_for_serving(path, asyncio.run(serving_catalog(store, config)))
         if poll is not None:
             loaded = LoadedConfig(
                 loaded.config.model_copy(update={"poll": config.poll}), loaded.registry
@@ -63,8 +63,9 @@ def open_runtime(path: Path | None, *, with_worker: bool, poll: bool | None = No
         raise
 
 
-async def _catalog(store: Store, config: JobhooksConfig) -> dict[str, uuid.UUID]:
-    """The names registrations may use: synced from the platform first when polling."""
+async def serving_catalog(store: Store, config: JobhooksConfig) -> dict[str, uuid.UUID]:
+    """The job type names registrations may use: the platform's catalog is synced into
+    ``store`` first when polling (the stored one serves if the platform cannot be read)."""
     if config.poll.enabled and config.platform.url:
         entries = await fetch_catalog_now(config)
         if entries is not None:

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from jobhooks.errors import StoreError
+from jobhooks.store.engine import for_reads
 from jobhooks.store.failures import describe_failure
 from jobhooks.store.writer import BatchOperation, GroupCommitWriter
 
@@ -37,15 +38,17 @@ class Database:
     def __init__(self, engine: Engine, writer: GroupCommitWriter) -> None:
         self.engine = engine
         self.writer = writer
+        self._reads = for_reads(engine)
 
     def read_now(
         self, query: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """Run ``query(connection, ...)`` here, on a connection of the pool."""
-        if self.writer.lost is not None:
-            raise self.writer.lost
+        lost = self.writer.lost
+        if lost is not None:
+            raise lost
         try:
-            with self.engine.connect() as connection:
+            with self._reads.connect() as connection:
                 return query(connection, *args, **kwargs)
         except SQLAlchemyError as exc:
             logger.debug("a read failed: %s", exc)

@@ -45,7 +45,8 @@ class WalCheckpointer:
     def checkpoint(self) -> None:
         """Copy committed pages from the log into the database file."""
         try:
-            with self._engine.connect() as connection:
+            autocommit = self._engine.execution_options(isolation_level="AUTOCOMMIT")
+            with autocommit.connect() as connection:
                 connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
         except Exception as exc:
             # Logged once per outage (a full disk fails every second until it is freed).

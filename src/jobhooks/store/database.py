@@ -8,6 +8,7 @@ naming the database and the cause, never a driver's traceback.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from jobhooks.errors import StoreError
-from jobhooks.store.engine import connect, is_sqlite, shown_url, sqlite_path
+from jobhooks.store.engine import connect, for_reads, is_sqlite, shown_url, sqlite_path
 from jobhooks.store.failures import describe_failure
 from jobhooks.store.migrate import current_revision, ensure_current, upgrade
 
@@ -29,6 +30,7 @@ logger = logging.getLogger("jobhooks.store")
 T = TypeVar("T")
 
 POSTGRES_EXTRA = "pip install 'jobhooks[postgres]'"
+_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +80,8 @@ def open_database(url: str, *, migrate: bool | None = None, pool_size: int = 8) 
     if migrate is None:
         migrate = sqlite
     path = sqlite_path(url) if sqlite else None
-    new = path is not None and not path.exists()
+    # An empty file is what a start that failed half-way (a full disk) leaves behind.
+    new = path is not None and (not path.exists() or path.stat().st_size == 0)
     engine = _engine(url, pool_size, create=True)
     try:
         if migrate:
@@ -90,10 +93,13 @@ def open_database(url: str, *, migrate: bool | None = None, pool_size: int = 8) 
         raise
     except (SQLAlchemyError, OSError) as exc:
         engine.dispose()
-        where = f" (is {path.parent} writable by this user?)" if path is not None else ""
-        raise StoreError(
-            f"cannot open the database {shown_url(url)}: {describe_failure(exc)}{where}"
-        ) from None
+        if new and path is not None:
+            _remove_new(path)
+        why = describe_failure(exc)
+        where = ""
+        if path is not None and why.startswith("the database refused"):
+            where = f" (is {path.parent} writable by this user?)"
+        raise StoreError(f"cannot open the database {shown_url(url)}: {why}{where}") from None
     if path is None:
         return engine
     engine.dispose()
@@ -102,6 +108,16 @@ def open_database(url: str, *, migrate: bool | None = None, pool_size: int = 8) 
         # every token and all history start empty.
         logger.warning("created a new database at %s", path.resolve())
     return _engine(url, pool_size, create=False)
+
+
+def _remove_new(path: Path) -> None:
+    """Remove what a failed first start created (an empty database and its side files),
+    so the next start creates it afresh and says so."""
+    for leftover in (path, *(path.with_name(path.name + end) for end in _SIDE_FILES)):
+        with contextlib.suppress(OSError):
+            if leftover == path and leftover.stat().st_size > 0:
+                continue
+            leftover.unlink()
 
 
 def upgrade_database(url: str) -> tuple[str | None, str | None]:
@@ -144,7 +160,7 @@ def peek(url: str, query: Callable[[Connection], T]) -> T | None:
     except StoreError:
         return None
     try:
-        with engine.connect() as connection:
+        with for_reads(engine).connect() as connection:
             return query(connection)
     except (SQLAlchemyError, OSError) as exc:
         logger.debug("cannot look into %s: %s", shown_url(url), exc)

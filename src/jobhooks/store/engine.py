@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
-__all__ = ["connect", "is_sqlite", "shown_url", "sqlite_path"]
+__all__ = ["connect", "for_reads", "is_sqlite", "shown_url", "sqlite_path"]
+
+_READS = "jobhooks_reads"
 
 
 def is_sqlite(url: str) -> bool:
@@ -44,6 +46,27 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA wal_autocheckpoint=0")
     cursor.execute("PRAGMA journal_size_limit=67108864")
     cursor.close()
+    # Transactions are begun by _sqlite_begin, not by the driver (see there).
+    dbapi_connection.isolation_level = None
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    # The driver would begin a transaction only at its first write, so a claim (read the
+    # due runs, then mark them taken) by two processes on one file could both read the
+    # same run. A transaction takes the file's write lock when it begins (the others
+    # wait, busy_timeout, and then see what it wrote), except the store's reads, which
+    # never wait, and autocommit work (a checkpoint cannot run inside a transaction).
+    options = connection.get_execution_options()
+    if options.get("isolation_level") == "AUTOCOMMIT":
+        return
+    connection.exec_driver_sql("BEGIN" if options.get(_READS) else "BEGIN IMMEDIATE")
+
+
+def for_reads(engine: Engine) -> Engine:
+    """The engine for transactions that only read: on SQLite they take no lock and never
+    wait for a writer (WAL); every other transaction takes the write lock as it begins,
+    so what it reads cannot change before it commits (PostgreSQL locks rows instead)."""
+    return engine.execution_options(**{_READS: True})
 
 
 def connect(url: str, *, pool_size: int = 8, create: bool = True) -> Engine:
@@ -69,6 +92,7 @@ def connect(url: str, *, pool_size: int = 8, create: bool = True) -> Engine:
             **options,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")

@@ -9,20 +9,24 @@ workers the queue, operators :attr:`Store.reads`, the token cache
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy import Connection, func, select
+from sqlalchemy.exc import SQLAlchemyError
 
-from jobhooks.errors import DatabaseLost
+from jobhooks.errors import DatabaseLost, StoreError
 from jobhooks.store.access import Database
 from jobhooks.store.checkins import CheckinWrites
 from jobhooks.store.checkpoint import WalCheckpointer
+from jobhooks.store.clock import DatabaseClock
 from jobhooks.store.database import FileIdentity, open_database
 from jobhooks.store.dialect import RUNS_CHANNEL, notify
 from jobhooks.store.engine import is_sqlite, sqlite_path
+from jobhooks.store.failures import describe_failure
 from jobhooks.store.keys import signing_keys
 from jobhooks.store.nodes import HEARTBEAT_EVERY, NodeIdentity, beat, dead_nodes, stop_node
 from jobhooks.store.ports import LocalWorker
@@ -36,12 +40,12 @@ from jobhooks.store.tables import runs
 from jobhooks.store.tokens import TokenStore
 from jobhooks.store.writer import BatchOperation, GroupCommitWriter, StoreHealth
 
-__all__ = ["RECOVERY", "WRITES_STALL", "Store"]
+__all__ = ["WRITES_STALL", "Store"]
 
 R = TypeVar("R")
 
-RECOVERY = 5 * HEARTBEAT_EVERY
-"""Seconds without a failed write before /readyz says ready again after a failure."""
+logger = logging.getLogger("jobhooks.store")
+
 WRITES_STALL = 5 * HEARTBEAT_EVERY
 """Seconds without a commit (heartbeats commit every few seconds) before /readyz fails."""
 
@@ -61,12 +65,16 @@ class Store:
         *,
         default_lease: float = 60.0,
         migrate: bool | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.url = url
         self.default_lease = default_lease
+        if clock is None:
+            clock = time.time if is_sqlite(url) else DatabaseClock()
         self._clock = clock
         self._engine = open_database(url, migrate=migrate)
+        if isinstance(clock, DatabaseClock):
+            self._measure_clock(clock)
         self._path = sqlite_path(url) if is_sqlite(url) else None
         self._files: dict[Path, FileIdentity | None] = {}
         if self._path is not None:
@@ -103,7 +111,7 @@ class Store:
         self._purge: BatchOperation[tuple[float, int], int] = BatchOperation(
             "purge", purge_older_than
         )
-        self._beat: BatchOperation[tuple[NodeIdentity, float], None] = BatchOperation(
+        self._beat: BatchOperation[tuple[NodeIdentity, float], float] = BatchOperation(
             "beat", _register_nodes
         )
         self._keys: BatchOperation[str, bytes] = BatchOperation("signing_key", signing_keys)
@@ -152,34 +160,61 @@ class Store:
 
     def unready(self) -> str | None:
         """Why this process cannot store a completion now (``/readyz``), or None when it can:
-        the database file was lost, a write failed within the last :data:`RECOVERY`
-        seconds, or (with a heartbeat running) nothing has committed for a while."""
+        the database file was lost, a write failed recently (see
+        :func:`~jobhooks.store.writer.next_recovery`), or (with a heartbeat running)
+        nothing has committed for a while."""
         now = self._clock()
         health = self._writer.health
         if not health.ok:
             return health.problem or "the database refused the last write"
         failed = health.last_failure
-        if failed is not None and now - failed < RECOVERY:
+        if failed is not None and now - failed < health.recovery:
             # A small write (a heartbeat) may pass while check-ins still fail for room.
             return (
                 f"{health.last_problem} ({now - failed:.0f} s ago; ready again after "
-                f"{RECOVERY:.0f} s without a failed write)"
+                f"{health.recovery:.0f} s without a failed write)"
             )
         last = health.last_commit
         if self._node is not None and last is not None and now - last > WRITES_STALL:
             return f"no write has committed for {now - last:.0f} s (the database is not answering)"
         return None
 
+    def _measure_clock(self, clock: DatabaseClock) -> None:
+        try:
+            with self._engine.connect() as connection:
+                offset = clock.measure(connection)
+        except SQLAlchemyError as exc:
+            self._engine.dispose()
+            raise StoreError(f"the database cannot be read: {describe_failure(exc)}") from None
+        if abs(offset) >= 1.0:
+            logger.warning(
+                "this machine's clock is %.1f s %s the database server's; jobhooks uses the "
+                "server's time (keep the clocks in sync with NTP)",
+                abs(offset),
+                "behind" if offset > 0 else "ahead of",
+            )
+
     async def start_heartbeat(self, node: NodeIdentity, alive: Callable[[], bool]) -> None:
         """Register this process, then renew its heartbeat every few seconds from the
-        writer's thread while ``alive()`` holds (the process still makes progress)."""
+        writer's thread while ``alive()`` holds (the process still makes progress).
+
+        Each heartbeat also checks that the database still holds the last one: a
+        database that went back in time was replaced by an older copy, and nothing
+        written to it can be trusted (every write is refused from then on).
+        """
         self._node = node
         started = self._clock()
-        await self._db.write(self._beat, (node, started))
+        written = [await self._db.write(self._beat, (node, started))]
+        clock = self._clock
+
+        def renew(connection: Connection) -> float:
+            if isinstance(clock, DatabaseClock):
+                clock.measure(connection)
+            return beat(connection, node, started, clock(), expected=written[0])
 
         def heartbeat() -> None:
             if self._node is not None and alive():
-                self._writer.transaction(lambda c: beat(c, node, started, self._clock()))
+                written[0] = self._writer.transaction(renew)
 
         self._writer.every(HEARTBEAT_EVERY, heartbeat)
 
@@ -272,7 +307,5 @@ def _next_due(connection: Connection) -> float | None:
 
 def _register_nodes(
     connection: Connection, items: Sequence[tuple[NodeIdentity, float]], now: float
-) -> list[None]:
-    for node, started in items:
-        beat(connection, node, started, now)
-    return [None] * len(items)
+) -> list[float]:
+    return [beat(connection, node, started, now) for node, started in items]

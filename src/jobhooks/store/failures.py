@@ -13,7 +13,9 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from jobhooks.errors import StoreError
 
-__all__ = ["describe_failure"]
+__all__ = ["describe_failure", "is_damaged"]
+
+_DAMAGED = ("database disk image is malformed", "file is not a database")
 
 _SQLITE_CAUSES = (
     ("database or disk is full", "the disk holding the database is full"),
@@ -23,6 +25,7 @@ _SQLITE_CAUSES = (
     ("disk i/o error", "the disk holding the database failed to read or write"),
     ("database is locked", "the database is locked by another process"),
     ("database disk image is malformed", "the database file is corrupt"),
+    ("file is not a database", "the database file is corrupt (not a SQLite database)"),
     ("no such table", "the database file has lost its tables (was it replaced?)"),
 )
 _OS_CAUSES = {
@@ -33,6 +36,13 @@ _OS_CAUSES = {
     errno.EPERM: "the database is not writable by this user",
     errno.EIO: "the disk holding the database failed to read or write",
 }
+
+
+def is_damaged(exc: BaseException) -> bool:
+    """True when SQLite says the file itself is damaged (overwritten under it, say): no
+    write to it can be trusted any more."""
+    text = str(getattr(exc, "orig", None) or exc).casefold()
+    return any(marker in text for marker in _DAMAGED)
 
 
 def describe_failure(exc: BaseException) -> str:

@@ -6,6 +6,10 @@ every :data:`HEARTBEAT_EVERY` seconds. A process is gone when it said so
 once when it ran on this machine (same host name and boot) and its process no
 longer exists. The runs a gone process held, and the poller's lease, are then
 taken back without waiting for a lease to run out.
+
+"This machine" means the same boot *and* the same PID namespace: a container
+sharing the host's name sees other process numbers, so its processes are
+judged by their heartbeats only.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, exists, select, update
 
+from jobhooks.errors import DatabaseLost
 from jobhooks.store.dialect import upsert
 from jobhooks.store.records import RunStatus
 from jobhooks.store.tables import nodes, poll_state, runs
@@ -77,13 +82,27 @@ def process_exists(pid: int, started: int | None) -> bool:
     return True
 
 
+def _pid_space() -> str | None:
+    """Where this process's number means this process: the boot, and the PID namespace
+    (stored in the ``boot_id`` column). None when the boot cannot be told."""
+    boot = _read("/proc/sys/kernel/random/boot_id")
+    if boot is None:
+        return None
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return boot
+    return f"{boot} {namespace}"
+
+
 @dataclass(frozen=True, slots=True)
 class NodeIdentity:
     """One running jobhooks process, as its heartbeat row names it."""
 
     id: str
     host: str
-    boot_id: str | None
+    pid_space: str | None
+    """The boot and PID namespace ``pid`` belongs to (see :func:`_pid_space`)."""
     pid: int
     pid_started: int | None
 
@@ -95,18 +114,42 @@ class NodeIdentity:
         return cls(
             id=f"{host[:80]}:{pid}:{secrets.token_hex(4)}",
             host=host,
-            boot_id=_read("/proc/sys/kernel/random/boot_id"),
+            pid_space=_pid_space(),
             pid=pid,
             pid_started=process_started(pid),
         )
 
-    def same_machine(self, host: str, boot_id: str | None) -> bool:
-        """True when a row names this machine, since its last boot."""
-        return host == self.host and boot_id is not None and boot_id == self.boot_id
+    def same_machine(self, host: str, pid_space: str | None) -> bool:
+        """True when a row names a process whose number can be looked up here: this
+        machine, since its last boot, in this PID namespace."""
+        return host == self.host and pid_space is not None and pid_space == self.pid_space
 
 
-def beat(connection: Connection, node: NodeIdentity, started_at: float, now: float) -> None:
-    """Register ``node`` or renew its heartbeat (a row removed meanwhile comes back)."""
+def beat(
+    connection: Connection,
+    node: NodeIdentity,
+    started_at: float,
+    now: float,
+    *,
+    expected: float | None = None,
+) -> float:
+    """Register ``node`` or renew its heartbeat (a row removed meanwhile comes back);
+    returns the heartbeat written.
+
+    ``expected`` is the heartbeat this process wrote last: finding an older one means
+    the database went back in time (an older copy was put in its place), and raises
+    :class:`DatabaseLost`.
+    """
+    if expected is not None:
+        stored = connection.execute(
+            select(nodes.c.heartbeat_at).where(nodes.c.id == node.id)
+        ).scalar()
+        if stored is not None and stored < expected:
+            raise DatabaseLost(
+                "the database went back in time (it holds an older heartbeat of this "
+                "process than the last one written): an older copy was put in its place "
+                "while jobhooks was running, so every write is refused; restart jobhooks"
+            )
     statement = upsert(connection, nodes, "id", ["heartbeat_at", "stopped_at"])
     connection.execute(
         statement,
@@ -114,7 +157,7 @@ def beat(connection: Connection, node: NodeIdentity, started_at: float, now: flo
             {
                 "id": node.id,
                 "host": node.host,
-                "boot_id": node.boot_id,
+                "boot_id": node.pid_space,
                 "pid": node.pid,
                 "pid_started": node.pid_started,
                 "started_at": started_at,
@@ -123,6 +166,7 @@ def beat(connection: Connection, node: NodeIdentity, started_at: float, now: flo
             }
         ],
     )
+    return now
 
 
 def stop_node(connection: Connection, node_id: str, now: float) -> None:

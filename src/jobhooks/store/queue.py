@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, bindparam, or_, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, case, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from jobhooks.store.dialect import execute_many
@@ -329,14 +329,23 @@ def claim_runs(
     return results
 
 
+TAKEN_OVER = "reported after its run was taken back from it"
+"""Prefix of the error of an attempt that reported after it was recorded as lost."""
+
+
 def _record_attempt(insert: Any) -> Any:
-    # A worker that reports after its lease expired finds its attempt already
-    # recorded as lost; its report replaces that guess.
+    # A worker that reports after its run was taken back (its process stalled, or its
+    # lease expired) finds its attempt recorded as lost: what it reports replaces that
+    # guess, and the error says it came late, so the history shows the takeover.
     statement = insert(attempts)
-    reported = ("worker", "started_at", "finished_at", "duration", "outcome", "error", "traceback")
+    reported = ("worker", "started_at", "finished_at", "duration", "outcome", "traceback")
+    late = literal(TAKEN_OVER) + func.coalesce(literal(": ") + statement.excluded.error, "")
     return statement.on_conflict_do_update(
         index_elements=[attempts.c.run_id, attempts.c.number],
-        set_={name: statement.excluded[name] for name in reported},
+        set_={
+            **{name: statement.excluded[name] for name in reported},
+            "error": case((attempts.c.outcome == LOST, late), else_=statement.excluded.error),
+        },
     )
 
 

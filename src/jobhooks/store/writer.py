@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 
 from jobhooks.errors import DatabaseLost, StoreError
-from jobhooks.store.failures import describe_failure
+from jobhooks.store.failures import describe_failure, is_damaged
 
-__all__ = ["BatchOperation", "GroupCommitWriter", "StoreHealth"]
+__all__ = ["RECOVERY", "BatchOperation", "GroupCommitWriter", "StoreHealth", "next_recovery"]
 
 logger = logging.getLogger("jobhooks.store")
 
@@ -59,6 +59,27 @@ class StoreHealth:
     """When a write last failed, even if writes commit again since."""
     last_problem: str | None = None
     """What went wrong then."""
+    recovery: float = 0.0
+    """Seconds without a failed write before ``/readyz`` says ready again (see
+    :func:`next_recovery`)."""
+
+
+RECOVERY = 10.0
+"""Seconds without a failed write before ``/readyz`` says ready again after a failure."""
+MAX_RECOVERY = 320.0
+
+
+def next_recovery(health: StoreHealth, now: float) -> float:
+    """The wait after a failure at ``now``. Small writes (heartbeats) may pass while
+    check-ins fail (a full disk has room for a page, not a report), so a node that
+    fails again soon after it said ready waits twice as long each time, up to
+    :data:`MAX_RECOVERY`, instead of flapping in and out of a load balancer."""
+    last = health.last_failure
+    if last is None or now - last > health.recovery + MAX_RECOVERY:
+        return RECOVERY
+    if now - last < health.recovery:
+        return health.recovery  # the same episode
+    return min(health.recovery * 2, MAX_RECOVERY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +133,12 @@ class GroupCommitWriter:
 
     @property
     def lost(self) -> DatabaseLost | None:
-        """Set once the database file was deleted or replaced: nothing can be stored."""
-        return self._lost
+        """Set once the database file was deleted or replaced: nothing can be stored.
+
+        A new exception each time: raising one object again and again would chain every
+        raise's frames (and what they hold) onto its traceback.
+        """
+        return None if self._lost is None else DatabaseLost(str(self._lost))
 
     def start(self) -> None:
         """Start the writer thread."""
@@ -132,8 +157,9 @@ class GroupCommitWriter:
         """Queue one payload; the future resolves after its transaction commits."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
-        if self._lost is not None:
-            future.set_exception(self._lost)
+        lost = self.lost
+        if lost is not None:
+            future.set_exception(lost)
             return future
         self._queue.put((operation, payload, future, loop))
         return future
@@ -145,8 +171,9 @@ class GroupCommitWriter:
     def transaction(self, work: Callable[[Connection], R]) -> R:
         """Run ``work`` in a transaction of its own, from the writer thread (periodic work);
         its outcome counts in :attr:`health` as any write does."""
-        if self._lost is not None:
-            raise self._lost
+        lost = self.lost
+        if lost is not None:
+            raise lost
         try:
             with self._engine.begin() as connection:
                 result = work(connection)
@@ -174,11 +201,26 @@ class GroupCommitWriter:
             last_commit=now,
             last_failure=health.last_failure,
             last_problem=health.last_problem,
+            recovery=health.recovery,
         )
 
     def _failed(self, exc: BaseException) -> None:
-        if isinstance(exc, DatabaseLost | IntegrityError):
-            return  # lost is reported by _lose; a constraint means the database works
+        if isinstance(exc, DatabaseLost):
+            self._lose(exc)
+            return
+        if is_damaged(exc):
+            self._lose(
+                DatabaseLost(
+                    f"{describe_failure(exc)}: it was changed under jobhooks (copied over "
+                    "while running?); every write is refused. Stop jobhooks, restore or "
+                    "move the file, and start it again"
+                )
+            )
+            return
+        if isinstance(exc, IntegrityError | DataError):
+            # Lost is reported by _lose; a constraint or a value the column cannot hold
+            # is about one write, and the database works.
+            return
         problem = describe_failure(exc)
         now = self._clock()
         health = self._health
@@ -187,7 +229,10 @@ class GroupCommitWriter:
                 "a write to the database failed: %s (%s: %s)", problem, type(exc).__name__, exc
             )
         since = health.since if not health.ok and health.since is not None else now
-        self._health = StoreHealth(False, problem, since, health.last_commit, now, problem)
+        recovery = next_recovery(health, now)
+        self._health = StoreHealth(
+            False, problem, since, health.last_commit, now, problem, recovery
+        )
 
     def _lose(self, exc: DatabaseLost) -> None:
         if self._lost is None:
@@ -240,13 +285,13 @@ class GroupCommitWriter:
     def _write(self, batch: list[Any]) -> None:
         if self._lost is not None:
             for item in batch:
-                self._fail(item, self._lost)
+                self._fail(item, DatabaseLost(str(self._lost)))
             return
         try:
             results = self._apply(batch)
         except DatabaseLost as exc:
             for item in batch:
-                self._fail(item, exc)
+                self._fail(item, DatabaseLost(str(exc)))
             return
         except IntegrityError as exc:
             # On PostgreSQL another node may have committed the same report a moment
@@ -261,6 +306,10 @@ class GroupCommitWriter:
             logger.debug("a group of %d writes failed; retrying them one by one", len(batch))
         else:
             self._deliver(batch, results)
+            return
+        if self._lost is not None:  # the failure showed the file is damaged
+            for item in batch:
+                self._fail(item, DatabaseLost(str(self._lost)))
             return
         for item in batch:
             try:

@@ -7,6 +7,7 @@ current while its runs are open. :func:`install` mounts it on the web app.
 
 from __future__ import annotations
 
+import inspect
 from urllib.parse import quote, urlencode
 
 from fastapi import FastAPI, Request
@@ -14,6 +15,7 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
+from jobhooks.errors import StoreError
 from jobhooks.ui import signin
 from jobhooks.ui.common import Refused, SignInRequired, context
 from jobhooks.ui.pages import catalog, completions, handlers, overview, reference, runs
@@ -53,3 +55,15 @@ def install(app: FastAPI) -> None:
         session = await signin.current_session(request)
         values = context(request, session, "", status=exc.status, message=exc.message)
         return page("error.html", values, exc.status)
+
+    elsewhere = app.exception_handlers.get(StoreError)
+
+    @app.exception_handler(StoreError)
+    async def on_store(request: Request, exc: StoreError) -> Response:
+        # A page gets a page saying why (no session: the store cannot be asked for it);
+        # the API keeps its own answer.
+        if elsewhere is not None and not request.url.path.startswith("/ui"):
+            answer = elsewhere(request, exc)
+            return await answer if inspect.isawaitable(answer) else answer
+        message = f"The database cannot be used right now: {exc}."
+        return page("error.html", context(request, None, "", status=503, message=message), 503)
