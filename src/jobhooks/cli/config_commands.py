@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import time
 import uuid
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,6 +20,7 @@ from jobhooks.config.load import read_config
 from jobhooks.config.webconfig import read_manifest, read_webconfig, to_toml
 from jobhooks.dispatch.execute import Outcome, run_attempt
 from jobhooks.errors import ConfigError, ContextError
+from jobhooks.intake.rules import NotificationRule, rehearse
 from jobhooks.platform.client import build_clients
 from jobhooks.registry import Registry, build_registry
 from jobhooks.registry.discovery import HandlerTypeError, installed_types, load_handler_type
@@ -53,7 +55,7 @@ def _job_types_text(registered: RegisteredHandler) -> str:
 
 def _registered_table(registry: Registry, *, with_properties: bool = False) -> Table:
     table = Table(title="Registered handlers", title_justify="left")
-    columns = ["name", "type", "job types", "timeout", "attempts", "backoff", "isolation"]
+    columns = ["name", "type", "job types", "when", "timeout", "attempts", "backoff", "isolation"]
     for column in [*columns, "properties"] if with_properties else columns:
         table.add_column(column, overflow="fold")
     for registered in registry:
@@ -62,6 +64,7 @@ def _registered_table(registry: Registry, *, with_properties: bool = False) -> T
             registered.name,
             registered.type_name,
             _job_types_text(registered),
+            registered.when.describe(),
             f"{policy.timeout:g} s",
             str(policy.max_attempts),
             f"{policy.backoff:g} s",
@@ -164,6 +167,15 @@ def test_handler(
             help="current_retry_count of the job (default: the --context-json file's, else 0).",
         ),
     ] = None,
+    streak: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="The job's consecutive failures (with this completion, for a failure; before "
+            "it, for a success): evaluates the handler's rules (when) first and says whether "
+            "and why they fire.",
+        ),
+    ] = None,
     job_type_id: Annotated[
         str | None, typer.Option(help="Job type GUID (default: the handler's first job type).")
     ] = None,
@@ -174,7 +186,9 @@ def test_handler(
         bool, typer.Option("--traceback", help="Print the handler's traceback on failure.")
     ] = False,
 ) -> None:
-    """Run one registered handler once on a sample context; nothing is stored."""
+    """Run one registered handler once on a sample context; nothing is stored. With rules
+    (when), say first whether and why they fire for the job's --streak, and run the handler
+    only if they do (exit 0 either way)."""
     setup_logging()
     loaded_config, registry, problems = _load(config)
     registered = registry.get(name)
@@ -199,7 +213,10 @@ def test_handler(
         except ValueError as exc:
             fail(f"--result: {exc}")
     if retry_count is not None or "current_retry_count" not in overrides:
-        overrides["current_retry_count"] = retry_count or 0
+        failures = streak or 0
+        if streak and overrides["job_result"] is JobResult.FAILURE:
+            failures -= 1  # the count before this completion
+        overrides["current_retry_count"] = retry_count if retry_count is not None else failures
     if job_type_id is not None:
         overrides["job_type_id"] = job_type_id
     elif "job_type_id" not in overrides and registered.job_types:
@@ -213,6 +230,24 @@ def test_handler(
         context = sample_context(**overrides)
     except ContextError as exc:
         fail("the sample context is invalid", *(str(p) for p in exc.problems))
+    if not registered.when.always:
+        decision = rehearse(
+            NotificationRule(registered.when),
+            context.job_result,
+            streak if streak is not None else context.current_retry_count + context.failed,
+            job_type=context.job_type,
+            job_id=str(context.job_id),
+            client_machine=context.client_machine,
+            at=time.time(),
+        )
+        if decision.trigger is None:
+            console.print(f"{registered.name}: {decision.note} (the handler was not run)")
+            return
+        console.print(
+            f"{registered.name} fires: {decision.trigger.kind}: {decision.trigger.reason}",
+            markup=False,
+        )
+        context = dataclasses.replace(context, trigger=decision.trigger)
     clients = build_clients(loaded_config.platform)
     console.print(
         f"Running {registered.name} ({registered.type_name}) on a sample {context.job_type} job, "

@@ -54,15 +54,18 @@ def _when(moment: float | None) -> str:
 
 def _runs_table(rows: list[dict[str, Any]], title: str) -> Table:
     table = Table(title=title, title_justify="left")
-    for column in ("run", "handler", "status", "attempts", "finished (UTC)", "last error"):
+    columns = ("run", "handler", "status", "attempts", "finished (UTC)", "why", "last error")
+    for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
+        trigger = row.get("trigger")
         table.add_row(
             row["id"],
             row["handler"],
             row["status"],
             f"{row['attempts']}/{row['max_attempts']}",
             _when(row.get("finished_at")),
+            f"{trigger['kind']}: {trigger['reason']}" if trigger else "every completion",
             (row.get("last_error") or "")[:200],
         )
     return table
@@ -86,10 +89,12 @@ def completions(
         table.add_column("field")
         table.add_column("value", overflow="fold")
         for key, value in detail.items():
-            if key != "handler_runs":
+            if key not in ("handler_runs", "not_sent"):
                 table.add_row(key, "" if value is None else str(value))
         console.print(table)
         console.print(_runs_table(detail["handler_runs"], "Handler runs"))
+        for note in detail.get("not_sent", []):
+            console.print(f"{note['handler']}: {note['reason']}", markup=False)
         return
     page = _call(
         "GET",

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import difflib
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -18,6 +21,7 @@ from pydantic import (
 
 from jobhooks.config.origin import ConfigOrigin
 from jobhooks.sdk.secret import MASK, Secret
+from jobhooks.sdk.trigger import TRIGGERS
 
 __all__ = [
     "DEFAULT_DATABASE",
@@ -34,6 +38,27 @@ DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_DATABASE = "sqlite:///jobhooks-data/jobhooks.db"
 
 PositiveSeconds = Annotated[float, Field(gt=0, le=86_400)]
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+
+
+def parse_duration(value: object) -> object:
+    """Seconds from a number or text such as ``"30s"``, ``"5m"``, ``"6h"``, ``"1d"``
+    (other values are left for the field's own check to refuse)."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match is None:
+            raise ValueError(
+                f"expected a duration: seconds, or a number with s, m, h or d "
+                f'(such as "30s", "6h"), got {value!r}'
+            )
+        return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0, le=366 * 86_400)]
+"""Seconds, or text with a unit: ``"30s"``, ``"5m"``, ``"6h"``, ``"1d"``."""
 
 
 class _Section(BaseModel):
@@ -163,7 +188,46 @@ class HandlerRegistration(_Section):
     backoff: Annotated[float, Field(ge=0, le=86_400)] = 10.0
     isolation: Literal["none", "process"] = "none"
     enabled: bool = True
+    when: str | list[str] = "always"
+    """The moments it runs for (see :data:`~jobhooks.sdk.trigger.TRIGGERS`)."""
+    streak: Annotated[int, Field(ge=1, le=1_000_000)] = 3
+    """``failure-streak``: the consecutive failure of a job that fires it."""
+    repeat_every: Duration | None = None
+    """``still-failing``: how often, at most, while the streak lasts."""
     _position: int | None = PrivateAttr(default=None)
+
+    @field_validator("when")
+    @classmethod
+    def _check_when(cls, value: str | list[str]) -> str | list[str]:
+        names = [value] if isinstance(value, str) else value
+        if not names:
+            raise ValueError('when is empty; it would run for nothing (use "always")')
+        for name in names:
+            if name not in TRIGGERS:
+                close = difflib.get_close_matches(name, TRIGGERS, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"unknown trigger {name!r}{hint} (one of {', '.join(TRIGGERS)})")
+        if "always" in names and len(names) > 1:
+            raise ValueError('"always" means every completion; list nothing beside it')
+        if len(set(names)) != len(names):
+            raise ValueError("a trigger is listed twice")
+        return value
+
+    @property
+    def triggers(self) -> tuple[str, ...]:
+        """``when`` as a tuple of trigger names."""
+        return (self.when,) if isinstance(self.when, str) else tuple(self.when)
+
+    @model_validator(mode="after")
+    def _check_repeat(self) -> HandlerRegistration:
+        if "still-failing" in self.triggers and self.repeat_every is None:
+            raise ValueError(
+                'when = "still-failing" needs repeat_every (how often, at most, while the '
+                'job keeps failing, such as "6h")'
+            )
+        if self.repeat_every is not None and "still-failing" not in self.triggers:
+            raise ValueError('repeat_every is used by when = "still-failing" only')
+        return self
 
     @property
     def position(self) -> int | None:

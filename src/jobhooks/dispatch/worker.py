@@ -54,6 +54,7 @@ def build_context(run: ClaimedRun, clients: PlatformClients) -> JobCompleteConte
         source=fields.get("source", "check-in"),
         job_history_id=fields.get("job_history_id"),
         attempt=run.attempt,
+        trigger=fields.get("trigger"),
         client=clients.client,
         async_client=clients.async_client,
     )

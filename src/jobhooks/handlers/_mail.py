@@ -266,6 +266,8 @@ class EmailHandler(JobCompleteHandler):
         if context.job_history_id is not None:
             lines.append(f"Job history id:  {context.job_history_id}")
         lines.append(f"Completion:      {context.completion_id} ({context.source})")
+        if context.trigger is not None:
+            lines.append(f"Why this mail:   {context.trigger.reason}")
         if context.message:
             lines += ["", "Message from the orchestrator:", context.message]
         return "\n".join(lines)

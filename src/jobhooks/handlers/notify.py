@@ -16,6 +16,7 @@ DEFAULT_TITLE = "{{ job_type }} job {{ job_result }} on {{ client_machine }}"
 DEFAULT_BODY = (
     "Job {{ job_id }} ({{ job_type }}) ended {{ job_result }} on {{ client_machine }}"
     " (agent {{ agent_id }}), retry count {{ current_retry_count }}."
+    "{% if trigger %}\nWhy: {{ trigger.reason }}{% endif %}"
     "{% if message %}\n{{ message }}{% endif %}"
 )
 

@@ -12,6 +12,9 @@ class RepeatedFailureEmailHandler(EmailHandler):
     Subject ``Orchestrator {job_type} Job Failed``; the body lists the job
     type, job id and retries, the agent, the machine and the orchestrator's
     message. Other completions are skipped (a successful run).
+
+    With rules (``when = ["failure-streak", "recovered"]``), the rules decide
+    instead: one mail when the streak fires, one (``Job Recovered``) when it ends.
     """
 
     retry_threshold: int = 2
@@ -22,7 +25,10 @@ class RepeatedFailureEmailHandler(EmailHandler):
             raise ValueError("property RetryThreshold: expected 0 or more")
 
     def should_send(self, context: JobCompleteContext) -> bool:
-        """The sample's rule: a failure at or past the threshold."""
+        """The sample's rule (a failure at or past the threshold), unless the
+        registration's rules already chose this moment."""
+        if context.trigger is not None:
+            return True
         return (
             context.job_result is JobResult.FAILURE
             and context.current_retry_count >= self.retry_threshold
@@ -30,6 +36,12 @@ class RepeatedFailureEmailHandler(EmailHandler):
 
     async def run_handler(self, context: JobCompleteContext) -> bool:
         if not self.should_send(context):
+            return True
+        trigger = context.trigger
+        if trigger is not None and trigger.kind == "recovered":
+            subject = f"Orchestrator {context.job_type} Job Recovered"
+            body = f"{trigger.reason}.\n\n" + self.details(context)
+            await self.send(self.compose(context, subject, body))
             return True
         subject = f"Orchestrator {context.job_type} Job Failed"
         body = (

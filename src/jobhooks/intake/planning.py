@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from jobhooks.intake.rules import NotificationRule
 from jobhooks.registry.matching import DeliveryPolicy, Registry
 from jobhooks.store.records import PlannedRun
 
@@ -47,13 +48,19 @@ class RunPlanner:
         self._plans: dict[uuid.UUID, tuple[PlannedRun, ...]] = {}
 
     def plan(self, registry: Registry, job_type_id: uuid.UUID) -> tuple[PlannedRun, ...]:
-        """One planned run per registration matching ``job_type_id``, in registration order."""
+        """One planned run per registration matching ``job_type_id``, in registration order
+        (each with its rule, which the store asks as it stores the completion)."""
         if registry is not self._for:
             self._for, self._plans = registry, {}
         planned = self._plans.get(job_type_id)
         if planned is None:
             planned = tuple(
-                PlannedRun(h.name, h.policy.max_attempts, self.leases.lease(h.policy))
+                PlannedRun(
+                    h.name,
+                    h.policy.max_attempts,
+                    self.leases.lease(h.policy),
+                    None if h.when.always else NotificationRule(h.when),
+                )
                 for h in registry.for_job_type(job_type_id)
             )
             self._plans[job_type_id] = planned

@@ -12,7 +12,7 @@ from jobhooks.store.tokens import TokenInfo
 __all__ = ["MAX_IDEMPOTENCY_KEY", "SET_BY_JOBHOOKS", "read_report"]
 
 MAX_IDEMPOTENCY_KEY = 200
-SET_BY_JOBHOOKS = ("completion_id", "source", "attempt")
+SET_BY_JOBHOOKS = ("completion_id", "source", "attempt", "trigger")
 """Context fields jobhooks fills in; a reporter may not."""
 
 

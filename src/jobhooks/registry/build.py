@@ -15,7 +15,7 @@ from jobhooks.config.origin import KeyPath
 from jobhooks.config.schema import HandlerRegistration, JobhooksConfig, SmtpSettings
 from jobhooks.errors import ConfigError
 from jobhooks.registry.discovery import HandlerTypeError, load_handler_type
-from jobhooks.registry.matching import DeliveryPolicy, RegisteredHandler, Registry
+from jobhooks.registry.matching import DeliveryPolicy, RegisteredHandler, Registry, WhenRules
 from jobhooks.registry.properties import coerce_properties
 from jobhooks.sdk.enums import normalise_name
 
@@ -190,6 +190,7 @@ def _register(
         job_types=job_type_ids,
         policy=policy,
         job_type_labels=labels,
+        when=WhenRules(registration.triggers, registration.streak, registration.repeat_every),
     )
     return registered, []
 

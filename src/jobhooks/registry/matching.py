@@ -10,7 +10,7 @@ from typing import Literal
 
 from jobhooks.sdk.handler import JobCompleteHandler
 
-__all__ = ["DeliveryPolicy", "RegisteredHandler", "Registry"]
+__all__ = ["DeliveryPolicy", "RegisteredHandler", "Registry", "WhenRules"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +21,33 @@ class DeliveryPolicy:
     max_attempts: int = 5
     backoff: float = 10.0
     isolation: Literal["none", "process"] = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class WhenRules:
+    """When a registration runs: ``when`` with its settings (see the README's
+    "Notification rules"). The default runs for every completion."""
+
+    triggers: tuple[str, ...] = ("always",)
+    streak: int = 3
+    repeat_every: float | None = None
+
+    @property
+    def always(self) -> bool:
+        """True when it runs for every completion of its job types."""
+        return self.triggers == ("always",)
+
+    def describe(self) -> str:
+        """``when`` for people: ``failure-streak (3rd), still-failing (every 6h)``."""
+        shown = []
+        for kind in self.triggers:
+            if kind == "failure-streak":
+                shown.append(f"failure-streak (at {self.streak})")
+            elif kind == "still-failing" and self.repeat_every is not None:
+                shown.append(f"still-failing (every {self.repeat_every:g} s)")
+            else:
+                shown.append(kind)
+        return ", ".join(shown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +62,7 @@ class RegisteredHandler:
     policy: DeliveryPolicy = field(default_factory=DeliveryPolicy)
     job_type_labels: tuple[str, ...] = ()
     """The job types as written in the registration (names or GUIDs), for display."""
+    when: WhenRules = field(default_factory=WhenRules)
 
     @property
     def runs_for_all(self) -> bool:

@@ -16,6 +16,7 @@ import httpx
 
 from jobhooks.errors import ContextError, FieldProblem, PlatformNotConfigured
 from jobhooks.sdk.enums import JobResult, OperationType, normalise_name
+from jobhooks.sdk.trigger import Trigger
 
 __all__ = [
     "MAX_ID",
@@ -83,6 +84,9 @@ class JobCompleteContext:
     source: str = "check-in"
     job_history_id: int | None = None
     attempt: int = 1
+    trigger: Trigger | None = None
+    """Why this run exists when its registration has rules (``when``); None under
+    ``when = "always"``."""
     client: httpx.Client = field(default_factory=unconfigured_client, repr=False, compare=False)
     async_client: httpx.AsyncClient = field(
         default_factory=unconfigured_async_client, repr=False, compare=False
@@ -109,6 +113,8 @@ class JobCompleteContext:
             elif isinstance(value, datetime):
                 moment = value.replace(tzinfo=UTC) if value.tzinfo is None else value
                 value = moment.astimezone(UTC).isoformat().removesuffix("+00:00") + "Z"
+            elif isinstance(value, Trigger):
+                value = value.to_dict()
             data[_PASCAL[name] if pascal_case else name] = value
         return data
 
@@ -258,6 +264,14 @@ def _attempt(value: object) -> int:
     return number
 
 
+def _trigger(value: object) -> Trigger:
+    if isinstance(value, Trigger):
+        return value
+    if not isinstance(value, Mapping):
+        raise ValueError(f"expected an object (kind, streak, since, reason), got {_kind(value)}")
+    return Trigger.from_dict(value)
+
+
 def _kind(value: object) -> str:
     if value is None:
         return "null"
@@ -288,6 +302,7 @@ _PARSERS: dict[str, Callable[[object], Any]] = {
     "source": _source,
     "job_history_id": _optional(_count),
     "attempt": _attempt,
+    "trigger": _optional(_trigger),
 }
 
 

@@ -2,26 +2,29 @@
 
 Duplicates (same Idempotency-Key, or same agent and job history id) answer
 with the original. The retry count of a report that omits it is the number
-of consecutive failed completions of the same job just before it.
+of consecutive failed completions of the same job just before it (its streak,
+see :mod:`jobhooks.store.streaks`), and the registrations with rules run or
+not by that streak, decided in the same transaction.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, or_, select
+from sqlalchemy import Connection, and_, or_, select
 
-from jobhooks.sdk.enums import JobResult
 from jobhooks.store.catalog import record_seen
-from jobhooks.store.dialect import RUNS_CHANNEL, execute_many, notify, upsert
+from jobhooks.store.dialect import RUNS_CHANNEL, execute_many, notify
 from jobhooks.store.ids import new_id
 from jobhooks.store.ports import LocalWorker
-from jobhooks.store.queue import HandOff, Reserve, insert_runs, new_runs
+from jobhooks.store.queue import HandOff, Reserve, insert_runs, new_runs, stored_trigger
 from jobhooks.store.records import CheckinReceipt, NewCompletion, RunReceipt
 from jobhooks.store.stats import record_completions, shard
-from jobhooks.store.tables import completions, job_streaks, runs
+from jobhooks.store.streaks import JobHistory
+from jobhooks.store.tables import completions, runs
 from jobhooks.store.writer import BatchOperation
 
 __all__ = ["CheckinWrites", "completion_row", "insert_checkins"]
@@ -53,6 +56,7 @@ def completion_row(
         "message": fields.get("message"),
         "job_history_id": fields.get("job_history_id"),
         "idempotency_key": fields.get("_idempotency_key"),
+        "rule_notes": fields.get("_rule_notes"),
     }
 
 
@@ -106,12 +110,14 @@ def _dedupe_keys(item: NewCompletion) -> list[tuple[str, str, Any]]:
 def _runs_of(connection: Connection, completion_ids: list[str]) -> dict[str, list[RunReceipt]]:
     found: dict[str, list[RunReceipt]] = {cid: [] for cid in completion_ids}
     query = (
-        select(runs.c.id, runs.c.completion_id, runs.c.handler, runs.c.status)
+        select(runs.c.id, runs.c.completion_id, runs.c.handler, runs.c.status, runs.c.trigger)
         .where(runs.c.completion_id.in_(completion_ids))
         .order_by(runs.c.id)
     )
     for row in connection.execute(query):
-        found[row.completion_id].append(RunReceipt(row.id, row.handler, row.status))
+        found[row.completion_id].append(
+            RunReceipt(row.id, row.handler, row.status, stored_trigger(row.trigger))
+        )
     return found
 
 
@@ -143,19 +149,28 @@ def insert_checkins(
             originals[key] = completion_id
         fresh.append((index, item, completion_id))
 
-    stored_streaks = _streaks(connection, [item for _, item, _ in fresh])
-    streaks = dict(stored_streaks)
+    rules = [plan.rule for _, item, _ in fresh for plan in item.runs if plan.rule is not None]
+    history = JobHistory(
+        connection,
+        (str(item.fields["job_id"]) for _, item, _ in fresh),
+        stateful=any(rule.stateful for rule in rules),
+    )
     completion_rows: list[dict[str, Any]] = []
     run_rows: list[dict[str, Any]] = []
-    handoff = HandOff(reserve, sum(len(item.runs) for _, item, _ in fresh))
+    decided = []
     for index, item, completion_id in fresh:
         fields = dict(item.fields)
         job_id = str(fields["job_id"])
-        previous = streaks.get(job_id, 0)
+        before, after = history.record(job_id, fields["job_result"], now)
         if fields.get("current_retry_count") is None:
-            fields["current_retry_count"] = previous
+            fields["current_retry_count"] = before.failures
             fields["_computed"] = True
-        streaks[job_id] = previous + 1 if fields["job_result"] == JobResult.FAILURE else 0
+        fired, notes = history.decide(job_id, fields, item.runs, before, after, now)
+        if notes:
+            fields["_rule_notes"] = json.dumps(notes, ensure_ascii=False)
+        decided.append((index, item, completion_id, fields, fired))
+    handoff = HandOff(reserve, sum(len(fired) for *_rest, fired in decided))
+    for index, item, completion_id, fields, fired in decided:
         fields["_idempotency_key"] = item.idempotency_key
         completion_rows.append(completion_row(completion_id, fields, now))
         receipt = CheckinReceipt(
@@ -164,7 +179,7 @@ def insert_checkins(
         public = {k: v for k, v in fields.items() if not k.startswith("_")}
         public["completion_id"] = completion_id
         rows, receipt.runs, receipt.handed_off = new_runs(
-            completion_id, public, item.runs, now, handoff
+            completion_id, public, fired, now, handoff
         )
         run_rows += rows
         receipts[index] = receipt
@@ -173,7 +188,7 @@ def insert_checkins(
     if completion_rows:
         execute_many(connection, _INSERT_COMPLETION, completion_rows)
         insert_runs(connection, run_rows)
-        _save_streaks(connection, stored_streaks, streaks, now)
+        history.save(connection, now)
         seen = {str(item.fields["job_type_id"]): item.fields["job_type"] for _, item, _ in fresh}
         record_seen(connection, seen, now, known_job_types)
         record_completions(connection, completion_rows, shard())
@@ -187,36 +202,6 @@ def insert_checkins(
             )
             receipts[index] = CheckinReceipt(original, True, list(runs_now))
     return [receipt for receipt in receipts if receipt is not None]
-
-
-def _streaks(connection: Connection, items: Sequence[NewCompletion]) -> dict[str, int]:
-    job_ids = {str(item.fields["job_id"]) for item in items}
-    if not job_ids:
-        return {}
-    query = select(job_streaks.c.job_id, job_streaks.c.consecutive_failures).where(
-        job_streaks.c.job_id.in_(job_ids)
-    )
-    return {row.job_id: row.consecutive_failures for row in connection.execute(query)}
-
-
-def _save_streaks(
-    connection: Connection, stored: dict[str, int], streaks: dict[str, int], now: float
-) -> None:
-    # Only jobs in a failure streak have a row: most completions succeed and
-    # then write nothing here.
-    rows = [
-        {"job_id": job_id, "consecutive_failures": count, "last_received_at": now}
-        for job_id, count in streaks.items()
-        if count > 0
-    ]
-    ended = [job_id for job_id, count in streaks.items() if count == 0 and stored.get(job_id)]
-    if ended:
-        connection.execute(delete(job_streaks).where(job_streaks.c.job_id.in_(ended)))
-    if rows:
-        statement = upsert(
-            connection, job_streaks, "job_id", ["consecutive_failures", "last_received_at"]
-        )
-        connection.execute(statement, rows)
 
 
 class CheckinWrites:

@@ -44,11 +44,12 @@ def insert_ignore(connection: Connection, table: Table) -> Any:
     return _insert(connection, table).on_conflict_do_nothing()
 
 
-def upsert(connection: Connection, table: Table, key: str, update: list[str]) -> Any:
+def upsert(connection: Connection, table: Table, key: str | list[str], update: list[str]) -> Any:
     """``INSERT ... ON CONFLICT (key) DO UPDATE SET`` the ``update`` columns."""
     statement = _insert(connection, table)
     return statement.on_conflict_do_update(
-        index_elements=[key], set_={name: statement.excluded[name] for name in update}
+        index_elements=[key] if isinstance(key, str) else key,
+        set_={name: statement.excluded[name] for name in update},
     )
 
 

@@ -4,6 +4,7 @@ status operators see (``running`` is derived: an open run a worker holds)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, and_, bindparam, case, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from jobhooks.sdk.trigger import Trigger
 from jobhooks.store.dialect import execute_many
 from jobhooks.store.ids import new_id
 from jobhooks.store.nodes import forget_nodes, has_node
@@ -30,6 +32,7 @@ __all__ = [
     "replay_dead",
     "replay_run",
     "shown_condition",
+    "stored_trigger",
 ]
 
 Reserve = Callable[[int], tuple[str, int]]
@@ -65,6 +68,11 @@ def completion_fields(row: Row[Any]) -> dict[str, Any]:
     }
 
 
+def stored_trigger(text: str | None) -> Trigger | None:
+    """The trigger of a runs row (stored as JSON), if it has one."""
+    return Trigger.from_dict(json.loads(text)) if text else None
+
+
 class HandOff:
     """The slots this process's worker granted the runs of one transaction: those runs are
     stored held by it and start at once, without a claim."""
@@ -90,18 +98,19 @@ class HandOff:
 def new_runs(
     completion_id: str,
     fields: dict[str, Any],
-    planned: Sequence[PlannedRun],
+    planned: Sequence[tuple[PlannedRun, Trigger | None]],
     now: float,
     handoff: HandOff,
 ) -> tuple[list[dict[str, Any]], list[RunReceipt], list[ClaimedRun]]:
-    """The rows of a completion's new runs, pending; those the hand-off has slots for are
-    held by its worker from now (a crash before they end only delays them: the runs of a
-    process that is gone are taken back). Returns the rows, the receipts and the runs
-    handed over (with the context ``fields``)."""
+    """The rows of a completion's new runs (each with the trigger it was created for),
+    pending; those the hand-off has slots for are held by its worker from now (a crash
+    before they end only delays them: the runs of a process that is gone are taken
+    back). Returns the rows, the receipts and the runs handed over (with the context
+    ``fields``)."""
     rows: list[dict[str, Any]] = []
     receipts: list[RunReceipt] = []
     handed: list[ClaimedRun] = []
-    for plan in planned:
+    for plan, trigger in planned:
         run_id = new_id()
         row = {
             "id": run_id,
@@ -116,6 +125,7 @@ def new_runs(
             "worker": None,
             "created_at": now,
             "started_at": None,
+            "trigger": json.dumps(trigger.to_dict(), ensure_ascii=False) if trigger else None,
         }
         if handoff.take():
             lease = now + plan.lease
@@ -135,13 +145,13 @@ def new_runs(
                     1,
                     1,
                     plan.max_attempts,
-                    fields,
+                    {**fields, "trigger": trigger} if trigger else fields,
                     handoff.worker,
                     now,
                 )
             )
         rows.append(row)
-        receipts.append(RunReceipt(run_id, plan.handler, RunStatus.PENDING))
+        receipts.append(RunReceipt(run_id, plan.handler, RunStatus.PENDING, trigger))
     return rows, receipts, handed
 
 
@@ -200,6 +210,7 @@ _CANDIDATE_COLUMNS = (
     runs.c.started_at,
     runs.c.lease_until,
     runs.c.created_at,
+    runs.c.trigger,
 )
 
 
@@ -319,7 +330,7 @@ def claim_runs(
                     attempt=row.attempts + 1,
                     number=row.total_attempts + 1,
                     max_attempts=row.max_attempts,
-                    fields=fields[row.completion_id],
+                    fields=_with_trigger(fields[row.completion_id], row.trigger),
                     worker=request.worker,
                     created_at=row.created_at,
                 )
@@ -331,6 +342,10 @@ def claim_runs(
 
 TAKEN_OVER = "reported after its run was taken back from it"
 """Prefix of the error of an attempt that reported after it was recorded as lost."""
+
+
+def _with_trigger(fields: dict[str, Any], trigger: str | None) -> dict[str, Any]:
+    return {**fields, "trigger": stored_trigger(trigger)} if trigger else fields
 
 
 def _record_attempt(insert: Any) -> Any:

@@ -10,6 +10,7 @@ filtered list of completions scans a bounded window of the newest ids.
 from __future__ import annotations
 
 import heapq
+import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -122,6 +123,7 @@ def completion_view(row: Row[Any]) -> CompletionView:
         retry_count_computed=bool(row.retry_count_computed),
         message=row.message,
         job_history_id=row.job_history_id,
+        not_sent=json.loads(row.rule_notes) if row.rule_notes else [],
     )
 
 
@@ -142,6 +144,7 @@ def _run_fields(row: Row[Any]) -> dict[str, Any]:
         "finished_at": row.finished_at,
         "duration": row.duration,
         "last_error": row.last_error,
+        "trigger": json.loads(row.trigger) if row.trigger else None,
     }
 
 

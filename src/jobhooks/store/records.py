@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum, nonmember
-from typing import Any
+from typing import Any, Protocol
+
+from jobhooks.sdk.enums import JobResult
+from jobhooks.sdk.trigger import Trigger
 
 __all__ = [
     "CheckinReceipt",
     "ClaimedRun",
+    "JobMoment",
     "NewCompletion",
     "PlannedRun",
+    "Rule",
+    "RuleDecision",
     "RunOutcome",
     "RunReceipt",
     "RunStatus",
@@ -43,6 +49,54 @@ class RunStatus(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class JobMoment:
+    """A completion's place in its job's history, as the transaction storing it sees it:
+    what a registration's rule decides on."""
+
+    result: JobResult
+    before: int
+    """The job's consecutive failures before this completion."""
+    streak: int
+    """Its consecutive failures with this completion (0 once a success or a warning ended
+    them; Unknown and InProcess leave them as they were)."""
+    since: float | None
+    """When the streak began: the ongoing one, or the one this completion ended."""
+    at: float
+    """When the completion was stored."""
+    fired_at: float | None
+    """When this registration last fired for the job's ongoing streak (None if it has not)."""
+    job_type: str
+    job_id: str
+    client_machine: str
+
+
+@dataclass(frozen=True, slots=True)
+class RuleDecision:
+    """Whether a registration runs for a completion, and why."""
+
+    trigger: Trigger | None
+    """The trigger it runs for; None when it does not run."""
+    note: str | None = None
+    """Why it does not run (for the completion's detail)."""
+    marks: bool = False
+    """This run counts as the registration having fired for the job's ongoing streak."""
+
+
+class Rule(Protocol):
+    """A registration's ``when``: decides, in the transaction that stores a completion,
+    whether it runs (intake implements it; the store only asks)."""
+
+    @property
+    def stateful(self) -> bool:
+        """True when it needs :attr:`JobMoment.fired_at`."""
+        ...
+
+    def decide(self, moment: JobMoment) -> RuleDecision:
+        """Run or not, for this completion."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
 class PlannedRun:
     """A handler that matched a completion, with what its run needs to be created."""
 
@@ -50,6 +104,8 @@ class PlannedRun:
     max_attempts: int
     lease: float
     """Seconds a worker may hold the run (the handler's timeout plus a grace period)."""
+    rule: Rule | None = None
+    """When it runs; None runs it for every completion."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +125,7 @@ class RunReceipt:
     id: str
     handler: str
     status: str
+    trigger: Trigger | None = None
 
 
 @dataclass(slots=True)

@@ -28,6 +28,7 @@ __all__ = [
     "poll_jobs",
     "poll_rows",
     "poll_state",
+    "rule_state",
     "runs",
     "signing_keys",
     "tokens",
@@ -69,6 +70,9 @@ completions = Table(
     Column("message", Text),
     Column("job_history_id", BigInteger),
     Column("idempotency_key", String(200)),
+    # The registrations whose rules (``when``) did not fire for it, and why: a JSON list
+    # of {"handler", "reason"}; NULL when every matching registration ran.
+    Column("rule_notes", Text),
     # Ids are UUIDv7, so the primary key already orders completions by time.
     # Every secondary index on a random key (agent, job) costs a page write
     # per row at each commit; only the ones the check-in needs are here.
@@ -113,6 +117,8 @@ runs = Table(
     Column("finished_at", Float),
     Column("duration", Float),
     Column("last_error", Text),
+    # Why the run exists when its registration has rules: the Trigger as JSON.
+    Column("trigger", Text),
     Index("ix_runs_completion", "completion_id"),
     Index("ix_runs_due", "status", "due_at"),
     # Statuses and handlers are few, so each commit writes at the tail of a few
@@ -148,9 +154,21 @@ job_types = Table(
 job_streaks = Table(
     "job_streaks",
     metadata,
+    # Jobs whose last completions failed (see store.streaks): one row per job in a streak.
     Column("job_id", String(36), primary_key=True),
     Column("consecutive_failures", Integer, nullable=False),
     Column("last_received_at", Float, nullable=False),
+    Column("started_at", Float),
+)
+
+rule_state = Table(
+    "rule_state",
+    metadata,
+    # Which registrations fired for a job's ongoing streak, and when last: what
+    # still-failing and recovered decide on. Removed when the streak ends.
+    Column("handler", String(200), primary_key=True),
+    Column("job_id", String(36), primary_key=True),
+    Column("fired_at", Float, nullable=False),
 )
 
 completion_stats = Table(

@@ -57,6 +57,9 @@ class CompletionView(_Json):
     retry_count_computed: bool
     message: str | None
     job_history_id: int | None
+    not_sent: list[dict[str, str]] = field(default_factory=list)
+    """The registrations that matched its job type but whose rules (``when``) did not fire,
+    each ``{"handler", "reason"}``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +95,9 @@ class RunView(_Json):
     finished_at: float | None
     duration: float | None
     last_error: str | None
+    trigger: dict[str, Any] | None = None
+    """Why the run exists when its registration has rules: ``kind``, ``streak``,
+    ``since`` and ``reason`` (None under ``when = "always"``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,173 @@
+"""Each job's failure streak, and which registrations fired for it, kept in the transaction
+that stores the job's completions.
+
+A streak is the run of consecutive failed completions of one ``job_id`` in the
+order they are stored (check-in and pull mode alike); a success or a warning
+ends it, Unknown and InProcess leave it as it is. Only jobs in a streak have a
+row. On PostgreSQL the jobs of a batch are locked first (a transaction-scoped
+advisory lock per job), so failures of one job stored by two nodes at once are
+each counted once; on SQLite the write transaction already holds the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, delete, select, text
+
+from jobhooks.sdk.enums import JobResult
+from jobhooks.sdk.trigger import Trigger
+from jobhooks.store.dialect import upsert
+from jobhooks.store.records import JobMoment, PlannedRun, Rule
+from jobhooks.store.tables import job_streaks, rule_state
+
+__all__ = ["JobHistory", "Streak"]
+
+_LOCK_SPACE = 7262516
+"""The first key of this module's PostgreSQL advisory locks (the second is the job's hash)."""
+_LOCK_JOBS = text(
+    "SELECT count(pg_advisory_xact_lock(:space, hashtext(job))) "
+    "FROM (SELECT unnest(CAST(:jobs AS text[])) AS job ORDER BY 1) AS jobs"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Streak:
+    """A job's consecutive failures and when they began."""
+
+    failures: int = 0
+    since: float | None = None
+
+
+_NONE = Streak()
+
+
+class JobHistory:
+    """The streaks of the jobs of one batch of completions: read (and locked) at the start
+    of the transaction, advanced completion by completion, written at its end."""
+
+    def __init__(self, connection: Connection, job_ids: Iterable[str], stateful: bool) -> None:
+        wanted = sorted(set(job_ids))
+        if connection.dialect.name == "postgresql" and wanted:
+            connection.execute(_LOCK_JOBS, {"space": _LOCK_SPACE, "jobs": wanted})
+        self._stored: dict[str, Streak] = {}
+        if wanted:
+            query = select(
+                job_streaks.c.job_id, job_streaks.c.consecutive_failures, job_streaks.c.started_at
+            ).where(job_streaks.c.job_id.in_(wanted))
+            self._stored = {
+                row.job_id: Streak(row.consecutive_failures, row.started_at)
+                for row in connection.execute(query)
+            }
+        self._now: dict[str, Streak] = dict(self._stored)
+        self._fired: dict[tuple[str, str], float] = {}
+        self._fired_stored: set[tuple[str, str]] = set()
+        failing = sorted(self._stored)
+        if stateful and failing:
+            query = select(rule_state.c.handler, rule_state.c.job_id, rule_state.c.fired_at).where(
+                rule_state.c.job_id.in_(failing)
+            )
+            for row in connection.execute(query):
+                self._fired[(row.handler, row.job_id)] = row.fired_at
+            self._fired_stored = set(self._fired)
+        self._ended: set[str] = set()
+
+    def record(self, job_id: str, result: JobResult, at: float) -> tuple[Streak, Streak]:
+        """Advance ``job_id``'s streak by one completion; returns it before and after."""
+        before = self._now.get(job_id, _NONE)
+        if result is JobResult.FAILURE:
+            after = Streak(before.failures + 1, before.since if before.failures else at)
+        elif result in (JobResult.SUCCESS, JobResult.WARNING):
+            after = _NONE
+        else:
+            after = before
+        self._now[job_id] = after
+        return before, after
+
+    def decide(
+        self,
+        job_id: str,
+        fields: dict[str, object],
+        planned: Sequence[PlannedRun],
+        before: Streak,
+        after: Streak,
+        at: float,
+    ) -> tuple[list[tuple[PlannedRun, Trigger | None]], list[dict[str, str]]]:
+        """The runs a completion starts (each with the trigger it fired, None for a
+        registration without rules) and, for the registrations whose rules did not fire,
+        why not."""
+        runs: list[tuple[PlannedRun, Trigger | None]] = []
+        notes: list[dict[str, str]] = []
+        result = fields["job_result"]
+        assert isinstance(result, JobResult)
+        for plan in planned:
+            rule: Rule | None = plan.rule
+            if rule is None:
+                runs.append((plan, None))
+                continue
+            moment = JobMoment(
+                result=result,
+                before=before.failures,
+                streak=after.failures,
+                since=after.since if after.failures else before.since,
+                at=at,
+                fired_at=self._fired.get((plan.handler, job_id)) if before.failures else None,
+                job_type=str(fields["job_type"]),
+                job_id=job_id,
+                client_machine=str(fields.get("client_machine") or ""),
+            )
+            decision = rule.decide(moment)
+            if decision.trigger is None:
+                notes.append({"handler": plan.handler, "reason": decision.note or "not sent"})
+                continue
+            runs.append((plan, decision.trigger))
+            if decision.marks and after.failures:
+                self._fired[(plan.handler, job_id)] = at
+        if before.failures and not after.failures:
+            # The streak ended: what fired for it is forgotten with it.
+            for key in [key for key in self._fired if key[1] == job_id]:
+                del self._fired[key]
+            self._ended.add(job_id)
+        return runs, notes
+
+    def failures_before(self, job_id: str) -> int:
+        """The job's consecutive failures so far in this transaction."""
+        return self._now.get(job_id, _NONE).failures
+
+    def save(self, connection: Connection, at: float) -> None:
+        """Write the streaks and the fired marks that changed."""
+        rows = [
+            {
+                "job_id": job_id,
+                "consecutive_failures": streak.failures,
+                "started_at": streak.since,
+                "last_received_at": at,
+            }
+            for job_id, streak in self._now.items()
+            if streak.failures and streak != self._stored.get(job_id)
+        ]
+        ended = [
+            job for job, streak in self._now.items() if not streak.failures and job in self._stored
+        ]
+        if ended:
+            connection.execute(delete(job_streaks).where(job_streaks.c.job_id.in_(ended)))
+        if rows:
+            statement = upsert(
+                connection,
+                job_streaks,
+                "job_id",
+                ["consecutive_failures", "started_at", "last_received_at"],
+            )
+            connection.execute(statement, rows)
+        gone = sorted(self._ended)
+        if gone:
+            connection.execute(delete(rule_state).where(rule_state.c.job_id.in_(gone)))
+        marks = [
+            {"handler": handler, "job_id": job_id, "fired_at": fired}
+            for (handler, job_id), fired in self._fired.items()
+            if (handler, job_id) not in self._fired_stored or fired == at
+        ]
+        if marks:
+            statement = upsert(connection, rule_state, ["handler", "job_id"], ["fired_at"])
+            connection.execute(statement, marks)
