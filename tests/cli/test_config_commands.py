@@ -477,3 +477,75 @@ def test_an_unknown_type_lists_the_installed_package(
     result = run_jobhooks(acme_site, "validate", "--config", str(path))
     assert result.returncode == 1
     assert "did you mean 'acme-recorder'?" in result.stderr
+
+
+# notification rules
+
+PAGE = """
+[[handlers]]
+name = "page"
+type = "log"
+job_types = "*"
+when = ["failure-streak", "still-failing", "recovered"]
+streak = 3
+repeat_every = "6h"
+"""
+
+
+def test_validate_shows_each_registrations_rules(cli, write_config: WriteConfig) -> None:
+    result = cli("validate", "-c", str(write_config(PAGE + LOG)))
+    assert result.exit_code == 0, result.output
+    assert "failure-streak (at 3), still-failing (every 21600 s), recovered" in result.stdout
+    assert "always" in result.stdout
+
+
+def test_validate_names_every_rule_problem_with_its_line(cli, write_config: WriteConfig) -> None:
+    text = (
+        PAGE.replace('"recovered"', '"recoverd"')
+        + PAGE.replace('name = "page"', 'name = "nag"').replace('repeat_every = "6h"\n', "")
+        + PAGE.replace('name = "page"', 'name = "zero"').replace("streak = 3", "streak = 0")
+        + PAGE.replace('name = "page"', 'name = "soon"').replace('"6h"', '"6 hours"')
+    )
+    path = write_config(text)
+    result = cli("validate", "-c", str(path))
+    assert result.exit_code == 1, result.output
+    err = result.stderr
+    assert "4 problems" in err
+    assert "unknown trigger 'recoverd'; did you mean 'recovered'?" in err
+    assert 'still-failing" needs repeat_every' in err
+    assert "streak" in err and "greater than or equal to 1" in err
+    assert "expected a duration" in err and "'6 hours'" in err
+    assert f"({path} line " in err
+
+
+@pytest.mark.parametrize(
+    ("args", "fires", "said"),
+    [
+        (["--result", "failure", "--streak", "2"], False, "2nd consecutive failure, fires at 3"),
+        (["--result", "failure", "--streak", "3"], True, "failure-streak: 3rd consecutive failure"),
+        (["--result", "failure", "--streak", "9"], True, "still-failing: still failing: 9th"),
+        (["--result", "success", "--streak", "4"], True, "recovered: "),
+        (["--result", "success", "--streak", "0"], False, "Success, fires on failures only"),
+    ],
+)
+def test_test_handler_evaluates_the_rules_for_a_streak_and_says_why(
+    cli,
+    write_config: WriteConfig,
+    handler_types: str,
+    tmp_path: Path,
+    args: list[str],
+    fires: bool,
+    said: str,
+) -> None:
+    out = tmp_path / "context.json"
+    rules = 'when = ["failure-streak", "still-failing", "recovered"]\nrepeat_every = "6h"\n'
+    text = recorder(handler_types, out).replace(
+        "[handlers.properties]", rules + "[handlers.properties]"
+    )
+    result = cli("test-handler", "recorder", "-c", str(write_config(text)), *args)
+    assert result.exit_code == 0, result.output
+    assert said in " ".join(result.stdout.split()), result.stdout
+    assert out.exists() == fires, "the handler runs only when the rules fire"
+    if fires:
+        trigger = json.loads(out.read_text())["trigger"]
+        assert trigger["kind"] == said.split(":")[0] and trigger["reason"]

@@ -99,8 +99,9 @@ def test_a_live_process_in_another_pid_namespace_of_this_host_is_not_taken_for_g
     """A container sharing the host's name (and boot) numbers its processes apart: its
     pid 1 is not this machine's pid 1, so only its heartbeat can say it is gone."""
     command = ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", CONTAINED]
-    child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
+    with subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as child:  # closes both pipes and waits for the child on the way out
         assert child.stdout is not None
         contained = NodeIdentity(**json.loads(child.stdout.readline()))
         assert (contained.host, contained.pid) == (ME.host, 1)
@@ -109,10 +110,6 @@ def test_a_live_process_in_another_pid_namespace_of_this_host_is_not_taken_for_g
 
         assert contained.id not in _dead(db, NOW + 1)
         assert contained.id in _dead(db, NOW + STALE_AFTER + 1), "its heartbeat still counts"
-    finally:
-        assert child.stdin is not None
-        child.stdin.close()
-        child.wait(10)
 
 
 def _store_run(db: StoreDb, now: float, holder: str | None = None) -> str:

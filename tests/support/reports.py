@@ -52,15 +52,17 @@ def new_completion(
     max_attempts: int = 3,
     lease: float = 10.0,
     agent_id: uuid.UUID = AGENT_A,
+    rules: dict[str, Any] | None = None,
     **fields: Any,
 ) -> Any:
     """A parsed report ready for the store (``NewCompletion``), with one planned run per
-    handler name."""
+    handler name (``rules`` gives a handler its ``Rule``)."""
     from jobhooks.sdk.context import parse_fields
     from jobhooks.store.records import NewCompletion, PlannedRun
 
     parsed, problems = parse_fields(report(agent_id, **fields))
     assert not problems, problems
     parsed["source"] = "check-in"
-    planned = tuple(PlannedRun(name, max_attempts, lease) for name in handlers)
+    rules = rules or {}
+    planned = tuple(PlannedRun(name, max_attempts, lease, rules.get(name)) for name in handlers)
     return NewCompletion(parsed, planned, key)

@@ -43,17 +43,23 @@ class Ui:
         return found.group(1)
 
 
+LOG = """
+[[handlers]]
+name = "log"
+type = "log"
+job_types = "*"
+"""
+
+
 @pytest.fixture
-def ui(tmp_path: Path) -> Iterator[Ui]:
-    config = write_config(
-        tmp_path,
-        """
-        [[handlers]]
-        name = "log"
-        type = "log"
-        job_types = "*"
-        """,
-    )
+def handlers() -> str:
+    """The registrations of the ``ui`` fixture's configuration."""
+    return LOG
+
+
+@pytest.fixture
+def ui(tmp_path: Path, handlers: str) -> Iterator[Ui]:
+    config = write_config(tmp_path, handlers)
     runtime = Runtime(load(config), config, with_worker=False)
     store = runtime.store
     tokens = {
@@ -312,3 +318,43 @@ def test_the_api_reference_is_a_dashboard_page_served_from_this_server(ui: Ui) -
     assert "CompletionReport" in page.text and "job_result" in page.text
     external = re.findall(r'(?:src|href)="(https?://[^"]+)"', page.text)
     assert external == [], "nothing is loaded from another host"
+
+
+PAGE = (
+    LOG
+    + """
+[[handlers]]
+name = "page-on-call"
+type = "log"
+job_types = "*"
+when = ["failure-streak", "recovered"]
+"""
+)
+
+
+@pytest.mark.parametrize("handlers", [PAGE])
+def test_a_completion_page_says_why_each_run_exists_and_who_was_not_sent_and_why(
+    ui: Ui,
+) -> None:
+    ui.sign_in("viewer")
+    job = "0b4b411a-4b26-4492-a575-a10adb43a08a"
+    ids = []
+    for _ in range(3):
+        answer = ui.client.post(
+            "/api/v1/job-completions",
+            json=report(job_id=job, current_retry_count=None),
+            headers={"Authorization": f"Bearer {ui.tokens['agent']}"},
+        )
+        ids.append(answer.json()["id"])
+
+    second = ui.client.get(f"/ui/completions/{ids[1]}").text
+    third = ui.client.get(f"/ui/completions/{ids[2]}").text
+    runs = ui.client.get("/ui/runs?handler=page-on-call").text
+
+    assert "Not sent" in second
+    assert "page-on-call</strong>: not sent: 2nd consecutive failure, fires at 3" in second
+    assert "Not sent" not in third
+    assert "failure-streak</span> 3rd consecutive failure of Inventory job" in third
+    assert "failure-streak" in runs
+    handlers_page = ui.client.get("/ui/handlers").text
+    assert "failure-streak (at 3), recovered" in handlers_page

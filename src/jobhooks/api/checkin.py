@@ -77,7 +77,13 @@ async def check_in(
         "id": receipt.id,
         "duplicate": receipt.duplicate,
         "handler_runs": [
-            {"id": run.id, "handler": run.handler, "status": run.status} for run in receipt.runs
+            {
+                "id": run.id,
+                "handler": run.handler,
+                "status": run.status,
+                "trigger": run.trigger.to_dict() if run.trigger is not None else None,
+            }
+            for run in receipt.runs
         ],
     }
     return 202, json.dumps(answer).encode()

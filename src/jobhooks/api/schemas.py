@@ -58,12 +58,24 @@ class CompletionReport(BaseModel):
     message: str | None = Field(None, max_length=32_768, pattern=STORABLE)
 
 
+class TriggerAnswer(BaseModel):
+    """Why a run exists when its registration has rules (``when``)."""
+
+    kind: str
+    streak: int
+    since: str | None = Field(description="When the job's streak began (ISO 8601, UTC).")
+    reason: str
+
+
 class RunAnswer(BaseModel):
     """A handler run created for a completion."""
 
     id: str
     handler: str
     status: str
+    trigger: TriggerAnswer | None = Field(
+        None, description="Why the run exists; null for a registration that runs always."
+    )
 
 
 class CheckinAnswer(BaseModel):

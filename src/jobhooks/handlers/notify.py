@@ -33,7 +33,8 @@ class NotifyError(RuntimeError):
 
 
 class NotifyHandler(JobCompleteHandler):
-    """Notify every Apprise URL in ``urls`` of completions whose result is in ``results``."""
+    """Notify every Apprise URL in ``urls`` of completions whose result is in ``results``
+    (with rules, ``when = [...]``, of every completion the rules chose)."""
 
     urls: list[Secret]
     results: list[str] = ["failure"]  # noqa: RUF012  (a property default, never mutated)
@@ -58,7 +59,7 @@ class NotifyHandler(JobCompleteHandler):
                 )
 
     async def run_handler(self, context: JobCompleteContext) -> bool:
-        if context.job_result not in self._results:
+        if context.trigger is None and context.job_result not in self._results:
             return True
         title = render(self._title, context, "title")
         body = render(self._body, context, "body")

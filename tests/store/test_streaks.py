@@ -1,0 +1,146 @@
+"""Streaks and rules in the store, on both databases: decided in the transaction that
+stores each completion, kept across transactions, and counted once under concurrency."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from support.reports import new_completion
+from support.storedb import StoreDb
+
+from jobhooks.intake.rules import NotificationRule
+from jobhooks.registry import WhenRules
+from jobhooks.store.checkins import insert_checkins
+from jobhooks.store.engine import connect
+from jobhooks.store.records import CheckinReceipt
+from jobhooks.store.tables import completions, job_streaks, rule_state, runs
+
+NOW = 1_800_000_000.0
+HOUR = 3600.0
+PAGE = NotificationRule(WhenRules(("failure-streak", "still-failing", "recovered"), 3, 6 * HOUR))
+LOG = None  # a registration without rules
+
+
+def check_in(db: StoreDb, job: uuid.UUID, *results: str, at: float = NOW) -> list[CheckinReceipt]:
+    """One transaction storing ``results`` of ``job`` in order, for "page" (with rules) and
+    "log" (without), an hour apart."""
+    items = [
+        new_completion(
+            "page",
+            "log",
+            rules={"page": PAGE, "log": LOG},
+            job_id=job,
+            job_result=result,
+            current_retry_count=None,
+        )
+        for result in results
+    ]
+    receipts: list[CheckinReceipt] = []
+    for index, item in enumerate(items):
+        receipts += db.apply(insert_checkins, [item], at + index * HOUR)
+    return receipts
+
+
+def page_runs(receipts: Sequence[CheckinReceipt]) -> list[str | None]:
+    """Per completion, the trigger kind of its "page" run (None when it had none)."""
+    kinds = []
+    for receipt in receipts:
+        page = [run for run in receipt.runs if run.handler == "page"]
+        kinds.append(page[0].trigger.kind if page and page[0].trigger else None)
+        assert [run.handler for run in receipt.runs if run.handler == "log"] == ["log"]
+    return kinds
+
+
+def test_a_streak_fires_once_repeats_and_recovers_across_transactions(db: StoreDb) -> None:
+    job = uuid.uuid4()
+    failures = check_in(db, job, *["Failure"] * 9)
+    recovered = check_in(db, job, "Success", at=NOW + 9 * HOUR)
+
+    assert page_runs(failures) == [None, None, "failure-streak", *[None] * 5, "still-failing"]
+    assert page_runs(recovered) == ["recovered"]
+    assert [r.current_retry_count for r in failures] == list(range(9))
+    [trigger] = [run.trigger for run in recovered[0].runs if run.handler == "page"]
+    assert trigger is not None and trigger.streak == 9
+    assert trigger.since is not None and trigger.since.timestamp() == NOW
+    assert db.count(job_streaks) == 0 and db.count(rule_state) == 0, "forgotten with the streak"
+
+
+def test_a_completion_that_fired_nothing_says_why_and_its_runs_say_why_they_exist(
+    db: StoreDb,
+) -> None:
+    job = uuid.uuid4()
+    _first, second, third = check_in(db, job, "Failure", "Failure", "Failure")
+
+    with db.engine.connect() as connection:
+        notes = dict(connection.execute(select(completions.c.id, completions.c.rule_notes)).all())
+        of_third = select(runs.c.handler, runs.c.trigger).where(runs.c.completion_id == third.id)
+        triggers = dict(connection.execute(of_third).all())
+    assert json.loads(notes[second.id]) == [
+        {"handler": "page", "reason": "not sent: 2nd consecutive failure, fires at 3"}
+    ]
+    assert notes[third.id] is None
+    assert triggers["log"] is None
+    assert json.loads(triggers["page"])["kind"] == "failure-streak"
+    assert "3rd consecutive failure of Inventory job" in json.loads(triggers["page"])["reason"]
+
+
+def test_streaks_are_per_job_and_a_batch_is_stored_in_order(db: StoreDb) -> None:
+    one, two = uuid.uuid4(), uuid.uuid4()
+    batch = [
+        new_completion("page", rules={"page": PAGE}, job_id=job, job_result=result)
+        for job, result in [
+            (one, "Failure"), (two, "Failure"), (one, "Failure"),
+            (one, "Failure"), (two, "Success"), (one, "Success"),
+        ]
+    ]  # fmt: skip
+    receipts = db.apply(insert_checkins, batch, NOW)
+    kinds = [r.runs[0].trigger.kind if r.runs and r.runs[0].trigger else None for r in receipts]
+    assert kinds == [None, None, None, "failure-streak", None, "recovered"]
+
+
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+def test_failures_of_one_job_stored_by_two_nodes_at_once_are_each_counted_once(
+    store_url: str,
+) -> None:
+    """Two connections (two API nodes) store failures of the same job concurrently: the
+    streak counts every one, and the 3rd fires the rule exactly once."""
+    job = uuid.uuid4()
+    nodes = [StoreDb(connect(store_url)) for _ in range(2)]
+    start = threading.Barrier(2)
+    counts: list[int] = []
+    fired: list[Any] = []
+    lock = threading.Lock()
+
+    def node(db: StoreDb) -> None:
+        start.wait()
+        for _ in range(10):
+            [receipt] = db.apply(
+                insert_checkins,
+                [
+                    new_completion(
+                        "page", rules={"page": PAGE}, job_id=job, current_retry_count=None
+                    )
+                ],
+                NOW,
+            )
+            with lock:
+                counts.append(receipt.current_retry_count)
+                fired.extend(run for run in receipt.runs if run.trigger is not None)
+
+    threads = [threading.Thread(target=node, args=(db,)) for db in nodes]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        for db in nodes:
+            db.engine.dispose()
+    assert sorted(counts) == list(range(20)), "each failure counted once"
+    assert [run.trigger.streak for run in fired] == [3]
