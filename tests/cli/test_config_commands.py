@@ -495,7 +495,7 @@ repeat_every = "6h"
 def test_validate_shows_each_registrations_rules(cli, write_config: WriteConfig) -> None:
     result = cli("validate", "-c", str(write_config(PAGE + LOG)))
     assert result.exit_code == 0, result.output
-    assert "failure-streak (at 3), still-failing (every 21600 s), recovered" in result.stdout
+    assert "failure-streak (at 3), still-failing (every 6h), recovered" in result.stdout
     assert "always" in result.stdout
 
 

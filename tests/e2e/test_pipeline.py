@@ -40,8 +40,9 @@ def test_a_check_in_is_stored_then_its_handlers_run(pipeline: Pipeline) -> None:
         "record-inventory",
     ]
     for run in answer["handler_runs"]:
-        assert set(run) == {"id", "handler", "status"}
+        assert set(run) == {"id", "handler", "status", "trigger"}
         assert run["status"] == "pending"
+        assert run["trigger"] is None  # registered without `when`: always
 
     # Acknowledged means committed: the completion is there at once.
     stored = pipeline.detail(answer["id"])

@@ -57,6 +57,14 @@ def parse_duration(value: object) -> object:
     return value
 
 
+def format_duration(seconds: float) -> str:
+    """A duration as people write it in the configuration: ``6h``, ``90s``, ``1.5s``."""
+    for unit in ("d", "h", "m"):
+        if seconds >= _UNITS[unit] and seconds % _UNITS[unit] == 0:
+            return f"{seconds / _UNITS[unit]:g}{unit}"
+    return f"{seconds:g}s"
+
+
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0, le=366 * 86_400)]
 """Seconds, or text with a unit: ``"30s"``, ``"5m"``, ``"6h"``, ``"1d"``."""
 

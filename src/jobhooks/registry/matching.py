@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
+from jobhooks.config.schema import format_duration
 from jobhooks.sdk.handler import JobCompleteHandler
 
 __all__ = ["DeliveryPolicy", "RegisteredHandler", "Registry", "WhenRules"]
@@ -44,7 +45,7 @@ class WhenRules:
             if kind == "failure-streak":
                 shown.append(f"failure-streak (at {self.streak})")
             elif kind == "still-failing" and self.repeat_every is not None:
-                shown.append(f"still-failing (every {self.repeat_every:g} s)")
+                shown.append(f"still-failing (every {format_duration(self.repeat_every)})")
             else:
                 shown.append(kind)
         return ", ".join(shown)
