@@ -11,13 +11,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import expect
 from support.browser import SCREENSHOTS, Watched, sign_in
 from support.server import free_port
 
 from jobhooks.demo.fleet import FleetPlan
-from jobhooks.demo.run import demo_config, run_demo
+from jobhooks.demo.run import RULED_HANDLER, demo_config, run_demo
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -74,4 +75,32 @@ def test_the_overview_of_the_demos_data(
     if os.environ.get("JOBHOOKS_UPDATE_DOCS") == "1":
         DOCS.mkdir(exist_ok=True)
         shutil.copyfile(path, DOCS / "overview.png")
+    watched.assert_quiet()
+
+
+def test_the_demos_rule_is_counted_and_explained(
+    demo: dict[str, Any], open_page: Callable[..., Watched]
+) -> None:
+    total = sum(demo["completions"].values())
+    fired = sum(demo["runs"][RULED_HANDLER].values())
+    skipped = demo["not_sent"][RULED_HANDLER]
+    # Its job types are "*": every completion either fired it or says why it did not.
+    assert fired + skipped == total
+    assert 0 < fired < total // 10
+
+    headers = {"Authorization": f"Bearer {demo['admin_token']}"}
+    with httpx.Client(base_url=demo["url"], headers=headers) as client:
+        for completion_id in demo["simulation"].completion_ids:
+            detail = client.get(f"/api/v1/job-completions/{completion_id}").json()
+            if detail["job_result"] == "Failure" and detail["not_sent"]:
+                break
+        else:
+            pytest.fail("no failure the rule did not fire for")
+    [note] = detail["not_sent"]
+    assert note["handler"] == RULED_HANDLER
+    assert note["reason"].startswith("not sent: ")  # e.g. "1st consecutive failure, fires at 2"
+    watched = open_page()
+    sign_in(watched.page, demo["url"], demo["admin_token"])
+    watched.page.goto(f"{demo['url']}/ui/completions/{completion_id}")
+    expect(watched.page.locator("main")).to_contain_text(f"{RULED_HANDLER}: {note['reason']}")
     watched.assert_quiet()

@@ -16,7 +16,7 @@ from jobhooks.cli.app import app, console, fail, setup_logging
 from jobhooks.cli.operator_commands import DEFAULT_URL, TokenOption, UrlOption
 from jobhooks.demo.fleet import FleetPlan, SimulationResult
 from jobhooks.demo.fleet import simulate as run_simulation
-from jobhooks.demo.run import demo_config, free_listen, run_demo
+from jobhooks.demo.run import RULED_HANDLER, demo_config, free_listen, run_demo
 
 Agents = Annotated[int, typer.Option(min=1, max=10_000, help="Orchestrators in the fleet.")]
 Count = Annotated[int, typer.Option(min=1, max=10_000_000, help="Reports to send.")]
@@ -79,6 +79,13 @@ def _summary(summary: dict[str, Any]) -> None:
     for handler, counts in sorted(summary["runs"].items()):
         runs.add_row(handler, *(str(counts[s]) for s in statuses))
     console.print(runs)
+    fired = sum(summary["runs"].get(RULED_HANDLER, {}).values())
+    skipped = summary["not_sent"].get(RULED_HANDLER, 0)
+    console.print(
+        f"{RULED_HANDLER} (when failure-streak at 2, recovered): fired for {fired:,} "
+        f"completions, not sent for {skipped:,}; see why on any completion's page",
+        markup=False,
+    )
     c50, c99 = summary["checkin_latency"]
     d50, d99 = summary["dispatch_latency"]
     console.print(

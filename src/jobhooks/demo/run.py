@@ -20,7 +20,10 @@ from jobhooks.demo.fleet import JOB_TYPES, FleetPlan, SimulationResult, job_type
 from jobhooks.registry import load
 from jobhooks.store import Store
 
-__all__ = ["demo_config", "free_listen", "percentiles", "run_demo"]
+__all__ = ["RULED_HANDLER", "demo_config", "free_listen", "percentiles", "run_demo"]
+
+RULED_HANDLER = "page-on-call"
+"""The demo's registration with notification rules (the summary counts what it fired)."""
 
 
 def free_listen(preferred: str) -> str:
@@ -36,7 +39,8 @@ def free_listen(preferred: str) -> str:
 
 
 def demo_config(data_dir: Path, listen: str) -> str:
-    """The demo's jobhooks.toml: the log handler for everything, a flaky notifier for failures."""
+    """The demo's jobhooks.toml: the log handler for everything, a flaky notifier, and a
+    page that only fires when a job fails twice in a row and when it recovers."""
     names = "\n".join(f'"{name}" = "{job_type_id(name)}"' for name, _ in JOB_TYPES)
     return f"""# The configuration `jobhooks demo` runs with.
 [server]
@@ -59,6 +63,13 @@ type = "jobhooks.demo.handlers:FlakyNotifier"
 job_types = ["WinCertInventory", "PEMInventory", "SSL Monitoring"]
 max_attempts = 3
 backoff = 0.2
+
+[[handlers]]
+name = "{RULED_HANDLER}"
+type = "log"
+job_types = "*"
+when = ["failure-streak", "recovered"]
+streak = 2
 """
 
 
@@ -120,6 +131,7 @@ async def run_demo(
             "simulation": result,
             "completions": await store.reads.totals_by_result(),
             "runs": await store.reads.run_totals(),
+            "not_sent": await store.reads.not_sent_totals(),
             "checkin_latency": percentiles(result.latencies),
             "dispatch_latency": percentiles(await store.reads.dispatch_latencies()),
         }

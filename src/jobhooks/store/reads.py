@@ -63,6 +63,7 @@ __all__ = [
     "dispatch_latencies",
     "filter_choices",
     "handler_health",
+    "not_sent_totals",
     "overview",
     "run_page",
     "run_totals",
@@ -588,6 +589,16 @@ def totals_by_result(connection: Connection) -> dict[str, int]:
     return {JobResult(result).display: count for result, count in connection.execute(query)}
 
 
+def not_sent_totals(connection: Connection) -> dict[str, int]:
+    """How many completions matched each registration but fired none of its rules: a scan."""
+    counts: dict[str, int] = {}
+    query = select(completions.c.rule_notes).where(completions.c.rule_notes.isnot(None))
+    for (notes,) in connection.execute(query):
+        for note in json.loads(notes):
+            counts[note["handler"]] = counts.get(note["handler"], 0) + 1
+    return counts
+
+
 def dispatch_latencies(connection: Connection) -> list[float]:
     """Seconds from each run's commit to the start of its first attempt (a summary)."""
     query = select(attempts.c.started_at - runs.c.created_at).where(
@@ -667,6 +678,10 @@ class ReadModel:
     async def totals_by_result(self) -> dict[str, int]:
         """Completions counted by result (a scan: small databases)."""
         return await self._db.read(totals_by_result)
+
+    async def not_sent_totals(self) -> dict[str, int]:
+        """Completions each registration's rules did not fire for (a scan: small databases)."""
+        return await self._db.read(not_sent_totals)
 
     async def dispatch_latencies(self) -> list[float]:
         """Seconds from each run's commit to its first attempt (a scan: small databases)."""
