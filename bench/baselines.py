@@ -74,8 +74,10 @@ class _Proc:
             raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{self.tail()}")
 
 
-def make_bodies(n: int) -> list[bytes]:
-    """``n`` distinct compact JSON job-completion reports of about 400 bytes."""
+def make_bodies(n: int, jobs: int | None = None) -> list[bytes]:
+    """``n`` distinct compact JSON job-completion reports of about 400 bytes; one job
+    each, or ``jobs`` recurring jobs (each then builds failure streaks and recovers)."""
+    recurring = [str(uuid.uuid4()) for _ in range(jobs or 0)]
     agent = "3b0c8f5e-6a1d-4c57-9f0e-2a7c1d9b4e21"
     job_type_id = str(uuid.UUID(int=0))
     stamp = datetime.now(UTC).replace(microsecond=0).isoformat()
@@ -85,7 +87,7 @@ def make_bodies(n: int) -> list[bytes]:
             "agent_id": agent,
             "username": "EXAMPLE\\orchestrator01",
             "client_machine": "orchestrator01.example.com",
-            "job_id": str(uuid.uuid4()),
+            "job_id": recurring[i % len(recurring)] if recurring else str(uuid.uuid4()),
             "job_type": "Inventory",
             "job_type_id": job_type_id,
             "operation_type": "Inventory",

@@ -10,6 +10,11 @@
   1,000 completions/s. Goal p99 <= 50 ms.
 * ``slow``: check-in p99 with a handler that sleeps 2 s, divided by check-in p99
   with no handler, at a fixed rate. Goal <= 1.2.
+* ``rules``: check-in throughput of an API-only node with five registrations
+  that use notification rules (``when``), over the same node with no
+  registration, reports of 499 recurring jobs (a quarter fail), rounds
+  alternated; five registrations without rules are measured beside them.
+  Goal: rules cost at most 10%.
 * ``postgres``: check-in throughput on PostgreSQL over SQLite (API-only nodes),
   and runs drained per second by 2 worker processes over 1. Goal >= 1.7.
 
@@ -95,7 +100,23 @@ class JobhooksCompletions:
         self._base = self._query()[0]
 
 
-def _config(folder: Path, port: int, handler: str | None, database: str | None = None) -> Path:
+RULES = (
+    'when = "first-failure"',
+    'when = ["failure-streak", "recovered"]',
+    'when = ["failure-streak", "still-failing", "recovered"]\nrepeat_every = "1h"',
+    'when = "failure"',
+    'when = "failure-streak"\nstreak = 2',
+)
+"""The ``when`` lines of the five registrations the ``rules`` benchmark registers."""
+
+
+def _config(
+    folder: Path,
+    port: int,
+    handler: str | None,
+    database: str | None = None,
+    registrations: tuple[str, ...] = (),
+) -> Path:
     lines = [
         "[server]",
         f'listen = "127.0.0.1:{port}"',
@@ -109,6 +130,14 @@ def _config(folder: Path, port: int, handler: str | None, database: str | None =
             f'type = "bench_handlers:{handler}"',
             'job_types = "*"',
             "timeout = 30",
+        ]
+    for number, extra in enumerate(registrations):
+        lines += [
+            "[[handlers]]",
+            f'name = "noop-{number}"',
+            'type = "bench_handlers:Noop"',
+            'job_types = "*"',
+            extra,
         ]
     path = folder / "jobhooks.toml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -129,12 +158,17 @@ def _jobhooks(*args: str, env: dict[str, str]) -> str:
 
 @contextmanager
 def jobhooks_server(
-    handler: str | None, *, worker: bool = True, database: str | None = None
+    handler: str | None,
+    *,
+    worker: bool = True,
+    database: str | None = None,
+    registrations: tuple[str, ...] = (),
 ) -> Iterator[tuple[str, dict[str, str], Path, _Proc]]:
-    """A ``jobhooks serve`` process on a fresh database; yields (url, headers, db, process)."""
+    """A ``jobhooks serve`` process on a fresh database; yields (url, headers, db, process).
+    ``registrations`` adds no-op registrations for every job type, each with those lines."""
     folder = Path(tempfile.mkdtemp(prefix="jobhooks-bench-"))
     port = _free_port()
-    config = _config(folder, port, handler, database)
+    config = _config(folder, port, handler, database, registrations)
     env = _env({"JOBHOOKS_LOG_LEVEL": "WARNING"})
     if database is not None:
         _jobhooks("db", "upgrade", "--config", str(config), env=env)
@@ -187,6 +221,35 @@ def bench_checkin(n: int, concurrency: int, rounds: int) -> dict[str, Any]:
         "ratio": round(ratio, 2),
         "jobhooks_p99_ms": round(statistics.median(p99), 1),
         "rounds": rounds,
+    }
+
+
+def bench_rules(n: int, concurrency: int, rounds: int) -> dict[str, Any]:
+    """Check-in throughput (API-only) with five rule registrations, five plain ones and
+    none, on the same recurring jobs, rounds alternated; medians and ratios to none."""
+    setups: dict[str, tuple[str, ...]] = {
+        "none": (),
+        "always": ("",) * len(RULES),
+        "rules": RULES,
+    }
+    figures: dict[str, list[float]] = {label: [] for label in setups}
+    for _ in range(rounds):
+        for label, registrations in setups.items():
+            with jobhooks_server(None, worker=False, registrations=registrations) as (
+                url, headers, _db, _proc,
+            ):  # fmt: skip
+                _load(url, make_bodies(1000, jobs=499), concurrency, headers=headers)
+                result = _load(url, make_bodies(n, jobs=499), concurrency, headers=headers)
+                figures[label].append(result.throughput)
+    medians = {label: statistics.median(values) for label, values in figures.items()}
+    return {
+        "rounds": rounds,
+        "none_rps": round(medians["none"]),
+        "always_rps": round(medians["always"]),
+        "rules_rps": round(medians["rules"]),
+        "rules_over_none": round(medians["rules"] / medians["none"], 3),
+        "always_over_none": round(medians["always"] / medians["none"], 3),
+        "rounds_rps": {label: [round(x) for x in values] for label, values in figures.items()},
     }
 
 
@@ -394,7 +457,7 @@ def bench_postgres_workers(n: int) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="checkin,e2e,latency,slow,postgres")
+    parser.add_argument("--only", default="checkin,e2e,latency,slow,rules,postgres")
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
@@ -426,6 +489,8 @@ def main(argv: list[str] | None = None) -> int:
         report["latency"] = bench_latency(1000.0, 5.0)
     if "slow" in wanted:
         report["slow"] = bench_slow_handler(500.0, 10.0, args.rounds)
+    if "rules" in wanted:
+        report["rules"] = bench_rules(args.n * 2, args.concurrency, args.rounds)
     if "postgres" in wanted:
         report["postgres_checkin"] = bench_postgres_checkin(
             args.n * 2, args.concurrency, args.rounds
@@ -457,6 +522,13 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"check-in p99 at {slow['rate']:.0f}/s: {slow['p99_sleep_2s_ms']} ms with a 2 s "
             f"handler, {slow['p99_no_handler_ms']} ms without; ratio {slow['ratio']} (goal <= 1.2)"
+        )
+    if "rules" in report:
+        r = report["rules"]
+        print(
+            f"check-in with five rule registrations {r['rules_rps']}/s, five without rules "
+            f"{r['always_rps']}/s, none {r['none_rps']}/s: rules / none {r['rules_over_none']} "
+            "(goal >= 0.9)"
         )
     if "postgres_checkin" in report:
         pc, pw = report["postgres_checkin"], report["postgres_workers"]

@@ -175,3 +175,39 @@ def test_still_failing_never_comes_sooner_than_repeat_every(
             last = at
         if result in (S, W):
             last = None
+
+
+TRIGGER_SETS = [
+    ("failure-streak", "recovered"),
+    ("first-failure", "still-failing"),
+    ("failure-streak", "still-failing", "recovered"),
+    ("failure", "success"),
+    ("warning", "recovered"),
+]
+LONG_LIVED = {
+    triggers: rule(*triggers, repeat_every=2 * HOUR if "still-failing" in triggers else None)
+    for triggers in TRIGGER_SETS
+}
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.sampled_from(TRIGGER_SETS),
+    st.sampled_from([F, S, W, U]),
+    st.integers(min_value=0, max_value=6),
+    st.one_of(st.none(), st.floats(min_value=0.0, max_value=5.0)),
+)
+def test_a_rule_that_decided_many_completions_decides_as_a_new_one(
+    triggers: tuple[str, ...], result: JobResult, before: int, hours_since_fired: float | None
+) -> None:
+    # One rule object decides every completion of a registration, and keeps what it
+    # decided not to send: what it kept must never change a decision.
+    at = 1_800_000_000.0
+    streak = before + 1 if result is F else (0 if result in (S, W) else before)
+    fired_at = None if hours_since_fired is None or not before else at - hours_since_fired * HOUR
+    since = at - 10 * HOUR if (streak or before) else None
+    moment = JobMoment(
+        result, before, streak, since, at, fired_at, "PEMInventory", JOB, "orch02.example.com"
+    )
+    fresh = NotificationRule(LONG_LIVED[triggers].rules)
+    assert LONG_LIVED[triggers].decide(moment) == fresh.decide(moment)

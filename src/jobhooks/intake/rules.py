@@ -8,7 +8,7 @@ pure: a moment in, a trigger (or the sentence saying why not) out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from jobhooks.registry.matching import WhenRules
@@ -36,6 +36,8 @@ _ORDER = (
 _MARKS = frozenset({"failure", "first-failure", "failure-streak", "still-failing"})
 """Triggers that count as the registration having fired for the job's streak."""
 _STATEFUL = frozenset({"still-failing", "recovered"})
+_CACHED = 1024
+"""How many "not sent" decisions a rule keeps (they repeat: most completions fire nothing)."""
 
 
 def ordinal(number: int) -> str:
@@ -67,6 +69,10 @@ class NotificationRule:
     :class:`~jobhooks.store.records.Rule`)."""
 
     rules: WhenRules
+    _unsent: dict[tuple[JobResult, int, int, bool], RuleDecision] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    """Decisions not to run, by what they rest on (see :meth:`decide`)."""
 
     @property
     def stateful(self) -> bool:
@@ -75,11 +81,22 @@ class NotificationRule:
 
     def decide(self, moment: JobMoment) -> RuleDecision:
         """Run or not for this completion; the trigger says why it runs, the note why not."""
+        # Whether it fires, and the sentence when it does not, depend only on the result,
+        # the streak before and after, and whether it fired for the streak (and, for
+        # still-failing once it has, on the time since): such decisions are kept.
+        key = (moment.result, moment.before, moment.streak, moment.fired_at is not None)
+        timed = key[3] and self.rules.repeat_every is not None
+        known = None if timed else self._unsent.get(key)
+        if known is not None:
+            return known
         matched = [
             kind for kind in _ORDER if kind in self.rules.triggers and self._fires(kind, moment)
         ]
         if not matched:
-            return RuleDecision(None, f"not sent: {self._why_not(moment)}")
+            decision = RuleDecision(None, f"not sent: {self._why_not(moment)}")
+            if not timed and len(self._unsent) < _CACHED:
+                self._unsent[key] = decision
+            return decision
         kind = matched[0]
         since = datetime.fromtimestamp(moment.since, UTC) if moment.since is not None else None
         streak = moment.before if kind == "recovered" else moment.streak

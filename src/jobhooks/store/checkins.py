@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from functools import lru_cache
 from datetime import datetime
 from typing import Any
 
@@ -107,6 +108,12 @@ def _dedupe_keys(item: NewCompletion) -> list[tuple[str, str, Any]]:
     return keys
 
 
+@lru_cache(maxsize=4096)
+def _notes_json(notes: tuple[tuple[str, str], ...]) -> str:
+    """A completion's "not sent" notes as stored (the same few repeat: kept encoded)."""
+    return json.dumps([{"handler": h, "reason": r} for h, r in notes], ensure_ascii=False)
+
+
 def _runs_of(connection: Connection, completion_ids: list[str]) -> dict[str, list[RunReceipt]]:
     found: dict[str, list[RunReceipt]] = {cid: [] for cid in completion_ids}
     query = (
@@ -167,7 +174,7 @@ def insert_checkins(
             fields["_computed"] = True
         fired, notes = history.decide(job_id, fields, item.runs, before, after, now)
         if notes:
-            fields["_rule_notes"] = json.dumps(notes, ensure_ascii=False)
+            fields["_rule_notes"] = _notes_json(tuple(notes))
         decided.append((index, item, completion_id, fields, fired))
     handoff = HandOff(reserve, sum(len(fired) for *_rest, fired in decided))
     for index, item, completion_id, fields, fired in decided:

@@ -93,33 +93,37 @@ class JobHistory:
         before: Streak,
         after: Streak,
         at: float,
-    ) -> tuple[list[tuple[PlannedRun, Trigger | None]], list[dict[str, str]]]:
+    ) -> tuple[list[tuple[PlannedRun, Trigger | None]], list[tuple[str, str]]]:
         """The runs a completion starts (each with the trigger it fired, None for a
         registration without rules) and, for the registrations whose rules did not fire,
-        why not."""
+        why not: (handler, reason) pairs."""
         runs: list[tuple[PlannedRun, Trigger | None]] = []
-        notes: list[dict[str, str]] = []
+        notes: list[tuple[str, str]] = []
         result = fields["job_result"]
         assert isinstance(result, JobResult)
+        moments: dict[float | None, JobMoment] = {}
         for plan in planned:
             rule: Rule | None = plan.rule
             if rule is None:
                 runs.append((plan, None))
                 continue
-            moment = JobMoment(
-                result=result,
-                before=before.failures,
-                streak=after.failures,
-                since=after.since if after.failures else before.since,
-                at=at,
-                fired_at=self._fired.get((plan.handler, job_id)) if before.failures else None,
-                job_type=str(fields["job_type"]),
-                job_id=job_id,
-                client_machine=str(fields.get("client_machine") or ""),
-            )
+            fired_at = self._fired.get((plan.handler, job_id)) if before.failures else None
+            moment = moments.get(fired_at)
+            if moment is None:
+                moment = moments[fired_at] = JobMoment(
+                    result=result,
+                    before=before.failures,
+                    streak=after.failures,
+                    since=after.since if after.failures else before.since,
+                    at=at,
+                    fired_at=fired_at,
+                    job_type=str(fields["job_type"]),
+                    job_id=job_id,
+                    client_machine=str(fields.get("client_machine") or ""),
+                )
             decision = rule.decide(moment)
             if decision.trigger is None:
-                notes.append({"handler": plan.handler, "reason": decision.note or "not sent"})
+                notes.append((plan.handler, decision.note or "not sent"))
                 continue
             runs.append((plan, decision.trigger))
             if decision.marks and after.failures:
