@@ -153,6 +153,14 @@ def test_unknown_sections_and_keys_are_named_with_their_line(
         ("[[handlers]]\nname = 'x'\ntype = 'log'\nmax_attempts = 0\n", ("max_attempts",)),
         ("[[handlers]]\ntype = 'log'\n", ("handlers[0]", "name", "is required", "line 1")),
         ("handlers = 3\n", ("handlers", "[[handlers]]", "line 1")),
+        (
+            "[[handlers]]\nname = 'x'\ntype = 'log'\njob_types = 3\n",
+            ("'x': job_types:", "expected a string or a list of strings, got 3", "line 4"),
+        ),
+        (
+            "[[handlers]]\nname = 'x'\ntype = 'log'\njob_types = '*'\nwhen = ['failure', 3]\n",
+            ("'x': when.1:", "expected a string, got 3", "line 5"),
+        ),
     ],
 )
 def test_bad_values_are_named_with_their_line(
