@@ -13,14 +13,16 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from conftest import SmtpSink, TestCertificates
 
+from jobhooks.config import schema
 from jobhooks.dispatch.execute import Outcome, run_attempt
+from jobhooks.handlers import _mail as mail
 from jobhooks.registry.build import load
 from jobhooks.testing import sample_context
 
@@ -75,8 +77,10 @@ def start_smtp() -> Iterator[StartSmtp]:
     """Start aiosmtpd on 127.0.0.1 with Controller/SMTP options; stopped after the test."""
     controllers: list[Controller] = []
 
-    def start(*, auth: bool = False, **options: Any) -> RecordingSink:
+    def start(*, auth: bool = False, port: int | None = None, **options: Any) -> RecordingSink:
         sink = RecordingSink()
+        if port is not None:
+            sink.port = port
         if auth:
             options["authenticator"] = sink.authenticate
         controller = Controller(sink, hostname=sink.host, port=sink.port, **options)
@@ -251,25 +255,122 @@ def test_without_a_server_anywhere_validate_names_the_property(
     assert "SmtpServer: not set here and [smtp] host is empty" in result.stderr
 
 
-def test_auth_with_the_right_password_delivers(
+def test_a_password_is_not_sent_in_clear_to_a_server_without_starttls(
+    write_config: WriteConfig, start_smtp: StartSmtp, relay_password: str
+) -> None:
+    sink = start_smtp(auth=True, auth_require_tls=False)  # would take AUTH in clear
+    smtp = f'username = "{LOGIN}"\npassword = "env:RELAY_PASSWORD"'
+    outcome = attempt(write_config(send_email_config(sink, smtp=smtp)))
+    assert not outcome.succeeded
+    assert outcome.error == (
+        f"SmtpTlsError: SMTP server {sink.host}:{sink.port}: the connection is not encrypted, "
+        "so the password was not sent (the server does not offer STARTTLS; use port 465 for "
+        'implicit TLS, or set tls = "none" to send it in clear)'
+    )
+    assert sink.logins == [] and sink.messages == []
+
+
+def test_tls_none_given_explicitly_sends_the_password_in_clear(
     write_config: WriteConfig, start_smtp: StartSmtp, relay_password: str
 ) -> None:
     sink = start_smtp(auth=True, auth_require_tls=False)
-    smtp = f'username = "{LOGIN}"\npassword = "env:RELAY_PASSWORD"'
+    smtp = f'tls = "none"\nusername = "{LOGIN}"\npassword = "env:RELAY_PASSWORD"'
     outcome = attempt(write_config(send_email_config(sink, smtp=smtp)))
     assert outcome.succeeded, outcome.error
     assert sink.logins == [(LOGIN, relay_password)]
     assert sink.deliveries == [Delivery(encrypted=False, login=LOGIN)]
 
 
+def test_tls_none_never_upgrades_even_when_offered(
+    write_config: WriteConfig, start_smtp: StartSmtp, test_certificates: TestCertificates
+) -> None:
+    sink = start_smtp(tls_context=test_certificates.server_context())
+    outcome = attempt(write_config(send_email_config(sink, smtp='tls = "none"')))
+    assert outcome.succeeded, outcome.error
+    assert sink.deliveries == [Delivery(encrypted=False, login=None)]
+
+
+def test_without_a_password_auto_delivers_in_clear_where_starttls_is_not_offered(
+    write_config: WriteConfig, start_smtp: StartSmtp
+) -> None:
+    sink = start_smtp()
+    outcome = attempt(write_config(send_email_config(sink)))
+    assert outcome.succeeded, outcome.error
+    assert sink.deliveries == [Delivery(encrypted=False, login=None)]
+
+
+def test_auto_upgrades_with_starttls_when_the_server_offers_it(
+    write_config: WriteConfig,
+    start_smtp: StartSmtp,
+    test_certificates: TestCertificates,
+    relay_password: str,
+) -> None:
+    # The server offers STARTTLS but does not insist, and would take AUTH in clear: the
+    # default (no tls anywhere) upgrades first, as MailKit's Connect(host, port) does.
+    sink = start_smtp(
+        auth=True, tls_context=test_certificates.server_context(), auth_require_tls=False
+    )
+    smtp = (
+        f'ca_bundle = "{test_certificates.ca}"\n'
+        f'username = "{LOGIN}"\npassword = "env:RELAY_PASSWORD"'
+    )
+    outcome = attempt(write_config(send_email_config(sink, smtp=smtp)))
+    assert outcome.succeeded, outcome.error
+    assert sink.logins == [(LOGIN, relay_password)]
+    assert sink.deliveries == [Delivery(encrypted=True, login=LOGIN)]
+
+
+def test_tls_starttls_fails_where_the_server_does_not_offer_it(
+    write_config: WriteConfig, start_smtp: StartSmtp
+) -> None:
+    sink = start_smtp()
+    outcome = attempt(write_config(send_email_config(sink, 'Tls = "starttls"')))
+    assert not outcome.succeeded
+    assert outcome.error == (
+        f'SmtpTlsError: SMTP server {sink.host}:{sink.port}: tls = "starttls" but the '
+        "server does not offer STARTTLS"
+    )
+    assert sink.messages == []
+
+
+def test_auto_on_port_465_is_implicit_tls(
+    write_config: WriteConfig,
+    start_smtp: StartSmtp,
+    test_certificates: TestCertificates,
+    relay_password: str,
+) -> None:
+    try:
+        sink = start_smtp(
+            port=465,
+            auth=True,
+            ssl_context=test_certificates.server_context(),
+            auth_require_tls=False,
+        )
+    except PermissionError:
+        pytest.skip("binding port 465 needs root (or a lower ip_unprivileged_port_start)")
+    smtp = (
+        f'ca_bundle = "{test_certificates.ca}"\n'
+        f'username = "{LOGIN}"\npassword = "env:RELAY_PASSWORD"'
+    )
+    outcome = attempt(write_config(send_email_config(sink, smtp=smtp)))
+    assert outcome.succeeded, outcome.error
+    assert sink.deliveries == [Delivery(encrypted=True, login=LOGIN)]
+
+
 def test_a_wrong_password_is_a_failed_attempt_that_says_so(
-    cli: Any, write_config: WriteConfig, start_smtp: StartSmtp, monkeypatch: pytest.MonkeyPatch
+    cli: Any,
+    write_config: WriteConfig,
+    start_smtp: StartSmtp,
+    test_certificates: TestCertificates,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("RELAY_PASSWORD", "not-the-password-3Zx")
-    sink = start_smtp(auth=True, auth_require_tls=False)
-    config = write_config(
-        send_email_config(sink, f'Username = "{LOGIN}"\nPassword = "env:RELAY_PASSWORD"')
+    sink = start_smtp(auth=True, tls_context=test_certificates.server_context())
+    properties = (
+        f'Username = "{LOGIN}"\nPassword = "env:RELAY_PASSWORD"\n'
+        f'CaBundle = "{test_certificates.ca}"'
     )
+    config = write_config(send_email_config(sink, properties))
     outcome = attempt(config)
     assert not outcome.succeeded
     assert outcome.error is not None
@@ -280,19 +381,6 @@ def test_a_wrong_password_is_a_failed_attempt_that_says_so(
     assert result.exit_code == 1
     assert "SMTPAuthenticationError" in result.stdout
     assert "not-the-password-3Zx" not in result.output
-
-
-def test_credentials_are_not_sent_where_the_server_wants_tls_first(
-    write_config: WriteConfig, start_smtp: StartSmtp, relay_password: str
-) -> None:
-    sink = start_smtp(auth=True)  # auth_require_tls defaults to True: no AUTH before TLS
-    config = write_config(
-        send_email_config(sink, f'Username = "{LOGIN}"\nPassword = "env:RELAY_PASSWORD"')
-    )
-    outcome = attempt(config)
-    assert not outcome.succeeded
-    assert "AUTH" in (outcome.error or "")
-    assert sink.logins == [] and sink.messages == []
 
 
 def test_starttls_with_a_private_ca_then_auth(
@@ -309,7 +397,7 @@ def test_starttls_with_a_private_ca_then_auth(
     )
     properties = (
         f'Username = "{LOGIN}"\nPassword = "env:RELAY_PASSWORD"\n'
-        f'Starttls = true\nCaBundle = "{test_certificates.ca}"'
+        f'Tls = "starttls"\nCaBundle = "{test_certificates.ca}"'
     )
     outcome = attempt(write_config(send_email_config(sink, properties)))
     assert outcome.succeeded, outcome.error
@@ -317,11 +405,15 @@ def test_starttls_with_a_private_ca_then_auth(
     assert len(sink.messages) == 1
 
 
+@pytest.mark.parametrize("tls", ["", "Starttls = true", 'Tls = "starttls"'])
 def test_starttls_refuses_a_certificate_it_cannot_verify(
-    write_config: WriteConfig, start_smtp: StartSmtp, test_certificates: TestCertificates
+    write_config: WriteConfig,
+    start_smtp: StartSmtp,
+    test_certificates: TestCertificates,
+    tls: str,
 ) -> None:
     sink = start_smtp(tls_context=test_certificates.server_context(), require_starttls=True)
-    outcome = attempt(write_config(send_email_config(sink, "starttls = true")))
+    outcome = attempt(write_config(send_email_config(sink, tls)))
     assert not outcome.succeeded
     assert "CERTIFICATE_VERIFY_FAILED" in (outcome.error or "")
     assert sink.messages == []
@@ -367,6 +459,32 @@ def test_starttls_and_tls_together_are_a_registration_error(
     )
     assert result.exit_code == 1
     assert "'mail-pki': starttls and tls exclude each other" in result.stderr
+
+
+def test_the_smtp_section_tls_mode_gives_way_to_the_handler_older_starttls(
+    write_config: WriteConfig,
+    start_smtp: StartSmtp,
+    test_certificates: TestCertificates,
+) -> None:
+    sink = start_smtp(tls_context=test_certificates.server_context())
+    config = send_email_config(
+        sink, f'Starttls = true\nCaBundle = "{test_certificates.ca}"', smtp='tls = "none"'
+    )
+    outcome = attempt(write_config(config))
+    assert outcome.succeeded, outcome.error
+    assert sink.deliveries == [Delivery(encrypted=True, login=None)]
+
+
+def test_the_handler_takes_the_tls_modes_of_the_smtp_section() -> None:
+    assert get_args(mail.SmtpTls) == get_args(schema.SmtpTls)
+
+
+def test_an_unknown_tls_mode_is_named_with_its_line(cli: Any, write_config: WriteConfig) -> None:
+    config = write_config('[smtp]\nhost = "smtp.example.com"\ntls = "startls"\n')
+    result = cli("validate", "-c", str(config))
+    assert result.exit_code == 1
+    assert "[smtp] tls: expected 'auto', 'starttls', 'implicit' or 'none'" in result.stderr
+    assert "'startls'" in result.stderr and "line 3" in result.stderr
 
 
 INJECTIONS = {

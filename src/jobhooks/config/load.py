@@ -64,6 +64,8 @@ def describe_error(error: ErrorDetails, model: type[BaseModel] | None = None) ->
     if message is None:
         message = error["msg"].removeprefix("Value error, ")
         message = message.replace("Input should be", "expected").replace("Input ", "")
+        if kind == "literal_error":
+            message += f", got {error.get('input')!r}"
         return message
     got = error.get("input")
     return f"{message}, got {got!r}" if got is not None else message

@@ -32,6 +32,7 @@ __all__ = [
     "PollSettings",
     "ServerSettings",
     "SmtpSettings",
+    "SmtpTls",
 ]
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
@@ -138,6 +139,12 @@ class PlatformSettings(_Section):
         return self
 
 
+SmtpTls = Literal["auto", "starttls", "implicit", "none"]
+"""How an SMTP connection is encrypted: ``auto`` (implicit TLS on port 465, else
+STARTTLS whenever the server offers it), ``starttls`` or ``implicit`` (required),
+``none`` (never; the only mode that may send a password in clear)."""
+
+
 class SmtpSettings(_Section):
     """``[smtp]``: defaults for the email handlers."""
 
@@ -146,11 +153,35 @@ class SmtpSettings(_Section):
     username: str | None = None
     password: Secret | None = None
     mail_from: str | None = None
-    starttls: bool = False
-    tls: bool = False
+    tls: SmtpTls | None = None
+    """Unset means ``auto``. ``true`` and ``false``, from older files, read as
+    ``implicit`` and unset."""
+    starttls: bool | None = None
+    """The older spelling: ``true`` reads as ``tls = "starttls"``, ``false`` as unset."""
     ca_bundle: str | None = None
     """PEM file of the CA(s) that signed the SMTP server's certificate (an internal relay)."""
     timeout: PositiveSeconds = 30.0
+
+    @field_validator("tls", mode="before")
+    @classmethod
+    def _tls_from_bool(cls, value: object) -> object:
+        if isinstance(value, bool):
+            return "implicit" if value else None
+        return value
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> SmtpSettings:
+        if self.starttls and self.tls is not None:
+            raise ValueError(
+                f'starttls and tls exclude each other: keep tls = "{self.tls}" only '
+                '(starttls = true is the older spelling of tls = "starttls")'
+            )
+        return self
+
+    @property
+    def tls_mode(self) -> SmtpTls | None:
+        """The TLS mode this section sets, or None when it leaves it to the default."""
+        return "starttls" if self.starttls else self.tls
 
 
 class PollSettings(_Section):

@@ -232,7 +232,7 @@ def to_toml(result: ImportResult) -> str:
             smtp,
             [
                 "FLAG: the platform's built-in email handler used the platform's SMTP settings;",
-                "give them here (host, port, mail_from, username/password, starttls).",
+                'give them here (host, port, mail_from, username/password; tls = "auto" if unset).',
             ],
         )
         smtp.add("host", "")

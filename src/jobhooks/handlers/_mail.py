@@ -18,14 +18,18 @@ from email.message import EmailMessage
 from email.policy import Policy
 from email.utils import formatdate, make_msgid
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import aiosmtplib
 
 from jobhooks import JobCompleteContext, JobCompleteHandler, Secret
 from jobhooks.handlers._templates import compile_template, render
 
-__all__ = ["EmailHandler", "header_text"]
+__all__ = ["EmailHandler", "SmtpTlsError", "header_text"]
+
+SmtpTls = Literal["auto", "starttls", "implicit", "none"]
+"""As ``[smtp] tls``: see :meth:`EmailHandler.send`."""
+_IMPLICIT_PORT = 465
 
 _LINE = 76
 """Header lines are folded to this length: RFC 2047's limit for lines with encoded words."""
@@ -167,6 +171,11 @@ def _quoted(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+class SmtpTlsError(RuntimeError):
+    """Raised when a connection is not encrypted as the TLS mode requires: the server
+    does not offer STARTTLS where it is required, or a password would go in clear."""
+
+
 class EmailHandler(JobCompleteHandler):
     """Base of the email handlers: the seed's SMTP properties, defaulting to ``[smtp]``."""
 
@@ -178,8 +187,11 @@ class EmailHandler(JobCompleteHandler):
     username: str | None = None
     password: Secret | None = None
     mail_from: str | None = None
-    starttls: bool = False
-    tls: bool = False
+    tls: SmtpTls | bool | None = None
+    """``auto`` when unset; ``true`` and ``false``, from older files, read as
+    ``implicit`` and unset."""
+    starttls: bool | None = None
+    """The older spelling: ``true`` reads as ``tls = "starttls"``."""
     ca_bundle: str | None = None
     """PEM file of the CA(s) to trust for the server's certificate, besides the system's."""
     smtp_timeout: float = 30.0
@@ -195,14 +207,24 @@ class EmailHandler(JobCompleteHandler):
             raise ValueError("property MailFrom: not set here and [smtp] mail_from is empty")
         if not self.email_recipients:
             raise ValueError("property EmailRecipients: list at least one address")
-        if self.starttls and self.tls:
-            raise ValueError("starttls and tls exclude each other: choose one")
+        self._tls = self._tls_mode()
         if self.password is not None and not self.username:
             raise ValueError("property Password is set but Username is not")
         if self.ca_bundle is not None and not Path(self.ca_bundle).is_file():
             raise ValueError(f"property CaBundle: no such file: {self.ca_bundle}")
         self._from = _mailbox(self.mail_from, "MailFrom")
         self._to = [_mailbox(address, "EmailRecipients") for address in self.email_recipients]
+
+    def _tls_mode(self) -> SmtpTls:
+        tls = ("implicit" if self.tls else None) if isinstance(self.tls, bool) else self.tls
+        if self.starttls and tls is not None:
+            raise ValueError(
+                f'starttls and tls exclude each other: keep Tls = "{tls}" only '
+                '(Starttls = true is the older spelling of Tls = "starttls")'
+            )
+        if self.starttls:
+            return "starttls"
+        return tls or "auto"
 
     def compose(self, context: JobCompleteContext, subject: str, body: str) -> EmailMessage:
         """The message for a context: the templates when configured, else the defaults."""
@@ -230,22 +252,55 @@ class EmailHandler(JobCompleteHandler):
     async def send(self, message: EmailMessage) -> None:
         """Send through the configured SMTP server; raises on any delivery error.
 
-        The envelope is MailFrom to EmailRecipients, never read back from
-        the message's headers.
+        TLS as the seed's MailKit ``Connect(host, port)`` chooses it when
+        ``tls`` is ``auto``: implicit TLS on port 465, otherwise STARTTLS
+        whenever the server offers it. ``starttls`` and ``implicit`` require
+        it. A password goes over an unencrypted connection only with ``tls =
+        "none``; otherwise the attempt fails with :class:`SmtpTlsError` before
+        the login. The envelope is MailFrom to EmailRecipients, never read back
+        from the message's headers.
         """
-        await aiosmtplib.send(
-            message,
-            sender=self._from[1],
-            recipients=[address for _, address in self._to],
+        implicit = self._tls == "implicit" or (
+            self._tls == "auto" and self.smtp_port == _IMPLICIT_PORT
+        )
+        client = aiosmtplib.SMTP(
             hostname=self.smtp_server,
             port=self.smtp_port,
-            username=self.username,
-            password=self.password.reveal() if self.password is not None else None,
-            start_tls=self.starttls,
-            use_tls=self.tls,
+            use_tls=implicit,
+            start_tls=False,
             cert_bundle=self.ca_bundle,
             timeout=self.smtp_timeout,
         )
+        async with client:
+            if not implicit and self._tls != "none":
+                await self._start_tls(client)
+            if self.username is not None:
+                encrypted = client.get_transport_info("sslcontext") is not None
+                if not encrypted and self._tls != "none":
+                    raise SmtpTlsError(
+                        f"{self._server}: the connection is not encrypted, so the password "
+                        "was not sent (the server does not offer STARTTLS; use port 465 "
+                        'for implicit TLS, or set tls = "none" to send it in clear)'
+                    )
+                password = self.password.reveal() if self.password is not None else ""
+                await client.login(self.username, password)
+            await client.send_message(
+                message, sender=self._from[1], recipients=[address for _, address in self._to]
+            )
+
+    async def _start_tls(self, client: aiosmtplib.SMTP) -> None:
+        """Upgrade with STARTTLS when the server offers it; required unless ``auto``."""
+        await client.ehlo()
+        if client.supports_extension("starttls"):
+            await client.starttls()
+        elif self._tls == "starttls":
+            raise SmtpTlsError(
+                f'{self._server}: tls = "starttls" but the server does not offer STARTTLS'
+            )
+
+    @property
+    def _server(self) -> str:
+        return f"SMTP server {self.smtp_server}:{self.smtp_port}"
 
     @staticmethod
     def details(context: JobCompleteContext) -> str:

@@ -115,11 +115,12 @@ _SMTP_PROPERTIES = {
     "username": "username",
     "password": "password",
     "mail_from": "mail_from",
-    "starttls": "starttls",
-    "tls": "tls",
     "ca_bundle": "ca_bundle",
     "timeout": "smtp_timeout",
 }
+_TLS_PROPERTIES = {normalise_name("tls"), normalise_name("starttls")}
+"""A handler's ``Tls`` or older ``Starttls`` both choose its TLS mode: either one
+keeps ``[smtp]``'s mode out."""
 
 
 def _with_smtp_defaults(properties: dict[str, object], smtp: SmtpSettings) -> dict[str, object]:
@@ -129,6 +130,8 @@ def _with_smtp_defaults(properties: dict[str, object], smtp: SmtpSettings) -> di
         value = getattr(smtp, setting)
         if value is not None and normalise_name(prop) not in given:
             merged[prop] = value
+    if smtp.tls_mode is not None and not given & _TLS_PROPERTIES:
+        merged["tls"] = smtp.tls_mode
     return merged
 
 
