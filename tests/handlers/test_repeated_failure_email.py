@@ -50,8 +50,27 @@ def test_at_and_above_the_threshold_one_mail_is_sent(
     (envelope,) = smtp_sink.envelopes
     assert envelope == ("jobhooks@example.com", ["pki-team@example.com", "oncall@example.com"])
     body = message.get_content()
-    assert f"retry count {retry_count}, threshold 2" in body
+    assert f"Retry count {retry_count}, threshold 2." in body
     assert INVENTORY.lower() in body
+
+
+def test_the_body_begins_with_the_sample_lines_exactly(
+    cli, config: Path, smtp_sink, tmp_path: Path
+) -> None:
+    job_id = "9f0e4c1a-2b3d-4e5f-8a9b-0c1d2e3f4a5b"
+    context = tmp_path / "job.json"
+    context.write_text(json.dumps({"JobType": "WinCertInventory", "JobId": job_id.upper()}))
+    fire(cli, config, "--retry-count", "3", "--context-json", str(context))
+    (message,) = smtp_sink.messages
+    lines = message.get_content().splitlines()
+    assert lines[:5] == [
+        "Orchestrator Job failed too many times:",
+        "\tType: WinCertInventory",
+        f"\tJobId: {job_id}",
+        "\tRetries: 3",
+        "",
+    ]
+    assert "Orchestrator:    orchestrator01.example.com" in "\n".join(lines[5:])
 
 
 @pytest.mark.parametrize("result", ["success", "warning", "unknown", "in-process"])

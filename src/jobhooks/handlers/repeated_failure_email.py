@@ -9,9 +9,11 @@ from jobhooks.handlers._mail import EmailHandler
 class RepeatedFailureEmailHandler(EmailHandler):
     """Email when a job failed and its retry count reached RetryThreshold.
 
-    Subject ``Orchestrator {job_type} Job Failed``; the body lists the job
-    type, job id and retries, the agent, the machine and the orchestrator's
-    message. Other completions are skipped (a successful run).
+    Subject ``Orchestrator {job_type} Job Failed``; the body begins with the
+    sample's own four lines (``Orchestrator Job failed too many times:``, then
+    tab-indented ``Type:``, ``JobId:``, ``Retries:``), so mail filters written
+    for it keep working; the agent, the machine and the orchestrator's message
+    follow after a blank line. Other completions are skipped (a successful run).
 
     With rules (``when = ["failure-streak", "recovered"]``), the rules decide
     instead: one mail when the streak fires, one (``Job Recovered``) when it ends.
@@ -45,9 +47,12 @@ class RepeatedFailureEmailHandler(EmailHandler):
             return True
         subject = f"Orchestrator {context.job_type} Job Failed"
         body = (
-            f"The {context.job_type} job {context.job_id} has failed "
-            f"{context.current_retry_count + 1} time(s) in a row "
-            f"(retry count {context.current_retry_count}, threshold {self.retry_threshold}).\n\n"
+            "Orchestrator Job failed too many times:\n"
+            f"\tType: {context.job_type}\n"
+            f"\tJobId: {context.job_id}\n"
+            f"\tRetries: {context.current_retry_count}\n"
+            "\n"
+            f"Retry count {context.current_retry_count}, threshold {self.retry_threshold}.\n"
             + self.details(context)
         )
         await self.send(self.compose(context, subject, body))
