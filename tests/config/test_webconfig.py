@@ -295,6 +295,54 @@ def test_an_output_file_is_written_instead_of_stdout(
     assert tomlkit.parse(out.read_text())["handlers"][0]["type"] == "repeated-failure-email"
 
 
+def test_a_bare_fragment_as_documented_is_imported(
+    cli: Any, run_import: Callable[..., Any], write_config: WriteConfig,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    result = run_import(f"{SAMPLE}\n{BUILT_IN}\n", name="handlers.xml")
+    assert result.exit_code == 0, result.output
+    document = tomlkit.parse(result.stdout)
+    assert [(h["name"], h["type"]) for h in document["handlers"]] == [
+        ("SendEmail_RepeatedFailureHandler", "repeated-failure-email"),
+        ("SendEmailOrchestratorJobCompleteHandler", "send-email"),
+    ]
+    assert document["handlers"][0]["job_types"] == [INVENTORY, DISCOVERY]
+    monkeypatch.setenv(SAMPLE_VARIABLE, SAMPLE_PASSWORD)
+    valid = validate(cli, write_config, fill_flagged(result.stdout))
+    assert valid.exit_code == 0, valid.output
+
+
+def test_a_commented_fragment_as_documented_is_imported_when_asked(
+    run_import: Callable[..., Any],
+) -> None:
+    text = f'<?xml version="1.0" encoding="utf-8"?>\n<!--{BUILT_IN}-->\n'
+    result = run_import(text, "--include-commented", name="built-in.xml")
+    assert result.exit_code == 0, result.output
+    (handler,) = tomlkit.parse(result.stdout)["handlers"]
+    assert (handler["name"], handler["type"], handler["enabled"]) == (
+        "SendEmailOrchestratorJobCompleteHandler",
+        "send-email",
+        False,
+    )
+    without = run_import(text, name="built-in.xml")
+    assert without.exit_code == 0, without.output
+    assert (
+        "note: 1 registration(s) inside XML comments were not read; --include-commented "
+        "imports them too (as enabled = false)"
+    ) in without.stderr
+
+
+def test_a_fragment_that_is_not_xml_names_the_line(
+    run_import: Callable[..., Any], tmp_path: Path
+) -> None:
+    broken = BUILT_IN.replace('<property name="JobTypes" value="" />', '<property name="JobTypes">')
+    result = run_import(f"{SAMPLE}\n{broken}\n", name="handlers.xml")
+    assert result.exit_code == 1
+    assert f"error: {tmp_path / 'handlers.xml'}: not well-formed XML: mismatched tag: line 14" in (
+        result.stderr
+    )
+
+
 def test_a_file_without_registrations_says_so(run_import: Callable[..., Any]) -> None:
     result = run_import(web_config())
     assert result.exit_code == 0

@@ -279,7 +279,11 @@ def test_handler(
 @app.command("import-webconfig")
 def import_webconfig(
     source: Annotated[
-        Path, typer.Argument(help="web.config (Unity) or an extension manifest.json.")
+        Path,
+        typer.Argument(
+            help="web.config (Unity), <register> elements copied from one or from the "
+            "documentation (no root element needed), or an extension manifest.json."
+        ),
     ],
     include_commented: Annotated[
         bool,

@@ -1,4 +1,5 @@
-"""Import handler registrations from Keyfactor Command: web.config (Unity) or manifest.json.
+"""Import handler registrations from Keyfactor Command: web.config (Unity), a fragment of
+one (``<register>`` elements as the documentation shows them), or manifest.json.
 
 Each ``<register type="IOrchestratorJobCompleteHandler" mapTo=... name=...>``
 block becomes a ``[[handlers]]`` table: the built-in email handler and the
@@ -15,6 +16,8 @@ import uuid
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from typing import Any
+from xml.parsers.expat import ErrorString
+from xml.parsers.expat.errors import XML_ERROR_JUNK_AFTER_DOC_ELEMENT, XML_ERROR_NO_ELEMENTS
 
 import tomlkit
 
@@ -150,33 +153,68 @@ def _properties(register: ElementTree.Element) -> dict[str, str]:
     return found
 
 
-def read_webconfig(text: str, *, include_commented: bool = False) -> ImportResult:
-    """Read every job-complete handler registration in a web.config.
+_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
+_NOT_ONE_ROOT = {XML_ERROR_JUNK_AFTER_DOC_ELEMENT, XML_ERROR_NO_ELEMENTS}
 
-    With ``include_commented``, registrations inside XML comments (as the
-    default web.config ships its built-in handler) are read too.
+
+def _parse(text: str) -> ElementTree.Element:
+    """The XML's root element; a fragment without one (``<register>`` elements side by
+    side, or only comments, as the documentation shows them) is read as if it had one.
+
+    Raises ValueError naming the line of the first syntax error.
     """
     try:
-        root = ElementTree.fromstring(text)
+        return ElementTree.fromstring(text)
+    except ElementTree.ParseError as exc:
+        if ErrorString(exc.code) not in _NOT_ONE_ROOT or not text.strip():
+            raise ValueError(f"not well-formed XML: {exc}") from None
+    # On the first line, so that an error's line number is the file's.
+    wrapped = "<fragment>" + _DECLARATION.sub("", text, count=1) + "</fragment>"
+    try:
+        return ElementTree.fromstring(wrapped)
     except ElementTree.ParseError as exc:
         raise ValueError(f"not well-formed XML: {exc}") from None
+
+
+def _commented_blocks(text: str, result: ImportResult) -> list[ElementTree.Element]:
+    """The registrations inside XML comments; a comment that is not XML is noted, skipped."""
+    blocks: list[ElementTree.Element] = []
+    for comment in re.findall(r"<!--(.*?)-->", text, flags=re.S):
+        if "<register" not in comment:
+            continue
+        try:
+            fragment = ElementTree.fromstring(f"<commented>{comment}</commented>")
+        except ElementTree.ParseError:
+            result.notes.append("a commented-out block that is not well-formed XML was skipped")
+            continue
+        blocks += _register_blocks(fragment)
+    return blocks
+
+
+def read_webconfig(text: str, *, include_commented: bool = False) -> ImportResult:
+    """Read every job-complete handler registration in a web.config, or in a fragment
+    of one (``<register>`` elements with no root element, as documented).
+
+    With ``include_commented``, registrations inside XML comments (as the
+    default web.config ships its built-in handler) are read too, with
+    ``commented_out`` set; without it, a note says how many were left.
+    """
+    root = _parse(text)
     result = ImportResult([])
     blocks = [(register, False) for register in _register_blocks(root)]
+    commented = _commented_blocks(text, result)
     if include_commented:
-        for comment in re.findall(r"<!--(.*?)-->", text, flags=re.S):
-            if "<register" not in comment:
-                continue
-            try:
-                fragment = ElementTree.fromstring(f"<commented>{comment}</commented>")
-            except ElementTree.ParseError:
-                result.notes.append("a commented-out block that is not well-formed XML was skipped")
-                continue
-            blocks += [(register, True) for register in _register_blocks(fragment)]
-    for register, commented in blocks:
+        blocks += [(register, True) for register in commented]
+    elif commented:
+        result.notes.append(
+            f"{len(commented)} registration(s) inside XML comments were not read; "
+            "--include-commented imports them too (as enabled = false)"
+        )
+    for register, hidden in blocks:
         source_type = register.get("mapTo", "")
         name = register.get("name") or source_type.split(",")[0].rsplit(".", 1)[-1] or "handler"
-        result.handlers.append(_convert(name, source_type, _properties(register), commented))
-    if not result.handlers:
+        result.handlers.append(_convert(name, source_type, _properties(register), hidden))
+    if not result.handlers and not commented:
         result.notes.append(f'no <register type="{INTERFACE}"> block was found')
     return result
 
