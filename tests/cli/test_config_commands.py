@@ -57,12 +57,12 @@ def test_validate_lists_the_registered_handlers(
 
 
 def test_validate_shows_job_type_names(cli, write_config: WriteConfig) -> None:
-    text = f'[job_types]\n"SSL Monitoring" = "{INVENTORY}"\n' + LOG.replace(
-        'job_types = "*"', 'job_types = ["SSL Monitoring"]'
+    text = f'[job_types]\n"Nightly PEM inventory" = "{INVENTORY}"\n' + LOG.replace(
+        'job_types = "*"', 'job_types = ["Nightly PEM inventory"]'
     )
     result = cli("validate", "-c", str(write_config(text)))
     assert result.exit_code == 0, result.output
-    assert f"SSL Monitoring ({INVENTORY.lower()})" in result.stdout
+    assert f"Nightly PEM inventory ({INVENTORY.lower()})" in result.stdout
 
 
 def test_validate_lists_every_problem_and_exits_1(

@@ -98,12 +98,13 @@ def test_job_types_table_gives_names_to_ids(write_config: WriteConfig) -> None:
         write_config(
             """
             [job_types]
-            "SSL Monitoring" = "7B6BBC1B-D802-4B09-BEC9-F5C221083130"
+            "Nightly PEM inventory" = "5C0E9A43-8D1F-4B6E-A2C7-3F9B1D4E6A80"
             """
         )
     )
     assert problems == []
-    assert config.job_types == {"SSL Monitoring": uuid.UUID("7B6BBC1B-D802-4B09-BEC9-F5C221083130")}
+    nightly = uuid.UUID("5C0E9A43-8D1F-4B6E-A2C7-3F9B1D4E6A80")
+    assert config.job_types == {"Nightly PEM inventory": nightly}
 
 
 def test_unknown_key_in_a_handler_suggests_the_right_one(write_config: WriteConfig) -> None:

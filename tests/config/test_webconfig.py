@@ -15,7 +15,7 @@ WriteConfig = Callable[..., Path]
 SAMPLE_PASSWORD = "somepassword-Wq7"
 SAMPLE_VARIABLE = "JOBHOOKS_SENDEMAIL_REPEATEDFAILUREHANDLER_PASSWORD"
 INVENTORY = "7B6BBC1B-D802-4B09-BEC9-F5C221083130"
-DISCOVERY = "44340A94-9B99-410D-8011-598FB176C3C5"
+MANAGEMENT = "44340A94-9B99-410D-8011-598FB176C3C5"
 
 BUILT_IN = """\
 <register type="IOrchestratorJobCompleteHandler" mapTo="CSS.CMS.Agents.Server.Handlers.SendEmailOrchestratorJobCompleteHandler, CSS.CMS.Agents.Server" name="SendEmailOrchestratorJobCompleteHandler">
@@ -32,7 +32,7 @@ SAMPLE = f"""\
     <property name="MailFrom" value="my.name@smtp.email" />
     <property name="EmailRecipients" value="the.recipient@smtp.email,second@smtp.email" />
     <property name="RetryThreshold" value="2" />
-    <property name="JobTypes" value="{INVENTORY},{DISCOVERY}" />
+    <property name="JobTypes" value="{INVENTORY},{MANAGEMENT}" />
 </register>"""  # noqa: E501
 
 
@@ -110,7 +110,7 @@ def test_the_repeated_failure_sample_becomes_a_valid_registration(
     (handler,) = document["handlers"]
     assert handler["name"] == "SendEmail_RepeatedFailureHandler"
     assert handler["type"] == "repeated-failure-email"
-    assert handler["job_types"] == [INVENTORY, DISCOVERY]
+    assert handler["job_types"] == [INVENTORY, MANAGEMENT]
     assert "enabled" not in handler
     assert handler["properties"] == {
         "SmtpServer": "my.smtp.email",
@@ -174,7 +174,7 @@ def test_the_built_in_uncommented_needs_smtp_settings(
     invalid = validate(cli, write_config, result.stdout)
     assert invalid.exit_code == 1
     assert "job_types is empty" in invalid.stderr
-    filled = fill_flagged(result.stdout, [INVENTORY, DISCOVERY])
+    filled = fill_flagged(result.stdout, [INVENTORY, MANAGEMENT])
     valid = validate(cli, write_config, filled)
     assert valid.exit_code == 0, valid.output
     assert "SendEmailOrchestratorJobCompleteHandler" in valid.stdout
@@ -258,7 +258,7 @@ def test_a_manifest_imports_like_a_web_config(
         "MailFrom": "my.name@smtp.email",
         "EmailRecipients": "the.recipient@smtp.email",
         "RetryThreshold": 2,
-        "JobTypes": f"{INVENTORY}, {DISCOVERY}",
+        "JobTypes": f"{INVENTORY}, {MANAGEMENT}",
     }
     text = manifest(options, "SampleJobCompletionHandlers.SendEmail_RepeatedFailureHandler")
     result = run_import(text, name="manifest.json")
@@ -269,7 +269,7 @@ def test_a_manifest_imports_like_a_web_config(
         "SendEmail_RepeatedFailureHandler",
         "repeated-failure-email",
     )
-    assert handler["job_types"] == [INVENTORY, DISCOVERY]
+    assert handler["job_types"] == [INVENTORY, MANAGEMENT]
     assert handler["properties"]["Password"] == f"env:{SAMPLE_VARIABLE}"
     monkeypatch.setenv(SAMPLE_VARIABLE, SAMPLE_PASSWORD)
     valid = validate(cli, write_config, result.stdout)
@@ -306,7 +306,7 @@ def test_a_bare_fragment_as_documented_is_imported(
         ("SendEmail_RepeatedFailureHandler", "repeated-failure-email"),
         ("SendEmailOrchestratorJobCompleteHandler", "send-email"),
     ]
-    assert document["handlers"][0]["job_types"] == [INVENTORY, DISCOVERY]
+    assert document["handlers"][0]["job_types"] == [INVENTORY, MANAGEMENT]
     monkeypatch.setenv(SAMPLE_VARIABLE, SAMPLE_PASSWORD)
     valid = validate(cli, write_config, fill_flagged(result.stdout))
     assert valid.exit_code == 0, valid.output

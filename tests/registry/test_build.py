@@ -232,25 +232,25 @@ def test_job_types_as_a_comma_separated_string(
 
 JOB_TYPE_NAMES = f"""
 [job_types]
-"SSL Monitoring" = "{INVENTORY}"
+"Nightly PEM inventory" = "{INVENTORY}"
 "WinCertInventory" = "{MANAGEMENT}"
 """
 
 
 def test_names_from_the_job_types_table(write_config: WriteConfig, smtp_password: str) -> None:
-    text = JOB_TYPE_NAMES + seed(job_types='["SSL Monitoring", "wincert-inventory"]')
+    text = JOB_TYPE_NAMES + seed(job_types='["Nightly PEM inventory", "wincert-inventory"]')
     (registered,) = load(write_config(text)).registry
     assert registered.job_types == (INVENTORY, MANAGEMENT)
-    assert registered.job_type_labels[0] == f"SSL Monitoring ({INVENTORY})"
+    assert registered.job_type_labels[0] == f"Nightly PEM inventory ({INVENTORY})"
 
 
 def test_unknown_job_type_name_lists_near_matches(
     write_config: WriteConfig, smtp_password: str
 ) -> None:
-    text = JOB_TYPE_NAMES + seed(job_types='["SSL Monitorng"]')
+    text = JOB_TYPE_NAMES + seed(job_types='["Nightly PEM inventry"]')
     problem = only(problems_of(write_config, text), "job_types")
-    assert "unknown job type name 'SSL Monitorng'" in problem
-    assert "did you mean 'SSL Monitoring'?" in problem
+    assert "unknown job type name 'Nightly PEM inventry'" in problem
+    assert "did you mean 'Nightly PEM inventory'?" in problem
 
 
 def test_names_from_a_catalog(write_config: WriteConfig, smtp_password: str) -> None:

@@ -9,7 +9,9 @@ AGENT_A = uuid.UUID("3b0c8f5e-6a1d-4c57-9f0e-2a7c1d9b4e21")
 AGENT_B = uuid.UUID("9d4f2b7a-1c3e-4f5a-8b6c-7d8e9f0a1b2c")
 
 INVENTORY = uuid.UUID("7b6bbc1b-d802-4b09-bec9-f5c221083130")
-"""The seed's SSL inventory job type."""
+"""The first job type GUID of the seed's sample registration (the seed names neither; the
+fake platform's catalog in ``support.keyfactor`` makes these two an inventory and a
+management job type, and the tests follow it)."""
 MANAGEMENT = uuid.UUID("44340a94-9b99-410d-8011-598fb176c3c5")
 FLAKY = uuid.UUID("0a1e5c2d-0000-4000-8000-00000000f1a4")
 GATED_ONE = uuid.UUID("0a1e5c2d-0000-4000-8000-000000000001")
