@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import re
+import sys
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Literal
@@ -107,6 +109,11 @@ class PlatformSettings(_Section):
     """``[platform]``: the platform API that ``context.client`` and the poller talk to."""
 
     url: str | None = None
+    auth: Literal["basic", "negotiate"] | None = None
+    """``negotiate``: Windows authentication, as the seed's client (``UseDefaultCredentials``):
+    Kerberos from the service's keytab or ticket cache, or NTLM with ``username`` and
+    ``password`` (the optional extra ``jobhooks[windows-auth]``). Unset: Basic with a
+    username and password, else the bearer token or OAuth credentials given."""
     username: str | None = None
     password: Secret | None = None
     token: Secret | None = None
@@ -136,7 +143,32 @@ class PlatformSettings(_Section):
         oauth = (self.token_url, self.client_id, self.client_secret)
         if any(part is not None for part in oauth) and None in oauth:
             raise ValueError("OAuth needs token_url, client_id and client_secret together")
+        if self.auth == "basic" and self.username is None:
+            raise ValueError('auth = "basic" needs username and password')
+        if self.auth == "negotiate":
+            _check_negotiate(self)
         return self
+
+
+def _check_negotiate(settings: PlatformSettings) -> None:
+    """``auth = "negotiate"``: no other credential beside it, and what it needs installed."""
+    if settings.token is not None or settings.token_url is not None:
+        raise ValueError(
+            'auth = "negotiate" is Windows authentication: remove token, or token_url, '
+            "client_id and client_secret"
+        )
+    if importlib.util.find_spec("spnego") is None:
+        raise ValueError(
+            'auth = "negotiate" needs the optional extra: pip install "jobhooks[windows-auth]"'
+        )
+    if settings.username is None and sys.platform != "win32":
+        if importlib.util.find_spec("gssapi") is None:
+            raise ValueError(
+                'auth = "negotiate" without username and password is Kerberos from the '
+                "service's keytab or ticket cache, which needs GSSAPI: pip install "
+                '"pyspnego[kerberos]" (it builds against the system\'s Kerberos libraries); '
+                "or give username and password for NTLM"
+            )
 
 
 SmtpTls = Literal["auto", "starttls", "implicit", "none"]

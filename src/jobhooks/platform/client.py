@@ -58,8 +58,12 @@ def _verify(settings: PlatformSettings) -> ssl.SSLContext | bool:
 
 
 def platform_auth(settings: PlatformSettings) -> httpx.Auth | None:
-    """The authentication of ``[platform]``: OAuth 2 client credentials, Basic, or none
-    (a bearer ``token`` is a header, see :func:`build_clients`)."""
+    """The authentication of ``[platform]``: Windows (Negotiate), OAuth 2 client
+    credentials, Basic, or none (a bearer ``token`` is a header, see :func:`build_clients`)."""
+    if settings.auth == "negotiate":
+        from jobhooks.platform.negotiate import NegotiateAuth  # the optional extra
+
+        return NegotiateAuth(settings.username, settings.password)
     if settings.token_url and settings.client_id and settings.client_secret is not None:
         return ClientCredentialsAuth(
             settings.token_url, settings.client_id, settings.client_secret, settings.scope
@@ -71,6 +75,16 @@ def platform_auth(settings: PlatformSettings) -> httpx.Auth | None:
 
 def describe_credential(settings: PlatformSettings) -> str:
     """Which credential requests carry, and where it is configured (never its value)."""
+    if settings.auth == "negotiate":
+        if settings.username:
+            return (
+                f"Windows authentication as '{settings.username}' "
+                '([platform] auth = "negotiate", username and password)'
+            )
+        return (
+            "Windows authentication with the service's Kerberos ticket "
+            '([platform] auth = "negotiate")'
+        )
     if settings.token_url and settings.client_id:
         return (
             f"an OAuth token for client_id {settings.client_id!r} from {settings.token_url} "
