@@ -8,8 +8,10 @@ the test signed, which the handler trusts through ``ca_bundle``.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -537,3 +539,20 @@ def test_non_ascii_values_reach_the_subject_intact(
     config = write_config(send_email_config(sink))
     assert attempt(config, job_type="Ünïcode Inventory — 東京", client_machine="h").succeeded
     assert sink.messages[0]["Subject"] == "Orchestrator Ünïcode Inventory — 東京 job Failure on h"
+
+
+def test_no_connection_is_left_open_when_the_event_loop_ends_after_a_tls_send(
+    write_config: WriteConfig, start_smtp: StartSmtp, test_certificates: TestCertificates
+) -> None:
+    # test-handler and a process-isolated attempt end their event loop right after the
+    # send: a socket still waiting for the relay's TLS close_notify would be left open
+    # (whether the relay's close_notify arrived first is a race: hence several sends).
+    sink = start_smtp(tls_context=test_certificates.server_context())
+    config = write_config(send_email_config(sink, f'CaBundle = "{test_certificates.ca}"'))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        for _ in range(30):
+            assert attempt(config).succeeded
+        gc.collect()
+    assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
+    assert len(sink.deliveries) == 30 and all(d.encrypted for d in sink.deliveries)
