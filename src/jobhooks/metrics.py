@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -96,6 +96,15 @@ class Metrics:
         if read_backlog is not None:
             self.registry.register(_BacklogCollector(read_backlog))
 
+    def watch_registrations(
+        self,
+        problems: Callable[[], Iterable[tuple[str, str, int]]],
+        held: Callable[[], int],
+    ) -> None:
+        """Export the registrations with problems, as (name, ``quarantined`` or ``kept``,
+        how many problems), and how many runs are held for the quarantined ones."""
+        self.registry.register(_RegistrationsCollector(problems, held))
+
     def watch_poller(self, lag: Callable[[], float | None], polling: Callable[[], bool]) -> None:
         """Export the poller's lag and whether this node polls (pull mode)."""
         self.registry.register(_PollerCollector(lag, polling))
@@ -118,4 +127,38 @@ class _PollerCollector(Collector):
             "jobhooks_poll_leader",
             "1 while this node holds the poller's lease and polls, 0 otherwise.",
             value=1 if self._polling() else 0,
+        )
+
+
+class _RegistrationsCollector(Collector):
+    def __init__(
+        self, problems: Callable[[], Iterable[tuple[str, str, int]]], held: Callable[[], int]
+    ) -> None:
+        self._problems = problems
+        self._held = held
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        entries = list(self._problems())
+        yield GaugeMetricFamily(
+            "jobhooks_registrations_quarantined",
+            "Registrations with problems that do not run (their completions get held runs).",
+            value=sum(1 for _name, state, _count in entries if state == "quarantined"),
+        )
+        family = GaugeMetricFamily(
+            "jobhooks_registration_problems",
+            "Problems of each registration that is quarantined, or kept at its last good "
+            "version by a reload.",
+            labels=["registration", "state"],
+        )
+        for name, state, count in entries:
+            family.add_metric([name, state], count)
+        yield family
+        try:
+            held = self._held()
+        except Exception:
+            return
+        yield GaugeMetricFamily(
+            "jobhooks_runs_held",
+            "Handler runs held for a quarantined registration (they run once it is fixed).",
+            value=held,
         )

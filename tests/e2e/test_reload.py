@@ -69,7 +69,8 @@ def _handled_by(agent: httpx.Client, admin: httpx.Client, directory: Path) -> li
         runs: list[dict[str, Any]] = admin.get(f"/api/v1/job-completions/{completion_id}").json()[
             "handler_runs"
         ]
-        return runs if all(run["status"] == "succeeded" for run in runs) else None
+        ran = [run for run in runs if run["status"] != "held"]
+        return ran if all(run["status"] == "succeeded" for run in ran) else None
 
     runs = wait_for(finished, 10, "the completion's runs")
     names = sorted(run["handler"] for run in runs)
@@ -78,7 +79,7 @@ def _handled_by(agent: httpx.Client, admin: httpx.Client, directory: Path) -> li
     return names
 
 
-def test_a_broken_config_is_refused_and_a_valid_one_applied(
+def test_a_file_that_cannot_be_used_is_refused_and_registration_problems_are_not(
     tmp_path: Path, start_server: StartServer
 ) -> None:
     config = write_config(tmp_path, _appender("first", tmp_path))
@@ -90,19 +91,38 @@ def test_a_broken_config_is_refused_and_a_valid_one_applied(
         assert _handled_by(agent, admin, tmp_path) == ["first"]
         good_text = config.read_text(encoding="utf-8")
 
-        config.write_text(good_text.split("[[handlers]]")[0] + BROKEN, encoding="utf-8")
+        config.write_text('[server]\nlisten = "nowhere"\n' + BROKEN, encoding="utf-8")
         status = _sighup(server, admin)
         assert status["applied"] is False
-        assert any("DoesNotExist" in problem for problem in status["problems"])
-
+        assert [p for p in status["problems"] if "[server] listen" in p], status["problems"]
         refused = admin.post("/api/v1/admin/reload")
         assert refused.status_code == 422
         assert refused.headers["content-type"] == "application/problem+json"
-        problems = [error["message"] for error in refused.json()["errors"]]
+        assert [h["name"] for h in admin.get("/api/v1/handlers").json()["items"]] == ["first"]
+        assert _handled_by(agent, admin, tmp_path) == ["first"]
+
+        # Problems in registrations only: applied. "first" keeps its last good version,
+        # the new broken ones are quarantined.
+        broken_first = _appender("first", tmp_path).replace(
+            'job_types = "*"', 'job_types = "*"\nmax_attempts = "many"'
+        )
+        config.write_text(
+            good_text.split("[[handlers]]")[0] + broken_first + BROKEN, encoding="utf-8"
+        )
+        status = _sighup(server, admin)
+        assert status["applied"] is True
+        problems = status["problems"]
+        assert any("'first'" in p and "max_attempts" in p for p in problems), problems
         assert any("missing-type" in p and "DoesNotExist" in p for p in problems), problems
         assert any("bad-policy" in p and "timeout" in p for p in problems), problems
         assert any("runs-for-nothing" in p and "job_types" in p for p in problems), problems
-        # The last good registry keeps serving check-ins.
+        states = {r["name"]: r["state"] for r in admin.get("/readyz").json()["registrations"]}
+        assert states == {
+            "first": "kept",
+            "missing-type": "quarantined",
+            "bad-policy": "quarantined",
+            "runs-for-nothing": "quarantined",
+        }
         assert server.process is not None and server.process.poll() is None
         assert [h["name"] for h in admin.get("/api/v1/handlers").json()["items"]] == ["first"]
         assert _handled_by(agent, admin, tmp_path) == ["first"]

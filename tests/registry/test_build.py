@@ -10,7 +10,7 @@ from jobhooks import Secret
 from jobhooks.errors import ConfigError
 from jobhooks.handlers.log import LogHandler
 from jobhooks.handlers.repeated_failure_email import RepeatedFailureEmailHandler
-from jobhooks.registry import LoadedConfig, load
+from jobhooks.registry import LoadedConfig, load, load_for_serving
 
 WriteConfig = Callable[[str], Path]
 
@@ -301,9 +301,18 @@ def test_disabled_handlers_are_not_in_the_registry(write_config: WriteConfig) ->
     assert [h.name for h in registry.for_job_type(MANAGEMENT)] == ["last"]
 
 
-def test_disabled_handlers_are_still_validated(write_config: WriteConfig) -> None:
-    text = DISABLED.replace('enabled = false\njob_types = "*"', "enabled = false\njob_types = []")
-    only(problems_of(write_config, text), "'off'", "empty")
+@pytest.mark.parametrize(
+    "broken",
+    ["job_types = []", 'job_types = "*"\ntype = "lgo"', 'job_types = "*"\ntimeot = 5'],
+)
+def test_a_disabled_registration_is_inert_like_a_commented_out_one(
+    write_config: WriteConfig, broken: str
+) -> None:
+    text = DISABLED.replace('enabled = false\njob_types = "*"', f"enabled = false\n{broken}")
+    text = text.replace('name = "off"\ntype = "log"', 'name = "off"') if "lgo" in broken else text
+    registry = load(write_config(text)).registry
+    assert [h.name for h in registry] == ["first", "last"]
+    assert registry.problems == ()
 
 
 def test_delivery_policy(write_config: WriteConfig) -> None:
@@ -451,3 +460,96 @@ def test_a_valid_handler_survives_beside_an_invalid_one(
     assert problems == []
     assert [h.name for h in registry] == ["audit"]
     assert len(handler_problems) == 1
+
+
+QUARANTINE = f"""
+[[handlers]]
+name = "audit"
+type = "log"
+job_types = "*"
+
+[[handlers]]
+name = "needs-secret"
+type = "webhook"
+job_types = ["{INVENTORY}"]
+when = ["failure-streak", "recovered"]
+streak = 2
+max_attempts = 2
+[handlers.properties]
+url = "env:JOBHOOKS_TEST_UNSET_HOOK"
+
+[[handlers]]
+name = "typo"
+type = "log"
+job_types = ["{MANAGEMENT}"]
+timeot = 5
+
+[[handlers]]
+name = "no-job-types"
+type = "lgo"
+job_types = []
+"""
+
+
+def test_registrations_with_problems_are_quarantined_beside_the_valid_ones(
+    write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("JOBHOOKS_TEST_UNSET_HOOK", raising=False)
+    path = write_config(QUARANTINE)
+    with pytest.raises(ConfigError):
+        load(path)
+    registry = load_for_serving(path).registry
+    assert [h.name for h in registry] == ["audit"]
+    secret, typo, nothing = registry.quarantined
+    assert (secret.name, secret.holds, secret.job_types) == ("needs-secret", True, (INVENTORY,))
+    assert secret.when.triggers == ("failure-streak", "recovered") and secret.when.streak == 2
+    assert secret.policy.max_attempts == 2
+    assert "JOBHOOKS_TEST_UNSET_HOOK is not set" in secret.problems[0]
+    # A table that did not validate: its name, job types and rules are read all the same.
+    assert (typo.name, typo.holds, typo.job_types) == ("typo", True, (MANAGEMENT,))
+    assert "timeot" in typo.problems[0]
+    assert (nothing.name, nothing.holds) == ("no-job-types", False)
+    assert len(nothing.problems) == 2, "job types and type, both"
+    assert registry.held_for(INVENTORY) == (secret,)
+    assert registry.held_for(MANAGEMENT) == (typo,)
+    assert registry.held_for(uuid.uuid4()) == ()
+
+
+def test_strict_serving_refuses_every_problem_and_a_bad_file_is_refused_anyway(
+    write_config: WriteConfig,
+) -> None:
+    path = write_config(QUARANTINE)
+    with pytest.raises(ConfigError) as strict:
+        load_for_serving(path, strict=True)
+    assert len(strict.value.problems) == 4
+    with pytest.raises(ConfigError) as unusable:
+        load_for_serving(write_config('[server]\nlisten = "nowhere"\n' + QUARANTINE))
+    assert len(unusable.value.problems) == 1
+    assert "[server] listen" in unusable.value.problems[0]
+
+
+def test_a_reload_keeps_the_last_good_version_of_a_registration_with_problems(
+    write_config: WriteConfig,
+) -> None:
+    good = '[[handlers]]\nname = "audit"\ntype = "log"\njob_types = "*"\n'
+    previous = load_for_serving(write_config(good)).registry
+    broken = good.replace('type = "log"', 'type = "lgo"') + good.replace("audit", "fresh").replace(
+        'type = "log"', 'type = "lgo"'
+    )
+    registry = load_for_serving(write_config(broken), previous=previous).registry
+    assert list(registry) == list(previous), "the very same running registration"
+    kept, fresh = registry.problems
+    assert (kept.name, kept.kept) == ("audit", True)
+    assert (fresh.name, fresh.kept, fresh.holds) == ("fresh", False, True)
+    assert registry.quarantined == (fresh,)
+    assert registry.held_for(INVENTORY) == (fresh,)
+
+
+def test_a_duplicate_name_is_quarantined_without_holding_runs(
+    write_config: WriteConfig,
+) -> None:
+    good = '[[handlers]]\nname = "audit"\ntype = "log"\njob_types = "*"\n'
+    registry = load_for_serving(write_config(good + good)).registry
+    assert [h.name for h in registry] == ["audit"]
+    (duplicate,) = registry.quarantined
+    assert duplicate.holds is False and "duplicate handler name" in duplicate.problems[0]

@@ -102,7 +102,7 @@ def test_results_are_tuples(registry: Registry) -> None:
 
 def test_no_public_mutators() -> None:
     public = {name for name in dir(Registry) if not name.startswith("_")}
-    assert public == {"for_job_type", "get", "handlers"}
+    assert public == {"for_job_type", "get", "handlers", "held_for", "problems", "quarantined"}
 
 
 def test_building_from_a_list_copies_it() -> None:

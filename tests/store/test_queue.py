@@ -5,6 +5,7 @@ Time is passed in explicitly, so leases expire without waiting.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -279,3 +280,27 @@ def test_replay_dead_replays_every_dead_run_of_one_handler(db: StoreDb) -> None:
     assert {db.run(run_id).status for run_id in mail_ids} == {"pending"}
     assert {db.run(pair[1]).status for pair in ids} == {"dead"}
     assert db.apply(replay_dead, ["mail", "nobody"], NOW + 3) == [0, 0]
+
+
+def test_held_runs_are_never_claimed_until_their_registration_is_released(
+    db: StoreDb,
+) -> None:
+    completion = new_completion("mail")
+    held = dataclasses.replace(completion.runs[0], handler="broken", held=True)
+    item = dataclasses.replace(completion, runs=(*completion.runs, held))
+    [receipt] = db.apply(insert_checkins, [item], NOW)
+    assert [(run.handler, run.status) for run in receipt.runs] == [
+        ("mail", "pending"),
+        ("broken", "held"),
+    ]
+    mail_id, broken_id = (run.id for run in receipt.runs)
+
+    assert [run.id for run in _claim(db, "w1", NOW + 3600)] == [mail_id]
+    assert _shown(db, broken_id) == "held"
+    assert db.apply(replay_run, [broken_id], NOW) == ["held"], "replay leaves it held"
+
+    assert db.apply(queue.release_held, [("broken", 7), ("mail", 1)], NOW + 10) == [1, 0]
+    row = db.run(broken_id)
+    assert (row.status, row.max_attempts, row.due_at) == ("pending", 7, NOW + 10)
+    [claimed] = _claim(db, "w1", NOW + 10)
+    assert (claimed.id, claimed.max_attempts) == (broken_id, 7)

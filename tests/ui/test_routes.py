@@ -14,7 +14,7 @@ from support.reports import AGENT_A, report
 from support.server import write_config
 from support.tokens import database, make_token, revoke
 
-from jobhooks.registry import load
+from jobhooks.registry import load_for_serving
 from jobhooks.service.runtime import Runtime
 from jobhooks.ui.session import LOGIN_COOKIE, SESSION_COOKIE
 from jobhooks.web import create_app
@@ -60,7 +60,7 @@ def handlers() -> str:
 @pytest.fixture
 def ui(tmp_path: Path, handlers: str) -> Iterator[Ui]:
     config = write_config(tmp_path, handlers)
-    runtime = Runtime(load(config), config, with_worker=False)
+    runtime = Runtime(load_for_serving(config), config, with_worker=False)
     store = runtime.store
     tokens = {
         "admin": make_token(store, "admin"),
@@ -259,7 +259,7 @@ def test_job_types_named_only_in_the_configuration_are_listed(tmp_path: Path) ->
         job_types = ["Only named"]
         """,
     )
-    runtime = Runtime(load(config), config, with_worker=False)
+    runtime = Runtime(load_for_serving(config), config, with_worker=False)
     admin = make_token(runtime.store, "admin")
     with TestClient(create_app(runtime), follow_redirects=False) as client:
         ui = Ui(client, runtime, {"admin": admin})
@@ -358,3 +358,33 @@ def test_a_completion_page_says_why_each_run_exists_and_who_was_not_sent_and_why
     assert "failure-streak" in runs
     handlers_page = ui.client.get("/ui/handlers").text
     assert "failure-streak (at 3), recovered" in handlers_page
+
+
+QUARANTINED = (
+    LOG
+    + """
+[[handlers]]
+name = "pager"
+type = "notify"
+job_types = "*"
+properties = { urls = ["env:JOBHOOKS_TEST_UNSET_PAGER"] }
+"""
+)
+
+
+@pytest.mark.parametrize("handlers", [QUARANTINED])
+def test_every_page_carries_a_banner_while_a_registration_is_quarantined(ui: Ui) -> None:
+    assert "with problems" not in ui.client.get("/ui/login").text, "not before signing in"
+    ui.sign_in("viewer")
+    for path in PAGES:
+        page = ui.client.get(path)
+        assert page.status_code == 200, path
+        banner = re.search(r'<section class="quarantine".*?</section>', page.text, re.S)
+        assert banner is not None, path
+        text = banner.group(0)
+        assert "1 registration with problems" in text
+        assert (
+            "<strong>pager</strong>: quarantined: it does not run, and its completions are held"
+            in text
+        )
+        assert "environment variable JOBHOOKS_TEST_UNSET_PAGER is not set" in text

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import JSONResponse, Response
 
-from jobhooks.api.operator import runtime_of
+from jobhooks.api.operator import registration_problems, runtime_of
 
 __all__ = ["router"]
 
@@ -41,6 +41,8 @@ async def readyz(request: Request) -> Response:
             "handlers": len(runtime.live.registry),
             "last_reload_applied": runtime.live.last_reload.applied,
         },
+        # A registration with problems never takes the API out of service: it is listed.
+        "registrations": registration_problems(runtime.live.registry),
         "uptime": time.time() - runtime.metrics.started,
     }
     poller = runtime.poller

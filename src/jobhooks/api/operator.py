@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from jobhooks.api.auth import require
 from jobhooks.api.problems import ApiProblem
+from jobhooks.registry import Registry
 from jobhooks.sdk.enums import JobResult
 from jobhooks.service.runtime import Runtime
 from jobhooks.store import catalog
@@ -137,7 +138,7 @@ async def list_runs(
     status: Annotated[
         str | None,
         Query(
-            description="pending, running, succeeded, failed or dead",
+            description="pending, running, succeeded, failed, dead or held",
             json_schema_extra={"enum": list(RunStatus.ALL)},
         ),
     ] = None,
@@ -160,6 +161,12 @@ async def replay_run(runtime: Current, _token: Admin, run_id: str) -> dict[str, 
     previous = await runtime.store.replay(run_id)
     if previous is None:
         raise ApiProblem(404, f"no handler run {run_id!r}")
+    if previous == RunStatus.HELD:
+        raise ApiProblem(
+            409,
+            f"run {run_id} is held: its registration is quarantined, and the run starts by "
+            "itself once a reload makes that registration valid",
+        )
     if previous in (RunStatus.PENDING, RunStatus.RUNNING):
         raise ApiProblem(
             409, f"run {run_id} is {previous}; only a finished or failed run can be replayed"
@@ -262,4 +269,25 @@ async def reload(runtime: Current, _token: Admin) -> dict[str, Any]:
             "the configuration was refused; the running one stays in force",
             [{"field": "config", "message": problem} for problem in status.problems],
         )
-    return {"applied": True, "at": status.at, "handlers": len(runtime.live.registry)}
+    registry = runtime.live.registry
+    return {
+        "applied": True,
+        "at": status.at,
+        "handlers": len(registry),
+        "registrations": registration_problems(registry),
+    }
+
+
+def registration_problems(registry: Registry) -> list[dict[str, Any]]:
+    """The registrations with problems, as ``/readyz`` and a reload report them: each
+    ``quarantined`` (``holds_runs``: its completions get held runs) or ``kept`` (a
+    reload found problems; its last good version runs)."""
+    return [
+        {
+            "name": entry.name,
+            "state": "kept" if entry.kept else "quarantined",
+            "holds_runs": entry.holds and not entry.kept,
+            "problems": list(entry.problems),
+        }
+        for entry in registry.problems
+    ]

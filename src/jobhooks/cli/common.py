@@ -6,7 +6,9 @@ import asyncio
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
+
+import typer
 
 from jobhooks.cli.app import err_console, fail
 from jobhooks.config.defaults import DEFAULT_DATA_DIR
@@ -15,7 +17,7 @@ from jobhooks.service.runtime import Runtime
 from jobhooks.service.startup import open_runtime, open_store
 from jobhooks.store import Store
 
-__all__ = ["run_until_stopped", "runtime_or_exit", "with_store"]
+__all__ = ["StrictOption", "run_until_stopped", "runtime_or_exit", "with_store"]
 
 T = TypeVar("T")
 
@@ -29,19 +31,45 @@ def _default_notice(config: Path | None, quiet: bool) -> None:
         )
 
 
+StrictOption = Annotated[
+    bool,
+    typer.Option(
+        "--strict",
+        help="Refuse to start when any registration has a problem, naming every problem "
+        "(for deploy pipelines); without it, such a registration is quarantined.",
+    ),
+]
+
+
 def runtime_or_exit(
-    config: Path | None, *, with_worker: bool, poll: bool | None = None, quiet: bool = False
+    config: Path | None,
+    *,
+    with_worker: bool,
+    poll: bool | None = None,
+    quiet: bool = False,
+    strict: bool = False,
 ) -> Runtime:
     """The runtime of ``config`` (see :func:`~jobhooks.service.startup.open_runtime`), or
-    exit 1 listing every problem in the configuration, or why the database cannot open."""
+    exit 1 listing the problems that stop it, or why the database cannot open."""
     try:
-        runtime = open_runtime(config, with_worker=with_worker, poll=poll)
+        runtime = open_runtime(config, with_worker=with_worker, poll=poll, strict=strict)
     except ConfigError as exc:
         fail(f"refusing to start: {config} is invalid", *exc.problems)
     except StoreError as exc:
         fail(str(exc))
     _default_notice(config, quiet)
+    _quarantine_notice(runtime)
     return runtime
+
+
+def _quarantine_notice(runtime: Runtime) -> None:
+    for entry in runtime.live.registry.problems:
+        state = "kept at its last good version" if entry.kept else "quarantined"
+        if not entry.kept and entry.holds:
+            state += " (its completions are held until a reload fixes it)"
+        err_console.print(f"registration {entry.name!r} {state}:", markup=False)
+        for problem in entry.problems:
+            err_console.print(f"  - {problem}", markup=False, soft_wrap=True)
 
 
 def with_store(config: Path | None, work: Callable[[Store], Coroutine[Any, Any, T]]) -> T:

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from jobhooks.cli.app import ConfigOption, app, console, err_console, fail, setup_logging
-from jobhooks.cli.common import run_until_stopped, runtime_or_exit, with_store
+from jobhooks.cli.common import StrictOption, run_until_stopped, runtime_or_exit, with_store
 from jobhooks.cli.operator_commands import DEFAULT_URL, TokenOption, UrlOption, _call, _when
 from jobhooks.config.load import read_config
 from jobhooks.config.schema import JobhooksConfig
@@ -88,7 +88,7 @@ def _emitted_table(report: PollReport) -> Table:
 
 
 async def _poll_once(
-    store: Store, config_path: Path, parsed: JobhooksConfig, *, dry_run: bool
+    store: Store, config_path: Path, parsed: JobhooksConfig, *, dry_run: bool, strict: bool
 ) -> PollReport:
     """One poll: the catalog read from the platform (kept unless a dry run), the
     registrations built with it, then the history from the stored position to its end."""
@@ -105,7 +105,7 @@ async def _poll_once(
         await store.pull.save_catalog([(entry.name, entry.id) for entry in fetched])
     names = {**await store.pull.catalog(), **{entry.name: entry.id for entry in fetched}}
     try:
-        loaded = load_for_serving(config_path, names)
+        loaded = load_for_serving(config_path, names, strict=strict)
     except ConfigError as exc:
         fail(f"refusing to poll: {config_path} is invalid", *exc.problems)
     node = NodeIdentity.of_this_process()
@@ -159,6 +159,7 @@ def poll(
         bool,
         typer.Option("--dry-run", help="With --once: print what would be created; store nothing."),
     ] = False,
+    strict: StrictOption = False,
 ) -> None:
     """Follow the platform's job history: once (--once), or until stopped (a poll-only node)."""
     setup_logging("WARNING" if once else "INFO")
@@ -166,7 +167,7 @@ def poll(
         fail("--dry-run goes with --once")
     parsed = _platform_config(config)
     if not once:
-        runtime = runtime_or_exit(config, with_worker=False, poll=True, quiet=True)
+        runtime = runtime_or_exit(config, with_worker=False, poll=True, quiet=True, strict=strict)
         err_console.print(
             f"jobhooks polling {parsed.platform.url} every {parsed.poll.interval:g} s "
             f"(database {runtime.database}); SIGTERM stops.",
@@ -176,7 +177,8 @@ def poll(
         return
     try:
         report = with_store(
-            config, lambda store: _poll_once(store, config, parsed, dry_run=dry_run)
+            config,
+            lambda store: _poll_once(store, config, parsed, dry_run=dry_run, strict=strict),
         )
     except PlatformError as exc:
         fail(f"the platform's job history could not be read: {exc}")

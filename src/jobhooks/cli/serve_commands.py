@@ -9,7 +9,7 @@ import typer
 import uvicorn
 
 from jobhooks.cli.app import app, err_console, fail, setup_logging
-from jobhooks.cli.common import run_until_stopped, runtime_or_exit
+from jobhooks.cli.common import StrictOption, run_until_stopped, runtime_or_exit
 from jobhooks.config.defaults import resolve_database
 from jobhooks.errors import ConfigError, StoreError
 from jobhooks.service.runtime import Runtime
@@ -55,6 +55,12 @@ def build_server(runtime: Runtime, listen: str) -> uvicorn.Server:
     return uvicorn.Server(config)
 
 
+def _handlers(runtime: Runtime) -> str:
+    registry = runtime.live.registry
+    quarantined = len(registry.quarantined)
+    return f"{len(registry)} handlers" + (f", {quarantined} quarantined" if quarantined else "")
+
+
 @app.command()
 def serve(
     config: OptionalConfig = None,
@@ -64,16 +70,17 @@ def serve(
     no_worker: Annotated[
         bool, typer.Option("--no-worker", help="Serve the API only; run workers elsewhere.")
     ] = False,
+    strict: StrictOption = False,
 ) -> None:
     """Run the HTTP API and (unless --no-worker) a worker in this process."""
     setup_logging()
-    runtime = runtime_or_exit(config, with_worker=not no_worker)
+    runtime = runtime_or_exit(config, with_worker=not no_worker, strict=strict)
     address = listen or runtime.live.config.server.listen
     server = build_server(runtime, address)
     role = "API only" if no_worker else "API and worker"
     err_console.print(
         f"jobhooks serving on http://{address} ({role}; database {runtime.database}, "
-        f"{len(runtime.live.registry)} handlers). SIGHUP reloads the configuration.",
+        f"{_handlers(runtime)}). SIGHUP reloads the configuration.",
         markup=False,
     )
     runtime.handle_sighup = True
@@ -81,13 +88,13 @@ def serve(
 
 
 @app.command()
-def worker(config: OptionalConfig = None) -> None:
+def worker(config: OptionalConfig = None, strict: StrictOption = False) -> None:
     """Run a worker only: claim due runs from the database and run their handlers
     (and follow the platform's job history when [poll] enabled)."""
     setup_logging()
-    runtime = runtime_or_exit(config, with_worker=True)
+    runtime = runtime_or_exit(config, with_worker=True, strict=strict)
     err_console.print(
-        f"jobhooks worker on {runtime.database} ({len(runtime.live.registry)} handlers). "
+        f"jobhooks worker on {runtime.database} ({_handlers(runtime)}). "
         "SIGHUP reloads the configuration; SIGTERM stops after running handlers finish.",
         markup=False,
     )

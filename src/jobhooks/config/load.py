@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from jobhooks.config.origin import ConfigOrigin
-from jobhooks.config.schema import HandlerRegistration, JobhooksConfig
+from jobhooks.config.schema import HandlerRegistration, JobhooksConfig, UnreadRegistration
 from jobhooks.errors import ConfigError
 
 __all__ = ["describe_error", "did_you_mean", "parse_config", "read_config"]
@@ -144,14 +144,46 @@ def _problems(
     return problems
 
 
+_RULES = ("when", "streak", "repeat_every")
+
+
+def _unread(index: int, entry: object) -> UnreadRegistration:
+    """What can be read of a ``[[handlers]]`` table that did not validate."""
+    table = entry if isinstance(entry, dict) else {}
+    name = table.get("name")
+    job_types = table.get("job_types")
+    properties = table.get("properties")
+    if job_types is None and isinstance(properties, dict):
+        job_types = next(
+            (v for k, v in properties.items() if k.replace("_", "").lower() == "jobtypes"), None
+        )
+    rules: HandlerRegistration | None
+    try:
+        rules = HandlerRegistration.model_validate(
+            {"name": "-", "type": "-", **{key: table[key] for key in _RULES if key in table}}
+        )
+    except ValidationError:
+        rules = None
+    return UnreadRegistration(
+        index, name if isinstance(name, str) and name else None, job_types,
+        table.get("enabled") is not False, rules,
+    )  # fmt: skip
+
+
 def parse_config(data: Mapping[str, Any], origin: ConfigOrigin) -> tuple[JobhooksConfig, list[str]]:
     """Validate a parsed TOML document section by section and handler by handler.
 
     Returns a configuration holding every part that is valid, and the
-    problems of the others, so a caller can report all of them at once.
+    problems of the others, so a caller can report all of them at once. A
+    ``[[handlers]]`` table with ``enabled = false`` is inert, as a commented-out
+    registration: its problems are not reported. Which problems are a
+    registration's is kept on the configuration (see
+    :attr:`JobhooksConfig.registration_problems`).
     """
     problems: list[str] = []
     handlers: list[HandlerRegistration] = []
+    unread: list[UnreadRegistration] = []
+    theirs: dict[int, list[str]] = {}
     raw_handlers = data.get("handlers", [])
     if not isinstance(raw_handlers, list):
         problems.append(f"handlers: expected [[handlers]] tables {origin.where(('handlers',))}")
@@ -160,7 +192,11 @@ def parse_config(data: Mapping[str, Any], origin: ConfigOrigin) -> tuple[Jobhook
         try:
             registration = HandlerRegistration.model_validate(entry)
         except ValidationError as exc:
-            problems.extend(_problems(exc, ("handlers", index), data, origin))
+            table = _unread(index, entry)
+            unread.append(table)
+            if table.enabled:
+                theirs[index] = _problems(exc, ("handlers", index), data, origin)
+                problems.extend(theirs[index])
             continue
         registration._position = index
         handlers.append(registration)
@@ -181,13 +217,19 @@ def parse_config(data: Mapping[str, Any], origin: ConfigOrigin) -> tuple[Jobhook
     config._origin = origin
     names: dict[str, int] = {}
     for position, handler in enumerate(handlers):
+        if not handler.enabled:
+            continue
         index = position if handler.position is None else handler.position
         if handler.name in names:
-            problems.append(
+            problem = (
                 f"handlers[{index}] {handler.name!r}: name: duplicate handler name, already used "
                 f"by handlers[{names[handler.name]}] {origin.where(('handlers', index, 'name'))}"
             )
+            theirs.setdefault(index, []).append(problem)
+            problems.append(problem)
         names.setdefault(handler.name, index)
+    config._registration_problems = {index: tuple(found) for index, found in theirs.items()}
+    config._unread = tuple(unread)
     return config, problems
 
 

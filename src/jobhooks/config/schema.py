@@ -7,6 +7,8 @@ import importlib.util
 import re
 import sys
 import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -35,6 +37,7 @@ __all__ = [
     "ServerSettings",
     "SmtpSettings",
     "SmtpTls",
+    "UnreadRegistration",
 ]
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
@@ -322,6 +325,20 @@ def _mask_text(value: object) -> object:
     return value
 
 
+@dataclass(frozen=True, slots=True)
+class UnreadRegistration:
+    """A ``[[handlers]]`` table that did not validate: what could still be read of it."""
+
+    index: int
+    name: str | None
+    job_types: object
+    """``job_types`` as written (or ``JobTypes`` among its properties), None if absent."""
+    enabled: bool
+    rules: HandlerRegistration | None
+    """Its ``when``, ``streak`` and ``repeat_every`` (on a stand-in registration), or None
+    when they cannot be read."""
+
+
 class JobhooksConfig(_Section):
     """A whole jobhooks.toml, validated."""
 
@@ -332,11 +349,29 @@ class JobhooksConfig(_Section):
     job_types: dict[str, uuid.UUID] = Field(default_factory=dict)
     handlers: list[HandlerRegistration] = Field(default_factory=list)
     _origin: ConfigOrigin = PrivateAttr(default_factory=ConfigOrigin.empty)
+    _registration_problems: dict[int, tuple[str, ...]] = PrivateAttr(default_factory=dict)
+    _unread: tuple[UnreadRegistration, ...] = PrivateAttr(default=())
 
     @property
     def origin(self) -> ConfigOrigin:
         """Where this configuration was read from, to point problems at lines."""
         return self._origin
+
+    @property
+    def registration_problems(self) -> Mapping[int, tuple[str, ...]]:
+        """The problems found while reading, of each ``[[handlers]]`` table by its index
+        (a table that did not validate, a duplicate name); a disabled table has none."""
+        return self._registration_problems
+
+    @property
+    def unread_registrations(self) -> tuple[UnreadRegistration, ...]:
+        """The ``[[handlers]]`` tables that did not validate, in file order."""
+        return self._unread
+
+    def file_problems(self, problems: Sequence[str]) -> list[str]:
+        """Those of ``problems`` that are not a registration's: the file cannot be used."""
+        theirs = {problem for found in self._registration_problems.values() for problem in found}
+        return [problem for problem in problems if problem not in theirs]
 
     @model_validator(mode="after")
     def _check_poll(self) -> JobhooksConfig:

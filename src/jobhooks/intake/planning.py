@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 
 from jobhooks.intake.rules import NotificationRule
-from jobhooks.registry.matching import DeliveryPolicy, Registry
+from jobhooks.registry.matching import DeliveryPolicy, Registry, WhenRules
 from jobhooks.store.records import PlannedRun
 
 __all__ = ["LeasePolicy", "RunPlanner"]
@@ -49,19 +49,23 @@ class RunPlanner:
 
     def plan(self, registry: Registry, job_type_id: uuid.UUID) -> tuple[PlannedRun, ...]:
         """One planned run per registration matching ``job_type_id``, in registration order
-        (each with its rule, which the store asks as it stores the completion)."""
+        (each with its rule, which the store asks as it stores the completion), then one
+        held run per quarantined registration that matches it (run once it is fixed)."""
         if registry is not self._for:
             self._for, self._plans = registry, {}
         planned = self._plans.get(job_type_id)
         if planned is None:
             planned = tuple(
-                PlannedRun(
-                    h.name,
-                    h.policy.max_attempts,
-                    self.leases.lease(h.policy),
-                    None if h.when.always else NotificationRule(h.when),
-                )
-                for h in registry.for_job_type(job_type_id)
+                self._run(h.name, h.policy, h.when) for h in registry.for_job_type(job_type_id)
+            ) + tuple(
+                self._run(q.name, q.policy, q.when, held=True)
+                for q in registry.held_for(job_type_id)
             )
             self._plans[job_type_id] = planned
         return planned
+
+    def _run(
+        self, name: str, policy: DeliveryPolicy, when: WhenRules, held: bool = False
+    ) -> PlannedRun:
+        rule = None if when.always else NotificationRule(when)
+        return PlannedRun(name, policy.max_attempts, self.leases.lease(policy), rule, held)

@@ -12,10 +12,21 @@ from pathlib import Path
 from jobhooks.config.defaults import default_config
 from jobhooks.config.load import did_you_mean, read_config
 from jobhooks.config.origin import KeyPath
-from jobhooks.config.schema import HandlerRegistration, JobhooksConfig, SmtpSettings
+from jobhooks.config.schema import (
+    HandlerRegistration,
+    JobhooksConfig,
+    SmtpSettings,
+    UnreadRegistration,
+)
 from jobhooks.errors import ConfigError
 from jobhooks.registry.discovery import HandlerTypeError, load_handler_type
-from jobhooks.registry.matching import DeliveryPolicy, RegisteredHandler, Registry, WhenRules
+from jobhooks.registry.matching import (
+    DeliveryPolicy,
+    RegisteredHandler,
+    RegistrationProblem,
+    Registry,
+    WhenRules,
+)
 from jobhooks.registry.properties import coerce_properties
 from jobhooks.sdk.enums import normalise_name
 
@@ -135,12 +146,23 @@ def _with_smtp_defaults(properties: dict[str, object], smtp: SmtpSettings) -> di
     return merged
 
 
+@dataclass(frozen=True)
+class _Built:
+    """One registration built: its handler when valid, else its problems and what could be
+    read of its job types."""
+
+    registered: RegisteredHandler | None
+    problems: list[str]
+    job_types: tuple[uuid.UUID, ...] | None
+    job_types_read: bool
+
+
 def _register(
     index: int,
     registration: HandlerRegistration,
     config: JobhooksConfig,
     catalog: Mapping[str, uuid.UUID],
-) -> tuple[RegisteredHandler | None, list[str]]:
+) -> _Built:
     where: Callable[[KeyPath], str] = config.origin.where
     label = f"handlers[{index}] {registration.name!r}"
     problems: list[str] = []
@@ -158,11 +180,16 @@ def _register(
     job_type_ids, labels, job_problems = _resolve_job_types(job_types_raw, catalog)
     job_path: KeyPath = ("handlers", index, "job_types")
     problems += [f"{label}: {problem} {where(job_path)}" for problem in job_problems]
+    read = not problems
+
+    def failed(found: list[str]) -> _Built:
+        return _Built(None, found, job_type_ids, read)
+
     try:
         handler_class = load_handler_type(registration.type)
     except HandlerTypeError as exc:
         problems.append(f"{label}: type: {exc} {where(('handlers', index, 'type'))}")
-        return None, problems
+        return failed(problems)
     if getattr(handler_class, "smtp_defaults", False):
         properties = _with_smtp_defaults(properties, config.smtp)
     values, property_problems = coerce_properties(handler_class, properties)
@@ -170,7 +197,7 @@ def _register(
         path: KeyPath = ("handlers", index, "properties", key)
         problems.append(f"{label}: property {key}: {problem} {where(path)}")
     if problems:
-        return None, problems
+        return failed(problems)
     try:
         handler = handler_class()
         for name, value in values.items():
@@ -179,44 +206,125 @@ def _register(
         handler.setup()
     except Exception as exc:
         message = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
-        return None, [f"{label}: {message} {where(('handlers', index))}"]
-    policy = DeliveryPolicy(
-        timeout=registration.timeout,
-        max_attempts=registration.max_attempts,
-        backoff=registration.backoff,
-        isolation=registration.isolation,
-    )
+        return failed([f"{label}: {message} {where(('handlers', index))}"])
     registered = RegisteredHandler(
         name=registration.name,
         type_name=registration.type,
         handler=handler,
         job_types=job_type_ids,
-        policy=policy,
+        policy=_policy(registration),
         job_type_labels=labels,
-        when=WhenRules(registration.triggers, registration.streak, registration.repeat_every),
+        when=_when(registration),
     )
-    return registered, []
+    return _Built(registered, [], job_type_ids, True)
+
+
+def _policy(registration: HandlerRegistration) -> DeliveryPolicy:
+    return DeliveryPolicy(
+        timeout=registration.timeout,
+        max_attempts=registration.max_attempts,
+        backoff=registration.backoff,
+        isolation=registration.isolation,
+    )
+
+
+def _when(registration: HandlerRegistration) -> WhenRules:
+    return WhenRules(registration.triggers, registration.streak, registration.repeat_every)
+
+
+class _Builder:
+    """Registrations in, a registry out, in file order: the valid ones run; one with
+    problems keeps its ``previous`` version when it had one, and is quarantined otherwise."""
+
+    def __init__(self, previous: Registry | None) -> None:
+        self.previous = previous
+        self.handlers: list[tuple[int, RegisteredHandler]] = []
+        self.problems: list[tuple[int, RegistrationProblem]] = []
+
+    def add(self, index: int, registered: RegisteredHandler) -> None:
+        self.handlers.append((index, registered))
+
+    def broken(self, index: int, name: str | None, quarantine: RegistrationProblem) -> None:
+        kept = self.previous.get(name) if self.previous is not None and name else None
+        if kept is not None and all(h.name != name for _i, h in self.handlers):
+            self.handlers.append((index, kept))
+            entry = RegistrationProblem(kept.name, quarantine.problems, kept=True)
+            self.problems.append((index, entry))
+            return
+        self.problems.append((index, quarantine))
+
+    def registry(self) -> Registry:
+        def order(item: tuple[int, object]) -> int:
+            return item[0]
+
+        return Registry(
+            [h for _i, h in sorted(self.handlers, key=order)],
+            [p for _i, p in sorted(self.problems, key=order)],
+        )
 
 
 def build_registry(
-    config: JobhooksConfig, catalog: Mapping[str, uuid.UUID] | None = None
+    config: JobhooksConfig,
+    catalog: Mapping[str, uuid.UUID] | None = None,
+    previous: Registry | None = None,
 ) -> tuple[Registry, list[str]]:
     """Load, configure and index every enabled handler of a configuration.
 
     ``catalog`` adds job type names (for example those seen or synced) to the
-    ``[job_types]`` table. Returns the registry of the handlers that are valid
-    and the problems of the others.
+    ``[job_types]`` table. Returns the registry and the problems found here
+    (those the reading of the file found are the configuration's, see
+    :attr:`JobhooksConfig.registration_problems`). The registry runs the valid
+    registrations; each with problems is in its ``problems``: kept at its
+    version in ``previous`` when it has one there (a reload), quarantined
+    otherwise. A registration with ``enabled = false`` is inert: not built, never
+    a problem.
     """
     names = {**(catalog or {}), **config.job_types}
-    handlers: list[RegisteredHandler] = []
+    builder = _Builder(previous)
     problems: list[str] = []
     for position, registration in enumerate(config.handlers):
+        if not registration.enabled:
+            continue
         index = position if registration.position is None else registration.position
-        registered, found = _register(index, registration, config, names)
-        problems += found
-        if registered is not None and registration.enabled:
-            handlers.append(registered)
-    return Registry(handlers), problems
+        built = _register(index, registration, config, names)
+        problems += built.problems
+        duplicate = config.registration_problems.get(index)
+        if duplicate:  # the first registration of that name runs; this one cannot
+            found = (*duplicate, *built.problems)
+            builder.problems.append((index, RegistrationProblem(registration.name, found)))
+            continue
+        if built.registered is not None:
+            builder.add(index, built.registered)
+            continue
+        quarantine = RegistrationProblem(
+            registration.name,
+            tuple(built.problems),
+            job_types=built.job_types,
+            holds=built.job_types_read,
+            policy=_policy(registration),
+            when=_when(registration),
+        )
+        builder.broken(index, registration.name, quarantine)
+    for unread in config.unread_registrations:
+        if unread.enabled:
+            builder.broken(unread.index, unread.name, _unread_quarantine(unread, config, names))
+    return builder.registry(), problems
+
+
+def _unread_quarantine(
+    unread: UnreadRegistration, config: JobhooksConfig, names: Mapping[str, uuid.UUID]
+) -> RegistrationProblem:
+    """The quarantine of a table that did not validate: its completions are held when its
+    name, job types and rules could still be read."""
+    job_types, _labels, job_problems = _resolve_job_types(unread.job_types, names)
+    rules = unread.rules
+    return RegistrationProblem(
+        unread.name or f"handlers[{unread.index}]",
+        config.registration_problems.get(unread.index, ()),
+        job_types=job_types,
+        holds=unread.name is not None and rules is not None and not job_problems,
+        when=_when(rules) if rules is not None else WhenRules(),
+    )
 
 
 def load(path: str | Path, catalog: Mapping[str, uuid.UUID] | None = None) -> LoadedConfig:
@@ -234,17 +342,32 @@ def load(path: str | Path, catalog: Mapping[str, uuid.UUID] | None = None) -> Lo
 
 
 def load_for_serving(
-    path: str | Path | None, catalog: Mapping[str, uuid.UUID] | None = None
+    path: str | Path | None,
+    catalog: Mapping[str, uuid.UUID] | None = None,
+    *,
+    strict: bool = False,
+    previous: Registry | None = None,
 ) -> LoadedConfig:
     """The configuration at ``path``, or the built-in default when ``path`` is None;
     ``catalog`` names job types beyond ``[job_types]`` (those synced or seen).
 
-    Raises :class:`ConfigError` listing every problem.
+    A registration with problems does not stop it: it is kept at its version in
+    ``previous`` (a reload) or quarantined (see :func:`build_registry`). Raises
+    :class:`ConfigError` when the file cannot be used at all (not TOML, or a
+    problem outside ``[[handlers]]``), listing those problems; with ``strict``,
+    when anything is wrong, listing every problem.
     """
-    if path is not None:
-        return load(path, catalog)
-    config = default_config()
-    registry, problems = build_registry(config)
-    if problems:
-        raise ConfigError(problems, source="built-in default")
+    if path is None:
+        config = default_config()
+        registry, problems = build_registry(config)
+        if problems:
+            raise ConfigError(problems, source="built-in default")
+        return LoadedConfig(config, registry)
+    config, problems = read_config(path)
+    registry, handler_problems = build_registry(config, catalog, previous)
+    fatal = config.file_problems(problems)
+    if fatal:
+        raise ConfigError(fatal, source=str(path))
+    if strict and (problems or handler_problems):
+        raise ConfigError(problems + handler_problems, source=str(path))
     return LoadedConfig(config, registry)

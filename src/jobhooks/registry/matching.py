@@ -11,7 +11,7 @@ from typing import Literal
 from jobhooks.config.schema import format_duration
 from jobhooks.sdk.handler import JobCompleteHandler
 
-__all__ = ["DeliveryPolicy", "RegisteredHandler", "Registry", "WhenRules"]
+__all__ = ["DeliveryPolicy", "RegisteredHandler", "RegistrationProblem", "Registry", "WhenRules"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,17 +71,50 @@ class RegisteredHandler:
         return self.job_types is None
 
 
+@dataclass(frozen=True, slots=True)
+class RegistrationProblem:
+    """A registration that cannot run as written, and what is done about it.
+
+    Quarantined (``kept`` false): it does not run; a completion of its job types
+    gets a ``held`` run for it (when ``holds``), which runs once a valid
+    registration of that name is loaded. Kept (``kept`` true): a reload found
+    problems in it, and its last good version keeps running.
+    """
+
+    name: str
+    problems: tuple[str, ...]
+    kept: bool = False
+    job_types: tuple[uuid.UUID, ...] | None = ()
+    """The job type ids it was written for; None means every job type."""
+    holds: bool = False
+    """True when its name, job types and ``when`` could be read: its completions are held."""
+    policy: DeliveryPolicy = field(default_factory=DeliveryPolicy)
+    when: WhenRules = field(default_factory=WhenRules)
+
+    def holds_for(self, job_type_id: uuid.UUID) -> bool:
+        """True when a completion of ``job_type_id`` gets a held run for it."""
+        if not self.holds or self.kept:
+            return False
+        return self.job_types is None or job_type_id in self.job_types
+
+
 class Registry:
     """Which handlers run for which job type, answered in O(1).
 
     A registry never changes once built; a reload builds a new one and swaps
     the reference, so a lookup in flight always sees one consistent snapshot.
+    ``problems`` lists the registrations that cannot run as written.
     """
 
-    __slots__ = ("_by_job_type", "_by_name", "_for_all", "_handlers")
+    __slots__ = ("_by_job_type", "_by_name", "_for_all", "_handlers", "_problems")
 
-    def __init__(self, handlers: Iterable[RegisteredHandler] = ()) -> None:
+    def __init__(
+        self,
+        handlers: Iterable[RegisteredHandler] = (),
+        problems: Iterable[RegistrationProblem] = (),
+    ) -> None:
         self._handlers: tuple[RegisteredHandler, ...] = tuple(handlers)
+        self._problems: tuple[RegistrationProblem, ...] = tuple(problems)
         self._by_name: Mapping[str, RegisteredHandler] = MappingProxyType(
             {registered.name: registered for registered in self._handlers}
         )
@@ -106,6 +139,20 @@ class Registry:
     def for_job_type(self, job_type_id: uuid.UUID) -> tuple[RegisteredHandler, ...]:
         """The handlers that run for a job type id, in registration order."""
         return self._by_job_type.get(job_type_id, self._for_all)
+
+    @property
+    def problems(self) -> tuple[RegistrationProblem, ...]:
+        """The registrations with problems: quarantined, or kept at their last good version."""
+        return self._problems
+
+    @property
+    def quarantined(self) -> tuple[RegistrationProblem, ...]:
+        """The registrations that do not run."""
+        return tuple(problem for problem in self._problems if not problem.kept)
+
+    def held_for(self, job_type_id: uuid.UUID) -> tuple[RegistrationProblem, ...]:
+        """The quarantined registrations a completion of ``job_type_id`` gets held runs for."""
+        return tuple(problem for problem in self._problems if problem.holds_for(job_type_id))
 
     def get(self, name: str) -> RegisteredHandler | None:
         """The registration called ``name``, if any."""

@@ -15,6 +15,7 @@ from pathlib import Path
 from jobhooks.config.defaults import resolve_database
 from jobhooks.dispatch.wakeup import PostgresWakeup
 from jobhooks.dispatch.worker import Worker
+from jobhooks.errors import StoreError
 from jobhooks.intake import Intake, LeasePolicy, RunPlanner
 from jobhooks.metrics import Metrics
 from jobhooks.platform.client import build_clients
@@ -66,6 +67,7 @@ class Runtime:
         )
         self.live = LiveConfig(loaded, config_path)
         self.metrics = Metrics(self.store.reads.backlog)
+        self.metrics.watch_registrations(self._registration_problems, self.store.reads.held_runs)
         self.tokens = TokenCache(self.store.tokens)
         self.clients = build_clients(config.platform)
         self.intake = Intake(self.store, lambda: self.live.registry, RunPlanner(self.leases))
@@ -108,9 +110,27 @@ class Runtime:
         configuration file too.
         """
         status = self.live.reload(await self.store.pull.catalog())
-        if status.applied and self._wakeup is not None:
-            await self.store.announce(RELOAD_CHANNEL, self.node.id)
+        if status.applied:
+            await self.release_held()
+            if self._wakeup is not None:
+                await self.store.announce(RELOAD_CHANNEL, self.node.id)
         return status
+
+    async def release_held(self) -> int:
+        """Let the held runs of every valid registration run (those made while it was
+        quarantined, on this node or another); returns how many."""
+        registry = self.live.registry
+        try:
+            count = await self.store.release_held(
+                [(handler.name, handler.policy.max_attempts) for handler in registry]
+            )
+        except StoreError as exc:
+            logger.error("the held runs of valid registrations could not be released: %s", exc)
+            return 0
+        if count:
+            logger.info("%d held run(s) released: their registrations are valid now", count)
+            self.poke_worker()
+        return count
 
     def _reload_in_background(self) -> None:
         self._tasks.append(asyncio.create_task(self._quiet_reload(), name="jobhooks-reload"))
@@ -126,7 +146,14 @@ class Runtime:
 
     async def _catalog_reload(self) -> None:
         with contextlib.suppress(Exception):
-            self.live.reload(await self.store.pull.catalog())
+            if self.live.reload(await self.store.pull.catalog()).applied:
+                await self.release_held()
+
+    def _registration_problems(self) -> list[tuple[str, str, int]]:
+        return [
+            (entry.name, "kept" if entry.kept else "quarantined", len(entry.problems))
+            for entry in self.live.registry.problems
+        ]
 
     def poke_worker(self) -> None:
         """Make the local worker look for due runs now."""
@@ -146,6 +173,7 @@ class Runtime:
         self._tasks.append(asyncio.create_task(self._ticking(), name="jobhooks-tick"))
         # Registered before the worker takes runs: what it holds names a live process.
         await self.store.start_heartbeat(self.node, self._making_progress)
+        await self.release_held()
         if self.worker is not None:
             self._tasks.append(asyncio.create_task(self.worker.run(), name="jobhooks-worker"))
         retention = keep_for(self.store, lambda: self.live.config.server.retention_days, self.clock)

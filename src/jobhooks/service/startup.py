@@ -37,12 +37,15 @@ def open_store(path: Path | None, config: JobhooksConfig | None = None) -> Store
     return Store(resolve_database(config.server.database, path), default_lease=leases.default)
 
 
-def open_runtime(path: Path | None, *, with_worker: bool, poll: bool | None = None) -> Runtime:
+def open_runtime(
+    path: Path | None, *, with_worker: bool, poll: bool | None = None, strict: bool = False
+) -> Runtime:
     """The runtime of a configuration: its store opened, the platform's job type catalog
     synced first when it polls (``poll`` overrides ``[poll] enabled``), the registrations
-    built with the names the catalog knows.
+    built with the names the catalog knows (those with problems quarantined).
 
-    Raises :class:`ConfigError` listing every problem, or
+    Raises :class:`ConfigError` when the file cannot be used at all (with ``strict``,
+    when anything in it is wrong), listing the problems, or
     :class:`~jobhooks.errors.StoreError` when the database cannot be opened.
     """
     config = settings(path)
@@ -52,7 +55,8 @@ def open_runtime(path: Path | None, *, with_worker: bool, poll: bool | None = No
         )
     store = open_store(path, config)
     try:
-        loaded = load_for_serving(path, asyncio.run(serving_catalog(store, config)))
+        catalog = asyncio.run(serving_catalog(store, config))
+        loaded = load_for_serving(path, catalog, strict=strict)
         if poll is not None:
             loaded = LoadedConfig(
                 loaded.config.model_copy(update={"poll": config.poll}), loaded.registry

@@ -8,6 +8,7 @@ workers the queue, operators :attr:`Store.reads`, the token cache
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -31,7 +32,14 @@ from jobhooks.store.keys import signing_keys
 from jobhooks.store.nodes import HEARTBEAT_EVERY, NodeIdentity, beat, dead_nodes, stop_node
 from jobhooks.store.ports import LocalWorker
 from jobhooks.store.pull import PullStore
-from jobhooks.store.queue import ClaimRequest, claim_runs, finish_runs, replay_dead, replay_run
+from jobhooks.store.queue import (
+    ClaimRequest,
+    claim_runs,
+    finish_runs,
+    release_held,
+    replay_dead,
+    replay_run,
+)
 from jobhooks.store.reads import ReadModel
 from jobhooks.store.records import CheckinReceipt, ClaimedRun, NewCompletion, RunOutcome, RunStatus
 from jobhooks.store.retention import purge_older_than
@@ -43,6 +51,7 @@ from jobhooks.store.writer import BatchOperation, GroupCommitWriter, StoreHealth
 __all__ = ["WRITES_STALL", "Store"]
 
 R = TypeVar("R")
+T = TypeVar("T")
 
 logger = logging.getLogger("jobhooks.store")
 
@@ -106,6 +115,9 @@ class Store:
         )
         self._replay_dead: BatchOperation[str, int] = BatchOperation(
             "replay_dead", _waking(replay_dead)
+        )
+        self._release: BatchOperation[tuple[str, int], int] = BatchOperation(
+            "release_held", _waking(release_held)
         )
         self._notify: BatchOperation[tuple[str, str], None] = BatchOperation("notify", _notify)
         self._purge: BatchOperation[tuple[float, int], int] = BatchOperation(
@@ -265,6 +277,11 @@ class Store:
         """Make every dead run of a handler due again; returns how many."""
         return await self._db.write(self._replay_dead, handler)
 
+    async def release_held(self, registrations: Sequence[tuple[str, int]]) -> int:
+        """Make the held runs of each (handler, max_attempts) due now; returns how many."""
+        writes = [self._db.write(self._release, item) for item in registrations]
+        return sum(await asyncio.gather(*writes))
+
     # -- the rest ------------------------------------------------------------
 
     async def announce(self, channel: str, payload: str = "") -> None:
@@ -281,11 +298,11 @@ class Store:
 
 
 def _waking(
-    apply: Callable[[Connection, Sequence[str], float], list[R]],
-) -> Callable[[Connection, Sequence[str], float], list[R]]:
+    apply: Callable[[Connection, Sequence[T], float], list[R]],
+) -> Callable[[Connection, Sequence[T], float], list[R]]:
     """``apply``, then a wake-up for the workers of every node."""
 
-    def apply_and_wake(connection: Connection, payloads: Sequence[str], now: float) -> list[R]:
+    def apply_and_wake(connection: Connection, payloads: Sequence[T], now: float) -> list[R]:
         results = apply(connection, payloads, now)
         notify(connection, RUNS_CHANNEL)
         return results

@@ -29,6 +29,7 @@ __all__ = [
     "finish_runs",
     "insert_runs",
     "new_runs",
+    "release_held",
     "replay_dead",
     "replay_run",
     "shown_condition",
@@ -112,11 +113,12 @@ def new_runs(
     handed: list[ClaimedRun] = []
     for plan, trigger in planned:
         run_id = new_id()
+        status = RunStatus.HELD if plan.held else RunStatus.PENDING
         row = {
             "id": run_id,
             "completion_id": completion_id,
             "handler": plan.handler,
-            "status": RunStatus.PENDING,
+            "status": status,
             "attempts": 0,
             "total_attempts": 0,
             "max_attempts": plan.max_attempts,
@@ -127,7 +129,7 @@ def new_runs(
             "started_at": None,
             "trigger": json.dumps(trigger.to_dict(), ensure_ascii=False) if trigger else None,
         }
-        if handoff.take():
+        if not plan.held and handoff.take():
             lease = now + plan.lease
             row.update(
                 attempts=1,
@@ -151,7 +153,7 @@ def new_runs(
                 )
             )
         rows.append(row)
-        receipts.append(RunReceipt(run_id, plan.handler, RunStatus.PENDING, trigger))
+        receipts.append(RunReceipt(run_id, plan.handler, status, trigger))
     return rows, receipts, handed
 
 
@@ -471,6 +473,22 @@ def replay_run(connection: Connection, run_ids: Sequence[str], now: float) -> li
             )
         results.append(shown)
     return results
+
+
+def release_held(
+    connection: Connection, registrations: Sequence[tuple[str, int]], now: float
+) -> list[int]:
+    """Make the held runs of each (handler, max_attempts) due now: its registration is
+    valid again, and its delivery policy applies. Returns how many per handler."""
+    counts = []
+    for handler, max_attempts in registrations:
+        result = connection.execute(
+            update(runs)
+            .where(runs.c.status == RunStatus.HELD, runs.c.handler == handler)
+            .values(status=RunStatus.PENDING, max_attempts=max_attempts, due_at=now)
+        )
+        counts.append(result.rowcount)
+    return counts
 
 
 def replay_dead(connection: Connection, handlers: Sequence[str], now: float) -> list[int]:

@@ -266,10 +266,10 @@ def _handlers_with(connection: Connection, status: str) -> list[str]:
 
 
 def run_handlers(connection: Connection, registered: Sequence[str]) -> list[str]:
-    """Registered handlers, then any other handler that has open or dead runs."""
+    """Registered handlers, then any other handler that has open, dead or held runs."""
     others = {
         h
-        for status in (*RunStatus.OPEN, RunStatus.DEAD)
+        for status in (*RunStatus.OPEN, RunStatus.DEAD, RunStatus.HELD)
         for h in _handlers_with(connection, status)
     }
     return [*registered, *sorted(others - set(registered))]
@@ -325,6 +325,12 @@ def backlog(connection: Connection, now: float) -> tuple[int, float]:
     )
     count, oldest = connection.execute(query).one()
     return int(count), (now - oldest) if oldest is not None else 0.0
+
+
+def held_runs(connection: Connection) -> int:
+    """How many runs wait, held, for their quarantined registration to be fixed."""
+    query = select(func.count()).where(runs.c.status == RunStatus.HELD)
+    return int(connection.execute(query).scalar_one())
 
 
 # -- handlers ------------------------------------------------------------------
@@ -670,6 +676,10 @@ class ReadModel:
     def backlog(self) -> tuple[int, float]:
         """Waiting runs and the age of the oldest, now (for a metrics scrape's thread)."""
         return self._db.read_now(backlog, self._clock())
+
+    def held_runs(self) -> int:
+        """Runs held for quarantined registrations, now (for a metrics scrape's thread)."""
+        return self._db.read_now(held_runs)
 
     async def run_totals(self) -> dict[str, dict[str, int]]:
         """Every run counted by handler and status (a scan: small databases)."""

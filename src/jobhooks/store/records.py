@@ -35,8 +35,10 @@ class RunStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     DEAD = "dead"
+    HELD = "held"
+    """Waiting for its registration, quarantined when the run was made, to be fixed."""
 
-    ALL = nonmember(("pending", "running", "succeeded", "failed", "dead"))
+    ALL = nonmember(("pending", "running", "succeeded", "failed", "dead", "held"))
     OPEN = nonmember(("pending", "failed"))
     """Stored statuses of a run that is not finished (waiting, or held by a worker)."""
 
@@ -106,6 +108,8 @@ class PlannedRun:
     """Seconds a worker may hold the run (the handler's timeout plus a grace period)."""
     rule: Rule | None = None
     """When it runs; None runs it for every completion."""
+    held: bool = False
+    """Its registration is quarantined: the run waits, ``held``, until it is fixed."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,6 +85,8 @@ def context(
         "active": active,
         "version": __version__,
         "notice": NOTICES.get(request.query_params.get("notice", "")),
+        # Signed-in pages carry a banner while any registration has problems.
+        "registration_problems": runtime_of(request).live.registry.problems if session else (),
         **values,
     }
 
