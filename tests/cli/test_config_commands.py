@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from support.server import run_cli
 
 WriteConfig = Callable[[str], Path]
 
@@ -549,3 +550,17 @@ def test_test_handler_evaluates_the_rules_for_a_streak_and_says_why(
     if fires:
         trigger = json.loads(out.read_text())["trigger"]
         assert trigger["kind"] == said.split(":")[0] and trigger["reason"]
+
+
+def test_test_handler_runs_a_process_isolated_handler_as_a_worker_would(
+    write_config: WriteConfig,
+) -> None:
+    # The handler kills its process: isolated, that is the child's, and a failed attempt.
+    path = write_config(
+        '[[handlers]]\nname = "exits"\ntype = "support.handlers:Exits"\njob_types = "*"\n'
+        'isolation = "process"\ntimeout = 20\n'
+    )
+    result = run_cli("test-handler", "exits", "-c", str(path))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "✗ failed" in result.stdout
+    assert "the handler's process exited with code 3 before reporting" in result.stdout

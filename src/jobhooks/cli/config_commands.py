@@ -18,7 +18,8 @@ from jobhooks.cli.app import ConfigOption, app, console, err_console, fail, setu
 from jobhooks.config.defaults import resolve_database
 from jobhooks.config.load import read_config
 from jobhooks.config.webconfig import read_manifest, read_webconfig, to_toml
-from jobhooks.dispatch.execute import Outcome, run_attempt
+from jobhooks.dispatch.execute import Outcome
+from jobhooks.dispatch.isolation import run_as_registered
 from jobhooks.errors import ConfigError, ContextError
 from jobhooks.intake.rules import NotificationRule, rehearse
 from jobhooks.platform.client import build_clients
@@ -260,7 +261,7 @@ def test_handler(
             with_clients = dataclasses.replace(
                 context, client=clients.client, async_client=clients.async_client
             )
-            return await run_attempt(registered, with_clients)
+            return await run_as_registered(registered, with_clients)
         finally:
             await clients.aclose()
 

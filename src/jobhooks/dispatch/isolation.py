@@ -12,12 +12,12 @@ from functools import partial
 from multiprocessing.connection import Connection
 from typing import Any
 
-from jobhooks.dispatch.execute import Outcome, run_in_thread
+from jobhooks.dispatch.execute import Outcome, run_attempt, run_in_thread
 from jobhooks.registry.matching import RegisteredHandler
 from jobhooks.sdk.context import JobCompleteContext
 from jobhooks.sdk.handler import JobCompleteHandler
 
-__all__ = ["START_LIMIT", "run_in_process"]
+__all__ = ["START_LIMIT", "run_as_registered", "run_in_process"]
 
 _spawn = multiprocessing.get_context("spawn")
 
@@ -113,3 +113,15 @@ async def run_in_process(
         return await run_in_thread(
             partial(_run_blocking, registered.handler, context, registered.policy.timeout)
         )
+
+
+async def run_as_registered(
+    registered: RegisteredHandler,
+    context: JobCompleteContext,
+    slots: asyncio.Semaphore | None = None,
+) -> Outcome:
+    """Run one attempt the way its registration says: in a child process with
+    ``isolation = "process"``, here otherwise (see :func:`run_attempt`)."""
+    if registered.policy.isolation == "process":
+        return await run_in_process(registered, context, slots)
+    return await run_attempt(registered, context, slots)

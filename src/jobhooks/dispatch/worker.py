@@ -12,8 +12,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from jobhooks.dispatch.execute import Outcome, run_attempt
-from jobhooks.dispatch.isolation import run_in_process
+from jobhooks.dispatch.execute import Outcome
+from jobhooks.dispatch.isolation import run_as_registered
 from jobhooks.dispatch.retry import decide
 from jobhooks.errors import StoreError
 from jobhooks.intake.planning import LeasePolicy
@@ -266,10 +266,7 @@ class Worker:
             context = build_context(run, self._clients)
         except Exception as exc:
             return Outcome(False, 0.0, f"cannot build the context: {exc!r}"), 0.0
-        if registered.policy.isolation == "process":
-            outcome = await run_in_process(registered, context, self._threads)
-        else:
-            outcome = await run_attempt(registered, context, self._threads)
+        outcome = await run_as_registered(registered, context, self._threads)
         if self._metrics is not None and run.number == 1:
             self._metrics.dispatch_latency.observe(max(0.0, outcome.started_at - run.created_at))
         if not outcome.succeeded:
