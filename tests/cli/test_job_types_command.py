@@ -68,3 +68,25 @@ def test_job_types_lists_every_page_of_the_catalog(served: Served) -> None:
     assert len(requests) > 1
     assert all("before" not in params for params in requests[:1])
     assert all(params.get("before") for params in requests[1:])
+
+
+def test_job_types_with_a_config_reads_its_database_with_no_server_running(
+    tmp_path: Path,
+) -> None:
+    config = write_config(
+        tmp_path,
+        '[[handlers]]\nname = "log"\ntype = "log"\njob_types = "*"\n',
+        extra=f'[job_types]\n"Named in config" = "{CONFIG_ONLY}"\n',
+    )
+    runtime = Runtime(load(config), config, with_worker=False)
+    rows = bulk_job_types(600, odd=False)
+    with database(runtime.store) as engine:
+        add_job_types(engine, rows)
+    runtime.store.close()
+
+    result = cli.jobhooks("job-types", "--config", str(config), "--url", "http://127.0.0.1:9")
+
+    assert result.exit_code == 0, result.output
+    for row in rows:
+        assert result.stdout.count(row["id"]) == 1, row
+    assert CONFIG_ONLY in result.stdout and "Named in config" in result.stdout

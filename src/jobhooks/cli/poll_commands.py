@@ -23,7 +23,9 @@ from jobhooks.poll.catalog import CatalogEntry, fetch_catalog
 from jobhooks.poll.sinks import PollReport
 from jobhooks.poll.wiring import build_poller
 from jobhooks.registry import load_for_serving
+from jobhooks.service.startup import settings
 from jobhooks.store import Store
+from jobhooks.store.catalog import page_position
 from jobhooks.store.nodes import NodeIdentity
 
 DEFAULT_CONFIG = Path("jobhooks.toml")
@@ -201,19 +203,25 @@ app.add_typer(job_types_app, name="job-types")
 
 
 @job_types_app.callback()
-def job_types(ctx: typer.Context, url: UrlOption = DEFAULT_URL, token: TokenOption = None) -> None:
+def job_types(
+    ctx: typer.Context,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Read the catalog from this configuration's database, with no server "
+            "running (instead of asking the server at --url).",
+        ),
+    ] = None,
+) -> None:
     """List the job types known, with their GUIDs and where each comes from: synced (the
     platform's catalog), seen (in completions) or config ([job_types])."""
     if ctx.invoked_subcommand is not None:
         return
-    rows: list[dict[str, Any]] = []
-    cursor = None
-    while True:
-        page = _call("GET", url, "/api/v1/job-types", token, limit=500, before=cursor)
-        rows += page["items"]
-        cursor = page.get("next")
-        if not cursor:
-            break
+    rows = _stored_job_types(config) if config is not None else _served_job_types(url, token)
     table = Table(title="Job types", title_justify="left")
     for column in ("name", "GUID", "from", "completions", "first seen (UTC)"):
         table.add_column(column, overflow="fold")
@@ -226,6 +234,37 @@ def job_types(ctx: typer.Context, url: UrlOption = DEFAULT_URL, token: TokenOpti
             row["name"], row["id"], origin, str(row["completions"]), _when(row.get("first_seen"))
         )
     console.print(table)
+
+
+def _served_job_types(url: str, token: str | None) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page = _call("GET", url, "/api/v1/job-types", token, limit=500, before=cursor)
+        rows += page["items"]
+        cursor = page.get("next")
+        if not cursor:
+            return rows
+
+
+def _stored_job_types(config: Path) -> list[dict[str, Any]]:
+    """The catalog as the server would list it, read from the configuration's database."""
+    try:
+        named = {str(guid): name for name, guid in settings(config).job_types.items()}
+    except ConfigError as exc:
+        fail(f"cannot use {config}", *exc.problems)
+
+    async def read(store: Store) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        after = None
+        while True:
+            page = (await store.reads.job_types(500, after, named)).as_json()
+            rows += page["items"]
+            if not page.get("next"):
+                return rows
+            after = page_position(page["next"])
+
+    return with_store(config, read)
 
 
 @job_types_app.command("sync")
