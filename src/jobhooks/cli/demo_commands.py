@@ -126,7 +126,11 @@ def demo(
         _summary(summary)
         if not exit_after:
             console.print(
-                f"\nStill serving at {summary['url']}; press Ctrl-C to stop. Explore with:\n"
+                f"\nStill serving at {summary['url']}; press Ctrl-C to stop.\n"
+                f"Dashboard: {summary['url']}/ui/ (sign in with this admin token: "
+                f"{summary['admin_token']}; a read-only one: jobhooks token create "
+                f"--viewer --config {config_path})\n"
+                "Explore from a terminal with:\n"
                 f"  export JOBHOOKS_URL={summary['url']} JOBHOOKS_TOKEN={summary['admin_token']}\n"
                 "  jobhooks completions; jobhooks runs --status dead; jobhooks job-types\n"
                 f"  curl {summary['url']}/metrics",
