@@ -182,12 +182,22 @@ headers = {{ Authorization = "Bearer header-token-Wd2", "X-Tenant" = "tenant-Gh8
         assert secret not in result.output
 
 
-def test_handlers_without_a_config_lists_installed_types(cli, tmp_path: Path) -> None:
-    result = cli("handlers", "-c", str(tmp_path / "absent.toml"))
+def test_handlers_without_a_config_lists_installed_types(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("JOBHOOKS_CONFIG", raising=False)
+    result = cli("handlers")
     assert result.exit_code == 0, result.output
-    assert "no configuration" in result.stdout
+    assert "Using the built-in default configuration" in result.stderr
     assert "repeated-failure-email" in result.stdout
     assert "Level" in result.stdout
+
+
+def test_handlers_with_a_missing_config_file_says_so(cli, tmp_path: Path) -> None:
+    result = cli("handlers", "-c", str(tmp_path / "absent.toml"))
+    assert result.exit_code == 1
+    assert "absent.toml: no such file" in result.stderr
 
 
 def test_handlers_exits_1_on_an_invalid_config(cli, write_config: WriteConfig) -> None:
@@ -421,7 +431,9 @@ def acme_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
-def run_jobhooks(site: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run_jobhooks(
+    site: Path, *args: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("JOBHOOKS_")}
     env.update(PYTHONPATH=str(site), COLUMNS="400", PYTHONIOENCODING="utf-8")
     return subprocess.run(
@@ -429,6 +441,7 @@ def run_jobhooks(site: Path, *args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         env=env,
+        cwd=cwd,
         timeout=60,
     )
 
@@ -459,7 +472,7 @@ def test_test_handler_runs_a_handler_from_an_installed_package(
 def test_handlers_lists_the_installed_package_type_with_its_properties(
     acme_site: Path, tmp_path: Path
 ) -> None:
-    result = run_jobhooks(acme_site, "handlers", "--config", str(tmp_path / "absent.toml"))
+    result = run_jobhooks(acme_site, "handlers", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     rows = [line for line in result.stdout.splitlines() if "acme" in line.lower()]
     assert any("acme-recorder" in row and "acme_handlers:AcmeRecorder" in row for row in rows)

@@ -35,13 +35,13 @@ console = Console(highlight=False, width=_width())
 err_console = Console(stderr=True, highlight=False, width=_width())
 
 ConfigOption = Annotated[
-    Path,
+    Path | None,
     typer.Option(
         "--config",
         "-c",
-        envvar="JOBHOOKS_CONFIG",
-        help="Path of jobhooks.toml.",
-        show_default=True,
+        help="Path of jobhooks.toml (default: ./jobhooks.toml when present, else the file "
+        "JOBHOOKS_CONFIG names, else the built-in default).",
+        show_default=False,
     ),
 ]
 

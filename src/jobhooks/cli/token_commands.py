@@ -9,9 +9,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from jobhooks.cli.app import app, console, fail
-from jobhooks.cli.common import with_store
-from jobhooks.cli.serve_commands import OptionalConfig
+from jobhooks.cli.app import ConfigOption, app, console, fail
+from jobhooks.cli.common import choose_config, with_store
 
 token = typer.Typer(help="API tokens: agent, admin and viewer.", no_args_is_help=True)
 app.add_typer(token, name="token")
@@ -19,7 +18,7 @@ app.add_typer(token, name="token")
 
 @token.command("create")
 def token_create(
-    config: OptionalConfig = None,
+    config: ConfigOption = None,
     agent: Annotated[
         str | None, typer.Option(help="Agent id (GUID) this token may report completions for.")
     ] = None,
@@ -41,7 +40,9 @@ def token_create(
         except ValueError:
             fail(f"--agent: not a GUID: {agent!r}")
     role = "agent" if agent_id else "admin" if admin else "viewer"
-    secret, _info = with_store(config, lambda store: store.tokens.create(role, agent_id, label))
+    secret, _info = with_store(
+        choose_config(config), lambda store: store.tokens.create(role, agent_id, label)
+    )
     typer.echo(secret)
 
 
@@ -52,9 +53,9 @@ def _when(moment: float | None) -> str:
 
 
 @token.command("list")
-def token_list(config: OptionalConfig = None) -> None:
+def token_list(config: ConfigOption = None) -> None:
     """List tokens (their ids and roles; the tokens themselves are not kept)."""
-    rows = with_store(config, lambda store: store.tokens.all())
+    rows = with_store(choose_config(config), lambda store: store.tokens.all())
     table = Table(title="Tokens", title_justify="left")
     for column in ("id", "role", "agent", "label", "created", "revoked"):
         table.add_column(column)
@@ -73,10 +74,10 @@ def token_list(config: OptionalConfig = None) -> None:
 @token.command("revoke")
 def token_revoke(
     token_id: Annotated[str, typer.Argument(help="Token id from 'token list', or the token.")],
-    config: OptionalConfig = None,
+    config: ConfigOption = None,
 ) -> None:
     """Revoke a token (servers stop accepting it within 10 seconds)."""
-    found = with_store(config, lambda store: store.tokens.revoke(token_id))
+    found = with_store(choose_config(config), lambda store: store.tokens.revoke(token_id))
     if not found:
         fail(f"no active token {token_id!r} (see 'jobhooks token list')")
     typer.echo(f"Revoked {token_id}.")
