@@ -90,6 +90,45 @@ def test_validate_lists_every_problem_and_exits_1(
     assert "valid:" not in result.stdout
 
 
+def test_one_unset_variable_is_one_problem_without_follow_on_errors(
+    cli, write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SMTP_PASSWORD", raising=False)
+    text = """
+    [smtp]
+    host = "smtp.example.com"
+    port = 587
+    username = "jobhooks@example.com"
+    password = "env:SMTP_PASSWORD"
+    mail_from = "jobhooks@example.com"
+
+    [[handlers]]
+    name = "mail"
+    type = "send-email"
+    job_types = "*"
+    [handlers.properties]
+    EmailRecipients = "pki-team@example.com"
+    """
+    result = cli("validate", "-c", str(write_config(text)))
+    assert result.exit_code == 1
+    assert "1 problem" in result.stderr
+    assert "[smtp] password: environment variable SMTP_PASSWORD is not set" in result.stderr
+    assert "host is empty" not in result.stderr
+
+
+def test_validate_checks_that_ca_bundle_files_exist(
+    cli, write_config: WriteConfig, tmp_path: Path
+) -> None:
+    text = f"""
+    [platform]
+    url = "https://keyfactor.example.com/KeyfactorAPI"
+    ca_bundle = "{tmp_path}/keyfactor-ca.pem"
+    """
+    result = cli("validate", "-c", str(write_config(text + LOG)))
+    assert result.exit_code == 1
+    assert f"[platform] ca_bundle: no such file: {tmp_path}/keyfactor-ca.pem" in result.stderr
+
+
 def test_validate_with_a_missing_file_says_so(cli, tmp_path: Path) -> None:
     result = cli("validate", "-c", str(tmp_path / "absent.toml"))
     assert result.exit_code == 1
