@@ -9,6 +9,7 @@ import uvicorn
 
 from jobhooks.cli.app import ConfigOption, app, err_console, fail, setup_logging
 from jobhooks.cli.common import choose_config, run_until_stopped, runtime_or_exit, say_using
+from jobhooks.cli.listen import bind_listener, split_listen
 from jobhooks.config.defaults import resolve_database
 from jobhooks.errors import ConfigError, StoreError
 from jobhooks.service.runtime import Runtime
@@ -17,22 +18,13 @@ from jobhooks.store.database import upgrade_database
 from jobhooks.store.migrate import head_revision
 
 
-def _split_listen(listen: str) -> tuple[str, int]:
-    host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit():
-        fail(f"--listen: expected HOST:PORT, got {listen!r}")
-    return host.strip("[]"), int(port)
-
-
-def build_server(runtime: Runtime, listen: str) -> uvicorn.Server:
-    """A uvicorn server for the runtime's web app (uvloop and httptools, no access log)."""
+def build_server(runtime: Runtime) -> uvicorn.Server:
+    """A uvicorn server for the runtime's web app (uvloop and httptools, no access log), to
+    run on a socket bound beforehand (see :func:`~jobhooks.cli.listen.bind_listener`)."""
     from jobhooks.web import create_app
 
-    host, port = _split_listen(listen)
     config = uvicorn.Config(
         create_app(runtime),
-        host=host,
-        port=port,
         loop="uvloop",
         http="httptools",
         lifespan="on",
@@ -56,17 +48,26 @@ def serve(
 ) -> None:
     """Run the HTTP API and (unless --no-worker) a worker in this process."""
     setup_logging()
+    if listen is not None:
+        split_listen(listen)
     runtime = runtime_or_exit(choose_config(config), with_worker=not no_worker)
-    address = listen or runtime.live.config.server.listen
-    server = build_server(runtime, address)
+    try:
+        listener = bind_listener(listen or runtime.live.config.server.listen)
+    except BaseException:
+        runtime.store.close()
+        raise
+    host, port = listener.getsockname()[:2]
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    server = build_server(runtime)
     role = "API only" if no_worker else "API and worker"
     err_console.print(
-        f"jobhooks serving on http://{address} ({role}; database {runtime.database}, "
+        f"jobhooks serving on http://{address} ({role}; "
         f"{len(runtime.live.registry)} handlers). SIGHUP reloads the configuration.",
         markup=False,
     )
     runtime.handle_sighup = True
-    server.run()
+    with listener:
+        server.run(sockets=[listener])
 
 
 @app.command()
