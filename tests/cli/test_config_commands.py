@@ -239,6 +239,32 @@ def test_handlers_with_a_missing_config_file_says_so(cli, tmp_path: Path) -> Non
     assert "absent.toml: no such file" in result.stderr
 
 
+def test_handlers_as_json_for_scripts(
+    cli, write_config: WriteConfig, seed_toml: str, smtp_password: str
+) -> None:
+    result = cli("handlers", "--json", "-c", str(write_config(seed_toml + LOG)))
+    assert result.exit_code == 0, result.output
+    listed = json.loads(result.stdout)
+    seed, audit = listed["registered"]
+    assert seed["name"] == "SendEmail_RepeatedFailureHandler"
+    assert seed["job_types"] == [guid.lower() for guid in (INVENTORY, MANAGEMENT)]
+    assert seed["properties"]["Password"] == "env:SMTP_PASSWORD"
+    assert seed["properties"]["EmailRecipients"] == ["pki-team@example.com", "oncall@example.com"]
+    assert audit["job_types"] == "*" and audit["max_attempts"] == 5
+    log = next(row for row in listed["installed"] if row["type"] == "log")
+    assert log["properties"] == [
+        {
+            "name": "Level",
+            "expected": "one of 'debug', 'info', 'warning', 'error'",
+            "required": False,
+            "secret": False,
+            "default": "info",
+        }
+    ]
+    assert listed["problems"] == []
+    assert smtp_password not in result.stdout
+
+
 def test_handlers_exits_1_on_an_invalid_config(cli, write_config: WriteConfig) -> None:
     result = cli("handlers", "-c", str(write_config(LOG.replace('"*"', "[]"))))
     assert result.exit_code == 1

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from jobhooks.cli.app import ConfigOption, app, console, err_console, fail, setup_logging
 from jobhooks.cli.common import choose_config, say_using
+from jobhooks.cli.output import JsonOption, print_json
 from jobhooks.config.defaults import default_config, resolve_database
 from jobhooks.config.load import read_config
 from jobhooks.config.locate import ConfigChoice
@@ -128,11 +129,69 @@ def _show_value(value: object) -> str:
     return str(value)
 
 
+def _json_value(value: object) -> object:
+    if isinstance(value, Secret):
+        return value.masked()
+    if isinstance(value, list | tuple):
+        return [_json_value(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): _json_value(item) for key, item in value.items()}
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def _handlers_json(registry: Registry, problems: list[str]) -> dict[str, Any]:
+    registered = [
+        {
+            "name": handler.name,
+            "type": handler.type_name,
+            "job_types": "*" if handler.runs_for_all else [str(g) for g in handler.job_types],
+            "when": handler.when.describe(),
+            "timeout": handler.policy.timeout,
+            "max_attempts": handler.policy.max_attempts,
+            "backoff": handler.policy.backoff,
+            "isolation": handler.policy.isolation,
+            "properties": {
+                spec.pascal_name: _json_value(getattr(handler.handler, spec.name))
+                for spec in property_specs(type(handler.handler))
+            },
+        }
+        for handler in registry
+    ]
+    installed: list[dict[str, Any]] = []
+    for name, entry in installed_types().items():
+        row: dict[str, Any] = {"type": name, "class": entry.value, "properties": [], "error": None}
+        try:
+            specs = property_specs(load_handler_type(name))
+        except HandlerTypeError as exc:
+            row["error"] = str(exc)
+            specs = ()
+        row["properties"] = [
+            {
+                "name": spec.pascal_name,
+                "expected": spec.type_text,
+                "required": spec.required,
+                "secret": spec.secret,
+                "default": None if spec.required or spec.secret else _json_value(spec.default),
+            }
+            for spec in specs
+        ]
+        installed.append(row)
+    return {"registered": registered, "installed": installed, "problems": problems}
+
+
 @app.command()
-def handlers(config: ConfigOption = None) -> None:
+def handlers(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """List the registered handlers, and the installed handler types with their properties."""
     choice = choose_config(config)
     _config, registry, problems = _load(choice)
+    if as_json:
+        print_json(_handlers_json(registry, problems))
+        if problems:
+            _print_problems(choice.path, problems)
+            raise typer.Exit(1)
+        return
     console.print(_registered_table(registry, with_properties=True))
     types = Table(title="Installed handler types", title_justify="left")
     for column in ("type", "class", "property", "expected", "default"):

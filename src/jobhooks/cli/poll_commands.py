@@ -17,7 +17,8 @@ from jobhooks.cli.common import (
     runtime_or_exit,
     with_store,
 )
-from jobhooks.cli.operator_commands import DEFAULT_URL, TokenOption, UrlOption, _call, _when
+from jobhooks.cli.operator_commands import DEFAULT_URL, TokenOption, UrlOption, _call
+from jobhooks.cli.output import Column, JsonOption, listing, print_json, when
 from jobhooks.config.defaults import default_config
 from jobhooks.config.load import read_config
 from jobhooks.config.locate import ConfigChoice
@@ -199,6 +200,14 @@ def poll(
     console.print(f"{_summary(report)}.{tail}", markup=False, soft_wrap=True)
 
 
+JOB_TYPE_COLUMNS = (
+    Column("GUID", "id"),
+    Column("name"),
+    Column("from"),
+    Column("completions"),
+    Column("first seen (UTC)", "time"),
+)
+
 job_types_app = typer.Typer(
     help="Job types known to jobhooks; 'sync' reads the platform's catalog.",
     invoke_without_command=True,
@@ -208,7 +217,12 @@ app.add_typer(job_types_app, name="job-types")
 
 
 @job_types_app.callback()
-def job_types(ctx: typer.Context, url: UrlOption = DEFAULT_URL, token: TokenOption = None) -> None:
+def job_types(
+    ctx: typer.Context,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
     """List the job types known, with their GUIDs and where each comes from: synced (the
     platform's catalog), seen (in completions) or config ([job_types])."""
     if ctx.invoked_subcommand is not None:
@@ -221,18 +235,19 @@ def job_types(ctx: typer.Context, url: UrlOption = DEFAULT_URL, token: TokenOpti
         cursor = page.get("next")
         if not cursor:
             break
-    table = Table(title="Job types", title_justify="left")
-    for column in ("name", "GUID", "from", "completions", "first seen (UTC)"):
-        table.add_column(column, overflow="fold")
+    if as_json:
+        print_json(rows)
+        return
+    lines = []
     for row in rows:
         origin = row["origin"]
         named = row.get("config_name")
         if named and origin != "config":
             origin = f"{origin}, config ({named})"
-        table.add_row(
-            row["name"], row["id"], origin, str(row["completions"]), _when(row.get("first_seen"))
+        lines.append(
+            (row["id"], row["name"], origin, str(row["completions"]), when(row.get("first_seen")))
         )
-    console.print(table)
+    console.print(listing(console, "Job types", JOB_TYPE_COLUMNS, lines))
 
 
 @job_types_app.command("sync")
@@ -248,10 +263,10 @@ def job_types_sync(config: ConfigOption = None) -> None:
         fail(f"the platform's job type catalog could not be read: {exc}")
     pairs = [(entry.name, entry.id) for entry in entries]
     count = with_store(choice, lambda store: store.pull.save_catalog(pairs))
-    table = Table(title="Job types synced from the platform", title_justify="left")
-    for column in ("name", "GUID", "from"):
-        table.add_column(column, overflow="fold")
-    for entry in sorted(entries, key=lambda e: e.name.casefold()):
-        table.add_row(entry.name, str(entry.id), entry.source)
-    console.print(table)
+    lines = [
+        (str(entry.id), entry.name, entry.source)
+        for entry in sorted(entries, key=lambda e: e.name.casefold())
+    ]
+    columns = (Column("GUID", "id"), Column("name"), Column("from"))
+    console.print(listing(console, "Job types synced from the platform", columns, lines))
     console.print(f"Synced {count} job types from {parsed.platform.url}.", markup=False)

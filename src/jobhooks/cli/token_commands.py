@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from jobhooks.cli.app import ConfigOption, app, console, fail
 from jobhooks.cli.common import choose_config, with_store
+from jobhooks.cli.output import Column, JsonOption, listing, print_json, when
 
 token = typer.Typer(help="API tokens: agent, admin and viewer.", no_args_is_help=True)
 app.add_typer(token, name="token")
@@ -46,29 +45,45 @@ def token_create(
     typer.echo(secret)
 
 
-def _when(moment: float | None) -> str:
-    if moment is None:
-        return ""
-    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
 @token.command("list")
-def token_list(config: ConfigOption = None) -> None:
+def token_list(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """List tokens (their ids and roles; the tokens themselves are not kept)."""
     rows = with_store(choose_config(config), lambda store: store.tokens.all())
-    table = Table(title="Tokens", title_justify="left")
-    for column in ("id", "role", "agent", "label", "created", "revoked"):
-        table.add_column(column)
-    for info in rows:
-        table.add_row(
+    if as_json:
+        print_json(
+            [
+                {
+                    "id": info.id,
+                    "role": info.role,
+                    "agent_id": str(info.agent_id) if info.agent_id else None,
+                    "label": info.label,
+                    "created_at": info.created_at,
+                    "revoked_at": info.revoked_at,
+                }
+                for info in rows
+            ]
+        )
+        return
+    columns = (
+        Column("id", "id", width=12),
+        Column("role"),
+        Column("agent", "id") if any(info.agent_id for info in rows) else Column("agent"),
+        Column("label"),
+        Column("created (UTC)", "time"),
+        Column("revoked (UTC)", "time"),
+    )
+    lines = [
+        (
             info.id,
             info.role,
             str(info.agent_id or ""),
             info.label or "",
-            _when(info.created_at),
-            _when(info.revoked_at),
+            when(info.created_at),
+            when(info.revoked_at),
         )
-    console.print(table)
+        for info in rows
+    ]
+    console.print(listing(console, "Tokens", columns, lines))
 
 
 @token.command("revoke")
