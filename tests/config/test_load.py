@@ -268,6 +268,50 @@ def test_an_unset_secret_in_a_section_is_reported(
     only(problems, "[platform] password", "KEYFACTOR_PASSWORD is not set", "line 2")
 
 
+def test_the_valid_keys_of_a_section_with_an_invalid_one_are_kept(
+    write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SMTP_PASSWORD", raising=False)
+    config, problems = read_config(
+        write_config(
+            "[smtp]\nhost = 'smtp.example.com'\nusername = 'jh'\n"
+            "password = 'env:SMTP_PASSWORD'\nmail_from = 'jh@example.com'\n"
+        )
+    )
+    assert len(problems) == 1
+    only(problems, "[smtp] password", "SMTP_PASSWORD is not set", "line 4")
+    assert config.smtp.host == "smtp.example.com"
+    assert config.smtp.mail_from == "jh@example.com"
+
+
+@pytest.mark.parametrize("section", ["platform", "smtp"])
+def test_a_ca_bundle_that_does_not_exist_is_a_problem(
+    write_config: WriteConfig, tmp_path: Path, section: str
+) -> None:
+    missing = tmp_path / "keyfactor-ca.pem"
+    problems = problems_in(write_config, f"[{section}]\nca_bundle = '{missing}'\n")
+    only(problems, f"[{section}] ca_bundle: no such file: {missing}", "line 2")
+
+
+def test_a_ca_bundle_without_a_certificate_is_a_problem(
+    write_config: WriteConfig, tmp_path: Path
+) -> None:
+    (tmp_path / "notes.txt").write_text("not a certificate\n", encoding="utf-8")
+    problems = problems_in(write_config, f"[platform]\nca_bundle = '{tmp_path / 'notes.txt'}'\n")
+    only(problems, "[platform] ca_bundle:", "holds no PEM certificate", "line 2")
+    problems = problems_in(write_config, f"[smtp]\nca_bundle = '{tmp_path}'\n")
+    only(problems, "[smtp] ca_bundle:", "is a folder")
+
+
+def test_a_ca_bundle_of_pem_certificates_is_accepted(
+    write_config: WriteConfig, test_certificates
+) -> None:
+    text = f"[platform]\nca_bundle = '{test_certificates.ca}'\n"
+    config, problems = read_config(write_config(text))
+    assert problems == []
+    assert config.platform.ca_bundle == str(test_certificates.ca)
+
+
 SECRET = "literal-Kq9-secret-value"
 
 

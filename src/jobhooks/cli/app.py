@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from jobhooks import __version__
 from jobhooks.errors import JobhooksError
 
 __all__ = ["ConfigOption", "app", "console", "err_console", "fail", "main", "setup_logging"]
@@ -35,15 +36,33 @@ console = Console(highlight=False, width=_width())
 err_console = Console(stderr=True, highlight=False, width=_width())
 
 ConfigOption = Annotated[
-    Path,
+    Path | None,
     typer.Option(
         "--config",
         "-c",
-        envvar="JOBHOOKS_CONFIG",
-        help="Path of jobhooks.toml.",
-        show_default=True,
+        help="Path of jobhooks.toml (default: ./jobhooks.toml when present, else the file "
+        "JOBHOOKS_CONFIG names, else the built-in default).",
+        show_default=False,
     ),
 ]
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        typer.echo(f"jobhooks {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Run Python handlers after certificate-orchestrator jobs complete."""
 
 
 def fail(message: str, *details: str, code: int = 1) -> NoReturn:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -120,13 +121,20 @@ def demo(
         plan = FleetPlan(agents=agents, count=count, rate=rate)
         return await run_demo(config_path, plan, announce)
 
+    def stop(_signum: int, _frame: object) -> None:
+        # The same clean stop as Ctrl-C: the server child first, then the temporary folder.
+        raise KeyboardInterrupt
+
+    for number in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, stop)
     server = None
     try:
         server, summary = asyncio.run(main())
         _summary(summary)
         if not exit_after:
             console.print(
-                f"\nStill serving at {summary['url']}; press Ctrl-C to stop. Explore with:\n"
+                f"\nStill serving at {summary['url']}; Ctrl-C (or SIGTERM) stops it. "
+                "Explore with:\n"
                 f"  export JOBHOOKS_URL={summary['url']} JOBHOOKS_TOKEN={summary['admin_token']}\n"
                 "  jobhooks completions; jobhooks runs --status dead; jobhooks job-types\n"
                 f"  curl {summary['url']}/metrics",
@@ -137,6 +145,8 @@ def demo(
     except KeyboardInterrupt:
         pass
     finally:
+        for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(number, signal.SIG_IGN)  # a second signal must not cut the cleanup
         if server is not None and server.poll() is None:
             server.terminate()
             try:

@@ -11,9 +11,17 @@ import typer
 from rich.table import Table
 
 from jobhooks.cli.app import ConfigOption, app, console, err_console, fail, setup_logging
-from jobhooks.cli.common import run_until_stopped, runtime_or_exit, with_store
-from jobhooks.cli.operator_commands import DEFAULT_URL, TokenOption, UrlOption, _call, _when
+from jobhooks.cli.common import (
+    choose_config,
+    run_until_stopped,
+    runtime_or_exit,
+    with_store,
+)
+from jobhooks.cli.operator_commands import DEFAULT_URL, TokenOption, UrlOption, _call
+from jobhooks.cli.output import Column, JsonOption, listing, print_json, when
+from jobhooks.config.defaults import default_config
 from jobhooks.config.load import read_config
+from jobhooks.config.locate import ConfigChoice
 from jobhooks.config.schema import JobhooksConfig
 from jobhooks.errors import ConfigError, LeaseLost, PlatformError, StoreError
 from jobhooks.intake import LeasePolicy, RunPlanner
@@ -26,17 +34,18 @@ from jobhooks.registry import load_for_serving
 from jobhooks.store import Store
 from jobhooks.store.nodes import NodeIdentity
 
-DEFAULT_CONFIG = Path("jobhooks.toml")
 
-
-def _platform_config(config_path: Path) -> JobhooksConfig:
-    try:
-        parsed, _problems = read_config(config_path)
-    except ConfigError as exc:
-        fail(f"cannot use {config_path}", *exc.problems)
+def _platform_config(choice: ConfigChoice) -> JobhooksConfig:
+    if choice.path is None:
+        parsed = default_config()
+    else:
+        try:
+            parsed, _problems = read_config(choice.path)
+        except ConfigError as exc:
+            fail(f"cannot use {choice.path}", *exc.problems)
     if not parsed.platform.url:
         fail(
-            f"{config_path}: [platform] url is not set",
+            f"{choice.describe()}: [platform] url is not set",
             "pull mode reads the platform's REST API: set [platform] url and credentials",
         )
     return parsed
@@ -88,7 +97,7 @@ def _emitted_table(report: PollReport) -> Table:
 
 
 async def _poll_once(
-    store: Store, config_path: Path, parsed: JobhooksConfig, *, dry_run: bool
+    store: Store, config_path: Path | None, parsed: JobhooksConfig, *, dry_run: bool
 ) -> PollReport:
     """One poll: the catalog read from the platform (kept unless a dry run), the
     registrations built with it, then the history from the stored position to its end."""
@@ -150,7 +159,7 @@ async def _poll_once(
 
 @app.command()
 def poll(
-    config: ConfigOption = DEFAULT_CONFIG,
+    config: ConfigOption = None,
     once: Annotated[
         bool,
         typer.Option("--once", help="Poll once, report, and exit (whatever [poll] enabled says)."),
@@ -164,9 +173,10 @@ def poll(
     setup_logging("WARNING" if once else "INFO")
     if dry_run and not once:
         fail("--dry-run goes with --once")
-    parsed = _platform_config(config)
+    choice = choose_config(config)
+    parsed = _platform_config(choice)
     if not once:
-        runtime = runtime_or_exit(config, with_worker=False, poll=True, quiet=True)
+        runtime = runtime_or_exit(choice, with_worker=False, poll=True)
         err_console.print(
             f"jobhooks polling {parsed.platform.url} every {parsed.poll.interval:g} s "
             f"(database {runtime.database}); SIGTERM stops.",
@@ -176,7 +186,7 @@ def poll(
         return
     try:
         report = with_store(
-            config, lambda store: _poll_once(store, config, parsed, dry_run=dry_run)
+            choice, lambda store: _poll_once(store, choice.path, parsed, dry_run=dry_run)
         )
     except PlatformError as exc:
         fail(f"the platform's job history could not be read: {exc}")
@@ -190,6 +200,14 @@ def poll(
     console.print(f"{_summary(report)}.{tail}", markup=False, soft_wrap=True)
 
 
+JOB_TYPE_COLUMNS = (
+    Column("GUID", "id"),
+    Column("name"),
+    Column("from"),
+    Column("completions"),
+    Column("first seen (UTC)", "time"),
+)
+
 job_types_app = typer.Typer(
     help="Job types known to jobhooks; 'sync' reads the platform's catalog.",
     invoke_without_command=True,
@@ -199,7 +217,12 @@ app.add_typer(job_types_app, name="job-types")
 
 
 @job_types_app.callback()
-def job_types(ctx: typer.Context, url: UrlOption = DEFAULT_URL, token: TokenOption = None) -> None:
+def job_types(
+    ctx: typer.Context,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
     """List the job types known, with their GUIDs and where each comes from: synced (the
     platform's catalog), seen (in completions) or config ([job_types])."""
     if ctx.invoked_subcommand is not None:
@@ -212,36 +235,38 @@ def job_types(ctx: typer.Context, url: UrlOption = DEFAULT_URL, token: TokenOpti
         cursor = page.get("next")
         if not cursor:
             break
-    table = Table(title="Job types", title_justify="left")
-    for column in ("name", "GUID", "from", "completions", "first seen (UTC)"):
-        table.add_column(column, overflow="fold")
+    if as_json:
+        print_json(rows)
+        return
+    lines = []
     for row in rows:
         origin = row["origin"]
         named = row.get("config_name")
         if named and origin != "config":
             origin = f"{origin}, config ({named})"
-        table.add_row(
-            row["name"], row["id"], origin, str(row["completions"]), _when(row.get("first_seen"))
+        lines.append(
+            (row["id"], row["name"], origin, str(row["completions"]), when(row.get("first_seen")))
         )
-    console.print(table)
+    console.print(listing(console, "Job types", JOB_TYPE_COLUMNS, lines))
 
 
 @job_types_app.command("sync")
-def job_types_sync(config: ConfigOption = DEFAULT_CONFIG) -> None:
+def job_types_sync(config: ConfigOption = None) -> None:
     """Read the job type catalog from the platform (store types and custom job types)
     into the database, so registrations may name job types."""
     setup_logging("WARNING")
-    parsed = _platform_config(config)
+    choice = choose_config(config)
+    parsed = _platform_config(choice)
     try:
         entries = asyncio.run(_fetch(parsed))
     except PlatformError as exc:
         fail(f"the platform's job type catalog could not be read: {exc}")
     pairs = [(entry.name, entry.id) for entry in entries]
-    count = with_store(config, lambda store: store.pull.save_catalog(pairs))
-    table = Table(title="Job types synced from the platform", title_justify="left")
-    for column in ("name", "GUID", "from"):
-        table.add_column(column, overflow="fold")
-    for entry in sorted(entries, key=lambda e: e.name.casefold()):
-        table.add_row(entry.name, str(entry.id), entry.source)
-    console.print(table)
+    count = with_store(choice, lambda store: store.pull.save_catalog(pairs))
+    lines = [
+        (str(entry.id), entry.name, entry.source)
+        for entry in sorted(entries, key=lambda e: e.name.casefold())
+    ]
+    columns = (Column("GUID", "id"), Column("name"), Column("from"))
+    console.print(listing(console, "Job types synced from the platform", columns, lines))
     console.print(f"Synced {count} job types from {parsed.platform.url}.", markup=False)

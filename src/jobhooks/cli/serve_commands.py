@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 import uvicorn
 
-from jobhooks.cli.app import app, err_console, fail, setup_logging
-from jobhooks.cli.common import run_until_stopped, runtime_or_exit
+from jobhooks.cli.app import ConfigOption, app, err_console, fail, setup_logging
+from jobhooks.cli.common import choose_config, run_until_stopped, runtime_or_exit, say_using
+from jobhooks.cli.listen import bind_listener, split_listen
 from jobhooks.config.defaults import resolve_database
 from jobhooks.errors import ConfigError, StoreError
 from jobhooks.service.runtime import Runtime
@@ -17,33 +17,14 @@ from jobhooks.service.startup import settings
 from jobhooks.store.database import upgrade_database
 from jobhooks.store.migrate import head_revision
 
-OptionalConfig = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        envvar="JOBHOOKS_CONFIG",
-        help="Path of jobhooks.toml (default: the built-in default configuration).",
-    ),
-]
 
-
-def _split_listen(listen: str) -> tuple[str, int]:
-    host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit():
-        fail(f"--listen: expected HOST:PORT, got {listen!r}")
-    return host.strip("[]"), int(port)
-
-
-def build_server(runtime: Runtime, listen: str) -> uvicorn.Server:
-    """A uvicorn server for the runtime's web app (uvloop and httptools, no access log)."""
+def build_server(runtime: Runtime) -> uvicorn.Server:
+    """A uvicorn server for the runtime's web app (uvloop and httptools, no access log), to
+    run on a socket bound beforehand (see :func:`~jobhooks.cli.listen.bind_listener`)."""
     from jobhooks.web import create_app
 
-    host, port = _split_listen(listen)
     config = uvicorn.Config(
         create_app(runtime),
-        host=host,
-        port=port,
         loop="uvloop",
         http="httptools",
         lifespan="on",
@@ -57,7 +38,7 @@ def build_server(runtime: Runtime, listen: str) -> uvicorn.Server:
 
 @app.command()
 def serve(
-    config: OptionalConfig = None,
+    config: ConfigOption = None,
     listen: Annotated[
         str | None, typer.Option(help="HOST:PORT to listen on (overrides [server] listen).")
     ] = None,
@@ -67,25 +48,34 @@ def serve(
 ) -> None:
     """Run the HTTP API and (unless --no-worker) a worker in this process."""
     setup_logging()
-    runtime = runtime_or_exit(config, with_worker=not no_worker)
-    address = listen or runtime.live.config.server.listen
-    server = build_server(runtime, address)
+    if listen is not None:
+        split_listen(listen)
+    runtime = runtime_or_exit(choose_config(config), with_worker=not no_worker)
+    try:
+        listener = bind_listener(listen or runtime.live.config.server.listen)
+    except BaseException:
+        runtime.store.close()
+        raise
+    host, port = listener.getsockname()[:2]
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    server = build_server(runtime)
     role = "API only" if no_worker else "API and worker"
     err_console.print(
-        f"jobhooks serving on http://{address} ({role}; database {runtime.database}, "
+        f"jobhooks serving on http://{address} ({role}; "
         f"{len(runtime.live.registry)} handlers). SIGHUP reloads the configuration.",
         markup=False,
     )
     runtime.handle_sighup = True
-    server.run()
+    with listener:
+        server.run(sockets=[listener])
 
 
 @app.command()
-def worker(config: OptionalConfig = None) -> None:
+def worker(config: ConfigOption = None) -> None:
     """Run a worker only: claim due runs from the database and run their handlers
     (and follow the platform's job history when [poll] enabled)."""
     setup_logging()
-    runtime = runtime_or_exit(config, with_worker=True)
+    runtime = runtime_or_exit(choose_config(config), with_worker=True)
     err_console.print(
         f"jobhooks worker on {runtime.database} ({len(runtime.live.registry)} handlers). "
         "SIGHUP reloads the configuration; SIGTERM stops after running handlers finish.",
@@ -101,13 +91,15 @@ app.add_typer(db, name="db")
 
 
 @db.command("upgrade")
-def db_upgrade(config: OptionalConfig = None) -> None:
+def db_upgrade(config: ConfigOption = None) -> None:
     """Run the schema migrations the database lacks."""
+    choice = choose_config(config)
     try:
-        url = resolve_database(settings(config).server.database, config)
+        url = resolve_database(settings(choice.path).server.database, choice.path)
+        say_using(choice, url)
         before, after = upgrade_database(url)
     except ConfigError as exc:
-        fail(f"cannot use {config}", *exc.problems)
+        fail(f"cannot use {choice.path}", *exc.problems)
     except StoreError as exc:
         fail(str(exc))
     if before == after:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import ssl
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Literal
@@ -80,6 +81,24 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def check_ca_bundle(value: str | None) -> str | None:
+    """A ``ca_bundle`` must name a readable PEM file of certificates: checked when the
+    configuration is read, not at the first connection."""
+    if value is None:
+        return None
+    try:
+        ssl.create_default_context(cafile=value)
+    except FileNotFoundError:
+        raise ValueError(f"no such file: {value}") from None
+    except IsADirectoryError:
+        raise ValueError(f"{value} is a folder; name the PEM file of the CA certificates") from None
+    except PermissionError:
+        raise ValueError(f"cannot read {value}: permission denied") from None
+    except (ssl.SSLError, OSError, ValueError):
+        raise ValueError(f"{value} holds no PEM certificate to trust") from None
+    return value
+
+
 class ServerSettings(_Section):
     """``[server]``: where the API listens and what it stores in."""
 
@@ -126,6 +145,8 @@ class PlatformSettings(_Section):
     timeout: PositiveSeconds = 30.0
     api_version: str = "1"
 
+    _check_ca_bundle = field_validator("ca_bundle")(check_ca_bundle)
+
     @field_validator("url", "token_url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
@@ -158,6 +179,8 @@ class SmtpSettings(_Section):
     ca_bundle: str | None = None
     """PEM file of the CA(s) that signed the SMTP server's certificate (an internal relay)."""
     timeout: PositiveSeconds = 30.0
+
+    _check_ca_bundle = field_validator("ca_bundle")(check_ca_bundle)
 
 
 class PollSettings(_Section):

@@ -28,7 +28,7 @@ from jobhooks.registry.matching import (
     Registry,
     WhenRules,
 )
-from jobhooks.registry.properties import coerce_properties
+from jobhooks.registry.properties import coerce_properties, configured_handler
 from jobhooks.sdk.enums import normalise_name
 
 __all__ = ["LoadedConfig", "build_registry", "load", "load_for_serving"]
@@ -181,11 +181,7 @@ def _register(
     if problems:
         return None, problems
     try:
-        handler = handler_class()
-        for name, value in values.items():
-            setattr(handler, name, value)
-        handler.name = registration.name  # type: ignore[misc]
-        handler.setup()
+        handler = configured_handler(handler_class, values, registration.name)
     except Exception as exc:
         message = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
         return None, [f"{label}: {message} {where(('handlers', index))}"]
