@@ -232,7 +232,7 @@ class HandlerRegistration(_Section):
     """``failure-streak``: the consecutive failure of a job that fires it."""
     repeat_every: Duration | None = None
     """``still-failing``: how often, at most, while the streak lasts."""
-    group_by: list[str] | None = None
+    group_by: str | list[str] | None = None
     """Digest what fires into one run per group of these context fields (``[]``: one group)."""
     group_wait: Duration | None = None
     """How long a digest collects after its first completion (default 30 s)."""
@@ -280,7 +280,9 @@ class HandlerRegistration(_Section):
 
     @field_validator("group_by")
     @classmethod
-    def _check_group_by(cls, value: list[str] | None) -> list[str] | None:
+    def _check_group_by(cls, value: str | list[str] | None) -> list[str] | None:
+        if isinstance(value, str):
+            value = [value]
         for name in value or ():
             if name not in GROUP_FIELDS:
                 close = difflib.get_close_matches(name, GROUP_FIELDS, n=1)
