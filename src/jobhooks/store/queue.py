@@ -213,6 +213,7 @@ _CANDIDATE_COLUMNS = (
     runs.c.created_at,
     runs.c.trigger,
     runs.c.group_key,
+    runs.c.due_at,
 )
 
 
@@ -344,7 +345,8 @@ def claim_runs(
                         else _with_trigger(fields[row.completion_id], row.trigger)
                     ),
                     worker=request.worker,
-                    created_at=row.created_at,
+                    # A digest's dispatch latency counts from when it closed.
+                    created_at=row.created_at if row.group_key is None else row.due_at,
                 )
                 for row in claimed_rows
             ]

@@ -62,6 +62,7 @@ __all__ = [
     "backlog",
     "completion_detail",
     "completion_page",
+    "digest_totals",
     "dispatch_latencies",
     "filter_choices",
     "handler_health",
@@ -633,10 +634,24 @@ def not_sent_totals(connection: Connection) -> dict[str, int]:
     return counts
 
 
+def digest_totals(connection: Connection) -> dict[str, tuple[int, int]]:
+    """Per handler with digests: how many completions its digests hold, in how many
+    digests (a scan, for a summary)."""
+    query = (
+        select(runs.c.handler, func.count(), func.count(func.distinct(runs.c.id)))
+        .where(runs.c.id == digest_members.c.run_id)
+        .group_by(runs.c.handler)
+    )
+    return {
+        handler: (int(members), int(count)) for handler, members, count in connection.execute(query)
+    }
+
+
 def dispatch_latencies(connection: Connection) -> list[float]:
-    """Seconds from each run's commit to the start of its first attempt (a summary)."""
+    """Seconds from each run's commit to the start of its first attempt (a summary; digests,
+    which wait for their window by design, are left out)."""
     query = select(attempts.c.started_at - runs.c.created_at).where(
-        attempts.c.run_id == runs.c.id, attempts.c.number == 1
+        attempts.c.run_id == runs.c.id, attempts.c.number == 1, runs.c.group_key.is_(None)
     )
     return [max(0.0, value) for (value,) in connection.execute(query)]
 
@@ -716,6 +731,10 @@ class ReadModel:
     async def not_sent_totals(self) -> dict[str, int]:
         """Completions each registration's rules did not fire for (a scan: small databases)."""
         return await self._db.read(not_sent_totals)
+
+    async def digest_totals(self) -> dict[str, tuple[int, int]]:
+        """Completions in digests and digests, per handler (a scan: small databases)."""
+        return await self._db.read(digest_totals)
 
     async def dispatch_latencies(self) -> list[float]:
         """Seconds from each run's commit to its first attempt (a scan: small databases)."""

@@ -176,7 +176,8 @@ class ClaimedRun:
     fields: dict[str, Any]
     worker: str
     created_at: float = 0.0
-    """When the run was stored (its dispatch latency is measured from there)."""
+    """When the run was stored, or a digest closed (its dispatch latency is measured from
+    there)."""
 
 
 @dataclass(frozen=True, slots=True)
