@@ -67,11 +67,13 @@ def test_a_webhook_digest_is_one_signed_delivery_with_every_completion(
     assert [c["completion_id"] for c in completions] == [m.completion_id for m in digest.group]
 
 
-def test_a_notify_digest_has_the_count_in_its_title_and_lists_each_completion(
+@pytest.fixture
+def notify(
     write_config: WriteConfig, http_receiver: HttpReceiver, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> Path:
+    """A notify registration "page" delivering to the receiver through Apprise's json://."""
     monkeypatch.setenv("NOTIFY_URL", f"json://127.0.0.1:{http_receiver.port}/alerts")
-    config = write_config(
+    return write_config(
         """
         [[handlers]]
         name = "page"
@@ -81,12 +83,17 @@ def test_a_notify_digest_has_the_count_in_its_title_and_lists_each_completion(
         urls = "env:NOTIFY_URL"
         """
     )
+
+
+def test_a_notify_digest_has_the_count_in_its_title_and_lists_each_completion(
+    notify: Path, http_receiver: HttpReceiver
+) -> None:
     mixed = sample_digest(
         sample_context(client_machine="orch09", message="disk full"),
         sample_context(client_machine="orch09", job_result="Success", message=None),
         sample_context(client_machine="orch09", message="store locked"),
     )
-    assert attempt(config, "page", mixed).succeeded
+    assert attempt(notify, "page", mixed).succeeded
     (request,) = http_receiver.requests
     document = json.loads(request.body)
     # The default results filter (failures) applies to each completion of the digest.
@@ -97,20 +104,9 @@ def test_a_notify_digest_has_the_count_in_its_title_and_lists_each_completion(
 
 
 def test_a_long_digest_lists_the_first_fifty_and_says_how_many_more(
-    write_config: WriteConfig, http_receiver: HttpReceiver, monkeypatch: pytest.MonkeyPatch
+    notify: Path, http_receiver: HttpReceiver
 ) -> None:
-    monkeypatch.setenv("NOTIFY_URL", f"json://127.0.0.1:{http_receiver.port}/alerts")
-    config = write_config(
-        """
-        [[handlers]]
-        name = "page"
-        type = "notify"
-        job_types = "*"
-        [handlers.properties]
-        urls = "env:NOTIFY_URL"
-        """
-    )
-    assert attempt(config, "page", burst(73)).succeeded
+    assert attempt(notify, "page", burst(73)).succeeded
     document = json.loads(http_receiver.requests[0].body)
     assert document["title"].startswith("Digest: 73 Inventory jobs")
     lines = document["message"].splitlines()

@@ -84,25 +84,30 @@ class SimulationResult:
         return cuts[min(len(cuts) - 1, max(0, round(fraction * 1000) - 1))]
 
 
-def _fleet(plan: FleetPlan, rng: random.Random) -> list[dict[str, Any]]:
-    jobs = []
-    for number in range(plan.agents):
+def _machine_jobs(prefix: str, count: int, jobs: int, rng: random.Random) -> list[dict[str, Any]]:
+    """``jobs`` jobs on each of ``count`` machines named ``<prefix>NN.example.com``."""
+    found = []
+    for number in range(count):
         agent = uuid.UUID(int=rng.getrandbits(128), version=4)
-        machine = f"orch{number + 1:02d}.example.com"
-        for _ in range(plan.jobs_per_agent):
+        host = f"{prefix}{number + 1:02d}"
+        for _ in range(jobs):
             name, operation = rng.choice(JOB_TYPES)
-            jobs.append(
+            found.append(
                 {
                     "agent_id": str(agent),
-                    "username": f"EXAMPLE\\svc-orch{number + 1:02d}",
-                    "client_machine": machine,
+                    "username": f"EXAMPLE\\svc-{host}",
+                    "client_machine": f"{host}.example.com",
                     "job_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
                     "job_type": name,
                     "job_type_id": str(job_type_id(name)),
                     "operation_type": operation,
                 }
             )
-    return jobs
+    return found
+
+
+def _stamp() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def _report(job: dict[str, Any], plan: FleetPlan, rng: random.Random) -> dict[str, Any]:
@@ -113,37 +118,20 @@ def _report(job: dict[str, Any], plan: FleetPlan, rng: random.Random) -> dict[st
         result, message = "Warning", "Completed with warnings: 1 certificate skipped"
     else:
         result, message = "Success", None
-    return {
-        **job,
-        "job_result": result,
-        "message": message,
-        "request_timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
+    return {**job, "job_result": result, "message": message, "request_timestamp": _stamp()}
 
 
 def _burst(plan: FleetPlan, rng: random.Random) -> list[dict[str, Any]]:
     """Every job of ``plan.burst`` machines failing at once: the host is unreachable."""
-    reports = []
-    for number in range(plan.burst):
-        agent = uuid.UUID(int=rng.getrandbits(128), version=4)
-        machine = f"store{number + 1:02d}.example.com"
-        for _ in range(plan.burst_jobs):
-            name, operation = rng.choice(JOB_TYPES)
-            reports.append(
-                {
-                    "agent_id": str(agent),
-                    "username": f"EXAMPLE\\svc-store{number + 1:02d}",
-                    "client_machine": machine,
-                    "job_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-                    "job_type": name,
-                    "job_type_id": str(job_type_id(name)),
-                    "operation_type": operation,
-                    "job_result": "Failure",
-                    "message": f"Unable to connect to {machine}: connection timed out",
-                    "request_timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                }
-            )
-    return reports
+    return [
+        {
+            **job,
+            "job_result": "Failure",
+            "message": f"Unable to connect to {job['client_machine']}: connection timed out",
+            "request_timestamp": _stamp(),
+        }
+        for job in _machine_jobs("store", plan.burst, plan.burst_jobs, rng)
+    ]
 
 
 async def simulate(
@@ -154,7 +142,7 @@ async def simulate(
     ``token`` is an admin token (it may report for any agent).
     """
     rng = random.Random(plan.seed)
-    jobs = _fleet(plan, rng)
+    jobs = _machine_jobs("orch", plan.agents, plan.jobs_per_agent, rng)
     reports = [_report(rng.choice(jobs), plan, rng) for _ in range(plan.count)]
     reports += _burst(plan, rng)
     result = SimulationResult()

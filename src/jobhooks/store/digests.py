@@ -48,9 +48,7 @@ _INSERT_RUN = runs.insert()
 _INSERT_OPEN = open_digests.insert()
 _GROW = (
     update(open_digests)
-    .where(
-        open_digests.c.handler == bindparam("h"), open_digests.c.group_key == bindparam("k")
-    )
+    .where(open_digests.c.handler == bindparam("h"), open_digests.c.group_key == bindparam("k"))
     .values(size=bindparam("n"))
 )
 
