@@ -4,6 +4,7 @@ once is one digest, delivered once by a worker process, with every completion in
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 from support.reports import AGENT_A, report
@@ -15,9 +16,8 @@ from multinode.nodes import Cluster
 PATH = "/api/v1/job-completions"
 
 
-def test_a_burst_reported_to_two_api_nodes_is_one_digest_delivered_once(
-    cluster: Cluster,
-) -> None:
+def _digests(cluster: Cluster, wait: str) -> Path:
+    """Register a digest per machine, collecting ``wait``; returns its trace file."""
     trace = cluster.directory / "digests.log"
     cluster.write_config(
         f"""
@@ -26,10 +26,17 @@ def test_a_burst_reported_to_two_api_nodes_is_one_digest_delivered_once(
         type = "multinode.handlers:DigestRecorder"
         job_types = "*"
         group_by = ["client_machine"]
-        group_wait = "4s"
+        group_wait = "{wait}"
         properties = {{ path = "{trace}" }}
         """
     )
+    return trace
+
+
+def test_a_burst_reported_to_two_api_nodes_is_one_digest_delivered_once(
+    cluster: Cluster,
+) -> None:
+    trace = _digests(cluster, "4s")
     nodes = [cluster.api(), cluster.api()]
     cluster.worker()
     token = cluster.token("agent", AGENT_A)
@@ -63,3 +70,24 @@ def test_a_burst_reported_to_two_api_nodes_is_one_digest_delivered_once(
     delivered = line[3].split(",")
     assert sorted(delivered) == sorted(answer["id"] for answer in answers)
     assert lines == [line]
+
+
+def test_an_api_node_killed_while_a_digest_collects_loses_none_of_it(cluster: Cluster) -> None:
+    trace = _digests(cluster, "6s")
+    first, second = cluster.api(), cluster.api()
+    cluster.worker()
+    token = cluster.token("agent", AGENT_A)
+    acknowledged: list[str] = []
+    for node, count in ((first, 8), (second, 4)):
+        with node.client(token) as client:
+            for _ in range(count):
+                response = client.post(PATH, json=report(client_machine="orch14.example.com"))
+                assert response.status_code == 202, response.text
+                acknowledged.append(response.json()["id"])
+        if node is first:
+            first.kill()  # SIGKILL, its part of the digest acknowledged and still collecting
+
+    lines = wait_for(lambda: trace_lines(trace), 30, "the digest to be delivered")
+    wait_for(lambda: cluster.run_counts() == {"succeeded": 1}, 10, "the run to succeed")
+    [line] = lines
+    assert line[3].split(",") == acknowledged, "every acknowledged failure, in order, once"
