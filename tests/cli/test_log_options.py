@@ -140,14 +140,15 @@ def test_the_command_line_overrides_the_server_section(tmp_path: Path) -> None:
 
 
 def test_a_poll_node_logs_json_lines(tmp_path: Path) -> None:
-    platform = f'[platform]\nurl = "http://127.0.0.1:{free_port()}/KeyfactorAPI"\n'
+    url = f"http://127.0.0.1:{free_port()}/KeyfactorAPI"
+    platform = f'[platform]\nurl = "{url}"\n'
     write_config(tmp_path, LOG, extra=platform + "[poll]\ninterval = 1\n")
     with jobhooks(tmp_path, "poll", "--log-format", "json", "--log-level", "info") as poll:
         poll.until(lambda line: "polling http://127.0.0.1" in line)
         failing = poll.until(lambda line: "cannot reach" in line or "unreachable" in line)
     for line in poll.lines:
         as_json(line)
-    assert "cannot reach the platform" in as_json(failing)["message"]
+    assert f"cannot reach the platform at {url}/" in as_json(failing)["message"]
 
 
 def test_an_unknown_level_or_format_is_refused_with_the_choices(tmp_path: Path) -> None:
