@@ -131,6 +131,7 @@ def main() -> None:
     """Entry point of the ``jobhooks`` console script."""
     from jobhooks.cli import (  # noqa: F401  (importing a module registers its verbs)
         config_commands,
+        db_commands,
         demo_commands,
         operator_commands,
         poll_commands,

@@ -1,4 +1,4 @@
-"""``serve``, ``worker`` and ``db upgrade``: run jobhooks."""
+"""``serve`` and ``worker``: run jobhooks."""
 
 from __future__ import annotations
 
@@ -7,23 +7,17 @@ from typing import Annotated
 import typer
 import uvicorn
 
-from jobhooks.cli.app import ConfigOption, app, fail, notice
+from jobhooks.cli.app import ConfigOption, app, notice
 from jobhooks.cli.common import (
     LogFormatOption,
     LogLevelOption,
     choose_config,
     run_until_stopped,
     runtime_or_exit,
-    say_using,
     setup_process_logging,
 )
 from jobhooks.cli.listen import bind_listener, split_listen
-from jobhooks.config.defaults import resolve_database
-from jobhooks.errors import ConfigError, StoreError
 from jobhooks.service.runtime import Runtime
-from jobhooks.service.startup import settings
-from jobhooks.store.database import upgrade_database
-from jobhooks.store.migrate import head_revision
 
 
 def build_server(runtime: Runtime) -> uvicorn.Server:
@@ -99,25 +93,3 @@ def worker(
     runtime.handle_sighup = True
 
     run_until_stopped(runtime)
-
-
-db = typer.Typer(help="Database schema.", no_args_is_help=True)
-app.add_typer(db, name="db")
-
-
-@db.command("upgrade")
-def db_upgrade(config: ConfigOption = None) -> None:
-    """Run the schema migrations the database lacks."""
-    choice = choose_config(config)
-    try:
-        url = resolve_database(settings(choice.path).server.database, choice.path)
-        say_using(choice, url)
-        before, after = upgrade_database(url)
-    except ConfigError as exc:
-        fail(f"cannot use {choice.path}", *exc.problems)
-    except StoreError as exc:
-        fail(str(exc))
-    if before == after:
-        typer.echo(f"The schema is up to date ({after}).")
-    else:
-        typer.echo(f"Upgraded the schema from {before or 'empty'} to {head_revision()}.")
