@@ -74,9 +74,7 @@ def acme(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return site
 
 
-def test_the_first_handler_walk_through_runs_as_written(
-    acme: Path, tmp_path: Path
-) -> None:
+def test_the_first_handler_walk_through_runs_as_written(acme: Path, tmp_path: Path) -> None:
     site = acme
     (tmp_path / "jobhooks.toml").write_text(
         block_after("register it in `jobhooks.toml`:"), encoding="utf-8"
@@ -100,9 +98,7 @@ def test_the_handlers_unit_test_passes_as_written(acme: Path, tmp_path: Path) ->
     assert "1 passed" in result.stdout
 
 
-def test_the_recorder_refuses_a_folder_that_does_not_exist(
-    acme: Path, tmp_path: Path
-) -> None:
+def test_the_recorder_refuses_a_folder_that_does_not_exist(acme: Path, tmp_path: Path) -> None:
     site = acme
     text = block_after("register it in `jobhooks.toml`:").replace(
         '"failures.jsonl"', f'"{tmp_path}/absent/failures.jsonl"'

@@ -90,8 +90,7 @@ def test_make_handler_names_every_bad_property() -> None:
         make_handler(Recorder, MinRetries="many", Colour="red")
     assert caught.value.problems == (
         "property MinRetries: expected an integer, got 'many'",
-        "property Colour: unknown property (this type takes: Path, MinRetries, Recipients, "
-        "ApiKey)",
+        "property Colour: unknown property (this type takes: Path, MinRetries, Recipients, ApiKey)",
         "property Path: is required (a string)",
     )
     assert "Recorder" in str(caught.value)

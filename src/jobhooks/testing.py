@@ -3,6 +3,7 @@ its properties as a registration configures it."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -13,7 +14,7 @@ from jobhooks.sdk.context import JobCompleteContext, canonical_key
 from jobhooks.sdk.enums import JobResult, OperationType
 from jobhooks.sdk.handler import JobCompleteHandler
 
-__all__ = ["SAMPLE_AGENT_ID", "make_handler", "sample_context"]
+__all__ = ["SAMPLE_AGENT_ID", "make_handler", "sample_context", "sample_digest"]
 
 SAMPLE_AGENT_ID = uuid.UUID("3b0c8f5e-6a1d-4c57-9f0e-2a7c1d9b4e21")
 
@@ -63,3 +64,11 @@ def sample_context(**overrides: Any) -> JobCompleteContext:
     clients = {key: overrides.pop(key) for key in ("client", "async_client") if key in overrides}
     data = {**base, **{canonical_key(key) or key: value for key, value in overrides.items()}}
     return JobCompleteContext.from_dict(data, **clients)
+
+
+def sample_digest(*members: JobCompleteContext) -> JobCompleteContext:
+    """The context a handler gets for a digest of ``members`` (oldest first): the newest
+    member's fields, with ``group`` all of them (see ``group_by``)."""
+    if not members:
+        raise ValueError("a digest holds at least one completion")
+    return dataclasses.replace(members[-1], group=tuple(members))

@@ -35,6 +35,13 @@ def running_app(tmp_path: Path) -> Iterator[tuple[Any, str]]:
         type = "support.handlers:Appender"
         job_types = "*"
         properties = {{ path = "{directory / "record.log"}" }}
+
+        [[handlers]]
+        name = "page"
+        type = "log"
+        job_types = "*"
+        when = ["failure-streak", "recovered"]
+        streak = 1
         """,
     )
     runtime = Runtime(load(config), config)

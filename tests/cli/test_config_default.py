@@ -107,9 +107,7 @@ def test_without_either_the_built_in_default_is_used_and_named(tmp_path: Path) -
 
 
 @pytest.mark.parametrize("verb", ["serve", "worker"])
-def test_serve_and_worker_read_jobhooks_toml_in_the_current_folder(
-    folder: Path, verb: str
-) -> None:
+def test_serve_and_worker_read_jobhooks_toml_in_the_current_folder(folder: Path, verb: str) -> None:
     environment = child_env()
     environment.pop("JOBHOOKS_CONFIG", None)
     extra = ["--listen", "127.0.0.1:0"] if verb == "serve" else []

@@ -153,6 +153,27 @@ def test_unknown_sections_and_keys_are_named_with_their_line(
         ("[[handlers]]\nname = 'x'\ntype = 'log'\nmax_attempts = 0\n", ("max_attempts",)),
         ("[[handlers]]\ntype = 'log'\n", ("handlers[0]", "name", "is required", "line 1")),
         ("handlers = 3\n", ("handlers", "[[handlers]]", "line 1")),
+        (
+            "[[handlers]]\nname = 'x'\ntype = 'log'\njob_types = 3\n",
+            ("'x': job_types:", "expected a string or a list of strings, got 3", "line 4"),
+        ),
+        (
+            "[[handlers]]\nname = 'x'\ntype = 'log'\njob_types = '*'\nwhen = ['failure', 3]\n",
+            ("'x': when.1:", "expected a string, got 3", "line 5"),
+        ),
+        (
+            "[[handlers]]\nname = 'x'\ntype = 'log'\njob_types = '*'\ngroup_by = ['machine']\n",
+            ("group_by", "cannot group by 'machine'", "did you mean 'client_machine'?", "line 5"),
+        ),
+        (
+            "[[handlers]]\nname = 'x'\ntype = 'log'\njob_types = '*'\ngroup_wait = '10s'\n",
+            ("group_wait and group_max shape digests: set group_by too",),
+        ),
+        (
+            "[[handlers]]\nname = 'x'\ntype = 'log'\njob_types = '*'\ngroup_by = []\n"
+            "group_max = 0\n",
+            ("group_max", "greater than or equal to 1", "line 6"),
+        ),
     ],
 )
 def test_bad_values_are_named_with_their_line(
@@ -379,3 +400,30 @@ def test_a_configuration_built_in_code_has_no_position() -> None:
     config = JobhooksConfig(handlers=[registration])
     assert config.handlers[0].position is None
     assert "built-in" in config.origin.where(("handlers", 0))
+
+
+def test_digest_settings_and_their_defaults(write_config: WriteConfig) -> None:
+    from jobhooks.registry import load
+
+    text = (
+        LOG_HANDLER
+        + 'group_by = "client_machine"\n'
+        + LOG_HANDLER.replace("audit", "everything")
+        + 'group_by = []\ngroup_wait = "2m"\ngroup_max = 7\n'
+    )
+    registry = load(write_config(text)).registry
+    audit, everything = registry.get("audit"), registry.get("everything")
+    assert audit is not None and everything is not None
+    assert audit.grouping is not None
+    assert (audit.grouping.fields, audit.grouping.wait, audit.grouping.most) == (
+        ("client_machine",),
+        30.0,
+        100,
+    )
+    assert everything.grouping is not None
+    assert (everything.grouping.fields, everything.grouping.wait, everything.grouping.most) == (
+        (),
+        120.0,
+        7,
+    )
+    assert load(write_config(LOG_HANDLER)).registry.get("audit").grouping is None  # type: ignore[union-attr]

@@ -164,3 +164,15 @@ class IgnoresCancellation(JobCompleteHandler):
             except asyncio.CancelledError:
                 continue
         return True
+
+
+class GroupAppender(JobCompleteHandler):
+    """Appends ``<attempt> <completion_id,completion_id,...>``: one line per execution, with
+    the completions of its group (a digest's, oldest first)."""
+
+    path: str
+
+    def run_handler(self, context: JobCompleteContext) -> bool:
+        members = ",".join(member.completion_id for member in context.group)
+        append_line(self.path, f"{context.attempt} {members}")
+        return True

@@ -53,10 +53,11 @@ def new_completion(
     lease: float = 10.0,
     agent_id: uuid.UUID = AGENT_A,
     rules: dict[str, Any] | None = None,
+    digests: dict[str, Any] | None = None,
     **fields: Any,
 ) -> Any:
     """A parsed report ready for the store (``NewCompletion``), with one planned run per
-    handler name (``rules`` gives a handler its ``Rule``)."""
+    handler name (``rules`` gives a handler its ``Rule``, ``digests`` its ``DigestPlan``)."""
     from jobhooks.sdk.context import parse_fields
     from jobhooks.store.records import NewCompletion, PlannedRun
 
@@ -64,5 +65,9 @@ def new_completion(
     assert not problems, problems
     parsed["source"] = "check-in"
     rules = rules or {}
-    planned = tuple(PlannedRun(name, max_attempts, lease, rules.get(name)) for name in handlers)
+    digests = digests or {}
+    planned = tuple(
+        PlannedRun(name, max_attempts, lease, rules.get(name), digests.get(name))
+        for name in handlers
+    )
     return NewCompletion(parsed, planned, key)

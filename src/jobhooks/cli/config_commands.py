@@ -64,6 +64,13 @@ def _job_types_text(registered: RegisteredHandler) -> str:
     return "\n".join(registered.job_type_labels)
 
 
+def _when_text(registered: RegisteredHandler) -> str:
+    shown = registered.when.describe()
+    if registered.grouping is not None:
+        shown += f"\ndigest {registered.grouping.describe()}"
+    return shown
+
+
 def _registered_table(registry: Registry, *, with_properties: bool = False) -> Table:
     table = Table(title="Registered handlers", title_justify="left")
     columns = ["name", "type", "job types", "when", "timeout", "attempts", "backoff", "isolation"]
@@ -75,7 +82,7 @@ def _registered_table(registry: Registry, *, with_properties: bool = False) -> T
             registered.name,
             registered.type_name,
             _job_types_text(registered),
-            registered.when.describe(),
+            _when_text(registered),
             f"{policy.timeout:g} s",
             str(policy.max_attempts),
             f"{policy.backoff:g} s",
@@ -148,6 +155,7 @@ def _handlers_json(registry: Registry, problems: list[str]) -> dict[str, Any]:
             "type": handler.type_name,
             "job_types": "*" if handler.runs_for_all else [str(g) for g in handler.job_types],
             "when": handler.when.describe(),
+            "digest": handler.grouping.describe() if handler.grouping else None,
             "timeout": handler.policy.timeout,
             "max_attempts": handler.policy.max_attempts,
             "backoff": handler.policy.backoff,

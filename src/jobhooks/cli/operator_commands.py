@@ -70,14 +70,20 @@ def _runs_table(rows: list[dict[str, Any]], title: str) -> Table:
     lines = []
     for row in rows:
         trigger = row.get("trigger")
+        why = f"{trigger['kind']}: {trigger['reason']}" if trigger else "every completion"
+        status = row["status"]
+        if row.get("group_size"):
+            why = f"digest of {row['group_size']}; {why}"
+        if row.get("closes_at"):
+            status = f"{status} until {when(row['closes_at'])}"
         lines.append(
             (
                 row["id"],
                 row["handler"],
-                row["status"],
+                status,
                 f"{row['attempts']}/{row['max_attempts']}",
                 when(row.get("finished_at")),
-                f"{trigger['kind']}: {trigger['reason']}" if trigger else "every completion",
+                why,
                 (row.get("last_error") or "")[:200],
             )
         )
@@ -155,7 +161,8 @@ def runs(
     url: UrlOption = DEFAULT_URL,
     token: TokenOption = None,
     status: Annotated[
-        str | None, typer.Option(help="pending, running, succeeded, failed or dead.")
+        str | None,
+        typer.Option(help="collecting, pending, running, succeeded, failed or dead."),
     ] = None,
     handler: Annotated[str | None, typer.Option(help="Handler name.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 20,

@@ -97,6 +97,36 @@ def _model_at(path: Sequence[str | int]) -> type[BaseModel] | None:
     return None
 
 
+_UNION = ("str", "list[str]")
+"""How pydantic tags the two branches of a ``str | list[str]`` field in an error's location."""
+
+
+def _one_per_union(errors: list[ErrorDetails]) -> list[ErrorDetails]:
+    """The errors of a ``str | list[str]`` field (``when``, ``job_types``) as one: the list's
+    own errors when the value is a list, else "expected a string or a list of strings"."""
+    merged: list[ErrorDetails] = []
+    said: set[tuple[str | int, ...]] = set()
+    for error in errors:
+        loc = tuple(error["loc"])
+        at = next((i for i, part in enumerate(loc) if part in _UNION), None)
+        if at is None:
+            merged.append(error)
+            continue
+        field, branch = loc[:at], loc[at]
+        if branch == "str":
+            if isinstance(error.get("input"), list):
+                continue  # a list: its own errors say what is wrong in it
+            if field not in said:
+                said.add(field)
+                merged.append(
+                    {**error, "loc": field, "type": "value_error",
+                     "msg": f"expected a string or a list of strings, got {error['input']!r}"}
+                )  # fmt: skip
+        elif not (error["type"] == "list_type" and field in said):
+            merged.append({**error, "loc": (*field, *loc[at + 1 :])})
+    return merged
+
+
 def _problems(
     exc: ValidationError,
     prefix: tuple[str | int, ...],
@@ -104,7 +134,7 @@ def _problems(
     origin: ConfigOrigin,
 ) -> list[str]:
     problems = []
-    for error in exc.errors():
+    for error in _one_per_union(exc.errors()):
         path = (*prefix, *error["loc"])
         parent = path[:-1] if error["type"] == "extra_forbidden" else path
         message = describe_error(error, _model_at(parent))

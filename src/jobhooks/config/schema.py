@@ -26,7 +26,10 @@ from jobhooks.sdk.trigger import TRIGGERS
 
 __all__ = [
     "DEFAULT_DATABASE",
+    "DEFAULT_GROUP_MAX",
+    "DEFAULT_GROUP_WAIT",
     "DEFAULT_LISTEN",
+    "GROUP_FIELDS",
     "HandlerRegistration",
     "JobhooksConfig",
     "PlatformSettings",
@@ -36,6 +39,10 @@ __all__ = [
 ]
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
+GROUP_FIELDS = ("job_type", "job_type_id", "client_machine", "agent_id", "job_result", "job_id")
+"""The context fields a registration's digests may be grouped by (``group_by``)."""
+DEFAULT_GROUP_WAIT = 30.0
+DEFAULT_GROUP_MAX = 100
 DEFAULT_DATABASE = "sqlite:///jobhooks-data/jobhooks.db"
 
 PositiveSeconds = Annotated[float, Field(gt=0, le=86_400)]
@@ -229,6 +236,12 @@ class HandlerRegistration(_Section):
     """``failure-streak``: the consecutive failure of a job that fires it."""
     repeat_every: Duration | None = None
     """``still-failing``: how often, at most, while the streak lasts."""
+    group_by: str | list[str] | None = None
+    """Digest what fires into one run per group of these context fields (``[]``: one group)."""
+    group_wait: Duration | None = None
+    """How long a digest collects after its first completion (default 30 s)."""
+    group_max: Annotated[int, Field(ge=1, le=1000)] | None = None
+    """The most completions one digest holds (default 100); a full digest closes at once."""
     _position: int | None = PrivateAttr(default=None)
 
     @field_validator("when")
@@ -262,7 +275,28 @@ class HandlerRegistration(_Section):
             )
         if self.repeat_every is not None and "still-failing" not in self.triggers:
             raise ValueError('repeat_every is used by when = "still-failing" only')
+        if self.group_by is None and (self.group_wait is not None or self.group_max is not None):
+            raise ValueError(
+                "group_wait and group_max shape digests: set group_by too "
+                '(such as group_by = ["client_machine"], or [] for one digest)'
+            )
         return self
+
+    @field_validator("group_by")
+    @classmethod
+    def _check_group_by(cls, value: str | list[str] | None) -> list[str] | None:
+        if isinstance(value, str):
+            value = [value]
+        for name in value or ():
+            if name not in GROUP_FIELDS:
+                close = difflib.get_close_matches(name, GROUP_FIELDS, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(
+                    f"cannot group by {name!r}{hint} (one of {', '.join(GROUP_FIELDS)})"
+                )
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("a field is listed twice")
+        return value
 
     @property
     def position(self) -> int | None:

@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from jobhooks.dispatch.execute import Outcome, run_attempt
 from jobhooks.dispatch.isolation import run_in_process
@@ -35,8 +36,20 @@ CLAIM_GATHER = 0.02
 
 
 def build_context(run: ClaimedRun, clients: PlatformClients) -> JobCompleteContext:
-    """The handler's context for a claimed run."""
-    fields = run.fields
+    """The handler's context for a claimed run (a digest's: its newest completion's,
+    with every completion in ``group``)."""
+    members = tuple(
+        _context(fields, run.attempt, clients, ()) for fields in run.fields.get("group", ())
+    )
+    return _context(run.fields, run.attempt, clients, members)
+
+
+def _context(
+    fields: dict[str, Any],
+    attempt: int,
+    clients: PlatformClients,
+    group: tuple[JobCompleteContext, ...],
+) -> JobCompleteContext:
     return JobCompleteContext(
         agent_id=fields["agent_id"],
         username=fields.get("username", ""),
@@ -53,8 +66,9 @@ def build_context(run: ClaimedRun, clients: PlatformClients) -> JobCompleteConte
         completion_id=fields["completion_id"],
         source=fields.get("source", "check-in"),
         job_history_id=fields.get("job_history_id"),
-        attempt=run.attempt,
+        attempt=attempt,
         trigger=fields.get("trigger"),
+        group=group,
         client=clients.client,
         async_client=clients.async_client,
     )
@@ -125,6 +139,17 @@ class Worker:
         loop = self._loop
         if loop is not None:
             loop.call_soon_threadsafe(self._start_all, runs)
+
+    def wake_at(self, when: float) -> None:
+        """Look for due runs at ``when`` (a digest closes then). Thread-safe."""
+        loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self._look_at, when)
+
+    def _look_at(self, when: float) -> None:
+        if self._next_retry is None or when < self._next_retry:
+            self._next_retry = when
+            self._wake.set()
 
     def _start_all(self, runs: Sequence[ClaimedRun]) -> None:
         for run in runs:

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import aiosmtplib
 
 from jobhooks import JobCompleteContext, JobCompleteHandler, Secret
+from jobhooks.handlers._digest import digest_lines
 from jobhooks.handlers._templates import compile_template, render
 
 __all__ = ["EmailHandler", "header_text"]
@@ -246,6 +247,20 @@ class EmailHandler(JobCompleteHandler):
             cert_bundle=self.ca_bundle,
             timeout=self.smtp_timeout,
         )
+
+    @staticmethod
+    def digest_body(context: JobCompleteContext) -> str:
+        """A digest's completions as plain text: one line each, oldest first."""
+        first, last = context.group[0], context.group[-1]
+        lines = [
+            f"{len(context.group)} orchestrator jobs completed "
+            f"(completions {first.completion_id} to {last.completion_id}):",
+            "",
+            *digest_lines(context),
+        ]
+        if context.trigger is not None:
+            lines += ["", f"Why this mail:   {context.trigger.reason}"]
+        return "\n".join(lines)
 
     @staticmethod
     def details(context: JobCompleteContext) -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from jobhooks.intake.rules import NotificationRule
 from jobhooks.registry.matching import DeliveryPolicy, Registry
-from jobhooks.store.records import PlannedRun
+from jobhooks.store.records import DigestPlan, PlannedRun
 
 __all__ = ["LeasePolicy", "RunPlanner"]
 
@@ -60,6 +60,9 @@ class RunPlanner:
                     h.policy.max_attempts,
                     self.leases.lease(h.policy),
                     None if h.when.always else NotificationRule(h.when),
+                    None
+                    if h.grouping is None
+                    else DigestPlan(h.grouping.fields, h.grouping.wait, h.grouping.most),
                 )
                 for h in registry.for_job_type(job_type_id)
             )

@@ -12,10 +12,22 @@ from pathlib import Path
 from jobhooks.config.defaults import default_config
 from jobhooks.config.load import did_you_mean, read_config
 from jobhooks.config.origin import KeyPath
-from jobhooks.config.schema import HandlerRegistration, JobhooksConfig, SmtpSettings
+from jobhooks.config.schema import (
+    DEFAULT_GROUP_MAX,
+    DEFAULT_GROUP_WAIT,
+    HandlerRegistration,
+    JobhooksConfig,
+    SmtpSettings,
+)
 from jobhooks.errors import ConfigError
 from jobhooks.registry.discovery import HandlerTypeError, load_handler_type
-from jobhooks.registry.matching import DeliveryPolicy, RegisteredHandler, Registry, WhenRules
+from jobhooks.registry.matching import (
+    DeliveryPolicy,
+    Grouping,
+    RegisteredHandler,
+    Registry,
+    WhenRules,
+)
 from jobhooks.registry.properties import coerce_properties, configured_handler
 from jobhooks.sdk.enums import normalise_name
 
@@ -187,6 +199,13 @@ def _register(
         policy=policy,
         job_type_labels=labels,
         when=WhenRules(registration.triggers, registration.streak, registration.repeat_every),
+        grouping=None
+        if registration.group_by is None
+        else Grouping(
+            tuple(registration.group_by),
+            registration.group_wait or DEFAULT_GROUP_WAIT,
+            registration.group_max or DEFAULT_GROUP_MAX,
+        ),
     )
     return registered, []
 
