@@ -117,9 +117,10 @@ def run_test_handler(
 
 
 def test_the_installed_type_is_listed(installed: Path, tmp_path: Path) -> None:
-    env = {key: value for key, value in os.environ.items() if key != "JOBHOOKS_CONFIG"}
+    # In a folder without jobhooks.toml: the built-in default, which registers nothing.
+    env = {k: v for k, v in os.environ.items() if k != "JOBHOOKS_CONFIG"}
     done = subprocess.run(
-        [str(JOBHOOKS), "handlers"],  # in a folder without jobhooks.toml: the built-in default
+        [str(JOBHOOKS), "handlers"],
         env={**env, "PYTHONPATH": str(installed), "COLUMNS": "200"},
         cwd=tmp_path, capture_output=True, text=True, timeout=60,
     )  # fmt: skip

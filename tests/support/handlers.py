@@ -176,3 +176,15 @@ class GroupAppender(JobCompleteHandler):
         members = ",".join(member.completion_id for member in context.group)
         append_line(self.path, f"{context.attempt} {members}")
         return True
+
+
+class ThreadRecorder(JobCompleteHandler):
+    """A synchronous handler that appends the id of the OS thread it ran on to ``path``."""
+
+    path: str
+
+    def run_handler(self, context: JobCompleteContext) -> bool:
+        import threading
+
+        append_line(self.path, str(threading.get_native_id()))
+        return True

@@ -366,3 +366,41 @@ def test_a_completion_page_says_why_each_run_exists_and_who_was_not_sent_and_why
     assert "failure-streak" in runs
     handlers_page = ui.client.get("/ui/handlers").text
     assert "failure-streak (at 3), recovered" in handlers_page
+
+
+DIGEST = (
+    LOG
+    + """
+[[handlers]]
+name = "machine-down"
+type = "log"
+job_types = "*"
+group_by = ["client_machine"]
+group_wait = "1h"
+"""
+)
+
+
+@pytest.mark.parametrize("handlers", [DIGEST])
+def test_a_digest_is_shown_collecting_with_its_completions_linked_from_each(ui: Ui) -> None:
+    ui.sign_in("viewer")
+    ids = []
+    for _ in range(3):
+        answer = ui.client.post(
+            "/api/v1/job-completions",
+            json=report(client_machine="store07.example.com"),
+            headers={"Authorization": f"Bearer {ui.tokens['agent']}"},
+        )
+        ids.append(answer.json()["id"])
+
+    runs = ui.client.get("/ui/runs?handler=machine-down").text
+    assert "status-collecting" in runs
+    assert "digest of 3</a>" in runs
+    assert re.search(r"until <time datetime=\"\d{4}-\d\d-\d\dT", runs)
+    for own in ids:
+        page = ui.client.get(f"/ui/completions/{own}").text
+        assert "Digest of 3 completions</strong>, collecting until" in page
+        assert f'<code>{own}</code> <span class="muted">(this completion)</span>' in page
+        for other in ids:
+            if other != own:
+                assert f'<a href="/ui/completions/{other}"><code>{other}</code></a>' in page

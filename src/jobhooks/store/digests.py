@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, delete, select, text, tuple_, update
+from sqlalchemy import Connection, bindparam, delete, select, text, tuple_, update
 
 from jobhooks.sdk.enums import JobResult, OperationType
 from jobhooks.sdk.trigger import Trigger
@@ -44,7 +44,15 @@ _LOCK_GROUPS = text(
     "FROM (SELECT unnest(CAST(:groups AS text[])) AS g ORDER BY 1) AS groups"
 )
 _INSERT_MEMBER = digest_members.insert()
+_INSERT_RUN = runs.insert()
 _INSERT_OPEN = open_digests.insert()
+_GROW = (
+    update(open_digests)
+    .where(
+        open_digests.c.handler == bindparam("h"), open_digests.c.group_key == bindparam("k")
+    )
+    .values(size=bindparam("n"))
+)
 
 
 def _shown(value: object) -> str:
@@ -193,7 +201,7 @@ class DigestBook:
                 )
             )
         if self._new_runs:
-            execute_many(connection, runs.insert(), list(self._new_runs.values()))
+            execute_many(connection, _INSERT_RUN, list(self._new_runs.values()))
         if self._members:
             execute_many(connection, _INSERT_MEMBER, self._members)
         fresh = [
@@ -209,12 +217,8 @@ class DigestBook:
             for (h, k), d in self._open.items()
             if d.stored and d.changed
         ]
-        for row in grown:
-            connection.execute(
-                update(open_digests)
-                .where(open_digests.c.handler == row["h"], open_digests.c.group_key == row["k"])
-                .values(size=row["n"])
-            )
+        if grown:
+            execute_many(connection, _GROW, grown)
 
 
 def close_digests(connection: Connection, run_ids: Iterable[str]) -> None:
