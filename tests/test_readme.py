@@ -107,3 +107,58 @@ def test_the_recorder_refuses_a_folder_that_does_not_exist(acme: Path, tmp_path:
     result = run(["jobhooks", "validate"], tmp_path, site)
     assert result.returncode == 1
     assert f"property Path: the folder {tmp_path}/absent does not exist" in result.stderr
+
+
+# finding one's way
+
+HEADING = re.compile(r"^(#{2,3}) (.+)$", re.MULTILINE)
+LINK = re.compile(r"\[[^\]]+\]\(#([^)]+)\)")
+
+
+def slug(heading: str) -> str:
+    """The anchor GitHub gives a heading."""
+    text = heading.strip().lower().replace("`", "")
+    text = re.sub(r"[^\w\- ]", "", text)
+    return text.replace(" ", "-")
+
+
+def headings(text: str) -> dict[str, str]:
+    """Every ``##`` and ``###`` heading outside code blocks, by its anchor."""
+    prose = FENCE.sub("", text)
+    return {slug(title): level for level, title in HEADING.findall(prose)}
+
+
+def contents(text: str) -> list[str]:
+    block = text.split("\n## Contents\n", 1)[1].split("\n---\n", 1)[0]
+    return LINK.findall(block)
+
+
+def test_every_section_is_listed_in_the_contents() -> None:
+    text = readme()
+    sections = [anchor for anchor, level in headings(text).items() if level == "##"]
+    listed = contents(text)
+    missing = [anchor for anchor in sections if anchor != "contents" and anchor not in listed]
+    assert missing == [], f"sections missing from the contents: {missing}"
+    assert listed.index(sections[1]) == 0 and len(set(listed)) == len(listed)
+
+
+def test_every_link_of_the_contents_leads_to_a_heading() -> None:
+    text = readme()
+    anchors = headings(text)
+    assert [link for link in contents(text) if link not in anchors] == []
+
+
+def test_the_webhook_secret_recipe_makes_a_secret_the_webhook_handler_takes() -> None:
+    from jobhooks.handlers.webhook import WebhookHandler
+    from jobhooks.testing import make_handler
+
+    (argv,) = commands(block_after("A signing secret is `whsec_`"))
+    assert argv[0] == "python3"
+    made = subprocess.run(
+        [sys.executable, *argv[1:]], capture_output=True, text=True, check=True, timeout=30
+    ).stdout.strip()
+    assert made.startswith("whsec_") and made != subprocess.run(
+        [sys.executable, *argv[1:]], capture_output=True, text=True, check=True, timeout=30
+    ).stdout.strip()
+    handler = make_handler(WebhookHandler, url="https://hooks.example.com/jobhooks", secret=made)
+    assert handler.secret is not None and handler.secret.reveal() == made

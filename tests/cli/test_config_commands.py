@@ -129,6 +129,38 @@ def test_validate_checks_that_ca_bundle_files_exist(
     assert f"[platform] ca_bundle: no such file: {tmp_path}/keyfactor-ca.pem" in result.stderr
 
 
+BESIDE = """
+from jobhooks import JobCompleteContext, JobCompleteHandler
+
+
+class Recorder(JobCompleteHandler):
+    def run_handler(self, context: JobCompleteContext) -> bool:
+        return True
+"""
+
+
+def test_a_module_beside_jobhooks_toml_needs_to_be_importable_and_it_says_how(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "beside.py").write_text(BESIDE, encoding="utf-8")
+    (tmp_path / "jobhooks.toml").write_text(
+        '[[handlers]]\nname = "mine"\ntype = "beside:Recorder"\njob_types = "*"\n',
+        encoding="utf-8",
+    )
+    env = {key: value for key, value in os.environ.items() if not key.startswith("JOBHOOKS_")}
+    env.pop("PYTHONPATH", None)
+    # -P: the current folder is not on the path, as for the installed `jobhooks` command.
+    command = [sys.executable, "-P", "-m", "jobhooks.cli", "validate"]
+    refused = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    env["PYTHONPATH"] = str(tmp_path)
+    accepted = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert refused.returncode == 1
+    assert "no module named 'beside' (for type 'beside:Recorder')" in refused.stderr
+    assert "a file beside jobhooks.toml is not found by itself" in refused.stderr
+    assert "pip install ./your-package" in refused.stderr and "PYTHONPATH" in refused.stderr
+    assert accepted.returncode == 0, accepted.stderr
+
+
 def test_validate_with_a_missing_file_says_so(cli, tmp_path: Path) -> None:
     result = cli("validate", "-c", str(tmp_path / "absent.toml"))
     assert result.exit_code == 1

@@ -52,3 +52,11 @@ def test_a_narrow_terminal_stacks_the_fields_beside_the_id() -> None:
 def test_when_is_a_utc_date() -> None:
     assert when(0) == "1970-01-01 00:00:00"
     assert when(None) == ""
+
+
+def test_when_the_row_fits_no_word_is_broken() -> None:
+    lines = render(120)
+    (row,) = [line for line in lines if RUN in line]
+    assert "page-on-call" in row and "dead" in row and "2026-12-05" in row
+    text = "\n".join(lines)
+    assert "RuntimeError:" in text and "refused" in text

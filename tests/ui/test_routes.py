@@ -208,6 +208,14 @@ def test_filters_that_are_not_valid_say_so(ui: Ui) -> None:
     assert "unknown value" in answer.text
 
 
+def test_the_servers_address_leads_to_the_dashboard(ui: Ui) -> None:
+    answer = ui.client.get("/", follow_redirects=False)
+    assert answer.status_code == 307
+    assert answer.headers["location"] == "/ui/"
+    landed = ui.client.get("/", follow_redirects=True)
+    assert landed.url.path == "/ui/login", "then to sign-in, without a session"
+
+
 def test_the_dashboard_is_not_in_the_openapi_document(ui: Ui) -> None:
     paths = ui.client.get("/openapi.json").json()["paths"]
     assert not [path for path in paths if path.startswith("/ui")]

@@ -6,18 +6,78 @@ import asyncio
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar, cast
 
-from jobhooks.cli.app import err_console, fail
+import typer
+
+from jobhooks.cli.app import FORMAT_ENV, LEVEL_ENV, env_choice, fail, notice
 from jobhooks.config.locate import ConfigChoice, describe_database, locate_config
 from jobhooks.errors import ConfigError, StoreError
+from jobhooks.logs import LOG_FORMATS, LOG_LEVELS, LogFormat, configure_logging
 from jobhooks.service.runtime import Runtime
-from jobhooks.service.startup import open_runtime, open_store
+from jobhooks.service.startup import open_runtime, open_store, settings
 from jobhooks.store import Store
 
-__all__ = ["choose_config", "run_until_stopped", "runtime_or_exit", "say_using", "with_store"]
+__all__ = [
+    "LogFormatOption",
+    "LogLevelOption",
+    "choose_config",
+    "run_until_stopped",
+    "runtime_or_exit",
+    "say_using",
+    "setup_process_logging",
+    "with_store",
+]
 
 T = TypeVar("T")
+
+LogLevelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--log-level",
+        help="debug, info, warning, error or critical (default: JOBHOOKS_LOG_LEVEL, else "
+        "[server] log_level, else info).",
+        show_default=False,
+    ),
+]
+LogFormatOption = Annotated[
+    str | None,
+    typer.Option(
+        "--log-format",
+        help="text, or json: one JSON object per line, for a log collector (default: "
+        "JOBHOOKS_LOG_FORMAT, else [server] log_format, else text).",
+        show_default=False,
+    ),
+]
+
+
+def _option(name: str, value: str | None, choices: tuple[str, ...]) -> str | None:
+    if value is None:
+        return None
+    if value.lower() not in choices:
+        fail(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
+    return value.lower()
+
+
+def setup_process_logging(
+    choice: ConfigChoice, level: str | None, log_format: str | None, default_level: str = "info"
+) -> None:
+    """Logging of a serve, worker or poll process: each of the level and the format from
+    its command-line option, else its environment variable, else ``[server]``, else the
+    default. A configuration that cannot be read leaves the defaults (the command then
+    says why it cannot use it)."""
+    chosen_level = _option("--log-level", level, LOG_LEVELS) or env_choice(LEVEL_ENV, LOG_LEVELS)
+    chosen_format = _option("--log-format", log_format, LOG_FORMATS) or env_choice(
+        FORMAT_ENV, LOG_FORMATS
+    )
+    try:
+        server = settings(choice.path).server
+    except ConfigError:
+        server = None
+    if server is not None:
+        chosen_level = chosen_level or server.log_level
+        chosen_format = chosen_format or server.log_format
+    configure_logging(chosen_level or default_level, cast(LogFormat, chosen_format or "text"))
 
 
 def choose_config(given: Path | None) -> ConfigChoice:
@@ -28,11 +88,7 @@ def choose_config(given: Path | None) -> ConfigChoice:
 
 def say_using(choice: ConfigChoice, database: str) -> None:
     """One line on stderr: which configuration and which database this command uses."""
-    err_console.print(
-        f"Using {choice.describe()}; database {describe_database(database)}",
-        markup=False,
-        soft_wrap=True,
-    )
+    notice(f"Using {choice.describe()}; database {describe_database(database)}")
 
 
 def runtime_or_exit(

@@ -16,7 +16,6 @@ from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
-from rich.measure import Measurement
 from rich.table import Table
 
 __all__ = ["Column", "JsonOption", "listing", "print_json", "when"]
@@ -57,20 +56,52 @@ def when(moment: float | None) -> str:
     return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _add(table: Table, column: Column) -> None:
+_LONGEST_WORD = 24
+"""Text columns are at least as wide as their longest word, up to this many characters."""
+
+
+def _width_range(column: Column, cells: Sequence[str]) -> tuple[int, int]:
+    """The narrowest a column may be without breaking a word (an id, a date), and the
+    width that shows every cell on one line."""
+    texts = [column.header, *cells]
+    longest_line = max(len(line) for text in texts for line in [*text.splitlines(), ""])
     if column.kind == "id":
-        table.add_column(column.header, no_wrap=True, overflow="ignore", min_width=column.width)
-    elif column.kind == "time":
-        # Ten columns keep the date whole; the time goes under it when space is short.
-        table.add_column(column.header, overflow="fold", min_width=10)
-    else:
-        table.add_column(column.header, overflow="fold")
+        width = max(column.width, longest_line)
+        return width, width
+    words = [word for text in texts for word in text.split()]
+    narrowest = min(max((len(word) for word in words), default=1), _LONGEST_WORD)
+    if column.kind == "time":
+        narrowest = max(narrowest, 10)  # the date whole; the time may go under it
+    return narrowest, max(narrowest, longest_line)
 
 
-def _wide(title: str, columns: Sequence[Column], rows: Sequence[Sequence[str]]) -> Table:
+def _widths(
+    columns: Sequence[Column], rows: Sequence[Sequence[str]], available: int
+) -> list[int] | None:
+    """Column widths that fit ``available`` characters without breaking a word, spare room
+    shared in proportion to what each column would take more; None when none fit."""
+    ranges = [
+        _width_range(column, [row[index] for row in rows])
+        for index, column in enumerate(columns)
+    ]
+    room = available - (3 * len(columns) + 1)  # a border and a space each side of a cell
+    narrowest = [low for low, _high in ranges]
+    if sum(narrowest) > room:
+        return None
+    wanted = [high - low for low, high in ranges]
+    spare = room - sum(narrowest)
+    if sum(wanted) <= spare:
+        return [high for _low, high in ranges]
+    return [low + want * spare // sum(wanted) for low, want in zip(narrowest, wanted, strict=True)]
+
+
+def _wide(
+    title: str, columns: Sequence[Column], rows: Sequence[Sequence[str]], widths: Sequence[int]
+) -> Table:
     table = Table(title=title, title_justify="left")
-    for column in columns:
-        _add(table, column)
+    for column, width in zip(columns, widths, strict=True):
+        no_wrap = column.kind == "id"
+        table.add_column(column.header, width=width, no_wrap=no_wrap, overflow="fold")
     for row in rows:
         table.add_row(*row)
     return table
@@ -79,7 +110,11 @@ def _wide(title: str, columns: Sequence[Column], rows: Sequence[Sequence[str]]) 
 def _stacked(title: str, columns: Sequence[Column], rows: Sequence[Sequence[str]]) -> Table:
     """The first column as it is; every other field on a line of its own beside it."""
     table = Table(title=title, title_justify="left")
-    _add(table, columns[0])
+    first = columns[0]
+    if first.kind == "id":
+        table.add_column(first.header, no_wrap=True, overflow="ignore", min_width=first.width)
+    else:
+        table.add_column(first.header, overflow="fold")
     table.add_column("", overflow="fold")
     for position, row in enumerate(rows):
         fields = [
@@ -95,10 +130,14 @@ def listing(
     console: Console, title: str, columns: Sequence[Column], rows: Sequence[Sequence[str]]
 ) -> Table:
     """A table of ``rows`` under ``columns`` (the first one usually an id), laid out to fit
-    ``console``: one row per line when every word fits, else stacked."""
-    wide = _wide(title, columns, rows)
-    unbounded = console.options.update_width(1_000_000)  # else the measure is clamped
-    needed = Measurement.get(console, unbounded, wide).minimum
-    if needed <= console.width or len(columns) < 3:
-        return wide
-    return _stacked(title, columns, rows)
+    ``console``: one row per line when every column fits without breaking a word, else
+    each row's other fields stacked beside its first."""
+    widths = _widths(columns, rows, console.width)
+    if widths is None and len(columns) > 2:
+        return _stacked(title, columns, rows)
+    if widths is None:
+        widths = [
+            _width_range(column, [row[index] for row in rows])[0]
+            for index, column in enumerate(columns)
+        ]
+    return _wide(title, columns, rows, widths)

@@ -10,11 +10,14 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from jobhooks.cli.app import ConfigOption, app, console, err_console, fail, setup_logging
+from jobhooks.cli.app import ConfigOption, app, console, err_console, fail, notice, setup_logging
 from jobhooks.cli.common import (
+    LogFormatOption,
+    LogLevelOption,
     choose_config,
     run_until_stopped,
     runtime_or_exit,
+    setup_process_logging,
     with_store,
 )
 from jobhooks.cli.operator_commands import DEFAULT_URL, TokenOption, UrlOption, _call
@@ -168,19 +171,20 @@ def poll(
         bool,
         typer.Option("--dry-run", help="With --once: print what would be created; store nothing."),
     ] = False,
+    log_level: LogLevelOption = None,
+    log_format: LogFormatOption = None,
 ) -> None:
     """Follow the platform's job history: once (--once), or until stopped (a poll-only node)."""
-    setup_logging("WARNING" if once else "INFO")
+    choice = choose_config(config)
+    setup_process_logging(choice, log_level, log_format, "warning" if once else "info")
     if dry_run and not once:
         fail("--dry-run goes with --once")
-    choice = choose_config(config)
     parsed = _platform_config(choice)
     if not once:
         runtime = runtime_or_exit(choice, with_worker=False, poll=True)
-        err_console.print(
-            f"jobhooks polling {parsed.platform.url} every {parsed.poll.interval:g} s "
-            f"(database {runtime.database}); SIGTERM stops.",
-            markup=False,
+        notice(
+            f"jobhooks polling {parsed.platform.url} every {parsed.poll.interval:g} s; "
+            "SIGTERM stops."
         )
         run_until_stopped(runtime)
         return

@@ -1,4 +1,4 @@
-"""``serve``, ``worker`` and ``db upgrade``: run jobhooks."""
+"""``serve`` and ``worker``: run jobhooks."""
 
 from __future__ import annotations
 
@@ -7,15 +7,17 @@ from typing import Annotated
 import typer
 import uvicorn
 
-from jobhooks.cli.app import ConfigOption, app, err_console, fail, setup_logging
-from jobhooks.cli.common import choose_config, run_until_stopped, runtime_or_exit, say_using
+from jobhooks.cli.app import ConfigOption, app, notice
+from jobhooks.cli.common import (
+    LogFormatOption,
+    LogLevelOption,
+    choose_config,
+    run_until_stopped,
+    runtime_or_exit,
+    setup_process_logging,
+)
 from jobhooks.cli.listen import bind_listener, split_listen
-from jobhooks.config.defaults import resolve_database
-from jobhooks.errors import ConfigError, StoreError
 from jobhooks.service.runtime import Runtime
-from jobhooks.service.startup import settings
-from jobhooks.store.database import upgrade_database
-from jobhooks.store.migrate import head_revision
 
 
 def build_server(runtime: Runtime) -> uvicorn.Server:
@@ -30,6 +32,7 @@ def build_server(runtime: Runtime) -> uvicorn.Server:
         lifespan="on",
         access_log=False,
         log_level="warning",
+        log_config=None,  # uvicorn's records go through jobhooks' own handler and format
         server_header=False,
         timeout_graceful_shutdown=10,
     )
@@ -45,12 +48,15 @@ def serve(
     no_worker: Annotated[
         bool, typer.Option("--no-worker", help="Serve the API only; run workers elsewhere.")
     ] = False,
+    log_level: LogLevelOption = None,
+    log_format: LogFormatOption = None,
 ) -> None:
     """Run the HTTP API and (unless --no-worker) a worker in this process."""
-    setup_logging()
+    choice = choose_config(config)
+    setup_process_logging(choice, log_level, log_format)
     if listen is not None:
         split_listen(listen)
-    runtime = runtime_or_exit(choose_config(config), with_worker=not no_worker)
+    runtime = runtime_or_exit(choice, with_worker=not no_worker)
     try:
         listener = bind_listener(listen or runtime.live.config.server.listen)
     except BaseException:
@@ -60,10 +66,9 @@ def serve(
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     server = build_server(runtime)
     role = "API only" if no_worker else "API and worker"
-    err_console.print(
+    notice(
         f"jobhooks serving on http://{address} ({role}; "
-        f"{len(runtime.live.registry)} handlers). SIGHUP reloads the configuration.",
-        markup=False,
+        f"{len(runtime.live.registry)} handlers). SIGHUP reloads the configuration."
     )
     runtime.handle_sighup = True
     with listener:
@@ -71,38 +76,20 @@ def serve(
 
 
 @app.command()
-def worker(config: ConfigOption = None) -> None:
+def worker(
+    config: ConfigOption = None,
+    log_level: LogLevelOption = None,
+    log_format: LogFormatOption = None,
+) -> None:
     """Run a worker only: claim due runs from the database and run their handlers
     (and follow the platform's job history when [poll] enabled)."""
-    setup_logging()
-    runtime = runtime_or_exit(choose_config(config), with_worker=True)
-    err_console.print(
-        f"jobhooks worker on {runtime.database} ({len(runtime.live.registry)} handlers). "
-        "SIGHUP reloads the configuration; SIGTERM stops after running handlers finish.",
-        markup=False,
+    choice = choose_config(config)
+    setup_process_logging(choice, log_level, log_format)
+    runtime = runtime_or_exit(choice, with_worker=True)
+    notice(
+        f"jobhooks worker ({len(runtime.live.registry)} handlers): SIGHUP reloads the "
+        "configuration; SIGTERM stops after running handlers finish."
     )
     runtime.handle_sighup = True
 
     run_until_stopped(runtime)
-
-
-db = typer.Typer(help="Database schema.", no_args_is_help=True)
-app.add_typer(db, name="db")
-
-
-@db.command("upgrade")
-def db_upgrade(config: ConfigOption = None) -> None:
-    """Run the schema migrations the database lacks."""
-    choice = choose_config(config)
-    try:
-        url = resolve_database(settings(choice.path).server.database, choice.path)
-        say_using(choice, url)
-        before, after = upgrade_database(url)
-    except ConfigError as exc:
-        fail(f"cannot use {choice.path}", *exc.problems)
-    except StoreError as exc:
-        fail(str(exc))
-    if before == after:
-        typer.echo(f"The schema is up to date ({after}).")
-    else:
-        typer.echo(f"Upgraded the schema from {before or 'empty'} to {head_revision()}.")

@@ -108,6 +108,10 @@ class ServerSettings(_Section):
     concurrency: Annotated[int, Field(ge=1, le=1024)] = 32
     threads: Annotated[int, Field(ge=1, le=256)] = 8
     lease: PositiveSeconds = 60.0
+    log_level: Literal["debug", "info", "warning", "error", "critical"] | None = None
+    """Least severe level logged by serve, worker and poll (None: each command's own)."""
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object per line, for a log collector."""
 
     @field_validator("listen")
     @classmethod
