@@ -117,7 +117,7 @@ def run_test_handler(
 
 
 def test_the_installed_type_is_listed(installed: Path, tmp_path: Path) -> None:
-    # In a folder without jobhooks.toml: the built-in default, which registers nothing.
+    # In a folder without jobhooks.toml: the built-in default configuration.
     env = {k: v for k, v in os.environ.items() if k != "JOBHOOKS_CONFIG"}
     done = subprocess.run(
         [str(JOBHOOKS), "handlers"],
