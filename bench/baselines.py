@@ -101,6 +101,17 @@ def make_bodies(n: int, jobs: int | None = None) -> list[bytes]:
     return bodies
 
 
+def make_burst(n: int, machines: int) -> list[bytes]:
+    """``n`` failures spread over ``machines`` machines (each a job of its own): a burst."""
+    bodies = []
+    for i, body in enumerate(make_bodies(n)):
+        report = json.loads(body)
+        report["job_result"] = "Failure"
+        report["client_machine"] = f"store{i % machines:02d}.example.com"
+        bodies.append(json.dumps(report, separators=(",", ":")).encode())
+    return bodies
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

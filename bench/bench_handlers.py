@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from jobhooks import JobCompleteContext, JobCompleteHandler
 
@@ -11,6 +12,23 @@ class Noop(JobCompleteHandler):
     """Does nothing: what is measured is jobhooks itself."""
 
     async def run_handler(self, context: JobCompleteContext) -> bool:
+        return True
+
+
+class SyncNoop(JobCompleteHandler):
+    """Does nothing, synchronously: a plain function, as the baselines' tasks are."""
+
+    def run_handler(self, context: JobCompleteContext) -> bool:
+        return True
+
+
+class SyncSleep(JobCompleteHandler):
+    """Waits ``seconds``, blocking its thread (a slow synchronous SMTP or HTTP call)."""
+
+    seconds: float = 2.0
+
+    def run_handler(self, context: JobCompleteContext) -> bool:
+        time.sleep(self.seconds)
         return True
 
 

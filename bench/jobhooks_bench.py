@@ -4,17 +4,25 @@
   API-only node, divided by a raw Starlette JSON echo served with the same
   uvicorn settings, rounds alternated. Goal >= 0.5.
 * ``e2e``: completions/s from the first request to the last no-op handler done,
-  against FastAPI + Celery (Redis) and FastAPI + huey (SQLite) doing the same
-  durable work. Goals: 10x Celery, 4x huey.
+  with a synchronous handler (a plain function, as the baselines' tasks are) and
+  an async one, against FastAPI + Celery (Redis) and FastAPI + huey (SQLite)
+  doing the same durable work. Goals: 10x Celery, 4x huey, sync within 20% of
+  async.
 * ``latency``: dispatch latency (commit -> handler start) p50/p99 at a fixed
   1,000 completions/s. Goal p99 <= 50 ms.
-* ``slow``: check-in p99 with a handler that sleeps 2 s, divided by check-in p99
-  with no handler, at a fixed rate. Goal <= 1.2.
+* ``slow``: check-in p99 with a synchronous handler that sleeps 2 s, divided by
+  check-in p99 with a synchronous no-op handler, at a fixed rate. Goal <= 1.2.
 * ``rules``: check-in throughput of an API-only node with five registrations
-  that use notification rules (``when``), over the same node with no
-  registration, reports of 499 recurring jobs (a quarter fail), rounds
-  alternated; five registrations without rules are measured beside them.
-  Goal: rules cost at most 10%.
+  whose rules (``when``) are evaluated for every completion but never fire,
+  over the same node with no registration: what evaluating rules costs (goal
+  >= 0.9). Beside them, five registrations with rules that fire (first
+  failure, streaks, recovered...) and five without rules. Reports of 499
+  recurring jobs (a quarter fail), rounds alternated.
+* ``digests``: a burst of 10,000 failures across 50 machines: check-in throughput
+  of an API-only node with a registration grouping by ``client_machine`` over the
+  same registration without ``group_by`` (goal >= 0.9); then, on a node with its
+  worker, the digests created (goal: 50, one per machine) and the time from each
+  digest's close to its handler's start (goal p99 <= 1 s).
 * ``postgres``: check-in throughput on PostgreSQL over SQLite (API-only nodes),
   and runs drained per second by 2 worker processes over 1. Goal >= 1.7.
 
@@ -56,6 +64,7 @@ from baselines import (  # noqa: E402
     _uvicorn_argv,
     _wait_listening,
     make_bodies,
+    make_burst,
     run_celery,
     run_huey,
     wait_idle,
@@ -231,6 +240,8 @@ def bench_rules(n: int, concurrency: int, rounds: int) -> dict[str, Any]:
         "none": (),
         "always": ("",) * len(RULES),
         "rules": RULES,
+        # Rules that never fire here: what evaluating them costs, with no run to store.
+        "silent": ('when = "failure-streak"\nstreak = 1000',) * len(RULES),
     }
     figures: dict[str, list[float]] = {label: [] for label in setups}
     for _ in range(rounds):
@@ -247,20 +258,80 @@ def bench_rules(n: int, concurrency: int, rounds: int) -> dict[str, Any]:
         "none_rps": round(medians["none"]),
         "always_rps": round(medians["always"]),
         "rules_rps": round(medians["rules"]),
+        "silent_rps": round(medians["silent"]),
         "rules_over_none": round(medians["rules"] / medians["none"], 3),
+        "silent_over_none": round(medians["silent"] / medians["none"], 3),
+        "rules_over_always": round(medians["rules"] / medians["always"], 3),
         "always_over_none": round(medians["always"] / medians["none"], 3),
         "rounds_rps": {label: [round(x) for x in values] for label, values in figures.items()},
     }
 
 
+DIGEST_WAIT = 10.0
+"""The ``digests`` benchmark's group_wait: longer than the burst takes to arrive."""
+GROUPED = (
+    f'when = "failure"\ngroup_by = ["client_machine"]\ngroup_wait = "{DIGEST_WAIT:g}s"\n'
+    "group_max = 1000"
+)
+DIGEST_LATENCY = (
+    "SELECT a.started_at - (r.created_at + ?) FROM handler_runs r JOIN run_attempts a "
+    "ON a.run_id = r.id AND a.number = 1 WHERE r.group_key IS NOT NULL"
+)
+DIGEST_RUNS = (
+    "SELECT count(*), sum(status = 'succeeded') FROM handler_runs WHERE group_key IS NOT NULL"
+)
+
+
+def bench_digests(n: int, machines: int, concurrency: int, rounds: int) -> dict[str, Any]:
+    """Check-in throughput of a burst with and without group_by (API-only, rounds
+    alternated); then the digests one node creates for it and their close -> start times."""
+    figures: dict[str, list[float]] = {"plain": [], "grouped": []}
+    for _ in range(rounds):
+        for label, lines in (("plain", 'when = "failure"'), ("grouped", GROUPED)):
+            with jobhooks_server(None, worker=False, registrations=(lines,)) as (
+                url, headers, _db, _proc,
+            ):  # fmt: skip
+                _load(url, make_burst(1000, machines), concurrency, headers=headers)
+                result = _load(url, make_burst(n, machines), concurrency, headers=headers)
+                figures[label].append(result.throughput)
+    with jobhooks_server(None, registrations=(GROUPED,)) as (url, headers, config, _proc):
+        _load(url, make_burst(n, machines), concurrency, headers=headers)
+        database = _database_of(config).removeprefix("sqlite:///")
+        deadline = time.monotonic() + DIGEST_WAIT + 60
+        while time.monotonic() < deadline:
+            with sqlite3.connect(database, timeout=30) as connection:
+                created, done = connection.execute(DIGEST_RUNS).fetchone()
+            if created and created == done:
+                break
+            time.sleep(0.2)
+        with sqlite3.connect(database, timeout=30) as connection:
+            latencies = [row[0] for row in connection.execute(DIGEST_LATENCY, (DIGEST_WAIT,))]
+    plain, grouped = (statistics.median(figures[k]) for k in ("plain", "grouped"))
+    return {
+        "n": n,
+        "machines": machines,
+        "rounds": rounds,
+        "plain_rps": round(plain),
+        "grouped_rps": round(grouped),
+        "ratio": round(grouped / plain, 3),
+        "digests": created,
+        "close_to_start_p50_ms": round(_percentile(latencies, 50) * 1000, 1),
+        "close_to_start_p99_ms": round(_percentile(latencies, 99) * 1000, 1),
+        "rounds_rps": {k: [round(x) for x in v] for k, v in figures.items()},
+    }
+
+
 def bench_e2e(n: int, concurrency: int) -> list[dict[str, Any]]:
-    """End to end through a no-op handler, then the two baselines, same load."""
-    with jobhooks_server("Noop") as (url, headers, database, proc):
-        row = _measure(
-            url, JobhooksCompletions(database), (proc,), n, concurrency, 500, None,
-            headers=headers,
-        )  # fmt: skip
-    rows = [{"system": "jobhooks", **row}]
+    """End to end through a synchronous no-op handler (a plain function, as the baselines'
+    tasks are) and an async one, then the two baselines, same load."""
+    rows = []
+    for system, handler in (("jobhooks", "SyncNoop"), ("jobhooks-async", "Noop")):
+        with jobhooks_server(handler) as (url, headers, database, proc):
+            row = _measure(
+                url, JobhooksCompletions(database), (proc,), n, concurrency, 500, None,
+                headers=headers,
+            )  # fmt: skip
+        rows.append({"system": system, **row})
     rows.append({"system": "celery", **run_celery(n, concurrency)})
     rows.append({"system": "huey", **run_huey(n, concurrency)})
     return rows
@@ -354,24 +425,26 @@ def bench_latency(rate: float, seconds: float) -> dict[str, Any]:
 
 
 def bench_slow_handler(rate: float, seconds: float, rounds: int) -> dict[str, Any]:
-    """Check-in p99 with a handler sleeping 2 s, over check-in p99 with no handler
-    registered, at a fixed rate; rounds alternated, medians compared."""
+    """Check-in p99 with a synchronous handler sleeping 2 s, over check-in p99 with a
+    synchronous no-op handler (and with none registered), at a fixed rate; rounds
+    alternated, medians compared."""
     n = int(rate * seconds)
-    figures: dict[str, list[float]] = {"none": [], "sleep": []}
+    setups = {"none": None, "noop": "SyncNoop", "sleep": "SyncSleep"}
+    figures: dict[str, list[float]] = {label: [] for label in setups}
     for _ in range(rounds):
-        for label, handler in (("none", None), ("sleep", "Sleep")):
+        for label, handler in setups.items():
             with jobhooks_server(handler) as (url, headers, _database, _proc):
                 _load(url, make_bodies(500), 32, headers=headers)
                 figures[label].append(_load(url, make_bodies(n), 64, rate, headers).p99)
-    baseline = statistics.median(figures["none"])
-    slow = statistics.median(figures["sleep"])
+    none, noop, slow = (statistics.median(figures[k]) for k in setups)
     return {
         "rate": rate,
         "n": n,
         "rounds": rounds,
-        "p99_no_handler_ms": round(baseline, 2),
+        "p99_no_handler_ms": round(none, 2),
+        "p99_noop_ms": round(noop, 2),
         "p99_sleep_2s_ms": round(slow, 2),
-        "ratio": round(slow / baseline, 2),
+        "ratio": round(slow / noop, 2),
     }
 
 
@@ -457,7 +530,7 @@ def bench_postgres_workers(n: int) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="checkin,e2e,latency,slow,rules,postgres")
+    parser.add_argument("--only", default="checkin,e2e,latency,slow,rules,digests,postgres")
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
@@ -491,6 +564,8 @@ def main(argv: list[str] | None = None) -> int:
         report["slow"] = bench_slow_handler(500.0, 10.0, args.rounds)
     if "rules" in wanted:
         report["rules"] = bench_rules(args.n * 2, args.concurrency, args.rounds)
+    if "digests" in wanted:
+        report["digests"] = bench_digests(args.n * 2, 50, args.concurrency, args.rounds)
     if "postgres" in wanted:
         report["postgres_checkin"] = bench_postgres_checkin(
             args.n * 2, args.concurrency, args.rounds
@@ -507,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     for row in report.get("e2e", []):
         print(
-            f"e2e {row['system']:9s} {row['e2e_rps']:8.0f} completions/s, check-in "
+            f"e2e {row['system']:14s} {row['e2e_rps']:8.0f} completions/s, check-in "
             f"{row['checkin_rps']:8.0f}/s p99 {row['ack_p99_ms']:6.1f} ms; jobhooks / this = "
             f"{row['jobhooks_over_this']}"
         )
@@ -520,15 +595,27 @@ def main(argv: list[str] | None = None) -> int:
     if "slow" in report:
         slow = report["slow"]
         print(
-            f"check-in p99 at {slow['rate']:.0f}/s: {slow['p99_sleep_2s_ms']} ms with a 2 s "
-            f"handler, {slow['p99_no_handler_ms']} ms without; ratio {slow['ratio']} (goal <= 1.2)"
+            f"check-in p99 at {slow['rate']:.0f}/s: {slow['p99_sleep_2s_ms']} ms with a sync "
+            f"handler sleeping 2 s, {slow['p99_noop_ms']} ms with a sync no-op, "
+            f"{slow['p99_no_handler_ms']} ms with none; ratio {slow['ratio']} (goal <= 1.2)"
         )
     if "rules" in report:
         r = report["rules"]
         print(
-            f"check-in with five rule registrations {r['rules_rps']}/s, five without rules "
-            f"{r['always_rps']}/s, none {r['none_rps']}/s: rules / none {r['rules_over_none']} "
-            "(goal >= 0.9)"
+            f"check-in with five rule registrations {r['rules_rps']}/s, five whose rules never "
+            f"fire {r['silent_rps']}/s, five without rules {r['always_rps']}/s, none "
+            f"{r['none_rps']}/s: evaluating rules (never firing / none) "
+            f"{r['silent_over_none']} (goal >= 0.9); rules / without rules "
+            f"{r['rules_over_always']}; rules / none {r['rules_over_none']}"
+        )
+    if "digests" in report:
+        d = report["digests"]
+        print(
+            f"burst of {d['n']} failures on {d['machines']} machines: check-in grouped "
+            f"{d['grouped_rps']}/s, ungrouped {d['plain_rps']}/s, ratio {d['ratio']} "
+            f"(goal >= 0.9); {d['digests']} digests (goal {d['machines']}); close -> start "
+            f"p50 {d['close_to_start_p50_ms']} ms, p99 {d['close_to_start_p99_ms']} ms "
+            "(goal <= 1000)"
         )
     if "postgres_checkin" in report:
         pc, pw = report["postgres_checkin"], report["postgres_workers"]

@@ -42,6 +42,12 @@ def running_app(tmp_path: Path) -> Iterator[tuple[Any, str]]:
         job_types = "*"
         when = ["failure-streak", "recovered"]
         streak = 1
+
+        [[handlers]]
+        name = "digest"
+        type = "log"
+        job_types = "*"
+        group_by = ["client_machine"]
         """,
     )
     runtime = Runtime(load(config), config)

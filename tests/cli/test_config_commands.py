@@ -91,6 +91,77 @@ def test_validate_lists_every_problem_and_exits_1(
     assert "valid:" not in result.stdout
 
 
+def test_one_unset_variable_is_one_problem_without_follow_on_errors(
+    cli, write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SMTP_PASSWORD", raising=False)
+    text = """
+    [smtp]
+    host = "smtp.example.com"
+    port = 587
+    username = "jobhooks@example.com"
+    password = "env:SMTP_PASSWORD"
+    mail_from = "jobhooks@example.com"
+
+    [[handlers]]
+    name = "mail"
+    type = "send-email"
+    job_types = "*"
+    [handlers.properties]
+    EmailRecipients = "pki-team@example.com"
+    """
+    result = cli("validate", "-c", str(write_config(text)))
+    assert result.exit_code == 1
+    assert "1 problem" in result.stderr
+    assert "[smtp] password: environment variable SMTP_PASSWORD is not set" in result.stderr
+    assert "host is empty" not in result.stderr
+
+
+def test_validate_checks_that_ca_bundle_files_exist(
+    cli, write_config: WriteConfig, tmp_path: Path
+) -> None:
+    text = f"""
+    [platform]
+    url = "https://keyfactor.example.com/KeyfactorAPI"
+    ca_bundle = "{tmp_path}/keyfactor-ca.pem"
+    """
+    result = cli("validate", "-c", str(write_config(text + LOG)))
+    assert result.exit_code == 1
+    assert f"[platform] ca_bundle: no such file: {tmp_path}/keyfactor-ca.pem" in result.stderr
+
+
+BESIDE = """
+from jobhooks import JobCompleteContext, JobCompleteHandler
+
+
+class Recorder(JobCompleteHandler):
+    def run_handler(self, context: JobCompleteContext) -> bool:
+        return True
+"""
+
+
+def test_a_module_beside_jobhooks_toml_needs_to_be_importable_and_it_says_how(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "beside.py").write_text(BESIDE, encoding="utf-8")
+    (tmp_path / "jobhooks.toml").write_text(
+        '[[handlers]]\nname = "mine"\ntype = "beside:Recorder"\njob_types = "*"\n',
+        encoding="utf-8",
+    )
+    env = {key: value for key, value in os.environ.items() if not key.startswith("JOBHOOKS_")}
+    env.pop("PYTHONPATH", None)
+    # -P: the current folder is not on the path, as for the installed `jobhooks` command.
+    command = [sys.executable, "-P", "-m", "jobhooks.cli", "validate"]
+    refused = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    env["PYTHONPATH"] = str(tmp_path)
+    accepted = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert refused.returncode == 1
+    assert "no module named 'beside' (for type 'beside:Recorder')" in refused.stderr
+    assert "a file beside jobhooks.toml is not found by itself" in refused.stderr
+    assert "pip install ./your-package" in refused.stderr and "PYTHONPATH" in refused.stderr
+    assert accepted.returncode == 0, accepted.stderr
+
+
 def test_validate_with_a_missing_file_says_so(cli, tmp_path: Path) -> None:
     result = cli("validate", "-c", str(tmp_path / "absent.toml"))
     assert result.exit_code == 1
@@ -183,12 +254,48 @@ headers = {{ Authorization = "Bearer header-token-Wd2", "X-Tenant" = "tenant-Gh8
         assert secret not in result.output
 
 
-def test_handlers_without_a_config_lists_installed_types(cli, tmp_path: Path) -> None:
-    result = cli("handlers", "-c", str(tmp_path / "absent.toml"))
+def test_handlers_without_a_config_lists_installed_types(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("JOBHOOKS_CONFIG", raising=False)
+    result = cli("handlers")
     assert result.exit_code == 0, result.output
-    assert "no configuration" in result.stdout
+    assert "Using the built-in default configuration" in result.stderr
     assert "repeated-failure-email" in result.stdout
     assert "Level" in result.stdout
+
+
+def test_handlers_with_a_missing_config_file_says_so(cli, tmp_path: Path) -> None:
+    result = cli("handlers", "-c", str(tmp_path / "absent.toml"))
+    assert result.exit_code == 1
+    assert "absent.toml: no such file" in result.stderr
+
+
+def test_handlers_as_json_for_scripts(
+    cli, write_config: WriteConfig, seed_toml: str, smtp_password: str
+) -> None:
+    result = cli("handlers", "--json", "-c", str(write_config(seed_toml + LOG)))
+    assert result.exit_code == 0, result.output
+    listed = json.loads(result.stdout)
+    seed, audit = listed["registered"]
+    assert seed["name"] == "SendEmail_RepeatedFailureHandler"
+    assert seed["job_types"] == [guid.lower() for guid in (INVENTORY, MANAGEMENT)]
+    assert seed["properties"]["Password"] == "env:SMTP_PASSWORD"
+    assert seed["properties"]["EmailRecipients"] == ["pki-team@example.com", "oncall@example.com"]
+    assert audit["job_types"] == "*" and audit["max_attempts"] == 5
+    log = next(row for row in listed["installed"] if row["type"] == "log")
+    assert log["properties"] == [
+        {
+            "name": "Level",
+            "expected": "one of 'debug', 'info', 'warning', 'error'",
+            "required": False,
+            "secret": False,
+            "default": "info",
+        }
+    ]
+    assert listed["problems"] == []
+    assert smtp_password not in result.stdout
 
 
 def test_handlers_exits_1_on_an_invalid_config(cli, write_config: WriteConfig) -> None:
@@ -422,7 +529,9 @@ def acme_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
-def run_jobhooks(site: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run_jobhooks(
+    site: Path, *args: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("JOBHOOKS_")}
     env.update(PYTHONPATH=str(site), COLUMNS="400", PYTHONIOENCODING="utf-8")
     return subprocess.run(
@@ -430,6 +539,7 @@ def run_jobhooks(site: Path, *args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         env=env,
+        cwd=cwd,
         timeout=60,
     )
 
@@ -460,7 +570,7 @@ def test_test_handler_runs_a_handler_from_an_installed_package(
 def test_handlers_lists_the_installed_package_type_with_its_properties(
     acme_site: Path, tmp_path: Path
 ) -> None:
-    result = run_jobhooks(acme_site, "handlers", "--config", str(tmp_path / "absent.toml"))
+    result = run_jobhooks(acme_site, "handlers", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     rows = [line for line in result.stdout.splitlines() if "acme" in line.lower()]
     assert any("acme-recorder" in row and "acme_handlers:AcmeRecorder" in row for row in rows)

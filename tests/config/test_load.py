@@ -162,6 +162,19 @@ def test_unknown_sections_and_keys_are_named_with_their_line(
             "[[handlers]]\nname = 'x'\ntype = 'log'\njob_types = '*'\nwhen = ['failure', 3]\n",
             ("'x': when.1:", "expected a string, got 3", "line 5"),
         ),
+        (
+            "[[handlers]]\nname = 'x'\ntype = 'log'\njob_types = '*'\ngroup_by = ['machine']\n",
+            ("group_by", "cannot group by 'machine'", "did you mean 'client_machine'?", "line 5"),
+        ),
+        (
+            "[[handlers]]\nname = 'x'\ntype = 'log'\njob_types = '*'\ngroup_wait = '10s'\n",
+            ("group_wait and group_max shape digests: set group_by too",),
+        ),
+        (
+            "[[handlers]]\nname = 'x'\ntype = 'log'\njob_types = '*'\ngroup_by = []\n"
+            "group_max = 0\n",
+            ("group_max", "greater than or equal to 1", "line 6"),
+        ),
     ],
 )
 def test_bad_values_are_named_with_their_line(
@@ -269,6 +282,50 @@ def test_an_unset_secret_in_a_section_is_reported(
     only(problems, "[platform] password", "KEYFACTOR_PASSWORD is not set", "line 2")
 
 
+def test_the_valid_keys_of_a_section_with_an_invalid_one_are_kept(
+    write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SMTP_PASSWORD", raising=False)
+    config, problems = read_config(
+        write_config(
+            "[smtp]\nhost = 'smtp.example.com'\nusername = 'jh'\n"
+            "password = 'env:SMTP_PASSWORD'\nmail_from = 'jh@example.com'\n"
+        )
+    )
+    assert len(problems) == 1
+    only(problems, "[smtp] password", "SMTP_PASSWORD is not set", "line 4")
+    assert config.smtp.host == "smtp.example.com"
+    assert config.smtp.mail_from == "jh@example.com"
+
+
+@pytest.mark.parametrize("section", ["platform", "smtp"])
+def test_a_ca_bundle_that_does_not_exist_is_a_problem(
+    write_config: WriteConfig, tmp_path: Path, section: str
+) -> None:
+    missing = tmp_path / "keyfactor-ca.pem"
+    problems = problems_in(write_config, f"[{section}]\nca_bundle = '{missing}'\n")
+    only(problems, f"[{section}] ca_bundle: no such file: {missing}", "line 2")
+
+
+def test_a_ca_bundle_without_a_certificate_is_a_problem(
+    write_config: WriteConfig, tmp_path: Path
+) -> None:
+    (tmp_path / "notes.txt").write_text("not a certificate\n", encoding="utf-8")
+    problems = problems_in(write_config, f"[platform]\nca_bundle = '{tmp_path / 'notes.txt'}'\n")
+    only(problems, "[platform] ca_bundle:", "holds no PEM certificate", "line 2")
+    problems = problems_in(write_config, f"[smtp]\nca_bundle = '{tmp_path}'\n")
+    only(problems, "[smtp] ca_bundle:", "is a folder")
+
+
+def test_a_ca_bundle_of_pem_certificates_is_accepted(
+    write_config: WriteConfig, test_certificates
+) -> None:
+    text = f"[platform]\nca_bundle = '{test_certificates.ca}'\n"
+    config, problems = read_config(write_config(text))
+    assert problems == []
+    assert config.platform.ca_bundle == str(test_certificates.ca)
+
+
 SECRET = "literal-Kq9-secret-value"
 
 
@@ -344,3 +401,30 @@ def test_a_configuration_built_in_code_has_no_position() -> None:
     config = JobhooksConfig(handlers=[registration])
     assert config.handlers[0].position is None
     assert "built-in" in config.origin.where(("handlers", 0))
+
+
+def test_digest_settings_and_their_defaults(write_config: WriteConfig) -> None:
+    from jobhooks.registry import load
+
+    text = (
+        LOG_HANDLER
+        + 'group_by = "client_machine"\n'
+        + LOG_HANDLER.replace("audit", "everything")
+        + 'group_by = []\ngroup_wait = "2m"\ngroup_max = 7\n'
+    )
+    registry = load(write_config(text)).registry
+    audit, everything = registry.get("audit"), registry.get("everything")
+    assert audit is not None and everything is not None
+    assert audit.grouping is not None
+    assert (audit.grouping.fields, audit.grouping.wait, audit.grouping.most) == (
+        ("client_machine",),
+        30.0,
+        100,
+    )
+    assert everything.grouping is not None
+    assert (everything.grouping.fields, everything.grouping.wait, everything.grouping.most) == (
+        (),
+        120.0,
+        7,
+    )
+    assert load(write_config(LOG_HANDLER)).registry.get("audit").grouping is None  # type: ignore[union-attr]

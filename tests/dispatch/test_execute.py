@@ -179,3 +179,18 @@ def test_an_async_handler_that_ignores_its_cancellation_is_abandoned(
 
     assert outcome.error == "timed out after 0.2 s"
     assert took < 1.5, "the attempt ends soon after its timeout, not when the handler does"
+
+
+def test_sync_handlers_run_on_threads_kept_between_runs(register: Register, tmp_path: Path) -> None:
+    trace = tmp_path / "threads.log"
+    registered = register("ThreadRecorder", properties={"path": str(trace)})
+
+    async def main() -> None:
+        for _ in range(30):
+            assert (await run_attempt(registered, sample_context(), asyncio.Semaphore(8))).succeeded
+
+    asyncio.run(main())
+    # One run at a time: each takes a thread left idle by an earlier run (in this process,
+    # earlier tests may have left a few), never a new thread per run.
+    used = set(read_lines(trace))
+    assert len(used) <= 10, f"{len(used)} threads for 30 runs one after another"

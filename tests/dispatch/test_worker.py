@@ -21,6 +21,7 @@ from jobhooks.metrics import Metrics
 from jobhooks.platform.client import build_clients
 from jobhooks.registry import Registry
 from jobhooks.store import Store
+from jobhooks.store.records import DigestPlan
 
 
 @asynccontextmanager
@@ -203,3 +204,41 @@ def test_sync_runs_beyond_the_free_threads_wait_without_timing_out(tmp_path: Pat
     assert all(run["duration"] < 0.5 for run in runs), "durations count the handler only"
     executions = [line.split()[0] for line in read_lines(trace)]
     assert sorted(executions) == sorted(detail["id"] for detail in details)
+
+
+def test_each_digest_starts_when_it_closes_not_at_the_next_poll(tmp_path: Path) -> None:
+    trace = tmp_path / "digests.log"
+    registry = build_registry(
+        tmp_path,
+        {
+            "name": "digest",
+            "type": "support.handlers:GroupAppender",
+            "properties": {"path": str(trace)},
+        },
+    )
+    store = Store(f"sqlite:///{tmp_path / 'w.db'}")
+    plan = {"digest": DigestPlan(("client_machine",), 0.3, 100)}
+
+    async def main() -> None:
+        async with running_worker(store, lambda: registry, poll=60):
+            await asyncio.sleep(0.2)  # its first look for due runs is over
+            first = [
+                await store.check_in(new_completion("digest", digests=plan, client_machine="a"))
+                for _ in range(2)
+            ]
+            await asyncio.sleep(0.1)  # the second machine's digest closes 0.1 s later
+            second = await store.check_in(
+                new_completion("digest", digests=plan, client_machine="b")
+            )
+            deadline = time.monotonic() + 3
+            while len(read_lines(trace)) < 2:
+                assert time.monotonic() < deadline, "a digest waited for the next poll (60 s)"
+                await asyncio.sleep(0.02)
+        assert sorted(read_lines(trace)) == sorted(
+            [f"1 {first[0].id},{first[1].id}", f"1 {second.id}"]
+        )
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()

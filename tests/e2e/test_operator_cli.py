@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
+import sys
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 from support import cli
 from support.pipeline import Pipeline
 from support.reports import AGENT_A, DOOMED, INVENTORY, report
-from support.server import run_cli, wait_for
+from support.server import child_env, run_cli, wait_for
+
+import jobhooks
 
 
 def _operator(pipeline: Pipeline, *args: str) -> str:
@@ -139,3 +146,94 @@ def test_a_revoked_token_is_refused(pipeline: Pipeline) -> None:
         response = client.post("/api/v1/job-completions", json=report(agent_id=agent))
     assert response.status_code == 401
     assert response.headers["content-type"] == "application/problem+json"
+
+
+# scripting: ids whole at any width, dates, JSON, the version
+
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _at_width(pipeline: Pipeline, columns: int, *args: str) -> str:
+    """``jobhooks ARGS`` in a fresh process on a terminal ``columns`` wide."""
+    result = subprocess.run(
+        [sys.executable, "-m", "jobhooks.cli", *args],
+        capture_output=True,
+        text=True,
+        env=child_env(
+            COLUMNS=str(columns),
+            JOBHOOKS_URL=pipeline.server.url,
+            JOBHOOKS_TOKEN=pipeline.tokens["admin"],
+        ),
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert max(len(line) for line in result.stdout.splitlines()) <= columns
+    return result.stdout
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_a_run_id_copied_from_the_table_replays_at_any_width(
+    pipeline: Pipeline, columns: int
+) -> None:
+    completion_id, run_id = _doomed_run(pipeline)
+
+    listed = _at_width(pipeline, columns, "runs", "--status", "dead", "--handler", "doomed")
+    copied = next(found for found in UUID.findall(listed) if found == run_id)
+    shown = _at_width(pipeline, columns, "completions", "--limit", "50")
+
+    assert completion_id in UUID.findall(shown)
+    replayed = _at_width(pipeline, columns, "replay", copied)
+    assert replayed.strip() == f"Run {run_id} was dead; it is pending again."
+
+
+def test_times_are_dates_never_seconds_since_the_epoch(
+    pipeline: Pipeline, dead_run: tuple[str, str]
+) -> None:
+    completion_id, _run_id = dead_run
+    received = pipeline.detail(completion_id)["received_at"]
+    date = datetime.fromtimestamp(received, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+    for out in (
+        _operator(pipeline, "completions", completion_id),
+        _operator(pipeline, "completions"),
+        _operator(pipeline, "runs"),
+        _operator(pipeline, "job-types"),
+    ):
+        assert not re.search(r"\b1\d{9}(\.\d+)?\b", out), out
+    assert f"{date} UTC" in _operator(pipeline, "completions", completion_id)
+
+
+def test_listings_print_the_apis_objects_as_json(
+    pipeline: Pipeline, dead_run: tuple[str, str]
+) -> None:
+    completion_id, run_id = dead_run
+
+    runs = json.loads(_operator(pipeline, "runs", "--status", "dead", "--json"))
+    completions = json.loads(_operator(pipeline, "completions", "--json", "--limit", "500"))
+    detail = json.loads(_operator(pipeline, "completions", completion_id, "--json"))
+    job_types = json.loads(_operator(pipeline, "job-types", "--json"))
+
+    assert run_id in {run["id"] for run in runs}
+    assert completion_id in {completion["id"] for completion in completions}
+    assert detail == pipeline.detail(completion_id) | {"handler_runs": detail["handler_runs"]}
+    assert run_id in {run["id"] for run in detail["handler_runs"]}
+    assert str(DOOMED) in {row["id"] for row in job_types}
+
+
+def test_token_list_as_json(pipeline: Pipeline) -> None:
+    result = cli.jobhooks("token", "list", "--json", "--config", str(pipeline.config))
+
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert {row["role"] for row in rows} >= {"admin", "viewer"}
+    assert str(AGENT_A) in {row["agent_id"] for row in rows}
+    for token in pipeline.tokens.values():
+        assert token not in result.stdout
+
+
+def test_version() -> None:
+    result = run_cli("--version")
+
+    assert result.returncode == 0
+    assert result.stdout == f"jobhooks {jobhooks.__version__}\n"

@@ -1,4 +1,5 @@
-"""The example configuration and the README: valid, and no invented names for the seed's GUIDs."""
+"""The example configuration and the README: valid, and no invented names for the job type
+GUIDs of Keyfactor Command's sample."""
 
 from __future__ import annotations
 
@@ -25,8 +26,8 @@ def test_the_example_configuration_validates(cli: Any, monkeypatch: pytest.Monke
 
 
 @pytest.mark.parametrize("document", ["README.md", "examples/jobhooks.toml"])
-def test_the_seed_job_type_guids_are_not_given_names(document: str) -> None:
-    # The seed never names the two GUIDs of its sample registration, and job type ids
+def test_the_sample_job_type_guids_are_not_given_names(document: str) -> None:
+    # Keyfactor Command's sample registration never names its two job type GUIDs, and ids
     # differ per platform: a name would only be a guess that misleads.
     text = (ROOT / document).read_text(encoding="utf-8")
     named = [

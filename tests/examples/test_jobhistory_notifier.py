@@ -117,10 +117,12 @@ def run_test_handler(
 
 
 def test_the_installed_type_is_listed(installed: Path, tmp_path: Path) -> None:
+    # In a folder without jobhooks.toml: the built-in default configuration.
+    env = {k: v for k, v in os.environ.items() if k != "JOBHOOKS_CONFIG"}
     done = subprocess.run(
-        [str(JOBHOOKS), "handlers", "-c", str(tmp_path / "absent.toml")],
-        env={**os.environ, "PYTHONPATH": str(installed), "COLUMNS": "200"},
-        capture_output=True, text=True, timeout=60,
+        [str(JOBHOOKS), "handlers"],
+        env={**env, "PYTHONPATH": str(installed), "COLUMNS": "200"},
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "jobhistory-notifier" in done.stdout

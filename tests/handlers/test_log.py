@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from jobhooks.dispatch.execute import run_attempt
+from jobhooks.logs import JsonFormatter
 from jobhooks.registry.build import load
 from jobhooks.testing import sample_context
 
@@ -74,3 +76,28 @@ def test_an_unknown_level_is_a_registration_error(cli: Any, write_config: WriteC
     assert result.exit_code == 1
     assert "handlers[0] 'log-everything': property level:" in result.stderr
     assert "'debug', 'info', 'warning', 'error'" in result.stderr
+
+
+def test_with_json_logs_the_line_is_one_object_of_the_completions_fields(
+    write_config: WriteConfig,
+) -> None:
+    registered = load(write_config(log_config(None))).registry.get("log-everything")
+    assert registered is not None
+    context = sample_context(message="Access denied")
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("jobhooks.handlers.log")
+    logger.addHandler(handler)
+    try:
+        with_level = logger.level
+        logger.setLevel(logging.INFO)
+        assert asyncio.run(run_attempt(registered, context)).succeeded
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(with_level)
+    (line,) = out.getvalue().splitlines()
+    data = json.loads(line)
+    assert data["level"] == "INFO" and data["logger"] == "jobhooks.handlers.log"
+    assert {key: data[key] for key in context.to_dict()} == context.to_dict()
+    assert data["handler"] == "log-everything"

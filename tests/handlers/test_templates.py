@@ -149,7 +149,7 @@ def test_a_sandbox_refusal_is_not_a_value_anywhere() -> None:
 def test_every_context_field_and_failed_are_variables() -> None:
     context = sample_context(job_result="success", job_history_id=2170, certificate_id=12)
     variables = template_variables(context)
-    assert set(variables) == {*DATA_FIELDS, "failed"}
+    assert set(variables) == {*DATA_FIELDS, "failed", "group", "group_size"}
     assert variables["failed"] is False
     source = " ".join(f"{name}={{{{ {name} }}}}" for name in sorted(variables))
     rendered = render(compile_template(source, "body"), context, "body")

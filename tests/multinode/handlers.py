@@ -68,3 +68,14 @@ class StallsOnFirstAttempt(JobCompleteHandler):
             time.sleep(self.stall)
         trace(self.path, "done", context.completion_id, context.attempt, os.getpid())
         return True
+
+
+class DigestRecorder(JobCompleteHandler):
+    """Writes ``digest <pid> <attempt> <id,id,...>``: the completions of each run's group."""
+
+    path: str
+
+    def run_handler(self, context: JobCompleteContext) -> bool:
+        members = ",".join(member.completion_id for member in context.group)
+        trace(self.path, "digest", os.getpid(), context.attempt, members)
+        return True

@@ -58,11 +58,12 @@ def test_a_refused_password_exits_1_naming_the_credential(platform: Platform) ->
 
 def test_an_unreachable_platform_exits_1_saying_why(platform: Platform) -> None:
     config = platform.write_config()
-    text = config.read_text().replace(platform.server.url, f"http://127.0.0.1:{free_port()}/api")
-    config.write_text(text)
+    unreachable = f"http://127.0.0.1:{free_port()}/api"
+    config.write_text(config.read_text().replace(platform.server.url, unreachable))
     result = poll(config)
     assert result.exit_code == 1
-    assert "could not be read" in result.stderr and "cannot reach the platform" in result.stderr
+    assert "could not be read" in result.stderr
+    assert f"cannot reach the platform at {unreachable}/" in result.stderr
 
 
 def test_poll_once_refuses_while_another_node_polls(platform: Platform) -> None:

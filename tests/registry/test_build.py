@@ -389,10 +389,28 @@ Path = "{out}"
     assert handler.label == "recorded"  # type: ignore[attr-defined]
 
 
+def test_a_module_whose_dependency_is_missing_names_the_dependency(
+    write_config: WriteConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "modules"
+    folder.mkdir()
+    (folder / "needs_more.py").write_text("import not_installed_zz\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(folder))
+    text = '[[handlers]]\nname = "x"\ntype = "needs_more:Thing"\njob_types = "*"\n'
+    problem = only(problems_of(write_config, text), "'x'", "type")
+    assert "module 'needs_more' (for type 'needs_more:Thing') imports 'not_installed_zz'" in (
+        problem
+    )
+    assert "which is not installed" in problem
+
+
 @pytest.mark.parametrize(
     ("type_ref", "words"),
     [
-        ("no_such_module_zz:Thing", ("cannot import module 'no_such_module_zz'",)),
+        (
+            "no_such_module_zz:Thing",
+            ("no module named 'no_such_module_zz'", "must be importable", "PYTHONPATH"),
+        ),
         ("{mod}:Absent", ("has no attribute 'Absent'",)),
         ("{mod}:Path", ("not a subclass of jobhooks.JobCompleteHandler",)),
     ],

@@ -12,6 +12,7 @@ def jobhooks(*args: str) -> Result:
     """``jobhooks ARGS`` in-process -> click Result (``exit_code``, ``stdout``, ``stderr``)."""
     from jobhooks.cli import (  # noqa: F401  (importing a module registers its verbs)
         app,
+        db_commands,
         operator_commands,
         poll_commands,
         token_commands,

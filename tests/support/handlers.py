@@ -164,3 +164,27 @@ class IgnoresCancellation(JobCompleteHandler):
             except asyncio.CancelledError:
                 continue
         return True
+
+
+class GroupAppender(JobCompleteHandler):
+    """Appends ``<attempt> <completion_id,completion_id,...>``: one line per execution, with
+    the completions of its group (a digest's, oldest first)."""
+
+    path: str
+
+    def run_handler(self, context: JobCompleteContext) -> bool:
+        members = ",".join(member.completion_id for member in context.group)
+        append_line(self.path, f"{context.attempt} {members}")
+        return True
+
+
+class ThreadRecorder(JobCompleteHandler):
+    """A synchronous handler that appends the id of the OS thread it ran on to ``path``."""
+
+    path: str
+
+    def run_handler(self, context: JobCompleteContext) -> bool:
+        import threading
+
+        append_line(self.path, str(threading.get_native_id()))
+        return True

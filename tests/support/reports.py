@@ -9,7 +9,7 @@ AGENT_A = uuid.UUID("3b0c8f5e-6a1d-4c57-9f0e-2a7c1d9b4e21")
 AGENT_B = uuid.UUID("9d4f2b7a-1c3e-4f5a-8b6c-7d8e9f0a1b2c")
 
 INVENTORY = uuid.UUID("7b6bbc1b-d802-4b09-bec9-f5c221083130")
-"""The first job type GUID of the seed's sample registration (the seed names neither; the
+"""The first job type GUID of Keyfactor Command's sample registration (it names neither; the
 fake platform's catalog in ``support.keyfactor`` makes these two an inventory and a
 management job type, and the tests follow it)."""
 MANAGEMENT = uuid.UUID("44340a94-9b99-410d-8011-598fb176c3c5")
@@ -55,10 +55,11 @@ def new_completion(
     lease: float = 10.0,
     agent_id: uuid.UUID = AGENT_A,
     rules: dict[str, Any] | None = None,
+    digests: dict[str, Any] | None = None,
     **fields: Any,
 ) -> Any:
     """A parsed report ready for the store (``NewCompletion``), with one planned run per
-    handler name (``rules`` gives a handler its ``Rule``)."""
+    handler name (``rules`` gives a handler its ``Rule``, ``digests`` its ``DigestPlan``)."""
     from jobhooks.sdk.context import parse_fields
     from jobhooks.store.records import NewCompletion, PlannedRun
 
@@ -66,5 +67,9 @@ def new_completion(
     assert not problems, problems
     parsed["source"] = "check-in"
     rules = rules or {}
-    planned = tuple(PlannedRun(name, max_attempts, lease, rules.get(name)) for name in handlers)
+    digests = digests or {}
+    planned = tuple(
+        PlannedRun(name, max_attempts, lease, rules.get(name), digests.get(name))
+        for name in handlers
+    )
     return NewCompletion(parsed, planned, key)

@@ -64,13 +64,14 @@ def _create_tokens(config: Path, roles: tuple[str, ...]) -> list[str]:
     try:
         for role in roles:
             option = [role] if role.startswith("--") else ["--agent", role]
+            command = [sys.executable, "-m", "jobhooks.cli", "token", "create", *option]
             processes.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "jobhooks.cli", "token", "create", *option],
+                    [*command, "--config", str(config)],
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
                     text=True,
-                    env=child_env(JOBHOOKS_CONFIG=str(config)),
+                    env=child_env(),
                 )
             )
         outputs = [process.communicate(timeout=60) for process in processes]

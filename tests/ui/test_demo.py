@@ -17,8 +17,7 @@ from playwright.sync_api import expect
 from support.browser import SCREENSHOTS, Watched, sign_in
 from support.server import free_port
 
-from jobhooks.demo.fleet import FleetPlan
-from jobhooks.demo.run import RULED_HANDLER, demo_config, run_demo
+from jobhooks.demo.run import BURST, DIGEST_HANDLER, RULED_HANDLER, demo_config, demo_plan, run_demo
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -35,7 +34,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     def run() -> None:
         # Playwright's sync API owns this thread's event loop; the demo runs on its own.
         try:
-            plan = FleetPlan(agents=20, count=2000)
+            plan = demo_plan(agents=20, count=2000)
             outcome["server"], outcome["summary"] = asyncio.run(
                 run_demo(config, plan, lambda _url, _token: None)
             )
@@ -85,6 +84,7 @@ def test_the_demos_rule_is_counted_and_explained(
     fired = sum(demo["runs"][RULED_HANDLER].values())
     skipped = demo["not_sent"][RULED_HANDLER]
     # Its job types are "*": every completion either fired it or says why it did not.
+    # (The burst's failures at the end count too.)
     assert fired + skipped == total
     assert 0 < fired < total // 10
 
@@ -104,3 +104,12 @@ def test_the_demos_rule_is_counted_and_explained(
     watched.page.goto(f"{demo['url']}/ui/completions/{completion_id}")
     expect(watched.page.locator("main")).to_contain_text(f"{RULED_HANDLER}: {note['reason']}")
     watched.assert_quiet()
+
+
+def test_the_demos_burst_is_delivered_as_a_few_digests(demo: dict[str, Any]) -> None:
+    failures = demo["completions"]["Failure"]
+    members, digests = demo["digests"][DIGEST_HANDLER]
+    assert members == failures, "every failure is in exactly one digest"
+    assert digests == sum(demo["runs"][DIGEST_HANDLER].values())
+    # The burst's 40 failures per machine arrive within one window: one digest each.
+    assert BURST <= digests < failures // 4

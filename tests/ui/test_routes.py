@@ -208,6 +208,14 @@ def test_filters_that_are_not_valid_say_so(ui: Ui) -> None:
     assert "unknown value" in answer.text
 
 
+def test_the_servers_address_leads_to_the_dashboard(ui: Ui) -> None:
+    answer = ui.client.get("/", follow_redirects=False)
+    assert answer.status_code == 307
+    assert answer.headers["location"] == "/ui/"
+    landed = ui.client.get("/", follow_redirects=True)
+    assert landed.url.path == "/ui/login", "then to sign-in, without a session"
+
+
 def test_the_dashboard_is_not_in_the_openapi_document(ui: Ui) -> None:
     paths = ui.client.get("/openapi.json").json()["paths"]
     assert not [path for path in paths if path.startswith("/ui")]
@@ -372,6 +380,19 @@ properties = { urls = ["env:JOBHOOKS_TEST_UNSET_PAGER"] }
 )
 
 
+DIGEST = (
+    LOG
+    + """
+[[handlers]]
+name = "machine-down"
+type = "log"
+job_types = "*"
+group_by = ["client_machine"]
+group_wait = "1h"
+"""
+)
+
+
 @pytest.mark.parametrize("handlers", [QUARANTINED])
 def test_every_page_carries_a_banner_while_a_registration_is_quarantined(ui: Ui) -> None:
     assert "with problems" not in ui.client.get("/ui/login").text, "not before signing in"
@@ -388,3 +409,28 @@ def test_every_page_carries_a_banner_while_a_registration_is_quarantined(ui: Ui)
             in text
         )
         assert "environment variable JOBHOOKS_TEST_UNSET_PAGER is not set" in text
+
+
+@pytest.mark.parametrize("handlers", [DIGEST])
+def test_a_digest_is_shown_collecting_with_its_completions_linked_from_each(ui: Ui) -> None:
+    ui.sign_in("viewer")
+    ids = []
+    for _ in range(3):
+        answer = ui.client.post(
+            "/api/v1/job-completions",
+            json=report(client_machine="store07.example.com"),
+            headers={"Authorization": f"Bearer {ui.tokens['agent']}"},
+        )
+        ids.append(answer.json()["id"])
+
+    runs = ui.client.get("/ui/runs?handler=machine-down").text
+    assert "status-collecting" in runs
+    assert "digest of 3</a>" in runs
+    assert re.search(r"until <time datetime=\"\d{4}-\d\d-\d\dT", runs)
+    for own in ids:
+        page = ui.client.get(f"/ui/completions/{own}").text
+        assert "Digest of 3 completions</strong>, collecting until" in page
+        assert f'<code>{own}</code> <span class="muted">(this completion)</span>' in page
+        for other in ids:
+            if other != own:
+                assert f'<a href="/ui/completions/{other}"><code>{other}</code></a>' in page

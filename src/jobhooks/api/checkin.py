@@ -82,6 +82,7 @@ async def check_in(
                 "handler": run.handler,
                 "status": run.status,
                 "trigger": run.trigger.to_dict() if run.trigger is not None else None,
+                **({"closes_at": run.closes_at} if run.closes_at is not None else {}),
             }
             for run in receipt.runs
         ],

@@ -167,7 +167,7 @@ async def replay_run(runtime: Current, _token: Admin, run_id: str) -> dict[str, 
             f"run {run_id} is held: its registration is quarantined, and the run starts by "
             "itself once a reload makes that registration valid",
         )
-    if previous in (RunStatus.PENDING, RunStatus.RUNNING):
+    if previous in (RunStatus.COLLECTING, RunStatus.PENDING, RunStatus.RUNNING):
         raise ApiProblem(
             409, f"run {run_id} is {previous}; only a finished or failed run can be replayed"
         )
@@ -210,6 +210,9 @@ async def list_handlers(runtime: Current, _token: Reader) -> dict[str, Any]:
                 "when": list(handler.when.triggers),
                 "streak": handler.when.streak,
                 "repeat_every": handler.when.repeat_every,
+                "group_by": list(handler.grouping.fields) if handler.grouping else None,
+                "group_wait": handler.grouping.wait if handler.grouping else None,
+                "group_max": handler.grouping.most if handler.grouping else None,
                 "runs": item.now,
                 "success_rate": item.success_rate,
                 "last_error": item.last_error.as_json() if item.last_error else None,

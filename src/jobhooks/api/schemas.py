@@ -76,6 +76,11 @@ class RunAnswer(BaseModel):
     trigger: TriggerAnswer | None = Field(
         None, description="Why the run exists; null for a registration that runs always."
     )
+    closes_at: float | None = Field(
+        None,
+        description="For a digest still collecting (status collecting): when it stops taking "
+        "completions and becomes due (UTC seconds since the epoch).",
+    )
 
 
 class CheckinAnswer(BaseModel):

@@ -5,16 +5,34 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, NoReturn, cast
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from jobhooks import __version__
 from jobhooks.errors import JobhooksError
+from jobhooks.logs import LOG_FORMATS, LOG_LEVELS, LogFormat, configure_logging, current_setup
 
-__all__ = ["ConfigOption", "app", "console", "err_console", "fail", "main", "setup_logging"]
+__all__ = [
+    "FORMAT_ENV",
+    "LEVEL_ENV",
+    "ConfigOption",
+    "app",
+    "console",
+    "env_choice",
+    "err_console",
+    "fail",
+    "main",
+    "notice",
+    "setup_logging",
+]
+
+LEVEL_ENV = "JOBHOOKS_LOG_LEVEL"
+FORMAT_ENV = "JOBHOOKS_LOG_FORMAT"
 
 app = typer.Typer(
     name="jobhooks",
@@ -35,19 +53,55 @@ console = Console(highlight=False, width=_width())
 err_console = Console(stderr=True, highlight=False, width=_width())
 
 ConfigOption = Annotated[
-    Path,
+    Path | None,
     typer.Option(
         "--config",
         "-c",
-        envvar="JOBHOOKS_CONFIG",
-        help="Path of jobhooks.toml.",
-        show_default=True,
+        help="Path of jobhooks.toml (default: ./jobhooks.toml when present, else the file "
+        "JOBHOOKS_CONFIG names, else the built-in default).",
+        show_default=False,
     ),
 ]
 
 
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        typer.echo(f"jobhooks {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Run Python handlers after certificate-orchestrator jobs complete."""
+
+
+def _logs_json() -> bool:
+    return current_setup()[1] == "json"
+
+
+def notice(message: str) -> None:
+    """Tell the operator something on stderr: a line of text, or an INFO record when the
+    process logs JSON (so every line a log collector reads is one JSON object)."""
+    if _logs_json():
+        logging.getLogger("jobhooks").info("%s", message)
+    else:
+        err_console.print(message, markup=False, soft_wrap=True)
+
+
 def fail(message: str, *details: str, code: int = 1) -> NoReturn:
-    """Print an error and its details on stderr, then exit with ``code``."""
+    """Print an error and its details on stderr (an ERROR record with ``details`` when the
+    process logs JSON), then exit with ``code``."""
+    if _logs_json():
+        extra = {"details": list(details)} if details else None
+        logging.getLogger("jobhooks").error("%s", message, extra=extra)
+        raise typer.Exit(code)
     # Messages name sections such as [platform]: they are text, not markup.
     err_console.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
     for detail in details:
@@ -56,21 +110,28 @@ def fail(message: str, *details: str, code: int = 1) -> NoReturn:
 
 
 def setup_logging(level: str = "INFO") -> None:
-    """Log to stderr in one plain format (level from JOBHOOKS_LOG_LEVEL if set)."""
-    logging.basicConfig(
-        level=os.environ.get("JOBHOOKS_LOG_LEVEL", level).upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+    """Log to stderr at ``level`` as text, unless JOBHOOKS_LOG_LEVEL or JOBHOOKS_LOG_FORMAT
+    say otherwise."""
+    configure_logging(
+        env_choice(LEVEL_ENV, LOG_LEVELS) or level.lower(),
+        cast(LogFormat, env_choice(FORMAT_ENV, LOG_FORMATS) or "text"),
     )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    # One line per request to the platform would drown the poller's own messages.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def env_choice(name: str, choices: Sequence[str]) -> str | None:
+    """The environment variable ``name`` when it is set (one of ``choices``, any case), or
+    None; exit 1 naming it when it holds something else."""
+    value = os.environ.get(name, "").strip().lower()
+    if value and value not in choices:
+        fail(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
+    return value or None
 
 
 def main() -> None:
     """Entry point of the ``jobhooks`` console script."""
     from jobhooks.cli import (  # noqa: F401  (importing a module registers its verbs)
         config_commands,
+        db_commands,
         demo_commands,
         operator_commands,
         poll_commands,

@@ -12,11 +12,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from jobhooks.cli.app import ConfigOption, app, console, err_console, fail, setup_logging
-from jobhooks.config.defaults import resolve_database
+from jobhooks.cli.common import choose_config, say_using
+from jobhooks.cli.output import JsonOption, print_json
+from jobhooks.config.defaults import default_config, resolve_database
 from jobhooks.config.load import read_config
+from jobhooks.config.locate import ConfigChoice
+from jobhooks.config.schema import JobhooksConfig
 from jobhooks.config.webconfig import read_manifest, read_webconfig, to_toml
 from jobhooks.dispatch.execute import Outcome
 from jobhooks.dispatch.isolation import run_as_registered
@@ -34,16 +39,22 @@ from jobhooks.store.catalog import resolvable_names
 from jobhooks.store.database import peek
 from jobhooks.testing import sample_context
 
-DEFAULT_CONFIG = Path("jobhooks.toml")
 
-
-def _load(config_path: Path) -> tuple[Any, Registry, list[str]]:
+def _read(choice: ConfigChoice) -> tuple[JobhooksConfig, list[str]]:
+    if choice.path is None:
+        return default_config(), []
     try:
-        config, problems = read_config(config_path)
+        return read_config(choice.path)
     except ConfigError as exc:
-        fail(f"cannot use {config_path}", *exc.problems)
+        fail(f"cannot use {choice.path}", *exc.problems)
+
+
+def _load(choice: ConfigChoice) -> tuple[JobhooksConfig, Registry, list[str]]:
+    config, problems = _read(choice)
+    database = resolve_database(config.server.database, choice.path)
+    say_using(choice, database)
     # Names of job types synced or seen resolve too, when the database already exists.
-    catalog = peek(resolve_database(config.server.database, config_path), resolvable_names)
+    catalog = peek(database, resolvable_names)
     registry, handler_problems = build_registry(config, catalog)
     return config, registry, problems + handler_problems
 
@@ -52,6 +63,13 @@ def _job_types_text(registered: RegisteredHandler) -> str:
     if registered.runs_for_all:
         return "* (every job type)"
     return "\n".join(registered.job_type_labels)
+
+
+def _when_text(registered: RegisteredHandler) -> str:
+    shown = registered.when.describe()
+    if registered.grouping is not None:
+        shown += f"\ndigest {registered.grouping.describe()}"
+    return shown
 
 
 def _registered_table(registry: Registry, *, with_properties: bool = False) -> Table:
@@ -65,7 +83,7 @@ def _registered_table(registry: Registry, *, with_properties: bool = False) -> T
             registered.name,
             registered.type_name,
             _job_types_text(registered),
-            registered.when.describe(),
+            _when_text(registered),
             f"{policy.timeout:g} s",
             str(policy.max_attempts),
             f"{policy.backoff:g} s",
@@ -82,25 +100,31 @@ def _registered_table(registry: Registry, *, with_properties: bool = False) -> T
     return table
 
 
-def _print_problems(config_path: Path, problems: list[str]) -> None:
+def _print_problems(config_path: Path | None, problems: list[str]) -> None:
     count = len(problems)
+    shown = escape(str(config_path or "the built-in default"))
     err_console.print(
-        f"[bold red]✗[/] {config_path}: {count} problem{'s' if count != 1 else ''}", markup=True
+        f"[bold red]✗[/] {shown}: {count} problem{'s' if count != 1 else ''}", markup=True
     )
     for problem in problems:
         err_console.print(f"  - {problem}", markup=False, soft_wrap=True)
 
 
 @app.command()
-def validate(config: ConfigOption = DEFAULT_CONFIG) -> None:
+def validate(config: ConfigOption = None) -> None:
     """Check a whole configuration and list every problem with where it is."""
-    _config, registry, problems = _load(config)
+    choice = choose_config(config)
+    _config, registry, problems = _load(choice)
     if problems:
-        _print_problems(config, problems)
+        _print_problems(choice.path, problems)
         raise typer.Exit(1)
     console.print(_registered_table(registry))
     count = len(registry)
-    console.print(f"✓ {config} is valid: {count} handler{'s' if count != 1 else ''} registered")
+    shown = choice.path or "the built-in default"
+    console.print(
+        f"✓ {shown} is valid: {count} handler{'s' if count != 1 else ''} registered",
+        markup=False,
+    )
 
 
 def _show_value(value: object) -> str:
@@ -113,15 +137,71 @@ def _show_value(value: object) -> str:
     return str(value)
 
 
+def _json_value(value: object) -> object:
+    if isinstance(value, Secret):
+        return value.masked()
+    if isinstance(value, list | tuple):
+        return [_json_value(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): _json_value(item) for key, item in value.items()}
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def _handlers_json(registry: Registry, problems: list[str]) -> dict[str, Any]:
+    registered = [
+        {
+            "name": handler.name,
+            "type": handler.type_name,
+            "job_types": "*" if handler.runs_for_all else [str(g) for g in handler.job_types],
+            "when": handler.when.describe(),
+            "digest": handler.grouping.describe() if handler.grouping else None,
+            "timeout": handler.policy.timeout,
+            "max_attempts": handler.policy.max_attempts,
+            "backoff": handler.policy.backoff,
+            "isolation": handler.policy.isolation,
+            "properties": {
+                spec.pascal_name: _json_value(getattr(handler.handler, spec.name))
+                for spec in property_specs(type(handler.handler))
+            },
+        }
+        for handler in registry
+    ]
+    installed: list[dict[str, Any]] = []
+    for name, entry in installed_types().items():
+        row: dict[str, Any] = {"type": name, "class": entry.value, "properties": [], "error": None}
+        try:
+            specs = property_specs(load_handler_type(name))
+        except HandlerTypeError as exc:
+            row["error"] = str(exc)
+            specs = ()
+        row["properties"] = [
+            {
+                "name": spec.pascal_name,
+                "expected": spec.type_text,
+                "required": spec.required,
+                "secret": spec.secret,
+                "default": None if spec.required or spec.secret else _json_value(spec.default),
+            }
+            for spec in specs
+        ]
+        installed.append(row)
+    return {"registered": registered, "installed": installed, "problems": problems}
+
+
 @app.command()
-def handlers(config: ConfigOption = DEFAULT_CONFIG) -> None:
+def handlers(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """List the registered handlers, and the installed handler types with their properties."""
-    problems: list[str] = []
-    if config.exists():
-        _config, registry, problems = _load(config)
-        console.print(_registered_table(registry, with_properties=True))
-    else:
-        console.print(f"(no configuration at {config}; showing installed types only)")
+    choice = choose_config(config)
+    _config, registry, problems = _load(choice)
+    if as_json:
+        print_json(_handlers_json(registry, problems))
+        if problems:
+            _print_problems(choice.path, problems)
+            raise typer.Exit(1)
+        return
+    console.print(_registered_table(registry, with_properties=True))
     types = Table(title="Installed handler types", title_justify="left")
     for column in ("type", "class", "property", "expected", "default"):
         types.add_column(column, overflow="fold")
@@ -146,14 +226,14 @@ def handlers(config: ConfigOption = DEFAULT_CONFIG) -> None:
             )
     console.print(types)
     if problems:
-        _print_problems(config, problems)
+        _print_problems(choice.path, problems)
         raise typer.Exit(1)
 
 
 @app.command("test-handler")
 def test_handler(
     name: Annotated[str, typer.Argument(help="Name of the registered handler to run.")],
-    config: ConfigOption = DEFAULT_CONFIG,
+    config: ConfigOption = None,
     result: Annotated[
         str | None,
         typer.Option(
@@ -191,14 +271,16 @@ def test_handler(
     (when), say first whether and why they fire for the job's --streak, and run the handler
     only if they do (exit 0 either way)."""
     setup_logging()
-    loaded_config, registry, problems = _load(config)
+    choice = choose_config(config)
+    loaded_config, registry, problems = _load(choice)
     registered = registry.get(name)
     if registered is None:
         relevant = [p for p in problems if f"{name!r}" in p] or problems
         if relevant:
-            _print_problems(config, relevant)
+            _print_problems(choice.path, relevant)
         known = ", ".join(h.name for h in registry) or "none"
-        fail(f"no valid handler named {name!r} in {config} (valid handlers: {known})")
+        where = choice.path or "the built-in default"
+        fail(f"no valid handler named {name!r} in {where} (valid handlers: {known})")
     overrides: dict[str, Any] = {}
     if context_json is not None:
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -16,7 +17,15 @@ from jobhooks.cli.app import app, console, fail, setup_logging
 from jobhooks.cli.operator_commands import DEFAULT_URL, TokenOption, UrlOption
 from jobhooks.demo.fleet import FleetPlan, SimulationResult
 from jobhooks.demo.fleet import simulate as run_simulation
-from jobhooks.demo.run import RULED_HANDLER, demo_config, free_listen, run_demo
+from jobhooks.demo.run import (
+    BURST,
+    DIGEST_HANDLER,
+    RULED_HANDLER,
+    demo_config,
+    demo_plan,
+    free_listen,
+    run_demo,
+)
 
 Agents = Annotated[int, typer.Option(min=1, max=10_000, help="Orchestrators in the fleet.")]
 Count = Annotated[int, typer.Option(min=1, max=10_000_000, help="Reports to send.")]
@@ -50,16 +59,24 @@ def simulate(
     failure: Failure = 0.10,
     warning: Warning_ = 0.05,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same fleet).")] = 1,
+    burst: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=1000,
+            help="Then this many machines fail every job at once (40 jobs each): a burst.",
+        ),
+    ] = 0,
 ) -> None:
     """Simulate an orchestrator fleet reporting completed jobs (needs an admin token)."""
     if not token:
         fail("an admin token is needed: pass --token or set JOBHOOKS_TOKEN")
     if failure + warning > 1:
         fail("--failure plus --warning must not exceed 1")
-    plan = FleetPlan(agents, count, rate, concurrency, failure, warning, seed=seed)
+    plan = FleetPlan(agents, count, rate, concurrency, failure, warning, seed=seed, burst=burst)
     result = asyncio.run(run_simulation(url, token, plan))
     _print_simulation(result)
-    if result.accepted != count:
+    if result.accepted != count + burst * plan.burst_jobs:
         raise typer.Exit(1)
 
 
@@ -84,6 +101,13 @@ def _summary(summary: dict[str, Any]) -> None:
     console.print(
         f"{RULED_HANDLER} (when failure-streak at 2, recovered): fired for {fired:,} "
         f"completions, not sent for {skipped:,}; see why on any completion's page",
+        markup=False,
+    )
+    members, digests = summary["digests"].get(DIGEST_HANDLER, (0, 0))
+    console.print(
+        f"{DIGEST_HANDLER} (when failure, a digest per machine): {members:,} failures "
+        f"delivered as {digests:,} digests ({BURST} machines failed every job at once at "
+        "the end)",
         markup=False,
     )
     c50, c99 = summary["checkin_latency"]
@@ -117,16 +141,22 @@ def demo(
         console.print(f"jobhooks demo serving at {url} (data in {data_dir})", markup=False)
 
     async def main() -> tuple[Any, dict[str, Any]]:
-        plan = FleetPlan(agents=agents, count=count, rate=rate)
+        plan = demo_plan(agents, count, rate)
         return await run_demo(config_path, plan, announce)
 
+    def stop(_signum: int, _frame: object) -> None:
+        # The same clean stop as Ctrl-C: the server child first, then the temporary folder.
+        raise KeyboardInterrupt
+
+    for number in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, stop)
     server = None
     try:
         server, summary = asyncio.run(main())
         _summary(summary)
         if not exit_after:
             console.print(
-                f"\nStill serving at {summary['url']}; press Ctrl-C to stop.\n"
+                f"\nStill serving at {summary['url']}; Ctrl-C (or SIGTERM) stops it.\n"
                 f"Dashboard: {summary['url']}/ui/ (sign in with this admin token: "
                 f"{summary['admin_token']}; a read-only one: jobhooks token create "
                 f"--viewer --config {config_path})\n"
@@ -141,6 +171,8 @@ def demo(
     except KeyboardInterrupt:
         pass
     finally:
+        for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(number, signal.SIG_IGN)  # a second signal must not cut the cleanup
         if server is not None and server.poll() is None:
             server.terminate()
             try:

@@ -3,7 +3,6 @@ in :mod:`jobhooks.cli.poll_commands`, beside its ``sync``)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import httpx
@@ -11,6 +10,7 @@ import typer
 from rich.table import Table
 
 from jobhooks.cli.app import app, console, fail
+from jobhooks.cli.output import Column, JsonOption, listing, print_json, when
 
 UrlOption = Annotated[
     str,
@@ -46,29 +46,57 @@ def _call(method: str, url: str, path: str, token: str | None, **params: Any) ->
     return response.json()
 
 
-def _when(moment: float | None) -> str:
-    if moment is None:
-        return ""
-    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M:%S")
+RUN_COLUMNS = (
+    Column("run", "id"),
+    Column("handler"),
+    Column("status"),
+    Column("attempts"),
+    Column("finished (UTC)", "time"),
+    Column("why"),
+    Column("last error"),
+)
+
+COMPLETION_COLUMNS = (
+    Column("id", "id"),
+    Column("received (UTC)", "time"),
+    Column("machine"),
+    Column("job type"),
+    Column("result"),
+    Column("retries"),
+)
 
 
 def _runs_table(rows: list[dict[str, Any]], title: str) -> Table:
-    table = Table(title=title, title_justify="left")
-    columns = ("run", "handler", "status", "attempts", "finished (UTC)", "why", "last error")
-    for column in columns:
-        table.add_column(column, overflow="fold")
+    lines = []
     for row in rows:
         trigger = row.get("trigger")
-        table.add_row(
-            row["id"],
-            row["handler"],
-            row["status"],
-            f"{row['attempts']}/{row['max_attempts']}",
-            _when(row.get("finished_at")),
-            f"{trigger['kind']}: {trigger['reason']}" if trigger else "every completion",
-            (row.get("last_error") or "")[:200],
+        why = f"{trigger['kind']}: {trigger['reason']}" if trigger else "every completion"
+        status = row["status"]
+        if row.get("group_size"):
+            why = f"digest of {row['group_size']}; {why}"
+        if row.get("closes_at"):
+            status = f"{status} until {when(row['closes_at'])}"
+        lines.append(
+            (
+                row["id"],
+                row["handler"],
+                status,
+                f"{row['attempts']}/{row['max_attempts']}",
+                when(row.get("finished_at")),
+                why,
+                (row.get("last_error") or "")[:200],
+            )
         )
-    return table
+    return listing(console, title, RUN_COLUMNS, lines)
+
+
+def _field(key: str, value: Any) -> str:
+    if value is None:
+        return ""
+    moment = key.endswith(("_at", "_timestamp"))
+    if moment and isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{when(value)} UTC"
+    return str(value)
 
 
 @app.command()
@@ -81,17 +109,21 @@ def completions(
     job_type: Annotated[str | None, typer.Option(help="Job type name.")] = None,
     result: Annotated[str | None, typer.Option(help="Job result, e.g. failure.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
+    as_json: JsonOption = False,
 ) -> None:
     """List recent completions, or show one with its handler runs."""
     if completion_id:
         detail = _call("GET", url, f"/api/v1/job-completions/{completion_id}", token)
-        table = Table(title=f"Completion {completion_id}", title_justify="left", show_header=False)
-        table.add_column("field")
-        table.add_column("value", overflow="fold")
+        if as_json:
+            print_json(detail)
+            return
+        fields = Table(title=f"Completion {completion_id}", title_justify="left", show_header=False)
+        fields.add_column("field")
+        fields.add_column("value", overflow="fold")
         for key, value in detail.items():
             if key not in ("handler_runs", "not_sent"):
-                table.add_row(key, "" if value is None else str(value))
-        console.print(table)
+                fields.add_row(key, _field(key, value))
+        console.print(fields)
         console.print(_runs_table(detail["handler_runs"], "Handler runs"))
         for note in detail.get("not_sent", []):
             console.print(f"{note['handler']}: {note['reason']}", markup=False)
@@ -107,19 +139,21 @@ def completions(
         result=result,
         limit=limit,
     )
-    table = Table(title="Completions (newest first)", title_justify="left")
-    for column in ("id", "received (UTC)", "machine", "job type", "result", "retries"):
-        table.add_column(column, overflow="fold")
-    for row in page["items"]:
-        table.add_row(
+    if as_json:
+        print_json(page["items"])
+        return
+    rows = [
+        (
             row["id"],
-            _when(row["received_at"]),
+            when(row["received_at"]),
             row["client_machine"],
             row["job_type"],
             row["job_result"],
             str(row["current_retry_count"]),
         )
-    console.print(table)
+        for row in page["items"]
+    ]
+    console.print(listing(console, "Completions (newest first)", COMPLETION_COLUMNS, rows))
 
 
 @app.command()
@@ -127,15 +161,20 @@ def runs(
     url: UrlOption = DEFAULT_URL,
     token: TokenOption = None,
     status: Annotated[
-        str | None, typer.Option(help="pending, running, succeeded, failed or dead.")
+        str | None,
+        typer.Option(help="collecting, pending, running, succeeded, failed or dead."),
     ] = None,
     handler: Annotated[str | None, typer.Option(help="Handler name.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
+    as_json: JsonOption = False,
 ) -> None:
     """List handler runs by status and handler."""
     page = _call(
         "GET", url, "/api/v1/handler-runs", token, status=status, handler=handler, limit=limit
     )
+    if as_json:
+        print_json(page["items"])
+        return
     console.print(_runs_table(page["items"], "Handler runs (newest first)"))
 
 

@@ -10,10 +10,22 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from jobhooks.cli.app import ConfigOption, app, console, err_console, fail, setup_logging
-from jobhooks.cli.common import StrictOption, run_until_stopped, runtime_or_exit, with_store
-from jobhooks.cli.operator_commands import DEFAULT_URL, TokenOption, UrlOption, _call, _when
+from jobhooks.cli.app import ConfigOption, app, console, err_console, fail, notice, setup_logging
+from jobhooks.cli.common import (
+    LogFormatOption,
+    LogLevelOption,
+    StrictOption,
+    choose_config,
+    run_until_stopped,
+    runtime_or_exit,
+    setup_process_logging,
+    with_store,
+)
+from jobhooks.cli.operator_commands import DEFAULT_URL, TokenOption, UrlOption, _call
+from jobhooks.cli.output import Column, JsonOption, listing, print_json, when
+from jobhooks.config.defaults import default_config
 from jobhooks.config.load import read_config
+from jobhooks.config.locate import ConfigChoice
 from jobhooks.config.schema import JobhooksConfig
 from jobhooks.errors import ConfigError, LeaseLost, PlatformError, StoreError
 from jobhooks.intake import LeasePolicy, RunPlanner
@@ -28,17 +40,18 @@ from jobhooks.store import Store
 from jobhooks.store.catalog import page_position
 from jobhooks.store.nodes import NodeIdentity
 
-DEFAULT_CONFIG = Path("jobhooks.toml")
 
-
-def _platform_config(config_path: Path) -> JobhooksConfig:
-    try:
-        parsed, _problems = read_config(config_path)
-    except ConfigError as exc:
-        fail(f"cannot use {config_path}", *exc.problems)
+def _platform_config(choice: ConfigChoice) -> JobhooksConfig:
+    if choice.path is None:
+        parsed = default_config()
+    else:
+        try:
+            parsed, _problems = read_config(choice.path)
+        except ConfigError as exc:
+            fail(f"cannot use {choice.path}", *exc.problems)
     if not parsed.platform.url:
         fail(
-            f"{config_path}: [platform] url is not set",
+            f"{choice.describe()}: [platform] url is not set",
             "pull mode reads the platform's REST API: set [platform] url and credentials",
         )
     return parsed
@@ -90,7 +103,12 @@ def _emitted_table(report: PollReport) -> Table:
 
 
 async def _poll_once(
-    store: Store, config_path: Path, parsed: JobhooksConfig, *, dry_run: bool, strict: bool
+    store: Store,
+    config_path: Path | None,
+    parsed: JobhooksConfig,
+    *,
+    dry_run: bool,
+    strict: bool = False,
 ) -> PollReport:
     """One poll: the catalog read from the platform (kept unless a dry run), the
     registrations built with it, then the history from the stored position to its end."""
@@ -152,7 +170,7 @@ async def _poll_once(
 
 @app.command()
 def poll(
-    config: ConfigOption = DEFAULT_CONFIG,
+    config: ConfigOption = None,
     once: Annotated[
         bool,
         typer.Option("--once", help="Poll once, report, and exit (whatever [poll] enabled says)."),
@@ -161,26 +179,28 @@ def poll(
         bool,
         typer.Option("--dry-run", help="With --once: print what would be created; store nothing."),
     ] = False,
+    log_level: LogLevelOption = None,
+    log_format: LogFormatOption = None,
     strict: StrictOption = False,
 ) -> None:
     """Follow the platform's job history: once (--once), or until stopped (a poll-only node)."""
-    setup_logging("WARNING" if once else "INFO")
+    choice = choose_config(config)
+    setup_process_logging(choice, log_level, log_format, "warning" if once else "info")
     if dry_run and not once:
         fail("--dry-run goes with --once")
-    parsed = _platform_config(config)
+    parsed = _platform_config(choice)
     if not once:
-        runtime = runtime_or_exit(config, with_worker=False, poll=True, quiet=True, strict=strict)
-        err_console.print(
-            f"jobhooks polling {parsed.platform.url} every {parsed.poll.interval:g} s "
-            f"(database {runtime.database}); SIGTERM stops.",
-            markup=False,
+        runtime = runtime_or_exit(choice, with_worker=False, poll=True, strict=strict)
+        notice(
+            f"jobhooks polling {parsed.platform.url} every {parsed.poll.interval:g} s; "
+            "SIGTERM stops."
         )
         run_until_stopped(runtime)
         return
     try:
         report = with_store(
-            config,
-            lambda store: _poll_once(store, config, parsed, dry_run=dry_run, strict=strict),
+            choice,
+            lambda store: _poll_once(store, choice.path, parsed, dry_run=dry_run, strict=strict),
         )
     except PlatformError as exc:
         fail(f"the platform's job history could not be read: {exc}")
@@ -193,6 +213,14 @@ def poll(
     tail = " Nothing was stored (dry run)." if dry_run else ""
     console.print(f"{_summary(report)}.{tail}", markup=False, soft_wrap=True)
 
+
+JOB_TYPE_COLUMNS = (
+    Column("GUID", "id"),
+    Column("name"),
+    Column("from"),
+    Column("completions"),
+    Column("first seen (UTC)", "time"),
+)
 
 job_types_app = typer.Typer(
     help="Job types known to jobhooks; 'sync' reads the platform's catalog.",
@@ -207,6 +235,7 @@ def job_types(
     ctx: typer.Context,
     url: UrlOption = DEFAULT_URL,
     token: TokenOption = None,
+    as_json: JsonOption = False,
     config: Annotated[
         Path | None,
         typer.Option(
@@ -222,18 +251,19 @@ def job_types(
     if ctx.invoked_subcommand is not None:
         return
     rows = _stored_job_types(config) if config is not None else _served_job_types(url, token)
-    table = Table(title="Job types", title_justify="left")
-    for column in ("name", "GUID", "from", "completions", "first seen (UTC)"):
-        table.add_column(column, overflow="fold")
+    if as_json:
+        print_json(rows)
+        return
+    lines = []
     for row in rows:
         origin = row["origin"]
         named = row.get("config_name")
         if named and origin != "config":
             origin = f"{origin}, config ({named})"
-        table.add_row(
-            row["name"], row["id"], origin, str(row["completions"]), _when(row.get("first_seen"))
+        lines.append(
+            (row["id"], row["name"], origin, str(row["completions"]), when(row.get("first_seen")))
         )
-    console.print(table)
+    console.print(listing(console, "Job types", JOB_TYPE_COLUMNS, lines))
 
 
 def _served_job_types(url: str, token: str | None) -> list[dict[str, Any]]:
@@ -249,8 +279,9 @@ def _served_job_types(url: str, token: str | None) -> list[dict[str, Any]]:
 
 def _stored_job_types(config: Path) -> list[dict[str, Any]]:
     """The catalog as the server would list it, read from the configuration's database."""
+    choice = choose_config(config)
     try:
-        named = {str(guid): name for name, guid in settings(config).job_types.items()}
+        named = {str(guid): name for name, guid in settings(choice.path).job_types.items()}
     except ConfigError as exc:
         fail(f"cannot use {config}", *exc.problems)
 
@@ -264,25 +295,26 @@ def _stored_job_types(config: Path) -> list[dict[str, Any]]:
                 return rows
             after = page_position(page["next"])
 
-    return with_store(config, read)
+    return with_store(choice, read)
 
 
 @job_types_app.command("sync")
-def job_types_sync(config: ConfigOption = DEFAULT_CONFIG) -> None:
+def job_types_sync(config: ConfigOption = None) -> None:
     """Read the job type catalog from the platform (store types and custom job types)
     into the database, so registrations may name job types."""
     setup_logging("WARNING")
-    parsed = _platform_config(config)
+    choice = choose_config(config)
+    parsed = _platform_config(choice)
     try:
         entries = asyncio.run(_fetch(parsed))
     except PlatformError as exc:
         fail(f"the platform's job type catalog could not be read: {exc}")
     pairs = [(entry.name, entry.id) for entry in entries]
-    count = with_store(config, lambda store: store.pull.save_catalog(pairs))
-    table = Table(title="Job types synced from the platform", title_justify="left")
-    for column in ("name", "GUID", "from"):
-        table.add_column(column, overflow="fold")
-    for entry in sorted(entries, key=lambda e: e.name.casefold()):
-        table.add_row(entry.name, str(entry.id), entry.source)
-    console.print(table)
+    count = with_store(choice, lambda store: store.pull.save_catalog(pairs))
+    lines = [
+        (str(entry.id), entry.name, entry.source)
+        for entry in sorted(entries, key=lambda e: e.name.casefold())
+    ]
+    columns = (Column("GUID", "id"), Column("name"), Column("from"))
+    console.print(listing(console, "Job types synced from the platform", columns, lines))
     console.print(f"Synced {count} job types from {parsed.platform.url}.", markup=False)

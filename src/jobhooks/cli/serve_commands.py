@@ -1,54 +1,39 @@
-"""``serve``, ``worker`` and ``db upgrade``: run jobhooks."""
+"""``serve`` and ``worker``: run jobhooks."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 import uvicorn
 
-from jobhooks.cli.app import app, err_console, fail, setup_logging
-from jobhooks.cli.common import StrictOption, run_until_stopped, runtime_or_exit
-from jobhooks.config.defaults import resolve_database
-from jobhooks.errors import ConfigError, StoreError
+from jobhooks.cli.app import ConfigOption, app, notice
+from jobhooks.cli.common import (
+    LogFormatOption,
+    LogLevelOption,
+    StrictOption,
+    choose_config,
+    run_until_stopped,
+    runtime_or_exit,
+    setup_process_logging,
+)
+from jobhooks.cli.listen import bind_listener, split_listen
 from jobhooks.service.runtime import Runtime
-from jobhooks.service.startup import settings
-from jobhooks.store.database import upgrade_database
-from jobhooks.store.migrate import head_revision
-
-OptionalConfig = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        envvar="JOBHOOKS_CONFIG",
-        help="Path of jobhooks.toml (default: the built-in default configuration).",
-    ),
-]
 
 
-def _split_listen(listen: str) -> tuple[str, int]:
-    host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit():
-        fail(f"--listen: expected HOST:PORT, got {listen!r}")
-    return host.strip("[]"), int(port)
-
-
-def build_server(runtime: Runtime, listen: str) -> uvicorn.Server:
-    """A uvicorn server for the runtime's web app (uvloop and httptools, no access log)."""
+def build_server(runtime: Runtime) -> uvicorn.Server:
+    """A uvicorn server for the runtime's web app (uvloop and httptools, no access log), to
+    run on a socket bound beforehand (see :func:`~jobhooks.cli.listen.bind_listener`)."""
     from jobhooks.web import create_app
 
-    host, port = _split_listen(listen)
     config = uvicorn.Config(
         create_app(runtime),
-        host=host,
-        port=port,
         loop="uvloop",
         http="httptools",
         lifespan="on",
         access_log=False,
         log_level="warning",
+        log_config=None,  # uvicorn's records go through jobhooks' own handler and format
         server_header=False,
         timeout_graceful_shutdown=10,
     )
@@ -63,61 +48,57 @@ def _handlers(runtime: Runtime) -> str:
 
 @app.command()
 def serve(
-    config: OptionalConfig = None,
+    config: ConfigOption = None,
     listen: Annotated[
         str | None, typer.Option(help="HOST:PORT to listen on (overrides [server] listen).")
     ] = None,
     no_worker: Annotated[
         bool, typer.Option("--no-worker", help="Serve the API only; run workers elsewhere.")
     ] = False,
+    log_level: LogLevelOption = None,
+    log_format: LogFormatOption = None,
     strict: StrictOption = False,
 ) -> None:
     """Run the HTTP API and (unless --no-worker) a worker in this process."""
-    setup_logging()
-    runtime = runtime_or_exit(config, with_worker=not no_worker, strict=strict)
-    address = listen or runtime.live.config.server.listen
-    server = build_server(runtime, address)
+    choice = choose_config(config)
+    setup_process_logging(choice, log_level, log_format)
+    if listen is not None:
+        split_listen(listen)
+    runtime = runtime_or_exit(choice, with_worker=not no_worker, strict=strict)
+    try:
+        listener = bind_listener(listen or runtime.live.config.server.listen)
+    except BaseException:
+        runtime.store.close()
+        raise
+    host, port = listener.getsockname()[:2]
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    server = build_server(runtime)
     role = "API only" if no_worker else "API and worker"
-    err_console.print(
-        f"jobhooks serving on http://{address} ({role}; database {runtime.database}, "
-        f"{_handlers(runtime)}). SIGHUP reloads the configuration.",
-        markup=False,
+    notice(
+        f"jobhooks serving on http://{address} ({role}; "
+        f"{_handlers(runtime)}). SIGHUP reloads the configuration."
     )
     runtime.handle_sighup = True
-    server.run()
+    with listener:
+        server.run(sockets=[listener])
 
 
 @app.command()
-def worker(config: OptionalConfig = None, strict: StrictOption = False) -> None:
+def worker(
+    config: ConfigOption = None,
+    log_level: LogLevelOption = None,
+    log_format: LogFormatOption = None,
+    strict: StrictOption = False,
+) -> None:
     """Run a worker only: claim due runs from the database and run their handlers
     (and follow the platform's job history when [poll] enabled)."""
-    setup_logging()
-    runtime = runtime_or_exit(config, with_worker=True, strict=strict)
-    err_console.print(
-        f"jobhooks worker on {runtime.database} ({_handlers(runtime)}). "
-        "SIGHUP reloads the configuration; SIGTERM stops after running handlers finish.",
-        markup=False,
+    choice = choose_config(config)
+    setup_process_logging(choice, log_level, log_format)
+    runtime = runtime_or_exit(choice, with_worker=True, strict=strict)
+    notice(
+        f"jobhooks worker ({_handlers(runtime)}): SIGHUP reloads the "
+        "configuration; SIGTERM stops after running handlers finish."
     )
     runtime.handle_sighup = True
 
     run_until_stopped(runtime)
-
-
-db = typer.Typer(help="Database schema.", no_args_is_help=True)
-app.add_typer(db, name="db")
-
-
-@db.command("upgrade")
-def db_upgrade(config: OptionalConfig = None) -> None:
-    """Run the schema migrations the database lacks."""
-    try:
-        url = resolve_database(settings(config).server.database, config)
-        before, after = upgrade_database(url)
-    except ConfigError as exc:
-        fail(f"cannot use {config}", *exc.problems)
-    except StoreError as exc:
-        fail(str(exc))
-    if before == after:
-        typer.echo(f"The schema is up to date ({after}).")
-    else:
-        typer.echo(f"Upgraded the schema from {before or 'empty'} to {head_revision()}.")

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from jobhooks.cli.app import app, console, fail
-from jobhooks.cli.common import with_store
-from jobhooks.cli.serve_commands import OptionalConfig
+from jobhooks.cli.app import ConfigOption, app, console, fail
+from jobhooks.cli.common import choose_config, with_store
+from jobhooks.cli.output import Column, JsonOption, listing, print_json, when
 
 token = typer.Typer(help="API tokens: agent, admin and viewer.", no_args_is_help=True)
 app.add_typer(token, name="token")
@@ -19,7 +17,7 @@ app.add_typer(token, name="token")
 
 @token.command("create")
 def token_create(
-    config: OptionalConfig = None,
+    config: ConfigOption = None,
     agent: Annotated[
         str | None, typer.Option(help="Agent id (GUID) this token may report completions for.")
     ] = None,
@@ -41,42 +39,60 @@ def token_create(
         except ValueError:
             fail(f"--agent: not a GUID: {agent!r}")
     role = "agent" if agent_id else "admin" if admin else "viewer"
-    secret, _info = with_store(config, lambda store: store.tokens.create(role, agent_id, label))
+    secret, _info = with_store(
+        choose_config(config), lambda store: store.tokens.create(role, agent_id, label)
+    )
     typer.echo(secret)
 
 
-def _when(moment: float | None) -> str:
-    if moment is None:
-        return ""
-    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
 @token.command("list")
-def token_list(config: OptionalConfig = None) -> None:
+def token_list(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """List tokens (their ids and roles; the tokens themselves are not kept)."""
-    rows = with_store(config, lambda store: store.tokens.all())
-    table = Table(title="Tokens", title_justify="left")
-    for column in ("id", "role", "agent", "label", "created", "revoked"):
-        table.add_column(column)
-    for info in rows:
-        table.add_row(
+    rows = with_store(choose_config(config), lambda store: store.tokens.all())
+    if as_json:
+        print_json(
+            [
+                {
+                    "id": info.id,
+                    "role": info.role,
+                    "agent_id": str(info.agent_id) if info.agent_id else None,
+                    "label": info.label,
+                    "created_at": info.created_at,
+                    "revoked_at": info.revoked_at,
+                }
+                for info in rows
+            ]
+        )
+        return
+    columns = (
+        Column("id", "id", width=12),
+        Column("role"),
+        Column("agent", "id") if any(info.agent_id for info in rows) else Column("agent"),
+        Column("label"),
+        Column("created (UTC)", "time"),
+        Column("revoked (UTC)", "time"),
+    )
+    lines = [
+        (
             info.id,
             info.role,
             str(info.agent_id or ""),
             info.label or "",
-            _when(info.created_at),
-            _when(info.revoked_at),
+            when(info.created_at),
+            when(info.revoked_at),
         )
-    console.print(table)
+        for info in rows
+    ]
+    console.print(listing(console, "Tokens", columns, lines))
 
 
 @token.command("revoke")
 def token_revoke(
     token_id: Annotated[str, typer.Argument(help="Token id from 'token list', or the token.")],
-    config: OptionalConfig = None,
+    config: ConfigOption = None,
 ) -> None:
     """Revoke a token (servers stop accepting it within 10 seconds)."""
-    found = with_store(config, lambda store: store.tokens.revoke(token_id))
+    found = with_store(choose_config(config), lambda store: store.tokens.revoke(token_id))
     if not found:
         fail(f"no active token {token_id!r} (see 'jobhooks token list')")
     typer.echo(f"Revoked {token_id}.")

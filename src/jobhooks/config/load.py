@@ -205,14 +205,7 @@ def parse_config(data: Mapping[str, Any], origin: ConfigOrigin) -> tuple[Jobhook
         config = JobhooksConfig.model_validate(rest)
     except ValidationError as exc:
         problems.extend(_problems(exc, (), data, origin))
-        valid = {}
-        for key, value in rest.items():
-            try:
-                JobhooksConfig.model_validate({key: value})
-            except ValidationError:
-                continue
-            valid[key] = value
-        config = JobhooksConfig.model_validate(valid)
+        config = JobhooksConfig.model_validate(_valid_parts(rest))
     config = config.model_copy(update={"handlers": handlers})
     config._origin = origin
     names: dict[str, int] = {}
@@ -231,6 +224,29 @@ def parse_config(data: Mapping[str, Any], origin: ConfigOrigin) -> tuple[Jobhook
     config._registration_problems = {index: tuple(found) for index, found in theirs.items()}
     config._unread = tuple(unread)
     return config, problems
+
+
+def _valid_parts(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The sections of ``data`` that validate; of a section with invalid keys, the keys
+    that do, so nothing valid looks unset: a [smtp] password that cannot be resolved is one
+    problem, not also "[smtp] host is empty" in every email handler."""
+    valid: dict[str, Any] = {}
+    for key, value in data.items():
+        try:
+            JobhooksConfig.model_validate({key: value})
+        except ValidationError as exc:
+            if not isinstance(value, Mapping):
+                continue
+            bad = {error["loc"][1] for error in exc.errors() if len(error["loc"]) > 1}
+            kept = {name: item for name, item in value.items() if name not in bad}
+            try:
+                JobhooksConfig.model_validate({key: kept})
+            except ValidationError:
+                continue
+            valid[key] = kept
+        else:
+            valid[key] = value
+    return valid
 
 
 def read_config(path: str | Path) -> tuple[JobhooksConfig, list[str]]:

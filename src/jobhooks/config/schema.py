@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import importlib.util
 import re
+import ssl
 import sys
 import uuid
 from collections.abc import Mapping, Sequence
@@ -29,7 +30,10 @@ from jobhooks.sdk.trigger import TRIGGERS
 
 __all__ = [
     "DEFAULT_DATABASE",
+    "DEFAULT_GROUP_MAX",
+    "DEFAULT_GROUP_WAIT",
     "DEFAULT_LISTEN",
+    "GROUP_FIELDS",
     "HandlerRegistration",
     "JobhooksConfig",
     "PlatformSettings",
@@ -41,6 +45,10 @@ __all__ = [
 ]
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
+GROUP_FIELDS = ("job_type", "job_type_id", "client_machine", "agent_id", "job_result", "job_id")
+"""The context fields a registration's digests may be grouped by (``group_by``)."""
+DEFAULT_GROUP_WAIT = 30.0
+DEFAULT_GROUP_MAX = 100
 DEFAULT_DATABASE = "sqlite:///jobhooks-data/jobhooks.db"
 
 PositiveSeconds = Annotated[float, Field(gt=0, le=86_400)]
@@ -79,6 +87,24 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def check_ca_bundle(value: str | None) -> str | None:
+    """A ``ca_bundle`` must name a readable PEM file of certificates: checked when the
+    configuration is read, not at the first connection."""
+    if value is None:
+        return None
+    try:
+        ssl.create_default_context(cafile=value)
+    except FileNotFoundError:
+        raise ValueError(f"no such file: {value}") from None
+    except IsADirectoryError:
+        raise ValueError(f"{value} is a folder; name the PEM file of the CA certificates") from None
+    except PermissionError:
+        raise ValueError(f"cannot read {value}: permission denied") from None
+    except (ssl.SSLError, OSError, ValueError):
+        raise ValueError(f"{value} holds no PEM certificate to trust") from None
+    return value
+
+
 class ServerSettings(_Section):
     """``[server]``: where the API listens and what it stores in."""
 
@@ -88,6 +114,10 @@ class ServerSettings(_Section):
     concurrency: Annotated[int, Field(ge=1, le=1024)] = 32
     threads: Annotated[int, Field(ge=1, le=256)] = 8
     lease: PositiveSeconds = 60.0
+    log_level: Literal["debug", "info", "warning", "error", "critical"] | None = None
+    """Least severe level logged by serve, worker and poll (None: each command's own)."""
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object per line, for a log collector."""
 
     @field_validator("listen")
     @classmethod
@@ -113,10 +143,11 @@ class PlatformSettings(_Section):
 
     url: str | None = None
     auth: Literal["basic", "negotiate"] | None = None
-    """``negotiate``: Windows authentication, as the seed's client (``UseDefaultCredentials``):
-    Kerberos from the service's keytab or ticket cache, or NTLM with ``username`` and
-    ``password`` (the optional extra ``jobhooks[windows-auth]``). Unset: Basic with a
-    username and password, else the bearer token or OAuth credentials given."""
+    """``negotiate``: Windows authentication, as Keyfactor Command's own client
+    (``UseDefaultCredentials``): Kerberos from the service's keytab or ticket cache, or
+    NTLM with ``username`` and ``password`` (the optional extra ``jobhooks[windows-auth]``).
+    Unset: Basic with a username and password, else the bearer token or OAuth credentials
+    given."""
     username: str | None = None
     password: Secret | None = None
     token: Secret | None = None
@@ -129,6 +160,8 @@ class PlatformSettings(_Section):
     verify: bool = True
     timeout: PositiveSeconds = 30.0
     api_version: str = "1"
+
+    _check_ca_bundle = field_validator("ca_bundle")(check_ca_bundle)
 
     @field_validator("url", "token_url")
     @classmethod
@@ -196,6 +229,8 @@ class SmtpSettings(_Section):
     ca_bundle: str | None = None
     """PEM file of the CA(s) that signed the SMTP server's certificate (an internal relay)."""
     timeout: PositiveSeconds = 30.0
+
+    _check_ca_bundle = field_validator("ca_bundle")(check_ca_bundle)
 
     @field_validator("tls", mode="before")
     @classmethod
@@ -268,6 +303,12 @@ class HandlerRegistration(_Section):
     """``failure-streak``: the consecutive failure of a job that fires it."""
     repeat_every: Duration | None = None
     """``still-failing``: how often, at most, while the streak lasts."""
+    group_by: str | list[str] | None = None
+    """Digest what fires into one run per group of these context fields (``[]``: one group)."""
+    group_wait: Duration | None = None
+    """How long a digest collects after its first completion (default 30 s)."""
+    group_max: Annotated[int, Field(ge=1, le=1000)] | None = None
+    """The most completions one digest holds (default 100); a full digest closes at once."""
     _position: int | None = PrivateAttr(default=None)
 
     @field_validator("when")
@@ -301,7 +342,28 @@ class HandlerRegistration(_Section):
             )
         if self.repeat_every is not None and "still-failing" not in self.triggers:
             raise ValueError('repeat_every is used by when = "still-failing" only')
+        if self.group_by is None and (self.group_wait is not None or self.group_max is not None):
+            raise ValueError(
+                "group_wait and group_max shape digests: set group_by too "
+                '(such as group_by = ["client_machine"], or [] for one digest)'
+            )
         return self
+
+    @field_validator("group_by")
+    @classmethod
+    def _check_group_by(cls, value: str | list[str] | None) -> list[str] | None:
+        if isinstance(value, str):
+            value = [value]
+        for name in value or ():
+            if name not in GROUP_FIELDS:
+                close = difflib.get_close_matches(name, GROUP_FIELDS, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(
+                    f"cannot group by {name!r}{hint} (one of {', '.join(GROUP_FIELDS)})"
+                )
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("a field is listed twice")
+        return value
 
     @property
     def position(self) -> int | None:

@@ -52,6 +52,10 @@ class FleetPlan:
     warning: float = 0.05
     jobs_per_agent: int = 5
     seed: int = 1
+    burst: int = 0
+    """Machines whose every job fails at once after the other reports (a host gone down)."""
+    burst_jobs: int = 40
+    """Jobs on each of those machines."""
 
 
 @dataclass
@@ -80,25 +84,30 @@ class SimulationResult:
         return cuts[min(len(cuts) - 1, max(0, round(fraction * 1000) - 1))]
 
 
-def _fleet(plan: FleetPlan, rng: random.Random) -> list[dict[str, Any]]:
-    jobs = []
-    for number in range(plan.agents):
+def _machine_jobs(prefix: str, count: int, jobs: int, rng: random.Random) -> list[dict[str, Any]]:
+    """``jobs`` jobs on each of ``count`` machines named ``<prefix>NN.example.com``."""
+    found = []
+    for number in range(count):
         agent = uuid.UUID(int=rng.getrandbits(128), version=4)
-        machine = f"orch{number + 1:02d}.example.com"
-        for _ in range(plan.jobs_per_agent):
+        host = f"{prefix}{number + 1:02d}"
+        for _ in range(jobs):
             name, operation = rng.choice(JOB_TYPES)
-            jobs.append(
+            found.append(
                 {
                     "agent_id": str(agent),
-                    "username": f"EXAMPLE\\svc-orch{number + 1:02d}",
-                    "client_machine": machine,
+                    "username": f"EXAMPLE\\svc-{host}",
+                    "client_machine": f"{host}.example.com",
                     "job_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
                     "job_type": name,
                     "job_type_id": str(job_type_id(name)),
                     "operation_type": operation,
                 }
             )
-    return jobs
+    return found
+
+
+def _stamp() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def _report(job: dict[str, Any], plan: FleetPlan, rng: random.Random) -> dict[str, Any]:
@@ -109,24 +118,33 @@ def _report(job: dict[str, Any], plan: FleetPlan, rng: random.Random) -> dict[st
         result, message = "Warning", "Completed with warnings: 1 certificate skipped"
     else:
         result, message = "Success", None
-    return {
-        **job,
-        "job_result": result,
-        "message": message,
-        "request_timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
+    return {**job, "job_result": result, "message": message, "request_timestamp": _stamp()}
+
+
+def _burst(plan: FleetPlan, rng: random.Random) -> list[dict[str, Any]]:
+    """Every job of ``plan.burst`` machines failing at once: the host is unreachable."""
+    return [
+        {
+            **job,
+            "job_result": "Failure",
+            "message": f"Unable to connect to {job['client_machine']}: connection timed out",
+            "request_timestamp": _stamp(),
+        }
+        for job in _machine_jobs("store", plan.burst, plan.burst_jobs, rng)
+    ]
 
 
 async def simulate(
     url: str, token: str, plan: FleetPlan, *, progress: bool = True
 ) -> SimulationResult:
-    """Post ``plan.count`` reports from ``plan.agents`` agents to ``url``.
+    """Post ``plan.count`` reports from ``plan.agents`` agents to ``url``, then the burst's.
 
     ``token`` is an admin token (it may report for any agent).
     """
     rng = random.Random(plan.seed)
-    jobs = _fleet(plan, rng)
+    jobs = _machine_jobs("orch", plan.agents, plan.jobs_per_agent, rng)
     reports = [_report(rng.choice(jobs), plan, rng) for _ in range(plan.count)]
+    reports += _burst(plan, rng)
     result = SimulationResult()
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     for report in reports:
@@ -147,7 +165,8 @@ async def simulate(
         disable=not progress,
         transient=False,
     )
-    task = bar.add_task("reports", total=plan.count, rate=0.0)
+    total = len(reports)
+    task = bar.add_task("reports", total=total, rate=0.0)
     sent = 0
 
     async def agent_loop(client: httpx.AsyncClient) -> None:
@@ -174,7 +193,7 @@ async def simulate(
                 if response.status_code == 202:
                     result.results[report["job_result"]] += 1
                     result.completion_ids.append(response.json()["id"])
-            done = plan.count - queue.qsize()
+            done = total - queue.qsize()
             bar.update(task, completed=done, rate=done / max(1e-9, time.perf_counter() - started))
 
     with bar:

@@ -20,10 +20,31 @@ from jobhooks.demo.fleet import JOB_TYPES, FleetPlan, SimulationResult, job_type
 from jobhooks.registry import load
 from jobhooks.store import Store
 
-__all__ = ["RULED_HANDLER", "demo_config", "free_listen", "percentiles", "run_demo"]
+__all__ = [
+    "BURST",
+    "DIGEST_HANDLER",
+    "DIGEST_WAIT",
+    "RULED_HANDLER",
+    "demo_config",
+    "demo_plan",
+    "free_listen",
+    "percentiles",
+    "run_demo",
+]
 
 RULED_HANDLER = "page-on-call"
 """The demo's registration with notification rules (the summary counts what it fired)."""
+DIGEST_HANDLER = "machine-down"
+"""The demo's registration with digests: failures grouped per machine."""
+DIGEST_WAIT = 5.0
+"""Seconds its digests collect."""
+BURST = 3
+"""Machines of the demo's fleet whose every job fails at once at the end."""
+
+
+def demo_plan(agents: int = 20, count: int = 2000, rate: float = 0.0) -> FleetPlan:
+    """The demo's fleet: ``count`` reports, then :data:`BURST` machines failing every job."""
+    return FleetPlan(agents=agents, count=count, rate=rate, burst=BURST)
 
 
 def free_listen(preferred: str) -> str:
@@ -70,6 +91,14 @@ type = "log"
 job_types = "*"
 when = ["failure-streak", "recovered"]
 streak = 2
+
+[[handlers]]
+name = "{DIGEST_HANDLER}"
+type = "log"
+job_types = "*"
+when = "failure"
+group_by = ["client_machine"]
+group_wait = "{DIGEST_WAIT:g}s"
 """
 
 
@@ -121,7 +150,9 @@ async def run_demo(
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             counts = await store.reads.run_totals()
-            waiting = sum(c["pending"] + c["running"] + c["failed"] for c in counts.values())
+            waiting = sum(
+                c["collecting"] + c["pending"] + c["running"] + c["failed"] for c in counts.values()
+            )
             if waiting == 0:
                 break
             await asyncio.sleep(0.25)
@@ -132,6 +163,7 @@ async def run_demo(
             "completions": await store.reads.totals_by_result(),
             "runs": await store.reads.run_totals(),
             "not_sent": await store.reads.not_sent_totals(),
+            "digests": await store.reads.digest_totals(),
             "checkin_latency": percentiles(result.latencies),
             "dispatch_latency": percentiles(await store.reads.dispatch_latencies()),
         }

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import threading
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -14,6 +13,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
+from jobhooks.dispatch.threads import handler_threads, ordinary_error
 from jobhooks.registry.matching import RegisteredHandler
 from jobhooks.sdk.context import JobCompleteContext
 
@@ -51,42 +51,10 @@ def _failure(exc: BaseException, started: float, started_at: float) -> Outcome:
     return Outcome(False, time.perf_counter() - started, summary[:1000], text, started_at)
 
 
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is None:
-        future.set_result(result)
-    else:
-        future.set_exception(error)
-
-
-def _ordinary(exc: BaseException) -> Exception:
-    # SystemExit and the like end a handler's attempt, never the event loop.
-    return exc if isinstance(exc, Exception) else RuntimeError(f"{type(exc).__name__}: {exc}")
-
-
 async def run_in_thread(call: Callable[[], T]) -> T:
-    """Run a blocking call on a daemon thread of its own and await its result.
-
-    A pool's thread that never returns (a handler stuck on a dead socket) is
-    lost to every later run, and joined at exit. This thread is abandoned
-    when its caller stops waiting: it holds up nothing, not even the exit.
-    """
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-
-    def target() -> None:
-        result: Any = None
-        error: BaseException | None = None
-        try:
-            result = call()
-        except BaseException as exc:
-            error = _ordinary(exc)
-        with contextlib.suppress(RuntimeError):  # the loop closed in the meantime
-            loop.call_soon_threadsafe(_settle, future, result, error)
-
-    threading.Thread(target=target, name="jobhooks-handler", daemon=True).start()
-    return await future
+    """Run a blocking call on a handler thread and await its result (see
+    :mod:`jobhooks.dispatch.threads`: a call that never returns holds up nothing)."""
+    return await handler_threads().call(call)
 
 
 async def _call_async(registered: RegisteredHandler, context: JobCompleteContext) -> Any:
@@ -95,7 +63,7 @@ async def _call_async(registered: RegisteredHandler, context: JobCompleteContext
     except (Exception, asyncio.CancelledError):
         raise
     except BaseException as exc:
-        raise _ordinary(exc) from exc
+        raise ordinary_error(exc) from exc
 
 
 async def _within(

@@ -13,6 +13,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from jobhooks.dispatch.execute import Outcome, run_attempt, run_in_thread
+from jobhooks.logs import LogSetup, configure_logging, current_setup
 from jobhooks.registry.matching import RegisteredHandler
 from jobhooks.sdk.context import JobCompleteContext
 from jobhooks.sdk.handler import JobCompleteHandler
@@ -27,7 +28,10 @@ module) before the attempt fails; the handler's timeout counts from when it has.
 _STARTED = "started"
 
 
-def _child(pipe: Connection, handler: JobCompleteHandler, context: JobCompleteContext) -> None:
+def _child(
+    pipe: Connection, handler: JobCompleteHandler, context: JobCompleteContext, logs: LogSetup
+) -> None:
+    configure_logging(*logs)  # a spawned interpreter logs like its worker
     try:
         pipe.send(_STARTED)
         result: Any = handler.run_handler(context)
@@ -47,7 +51,9 @@ def _run_blocking(
     handler: JobCompleteHandler, context: JobCompleteContext, timeout: float
 ) -> Outcome:
     receiver, sender = _spawn.Pipe(duplex=False)
-    process = _spawn.Process(target=_child, args=(sender, handler, context), daemon=True)
+    process = _spawn.Process(
+        target=_child, args=(sender, handler, context, current_setup()), daemon=True
+    )
     began = time.perf_counter()
     process.start()
     sender.close()

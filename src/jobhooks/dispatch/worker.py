@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import os
 import random
@@ -11,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from jobhooks.dispatch.execute import Outcome
 from jobhooks.dispatch.isolation import run_as_registered
@@ -35,8 +37,20 @@ CLAIM_GATHER = 0.02
 
 
 def build_context(run: ClaimedRun, clients: PlatformClients) -> JobCompleteContext:
-    """The handler's context for a claimed run."""
-    fields = run.fields
+    """The handler's context for a claimed run (a digest's: its newest completion's,
+    with every completion in ``group``)."""
+    members = tuple(
+        _context(fields, run.attempt, clients, ()) for fields in run.fields.get("group", ())
+    )
+    return _context(run.fields, run.attempt, clients, members)
+
+
+def _context(
+    fields: dict[str, Any],
+    attempt: int,
+    clients: PlatformClients,
+    group: tuple[JobCompleteContext, ...],
+) -> JobCompleteContext:
     return JobCompleteContext(
         agent_id=fields["agent_id"],
         username=fields.get("username", ""),
@@ -53,8 +67,9 @@ def build_context(run: ClaimedRun, clients: PlatformClients) -> JobCompleteConte
         completion_id=fields["completion_id"],
         source=fields.get("source", "check-in"),
         job_history_id=fields.get("job_history_id"),
-        attempt=run.attempt,
+        attempt=attempt,
         trigger=fields.get("trigger"),
+        group=group,
         client=clients.client,
         async_client=clients.async_client,
     )
@@ -96,7 +111,8 @@ class Worker:
         self._busy = 0  # runs started or reserved; guarded by _lock
         self._wake = asyncio.Event()
         self._backlog = True
-        self._next_retry: float | None = None
+        self._timers: list[float] = []
+        """When runs fall due that this process knows of (retries, digests closing): a heap."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -125,6 +141,19 @@ class Worker:
         loop = self._loop
         if loop is not None:
             loop.call_soon_threadsafe(self._start_all, runs)
+
+    def wake_at(self, when: float) -> None:
+        """Look for due runs at ``when`` (a digest closes then). Thread-safe."""
+        loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self._look_at, when)
+
+    def _look_at(self, when: float) -> None:
+        if self._timers and when == self._timers[0]:
+            return
+        heapq.heappush(self._timers, when)
+        if when == self._timers[0]:
+            self._wake.set()
 
     def _start_all(self, runs: Sequence[ClaimedRun]) -> None:
         for run in runs:
@@ -175,14 +204,15 @@ class Worker:
                     continue
             self._wake.clear()
             timeout = self._poll_interval
-            if self._next_retry is not None:
-                timeout = max(0.0, min(timeout, self._next_retry - time.time()))
+            if self._timers:
+                timeout = max(0.0, min(timeout, self._timers[0] - time.time()))
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except TimeoutError:
                 self._backlog = True
-                if self._next_retry is not None and self._next_retry <= time.time():
-                    self._next_retry = None
+                now = time.time()
+                while self._timers and self._timers[0] <= now:
+                    heapq.heappop(self._timers)
 
     async def _gone(self) -> list[str]:
         """The processes that are gone, looked up every few seconds: their runs come first."""
@@ -244,10 +274,8 @@ class Worker:
                 self._metrics.runs.labels(run.handler, decision.status).inc()
                 self._metrics.run_duration.labels(run.handler).observe(outcome.duration)
             # Look again when a retry is due rather than at the next poll.
-            if decision.status is RunStatus.FAILED and (
-                self._next_retry is None or decision.due_at < self._next_retry
-            ):
-                self._next_retry = decision.due_at
+            if decision.status is RunStatus.FAILED:
+                self._look_at(decision.due_at)
         except StoreError as exc:
             # The store logs each change of its state once; a gone process's runs are
             # taken back by the others.

@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Literal
 import aiosmtplib
 
 from jobhooks import JobCompleteContext, JobCompleteHandler, Secret
+from jobhooks.handlers._digest import digest_lines
 from jobhooks.handlers._templates import compile_template, render
 
 __all__ = ["EmailHandler", "SmtpTlsError", "header_text"]
@@ -253,7 +254,7 @@ class EmailHandler(JobCompleteHandler):
     async def send(self, message: EmailMessage) -> None:
         """Send through the configured SMTP server; raises on any delivery error.
 
-        TLS as the seed's MailKit ``Connect(host, port)`` chooses it when
+        TLS as Keyfactor Command's MailKit ``Connect(host, port)`` chooses it when
         ``tls`` is ``auto``: implicit TLS on port 465, otherwise STARTTLS
         whenever the server offers it. ``starttls`` and ``implicit`` require
         it. A password goes over an unencrypted connection only with ``tls =
@@ -320,6 +321,20 @@ class EmailHandler(JobCompleteHandler):
     @property
     def _server(self) -> str:
         return f"SMTP server {self.smtp_server}:{self.smtp_port}"
+
+    @staticmethod
+    def digest_body(context: JobCompleteContext) -> str:
+        """A digest's completions as plain text: one line each, oldest first."""
+        first, last = context.group[0], context.group[-1]
+        lines = [
+            f"{len(context.group)} orchestrator jobs completed "
+            f"(completions {first.completion_id} to {last.completion_id}):",
+            "",
+            *digest_lines(context),
+        ]
+        if context.trigger is not None:
+            lines += ["", f"Why this mail:   {context.trigger.reason}"]
+        return "\n".join(lines)
 
     @staticmethod
     def details(context: JobCompleteContext) -> str:

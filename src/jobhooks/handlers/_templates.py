@@ -37,8 +37,15 @@ def compile_template(source: str, what: str) -> Template:
 
 
 def template_variables(context: JobCompleteContext) -> dict[str, Any]:
-    """The names a template can use: every context field, plus ``failed``."""
-    return {**context.to_dict(), "failed": context.failed}
+    """The names a template can use: every context field, plus ``failed``, and ``group``
+    (every completion of a digest as a mapping of the same fields, oldest first; a list of
+    one outside a digest) with ``group_size``."""
+    return {
+        **context.to_dict(),
+        "failed": context.failed,
+        "group": [member.to_dict() for member in context.group],
+        "group_size": len(context.group),
+    }
 
 
 def render(template: Template, context: JobCompleteContext, what: str) -> str:

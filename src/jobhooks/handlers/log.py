@@ -17,6 +17,9 @@ class LogHandler(JobCompleteHandler):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
     def run_handler(self, context: JobCompleteContext) -> bool:
-        line = json.dumps({"handler": self.name, **context.to_dict()}, ensure_ascii=False)
-        logger.log(logging.getLevelNamesMapping()[self.level.upper()], line)
+        fields = {"handler": self.name, **context.to_dict()}
+        line = json.dumps(fields, ensure_ascii=False)
+        # json_fields: with --log-format json the fields are the log line's own keys.
+        level = logging.getLevelNamesMapping()[self.level.upper()]
+        logger.log(level, "%s", line, extra={"json_fields": fields})
         return True

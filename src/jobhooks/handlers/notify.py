@@ -7,9 +7,12 @@ the URL of each service.
 
 from __future__ import annotations
 
+import dataclasses
+
 import apprise
 
 from jobhooks import JobCompleteContext, JobCompleteHandler, JobResult, Secret
+from jobhooks.handlers._digest import digest_lines, digest_title
 from jobhooks.handlers._templates import compile_template, render
 
 DEFAULT_TITLE = "{{ job_type }} job {{ job_result }} on {{ client_machine }}"
@@ -34,7 +37,8 @@ class NotifyError(RuntimeError):
 
 class NotifyHandler(JobCompleteHandler):
     """Notify every Apprise URL in ``urls`` of completions whose result is in ``results``
-    (with rules, ``when = [...]``, of every completion the rules chose)."""
+    (with rules, ``when = [...]``, of every completion the rules chose). A digest is one
+    notification: the count in its title, one line per completion in its body."""
 
     urls: list[Secret]
     results: list[str] = ["failure"]  # noqa: RUF012  (a property default, never mutated)
@@ -59,10 +63,21 @@ class NotifyHandler(JobCompleteHandler):
                 )
 
     async def run_handler(self, context: JobCompleteContext) -> bool:
-        if context.trigger is None and context.job_result not in self._results:
-            return True
-        title = render(self._title, context, "title")
-        body = render(self._body, context, "body")
+        if context.trigger is None:
+            chosen = tuple(m for m in context.group if m.job_result in self._results)
+            if not chosen:
+                return True
+            if len(chosen) != len(context.group):
+                context = dataclasses.replace(chosen[-1], group=chosen)
+        if context.is_digest and self.title == DEFAULT_TITLE:
+            title = f"Digest: {digest_title(context)}"
+        else:
+            title = render(self._title, context, "title")
+        if context.is_digest and self.body == DEFAULT_BODY:
+            why = f"\nWhy: {context.trigger.reason}" if context.trigger else ""
+            body = "\n".join(digest_lines(context)) + why
+        else:
+            body = render(self._body, context, "body")
         notify_type = _NOTIFY_TYPES.get(context.job_result, apprise.NotifyType.INFO)
         delivered = await self._targets.async_notify(
             body=body, title=title, notify_type=notify_type

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from jobhooks import JobCompleteContext, JobResult
+from jobhooks.handlers._digest import digest_title
 from jobhooks.handlers._mail import EmailHandler
 
 
@@ -37,6 +40,8 @@ class RepeatedFailureEmailHandler(EmailHandler):
         )
 
     async def run_handler(self, context: JobCompleteContext) -> bool:
+        if context.is_digest:
+            return await self._send_digest(context)
         if not self.should_send(context):
             return True
         trigger = context.trigger
@@ -56,4 +61,19 @@ class RepeatedFailureEmailHandler(EmailHandler):
             + self.details(context)
         )
         await self.send(self.compose(context, subject, body))
+        return True
+
+    async def _send_digest(self, context: JobCompleteContext) -> bool:
+        """One mail for the digest's completions that pass :meth:`should_send`."""
+        chosen = tuple(member for member in context.group if self.should_send(member))
+        if not chosen:
+            return True
+        if len(chosen) == 1:
+            return await self.run_handler(dataclasses.replace(chosen[0], group=()))
+        digest = dataclasses.replace(chosen[-1], group=chosen)
+        recovered = all(m.trigger is not None and m.trigger.kind == "recovered" for m in chosen)
+        subject = (
+            f"Orchestrator Jobs {'Recovered' if recovered else 'Failed'}: {digest_title(digest)}"
+        )
+        await self.send(self.compose(digest, subject, self.digest_body(digest)))
         return True

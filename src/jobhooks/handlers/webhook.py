@@ -112,13 +112,18 @@ class WebhookHandler(JobCompleteHandler):
         return f"msg_{digest[:32]}"
 
     def document(self, context: JobCompleteContext, moment: datetime) -> str:
-        """The JSON body of the delivery."""
-        payload = {
+        """The JSON body of the delivery (a digest: ``type`` ``digest`` and every completion
+        in ``completions``, oldest first)."""
+        payload: dict[str, object] = {
             "type": "job.completed",
             "schema_version": SCHEMA_VERSION,
             "timestamp": moment.isoformat().replace("+00:00", "Z"),
             "data": context.to_dict(),
         }
+        if context.is_digest:
+            payload["type"] = "digest"
+            payload["count"] = len(context.group)
+            payload["completions"] = [member.to_dict() for member in context.group]
         return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
 
     async def run_handler(self, context: JobCompleteContext) -> bool:

@@ -6,8 +6,8 @@ import uuid
 from dataclasses import dataclass
 
 from jobhooks.intake.rules import NotificationRule
-from jobhooks.registry.matching import DeliveryPolicy, Registry, WhenRules
-from jobhooks.store.records import PlannedRun
+from jobhooks.registry.matching import DeliveryPolicy, Registry
+from jobhooks.store.records import DigestPlan, PlannedRun
 
 __all__ = ["LeasePolicy", "RunPlanner"]
 
@@ -56,16 +56,26 @@ class RunPlanner:
         planned = self._plans.get(job_type_id)
         if planned is None:
             planned = tuple(
-                self._run(h.name, h.policy, h.when) for h in registry.for_job_type(job_type_id)
+                PlannedRun(
+                    h.name,
+                    h.policy.max_attempts,
+                    self.leases.lease(h.policy),
+                    None if h.when.always else NotificationRule(h.when),
+                    None
+                    if h.grouping is None
+                    else DigestPlan(h.grouping.fields, h.grouping.wait, h.grouping.most),
+                )
+                for h in registry.for_job_type(job_type_id)
             ) + tuple(
-                self._run(q.name, q.policy, q.when, held=True)
+                # Held one per completion (no digest): its grouping may be what is broken.
+                PlannedRun(
+                    q.name,
+                    q.policy.max_attempts,
+                    self.leases.lease(q.policy),
+                    None if q.when.always else NotificationRule(q.when),
+                    held=True,
+                )
                 for q in registry.held_for(job_type_id)
             )
             self._plans[job_type_id] = planned
         return planned
-
-    def _run(
-        self, name: str, policy: DeliveryPolicy, when: WhenRules, held: bool = False
-    ) -> PlannedRun:
-        rule = None if when.always else NotificationRule(when)
-        return PlannedRun(name, policy.max_attempts, self.leases.lease(policy), rule, held)

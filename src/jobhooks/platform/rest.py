@@ -119,6 +119,12 @@ class PlatformApi:
             items.extend(page.rows)
         return items
 
+    def _shown(self, path: str) -> str:
+        """The URL a request for ``path`` goes to, without credentials or query."""
+        url = self.client.base_url.join(path)
+        port = f":{url.port}" if url.port else ""
+        return f"{url.scheme}://{url.host}{port}{url.path}"
+
     async def _send(self, method: str, path: str, **options: Any) -> httpx.Response:
         try:
             response = await self.client.request(method, path, **options)
@@ -126,13 +132,15 @@ class PlatformApi:
             raise
         except httpx.TimeoutException as exc:
             raise PlatformError(
-                f"{method} {path} timed out ({type(exc).__name__}); the platform is slow or "
-                "unreachable ([platform] timeout sets how long to wait)",
+                f"{method} {self._shown(path)} timed out ({type(exc).__name__}); the platform "
+                "is slow or unreachable ([platform] timeout sets how long to wait)",
                 kind="timeout",
             ) from None
         except httpx.HTTPError as exc:
             raise PlatformError(
-                f"cannot reach the platform for {method} {path}: {type(exc).__name__}: {exc}",
+                f"cannot reach the platform at {self._shown(path)} for {method} {path}: "
+                f"{type(exc).__name__}: {exc} (check [platform] url, and that this host can "
+                "reach it)",
                 kind="unreachable",
             ) from None
         status = response.status_code

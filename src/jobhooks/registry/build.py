@@ -13,6 +13,8 @@ from jobhooks.config.defaults import default_config
 from jobhooks.config.load import did_you_mean, read_config
 from jobhooks.config.origin import KeyPath
 from jobhooks.config.schema import (
+    DEFAULT_GROUP_MAX,
+    DEFAULT_GROUP_WAIT,
     HandlerRegistration,
     JobhooksConfig,
     SmtpSettings,
@@ -22,12 +24,13 @@ from jobhooks.errors import ConfigError
 from jobhooks.registry.discovery import HandlerTypeError, load_handler_type
 from jobhooks.registry.matching import (
     DeliveryPolicy,
+    Grouping,
     RegisteredHandler,
     RegistrationProblem,
     Registry,
     WhenRules,
 )
-from jobhooks.registry.properties import coerce_properties
+from jobhooks.registry.properties import coerce_properties, configured_handler
 from jobhooks.sdk.enums import normalise_name
 
 __all__ = ["LoadedConfig", "build_registry", "load", "load_for_serving"]
@@ -199,11 +202,7 @@ def _register(
     if problems:
         return failed(problems)
     try:
-        handler = handler_class()
-        for name, value in values.items():
-            setattr(handler, name, value)
-        handler.name = registration.name  # type: ignore[misc]
-        handler.setup()
+        handler = configured_handler(handler_class, values, registration.name)
     except Exception as exc:
         message = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
         return failed([f"{label}: {message} {where(('handlers', index))}"])
@@ -215,6 +214,13 @@ def _register(
         policy=_policy(registration),
         job_type_labels=labels,
         when=_when(registration),
+        grouping=None
+        if registration.group_by is None
+        else Grouping(
+            tuple(registration.group_by),
+            registration.group_wait or DEFAULT_GROUP_WAIT,
+            registration.group_max or DEFAULT_GROUP_MAX,
+        ),
     )
     return _Built(registered, [], job_type_ids, True)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import sys
 from importlib.metadata import EntryPoint, entry_points
 
 from jobhooks.config.load import did_you_mean
@@ -25,6 +26,24 @@ def installed_types() -> dict[str, EntryPoint]:
     return dict(sorted(found.items()))
 
 
+def _not_found(type_ref: str, module_name: str, missing: str | None) -> str:
+    """Why ``module_name`` cannot be imported, and how to make it importable."""
+    itself = missing is None or module_name == missing or module_name.startswith(missing + ".")
+    if not itself:
+        return (
+            f"module {module_name!r} (for type {type_ref!r}) imports {missing!r}, which is not "
+            f"installed: pip install the package that provides it into this environment "
+            f"({sys.prefix})"
+        )
+    return (
+        f"no module named {module_name!r} (for type {type_ref!r}). The module must be "
+        "importable by the jobhooks process: a file beside jobhooks.toml is not found by itself. "
+        "Install its package into this environment (pip install ./your-package, or pip install "
+        f"-e ./your-package while you work on it; environment {sys.prefix}), or add the folder "
+        "that holds it to PYTHONPATH (PYTHONPATH=/path/to/folder jobhooks serve ...)"
+    )
+
+
 def load_handler_type(type_ref: str) -> type[JobCompleteHandler]:
     """Load the class a registration's ``type`` names.
 
@@ -34,6 +53,8 @@ def load_handler_type(type_ref: str) -> type[JobCompleteHandler]:
         module_name, _, attribute = type_ref.partition(":")
         try:
             module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            raise HandlerTypeError(_not_found(type_ref, module_name, exc.name)) from None
         except ImportError as exc:
             raise HandlerTypeError(
                 f"cannot import module {module_name!r} for type {type_ref!r}: {exc}"

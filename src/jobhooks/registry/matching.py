@@ -11,7 +11,14 @@ from typing import Literal
 from jobhooks.config.schema import format_duration
 from jobhooks.sdk.handler import JobCompleteHandler
 
-__all__ = ["DeliveryPolicy", "RegisteredHandler", "RegistrationProblem", "Registry", "WhenRules"]
+__all__ = [
+    "DeliveryPolicy",
+    "Grouping",
+    "RegisteredHandler",
+    "RegistrationProblem",
+    "Registry",
+    "WhenRules",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +59,21 @@ class WhenRules:
 
 
 @dataclass(frozen=True, slots=True)
+class Grouping:
+    """A registration's digests: what fires within ``wait`` seconds of the first completion
+    of a group (the same values of ``fields``), at most ``most`` of them, is one run."""
+
+    fields: tuple[str, ...]
+    wait: float
+    most: int
+
+    def describe(self) -> str:
+        """``by client_machine, 30s, at most 100`` for people."""
+        by = ", ".join(self.fields) if self.fields else "one digest"
+        return f"by {by}; {format_duration(self.wait)}, at most {self.most}"
+
+
+@dataclass(frozen=True, slots=True)
 class RegisteredHandler:
     """One registration: a configured handler instance and what it runs for."""
 
@@ -64,6 +86,8 @@ class RegisteredHandler:
     job_type_labels: tuple[str, ...] = ()
     """The job types as written in the registration (names or GUIDs), for display."""
     when: WhenRules = field(default_factory=WhenRules)
+    grouping: Grouping | None = None
+    """Its digests (``group_by``); None runs once per completion that fires it."""
 
     @property
     def runs_for_all(self) -> bool:

@@ -8,7 +8,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, get_args, get_origin
+from typing import Any, ClassVar, Literal, TypeVar, get_args, get_origin
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
@@ -17,7 +17,9 @@ from jobhooks.sdk.enums import normalise_name
 from jobhooks.sdk.handler import JobCompleteHandler
 from jobhooks.sdk.secret import Secret
 
-__all__ = ["PropertySpec", "coerce_properties", "property_specs"]
+__all__ = ["PropertySpec", "coerce_properties", "configured_handler", "property_specs"]
+
+H = TypeVar("H", bound=JobCompleteHandler)
 
 _MISSING: Any = object()
 _LENIENT = ConfigDict(coerce_numbers_to_str=True)
@@ -174,3 +176,15 @@ def coerce_properties(
         if spec.required and spec.name not in values and spec.name not in seen:
             problems.append((spec.pascal_name, f"is required ({spec.type_text})"))
     return values, problems
+
+
+def configured_handler(handler_class: type[H], values: Mapping[str, Any], name: str) -> H:
+    """An instance of ``handler_class`` as a registration makes it: the coerced ``values``
+    (from :func:`coerce_properties`) set as its properties, ``name`` set, then ``setup()``
+    called. Whatever ``setup()`` raises propagates."""
+    handler = handler_class()
+    for attribute, value in values.items():
+        setattr(handler, attribute, value)
+    handler.name = name  # type: ignore[misc]
+    handler.setup()
+    return handler

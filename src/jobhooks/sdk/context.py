@@ -87,14 +87,28 @@ class JobCompleteContext:
     trigger: Trigger | None = None
     """Why this run exists when its registration has rules (``when``); None under
     ``when = "always"``."""
+    group: tuple[JobCompleteContext, ...] = field(default=(), repr=False, compare=False)
+    """The completions of the digest this run delivers, oldest first (``group_by``); the
+    context itself is the newest. Outside a digest, a group of one: this context."""
     client: httpx.Client = field(default_factory=unconfigured_client, repr=False, compare=False)
     async_client: httpx.AsyncClient = field(
         default_factory=unconfigured_async_client, repr=False, compare=False
     )
 
+    def __post_init__(self) -> None:
+        if not self.group:
+            object.__setattr__(self, "group", (self,))
+
     def __reduce__(self) -> tuple[Any, ...]:
         # Clients hold sockets and cannot cross a process boundary; the data can.
-        return (_from_data, (self.to_dict(),))
+        alone = len(self.group) == 1 and self.group[0] is self
+        members = [] if alone else [m.to_dict() for m in self.group]
+        return (_from_data, (self.to_dict(), members))
+
+    @property
+    def is_digest(self) -> bool:
+        """True when this run delivers a digest of several completions."""
+        return len(self.group) > 1
 
     @property
     def failed(self) -> bool:
@@ -151,14 +165,17 @@ class JobCompleteContext:
         return cls.from_dict(data, **overrides)
 
 
-def _from_data(data: dict[str, Any]) -> JobCompleteContext:
-    return JobCompleteContext.from_dict(data)
+def _from_data(
+    data: dict[str, Any], members: list[dict[str, Any]] | None = None
+) -> JobCompleteContext:
+    group = tuple(JobCompleteContext.from_dict(m) for m in members or ())
+    return JobCompleteContext.from_dict(data, group=group)
 
 
 DATA_FIELDS: tuple[str, ...] = tuple(
     f.name
     for f in dataclasses.fields(JobCompleteContext)
-    if f.name not in ("client", "async_client")
+    if f.name not in ("client", "async_client", "group")
 )
 REQUIRED_FIELDS = ("agent_id", "job_id", "job_type", "job_type_id", "job_result")
 _PASCAL = {name: "".join(part.capitalize() for part in name.split("_")) for name in DATA_FIELDS}

@@ -19,13 +19,14 @@ from sqlalchemy import Connection, and_, or_, select
 
 from jobhooks.store.catalog import record_seen
 from jobhooks.store.dialect import RUNS_CHANNEL, execute_many, notify
+from jobhooks.store.digests import DigestBook, group_key
 from jobhooks.store.ids import new_id
 from jobhooks.store.ports import LocalWorker
 from jobhooks.store.queue import HandOff, Reserve, insert_runs, new_runs, stored_trigger
-from jobhooks.store.records import CheckinReceipt, NewCompletion, RunReceipt
+from jobhooks.store.records import CheckinReceipt, NewCompletion, RunReceipt, RunStatus
 from jobhooks.store.stats import record_completions, shard
 from jobhooks.store.streaks import JobHistory
-from jobhooks.store.tables import completions, runs
+from jobhooks.store.tables import completions, digest_members, runs
 from jobhooks.store.writer import BatchOperation
 
 __all__ = ["CheckinWrites", "completion_row", "insert_checkins"]
@@ -115,15 +116,25 @@ def _notes_json(notes: tuple[tuple[str, str], ...]) -> str:
 
 
 def _runs_of(connection: Connection, completion_ids: list[str]) -> dict[str, list[RunReceipt]]:
+    """The runs each completion made, and the digests it joined."""
     found: dict[str, list[RunReceipt]] = {cid: [] for cid in completion_ids}
-    query = (
-        select(runs.c.id, runs.c.completion_id, runs.c.handler, runs.c.status, runs.c.trigger)
-        .where(runs.c.completion_id.in_(completion_ids))
-        .order_by(runs.c.id)
+    columns = (runs.c.id, runs.c.handler, runs.c.status, runs.c.trigger, runs.c.due_at)
+    own = select(runs.c.completion_id.label("owner"), *columns).where(
+        runs.c.completion_id.in_(completion_ids), runs.c.group_key.is_(None)
     )
-    for row in connection.execute(query):
-        found[row.completion_id].append(
-            RunReceipt(row.id, row.handler, row.status, stored_trigger(row.trigger))
+    joined = select(digest_members.c.completion_id.label("owner"), *columns).where(
+        digest_members.c.completion_id.in_(completion_ids), runs.c.id == digest_members.c.run_id
+    )
+    for row in connection.execute(own.union_all(joined).order_by("id")):
+        collecting = row.status == RunStatus.COLLECTING
+        found[row.owner].append(
+            RunReceipt(
+                row.id,
+                row.handler,
+                row.status,
+                stored_trigger(row.trigger),
+                row.due_at if collecting else None,
+            )
         )
     return found
 
@@ -176,7 +187,18 @@ def insert_checkins(
         if notes:
             fields["_rule_notes"] = _notes_json(tuple(notes))
         decided.append((index, item, completion_id, fields, fired))
-    handoff = HandOff(reserve, sum(len(fired) for *_rest, fired in decided))
+    book = DigestBook(
+        connection,
+        (
+            (plan.handler, group_key(fields, plan.digest))
+            for *_rest, fields, fired in decided
+            for plan, _trigger in fired
+            if plan.digest is not None
+        ),
+    )
+    handoff = HandOff(
+        reserve, sum(plan.digest is None for *_rest, fired in decided for plan, _ in fired)
+    )
     for index, item, completion_id, fields, fired in decided:
         fields["_idempotency_key"] = item.idempotency_key
         completion_rows.append(completion_row(completion_id, fields, now))
@@ -185,9 +207,12 @@ def insert_checkins(
         )
         public = {k: v for k, v in fields.items() if not k.startswith("_")}
         public["completion_id"] = completion_id
-        rows, receipt.runs, receipt.handed_off = new_runs(
-            completion_id, public, fired, now, handoff
-        )
+        each = [(plan, trigger) for plan, trigger in fired if plan.digest is None]
+        rows, receipt.runs, receipt.handed_off = new_runs(completion_id, public, each, now, handoff)
+        for plan, trigger in fired:
+            if plan.digest is not None:
+                slot = group_key(fields, plan.digest)
+                receipt.runs.append(book.add(completion_id, plan, slot, trigger, now))
         run_rows += rows
         receipts[index] = receipt
     handoff.give_back()
@@ -195,6 +220,7 @@ def insert_checkins(
     if completion_rows:
         execute_many(connection, _INSERT_COMPLETION, completion_rows)
         insert_runs(connection, run_rows)
+        book.save()
         history.save(connection, now)
         seen = {str(item.fields["job_type_id"]): item.fields["job_type"] for _, item, _ in fresh}
         record_seen(connection, seen, now, known_job_types)
@@ -251,11 +277,17 @@ class CheckinWrites:
         return receipts
 
     def after_commit(self, receipts: Sequence[CheckinReceipt]) -> None:
-        """Start the runs handed to the local worker, now that they are committed."""
+        """Start the runs handed to the local worker, now that they are committed, and have
+        it look again when the digests they joined close."""
         self._reserved = 0
+        if self._local is None:
+            return
         handed = [run for receipt in receipts for run in receipt.handed_off]
-        if handed and self._local is not None:
+        if handed:
             self._local.deliver(handed)
+        closing = [run.closes_at for receipt in receipts for run in receipt.runs if run.closes_at]
+        if closing:
+            self._local.wake_at(min(closing))
 
     def after_rollback(self) -> None:
         """Give the local worker its slots back: nothing will run them (on PostgreSQL,

@@ -317,7 +317,7 @@ def _notify(connection: Connection, items: Sequence[tuple[str, str]], now: float
 
 
 def _next_due(connection: Connection) -> float | None:
-    query = select(func.min(runs.c.due_at)).where(runs.c.status.in_(RunStatus.OPEN))
+    query = select(func.min(runs.c.due_at)).where(runs.c.status.in_(RunStatus.UNFINISHED))
     value = connection.execute(query).scalar()
     return float(value) if value is not None else None
 

@@ -36,6 +36,11 @@ class LocalWorker(Protocol):
         """Take committed runs reserved earlier; called from the writer thread."""
         ...
 
+    def wake_at(self, when: float) -> None:
+        """Look for due runs at ``when`` (a digest closes then); called from the writer
+        thread."""
+        ...
+
 
 class WorkerStore(Protocol):
     """What a worker needs: claim due runs under a lease and report how they went."""

@@ -15,6 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from jobhooks.sdk.trigger import Trigger
 from jobhooks.store.dialect import execute_many
+from jobhooks.store.digests import close_digests, members_of
 from jobhooks.store.ids import new_id
 from jobhooks.store.nodes import forget_nodes, has_node
 from jobhooks.store.records import ClaimedRun, PlannedRun, RunOutcome, RunReceipt, RunStatus
@@ -213,6 +214,8 @@ _CANDIDATE_COLUMNS = (
     runs.c.lease_until,
     runs.c.created_at,
     runs.c.trigger,
+    runs.c.group_key,
+    runs.c.due_at,
 )
 
 
@@ -228,7 +231,7 @@ def _candidates(connection: Connection, request: ClaimRequest, now: float) -> li
             .limit(request.limit)
         )
         if postgres:
-            query = query.with_for_update(skip_locked=True)
+            query = query.with_for_update(skip_locked=True, key_share=True)
         found = list(connection.execute(query))
         if len(found) < request.limit:
             forget_nodes(connection, request.dead)
@@ -236,7 +239,7 @@ def _candidates(connection: Connection, request: ClaimRequest, now: float) -> li
         query = (
             select(*_CANDIDATE_COLUMNS)
             .where(
-                runs.c.status.in_(RunStatus.OPEN),
+                runs.c.status.in_(RunStatus.UNFINISHED),
                 runs.c.due_at <= now,
                 or_(runs.c.worker.is_(None), ~has_node(runs.c.worker)),
             )
@@ -244,7 +247,9 @@ def _candidates(connection: Connection, request: ClaimRequest, now: float) -> li
             .limit(request.limit - len(found))
         )
         if postgres:
-            query = query.with_for_update(skip_locked=True)
+            # FOR NO KEY UPDATE: a check-in adding a completion to a digest (a key share
+            # lock on its run) is not blocked by the claim, see store.digests.
+            query = query.with_for_update(skip_locked=True, key_share=True)
         found += connection.execute(query)
     return found
 
@@ -318,9 +323,13 @@ def claim_runs(
                 for row in claimed_rows
             ],
         )
-        completion_ids = list({row.completion_id for row in claimed_rows})
+        digests = [row.id for row in claimed_rows if row.group_key is not None]
+        close_digests(connection, digests)
+        members = members_of(connection, digests)
+        completion_ids = {row.completion_id for row in claimed_rows}
+        completion_ids.update(c for joined in members.values() for c, _trigger in joined)
         rows = connection.execute(
-            select(completions).where(completions.c.id.in_(completion_ids))
+            select(completions).where(completions.c.id.in_(list(completion_ids)))
         ).all()
         fields = {row.id: completion_fields(row) for row in rows}
         results.append(
@@ -332,14 +341,28 @@ def claim_runs(
                     attempt=row.attempts + 1,
                     number=row.total_attempts + 1,
                     max_attempts=row.max_attempts,
-                    fields=_with_trigger(fields[row.completion_id], row.trigger),
+                    fields=(
+                        _digest_fields(fields, members[row.id], row.completion_id)
+                        if row.id in members
+                        else _with_trigger(fields[row.completion_id], row.trigger)
+                    ),
                     worker=request.worker,
-                    created_at=row.created_at,
+                    # A digest's dispatch latency counts from when it closed.
+                    created_at=row.created_at if row.group_key is None else row.due_at,
                 )
                 for row in claimed_rows
             ]
         )
     return results
+
+
+def _digest_fields(
+    fields: dict[str, dict[str, Any]], joined: list[tuple[str, str | None]], first: str
+) -> dict[str, Any]:
+    """A digest's context fields: its newest completion's, with ``group`` the fields of
+    every completion in it, oldest first (those a retention run removed are left out)."""
+    group = [_with_trigger(fields[c], trigger) for c, trigger in joined if c in fields]
+    return {**(group[-1] if group else fields[first]), "group": group}
 
 
 TAKEN_OVER = "reported after its run was taken back from it"
@@ -394,6 +417,10 @@ _CLAIM = (
     update(runs)
     .where(runs.c.id == bindparam("run_id"))
     .values(
+        # A digest stops collecting once a worker takes it.
+        status=case(
+            (runs.c.status == RunStatus.COLLECTING, RunStatus.PENDING), else_=runs.c.status
+        ),
         worker=bindparam("holder"),
         attempts=runs.c.attempts + 1,
         total_attempts=runs.c.total_attempts + 1,

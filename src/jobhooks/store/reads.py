@@ -16,11 +16,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Row, case, func, select
+from sqlalchemy import Connection, Row, and_, case, func, or_, select
 
 from jobhooks.sdk.enums import JobResult, OperationType
 from jobhooks.store.access import Database
 from jobhooks.store.catalog import job_type_names, job_type_order, job_type_page
+from jobhooks.store.digests import members_of
 from jobhooks.store.ids import id_floor
 from jobhooks.store.queue import shown_condition
 from jobhooks.store.records import RunStatus
@@ -30,6 +31,7 @@ from jobhooks.store.tables import (
     attempts,
     completion_stats,
     completions,
+    digest_members,
     job_types,
     runs,
 )
@@ -60,6 +62,7 @@ __all__ = [
     "backlog",
     "completion_detail",
     "completion_page",
+    "digest_totals",
     "dispatch_latencies",
     "filter_choices",
     "handler_health",
@@ -128,8 +131,8 @@ def completion_view(row: Row[Any]) -> CompletionView:
     )
 
 
-def _run_fields(row: Row[Any]) -> dict[str, Any]:
-    waiting = row.status in RunStatus.OPEN and row.worker is None
+def _run_fields(row: Row[Any], group_size: int | None = None) -> dict[str, Any]:
+    waiting = row.status in RunStatus.UNFINISHED and row.worker is None
     return {
         "id": row.id,
         "completion_id": row.completion_id,
@@ -146,12 +149,27 @@ def _run_fields(row: Row[Any]) -> dict[str, Any]:
         "duration": row.duration,
         "last_error": row.last_error,
         "trigger": json.loads(row.trigger) if row.trigger else None,
+        "group_size": group_size,
+        "closes_at": row.due_at if row.status == RunStatus.COLLECTING else None,
     }
 
 
-def run_view(row: Row[Any]) -> RunView:
+def run_view(row: Row[Any], group_size: int | None = None) -> RunView:
     """A handler_runs row as operators see it."""
-    return RunView(**_run_fields(row))
+    return RunView(**_run_fields(row, group_size))
+
+
+def _group_sizes(connection: Connection, rows: Sequence[Row[Any]]) -> dict[str, int]:
+    """How many completions each digest among ``rows`` holds."""
+    digests = [row.id for row in rows if row.group_key is not None]
+    if not digests:
+        return {}
+    query = (
+        select(digest_members.c.run_id, func.count())
+        .where(digest_members.c.run_id.in_(digests))
+        .group_by(digest_members.c.run_id)
+    )
+    return {run_id: int(count) for run_id, count in connection.execute(query)}
 
 
 # -- completions ---------------------------------------------------------------
@@ -219,10 +237,19 @@ def completion_detail(connection: Connection, completion_id: str) -> CompletionD
     row = connection.execute(select(completions).where(completions.c.id == completion_id)).first()
     if row is None:
         return None
+    joined = select(digest_members.c.run_id).where(digest_members.c.completion_id == completion_id)
     run_rows = connection.execute(
-        select(runs).where(runs.c.completion_id == completion_id).order_by(runs.c.id)
+        select(runs)
+        .where(
+            or_(
+                and_(runs.c.completion_id == completion_id, runs.c.group_key.is_(None)),
+                runs.c.id.in_(joined),
+            )
+        )
+        .order_by(runs.c.id)
     ).all()
     history: dict[str, list[AttemptView]] = {run.id: [] for run in run_rows}
+    members = members_of(connection, [run.id for run in run_rows if run.group_key is not None])
     attempt_rows = connection.execute(
         select(attempts)
         .where(attempts.c.run_id.in_(list(history)))
@@ -241,7 +268,14 @@ def completion_detail(connection: Connection, completion_id: str) -> CompletionD
                 attempt.traceback,
             )
         )
-    details = [RunDetail(**_run_fields(run), attempt_history=history[run.id]) for run in run_rows]
+    details = [
+        RunDetail(
+            **_run_fields(run, len(members[run.id]) if run.id in members else None),
+            attempt_history=history[run.id],
+            group=[member for member, _trigger in members.get(run.id, ())],
+        )
+        for run in run_rows
+    ]
     view = completion_view(row)
     return CompletionDetail(**{**view.as_json(), "handler_runs": details})
 
@@ -269,7 +303,7 @@ def run_handlers(connection: Connection, registered: Sequence[str]) -> list[str]
     """Registered handlers, then any other handler that has open, dead or held runs."""
     others = {
         h
-        for status in (*RunStatus.OPEN, RunStatus.DEAD, RunStatus.HELD)
+        for status in (*RunStatus.UNFINISHED, RunStatus.DEAD, RunStatus.HELD)
         for h in _handlers_with(connection, status)
     }
     return [*registered, *sorted(others - set(registered))]
@@ -314,7 +348,8 @@ def run_page(
         ]
         merged = heapq.merge(*ranges, key=lambda row: row.id, reverse=True)
         rows = [row for _, row in zip(range(limit + 1), merged, strict=False)]
-    items = [run_view(row) for row in rows[:limit]]
+    sizes = _group_sizes(connection, rows[:limit])
+    items = [run_view(row, sizes.get(row.id)) for row in rows[:limit]]
     return RunPage(items, items[-1].id if len(rows) > limit else None)
 
 
@@ -364,7 +399,7 @@ def _health(connection: Connection, names: Sequence[str], since: float) -> dict[
     held = runs.c.worker.isnot(None)
     open_query = (
         select(runs.c.handler, runs.c.status, held.label("held"), func.count())
-        .where(runs.c.status.in_(RunStatus.OPEN))
+        .where(runs.c.status.in_(RunStatus.UNFINISHED))
         .group_by(runs.c.handler, runs.c.status, held)
     )
     now_counts: dict[str, dict[str, int]] = {
@@ -605,10 +640,24 @@ def not_sent_totals(connection: Connection) -> dict[str, int]:
     return counts
 
 
+def digest_totals(connection: Connection) -> dict[str, tuple[int, int]]:
+    """Per handler with digests: how many completions its digests hold, in how many
+    digests (a scan, for a summary)."""
+    query = (
+        select(runs.c.handler, func.count(), func.count(func.distinct(runs.c.id)))
+        .where(runs.c.id == digest_members.c.run_id)
+        .group_by(runs.c.handler)
+    )
+    return {
+        handler: (int(members), int(count)) for handler, members, count in connection.execute(query)
+    }
+
+
 def dispatch_latencies(connection: Connection) -> list[float]:
-    """Seconds from each run's commit to the start of its first attempt (a summary)."""
+    """Seconds from each run's commit to the start of its first attempt (a summary; digests,
+    which wait for their window by design, are left out)."""
     query = select(attempts.c.started_at - runs.c.created_at).where(
-        attempts.c.run_id == runs.c.id, attempts.c.number == 1
+        attempts.c.run_id == runs.c.id, attempts.c.number == 1, runs.c.group_key.is_(None)
     )
     return [max(0.0, value) for (value,) in connection.execute(query)]
 
@@ -692,6 +741,10 @@ class ReadModel:
     async def not_sent_totals(self) -> dict[str, int]:
         """Completions each registration's rules did not fire for (a scan: small databases)."""
         return await self._db.read(not_sent_totals)
+
+    async def digest_totals(self) -> dict[str, tuple[int, int]]:
+        """Completions in digests and digests, per handler (a scan: small databases)."""
+        return await self._db.read(digest_totals)
 
     async def dispatch_latencies(self) -> list[float]:
         """Seconds from each run's commit to its first attempt (a scan: small databases)."""

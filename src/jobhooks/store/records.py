@@ -12,6 +12,7 @@ from jobhooks.sdk.trigger import Trigger
 __all__ = [
     "CheckinReceipt",
     "ClaimedRun",
+    "DigestPlan",
     "JobMoment",
     "NewCompletion",
     "PlannedRun",
@@ -30,6 +31,7 @@ class RunStatus(StrEnum):
     under a lease is running. Deriving it saves a write per run.
     """
 
+    COLLECTING = "collecting"
     PENDING = "pending"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -38,9 +40,12 @@ class RunStatus(StrEnum):
     HELD = "held"
     """Waiting for its registration, quarantined when the run was made, to be fixed."""
 
-    ALL = nonmember(("pending", "running", "succeeded", "failed", "dead", "held"))
+    ALL = nonmember(("collecting", "pending", "running", "succeeded", "failed", "dead", "held"))
     OPEN = nonmember(("pending", "failed"))
     """Stored statuses of a run that is not finished (waiting, or held by a worker)."""
+    UNFINISHED = nonmember(("collecting", "pending", "failed"))
+    """Stored statuses of a run that has yet to run or to succeed: a digest still
+    collecting (due when it closes) too."""
 
     @staticmethod
     def shown(stored: str, worker: str | None) -> RunStatus:
@@ -99,6 +104,18 @@ class Rule(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class DigestPlan:
+    """A registration's digests as the store keeps them (see ``group_by``)."""
+
+    fields: tuple[str, ...]
+    """The context fields whose values make a group (none: one group)."""
+    wait: float
+    """Seconds a digest collects after its first completion."""
+    most: int
+    """The most completions one digest holds."""
+
+
+@dataclass(frozen=True, slots=True)
 class PlannedRun:
     """A handler that matched a completion, with what its run needs to be created."""
 
@@ -108,6 +125,8 @@ class PlannedRun:
     """Seconds a worker may hold the run (the handler's timeout plus a grace period)."""
     rule: Rule | None = None
     """When it runs; None runs it for every completion."""
+    digest: DigestPlan | None = None
+    """Collect what fires into one run per group; None runs once per completion."""
     held: bool = False
     """Its registration is quarantined: the run waits, ``held``, until it is fixed."""
 
@@ -130,6 +149,8 @@ class RunReceipt:
     handler: str
     status: str
     trigger: Trigger | None = None
+    closes_at: float | None = None
+    """When the digest it joined stops collecting (a digest still collecting only)."""
 
 
 @dataclass(slots=True)
@@ -159,7 +180,8 @@ class ClaimedRun:
     fields: dict[str, Any]
     worker: str
     created_at: float = 0.0
-    """When the run was stored (its dispatch latency is measured from there)."""
+    """When the run was stored, or a digest closed (its dispatch latency is measured from
+    there)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from jobhooks.store.nodes import purge_nodes
 from jobhooks.store.records import RunStatus
 from jobhooks.store.sessions import purge_sessions
 from jobhooks.store.stats import purge_stats
-from jobhooks.store.tables import attempts, completions, runs
+from jobhooks.store.tables import attempts, completions, digest_members, runs
 
 __all__ = ["NODES_KEPT", "purge_older_than"]
 
@@ -27,18 +27,26 @@ def purge_older_than(
     dashboard's counts of buckets that ended before ``cutoff``; and the rows of processes
     and dashboard sessions gone for a day.
 
-    A completion with a run still open is kept until that run ends.
+    A completion with a run still open, or in a digest still open, is kept until that
+    run ends.
     """
     counts = []
     for cutoff, limit in requests:
+        # A held run waits for its registration to be fixed: it has yet to run.
         open_run = exists().where(
-            runs.c.completion_id == completions.c.id, runs.c.status.in_(RunStatus.OPEN)
+            runs.c.completion_id == completions.c.id,
+            runs.c.status.in_((*RunStatus.UNFINISHED, RunStatus.HELD)),
+        )
+        in_open_digest = exists().where(
+            digest_members.c.completion_id == completions.c.id,
+            runs.c.id == digest_members.c.run_id,
+            runs.c.status.in_(RunStatus.UNFINISHED),
         )
         ids = [
             row.id
             for row in connection.execute(
                 select(completions.c.id)
-                .where(completions.c.id < id_floor(cutoff), ~open_run)
+                .where(completions.c.id < id_floor(cutoff), ~open_run, ~in_open_digest)
                 .limit(limit)
             )
         ]

@@ -21,10 +21,12 @@ __all__ = [
     "attempts",
     "completion_stats",
     "completions",
+    "digest_members",
     "job_streaks",
     "job_types",
     "metadata",
     "nodes",
+    "open_digests",
     "poll_jobs",
     "poll_rows",
     "poll_state",
@@ -119,6 +121,9 @@ runs = Table(
     Column("last_error", Text),
     # Why the run exists when its registration has rules: the Trigger as JSON.
     Column("trigger", Text),
+    # A digest's group (its registration's group_by values as JSON); NULL for a run of
+    # one completion. Its completions are in digest_members.
+    Column("group_key", Text),
     Index("ix_runs_completion", "completion_id"),
     Index("ix_runs_due", "status", "due_at"),
     # Statuses and handlers are few, so each commit writes at the tail of a few
@@ -140,6 +145,37 @@ attempts = Table(
     Column("outcome", String(16), nullable=False),
     Column("error", Text),
     Column("traceback", Text),
+)
+
+open_digests = Table(
+    "open_digests",
+    metadata,
+    # The digest each group is collecting into, until it closes (its time is up, it is
+    # full, or a worker took its run): one row per (registration, group).
+    Column("handler", String(200), primary_key=True),
+    Column("group_key", Text, primary_key=True),
+    Column("run_id", String(36), ForeignKey("handler_runs.id", ondelete="CASCADE"), nullable=False),
+    Column("closes_at", Float, nullable=False),
+    Column("size", Integer, nullable=False),
+    Index("ix_open_digests_run", "run_id"),
+)
+
+digest_members = Table(
+    "digest_members",
+    metadata,
+    # The completions of a digest run, in the order they joined it, each with its trigger.
+    Column(
+        "run_id", String(36), ForeignKey("handler_runs.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("position", Integer, primary_key=True),
+    Column(
+        "completion_id",
+        String(36),
+        ForeignKey("completions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("trigger", Text),
+    Index("ix_digest_members_completion", "completion_id"),
 )
 
 job_types = Table(

@@ -98,13 +98,19 @@ class RunView(_Json):
     trigger: dict[str, Any] | None = None
     """Why the run exists when its registration has rules: ``kind``, ``streak``,
     ``since`` and ``reason`` (None under ``when = "always"``)."""
+    group_size: int | None = None
+    """How many completions this digest holds (``group_by``); None for a run of one."""
+    closes_at: float | None = None
+    """When a digest still collecting stops taking completions and becomes due."""
 
 
 @dataclass(frozen=True, slots=True)
 class RunDetail(RunView):
-    """A run with every attempt, oldest first."""
+    """A run with every attempt, oldest first (and a digest's completions, oldest first)."""
 
     attempt_history: list[AttemptView] = field(default_factory=list)
+    group: list[str] = field(default_factory=list)
+    """The ids of a digest's completions in the order they joined; empty for a run of one."""
 
 
 @dataclass(frozen=True, slots=True)

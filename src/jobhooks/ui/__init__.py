@@ -11,7 +11,7 @@ import inspect
 from urllib.parse import quote, urlencode
 
 from fastapi import FastAPI, Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
@@ -19,7 +19,7 @@ from jobhooks.errors import StoreError
 from jobhooks.ui import signin
 from jobhooks.ui.common import Refused, SignInRequired, context
 from jobhooks.ui.pages import catalog, completions, handlers, overview, reference, runs
-from jobhooks.ui.render import STATIC_DIR, page, redirect
+from jobhooks.ui.render import STATIC_DIR, page, redirect, secure
 from jobhooks.ui.session import SESSION_COOKIE
 
 __all__ = ["install"]
@@ -36,6 +36,12 @@ class _Static(StaticFiles):
 def install(app: FastAPI) -> None:
     """Serve the dashboard from ``app``: pages under /ui/, assets under /ui/static/."""
     app.mount("/ui/static", _Static(directory=STATIC_DIR), name="ui-static")
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> Response:
+        # A person who opens the server's address wants the dashboard.
+        return secure(RedirectResponse("/ui/", status_code=307))
+
     app.include_router(signin.router)
     for pages in (overview, completions, runs, handlers, catalog, reference):
         app.include_router(pages.router)

@@ -107,7 +107,7 @@ async def completion(request: Request, session: SignedIn, completion_id: str) ->
         detail = await runtime_of(request).store.reads.completion(completion_id)
     if detail is None:
         raise Refused(404, f"There is no completion {completion_id[:40]!r}.")
-    busy = (RunStatus.PENDING, RunStatus.RUNNING)
+    busy = (RunStatus.COLLECTING, RunStatus.PENDING, RunStatus.RUNNING)
     open_runs = any(run.status in busy for run in detail.handler_runs)
     return page(
         "completion.html",

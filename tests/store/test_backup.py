@@ -1,0 +1,74 @@
+"""Backups of the embedded SQLite database taken while it is written, and restores."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from jobhooks.errors import StoreError
+from jobhooks.store import Store
+from jobhooks.store.backup import backup_sqlite, restore_sqlite
+
+
+def test_backups_taken_while_tokens_are_written_are_intact_databases(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'jobhooks.db'}"
+    store = Store(url)
+    stop = threading.Event()
+
+    def write() -> None:
+        async def tokens() -> None:
+            while not stop.is_set():
+                await store.tokens.create("viewer", None, "during the backup")
+
+        asyncio.run(tokens())
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        copies = [backup_sqlite(url, tmp_path / f"copy-{n}.db") for n in range(3)]
+    finally:
+        stop.set()
+        writer.join()
+        store.close()
+    counts = []
+    for copy in copies:
+        with sqlite3.connect(copy.target) as connection:
+            assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+            counts.append(connection.execute("SELECT count(*) FROM tokens").fetchone()[0])
+        assert not copy.target.with_name(copy.target.name + ".partial").exists()
+    assert counts == sorted(counts), "each copy is a later snapshot of the same database"
+    assert counts[-1] > 0
+
+
+def test_a_restore_into_a_new_place_brings_everything_back(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'jobhooks.db'}"
+    store = Store(url)
+    secret, info = asyncio.run(store.tokens.create("admin", None, "kept"))
+    store.close()
+    copy = backup_sqlite(url, tmp_path / "copy.db")
+
+    moved = f"sqlite:///{tmp_path / 'elsewhere' / 'jobhooks.db'}"
+    restore_sqlite(moved, copy.target)
+
+    again = Store(moved)
+    try:
+        assert [token.label for token in asyncio.run(again.tokens.all())] == ["kept"]
+    finally:
+        again.close()
+    assert secret.startswith("jh_") and info.role == "admin"
+
+
+def test_only_a_jobhooks_database_is_restored(tmp_path: Path) -> None:
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as connection:
+        connection.execute("CREATE TABLE notes (text)")
+    with pytest.raises(StoreError, match="a SQLite database, but not a jobhooks one"):
+        restore_sqlite(f"sqlite:///{tmp_path / 'jobhooks.db'}", other)
+    with pytest.raises(StoreError, match="there is no backup at"):
+        restore_sqlite(f"sqlite:///{tmp_path / 'jobhooks.db'}", tmp_path / "absent.db")
+    with pytest.raises(StoreError, match="there is no database at"):
+        backup_sqlite(f"sqlite:///{tmp_path / 'absent.db'}", tmp_path / "copy.db")

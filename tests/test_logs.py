@@ -1,0 +1,88 @@
+"""Logs as text for people, or one JSON object per line for a log collector."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import jobhooks.logs
+from jobhooks.logs import JsonFormatter, configure_logging, current_setup
+
+
+@contextmanager
+def bare_root_logger() -> Iterator[None]:
+    """A root logger without handlers (as in a fresh process), put back as it was after."""
+    root = logging.getLogger()
+    handlers, level, setup = root.handlers[:], root.level, current_setup()
+    root.handlers[:] = []
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        jobhooks.logs._current = setup
+
+
+def record(message: str, *args: object, **extra: object) -> logging.LogRecord:
+    made = logging.LogRecord("jobhooks.worker", logging.WARNING, __file__, 1, message, args, None)
+    made.__dict__.update(extra)
+    return made
+
+
+def test_a_record_is_one_json_object_on_one_line() -> None:
+    line = JsonFormatter().format(record("worker %s stalled\nfor %d s", "w1", 7))
+    assert "\n" not in line
+    data = json.loads(line)
+    assert data["level"] == "WARNING" and data["logger"] == "jobhooks.worker"
+    assert data["message"] == "worker w1 stalled\nfor 7 s"
+    assert data["time"].endswith("Z") and "T" in data["time"]
+
+
+def test_json_fields_are_the_objects_own_keys() -> None:
+    fields = {"handler": "audit", "job_type": "Inventory", "message": "Access denied"}
+    data = json.loads(JsonFormatter().format(record("{...}", json_fields=fields)))
+    assert {key: data[key] for key in fields} == fields
+    assert data["logger"] == "jobhooks.worker"
+
+
+def test_extra_values_and_the_traceback_are_kept() -> None:
+    try:
+        raise RuntimeError("relay refused")
+    except RuntimeError:
+        failed = record("sending failed", details=["one", "two"])
+        failed.exc_info = sys.exc_info()
+    data = json.loads(JsonFormatter().format(failed))
+    assert data["details"] == ["one", "two"]
+    assert "RuntimeError: relay refused" in data["exception"]
+
+
+def test_configure_logging_as_json_or_text() -> None:
+    with bare_root_logger():
+        first = io.StringIO()
+        configure_logging("info", "json", first)
+        logging.getLogger("jobhooks.test").info("hello %s", "there")
+        logging.getLogger("jobhooks.test").debug("not at info")
+        assert current_setup() == ("info", "json")
+        second = io.StringIO()
+        configure_logging("warning", "text", second)
+        logging.getLogger("jobhooks.test").info("quiet")
+        logging.getLogger("jobhooks.test").warning("loud")
+        handlers = len(logging.getLogger().handlers)
+    (line,) = first.getvalue().splitlines()
+    assert json.loads(line)["message"] == "hello there"
+    assert second.getvalue().endswith(" WARNING jobhooks.test: loud\n")
+    assert handlers == 1, "its own handler replaced, not added to"
+
+
+def test_a_root_logger_set_up_elsewhere_is_left_alone() -> None:
+    root = logging.getLogger()
+    before = root.handlers[:]
+    assert before, "pytest's own capture handlers"
+    setup = current_setup()
+    configure_logging("debug", "json", io.StringIO())
+    assert root.handlers == before
+    assert current_setup() == setup
