@@ -674,3 +674,38 @@ def test_test_handler_runs_a_process_isolated_handler_as_a_worker_would(
     assert result.returncode == 1, result.stdout + result.stderr
     assert "✗ failed" in result.stdout
     assert "the handler's process exited with code 3 before reporting" in result.stdout
+
+
+def test_validate_shows_every_problem_of_the_imported_built_in_in_one_pass(
+    cli, write_config: WriteConfig
+) -> None:
+    # Keyfactor Command's built-in email handler as import-webconfig writes it, untouched.
+    text = textwrap.dedent(
+        """\
+        [smtp]
+        host = ""
+        mail_from = ""
+
+        [[handlers]]
+        name = "SendEmailOrchestratorJobCompleteHandler"
+        type = "send-email"
+        job_types = []
+        [handlers.properties]
+        EmailRecipients = ""
+        """
+    )
+    path = write_config(text)
+    result = cli("validate", "-c", str(path))
+    assert result.exit_code == 1
+    label = "handlers[0] 'SendEmailOrchestratorJobCompleteHandler'"
+    problems = [line[4:] for line in result.stderr.splitlines() if line.startswith("  - ")]
+    assert [(p.split(":")[0], p.rsplit(" line ", 1)[-1]) for p in problems] == [
+        (label, "8)"),
+        ("[smtp] host", "2)"),
+        ("[smtp] mail_from", "3)"),
+        (label, "10)"),
+    ]
+    assert "job_types is empty" in problems[0]
+    assert problems[1].startswith("[smtp] host: is empty")
+    assert problems[2].startswith("[smtp] mail_from: is empty")
+    assert "property EmailRecipients: list at least one address" in problems[3]

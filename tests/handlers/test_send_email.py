@@ -254,7 +254,10 @@ def test_without_a_server_anywhere_validate_names_the_property(
     result = cli("validate", "-c", str(config))
     assert result.exit_code == 1
     assert "'mail-pki'" in result.stderr
-    assert "SmtpServer: not set here and [smtp] host is empty" in result.stderr
+    assert (
+        "[smtp] host: is not set (handlers[0] 'mail-pki' takes its SmtpServer from here; "
+        "or give SmtpServer in its properties)"
+    ) in result.stderr
 
 
 def test_a_password_is_not_sent_in_clear_to_a_server_without_starttls(

@@ -14,7 +14,7 @@ import asyncio
 import base64
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from email.message import EmailMessage
 from email.policy import Policy
 from email.utils import formatdate, make_msgid
@@ -27,7 +27,7 @@ from jobhooks import JobCompleteContext, JobCompleteHandler, Secret
 from jobhooks.handlers._digest import digest_lines
 from jobhooks.handlers._templates import compile_template, render
 
-__all__ = ["EmailHandler", "SmtpTlsError", "header_text"]
+__all__ = ["EmailHandler", "SmtpTlsError", "header_text", "raise_all"]
 
 SmtpTls = Literal["auto", "starttls", "implicit", "none"]
 """As ``[smtp] tls``: see :meth:`EmailHandler.send`."""
@@ -173,6 +173,15 @@ def _quoted(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def raise_all(problems: Sequence[Exception]) -> None:
+    """Raise the one problem, or an ``ExceptionGroup`` of several (a registration lists
+    each); nothing when there is none."""
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise ExceptionGroup(f"{len(problems)} problems", problems)
+
+
 class SmtpTlsError(RuntimeError):
     """Raised when a connection is not encrypted as the TLS mode requires: the server
     does not offer STARTTLS where it is required, or a password would go in clear."""
@@ -201,21 +210,49 @@ class EmailHandler(JobCompleteHandler):
     body: str | None = None
 
     def setup(self) -> None:
+        """Check the properties together: every problem found is raised at once (an
+        ``ExceptionGroup`` of ``ValueError`` when there are several)."""
+        problems: list[Exception] = []
+
+        def check(step: Callable[[], None]) -> None:
+            try:
+                step()
+            except ValueError as exc:
+                problems.append(exc)
+
+        check(self._compile_templates)
+        if not self.smtp_server:
+            problems.append(
+                ValueError("property SmtpServer: not set here and [smtp] host is empty")
+            )
+        if not self.mail_from:
+            problems.append(
+                ValueError("property MailFrom: not set here and [smtp] mail_from is empty")
+            )
+        else:
+            check(self._read_sender)
+        if not self.email_recipients:
+            problems.append(ValueError("property EmailRecipients: list at least one address"))
+        check(self._check_recipients)
+        check(self._read_tls)
+        if self.password is not None and not self.username:
+            problems.append(ValueError("property Password is set but Username is not"))
+        if self.ca_bundle is not None and not Path(self.ca_bundle).is_file():
+            problems.append(ValueError(f"property CaBundle: no such file: {self.ca_bundle}"))
+        raise_all(problems)
+
+    def _compile_templates(self) -> None:
         self._subject = compile_template(self.subject, "subject") if self.subject else None
         self._body = compile_template(self.body, "body") if self.body else None
-        if not self.smtp_server:
-            raise ValueError("property SmtpServer: not set here and [smtp] host is empty")
-        if not self.mail_from:
-            raise ValueError("property MailFrom: not set here and [smtp] mail_from is empty")
-        if not self.email_recipients:
-            raise ValueError("property EmailRecipients: list at least one address")
-        self._tls = self._tls_mode()
-        if self.password is not None and not self.username:
-            raise ValueError("property Password is set but Username is not")
-        if self.ca_bundle is not None and not Path(self.ca_bundle).is_file():
-            raise ValueError(f"property CaBundle: no such file: {self.ca_bundle}")
-        self._from = _mailbox(self.mail_from, "MailFrom")
+
+    def _check_recipients(self) -> None:
         self._to = [_mailbox(address, "EmailRecipients") for address in self.email_recipients]
+
+    def _read_sender(self) -> None:
+        self._from = _mailbox(self.mail_from or "", "MailFrom")
+
+    def _read_tls(self) -> None:
+        self._tls: SmtpTls = self._tls_mode()
 
     def _tls_mode(self) -> SmtpTls:
         tls = ("implicit" if self.tls else None) if isinstance(self.tls, bool) else self.tls

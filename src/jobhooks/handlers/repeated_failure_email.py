@@ -6,7 +6,7 @@ import dataclasses
 
 from jobhooks import JobCompleteContext, JobResult
 from jobhooks.handlers._digest import digest_title
-from jobhooks.handlers._mail import EmailHandler
+from jobhooks.handlers._mail import EmailHandler, raise_all
 
 
 class RepeatedFailureEmailHandler(EmailHandler):
@@ -25,9 +25,16 @@ class RepeatedFailureEmailHandler(EmailHandler):
     retry_threshold: int = 2
 
     def setup(self) -> None:
-        super().setup()
+        problems: list[Exception] = []
+        try:
+            super().setup()
+        except ExceptionGroup as group:
+            problems += group.exceptions
+        except ValueError as exc:
+            problems.append(exc)
         if self.retry_threshold < 0:
-            raise ValueError("property RetryThreshold: expected 0 or more")
+            problems.append(ValueError("property RetryThreshold: expected 0 or more"))
+        raise_all(problems)
 
     def should_send(self, context: JobCompleteContext) -> bool:
         """The sample's rule (a failure at or past the threshold), unless the

@@ -30,6 +30,7 @@ from jobhooks.registry.matching import (
     Registry,
     WhenRules,
 )
+from jobhooks.registry.placing import place_setup_problems
 from jobhooks.registry.properties import coerce_properties, configured_handler
 from jobhooks.sdk.enums import normalise_name
 
@@ -193,19 +194,38 @@ def _register(
     except HandlerTypeError as exc:
         problems.append(f"{label}: type: {exc} {where(('handlers', index, 'type'))}")
         return failed(problems)
+    given = {normalise_name(key): key for key in properties}
+    from_smtp: dict[str, str] = {}
     if getattr(handler_class, "smtp_defaults", False):
         properties = _with_smtp_defaults(properties, config.smtp)
+        from_smtp = {
+            normalise_name(prop): setting
+            for setting, prop in _SMTP_PROPERTIES.items()
+            if normalise_name(prop) not in given
+        }
     values, property_problems = coerce_properties(handler_class, properties)
     for key, problem in property_problems:
         path: KeyPath = ("handlers", index, "properties", key)
         problems.append(f"{label}: property {key}: {problem} {where(path)}")
-    if problems:
+    if property_problems:
         return failed(problems)
+    # Its own checks run even when its job types are wrong: every problem in one pass.
     try:
         handler = configured_handler(handler_class, values, registration.name)
     except Exception as exc:
-        message = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
-        return failed([f"{label}: {message} {where(('handlers', index))}"])
+        smtp_given = set(config.smtp.model_fields_set)
+        problems += place_setup_problems(
+            exc,
+            index=index,
+            label=label,
+            given=given,
+            from_smtp=from_smtp,
+            smtp_given=smtp_given,
+            where=where,
+        )
+        return failed(problems)
+    if problems:
+        return failed(problems)
     registered = RegisteredHandler(
         name=registration.name,
         type_name=registration.type,
