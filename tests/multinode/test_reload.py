@@ -41,9 +41,9 @@ def test_a_reload_on_one_node_reaches_the_other(cluster: Cluster) -> None:
         assert _names(first) == {"first", "second"}
         wait_for(lambda: _names(second) == {"first", "second"}, 10, "the other node to reload")
 
-        # A configuration that does not load is refused where it is asked, and not
+        # A file that cannot be used (not TOML) is refused where it is asked, and not
         # announced: the other node does not even try it. Both keep the last good one.
-        cluster.write_config(HANDLER.format(name="third").replace('"log"', '"no-such-type"'))
+        cluster.write_config(HANDLER.format(name="third") + "\n[[handlers\n")
         refused = first.post("/api/v1/admin/reload")
         assert refused.status_code == 422, refused.text
         time.sleep(1.0)
