@@ -583,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in report.get("e2e", []):
         print(
             f"e2e {row['system']:14s} {row['e2e_rps']:8.0f} completions/s, check-in "
-            f"{row['checkin_rps']:8.0f}/s p99 {row['ack_p99_ms']:6.1f} ms; jobhooks / this = "
+            f"{row['checkin_rps']:8.0f}/s p99 {row['ack_p99_ms']:6.1f} ms; jobhooks sync / this = "
             f"{row['jobhooks_over_this']}"
         )
     if "latency" in report:

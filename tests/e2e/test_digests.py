@@ -57,3 +57,32 @@ def test_a_digest_survives_a_killed_node_and_is_delivered_once(
     assert later["id"] != before[0]["id"], "the next failure opens the next digest"
     assert len(wait_for(lambda: read_lines(trace)[1:], 20, "the next digest")) == 1
     assert read_lines(trace)[0] == line, "the first digest was delivered once"
+
+
+def test_simulate_burst_makes_one_digest_per_failing_machine(
+    tmp_path: Path, start_server: StartServer
+) -> None:
+    config = write_config(
+        tmp_path,
+        """
+        [[handlers]]
+        name = "machine-down"
+        type = "log"
+        job_types = "*"
+        when = "failure"
+        group_by = ["client_machine"]
+        group_wait = "1h"
+        """,
+    )
+    admin = cli.token(config, "--admin")
+    server = start_server(config)
+    result = cli.jobhooks(
+        "simulate", "--url", server.url, "--token", admin,
+        "--count", "10", "--agents", "2", "--failure", "0", "--warning", "0", "--burst", "2",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "90 of 90 reports accepted" in result.stdout
+    with server.client(admin) as client:
+        runs = client.get("/api/v1/handler-runs", params={"handler": "machine-down"}).json()
+    assert sorted(run["group_size"] for run in runs["items"]) == [40, 40]
+    assert {run["status"] for run in runs["items"]} == {"collecting"}

@@ -13,6 +13,7 @@ def jobhooks(*args: str) -> Result:
     from jobhooks.cli import (  # noqa: F401  (importing a module registers its verbs)
         app,
         db_commands,
+        demo_commands,
         operator_commands,
         poll_commands,
         token_commands,

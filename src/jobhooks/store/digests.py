@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, select, text, tuple_, update
@@ -74,28 +74,23 @@ class _Open:
     changed: bool = False
 
 
-@dataclass
 class DigestBook:
     """The open digests of the groups one batch of completions fires for: read (and locked)
     before the batch's completions are stored, joined or opened completion by
     completion, written after them (see :meth:`save`)."""
 
-    connection: Connection
-    wanted: Iterable[tuple[str, str]]
-    _open: dict[tuple[str, str], _Open] = field(default_factory=dict)
-    _closed: list[tuple[str, str]] = field(default_factory=list)
-    _new_runs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    _members: list[dict[str, Any]] = field(default_factory=list)
-    _positions: dict[str, int] = field(default_factory=dict)
-    earliest_close: float | None = None
-    """When the first digest opened in this batch closes (the local worker looks then)."""
-
-    def __post_init__(self) -> None:
-        groups = sorted(set(self.wanted))
+    def __init__(self, connection: Connection, wanted: Iterable[tuple[str, str]]) -> None:
+        self.connection = connection
+        self._open: dict[tuple[str, str], _Open] = {}
+        self._closed: list[tuple[str, str]] = []
+        self._new_runs: dict[str, dict[str, Any]] = {}
+        self._members: list[dict[str, Any]] = []
+        self._positions: dict[str, int] = {}
+        groups = sorted(set(wanted))
         if not groups:
             return
-        if self.connection.dialect.name == "postgresql":
-            self.connection.execute(
+        if connection.dialect.name == "postgresql":
+            connection.execute(
                 _LOCK_GROUPS,
                 {"space": _LOCK_SPACE, "groups": [f"{h}\x1f{k}" for h, k in groups]},
             )
@@ -106,9 +101,9 @@ class DigestBook:
             open_digests.c.closes_at,
             open_digests.c.size,
         ).where(tuple_(open_digests.c.handler, open_digests.c.group_key).in_(groups))
-        if self.connection.dialect.name == "postgresql":
+        if connection.dialect.name == "postgresql":
             query = query.with_for_update()
-        for row in self.connection.execute(query):
+        for row in connection.execute(query):
             self._open[(row.handler, row.group_key)] = _Open(
                 row.run_id, row.closes_at, row.size, stored=True
             )
@@ -180,8 +175,6 @@ class DigestBook:
             "group_key": key,
         }
         digest = self._open[slot] = _Open(run_id, closes_at, 1, stored=False, changed=True)
-        if self.earliest_close is None or closes_at < self.earliest_close:
-            self.earliest_close = closes_at
         return digest
 
     def _close(self, slot: tuple[str, str], digest: _Open) -> None:
