@@ -12,9 +12,10 @@ import contextlib
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -268,3 +269,34 @@ def completion_detail(client: httpx.Client, completion_id: str) -> dict[str, Any
     assert response.status_code == 200, response.text
     detail: dict[str, Any] = response.json()
     return detail
+
+
+def report_at_once(
+    nodes: Sequence[ServerProcess],
+    token: str,
+    body: Callable[[], dict[str, Any]],
+    senders: int = 4,
+    each: int = 10,
+) -> list[dict[str, Any]]:
+    """``senders`` orchestrators, spread over ``nodes``, each posting ``each`` reports made
+    by ``body`` as fast as they are answered, all starting together; every answer must be
+    a 202. Returns the answers."""
+    answers: list[dict[str, Any]] = []
+    lock = threading.Lock()
+    start = threading.Barrier(senders)
+
+    def orchestrator(index: int) -> None:
+        with nodes[index % len(nodes)].client(token) as client:
+            start.wait()
+            for _ in range(each):
+                response = client.post("/api/v1/job-completions", json=body())
+                assert response.status_code == 202, response.text
+                with lock:
+                    answers.append(response.json())
+
+    threads = [threading.Thread(target=orchestrator, args=(i,)) for i in range(senders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return answers

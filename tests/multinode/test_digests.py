@@ -3,15 +3,13 @@ once is one digest, delivered once by a worker process, with every completion in
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
-from typing import Any
 
 from support.reports import AGENT_A, report
 from support.server import wait_for
 
 from multinode.handlers import trace_lines
-from multinode.nodes import Cluster
+from multinode.nodes import Cluster, report_at_once
 
 PATH = "/api/v1/job-completions"
 
@@ -40,25 +38,9 @@ def test_a_burst_reported_to_two_api_nodes_is_one_digest_delivered_once(
     nodes = [cluster.api(), cluster.api()]
     cluster.worker()
     token = cluster.token("agent", AGENT_A)
-    answers: list[dict[str, Any]] = []
-    lock = threading.Lock()
-    start = threading.Barrier(4)
-
-    def orchestrator(index: int) -> None:
-        with nodes[index % 2].client(token) as client:
-            start.wait()
-            for _ in range(10):
-                body = report(client_machine="orch13.example.com")
-                response = client.post(PATH, json=body)
-                assert response.status_code == 202, response.text
-                with lock:
-                    answers.append(response.json())
-
-    threads = [threading.Thread(target=orchestrator, args=(i,)) for i in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    answers = report_at_once(
+        nodes, token, lambda: report(client_machine="orch13.example.com"), senders=4, each=10
+    )
 
     assert len(answers) == 40
     runs = {run["id"] for answer in answers for run in answer["handler_runs"]}

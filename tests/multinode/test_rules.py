@@ -3,13 +3,11 @@ both at once are each counted once, and the streak fires exactly once."""
 
 from __future__ import annotations
 
-import threading
 import uuid
-from typing import Any
 
 from support.reports import AGENT_A, report
 
-from multinode.nodes import Cluster
+from multinode.nodes import Cluster, report_at_once
 
 PATH = "/api/v1/job-completions"
 PAGE = """
@@ -27,25 +25,9 @@ def test_one_jobs_failures_at_two_api_nodes_fire_its_streak_once(cluster: Cluste
     nodes = [cluster.api(), cluster.api()]
     token = cluster.token("agent", AGENT_A)
     job = uuid.uuid4()
-    answers: list[dict[str, Any]] = []
-    lock = threading.Lock()
-    start = threading.Barrier(4)
-
-    def orchestrator(index: int) -> None:
-        with nodes[index % 2].client(token) as client:
-            start.wait()
-            for _ in range(6):
-                body = report(job_id=job, current_retry_count=None)
-                response = client.post(PATH, json=body)
-                assert response.status_code == 202, response.text
-                with lock:
-                    answers.append(response.json())
-
-    threads = [threading.Thread(target=orchestrator, args=(i,)) for i in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    answers = report_at_once(
+        nodes, token, lambda: report(job_id=job, current_retry_count=None), senders=4, each=6
+    )
     with nodes[0].client(token) as client:
         ended = client.post(PATH, json=report(job_id=job, job_result="Success"))
 
