@@ -150,6 +150,36 @@ def test_a_body_that_is_not_json_is_400(nothing_stored: Api, content: bytes) -> 
     _problem(response, 400)
 
 
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ('"certificate_id": 1180591620717411303424', "certificate_id"),  # 2**70, past 64 bits
+        ('"job_history_id": 1e400', "job_history_id"),  # infinite as a double
+        ('"current_retry_count": NaN', "current_retry_count"),  # JavaScript's, not JSON's
+    ],
+)
+def test_numbers_no_column_can_hold_are_422_naming_the_field(
+    nothing_stored: Api, raw: str, field: str
+) -> None:
+    headers = {**nothing_stored.auth("agent"), "Content-Type": "application/json"}
+    content = json.dumps(report()).removesuffix("}") + ", " + raw + "}"
+
+    response = nothing_stored.client.post(PATH, content=content, headers=headers)
+
+    [error] = _problem(response, 422)["errors"]
+    assert error["field"] == field
+
+
+def test_a_body_that_starts_with_a_byte_order_mark_is_read(api: Api) -> None:
+    headers = {**api.auth("agent"), "Content-Type": "application/json"}
+    content = "\ufeff".encode() + json.dumps(report()).encode()
+
+    response = api.client.post(PATH, content=content, headers=headers)
+
+    assert response.status_code == 202, response.text
+    assert len(api.stored()) == 1
+
+
 @pytest.mark.parametrize("body", [[report()], "a string", 42, None])
 def test_json_that_is_not_an_object_is_422(nothing_stored: Api, body: Any) -> None:
     headers = {**nothing_stored.auth("agent"), "Content-Type": "application/json"}

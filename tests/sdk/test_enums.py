@@ -73,6 +73,23 @@ def test_display_is_the_platform_pascal_case_name() -> None:
     assert JobResult.IN_PROCESS.display == "InProcess"
 
 
+def test_members_of_both_enumerations_with_one_value_keep_their_own_names() -> None:
+    # JobResult.SUCCESS == OperationType.ADD == 2: names kept by member would mix them up.
+    for value in range(5):
+        assert JobResult(value).display != OperationType(value).display or value == 0
+    assert [JobResult(2).display, OperationType(2).display] == ["Success", "Add"]
+    assert [OperationType(4).display, JobResult(4).display] == ["Create", "Failure"]
+
+
+def test_a_spelling_parsed_once_parses_to_the_same_member_in_its_own_enumeration() -> None:
+    assert JobResult.parse("success") is JobResult.SUCCESS
+    assert OperationType.parse("add") is OperationType.ADD
+    with pytest.raises(ValueError, match="unknown value 'success'"):
+        OperationType.parse("success")
+    with pytest.raises(ValueError, match="unknown value 'add'"):
+        JobResult.parse("add")
+
+
 @given(st.sampled_from(list(JobResult) + list(OperationType)))
 def test_every_member_parses_back_from_its_value_display_and_name(member: JobResult) -> None:
     kind = type(member)

@@ -8,10 +8,11 @@ parses the body itself; the OpenAPI document still describes it through
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+import orjson
 
 from jobhooks.api.auth import require
 from jobhooks.api.guard import BodyRefused, check_length, read_body
@@ -87,7 +88,7 @@ async def check_in(
             for run in receipt.runs
         ],
     }
-    return 202, json.dumps(answer).encode()
+    return 202, orjson.dumps(answer)
 
 
 _JSON = [(b"content-type", b"application/json")]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
+
 from jobhooks.errors import FieldProblem, ReportRejected
 from jobhooks.sdk.context import parse_fields
 from jobhooks.store.tokens import TokenInfo
@@ -20,18 +22,28 @@ def _decode(body: bytes) -> dict[str, Any]:
     if not body:
         raise ReportRejected("malformed", "the body is empty; send the completion as a JSON object")
     try:
-        data = json.loads(body)
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        data = _decode_strictly(body)
+    if not isinstance(data, dict):
+        raise ReportRejected(
+            "invalid", f"the body must be a JSON object, not {type(data).__name__}"
+        )
+    return data
+
+
+def _decode_strictly(body: bytes) -> Any:
+    """The standard library's reading of a body the fast decoder refused: its messages
+    say where the JSON is wrong, and it takes what JSON allows but orjson does not (a
+    byte-order mark, half a surrogate pair, which the fields' checks then name)."""
+    try:
+        return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ReportRejected("malformed", f"the body is not valid JSON: {exc}") from None
     except RecursionError:
         raise ReportRejected(
             "malformed", "the body is not a completion: its JSON is nested too deeply"
         ) from None
-    if not isinstance(data, dict):
-        raise ReportRejected(
-            "invalid", f"the body must be a JSON object, not {type(data).__name__}"
-        )
-    return data
 
 
 def _valid_key(key: str) -> bool:

@@ -216,9 +216,13 @@ def _guid(value: object) -> uuid.UUID:
     if not isinstance(value, str):
         raise ValueError(f"expected a GUID string, got {_kind(value)}")
     try:
-        return uuid.UUID(value)
+        return _uuid_of(value)
     except ValueError:
         raise ValueError(f"not a GUID: {value[:80]!r}") from None
+
+
+# Agents, job types and recurring jobs report the same GUIDs again and again.
+_uuid_of = functools.lru_cache(maxsize=4096)(uuid.UUID)
 
 
 MAX_ID = 2**63 - 1

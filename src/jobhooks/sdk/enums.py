@@ -25,6 +25,11 @@ class _PlatformEnum(enum.IntEnum):
         """
         if isinstance(value, cls):
             return value
+        if isinstance(value, str):
+            # The spellings already met (a fleet reports the same few again and again).
+            known = _lookup(cls, exact=True).get(value)
+            if known is not None:
+                return known  # type: ignore[return-value]
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if isinstance(value, int) and not isinstance(value, bool):
@@ -42,6 +47,9 @@ class _PlatformEnum(enum.IntEnum):
             else:
                 member = _lookup(cls).get(normalise_name(text))
                 if member is not None:
+                    exact = _lookup(cls, exact=True)
+                    if len(exact) < _MAX_SPELLINGS:
+                        exact[value] = member
                     return member  # type: ignore[return-value]
         raise ValueError(f"unknown value {value!r}; expected one of {cls.choices()}")
 
@@ -53,17 +61,26 @@ class _PlatformEnum(enum.IntEnum):
     @property
     def display(self) -> str:
         """The platform's PascalCase name of this member (``CreateAdd``)."""
-        return "".join(part.capitalize() for part in self.name.split("_"))
+        name = self._name_
+        shown = _DISPLAYS.get(name)
+        if shown is None:
+            shown = _DISPLAYS[name] = "".join(part.capitalize() for part in name.split("_"))
+        return shown
 
 
-_LOOKUPS: dict[type[_PlatformEnum], dict[str, _PlatformEnum]] = {}
+_DISPLAYS: dict[str, str] = {}
+"""PascalCase by member name (members of two enumerations with one value compare equal)."""
+_LOOKUPS: dict[tuple[type[_PlatformEnum], bool], dict[str, _PlatformEnum]] = {}
+_MAX_SPELLINGS = 256
+"""Exact spellings remembered per enumeration (beyond them, names are folded each time)."""
 
 
-def _lookup(cls: type[_PlatformEnum]) -> dict[str, _PlatformEnum]:
-    table = _LOOKUPS.get(cls)
+def _lookup(cls: type[_PlatformEnum], exact: bool = False) -> dict[str, _PlatformEnum]:
+    """Members by folded name, or (``exact``) by the spellings parsed so far."""
+    table = _LOOKUPS.get((cls, exact))
     if table is None:
-        table = {normalise_name(member.name): member for member in cls}
-        _LOOKUPS[cls] = table
+        table = {} if exact else {normalise_name(member.name): member for member in cls}
+        _LOOKUPS[(cls, exact)] = table
     return table
 
 

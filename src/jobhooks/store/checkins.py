@@ -20,7 +20,7 @@ from sqlalchemy import Connection, and_, or_, select
 from jobhooks.store.catalog import record_seen
 from jobhooks.store.dialect import RUNS_CHANNEL, execute_many, notify
 from jobhooks.store.digests import DigestBook, group_key
-from jobhooks.store.ids import new_id
+from jobhooks.store.ids import guid_text, new_id
 from jobhooks.store.ports import LocalWorker
 from jobhooks.store.queue import HandOff, Reserve, insert_runs, new_runs, stored_trigger
 from jobhooks.store.records import CheckinReceipt, NewCompletion, RunReceipt, RunStatus
@@ -43,12 +43,12 @@ def completion_row(
         "id": completion_id,
         "received_at": received_at,
         "source": fields.get("source", "check-in"),
-        "agent_id": str(fields["agent_id"]),
+        "agent_id": guid_text(fields["agent_id"]),
         "username": fields.get("username", ""),
         "client_machine": fields.get("client_machine", ""),
-        "job_id": str(fields["job_id"]),
+        "job_id": guid_text(fields["job_id"]),
         "job_type": fields["job_type"],
-        "job_type_id": str(fields["job_type_id"]),
+        "job_type_id": guid_text(fields["job_type_id"]),
         "operation_type": int(fields.get("operation_type", 0)),
         "job_result": int(fields["job_result"]),
         "certificate_id": fields.get("certificate_id"),
@@ -100,7 +100,7 @@ def _originals(
 
 def _dedupe_keys(item: NewCompletion) -> list[tuple[str, str, Any]]:
     """The (kind, agent, key) pairs by which a report repeats an earlier one."""
-    agent = str(item.fields["agent_id"])
+    agent = guid_text(item.fields["agent_id"])
     keys = []
     if item.idempotency_key:
         keys.append(("key", agent, item.idempotency_key))
@@ -170,7 +170,7 @@ def insert_checkins(
     rules = [plan.rule for _, item, _ in fresh for plan in item.runs if plan.rule is not None]
     history = JobHistory(
         connection,
-        (str(item.fields["job_id"]) for _, item, _ in fresh),
+        (guid_text(item.fields["job_id"]) for _, item, _ in fresh),
         stateful=any(rule.stateful for rule in rules),
     )
     completion_rows: list[dict[str, Any]] = []
@@ -178,7 +178,7 @@ def insert_checkins(
     decided = []
     for index, item, completion_id in fresh:
         fields = dict(item.fields)
-        job_id = str(fields["job_id"])
+        job_id = guid_text(fields["job_id"])
         before, after = history.record(job_id, fields["job_result"], now)
         if fields.get("current_retry_count") is None:
             fields["current_retry_count"] = before.failures
@@ -222,7 +222,9 @@ def insert_checkins(
         insert_runs(connection, run_rows)
         book.save()
         history.save(connection, now)
-        seen = {str(item.fields["job_type_id"]): item.fields["job_type"] for _, item, _ in fresh}
+        seen = {
+            guid_text(item.fields["job_type_id"]): item.fields["job_type"] for _, item, _ in fresh
+        }
         record_seen(connection, seen, now, known_job_types)
         record_completions(connection, completion_rows, shard())
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, Table
@@ -33,40 +36,78 @@ def notify(connection: Connection, channel: str, payload: str = "") -> None:
         )
 
 
-def _insert(connection: Connection, table: Table) -> Any:
-    if connection.dialect.name == "postgresql":
+def _insert(dialect: str, table: Table) -> Any:
+    if dialect == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
 
 
+def _columns(names: str | Sequence[str]) -> tuple[str, ...]:
+    return (names,) if isinstance(names, str) else tuple(names)
+
+
+# The statements are built once per dialect and kept: building one (its ``excluded``
+# columns especially) costs more than executing it for a batch of rows.
+@lru_cache(maxsize=256)
+def _insert_ignore(dialect: str, table: Table) -> Any:
+    return _insert(dialect, table).on_conflict_do_nothing()
+
+
+@lru_cache(maxsize=256)
+def _upsert(
+    dialect: str, table: Table, keys: tuple[str, ...], update: tuple[str, ...], version: str | None
+) -> Any:
+    statement = _insert(dialect, table)
+    return statement.on_conflict_do_update(
+        index_elements=list(keys),
+        set_={name: statement.excluded[name] for name in update},
+        where=None if version is None else table.c[version] < statement.excluded[version],
+    )
+
+
 def insert_ignore(connection: Connection, table: Table) -> Any:
     """``INSERT ... ON CONFLICT DO NOTHING``."""
-    return _insert(connection, table).on_conflict_do_nothing()
+    return _insert_ignore(connection.dialect.name, table)
 
 
-def upsert(connection: Connection, table: Table, key: str | list[str], update: list[str]) -> Any:
+def upsert(
+    connection: Connection, table: Table, key: str | Sequence[str], update: Sequence[str]
+) -> Any:
     """``INSERT ... ON CONFLICT (key) DO UPDATE SET`` the ``update`` columns."""
-    statement = _insert(connection, table)
-    return statement.on_conflict_do_update(
-        index_elements=[key] if isinstance(key, str) else key,
-        set_={name: statement.excluded[name] for name in update},
-    )
+    return _upsert(connection.dialect.name, table, _columns(key), _columns(update), None)
 
 
 def upsert_newer(
-    connection: Connection, table: Table, keys: list[str], update: list[str], version: str
+    connection: Connection, table: Table, keys: Sequence[str], update: Sequence[str], version: str
 ) -> Any:
     """``INSERT ... ON CONFLICT (keys) DO UPDATE SET`` the ``update`` columns, only where the
     new row's ``version`` column is greater than the stored one's."""
-    statement = _insert(connection, table)
-    return statement.on_conflict_do_update(
-        index_elements=keys,
-        set_={name: statement.excluded[name] for name in update},
-        where=table.c[version] < statement.excluded[version],
+    return _upsert(connection.dialect.name, table, _columns(keys), _columns(update), version)
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    sql: str
+    names: tuple[str, ...]
+    defaults: dict[str, Any]
+    pick: Callable[[Mapping[str, Any]], Any]
+    positional: bool
+
+
+_COMPILED: dict[tuple[int, str], _Compiled] = {}
+
+
+def _compile(connection: Connection, statement: Any) -> _Compiled:
+    compiled = statement.compile(dialect=connection.dialect)
+    names = tuple(compiled.positiontup if compiled.positional else compiled.binds)
+    # Values written into the statement itself (such as status='running').
+    fixed = {
+        name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required
+    }
+    pick = itemgetter(*names) if len(names) > 1 else (lambda row: (row[names[0]],))
+    return _Compiled(
+        compiled.string, names, {n: fixed.get(n) for n in names}, pick, compiled.positional
     )
-
-
-_COMPILED: dict[tuple[int, str], tuple[Any, dict[str, Any]]] = {}
 
 
 def execute_many(connection: Connection, statement: Any, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -74,24 +115,22 @@ def execute_many(connection: Connection, statement: Any, rows: Sequence[Mapping[
 
     The statement is compiled once per dialect and the rows go to the driver
     as they are (no per-row type processing), which keeps the hot writes lean.
-    Statements given here must be module-level constants.
+    Statements given here must be module-level constants (or kept, as
+    :func:`upsert` keeps its own). A column a row leaves out takes the value the
+    statement gives it, else NULL.
     """
     if not rows:
         return
     key = (id(statement), connection.dialect.name)
-    cached = _COMPILED.get(key)
-    if cached is None:
-        compiled = statement.compile(dialect=connection.dialect)
-        # Values written into the statement itself (such as status='running').
-        fixed = {
-            name: bind.effective_value for name, bind in compiled.binds.items() if not bind.required
-        }
-        cached = _COMPILED[key] = (compiled, fixed)
-    compiled, fixed = cached
-    if compiled.positional:
-        order = compiled.positiontup
-        params: Any = [tuple(row.get(name, fixed.get(name)) for name in order) for row in rows]
-    else:
-        names = list(compiled.binds)
-        params = [{name: row.get(name, fixed.get(name)) for name in names} for row in rows]
-    connection.exec_driver_sql(compiled.string, params)
+    compiled = _COMPILED.get(key)
+    if compiled is None:
+        compiled = _COMPILED[key] = _compile(connection, statement)
+    pick, defaults = compiled.pick, compiled.defaults
+    try:
+        values = [pick(row) for row in rows]
+    except KeyError:  # some rows leave columns out
+        values = [pick({**defaults, **row}) for row in rows]
+    params: Any = values
+    if not compiled.positional:
+        params = [dict(zip(compiled.names, value, strict=True)) for value in values]
+    connection.exec_driver_sql(compiled.sql, params)

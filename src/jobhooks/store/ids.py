@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 import time
 
-__all__ = ["new_id"]
+__all__ = ["guid_text", "new_id"]
 
 _lock = threading.Lock()
 _random = random.Random()
@@ -32,6 +33,13 @@ def new_id() -> str:
         _last = value
     text = f"{value:032x}"
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+@functools.lru_cache(maxsize=4096)
+def guid_text(guid: object) -> str:
+    """``str(guid)``, remembered: the same agents, job types and recurring jobs come back
+    in every batch, and a UUID's text is worked out in Python each time."""
+    return str(guid)
 
 
 def id_floor(seconds: float) -> str:

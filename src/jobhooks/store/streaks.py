@@ -14,11 +14,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, delete, select, text
+from sqlalchemy import Connection, bindparam, delete, select, text
 
 from jobhooks.sdk.enums import JobResult
 from jobhooks.sdk.trigger import Trigger
-from jobhooks.store.dialect import upsert
+from jobhooks.store.dialect import execute_many, upsert
 from jobhooks.store.records import JobMoment, PlannedRun, Rule
 from jobhooks.store.tables import job_streaks, rule_state
 
@@ -26,6 +26,16 @@ __all__ = ["JobHistory", "Streak"]
 
 _LOCK_SPACE = 7262516
 """The first key of this module's PostgreSQL advisory locks (the second is the job's hash)."""
+_STREAKS = select(
+    job_streaks.c.job_id, job_streaks.c.consecutive_failures, job_streaks.c.started_at
+).where(job_streaks.c.job_id.in_(bindparam("jobs", expanding=True)))
+_FIRED = select(rule_state.c.handler, rule_state.c.job_id, rule_state.c.fired_at).where(
+    rule_state.c.job_id.in_(bindparam("jobs", expanding=True))
+)
+_END_STREAKS = delete(job_streaks).where(
+    job_streaks.c.job_id.in_(bindparam("jobs", expanding=True))
+)
+_FORGET_FIRED = delete(rule_state).where(rule_state.c.job_id.in_(bindparam("jobs", expanding=True)))
 _LOCK_JOBS = text(
     "SELECT count(pg_advisory_xact_lock(:space, hashtext(job))) "
     "FROM (SELECT unnest(CAST(:jobs AS text[])) AS job ORDER BY 1) AS jobs"
@@ -53,23 +63,17 @@ class JobHistory:
             connection.execute(_LOCK_JOBS, {"space": _LOCK_SPACE, "jobs": wanted})
         self._stored: dict[str, Streak] = {}
         if wanted:
-            query = select(
-                job_streaks.c.job_id, job_streaks.c.consecutive_failures, job_streaks.c.started_at
-            ).where(job_streaks.c.job_id.in_(wanted))
             self._stored = {
-                row.job_id: Streak(row.consecutive_failures, row.started_at)
-                for row in connection.execute(query)
+                job: Streak(failures, since)
+                for job, failures, since in connection.execute(_STREAKS, {"jobs": wanted})
             }
         self._now: dict[str, Streak] = dict(self._stored)
         self._fired: dict[tuple[str, str], float] = {}
         self._fired_stored: set[tuple[str, str]] = set()
         failing = sorted(self._stored)
         if stateful and failing:
-            query = select(rule_state.c.handler, rule_state.c.job_id, rule_state.c.fired_at).where(
-                rule_state.c.job_id.in_(failing)
-            )
-            for row in connection.execute(query):
-                self._fired[(row.handler, row.job_id)] = row.fired_at
+            for handler, job, fired_at in connection.execute(_FIRED, {"jobs": failing}):
+                self._fired[(handler, job)] = fired_at
             self._fired_stored = set(self._fired)
         self._ended: set[str] = set()
 
@@ -155,7 +159,7 @@ class JobHistory:
             job for job, streak in self._now.items() if not streak.failures and job in self._stored
         ]
         if ended:
-            connection.execute(delete(job_streaks).where(job_streaks.c.job_id.in_(ended)))
+            connection.execute(_END_STREAKS, {"jobs": ended})
         if rows:
             statement = upsert(
                 connection,
@@ -163,10 +167,10 @@ class JobHistory:
                 "job_id",
                 ["consecutive_failures", "started_at", "last_received_at"],
             )
-            connection.execute(statement, rows)
+            execute_many(connection, statement, rows)
         gone = sorted(self._ended)
         if gone:
-            connection.execute(delete(rule_state).where(rule_state.c.job_id.in_(gone)))
+            connection.execute(_FORGET_FIRED, {"jobs": gone})
         marks = [
             {"handler": handler, "job_id": job_id, "fired_at": fired}
             for (handler, job_id), fired in self._fired.items()
@@ -174,4 +178,4 @@ class JobHistory:
         ]
         if marks:
             statement = upsert(connection, rule_state, ["handler", "job_id"], ["fired_at"])
-            connection.execute(statement, marks)
+            execute_many(connection, statement, marks)
