@@ -44,6 +44,7 @@ class Metrics:
             ["result", "source"],
             registry=self.registry,
         )
+        self._completion_counters: dict[tuple[str, str], Counter] = {}
         self.duplicates = Counter(
             "jobhooks_duplicate_completions",
             "Completion reports that repeated a stored one (answered, not stored again).",
@@ -95,6 +96,15 @@ class Metrics:
         self.started = time.time()
         if read_backlog is not None:
             self.registry.register(_BacklogCollector(read_backlog))
+
+    def count_completions(self, result: str, source: str, count: int = 1) -> None:
+        """Count stored completions of one result from one source (check-in or poll)."""
+        child = self._completion_counters.get((result, source))
+        if child is None:  # labels() takes a lock and checks the names on every call
+            child = self._completion_counters[(result, source)] = self.completions.labels(
+                result, source
+            )
+        child.inc(count)
 
     def watch_registrations(
         self,

@@ -73,7 +73,7 @@ async def check_in(
         runtime.metrics.duplicates.inc()
     else:
         result = completion.fields["job_result"].display
-        runtime.metrics.completions.labels(result, "check-in").inc()
+        runtime.metrics.count_completions(result, "check-in")
     answer = {
         "id": receipt.id,
         "duplicate": receipt.duplicate,

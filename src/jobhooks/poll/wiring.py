@@ -28,7 +28,7 @@ STARTUP_SYNC = 15.0
 def _metrics(metrics: Metrics) -> PollerMetrics:
     def created(result: str, count: int) -> None:
         metrics.poll_completions.labels(result).inc(count)
-        metrics.completions.labels(result, "poll").inc(count)
+        metrics.count_completions(result, "poll", count)
 
     return PollerMetrics(
         rows=metrics.poll_rows.inc,

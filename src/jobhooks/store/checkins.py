@@ -35,9 +35,16 @@ _INSERT_COMPLETION = completions.insert()
 
 
 def completion_row(
-    completion_id: str, fields: dict[str, Any], received_at: float
+    completion_id: str,
+    fields: dict[str, Any],
+    received_at: float,
+    *,
+    computed: bool = False,
+    idempotency_key: str | None = None,
+    rule_notes: str | None = None,
 ) -> dict[str, Any]:
-    """The completions row for parsed context fields."""
+    """The completions row for parsed context fields (``computed``: jobhooks counted the
+    retry count; ``rule_notes``: why registrations with rules did not run, as JSON)."""
     timestamp = fields.get("request_timestamp")
     return {
         "id": completion_id,
@@ -54,11 +61,11 @@ def completion_row(
         "certificate_id": fields.get("certificate_id"),
         "request_timestamp": timestamp.timestamp() if isinstance(timestamp, datetime) else None,
         "current_retry_count": fields["current_retry_count"],
-        "retry_count_computed": fields.get("_computed", False),
+        "retry_count_computed": computed,
         "message": fields.get("message"),
         "job_history_id": fields.get("job_history_id"),
-        "idempotency_key": fields.get("_idempotency_key"),
-        "rule_notes": fields.get("_rule_notes"),
+        "idempotency_key": idempotency_key,
+        "rule_notes": rule_notes,
     }
 
 
@@ -177,16 +184,26 @@ def insert_checkins(
     run_rows: list[dict[str, Any]] = []
     decided = []
     for index, item, completion_id in fresh:
+        # The context its runs get (a copy: a batch that fails is applied again).
         fields = dict(item.fields)
         job_id = guid_text(fields["job_id"])
         before, after = history.record(job_id, fields["job_result"], now)
-        if fields.get("current_retry_count") is None:
+        computed = fields.get("current_retry_count") is None
+        if computed:
             fields["current_retry_count"] = before.failures
-            fields["_computed"] = True
         fired, notes = history.decide(job_id, fields, item.runs, before, after, now)
-        if notes:
-            fields["_rule_notes"] = _notes_json(tuple(notes))
-        decided.append((index, item, completion_id, fields, fired))
+        completion_rows.append(
+            completion_row(
+                completion_id,
+                fields,
+                now,
+                computed=computed,
+                idempotency_key=item.idempotency_key,
+                rule_notes=_notes_json(tuple(notes)) if notes else None,
+            )
+        )
+        fields["completion_id"] = completion_id
+        decided.append((index, completion_id, fields, fired))
     book = DigestBook(
         connection,
         (
@@ -199,16 +216,12 @@ def insert_checkins(
     handoff = HandOff(
         reserve, sum(plan.digest is None for *_rest, fired in decided for plan, _ in fired)
     )
-    for index, item, completion_id, fields, fired in decided:
-        fields["_idempotency_key"] = item.idempotency_key
-        completion_rows.append(completion_row(completion_id, fields, now))
+    for index, completion_id, fields, fired in decided:
         receipt = CheckinReceipt(
             completion_id, False, [], current_retry_count=fields["current_retry_count"]
         )
-        public = {k: v for k, v in fields.items() if not k.startswith("_")}
-        public["completion_id"] = completion_id
         each = [(plan, trigger) for plan, trigger in fired if plan.digest is None]
-        rows, receipt.runs, receipt.handed_off = new_runs(completion_id, public, each, now, handoff)
+        rows, receipt.runs, receipt.handed_off = new_runs(completion_id, fields, each, now, handoff)
         for plan, trigger in fired:
             if plan.digest is not None:
                 slot = group_key(fields, plan.digest)
