@@ -4,12 +4,26 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 __all__ = ["Metrics"]
+
+
+_M = TypeVar("_M", Counter, Histogram)
+
+
+def _child(children: dict[tuple[object, ...], Any], metric: _M, *labels: str) -> _M:
+    """``metric.labels(*labels)``, kept: labels() takes a lock and checks the names on
+    every call, and the hot paths count every check-in and every attempt."""
+    key = (id(metric), *labels)
+    child = children.get(key)
+    if child is None:
+        child = children[key] = metric.labels(*labels)
+    return child
 
 
 class _BacklogCollector(Collector):
@@ -44,7 +58,7 @@ class Metrics:
             ["result", "source"],
             registry=self.registry,
         )
-        self._completion_counters: dict[tuple[str, str], Counter] = {}
+        self._children: dict[tuple[object, ...], Any] = {}
         self.duplicates = Counter(
             "jobhooks_duplicate_completions",
             "Completion reports that repeated a stored one (answered, not stored again).",
@@ -99,12 +113,12 @@ class Metrics:
 
     def count_completions(self, result: str, source: str, count: int = 1) -> None:
         """Count stored completions of one result from one source (check-in or poll)."""
-        child = self._completion_counters.get((result, source))
-        if child is None:  # labels() takes a lock and checks the names on every call
-            child = self._completion_counters[(result, source)] = self.completions.labels(
-                result, source
-            )
-        child.inc(count)
+        _child(self._children, self.completions, result, source).inc(count)
+
+    def count_attempt(self, handler: str, status: str, duration: float) -> None:
+        """Count one finished attempt of ``handler`` (the run's ``status`` after it)."""
+        _child(self._children, self.runs, handler, status).inc()
+        _child(self._children, self.run_duration, handler).observe(duration)
 
     def watch_registrations(
         self,

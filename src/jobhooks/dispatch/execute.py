@@ -66,6 +66,26 @@ async def _call_async(registered: RegisteredHandler, context: JobCompleteContext
         raise ordinary_error(exc) from exc
 
 
+def _timed_out(timeout: float, started: float, started_at: float) -> Outcome:
+    return Outcome(
+        False, time.perf_counter() - started, f"timed out after {timeout:g} s", None, started_at
+    )
+
+
+async def _verdict(result: Any, timeout: float, started: float, started_at: float) -> Outcome:
+    """What a handler's return value means: True succeeds, an awaitable is awaited within
+    what is left of the timeout, anything else fails."""
+    if inspect.isawaitable(result):
+        left = max(0.0, timeout - (time.perf_counter() - started))
+        return await _within(result, left, started, started_at)
+    duration = time.perf_counter() - started
+    if result is True:
+        return Outcome(True, duration, started_at=started_at)
+    return Outcome(
+        False, duration, f"run_handler returned {result!r}, not True", started_at=started_at
+    )
+
+
 async def _within(
     call: Awaitable[Any], timeout: float, started: float, started_at: float
 ) -> Outcome:
@@ -84,22 +104,38 @@ async def _within(
             task.add_done_callback(_retrieve)
         else:
             _retrieve(task)
-        return Outcome(
-            False, time.perf_counter() - started, f"timed out after {timeout:g} s", None, started_at
-        )
+        return _timed_out(timeout, started, started_at)
     try:
         result = task.result()
-        if inspect.isawaitable(result):
-            left = max(0.0, timeout - (time.perf_counter() - started))
-            return await _within(result, left, started, started_at)
     except Exception as exc:
         return _failure(exc, started, started_at)
-    duration = time.perf_counter() - started
-    if result is True:
-        return Outcome(True, duration, started_at=started_at)
-    return Outcome(
-        False, duration, f"run_handler returned {result!r}, not True", started_at=started_at
-    )
+    return await _verdict(result, timeout, started, started_at)
+
+
+class _Expired(Exception):
+    """A thread's call outlived its timeout; its result, when it comes, is dropped."""
+
+
+def _expire(ended: asyncio.Future[Any]) -> None:
+    if not ended.done():
+        ended.set_exception(_Expired())
+
+
+async def _thread_within(
+    ended: asyncio.Future[Any], timeout: float, started: float, started_at: float
+) -> Outcome:
+    """:func:`_within` for a call on a handler thread: the thread's future is awaited
+    under a timer (no task around it; nothing waits for the thread once it expires)."""
+    timer = asyncio.get_running_loop().call_later(timeout, _expire, ended)
+    try:
+        result = await ended
+    except _Expired:
+        return _timed_out(timeout, started, started_at)
+    except Exception as exc:
+        return _failure(exc, started, started_at)
+    finally:
+        timer.cancel()
+    return await _verdict(result, timeout, started, started_at)
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:
@@ -128,5 +164,6 @@ async def run_attempt(
             _call_async(registered, context), timeout, time.perf_counter(), time.time()
         )
     async with slots if slots is not None else contextlib.nullcontext():
-        call = run_in_thread(partial(handler.run_handler, context))
-        return await _within(call, timeout, time.perf_counter(), time.time())
+        started, started_at = time.perf_counter(), time.time()
+        ended = handler_threads().call(partial(handler.run_handler, context))
+        return await _thread_within(ended, timeout, started, started_at)

@@ -271,8 +271,7 @@ class Worker:
             )
             self.completed += 1
             if self._metrics is not None:
-                self._metrics.runs.labels(run.handler, decision.status).inc()
-                self._metrics.run_duration.labels(run.handler).observe(outcome.duration)
+                self._metrics.count_attempt(run.handler, decision.status, outcome.duration)
             # Look again when a retry is due rather than at the next poll.
             if decision.status is RunStatus.FAILED:
                 self._look_at(decision.due_at)
