@@ -170,6 +170,25 @@ def test_numbers_no_column_can_hold_are_422_naming_the_field(
     assert error["field"] == field
 
 
+@pytest.mark.parametrize("field", ["client_machine", "message", "job_type", "username"])
+def test_a_nul_character_in_a_text_field_is_422_naming_it(nothing_stored: Api, field: str) -> None:
+    response = nothing_stored.client.post(
+        PATH, json=_with(**{field: "before\u0000after"}), headers=nothing_stored.auth("agent")
+    )
+
+    [error] = _problem(response, 422)["errors"]
+    assert error["field"] == field and "NUL" in error["message"]
+
+
+def test_the_six_characters_backslash_u0000_in_a_message_are_only_text(api: Api) -> None:
+    text = "path C:\\u0000\\certs"  # a backslash, then "u0000": no NUL character
+
+    response = api.client.post(PATH, json=_with(message=text), headers=api.auth("agent"))
+
+    assert response.status_code == 202, response.text
+    assert api.stored()[0]["message"] == text
+
+
 def test_a_body_that_starts_with_a_byte_order_mark_is_read(api: Api) -> None:
     headers = {**api.auth("agent"), "Content-Type": "application/json"}
     content = "\ufeff".encode() + json.dumps(report()).encode()
