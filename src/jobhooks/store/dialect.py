@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from operator import itemgetter
 from typing import Any
 
@@ -46,14 +46,15 @@ def _columns(names: str | Sequence[str]) -> tuple[str, ...]:
     return (names,) if isinstance(names, str) else tuple(names)
 
 
-# The statements are built once per dialect and kept: building one (its ``excluded``
-# columns especially) costs more than executing it for a batch of rows.
-@lru_cache(maxsize=256)
+# The statements are built once per dialect and kept for good: building one (its
+# ``excluded`` columns especially) costs more than executing it for a batch of rows, and
+# execute_many knows a statement by its id (the code asks for a fixed few).
+@cache
 def _insert_ignore(dialect: str, table: Table) -> Any:
     return _insert(dialect, table).on_conflict_do_nothing()
 
 
-@lru_cache(maxsize=256)
+@cache
 def _upsert(
     dialect: str, table: Table, keys: tuple[str, ...], update: tuple[str, ...], version: str | None
 ) -> Any:
