@@ -353,8 +353,9 @@ def source_tree(src: str | None) -> Iterator[None]:
 
 
 def bench_against(src: str, n: int, concurrency: int, rounds: int) -> dict[str, Any]:
-    """Check-in throughput (API-only) and end to end (no-op handler) of this tree and of
-    ``src``, alternated ``rounds`` times; medians and this tree's ratio to the other."""
+    """Check-in throughput (API-only) and end to end (synchronous no-op handler) of this
+    tree and of ``src``, alternated ``rounds`` times; medians and this tree's ratio to the
+    other."""
     figures: dict[str, dict[str, list[float]]] = {
         tree: {"checkin": [], "e2e": []} for tree in ("this", "other")
     }
@@ -365,7 +366,7 @@ def bench_against(src: str, n: int, concurrency: int, rounds: int) -> dict[str, 
                     _load(url, make_bodies(1000), concurrency, headers=headers)
                     result = _load(url, make_bodies(n * 2), concurrency, headers=headers)
                     figures[tree]["checkin"].append(result.throughput)
-                with jobhooks_server("Noop") as (url, headers, database, proc):
+                with jobhooks_server("SyncNoop") as (url, headers, database, proc):
                     row = _measure(
                         url, JobhooksCompletions(database), (proc,), n, concurrency, 500,
                         None, headers=headers,

@@ -204,15 +204,13 @@ def insert_checkins(
         )
         fields["completion_id"] = completion_id
         decided.append((index, completion_id, fields, fired))
-    book = DigestBook(
-        connection,
-        (
-            (plan.handler, group_key(fields, plan.digest))
-            for *_rest, fields, fired in decided
-            for plan, _trigger in fired
-            if plan.digest is not None
-        ),
-    )
+    slots = {
+        (completion_id, plan.handler): group_key(fields, plan.digest)
+        for _index, completion_id, fields, fired in decided
+        for plan, _trigger in fired
+        if plan.digest is not None
+    }
+    book = DigestBook(connection, ((handler, key) for (_, handler), key in slots.items()))
     handoff = HandOff(
         reserve, sum(plan.digest is None for *_rest, fired in decided for plan, _ in fired)
     )
@@ -224,7 +222,7 @@ def insert_checkins(
         rows, receipt.runs, receipt.handed_off = new_runs(completion_id, fields, each, now, handoff)
         for plan, trigger in fired:
             if plan.digest is not None:
-                slot = group_key(fields, plan.digest)
+                slot = slots[(completion_id, plan.handler)]
                 receipt.runs.append(book.add(completion_id, plan, slot, trigger, now))
         run_rows += rows
         receipts[index] = receipt

@@ -52,6 +52,17 @@ _GROW = (
     .values(size=bindparam("n"))
 )
 
+_OPEN = select(
+    open_digests.c.handler,
+    open_digests.c.group_key,
+    open_digests.c.run_id,
+    open_digests.c.closes_at,
+    open_digests.c.size,
+).where(
+    tuple_(open_digests.c.handler, open_digests.c.group_key).in_(bindparam("g", expanding=True))
+)
+_OPEN_FOR_UPDATE = _OPEN.with_for_update()
+
 
 def _shown(value: object) -> str:
     if isinstance(value, JobResult | OperationType):
@@ -94,20 +105,10 @@ class DigestBook:
                 _LOCK_GROUPS,
                 {"space": _LOCK_SPACE, "groups": [f"{h}\x1f{k}" for h, k in groups]},
             )
-        query = select(
-            open_digests.c.handler,
-            open_digests.c.group_key,
-            open_digests.c.run_id,
-            open_digests.c.closes_at,
-            open_digests.c.size,
-        ).where(tuple_(open_digests.c.handler, open_digests.c.group_key).in_(groups))
-        if connection.dialect.name == "postgresql":
-            query = query.with_for_update()
-        for row in connection.execute(query):
-            self._open[(row.handler, row.group_key)] = _Open(
-                row.run_id, row.closes_at, row.size, stored=True
-            )
-            self._positions[row.run_id] = row.size
+        query = _OPEN_FOR_UPDATE if connection.dialect.name == "postgresql" else _OPEN
+        for handler, key, run_id, closes_at, size in connection.execute(query, {"g": groups}):
+            self._open[(handler, key)] = _Open(run_id, closes_at, size, stored=True)
+            self._positions[run_id] = size
 
     def add(
         self,
