@@ -195,14 +195,15 @@ def jobhooks_server(
 
 
 @contextmanager
-def echo_server() -> Iterator[str]:
-    """The raw Starlette echo app under uvicorn with jobhooks' server settings."""
+def echo_server() -> Iterator[tuple[str, int]]:
+    """The raw Starlette echo app under uvicorn with jobhooks' server settings; yields its
+    URL and process id."""
     folder = Path(tempfile.mkdtemp(prefix="echo-bench-"))
     port = _free_port()
     try:
         with _spawn("echo", _uvicorn_argv("echo_app:app", port), _env({}), folder) as proc:
             _wait_listening(port, proc)
-            yield f"http://127.0.0.1:{port}{PATH}"
+            yield f"http://127.0.0.1:{port}{PATH}", proc.popen.pid
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -215,7 +216,7 @@ def bench_checkin(n: int, concurrency: int, rounds: int) -> dict[str, Any]:
     p99: list[float] = []
     with ExitStack() as stack:
         url, headers, _db, _proc = stack.enter_context(jobhooks_server("Noop", worker=False))
-        echo_url = stack.enter_context(echo_server())
+        echo_url, _pid = stack.enter_context(echo_server())
         _load(url, make_bodies(1000), concurrency, headers=headers)
         _load(echo_url, make_bodies(1000), concurrency)
         for _ in range(rounds):

@@ -1,0 +1,109 @@
+"""CPU time the server process spends per request: a durable check-in (API-only node), a
+completion end to end (check-in and a synchronous no-op handler in one process), and the
+raw Starlette echo, under the same load (64 keep-alive clients).
+
+Throughput on a shared 2-core machine moves by 20-40 % from one run to the next; the
+server's own CPU time per request (user + system, read from ``/proc``) moves far less,
+so a change to the hot path is best judged by it. With ``--against SRC`` the jobhooks
+figures of another checkout's ``src`` are measured too, rounds alternated.
+
+Usage: ``python bench/cpu_bench.py [--n 20000] [--rounds 3] [--against OTHER/src]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+if str(BENCH_DIR) not in sys.path:
+    sys.path.insert(0, str(BENCH_DIR))
+
+from baselines import _load, _wait_done, make_bodies, wait_idle  # noqa: E402
+from jobhooks_bench import (  # noqa: E402
+    JobhooksCompletions,
+    echo_server,
+    jobhooks_server,
+    source_tree,
+)
+
+_TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of one process (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) * _TICK_S
+
+
+def _per_request(pid: int, n: int, run: Callable[[], float]) -> tuple[float, float]:
+    """(µs of the process's CPU per request, requests/s) for ``run``, which sends ``n``
+    requests and returns the requests/s it measured."""
+    before = _cpu_s(pid)
+    rate = run()
+    return (_cpu_s(pid) - before) / n * 1e6, rate
+
+
+def checkin(n: int) -> tuple[float, float]:
+    with jobhooks_server("Noop", worker=False) as (url, headers, _db, proc):
+        _load(url, make_bodies(1000), 64, headers=headers)
+        return _per_request(
+            proc.popen.pid, n, lambda: _load(url, make_bodies(n), 64, headers=headers).throughput
+        )
+
+
+def end_to_end(n: int) -> tuple[float, float]:
+    with jobhooks_server("SyncNoop") as (url, headers, database, proc):
+        done = JobhooksCompletions(database)
+        _load(url, make_bodies(1000), 64, headers=headers)
+        _wait_done(done, 1000, (proc,))
+        done.reset()
+
+        def run() -> float:
+            result = _load(url, make_bodies(n), 64, headers=headers)
+            return n / (_wait_done(done, n, (proc,)) - result.started_at)
+
+        return _per_request(proc.popen.pid, n, run)
+
+
+def echo(n: int) -> tuple[float, float]:
+    with echo_server() as (url, pid):
+        _load(url, make_bodies(1000), 64)
+        return _per_request(pid, n, lambda: _load(url, make_bodies(n), 64).throughput)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=20000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--against", help="another checkout's src folder")
+    parser.add_argument("--wait-idle", type=float, default=30.0)
+    args = parser.parse_args(argv)
+    if not wait_idle(args.wait_idle):
+        print("warning: the machine did not go idle; figures may be disturbed", file=sys.stderr)
+    trees = {"this": None, **({"other": args.against} if args.against else {})}
+    figures: dict[str, list[tuple[float, float]]] = {}
+    for _ in range(args.rounds):
+        figures.setdefault("echo", []).append(echo(args.n))
+        for tree, src in trees.items():
+            with source_tree(src):
+                figures.setdefault(f"check-in ({tree})", []).append(checkin(args.n))
+                figures.setdefault(f"end to end ({tree})", []).append(end_to_end(args.n // 2))
+    for name, rounds in figures.items():
+        cpu = statistics.median(c for c, _ in rounds)
+        rate = statistics.median(r for _, r in rounds)
+        spread = " · ".join(f"{c:.0f}" for c, _ in rounds)
+        print(f"{name:22} {cpu:6.1f} µs CPU per request ({spread}); {rate:,.0f}/s")
+    return 0
+
+
+if __name__ == "__main__":
+    start = time.monotonic()
+    code = main()
+    print(f"({time.monotonic() - start:.0f} s)", file=sys.stderr)
+    sys.exit(code)
