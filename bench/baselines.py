@@ -39,6 +39,7 @@ if str(BENCH_DIR) not in sys.path:
 
 from baseline_apps.completions import RedisCompletions, SqliteCompletions  # noqa: E402
 from baseline_apps.report import PATH  # noqa: E402
+from cores import pin_server  # noqa: E402
 from loadgen import LoadResult, run_load_subprocess  # noqa: E402
 
 __all__ = ["format_table", "make_bodies", "run_celery", "run_huey", "wait_idle"]
@@ -141,7 +142,8 @@ def _stop(proc: _Proc) -> None:
 
 @contextmanager
 def _spawn(name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> Iterator[_Proc]:
-    """Run ``argv`` in a new process session, output to a log file; always stopped on exit."""
+    """Run ``argv`` in a new process session on the server's core (see ``cores``), output to
+    a log file; always stopped on exit."""
     log = log_dir / f"{name}.log"
     with log.open("wb") as fh:
         popen = subprocess.Popen(
@@ -152,6 +154,7 @@ def _spawn(name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> It
             stdout=fh,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=pin_server,
         )
     proc = _Proc(name, popen, log)
     try:

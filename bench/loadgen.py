@@ -28,6 +28,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cores import pin_load  # noqa: E402
+
 __all__ = [
     "LoadResult",
     "ProtocolError",
@@ -450,7 +454,8 @@ def run_load_subprocess(
     python: str = sys.executable,
     deadline_s: float = 300.0,
 ) -> LoadResult:
-    """``run_load`` in a separate interpreter (this file run as a script).
+    """``run_load`` in a separate interpreter (this file run as a script), off the server's
+    core (see ``cores``).
 
     Bodies travel one per line, so none may contain a CR or LF byte (compact JSON never
     does). The child is killed if it has not finished within ``deadline_s``.
@@ -480,7 +485,9 @@ def run_load_subprocess(
             cmd += ["--rate", repr(rate)]
         for key, value in (headers or {}).items():
             cmd += ["--header", f"{key}: {value}"]
-        proc = subprocess.run(cmd, capture_output=True, timeout=deadline_s, check=False)
+        proc = subprocess.run(
+            cmd, capture_output=True, timeout=deadline_s, check=False, preexec_fn=pin_load
+        )
     finally:
         os.unlink(body_path)
     if proc.returncode != 0:
