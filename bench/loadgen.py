@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cores import pin_load  # noqa: E402
+from cores import pin_load
 
 __all__ = [
     "LoadResult",
