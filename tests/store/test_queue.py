@@ -121,6 +121,20 @@ def test_a_claim_takes_at_most_its_limit_oldest_first(db: StoreDb) -> None:
     assert [run.id for run in _claim(db, "w2", NOW, limit=2)] == ids[2:]
 
 
+def test_a_claim_takes_the_earliest_due_whatever_their_status(db: StoreDb) -> None:
+    [first] = _store_runs(db, "mail")
+    [retried] = _store_runs(db, "mail")
+    [run] = _claim(db, "w1", NOW, limit=1)
+    assert run.id == first
+    _finish(db, run, "failed", NOW + 1, due_at=NOW + 5, error="SMTP 451")
+    [later] = db.apply(insert_checkins, [new_completion("mail")], NOW + 10)[0].runs
+
+    taken = [run.id for run in _claim(db, "w2", NOW + 20, limit=2)]
+
+    assert taken == [retried, first], "pending due at NOW, then the retry due at NOW + 5"
+    assert [run.id for run in _claim(db, "w3", NOW + 20)] == [later.id]
+
+
 def test_a_failed_run_is_claimed_again_when_its_retry_is_due(db: StoreDb) -> None:
     [run_id] = _store_runs(db, "mail")
     [run] = _claim(db, "w1", NOW)
