@@ -75,12 +75,13 @@ _DEDUPE_COLUMNS = {"key": completions.c.idempotency_key, "history": completions.
 
 
 def _originals(
-    connection: Connection, items: Sequence[NewCompletion]
+    connection: Connection, keys: Sequence[list[tuple[str, str, Any]]]
 ) -> dict[tuple[str, str, Any], str]:
-    """Stored completions that these reports repeat, by (kind, agent, key)."""
+    """Stored completions that reports with these dedupe ``keys`` repeat, by (kind, agent,
+    key)."""
     wanted: dict[str, set[tuple[str, Any]]] = {kind: set() for kind in _DEDUPE_COLUMNS}
-    for item in items:
-        for kind, agent, key in _dedupe_keys(item):
+    for item_keys in keys:
+        for kind, agent, key in item_keys:
             wanted[kind].add((agent, key))
     found: dict[tuple[str, str, Any], str] = {}
     for kind, pairs in wanted.items():
@@ -159,12 +160,12 @@ def insert_checkins(
     stored pending under a lease held by that worker, so a crash before they
     finish only delays them until the lease expires.
     """
-    originals = _originals(connection, items) if any(_dedupe_keys(i) for i in items) else {}
+    keys_of = [_dedupe_keys(item) for item in items]
+    originals = _originals(connection, keys_of) if any(keys_of) else {}
     receipts: list[CheckinReceipt | None] = [None] * len(items)
     duplicates: dict[int, str] = {}
     fresh: list[tuple[int, NewCompletion, str]] = []
-    for index, item in enumerate(items):
-        keys = _dedupe_keys(item)
+    for index, (item, keys) in enumerate(zip(items, keys_of, strict=True)):
         original = next((originals[k] for k in keys if k in originals), None)
         if original is not None:
             duplicates[index] = original
