@@ -6,9 +6,8 @@ import functools
 import random
 import threading
 import time
-import uuid
 
-__all__ = ["guid_of", "guid_text", "new_id"]
+__all__ = ["guid_text", "new_id"]
 
 _lock = threading.Lock()
 _random = random.Random()
@@ -41,11 +40,6 @@ def guid_text(guid: object) -> str:
     """``str(guid)``, remembered: the same agents, job types and recurring jobs come back
     in every batch, and a UUID's text is worked out in Python each time."""
     return str(guid)
-
-
-guid_of = functools.lru_cache(maxsize=1024)(uuid.UUID)
-"""``uuid.UUID(text)``, remembered: for the GUIDs that repeat (agents, job types), not
-for one-off ones such as job ids, which would only push the others out."""
 
 
 def id_floor(seconds: float) -> str:

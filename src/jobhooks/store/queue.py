@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from jobhooks.sdk.trigger import Trigger
 from jobhooks.store.dialect import execute_many
 from jobhooks.store.digests import close_digests, members_of
-from jobhooks.store.ids import guid_of, new_id
+from jobhooks.store.ids import new_id
 from jobhooks.store.nodes import forget_nodes, has_node
 from jobhooks.store.records import ClaimedRun, PlannedRun, RunOutcome, RunReceipt, RunStatus
 from jobhooks.store.tables import attempts, completions, runs
@@ -50,13 +50,13 @@ def completion_fields(row: Row[Any]) -> dict[str, Any]:
     """Context fields (parsed) from a completions row."""
     timestamp = row.request_timestamp
     return {
-        "agent_id": guid_of(row.agent_id),
+        "agent_id": uuid.UUID(row.agent_id),
         "username": row.username,
         "client_machine": row.client_machine,
         "job_result": row.job_result,
         "job_id": uuid.UUID(row.job_id),
         "job_type": row.job_type,
-        "job_type_id": guid_of(row.job_type_id),
+        "job_type_id": uuid.UUID(row.job_type_id),
         "operation_type": row.operation_type,
         "certificate_id": row.certificate_id,
         "request_timestamp": (
