@@ -28,9 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-if str(Path(__file__).resolve().parent) not in sys.path:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cores import pin_load
+from cores import pin_load  # beside this file: on the path of its importers and as a script
 
 __all__ = [
     "LoadResult",
