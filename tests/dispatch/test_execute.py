@@ -10,13 +10,15 @@ import pytest
 from support.handlers import read_lines
 from support.registrations import Register
 
-from jobhooks.dispatch.execute import Outcome, run_attempt
+from jobhooks.dispatch.execute import run_attempt
 from jobhooks.dispatch.isolation import run_in_process
+from jobhooks.dispatch.outcome import Outcome
+from jobhooks.dispatch.slots import ThreadSlots
 from jobhooks.registry import RegisteredHandler
 from jobhooks.testing import sample_context
 
 
-def _attempt(registered: RegisteredHandler, slots: asyncio.Semaphore | None = None) -> Outcome:
+def _attempt(registered: RegisteredHandler, slots: ThreadSlots | None = None) -> Outcome:
     return asyncio.run(run_attempt(registered, sample_context(), slots))
 
 
@@ -73,7 +75,7 @@ def test_a_hung_sync_handler_times_out_and_frees_its_slot(
     normal = register("Appender", properties={"path": str(trace)})
 
     async def main() -> list[Outcome]:
-        slots = asyncio.Semaphore(2)
+        slots = ThreadSlots(2)
         hung = await asyncio.gather(
             *(run_attempt(hangs, sample_context(), slots) for _ in range(4))
         )
@@ -127,7 +129,7 @@ def test_isolated_attempts_share_the_threads_and_are_timed_from_the_handlers_sta
     )
 
     async def main() -> list[Outcome]:
-        slots = asyncio.Semaphore(2)
+        slots = ThreadSlots(2)
         attempts = (run_in_process(registered, sample_context(), slots) for _ in range(4))
         return list(await asyncio.gather(*attempts))
 
@@ -149,7 +151,7 @@ def test_waiting_for_a_free_thread_is_not_part_of_the_timeout(
     registered = register("Sleeps", timeout=0.5, properties={"path": str(trace), "seconds": 0.3})
 
     async def main() -> list[Outcome]:
-        slots = asyncio.Semaphore(1)
+        slots = ThreadSlots(1)
         return list(
             await asyncio.gather(
                 *(run_attempt(registered, sample_context(), slots) for _ in range(3))
@@ -187,7 +189,7 @@ def test_sync_handlers_run_on_threads_kept_between_runs(register: Register, tmp_
 
     async def main() -> None:
         for _ in range(30):
-            assert (await run_attempt(registered, sample_context(), asyncio.Semaphore(8))).succeeded
+            assert (await run_attempt(registered, sample_context(), ThreadSlots(8))).succeeded
 
     asyncio.run(main())
     # One run at a time: each takes a thread left idle by an earlier run (in this process,

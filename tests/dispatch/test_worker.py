@@ -242,3 +242,46 @@ def test_each_digest_starts_when_it_closes_not_at_the_next_poll(tmp_path: Path) 
         asyncio.run(main())
     finally:
         store.close()
+
+
+def test_a_stop_waits_for_sync_runs_in_progress_and_records_them(tmp_path: Path) -> None:
+    """Four 0.3 s runs on two threads when the worker is told to stop: within its grace
+    each finishes and is recorded as succeeded (none is left to run a second time)."""
+    trace = tmp_path / "trace.log"
+    registry = build_registry(
+        tmp_path,
+        {
+            "name": "slow",
+            "type": "support.handlers:Sleeps",
+            "properties": {"path": str(trace), "seconds": 0.3},
+        },
+    )
+    store = Store(f"sqlite:///{tmp_path / 'w.db'}")
+
+    async def main() -> list[str]:
+        worker = Worker(
+            store,
+            lambda: registry,
+            build_clients(PlatformSettings()),
+            LeasePolicy(1.0),
+            concurrency=8,
+            threads=2,
+            poll_interval=60,
+        )
+        store.set_local_worker(worker)
+        task = asyncio.create_task(worker.run())
+        await asyncio.sleep(0.1)
+        receipts = [await store.check_in(new_completion("slow")) for _ in range(4)]
+        assert all(receipt.handed_off for receipt in receipts)
+        await worker.stop(grace=5)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        store.set_local_worker(None)
+        assert worker.completed == 4
+        return [(await settled(store, r.id, 1))["handler_runs"][0]["status"] for r in receipts]
+
+    try:
+        assert asyncio.run(main()) == ["succeeded"] * 4
+    finally:
+        store.close()
+    assert len(read_lines(trace)) == 4

@@ -16,7 +16,8 @@ from conftest import HttpReceiver, SmtpSink
 from standardwebhooks import Webhook
 
 from jobhooks import JobCompleteContext
-from jobhooks.dispatch.execute import Outcome, run_attempt
+from jobhooks.dispatch.execute import run_attempt
+from jobhooks.dispatch.outcome import Outcome
 from jobhooks.registry.build import load
 from jobhooks.sdk.trigger import Trigger
 from jobhooks.testing import sample_context, sample_digest

@@ -21,7 +21,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from conftest import SmtpSink
 
-from jobhooks.dispatch.execute import Outcome, run_attempt
+from jobhooks.dispatch.execute import run_attempt
+from jobhooks.dispatch.outcome import Outcome
 from jobhooks.registry.build import load
 from jobhooks.testing import sample_context
 

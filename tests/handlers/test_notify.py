@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from conftest import HttpReceiver
 
-from jobhooks.dispatch.execute import Outcome, run_attempt
+from jobhooks.dispatch.execute import run_attempt
+from jobhooks.dispatch.outcome import Outcome
 from jobhooks.registry.build import load
 from jobhooks.testing import sample_context
 

@@ -23,7 +23,8 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from conftest import SmtpSink, TestCertificates
 
 from jobhooks.config import schema
-from jobhooks.dispatch.execute import Outcome, run_attempt
+from jobhooks.dispatch.execute import run_attempt
+from jobhooks.dispatch.outcome import Outcome
 from jobhooks.handlers import _mail as mail
 from jobhooks.registry.build import load
 from jobhooks.testing import sample_context

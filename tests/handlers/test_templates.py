@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from conftest import SmtpSink
 
-from jobhooks.dispatch.execute import Outcome, run_attempt
+from jobhooks.dispatch.execute import run_attempt
+from jobhooks.dispatch.outcome import Outcome
 from jobhooks.handlers._templates import compile_template, render, template_variables
 from jobhooks.registry.build import load
 from jobhooks.sdk.context import DATA_FIELDS

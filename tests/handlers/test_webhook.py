@@ -24,7 +24,8 @@ from support.server import write_config as write_server_config
 from support.tokens import make_token
 
 from jobhooks import JobCompleteContext
-from jobhooks.dispatch.execute import Outcome, run_attempt
+from jobhooks.dispatch.execute import run_attempt
+from jobhooks.dispatch.outcome import Outcome
 from jobhooks.registry.build import load
 from jobhooks.registry.matching import RegisteredHandler
 from jobhooks.service.runtime import Runtime

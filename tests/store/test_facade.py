@@ -54,7 +54,7 @@ def test_claim_finish_and_replay_through_the_store(store_url: str) -> None:
         assert run.id == receipt.runs[0].id
         assert store.next_due() is not None, "a held run is due again when its lease ends"
         await store.finish(
-            RunOutcome(run.id, "w1", run.number, "dead", 0.0, 1.0, 2.0, error="boom")
+            [RunOutcome(run.id, "w1", run.number, "dead", 0.0, 1.0, 2.0, error="boom")]
         )
         assert store.next_due() is None
         assert await store.replay(run.id) == "dead"
@@ -79,7 +79,7 @@ def test_a_failed_write_answers_its_caller_with_a_store_error(store_url: str) ->
 
     async def main() -> tuple[BaseException | None, CheckinReceipt]:
         error, receipt = await asyncio.gather(
-            store.finish(missing), store.check_in(new_completion("mail")), return_exceptions=True
+            store.finish([missing]), store.check_in(new_completion("mail")), return_exceptions=True
         )
         assert isinstance(receipt, CheckinReceipt)
         return (error if isinstance(error, BaseException) else None), receipt

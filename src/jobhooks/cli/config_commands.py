@@ -23,8 +23,8 @@ from jobhooks.config.load import read_config
 from jobhooks.config.locate import ConfigChoice
 from jobhooks.config.schema import JobhooksConfig
 from jobhooks.config.webconfig import read_manifest, read_webconfig, to_toml
-from jobhooks.dispatch.execute import Outcome
 from jobhooks.dispatch.isolation import run_as_registered
+from jobhooks.dispatch.outcome import Outcome
 from jobhooks.errors import ConfigError, ContextError
 from jobhooks.intake.rules import NotificationRule, rehearse
 from jobhooks.platform.client import build_clients

@@ -12,7 +12,9 @@ from functools import partial
 from multiprocessing.connection import Connection
 from typing import Any
 
-from jobhooks.dispatch.execute import Outcome, run_attempt, run_in_thread
+from jobhooks.dispatch.execute import run_attempt, run_in_thread
+from jobhooks.dispatch.outcome import Outcome
+from jobhooks.dispatch.slots import ThreadSlots
 from jobhooks.logs import LogSetup, configure_logging, current_setup
 from jobhooks.registry.matching import RegisteredHandler
 from jobhooks.sdk.context import JobCompleteContext
@@ -104,7 +106,7 @@ def _run_blocking(
 async def run_in_process(
     registered: RegisteredHandler,
     context: JobCompleteContext,
-    slots: asyncio.Semaphore | None = None,
+    slots: ThreadSlots | None = None,
 ) -> Outcome:
     """Run ``registered`` once in a fresh child process; kill it at the timeout.
 
@@ -124,7 +126,7 @@ async def run_in_process(
 async def run_as_registered(
     registered: RegisteredHandler,
     context: JobCompleteContext,
-    slots: asyncio.Semaphore | None = None,
+    slots: ThreadSlots | None = None,
 ) -> Outcome:
     """Run one attempt the way its registration says: in a child process with
     ``isolation = "process"``, here otherwise (see :func:`run_attempt`)."""

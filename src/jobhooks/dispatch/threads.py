@@ -13,19 +13,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import queue
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Any, TypeVar
 
-__all__ = ["IDLE_EXIT", "HandlerThreads", "handler_threads", "ordinary_error"]
+__all__ = ["IDLE_EXIT", "HandlerThreads", "Then", "handler_threads", "ordinary_error"]
 
 T = TypeVar("T")
+
+logger = logging.getLogger("jobhooks.worker")
 
 IDLE_EXIT = 30.0
 """Seconds a thread waits for a call before it ends."""
 
-_Job = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[[], Any]]
+Then = Callable[[Any, "BaseException | None"], None]
+"""What is called on the event loop with a call's result, or the exception it raised."""
+_Job = tuple[asyncio.AbstractEventLoop, Then, Callable[[], Any]]
 
 
 def ordinary_error(exc: BaseException) -> Exception:
@@ -49,11 +55,11 @@ class _Results:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._lock = threading.Lock()
-        self._ended: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        self._ended: list[tuple[Then, Any, BaseException | None]] = []
 
-    def add(self, future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    def add(self, then: Then, result: Any, error: BaseException | None) -> None:
         with self._lock:
-            self._ended.append((future, result, error))
+            self._ended.append((then, result, error))
             first = len(self._ended) == 1
         if first:
             with contextlib.suppress(RuntimeError):  # the loop closed in the meantime
@@ -62,8 +68,11 @@ class _Results:
     def _deliver(self) -> None:
         with self._lock:
             ended, self._ended = self._ended, []
-        for future, result, error in ended:
-            _settle(future, result, error)
+        for then, result, error in ended:
+            try:
+                then(result, error)
+            except Exception:  # one broken callback must not strand the others' results
+                logger.exception("handing over a handler thread's result failed")
 
 
 class HandlerThreads:
@@ -86,8 +95,14 @@ class HandlerThreads:
         """Start ``function`` on a thread now; its result or exception arrives in the
         returned future (on the running loop). Nothing waits for the thread when the
         caller stops waiting for the future."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self.start(function, partial(_settle, future))
+        return future
+
+    def start(self, function: Callable[[], Any], then: Then) -> None:
+        """Start ``function`` on a thread now; ``then(result, error)`` is called on the
+        running loop when it ends (with the other calls that ended meanwhile)."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
         with self._lock:
             if loop not in self._results:
                 self._results = {
@@ -97,15 +112,14 @@ class HandlerThreads:
             claimed = self._idle > 0
             if claimed:
                 self._idle -= 1
-        self._jobs.put((loop, future, function))
+        self._jobs.put((loop, then, function))
         if not claimed:
             threading.Thread(target=self._serve, name="jobhooks-handler", daemon=True).start()
-        return future
 
     def _serve(self) -> None:
         while True:
             try:
-                loop, future, function = self._jobs.get(timeout=self._idle_exit)
+                loop, then, function = self._jobs.get(timeout=self._idle_exit)
             except queue.Empty:
                 with self._lock:
                     if self._idle > 0:
@@ -121,8 +135,8 @@ class HandlerThreads:
             # Idle before the result is out, so the call it lets run next reuses this thread.
             with self._lock:
                 self._idle += 1
-            self._results[loop].add(future, result, error)
-            del loop, future, function, result, error
+            self._results[loop].add(then, result, error)
+            del loop, then, function, result, error
 
 
 _SHARED = HandlerThreads()

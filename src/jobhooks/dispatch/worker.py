@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import logging
 import os
@@ -11,17 +12,21 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from jobhooks.dispatch.execute import Outcome
+from jobhooks.dispatch.execute import is_async
 from jobhooks.dispatch.isolation import run_as_registered
+from jobhooks.dispatch.lane import Ended, SyncLane
+from jobhooks.dispatch.outcome import Outcome
 from jobhooks.dispatch.retry import decide
+from jobhooks.dispatch.slots import ThreadSlots
+from jobhooks.dispatch.threads import handler_threads
 from jobhooks.errors import StoreError
 from jobhooks.intake.planning import LeasePolicy
 from jobhooks.metrics import Metrics
 from jobhooks.platform.client import PlatformClients
-from jobhooks.registry.matching import Registry
+from jobhooks.registry.matching import RegisteredHandler, Registry
 from jobhooks.sdk.context import JobCompleteContext
 from jobhooks.sdk.enums import JobResult, OperationType
 from jobhooks.store.nodes import HEARTBEAT_EVERY
@@ -106,7 +111,8 @@ class Worker:
         self._leases = leases
         self._poll_interval = poll_interval
         self._metrics = metrics
-        self._threads = asyncio.Semaphore(threads)
+        self._slots = ThreadSlots(threads)
+        self._lane: SyncLane[ClaimedRun] = SyncLane(self._slots, handler_threads(), self._ended)
         self._lock = threading.Lock()
         self._busy = 0  # runs started or reserved; guarded by _lock
         self._wake = asyncio.Event()
@@ -156,14 +162,36 @@ class Worker:
             self._wake.set()
 
     def _start_all(self, runs: Sequence[ClaimedRun]) -> None:
+        registry = self._registry()
+        unstarted: list[Ended[ClaimedRun]] = []
         for run in runs:
-            task = asyncio.create_task(self._execute(run))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            registered = registry.get(run.handler)
+            if registered is None:
+                error = f"handler {run.handler!r} is no longer registered (removed by a reload?)"
+                unstarted.append((run, Outcome(False, 0.0, error), 0.0))
+                continue
+            try:
+                context = build_context(run, self._clients)
+            except Exception as exc:
+                unstarted.append(
+                    (run, Outcome(False, 0.0, f"cannot build the context: {exc!r}"), 0.0)
+                )
+                continue
+            if registered.policy.isolation == "process" or is_async(registered):
+                self._spawn(self._execute(run, registered, context))
+            else:
+                self._lane.start(run, registered, context)
+        if unstarted:
+            self._ended(unstarted)
 
-    def _release(self) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _release(self, count: int) -> None:
         with self._lock:
-            self._busy -= 1
+            self._busy -= count
         self._wake.set()
 
     # -- loop --------------------------------------------------------------------
@@ -234,66 +262,62 @@ class Worker:
         """Stop taking runs; wait up to ``grace`` seconds for those running."""
         self._stopping = True
         self._wake.set()
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=grace)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                await self._lane.idle()
+                while self._tasks:
+                    await asyncio.wait(set(self._tasks))
 
     @property
     def busy(self) -> int:
         """Runs in progress or reserved."""
         return self._busy
 
-    # -- one run -----------------------------------------------------------------
+    # -- runs -------------------------------------------------------------------
 
-    async def _execute(self, run: ClaimedRun) -> None:
+    async def _execute(
+        self, run: ClaimedRun, registered: RegisteredHandler, context: JobCompleteContext
+    ) -> None:
+        """One run of an async or isolated handler, as a task of its own."""
         try:
-            outcome, backoff = await self._attempt(run)
+            outcome = await run_as_registered(registered, context, self._slots)
+        except Exception:
+            logger.exception("running handler %s for run %s failed", run.handler, run.id)
+            self._release(1)
+            return
+        await self._record([(run, outcome, registered.policy.backoff)])
+
+    def _ended(self, ended: list[Ended[ClaimedRun]]) -> None:
+        self._spawn(self._record(ended))
+
+    async def _record(self, ended: list[Ended[ClaimedRun]]) -> None:
+        """Store how runs ended (one write for all), then count them and free their slots."""
+        try:
             finished = time.time()
-            decision = decide(
-                outcome.succeeded,
-                run.attempt,
-                run.max_attempts,
-                backoff,
-                finished,
-                self._random.random(),
-            )
-            await self._store.finish(
-                RunOutcome(
-                    run_id=run.id,
-                    worker=run.worker,
-                    number=run.number,
-                    status=decision.status,
-                    due_at=decision.due_at,
-                    started_at=min(outcome.started_at, finished),
-                    finished_at=finished,
-                    error=outcome.error,
-                    traceback=outcome.traceback,
-                )
-            )
-            self.completed += 1
-            if self._metrics is not None:
-                self._metrics.count_attempt(run.handler, decision.status, outcome.duration)
-            # Look again when a retry is due rather than at the next poll.
-            if decision.status is RunStatus.FAILED:
-                self._look_at(decision.due_at)
+            outcomes = [
+                self._conclude(run, outcome, backoff, finished) for run, outcome, backoff in ended
+            ]
+            await self._store.finish(outcomes)
+            for (run, outcome, _backoff), recorded in zip(ended, outcomes, strict=True):
+                self.completed += 1
+                if self._metrics is not None:
+                    self._metrics.count_attempt(run.handler, recorded.status, outcome.duration)
+                # Look again when a retry is due rather than at the next poll.
+                if recorded.status is RunStatus.FAILED:
+                    self._look_at(recorded.due_at)
         except StoreError as exc:
             # The store logs each change of its state once; a gone process's runs are
             # taken back by the others.
-            logger.debug("recording the outcome of run %s failed: %s", run.id, exc)
+            logger.debug("recording the outcome of %d runs failed: %s", len(ended), exc)
         except Exception:
-            logger.exception("recording the outcome of run %s failed", run.id)
+            logger.exception("recording the outcome of %d runs failed", len(ended))
         finally:
-            self._release()
+            self._release(len(ended))
 
-    async def _attempt(self, run: ClaimedRun) -> tuple[Outcome, float]:
-        registered = self._registry().get(run.handler)
-        if registered is None:
-            error = f"handler {run.handler!r} is no longer registered (removed by a reload?)"
-            return Outcome(False, 0.0, error), 0.0
-        try:
-            context = build_context(run, self._clients)
-        except Exception as exc:
-            return Outcome(False, 0.0, f"cannot build the context: {exc!r}"), 0.0
-        outcome = await run_as_registered(registered, context, self._threads)
+    def _conclude(
+        self, run: ClaimedRun, outcome: Outcome, backoff: float, finished: float
+    ) -> RunOutcome:
+        """What becomes of ``run`` after ``outcome``: done, a retry when, or dead."""
         if self._metrics is not None and run.number == 1:
             self._metrics.dispatch_latency.observe(max(0.0, outcome.started_at - run.created_at))
         if not outcome.succeeded:
@@ -305,4 +329,22 @@ class Worker:
                 run.max_attempts,
                 outcome.error,
             )
-        return outcome, registered.policy.backoff
+        decision = decide(
+            outcome.succeeded,
+            run.attempt,
+            run.max_attempts,
+            backoff,
+            finished,
+            self._random.random(),
+        )
+        return RunOutcome(
+            run_id=run.id,
+            worker=run.worker,
+            number=run.number,
+            status=decision.status,
+            due_at=decision.due_at,
+            started_at=min(outcome.started_at, finished),
+            finished_at=finished,
+            error=outcome.error,
+            traceback=outcome.traceback,
+        )

@@ -109,7 +109,9 @@ class Store:
         self._claim: BatchOperation[ClaimRequest, list[ClaimedRun]] = BatchOperation(
             "claim", claim_runs
         )
-        self._finish: BatchOperation[RunOutcome, None] = BatchOperation("finish", finish_runs)
+        self._finish: BatchOperation[Sequence[RunOutcome], None] = BatchOperation(
+            "finish", _finish_all
+        )
         self._replay: BatchOperation[str, str | None] = BatchOperation(
             "replay", _waking(replay_run)
         )
@@ -261,9 +263,9 @@ class Store:
         request = ClaimRequest(worker, limit, leases, self.default_lease, tuple(dead))
         return await self._db.write(self._claim, request)
 
-    async def finish(self, outcome: RunOutcome) -> None:
-        """Record the end of an attempt."""
-        await self._db.write(self._finish, outcome)
+    async def finish(self, outcomes: Sequence[RunOutcome]) -> None:
+        """Record the end of attempts, in one write."""
+        await self._db.write(self._finish, outcomes)
 
     def next_due(self) -> float | None:
         """When the earliest waiting run is due (pending, retrying or leased)."""
@@ -308,6 +310,13 @@ def _waking(
         return results
 
     return apply_and_wake
+
+
+def _finish_all(
+    connection: Connection, groups: Sequence[Sequence[RunOutcome]], now: float
+) -> list[None]:
+    finish_runs(connection, [outcome for group in groups for outcome in group], now)
+    return [None] * len(groups)
 
 
 def _notify(connection: Connection, items: Sequence[tuple[str, str]], now: float) -> list[None]:

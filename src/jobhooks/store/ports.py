@@ -51,8 +51,9 @@ class WorkerStore(Protocol):
         """Lease up to ``limit`` due runs to ``worker``, first those the ``dead`` held."""
         ...
 
-    async def finish(self, outcome: RunOutcome) -> None:
-        """Record the end of an attempt (a worker that lost its lease adds history only)."""
+    async def finish(self, outcomes: Sequence[RunOutcome]) -> None:
+        """Record the end of attempts, in one write (a worker that lost its lease adds
+        history only)."""
         ...
 
     async def dead_nodes(self) -> list[str]:

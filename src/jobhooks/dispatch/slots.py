@@ -1,0 +1,73 @@
+"""How many synchronous handlers (and isolated children) run at once: ``[server] threads``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from types import TracebackType
+
+__all__ = ["ThreadSlots"]
+
+
+class ThreadSlots:
+    """A counted limit shared by the synchronous lane and the isolated runs.
+
+    The lane takes a slot without awaiting (:meth:`take` with what to do once one is
+    free); an isolated run awaits one with ``async with``. Either way slots go to
+    those waiting in the order they asked. Event-loop only.
+    """
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError(f"thread slots must be at least 1, not {size}")
+        self.size = size
+        self._free = size
+        self._waiting: deque[Callable[[], bool]] = deque()
+
+    @property
+    def free(self) -> int:
+        """Slots nobody holds."""
+        return self._free
+
+    def take(self, when_free: Callable[[], bool]) -> bool:
+        """Take a slot now (True), or queue ``when_free``: it is called holding a slot once
+        one frees up, and returns False if it no longer wants it (the slot then goes on)."""
+        if self._free > 0 and not self._waiting:
+            self._free -= 1
+            return True
+        self._waiting.append(when_free)
+        return False
+
+    def give(self) -> None:
+        """Give a slot back: to the first who still waits, else to the free ones."""
+        while self._waiting:
+            if self._waiting.popleft()():
+                return
+        self._free += 1
+
+    async def __aenter__(self) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def granted() -> bool:
+            if future.done():  # cancelled while it waited
+                return False
+            future.set_result(None)
+            return True
+
+        if self.take(granted):
+            return
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.give()  # granted as it was cancelled: pass it on
+            raise
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.give()
