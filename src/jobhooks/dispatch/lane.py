@@ -85,6 +85,7 @@ class SyncLane(Generic[K]):
     def start(self, run: K, registered: RegisteredHandler, context: JobCompleteContext) -> None:
         """Run ``registered`` on ``context`` once a slot is free; ``run`` names it in the
         batch it ends in."""
+        self._loop = asyncio.get_running_loop()
         attempt = _Attempt(run, registered, context)
         self._busy += 1
         self._idle.clear()
@@ -99,17 +100,16 @@ class SyncLane(Generic[K]):
         context, attempt.context = attempt.context, None
         assert context is not None
         attempt.started, attempt.started_at = time.perf_counter(), time.time()
-        loop = asyncio.get_running_loop()
-        attempt.timer = loop.call_later(attempt.timeout, self._expire, attempt)
+        attempt.timer = self._loop.call_later(attempt.timeout, self._expire, attempt)
         self._threads.start(
-            partial(attempt.handler.run_handler, context), partial(self._end, attempt)
+            partial(attempt.handler.run_handler, context), partial(self._end, attempt), self._loop
         )
         return True
 
     def _end(self, attempt: _Attempt[K], result: Any, error: BaseException | None) -> None:
         if attempt.over:
             return  # timed out earlier: already reported
-        if error is None and inspect.isawaitable(result):
+        if error is None and result is not True and inspect.isawaitable(result):
             # A synchronous run_handler that returned an awaitable: awaited on the loop,
             # within what is left of its timeout, still holding its slot.
             self._over(attempt, give=False)
@@ -146,7 +146,7 @@ class SyncLane(Generic[K]):
 
     def _add(self, attempt: _Attempt[K], outcome: Outcome) -> None:
         if not self._batch:
-            asyncio.get_running_loop().call_soon(self._flush)
+            self._loop.call_soon(self._flush)
         self._batch.append((attempt.run, outcome, attempt.backoff))
 
     def _flush(self) -> None:

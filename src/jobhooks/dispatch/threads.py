@@ -99,10 +99,16 @@ class HandlerThreads:
         self.start(function, partial(_settle, future))
         return future
 
-    def start(self, function: Callable[[], Any], then: Then) -> None:
-        """Start ``function`` on a thread now; ``then(result, error)`` is called on the
-        running loop when it ends (with the other calls that ended meanwhile)."""
-        loop = asyncio.get_running_loop()
+    def start(
+        self,
+        function: Callable[[], Any],
+        then: Then,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        """Start ``function`` on a thread now; ``then(result, error)`` is called on
+        ``loop`` (the running one by default) when it ends, with the other calls that
+        ended meanwhile."""
+        loop = loop or asyncio.get_running_loop()
         with self._lock:
             if loop not in self._results:
                 self._results = {
