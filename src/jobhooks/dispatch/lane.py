@@ -52,7 +52,7 @@ class _Attempt(Generic[K]):
         self.handler = registered.handler
         self.backoff = registered.policy.backoff
         self.timeout = registered.policy.timeout
-        self.context: JobCompleteContext | None = context
+        self.context = context
         self.over = False
         self.started = 0.0
         self.started_at = 0.0
@@ -97,12 +97,12 @@ class SyncLane(Generic[K]):
         await self._idle.wait()
 
     def _launch(self, attempt: _Attempt[K]) -> bool:
-        context, attempt.context = attempt.context, None
-        assert context is not None
         attempt.started, attempt.started_at = time.perf_counter(), time.time()
         attempt.timer = self._loop.call_later(attempt.timeout, self._expire, attempt)
         self._threads.start(
-            partial(attempt.handler.run_handler, context), partial(self._end, attempt), self._loop
+            partial(attempt.handler.run_handler, attempt.context),
+            partial(self._end, attempt),
+            self._loop,
         )
         return True
 

@@ -21,7 +21,6 @@ class ThreadSlots:
     def __init__(self, size: int) -> None:
         if size < 1:
             raise ValueError(f"thread slots must be at least 1, not {size}")
-        self.size = size
         self._free = size
         self._waiting: deque[Callable[[], bool]] = deque()
 
