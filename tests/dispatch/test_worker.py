@@ -285,3 +285,55 @@ def test_a_stop_waits_for_sync_runs_in_progress_and_records_them(tmp_path: Path)
     finally:
         store.close()
     assert len(read_lines(trace)) == 4
+
+
+def test_sync_and_isolated_runs_share_the_threads_limit(tmp_path: Path) -> None:
+    """One thread slot, two isolated and four sync runs of a 0.2 s handler: never two at
+    once, whichever kind holds the slot."""
+    spans = tmp_path / "spans.log"
+    registry = build_registry(
+        tmp_path,
+        {
+            "name": "inline",
+            "type": "support.handlers:Spans",
+            "properties": {"path": str(spans), "seconds": 0.2},
+        },
+        {
+            "name": "child",
+            "type": "support.handlers:Spans",
+            "isolation": "process",
+            "properties": {"path": str(spans), "seconds": 0.2},
+        },
+    )
+    store = Store(f"sqlite:///{tmp_path / 'w.db'}")
+
+    async def main() -> None:
+        worker = Worker(
+            store,
+            lambda: registry,
+            build_clients(PlatformSettings()),
+            LeasePolicy(1.0),
+            concurrency=8,
+            threads=1,
+            poll_interval=60,
+        )
+        store.set_local_worker(worker)
+        task = asyncio.create_task(worker.run())
+        await asyncio.sleep(0.1)
+        receipts = [await store.check_in(new_completion("inline", "child")) for _ in range(2)]
+        receipts += [await store.check_in(new_completion("inline")) for _ in range(2)]
+        for receipt in receipts:
+            await settled(store, receipt.id, 30)
+        await worker.stop(grace=5)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        store.set_local_worker(None)
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
+    intervals = [tuple(map(float, line.split())) for line in read_lines(spans)]
+    assert len(intervals) == 6
+    at_once = max(sum(s <= t < e for s, e in intervals) for t, _ in intervals)
+    assert at_once == 1, intervals
