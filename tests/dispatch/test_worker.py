@@ -5,23 +5,26 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from support.handlers import read_lines
 from support.registrations import build_registry
 from support.reports import new_completion
 
 from jobhooks.config.schema import PlatformSettings
 from jobhooks.dispatch.worker import Worker
+from jobhooks.errors import StoreError
 from jobhooks.intake import LeasePolicy
 from jobhooks.metrics import Metrics
 from jobhooks.platform.client import build_clients
 from jobhooks.registry import Registry
 from jobhooks.store import Store
-from jobhooks.store.records import DigestPlan
+from jobhooks.store.ports import LocalWorker
+from jobhooks.store.records import ClaimedRun, DigestPlan, RunOutcome
 
 
 @asynccontextmanager
@@ -337,3 +340,118 @@ def test_sync_and_isolated_runs_share_the_threads_limit(tmp_path: Path) -> None:
     assert len(intervals) == 6
     at_once = max(sum(s <= t < e for s, e in intervals) for t, _ in intervals)
     assert at_once == 1, intervals
+
+
+class _OutageAtFinish:
+    """The store, but the first ``failures`` writes of outcomes fail as in an outage."""
+
+    def __init__(self, store: Store, failures: int) -> None:
+        self.store = store
+        self.failures = failures
+
+    async def claim(
+        self, worker: str, limit: int, leases: dict[str, float], dead: Sequence[str] = ()
+    ) -> list[ClaimedRun]:
+        return await self.store.claim(worker, limit, leases, dead)
+
+    async def finish(self, outcomes: Sequence[RunOutcome]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise StoreError("the database cannot be reached (connection refused)")
+        await self.store.finish(outcomes)
+
+    async def dead_nodes(self) -> list[str]:
+        return await self.store.dead_nodes()
+
+    def set_local_worker(self, worker: LocalWorker | None) -> None:
+        self.store.set_local_worker(worker)
+
+
+def test_an_outcome_that_could_not_be_stored_is_stored_once_the_database_is_back(
+    tmp_path: Path,
+) -> None:
+    """The database fails the first two writes of a run's outcome: the worker keeps
+    trying, the run ends succeeded instead of staying "running" until the process
+    ends, and the handler ran once."""
+    trace = tmp_path / "trace.log"
+    registry = build_registry(
+        tmp_path,
+        {"name": "append", "type": "support.handlers:Appender", "properties": {"path": str(trace)}},
+    )
+    store = Store(f"sqlite:///{tmp_path / 'w.db'}")
+    flaky = _OutageAtFinish(store, failures=2)
+
+    async def main() -> dict[str, Any]:
+        worker = Worker(
+            flaky,
+            lambda: registry,
+            build_clients(PlatformSettings()),
+            LeasePolicy(1.0),
+            poll_interval=60,
+            record_retry=0.01,
+        )
+        store.set_local_worker(worker)
+        task = asyncio.create_task(worker.run())
+        await asyncio.sleep(0.1)
+        receipt = await store.check_in(new_completion("append"))
+        assert receipt.handed_off
+        try:
+            return await settled(store, receipt.id, 5)
+        finally:
+            await worker.stop(grace=1)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            store.set_local_worker(None)
+
+    try:
+        detail = asyncio.run(main())
+    finally:
+        store.close()
+    [run] = detail["handler_runs"]
+    assert (run["status"], run["total_attempts"]) == ("succeeded", 1)
+    assert flaky.failures == 0
+    assert len(read_lines(trace)) == 1
+
+
+def test_a_stop_during_an_outage_gives_up_storing_and_says_what_happens(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    trace = tmp_path / "trace.log"
+    registry = build_registry(
+        tmp_path,
+        {"name": "append", "type": "support.handlers:Appender", "properties": {"path": str(trace)}},
+    )
+    store = Store(f"sqlite:///{tmp_path / 'w.db'}")
+    down = _OutageAtFinish(store, failures=10**6)
+
+    async def main() -> float:
+        worker = Worker(
+            down,
+            lambda: registry,
+            build_clients(PlatformSettings()),
+            LeasePolicy(1.0),
+            poll_interval=60,
+            record_retry=0.01,
+        )
+        store.set_local_worker(worker)
+        task = asyncio.create_task(worker.run())
+        await asyncio.sleep(0.1)
+        await store.check_in(new_completion("append"))
+        while down.failures > 10**6 - 3:  # it has tried a few times
+            await asyncio.sleep(0.01)
+        started = time.perf_counter()
+        await worker.stop(grace=5)
+        took = time.perf_counter() - started
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        store.set_local_worker(None)
+        return took
+
+    try:
+        took = asyncio.run(main())
+    finally:
+        store.close()
+    assert took < 1, "the stop does not wait out the outage"
+    assert "how 1 run ended was not stored" in caplog.text
+    assert "it runs again once this process is gone" in caplog.text
+    assert len(read_lines(trace)) == 1

@@ -22,7 +22,7 @@ from jobhooks.dispatch.outcome import Outcome
 from jobhooks.dispatch.retry import decide
 from jobhooks.dispatch.slots import ThreadSlots
 from jobhooks.dispatch.threads import handler_threads
-from jobhooks.errors import StoreError
+from jobhooks.errors import DatabaseLost, StoreError
 from jobhooks.intake.planning import LeasePolicy
 from jobhooks.metrics import Metrics
 from jobhooks.platform.client import PlatformClients
@@ -39,6 +39,13 @@ logger = logging.getLogger("jobhooks.worker")
 
 CLAIM_GATHER = 0.02
 """Seconds to wait for more free slots before claiming only a few runs."""
+RECORD_RETRY = 0.5
+"""Seconds before storing outcomes again after the database failed (doubling each time)."""
+RECORD_RETRY_LONGEST = 30.0
+
+
+def _runs(count: int) -> str:
+    return "1 run" if count == 1 else f"{count} runs"
 
 
 def build_context(run: ClaimedRun, clients: PlatformClients) -> JobCompleteContext:
@@ -101,6 +108,7 @@ class Worker:
         poll_interval: float = 1.0,
         metrics: Metrics | None = None,
         worker_id: str | None = None,
+        record_retry: float = RECORD_RETRY,
     ) -> None:
         self.id = worker_id or f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
         self._store = store
@@ -122,6 +130,8 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._stopped = asyncio.Event()
+        self._record_retry = record_retry
         self._random = random.Random()
         self._dead: list[str] = []
         self._dead_checked = -HEARTBEAT_EVERY
@@ -261,6 +271,7 @@ class Worker:
     async def stop(self, grace: float = 10.0) -> None:
         """Stop taking runs; wait up to ``grace`` seconds for those running."""
         self._stopping = True
+        self._stopped.set()
         self._wake.set()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(grace):
@@ -291,28 +302,60 @@ class Worker:
         self._spawn(self._record(ended))
 
     async def _record(self, ended: list[Ended[ClaimedRun]]) -> None:
-        """Store how runs ended (one write for all), then count them and free their slots."""
+        """Free the runs' slots and store how they ended (one write for all, tried again
+        while the database fails), then count them."""
         try:
             finished = time.time()
             outcomes = [
                 self._conclude(run, outcome, backoff, finished) for run, outcome, backoff in ended
             ]
-            await self._store.finish(outcomes)
-            for (run, outcome, _backoff), recorded in zip(ended, outcomes, strict=True):
-                self.completed += 1
-                if self._metrics is not None:
-                    self._metrics.count_attempt(run.handler, recorded.status, outcome.duration)
-                # Look again when a retry is due rather than at the next poll.
-                if recorded.status is RunStatus.FAILED:
-                    self._look_at(recorded.due_at)
-        except StoreError as exc:
-            # The store logs each change of its state once; a gone process's runs are
-            # taken back by the others.
-            logger.debug("recording the outcome of %d runs failed: %s", len(ended), exc)
         except Exception:
-            logger.exception("recording the outcome of %d runs failed", len(ended))
+            logger.exception("concluding %s failed", _runs(len(ended)))
+            return
         finally:
             self._release(len(ended))
+        if not await self._store_outcomes(outcomes):
+            return
+        for (run, outcome, _backoff), recorded in zip(ended, outcomes, strict=True):
+            self.completed += 1
+            if self._metrics is not None:
+                self._metrics.count_attempt(run.handler, recorded.status, outcome.duration)
+            # Look again when a retry is due rather than at the next poll.
+            if recorded.status is RunStatus.FAILED:
+                self._look_at(recorded.due_at)
+
+    async def _store_outcomes(self, outcomes: list[RunOutcome]) -> bool:
+        """Store outcomes, trying again (waiting longer each time) while the database fails:
+        a run whose outcome is not stored stays held by this process, which is alive, so
+        nobody else would take it back. Gives up when the worker stops or the database
+        file is lost (the runs are then taken back, and run again, once this process is
+        gone). Recording an outcome twice changes nothing, so trying again is safe."""
+        wait = self._record_retry
+        while True:
+            try:
+                await self._store.finish(outcomes)
+                return True
+            except DatabaseLost:
+                return False  # reported by the store, once
+            except StoreError as exc:
+                if self._stopping:
+                    logger.warning(
+                        "how %s ended was not stored (%s); %s again once this process is gone",
+                        _runs(len(outcomes)),
+                        exc,
+                        "it runs" if len(outcomes) == 1 else "they run",
+                    )
+                    return False
+                # The store logs each change of its state once.
+                logger.debug(
+                    "storing %d outcomes failed (%s); again in %g s", len(outcomes), exc, wait
+                )
+            except Exception:
+                logger.exception("storing how %s ended failed", _runs(len(outcomes)))
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), wait)
+            wait = min(wait * 2, RECORD_RETRY_LONGEST)
 
     def _conclude(
         self, run: ClaimedRun, outcome: Outcome, backoff: float, finished: float
