@@ -16,6 +16,7 @@ from support.registrations import build_registry
 from support.reports import new_completion
 
 from jobhooks.config.schema import PlatformSettings
+from jobhooks.dispatch import isolation
 from jobhooks.dispatch.worker import Worker
 from jobhooks.errors import StoreError
 from jobhooks.intake import LeasePolicy
@@ -455,3 +456,43 @@ def test_a_stop_during_an_outage_gives_up_storing_and_says_what_happens(
     assert "how 1 run ended was not stored" in caplog.text
     assert "it runs again once this process is gone" in caplog.text
     assert len(read_lines(trace)) == 1
+
+
+def test_a_run_jobhooks_cannot_start_fails_and_is_retried_not_left_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The machine refuses to start an isolated handler's child process (a process limit):
+    each attempt fails saying why, and the run ends dead after its attempts instead of
+    staying "running" while the worker lives."""
+    trace = tmp_path / "trace.log"
+    registry = build_registry(
+        tmp_path,
+        {
+            "name": "child",
+            "type": "support.handlers:Appender",
+            "isolation": "process",
+            "max_attempts": 2,
+            "backoff": 0.01,
+            "properties": {"path": str(trace)},
+        },
+    )
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(isolation._spawn, "Process", refuse)
+    store = Store(f"sqlite:///{tmp_path / 'w.db'}")
+
+    async def main() -> dict[str, Any]:
+        async with running_worker(store, lambda: registry):
+            receipt = await store.check_in(new_completion("child", max_attempts=2))
+            return await settled(store, receipt.id)
+
+    try:
+        [run] = asyncio.run(main())["handler_runs"]
+    finally:
+        store.close()
+    assert (run["status"], run["attempts"]) == ("dead", 2)
+    assert "jobhooks could not run the handler" in run["last_error"]
+    assert "Resource temporarily unavailable" in run["last_error"]
+    assert not trace.exists()

@@ -571,3 +571,21 @@ def test_a_duplicate_name_is_quarantined_without_holding_runs(
     assert [h.name for h in registry] == ["audit"]
     (duplicate,) = registry.quarantined
     assert duplicate.holds is False and "duplicate handler name" in duplicate.problems[0]
+
+
+def test_an_isolated_handler_that_cannot_reach_its_child_process_is_refused(
+    write_config: WriteConfig,
+) -> None:
+    text = """
+[[handlers]]
+name = "locked"
+type = "support.handlers:KeepsALock"
+job_types = "*"
+isolation = "process"
+"""
+    problem = only(problems_of(write_config, text), "'locked'", "isolation")
+    assert "cannot be sent (TypeError: cannot pickle '_thread.lock' object)" in problem
+    assert 'use isolation = "none"' in problem
+    assert "line 6" in problem
+    inline = text.replace('isolation = "process"', 'isolation = "none"')
+    assert load(write_config(inline)).registry.handlers[0].name == "locked"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -188,3 +189,14 @@ class ThreadRecorder(JobCompleteHandler):
 
         append_line(self.path, str(threading.get_native_id()))
         return True
+
+
+class KeepsALock(JobCompleteHandler):
+    """Holds a lock made in ``setup``: it cannot be sent to a child process."""
+
+    def setup(self) -> None:
+        self.lock = threading.Lock()
+
+    def run_handler(self, context: JobCompleteContext) -> bool:
+        with self.lock:
+            return True

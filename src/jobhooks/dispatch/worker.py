@@ -292,10 +292,11 @@ class Worker:
         """One run of an async or isolated handler, as a task of its own."""
         try:
             outcome = await run_as_registered(registered, context, self._slots)
-        except Exception:
+        except Exception as exc:
+            # Not the handler's failure (that is an outcome) but ours: recorded all the same,
+            # so the run is retried rather than left held by this live process.
             logger.exception("running handler %s for run %s failed", run.handler, run.id)
-            self._release(1)
-            return
+            outcome = Outcome(False, 0.0, f"jobhooks could not run the handler: {exc!r}")
         await self._record([(run, outcome, registered.policy.backoff)])
 
     def _ended(self, ended: list[Ended[ClaimedRun]]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import pickle
 import re
 import uuid
 from collections.abc import Callable, Mapping
@@ -33,6 +34,7 @@ from jobhooks.registry.matching import (
 from jobhooks.registry.placing import place_setup_problems
 from jobhooks.registry.properties import coerce_properties, configured_handler
 from jobhooks.sdk.enums import normalise_name
+from jobhooks.sdk.handler import JobCompleteHandler
 
 __all__ = ["LoadedConfig", "build_registry", "load", "load_for_serving"]
 
@@ -224,6 +226,8 @@ def _register(
             where=where,
         )
         return failed(problems)
+    if registration.isolation == "process":
+        problems += _sendable(handler, label, where(("handlers", index, "isolation")))
     if problems:
         return failed(problems)
     registered = RegisteredHandler(
@@ -243,6 +247,19 @@ def _register(
         ),
     )
     return _Built(registered, [], job_type_ids, True)
+
+
+def _sendable(handler: JobCompleteHandler, label: str, at: str) -> list[str]:
+    """Problems with sending ``handler`` to a child process (``isolation = "process"``)."""
+    try:
+        pickle.dumps(handler)
+    except Exception as exc:
+        return [
+            f'{label}: isolation = "process" sends the handler to a child process, but it '
+            f"cannot be sent ({type(exc).__name__}: {exc}); keep what setup() makes picklable "
+            f'or use isolation = "none" {at}'
+        ]
+    return []
 
 
 def _policy(registration: HandlerRegistration) -> DeliveryPolicy:
