@@ -8,6 +8,8 @@ import threading
 import time
 from collections.abc import Awaitable
 
+import pytest
+
 from jobhooks import JobCompleteContext, JobCompleteHandler
 from jobhooks.dispatch.execute import run_attempt
 from jobhooks.dispatch.lane import Ended, SyncLane
@@ -130,3 +132,24 @@ def test_a_timed_out_run_frees_its_slot_at_once_and_its_late_end_is_ignored() ->
 def test_a_sync_run_handler_that_returns_a_coroutine_is_awaited() -> None:
     outcome = asyncio.run(run_attempt(_registered(ReturnsACoroutine()), sample_context()))
     assert outcome.succeeded, outcome.error
+
+
+def test_a_closed_lane_starts_nothing_more_and_returns_what_waited() -> None:
+    handler = WaitsForGate()
+    batches: list[list[Ended[int]]] = []
+
+    async def main() -> list[int]:
+        lane: SyncLane[int] = SyncLane(ThreadSlots(1), HandlerThreads(), batches.append)
+        for number in range(3):
+            lane.start(number, _registered(handler), sample_context())
+        _wait_until(lambda: handler.running == 1)
+        unstarted = lane.close()
+        handler.gate.set()
+        await lane.idle()
+        with pytest.raises(RuntimeError, match="closed"):
+            lane.start(9, _registered(handler), sample_context())
+        return unstarted
+
+    assert sorted(asyncio.run(main())) == [1, 2]
+    assert [number for batch in batches for number, _o, _b in batch] == [0]
+    assert handler.most == 1

@@ -249,7 +249,7 @@ def test_each_digest_starts_when_it_closes_not_at_the_next_poll(tmp_path: Path) 
 
 
 def test_a_stop_waits_for_sync_runs_in_progress_and_records_them(tmp_path: Path) -> None:
-    """Four 0.3 s runs on two threads when the worker is told to stop: within its grace
+    """Two 0.3 s runs on two threads when the worker is told to stop: within its grace
     each finishes and is recorded as succeeded (none is left to run a second time)."""
     trace = tmp_path / "trace.log"
     registry = build_registry(
@@ -275,20 +275,20 @@ def test_a_stop_waits_for_sync_runs_in_progress_and_records_them(tmp_path: Path)
         store.set_local_worker(worker)
         task = asyncio.create_task(worker.run())
         await asyncio.sleep(0.1)
-        receipts = [await store.check_in(new_completion("slow")) for _ in range(4)]
+        receipts = [await store.check_in(new_completion("slow")) for _ in range(2)]
         assert all(receipt.handed_off for receipt in receipts)
         await worker.stop(grace=5)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         store.set_local_worker(None)
-        assert worker.completed == 4
+        assert worker.completed == 2
         return [(await settled(store, r.id, 1))["handler_runs"][0]["status"] for r in receipts]
 
     try:
-        assert asyncio.run(main()) == ["succeeded"] * 4
+        assert asyncio.run(main()) == ["succeeded"] * 2
     finally:
         store.close()
-    assert len(read_lines(trace)) == 4
+    assert len(read_lines(trace)) == 2
 
 
 def test_sync_and_isolated_runs_share_the_threads_limit(tmp_path: Path) -> None:
@@ -360,6 +360,9 @@ class _OutageAtFinish:
             self.failures -= 1
             raise StoreError("the database cannot be reached (connection refused)")
         await self.store.finish(outcomes)
+
+    async def give_back(self, worker: str, run_ids: Sequence[str]) -> int:
+        return await self.store.give_back(worker, run_ids)
 
     async def dead_nodes(self) -> list[str]:
         return await self.store.dead_nodes()
@@ -496,3 +499,62 @@ def test_a_run_jobhooks_cannot_start_fails_and_is_retried_not_left_running(
     assert "jobhooks could not run the handler" in run["last_error"]
     assert "Resource temporarily unavailable" in run["last_error"]
     assert not trace.exists()
+
+
+def test_a_stop_gives_back_the_runs_it_had_not_started(tmp_path: Path) -> None:
+    """Four runs of a 0.3 s handler (one attempt allowed) wait for one thread when the
+    worker stops: the one running finishes; the three that never started are given back
+    as if never taken (no attempt used, no "lost" history), and the next worker runs each
+    once, instead of finding them dead."""
+    trace = tmp_path / "trace.log"
+    registry = build_registry(
+        tmp_path,
+        {
+            "name": "slow",
+            "type": "support.handlers:Sleeps",
+            "max_attempts": 1,
+            "properties": {"path": str(trace), "seconds": 0.3},
+        },
+    )
+    store = Store(f"sqlite:///{tmp_path / 'w.db'}")
+
+    def worker() -> Worker:
+        return Worker(
+            store,
+            lambda: registry,
+            build_clients(PlatformSettings()),
+            LeasePolicy(1.0),
+            concurrency=8,
+            threads=1,
+            poll_interval=60,
+        )
+
+    async def main() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        first = worker()
+        store.set_local_worker(first)
+        task = asyncio.create_task(first.run())
+        await asyncio.sleep(0.1)
+        receipts = [await store.check_in(new_completion("slow", max_attempts=1)) for _ in range(4)]
+        assert all(receipt.handed_off for receipt in receipts)
+        await first.stop(grace=5)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        store.set_local_worker(None)
+        after_stop = [
+            (await store.reads.completion(r.id)).as_json()["handler_runs"][0]  # type: ignore[union-attr]
+            for r in receipts
+        ]
+        async with running_worker(store, lambda: registry, local=False):
+            settled_runs = [(await settled(store, r.id))["handler_runs"][0] for r in receipts]
+        return after_stop, settled_runs
+
+    try:
+        after_stop, settled_runs = asyncio.run(main())
+    finally:
+        store.close()
+    assert [run["status"] for run in after_stop] == ["succeeded", "pending", "pending", "pending"]
+    assert [run["attempts"] for run in after_stop] == [1, 0, 0, 0]
+    assert all(run["attempt_history"] == [] for run in after_stop[1:])
+    assert [run["status"] for run in settled_runs] == ["succeeded"] * 4
+    assert [len(run["attempt_history"]) for run in settled_runs] == [1] * 4
+    assert len(read_lines(trace)) == 4, "each ran once"

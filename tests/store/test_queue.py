@@ -318,3 +318,33 @@ def test_held_runs_are_never_claimed_until_their_registration_is_released(
     assert (row.status, row.max_attempts, row.due_at) == ("pending", 7, NOW + 10)
     [claimed] = _claim(db, "w1", NOW + 10)
     assert (claimed.id, claimed.max_attempts) == (broken_id, 7)
+
+
+def test_runs_given_back_wait_again_as_if_never_taken(db: StoreDb) -> None:
+    [a], [b], [c] = (_store_runs(db, "mail") for _ in range(3))
+    [first] = _claim(db, "w1", NOW, limit=1)
+    assert first.id == a
+    _finish(db, first, "failed", NOW + 1, due_at=NOW + 2, error="SMTP 451")
+    assert {run.id for run in _claim(db, "w1", NOW + 3)} == {a, b, c}
+
+    given = db.apply(queue.give_back_runs, [("w1", [a, b]), ("w2", [c])], NOW + 4)
+
+    assert given == [2, 0], "only the runs w1 holds; w2 holds none"
+    retry, fresh = db.run(a), db.run(b)
+    assert (retry.status, retry.worker, retry.attempts, retry.total_attempts) == (
+        "failed",
+        None,
+        1,
+        1,
+    )
+    assert (fresh.status, fresh.worker, fresh.attempts, fresh.due_at) == (
+        "pending",
+        None,
+        0,
+        NOW + 4,
+    )
+    assert db.run(c).worker == "w1", "still held: w2 never had it"
+    again = {run.id: run for run in _claim(db, "w2", NOW + 5)}
+    assert set(again) == {a, b}
+    assert (again[a].attempt, again[b].attempt) == (2, 1), "the attempts they were at"
+    assert [x.outcome for x in db.attempts(a)] == ["failed"], "no lost attempt recorded"

@@ -76,6 +76,8 @@ class SyncLane(Generic[K]):
         self._busy = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._waiting: set[_Attempt[K]] = set()
+        self._closed = False
 
     @property
     def busy(self) -> int:
@@ -85,18 +87,36 @@ class SyncLane(Generic[K]):
     def start(self, run: K, registered: RegisteredHandler, context: JobCompleteContext) -> None:
         """Run ``registered`` on ``context`` once a slot is free; ``run`` names it in the
         batch it ends in."""
+        if self._closed:
+            raise RuntimeError("the lane is closed: the worker stopped")
         self._loop = asyncio.get_running_loop()
         attempt = _Attempt(run, registered, context)
         self._busy += 1
         self._idle.clear()
         if self._slots.take(partial(self._launch, attempt)):
             self._launch(attempt)
+        else:
+            self._waiting.add(attempt)
+
+    def close(self) -> list[K]:
+        """Start nothing more: returns the runs still waiting for a slot (they will not
+        run here); those running go on to their end."""
+        self._closed = True
+        unstarted = [attempt.run for attempt in self._waiting]
+        self._waiting.clear()
+        self._busy -= len(unstarted)
+        if not self._busy:
+            self._idle.set()
+        return unstarted
 
     async def idle(self) -> None:
         """Return once no run is waiting or running."""
         await self._idle.wait()
 
     def _launch(self, attempt: _Attempt[K]) -> bool:
+        if self._closed:
+            return False  # given back by close(): the slot goes on
+        self._waiting.discard(attempt)
         attempt.started, attempt.started_at = time.perf_counter(), time.time()
         attempt.timer = self._loop.call_later(attempt.timeout, self._expire, attempt)
         self._threads.start(

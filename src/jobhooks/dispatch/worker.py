@@ -172,6 +172,9 @@ class Worker:
             self._wake.set()
 
     def _start_all(self, runs: Sequence[ClaimedRun]) -> None:
+        if self._stopping:  # handed over as the worker stopped: not to be started here
+            self._spawn(self._give_back(list(runs)))
+            return
         registry = self._registry()
         unstarted: list[Ended[ClaimedRun]] = []
         for run in runs:
@@ -273,8 +276,10 @@ class Worker:
         self._stopping = True
         self._stopped.set()
         self._wake.set()
+        unstarted = self._lane.close()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(grace):
+                await self._give_back(unstarted)
                 await self._lane.idle()
                 while self._tasks:
                     await asyncio.wait(set(self._tasks))
@@ -298,6 +303,25 @@ class Worker:
             logger.exception("running handler %s for run %s failed", run.handler, run.id)
             outcome = Outcome(False, 0.0, f"jobhooks could not run the handler: {exc!r}")
         await self._record([(run, outcome, registered.policy.backoff)])
+
+    async def _give_back(self, runs: list[ClaimedRun]) -> None:
+        """Return runs taken but not started to the queue, so whoever runs them next
+        starts at the same attempt (a run given up by a stopping worker is not a lost
+        attempt). If that fails they are taken back once this process is gone, as a
+        lost attempt each."""
+        if not runs:
+            return
+        self._release(len(runs))
+        by_worker: dict[str, list[str]] = {}
+        for run in runs:
+            by_worker.setdefault(run.worker, []).append(run.id)
+        try:
+            for worker, run_ids in by_worker.items():
+                await self._store.give_back(worker, run_ids)
+        except StoreError as exc:
+            logger.warning("%s not started could not be given back (%s)", _runs(len(runs)), exc)
+        else:
+            logger.info("stopping: %s not started are waiting again", _runs(len(runs)))
 
     def _ended(self, ended: list[Ended[ClaimedRun]]) -> None:
         self._spawn(self._record(ended))

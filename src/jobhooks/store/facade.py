@@ -36,6 +36,7 @@ from jobhooks.store.queue import (
     ClaimRequest,
     claim_runs,
     finish_runs,
+    give_back_runs,
     release_held,
     replay_dead,
     replay_run,
@@ -111,6 +112,9 @@ class Store:
         )
         self._finish: BatchOperation[Sequence[RunOutcome], None] = BatchOperation(
             "finish", _finish_all
+        )
+        self._give_back: BatchOperation[tuple[str, Sequence[str]], int] = BatchOperation(
+            "give_back", give_back_runs
         )
         self._replay: BatchOperation[str, str | None] = BatchOperation(
             "replay", _waking(replay_run)
@@ -266,6 +270,11 @@ class Store:
     async def finish(self, outcomes: Sequence[RunOutcome]) -> None:
         """Record the end of attempts, in one write."""
         await self._db.write(self._finish, outcomes)
+
+    async def give_back(self, worker: str, run_ids: Sequence[str]) -> int:
+        """Make runs ``worker`` took but never started wait again, as if never taken;
+        returns how many it still held."""
+        return await self._db.write(self._give_back, (worker, run_ids))
 
     def next_due(self) -> float | None:
         """When the earliest waiting run is due (pending, retrying or leased)."""

@@ -56,6 +56,10 @@ class WorkerStore(Protocol):
         history only)."""
         ...
 
+    async def give_back(self, worker: str, run_ids: Sequence[str]) -> int:
+        """Make runs ``worker`` took but never started wait again, as if never taken."""
+        ...
+
     async def dead_nodes(self) -> list[str]:
         """The processes that are gone, whose runs may be taken back."""
         ...

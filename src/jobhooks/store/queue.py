@@ -28,6 +28,7 @@ __all__ = [
     "claim_runs",
     "completion_fields",
     "finish_runs",
+    "give_back_runs",
     "insert_runs",
     "new_runs",
     "release_held",
@@ -473,6 +474,37 @@ def finish_runs(connection: Connection, outcomes: Sequence[RunOutcome], now: flo
         ],
     )
     return [None] * len(outcomes)
+
+
+def give_back_runs(
+    connection: Connection, requests: Sequence[tuple[str, Sequence[str]]], now: float
+) -> list[int]:
+    """Make runs a worker took but never started waiting again, as if never taken (no
+    attempt used, nothing in their history): (worker, run ids) in, how many per request
+    out. Runs the worker no longer holds are left alone."""
+    given: list[int] = []
+    for worker, run_ids in requests:
+        count = 0
+        for start in range(0, len(run_ids), 500):
+            result = connection.execute(
+                update(runs)
+                .where(
+                    runs.c.id.in_(run_ids[start : start + 500]),
+                    runs.c.worker == worker,
+                    runs.c.status.in_(RunStatus.OPEN),
+                )
+                .values(
+                    worker=None,
+                    lease_until=None,
+                    started_at=None,
+                    due_at=now,
+                    attempts=runs.c.attempts - 1,
+                    total_attempts=runs.c.total_attempts - 1,
+                )
+            )
+            count += result.rowcount
+        given.append(count)
+    return given
 
 
 def replay_run(connection: Connection, run_ids: Sequence[str], now: float) -> list[str | None]:
