@@ -114,7 +114,7 @@ class Store:
             "finish", _finish_all
         )
         self._give_back: BatchOperation[tuple[str, Sequence[str]], int] = BatchOperation(
-            "give_back", give_back_runs
+            "give_back", _waking(give_back_runs)
         )
         self._replay: BatchOperation[str, str | None] = BatchOperation(
             "replay", _waking(replay_run)
