@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from jobhooks.dispatch.slots import ThreadSlots
+from jobhooks.dispatch.slots import SlotsClosed, ThreadSlots
 
 
 def test_slots_go_to_those_waiting_in_the_order_they_asked() -> None:
@@ -97,3 +97,38 @@ def test_a_run_cancelled_while_it_waits_holds_no_slot() -> None:
 def test_a_limit_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 1, not 0"):
         ThreadSlots(0)
+
+
+def test_closing_refuses_those_waiting_in_async_with_and_newcomers() -> None:
+    slots = ThreadSlots(1)
+
+    async def main() -> list[str]:
+        held = asyncio.Event()
+        seen: list[str] = []
+
+        async def run(name: str) -> None:
+            try:
+                async with slots:
+                    seen.append(f"{name} ran")
+                    await held.wait()
+            except SlotsClosed:
+                seen.append(f"{name} refused")
+
+        first = asyncio.create_task(run("first"))
+        await asyncio.sleep(0)
+        waiting = [asyncio.create_task(run(name)) for name in ("second", "third")]
+        await asyncio.sleep(0)
+        slots.close()
+        await asyncio.gather(*waiting)
+        await run("late")
+        held.set()
+        await first
+        return seen
+
+    assert asyncio.run(main()) == [
+        "first ran",
+        "second refused",
+        "third refused",
+        "late refused",
+    ]
+    assert slots.free == 1, "the running one's slot came back"

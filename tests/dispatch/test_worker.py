@@ -558,3 +558,54 @@ def test_a_stop_gives_back_the_runs_it_had_not_started(tmp_path: Path) -> None:
     assert [run["status"] for run in settled_runs] == ["succeeded"] * 4
     assert [len(run["attempt_history"]) for run in settled_runs] == [1] * 4
     assert len(read_lines(trace)) == 4, "each ran once"
+
+
+def test_a_stop_gives_back_isolated_runs_waiting_for_a_slot(tmp_path: Path) -> None:
+    spans = tmp_path / "spans.log"
+    registry = build_registry(
+        tmp_path,
+        {
+            "name": "child",
+            "type": "support.handlers:Spans",
+            "isolation": "process",
+            "max_attempts": 1,
+            "properties": {"path": str(spans), "seconds": 0.2},
+        },
+    )
+    store = Store(f"sqlite:///{tmp_path / 'w.db'}")
+
+    async def main() -> list[dict[str, Any]]:
+        worker = Worker(
+            store,
+            lambda: registry,
+            build_clients(PlatformSettings()),
+            LeasePolicy(1.0),
+            concurrency=8,
+            threads=1,
+            poll_interval=60,
+        )
+        store.set_local_worker(worker)
+        task = asyncio.create_task(worker.run())
+        await asyncio.sleep(0.1)
+        receipts = [await store.check_in(new_completion("child", max_attempts=1)) for _ in range(3)]
+        assert all(receipt.handed_off for receipt in receipts)
+        await asyncio.sleep(0.05)  # the first has the slot, the others wait for it
+        await worker.stop(grace=30)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        store.set_local_worker(None)
+        return [
+            (await store.reads.completion(r.id)).as_json()["handler_runs"][0]  # type: ignore[union-attr]
+            for r in receipts
+        ]
+
+    try:
+        runs = asyncio.run(main())
+    finally:
+        store.close()
+    assert [(run["status"], run["attempts"]) for run in runs] == [
+        ("succeeded", 1),
+        ("pending", 0),
+        ("pending", 0),
+    ]
+    assert len(read_lines(spans)) == 1

@@ -7,7 +7,11 @@ from collections import deque
 from collections.abc import Callable
 from types import TracebackType
 
-__all__ = ["ThreadSlots"]
+__all__ = ["SlotsClosed", "ThreadSlots"]
+
+
+class SlotsClosed(Exception):
+    """The worker stopped while this run waited for a slot: it was not started."""
 
 
 class ThreadSlots:
@@ -23,6 +27,9 @@ class ThreadSlots:
             raise ValueError(f"thread slots must be at least 1, not {size}")
         self._free = size
         self._waiting: deque[Callable[[], bool]] = deque()
+        self._refuse: dict[Callable[[], bool], Callable[[], None]] = {}
+        """How to tell an ``async with`` waiter it will not get a slot (see :meth:`close`)."""
+        self._closed = False
 
     @property
     def free(self) -> int:
@@ -45,21 +52,38 @@ class ThreadSlots:
                 return
         self._free += 1
 
+    def close(self) -> None:
+        """The worker stops: those waiting in ``async with`` (and any who ask from now on)
+        get :class:`SlotsClosed` instead of a slot; slots still come back as runs end."""
+        self._closed = True
+        refusals, self._refuse = self._refuse, {}
+        for refuse in refusals.values():
+            refuse()
+
     async def __aenter__(self) -> None:
+        if self._closed:
+            raise SlotsClosed("the worker stopped before this run could start")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
         def granted() -> bool:
-            if future.done():  # cancelled while it waited
+            self._refuse.pop(granted, None)
+            if future.done():  # cancelled, or refused by close(), while it waited
                 return False
             future.set_result(None)
             return True
 
+        def refuse() -> None:
+            if not future.done():
+                future.set_exception(SlotsClosed("the worker stopped before this run could start"))
+
         if self.take(granted):
             return
+        self._refuse[granted] = refuse
         try:
             await future
         except asyncio.CancelledError:
-            if future.done() and not future.cancelled():
+            self._refuse.pop(granted, None)
+            if future.done() and not future.cancelled() and future.exception() is None:
                 self.give()  # granted as it was cancelled: pass it on
             raise
 

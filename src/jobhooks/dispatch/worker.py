@@ -20,7 +20,7 @@ from jobhooks.dispatch.isolation import run_as_registered
 from jobhooks.dispatch.lane import Ended, SyncLane
 from jobhooks.dispatch.outcome import Outcome
 from jobhooks.dispatch.retry import decide
-from jobhooks.dispatch.slots import ThreadSlots
+from jobhooks.dispatch.slots import SlotsClosed, ThreadSlots
 from jobhooks.dispatch.threads import handler_threads
 from jobhooks.errors import DatabaseLost, StoreError
 from jobhooks.intake.planning import LeasePolicy
@@ -272,11 +272,13 @@ class Worker:
         self._wake.set()
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Stop taking runs; wait up to ``grace`` seconds for those running."""
+        """Stop taking runs and give back those not started (they wait again, as if never
+        taken); wait up to ``grace`` seconds for those running."""
         self._stopping = True
         self._stopped.set()
         self._wake.set()
         unstarted = self._lane.close()
+        self._slots.close()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(grace):
                 await self._give_back(unstarted)
@@ -297,6 +299,9 @@ class Worker:
         """One run of an async or isolated handler, as a task of its own."""
         try:
             outcome = await run_as_registered(registered, context, self._slots)
+        except SlotsClosed:  # the worker stopped while it waited for a slot
+            await self._give_back([run])
+            return
         except Exception as exc:
             # Not the handler's failure (that is an outcome) but ours: recorded all the same,
             # so the run is retried rather than left held by this live process.
