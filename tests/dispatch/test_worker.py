@@ -24,23 +24,33 @@ from jobhooks.metrics import Metrics
 from jobhooks.platform.client import build_clients
 from jobhooks.registry import Registry
 from jobhooks.store import Store
-from jobhooks.store.ports import LocalWorker
+from jobhooks.store.ports import LocalWorker, WorkerStore
 from jobhooks.store.records import ClaimedRun, DigestPlan, RunOutcome
 
 
 @asynccontextmanager
 async def running_worker(
-    store: Store, registry: Callable[[], Registry], *, local: bool = True, poll: float = 0.05
+    store: Store,
+    registry: Callable[[], Registry],
+    *,
+    local: bool = True,
+    poll: float = 0.05,
+    threads: int = 2,
+    through: WorkerStore | None = None,
+    record_retry: float = 0.5,
 ) -> AsyncIterator[Worker]:
+    """A running worker on ``store`` (``through`` another view of it); with ``local`` the
+    store's check-ins hand it their runs. Stopped on the way out if the test did not."""
     worker = Worker(
-        store,
+        through or store,
         registry,
         build_clients(PlatformSettings()),
         LeasePolicy(1.0),
         concurrency=8,
-        threads=2,
+        threads=threads,
         poll_interval=poll,
         metrics=Metrics(),
+        record_retry=record_retry,
     )
     if local:
         store.set_local_worker(worker)
@@ -54,6 +64,12 @@ async def running_worker(
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         store.set_local_worker(None)
+
+
+async def handing_over(worker: Worker) -> None:
+    """Let a new worker finish its first look for due runs (which holds every slot), so
+    check-ins hand it their runs."""
+    await asyncio.sleep(0.1)
 
 
 async def settled(store: Store, completion_id: str, timeout: float = 10) -> dict[str, Any]:
@@ -263,26 +279,13 @@ def test_a_stop_waits_for_sync_runs_in_progress_and_records_them(tmp_path: Path)
     store = Store(f"sqlite:///{tmp_path / 'w.db'}")
 
     async def main() -> list[str]:
-        worker = Worker(
-            store,
-            lambda: registry,
-            build_clients(PlatformSettings()),
-            LeasePolicy(1.0),
-            concurrency=8,
-            threads=2,
-            poll_interval=60,
-        )
-        store.set_local_worker(worker)
-        task = asyncio.create_task(worker.run())
-        await asyncio.sleep(0.1)
-        receipts = [await store.check_in(new_completion("slow")) for _ in range(2)]
-        assert all(receipt.handed_off for receipt in receipts)
-        await worker.stop(grace=5)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        store.set_local_worker(None)
-        assert worker.completed == 2
-        return [(await settled(store, r.id, 1))["handler_runs"][0]["status"] for r in receipts]
+        async with running_worker(store, lambda: registry, poll=60) as worker:
+            await handing_over(worker)
+            receipts = [await store.check_in(new_completion("slow")) for _ in range(2)]
+            assert all(receipt.handed_off for receipt in receipts)
+            await worker.stop(grace=5)
+            assert worker.completed == 2
+            return [(await settled(store, r.id, 1))["handler_runs"][0]["status"] for r in receipts]
 
     try:
         assert asyncio.run(main()) == ["succeeded"] * 2
@@ -312,26 +315,13 @@ def test_sync_and_isolated_runs_share_the_threads_limit(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'w.db'}")
 
     async def main() -> None:
-        worker = Worker(
-            store,
-            lambda: registry,
-            build_clients(PlatformSettings()),
-            LeasePolicy(1.0),
-            concurrency=8,
-            threads=1,
-            poll_interval=60,
-        )
-        store.set_local_worker(worker)
-        task = asyncio.create_task(worker.run())
-        await asyncio.sleep(0.1)
-        receipts = [await store.check_in(new_completion("inline", "child")) for _ in range(2)]
-        receipts += [await store.check_in(new_completion("inline")) for _ in range(2)]
-        for receipt in receipts:
-            await settled(store, receipt.id, 30)
-        await worker.stop(grace=5)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        store.set_local_worker(None)
+        async with running_worker(store, lambda: registry, threads=1, poll=60) as worker:
+            await handing_over(worker)
+            receipts = [await store.check_in(new_completion("inline", "child")) for _ in range(2)]
+            receipts += [await store.check_in(new_completion("inline")) for _ in range(2)]
+            for receipt in receipts:
+                await settled(store, receipt.id, 30)
+            await worker.stop(grace=5)
 
     try:
         asyncio.run(main())
@@ -386,26 +376,16 @@ def test_an_outcome_that_could_not_be_stored_is_stored_once_the_database_is_back
     flaky = _OutageAtFinish(store, failures=2)
 
     async def main() -> dict[str, Any]:
-        worker = Worker(
-            flaky,
-            lambda: registry,
-            build_clients(PlatformSettings()),
-            LeasePolicy(1.0),
-            poll_interval=60,
-            record_retry=0.01,
-        )
-        store.set_local_worker(worker)
-        task = asyncio.create_task(worker.run())
-        await asyncio.sleep(0.1)
-        receipt = await store.check_in(new_completion("append"))
-        assert receipt.handed_off
-        try:
-            return await settled(store, receipt.id, 5)
-        finally:
-            await worker.stop(grace=1)
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            store.set_local_worker(None)
+        async with running_worker(
+            store, lambda: registry, poll=60, record_retry=0.01, through=flaky
+        ) as worker:
+            await handing_over(worker)
+            receipt = await store.check_in(new_completion("append"))
+            assert receipt.handed_off
+            try:
+                return await settled(store, receipt.id, 5)
+            finally:
+                await worker.stop(grace=1)
 
     try:
         detail = asyncio.run(main())
@@ -429,27 +409,16 @@ def test_a_stop_during_an_outage_gives_up_storing_and_says_what_happens(
     down = _OutageAtFinish(store, failures=10**6)
 
     async def main() -> float:
-        worker = Worker(
-            down,
-            lambda: registry,
-            build_clients(PlatformSettings()),
-            LeasePolicy(1.0),
-            poll_interval=60,
-            record_retry=0.01,
-        )
-        store.set_local_worker(worker)
-        task = asyncio.create_task(worker.run())
-        await asyncio.sleep(0.1)
-        await store.check_in(new_completion("append"))
-        while down.failures > 10**6 - 3:  # it has tried a few times
-            await asyncio.sleep(0.01)
-        started = time.perf_counter()
-        await worker.stop(grace=5)
-        took = time.perf_counter() - started
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        store.set_local_worker(None)
-        return took
+        async with running_worker(
+            store, lambda: registry, poll=60, record_retry=0.01, through=down
+        ) as worker:
+            await handing_over(worker)
+            await store.check_in(new_completion("append"))
+            while down.failures > 10**6 - 3:  # it has tried a few times
+                await asyncio.sleep(0.01)
+            started = time.perf_counter()
+            await worker.stop(grace=5)
+            return time.perf_counter() - started
 
     try:
         took = asyncio.run(main())
@@ -518,28 +487,14 @@ def test_a_stop_gives_back_the_runs_it_had_not_started(tmp_path: Path) -> None:
     )
     store = Store(f"sqlite:///{tmp_path / 'w.db'}")
 
-    def worker() -> Worker:
-        return Worker(
-            store,
-            lambda: registry,
-            build_clients(PlatformSettings()),
-            LeasePolicy(1.0),
-            concurrency=8,
-            threads=1,
-            poll_interval=60,
-        )
-
     async def main() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        first = worker()
-        store.set_local_worker(first)
-        task = asyncio.create_task(first.run())
-        await asyncio.sleep(0.1)
-        receipts = [await store.check_in(new_completion("slow", max_attempts=1)) for _ in range(4)]
-        assert all(receipt.handed_off for receipt in receipts)
-        await first.stop(grace=5)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        store.set_local_worker(None)
+        async with running_worker(store, lambda: registry, threads=1, poll=60) as first:
+            await handing_over(first)
+            receipts = [
+                await store.check_in(new_completion("slow", max_attempts=1)) for _ in range(4)
+            ]
+            assert all(receipt.handed_off for receipt in receipts)
+            await first.stop(grace=5)
         after_stop = [
             (await store.reads.completion(r.id)).as_json()["handler_runs"][0]  # type: ignore[union-attr]
             for r in receipts
@@ -575,29 +530,18 @@ def test_a_stop_gives_back_isolated_runs_waiting_for_a_slot(tmp_path: Path) -> N
     store = Store(f"sqlite:///{tmp_path / 'w.db'}")
 
     async def main() -> list[dict[str, Any]]:
-        worker = Worker(
-            store,
-            lambda: registry,
-            build_clients(PlatformSettings()),
-            LeasePolicy(1.0),
-            concurrency=8,
-            threads=1,
-            poll_interval=60,
-        )
-        store.set_local_worker(worker)
-        task = asyncio.create_task(worker.run())
-        await asyncio.sleep(0.1)
-        receipts = [await store.check_in(new_completion("child", max_attempts=1)) for _ in range(3)]
-        assert all(receipt.handed_off for receipt in receipts)
-        await asyncio.sleep(0.05)  # the first has the slot, the others wait for it
-        await worker.stop(grace=30)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        store.set_local_worker(None)
-        return [
-            (await store.reads.completion(r.id)).as_json()["handler_runs"][0]  # type: ignore[union-attr]
-            for r in receipts
-        ]
+        async with running_worker(store, lambda: registry, threads=1, poll=60) as worker:
+            await handing_over(worker)
+            receipts = [
+                await store.check_in(new_completion("child", max_attempts=1)) for _ in range(3)
+            ]
+            assert all(receipt.handed_off for receipt in receipts)
+            await asyncio.sleep(0.05)  # the first has the slot, the others wait for it
+            await worker.stop(grace=30)
+            return [
+                (await store.reads.completion(r.id)).as_json()["handler_runs"][0]  # type: ignore[union-attr]
+                for r in receipts
+            ]
 
     try:
         runs = asyncio.run(main())
