@@ -317,12 +317,9 @@ class Worker:
         if not runs:
             return
         self._release(len(runs))
-        by_worker: dict[str, list[str]] = {}
-        for run in runs:
-            by_worker.setdefault(run.worker, []).append(run.id)
         try:
-            for worker, run_ids in by_worker.items():
-                await self._store.give_back(worker, run_ids)
+            # Every run this worker starts was leased to it, by a hand-off or a claim.
+            await self._store.give_back(self.id, [run.id for run in runs])
         except StoreError as exc:
             logger.warning("%s not started could not be given back (%s)", _runs(len(runs)), exc)
         else:
