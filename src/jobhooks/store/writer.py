@@ -24,7 +24,14 @@ from sqlalchemy.exc import DataError, IntegrityError
 from jobhooks.errors import DatabaseLost, StoreError
 from jobhooks.store.failures import describe_failure, is_damaged
 
-__all__ = ["RECOVERY", "BatchOperation", "GroupCommitWriter", "StoreHealth", "next_recovery"]
+__all__ = [
+    "KEEP_CONNECTION",
+    "RECOVERY",
+    "BatchOperation",
+    "GroupCommitWriter",
+    "StoreHealth",
+    "next_recovery",
+]
 
 logger = logging.getLogger("jobhooks.store")
 
@@ -92,6 +99,9 @@ class Periodic:
 
 _STOP = object()
 
+KEEP_CONNECTION = 1.0
+"""Seconds the writer keeps its connection unused before it gives it back to the pool."""
+
 
 class GroupCommitWriter:
     """Serialises writes through one connection and commits them in groups.
@@ -116,6 +126,9 @@ class GroupCommitWriter:
         self._periodic: list[tuple[Periodic, list[float]]] = []
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._connection: Connection | None = None
+        """The writer thread's connection, kept from one transaction to the next."""
+        self._used = 0.0
         self._lost: DatabaseLost | None = None
         self._health = StoreHealth(True)
         self.batches = 0
@@ -175,10 +188,12 @@ class GroupCommitWriter:
         if lost is not None:
             raise lost
         try:
-            with self._engine.begin() as connection:
+            connection = self._connect()
+            with connection.begin():
                 result = work(connection)
             self._committed()
         except Exception as exc:
+            self._disconnect()
             self._failed(exc)
             raise
         return result
@@ -258,7 +273,35 @@ class GroupCommitWriter:
     def _wait(self) -> float:
         return min((periodic.interval for periodic, _last in self._periodic), default=1.0)
 
+    def _connect(self) -> Connection:
+        # Busy, one connection serves transaction after transaction: a pool checkout,
+        # its reset on return (a rollback) and, on PostgreSQL, its ping cost a group as
+        # much as a few of its rows. Idle, it goes back to the pool, which checks it when
+        # it is next taken: a connection the server closed meanwhile (a restart, an idle
+        # timeout) is replaced before a write fails on it.
+        now = self._clock()
+        if self._connection is not None and now - self._used > KEEP_CONNECTION:
+            self._disconnect()
+        if self._connection is None:
+            self._connection = self._engine.connect()
+        self._used = now
+        return self._connection
+
+    def _disconnect(self) -> None:
+        """Drop the kept connection after a failure: the next transaction takes a fresh
+        one from the pool (checked, on PostgreSQL), whatever state this one is in."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.close()
+
     def _run(self) -> None:
+        try:
+            self._serve()
+        finally:
+            self._disconnect()
+
+    def _serve(self) -> None:
         while True:
             self._maintain()
             try:
@@ -324,7 +367,8 @@ class GroupCommitWriter:
         results: list[Any] = [None] * len(batch)
         now = self._clock()
         try:
-            with self._engine.begin() as connection:
+            connection = self._connect()
+            with connection.begin():
                 for operation, indexes in groups.values():
                     payloads = [batch[i][1] for i in indexes]
                     applied = operation.apply(connection, payloads, now)
@@ -332,6 +376,7 @@ class GroupCommitWriter:
                         results[index] = result
             self._committed()
         except Exception as exc:
+            self._disconnect()
             self._failed(exc)
             for operation, _indexes in groups.values():
                 if operation.after_rollback is not None:
