@@ -42,4 +42,3 @@ def test_a_connection_the_server_closed_while_quiet_is_replaced_before_a_write(
         assert store.unready() is None
     finally:
         store.close()
-
