@@ -288,8 +288,9 @@ class GroupCommitWriter:
         return self._connection
 
     def _disconnect(self) -> None:
-        """Drop the kept connection after a failure: the next transaction takes a fresh
-        one from the pool (checked, on PostgreSQL), whatever state this one is in."""
+        """Give the kept connection back (after a failure, a quiet second, or at stop):
+        the next transaction takes one from the pool (checked, on PostgreSQL), whatever
+        state this one was in."""
         connection, self._connection = self._connection, None
         if connection is not None:
             with contextlib.suppress(Exception):
