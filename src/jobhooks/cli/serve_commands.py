@@ -22,14 +22,16 @@ from jobhooks.service.runtime import Runtime
 
 
 def build_server(runtime: Runtime) -> uvicorn.Server:
-    """A uvicorn server for the runtime's web app (uvloop and httptools, no access log), to
-    run on a socket bound beforehand (see :func:`~jobhooks.cli.listen.bind_listener`)."""
+    """A uvicorn server for the runtime's web app (uvloop, httptools writing each answer in
+    one send, no access log), to run on a socket bound beforehand (see
+    :func:`~jobhooks.cli.listen.bind_listener`)."""
+    from jobhooks.api.protocol import OneWriteProtocol
     from jobhooks.web import create_app
 
     config = uvicorn.Config(
         create_app(runtime),
         loop="uvloop",
-        http="httptools",
+        http=OneWriteProtocol,
         lifespan="on",
         access_log=False,
         log_level="warning",

@@ -1,0 +1,184 @@
+"""Answers leave in one write: :mod:`jobhooks.api.protocol` under a real uvicorn server on
+loopback, with raw HTTP/1.1 clients."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from jobhooks.api.protocol import FLUSH_AT, CoalescingTransport, OneWriteProtocol
+
+Message = dict[str, Any]
+
+
+async def app(scope: Message, receive: Callable[[], Awaitable[Message]], send: Any) -> None:
+    """Echoes a POST's body; ``GET /big`` streams three chunks of 40 KiB."""
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/big":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for number in range(3):
+            chunk = bytes([65 + number]) * 40_000
+            await send({"type": "http.response.body", "body": chunk, "more_body": number < 2})
+        return
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": 202, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class Recorder:
+    """Sits between a protocol and the socket's transport, counting writes to the socket."""
+
+    def __init__(self, transport: asyncio.Transport, writes: list[bytes]) -> None:
+        self._transport = transport
+        self._writes = writes
+
+    def write(self, data: bytes) -> None:
+        self._writes.append(bytes(data))
+        self._transport.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+def recording(protocol: type[HttpToolsProtocol], writes: list[bytes]) -> type[HttpToolsProtocol]:
+    class Recording(protocol):  # type: ignore[valid-type,misc]
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(Recorder(transport, writes))
+
+    return Recording
+
+
+async def exchange(protocol: type[HttpToolsProtocol], request: bytes) -> bytes:
+    """Serve ``app`` with ``protocol`` on loopback, send ``request`` raw and read until the
+    server closes the connection."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    config = uvicorn.Config(app, http=protocol, lifespan="off", log_config=None)
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
+    try:
+        while not server.started:
+            await asyncio.sleep(0.01)
+        reader, writer = await asyncio.open_connection(*listener.getsockname())
+        writer.write(request)
+        answer = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        return answer
+    finally:
+        server.should_exit = True
+        await serving
+        listener.close()
+
+
+def post(body: bytes, *, close: bool = False) -> bytes:
+    head = (
+        b"POST /api/v1/job-completions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n" % len(body)
+    )
+    return head + (b"Connection: close\r\n" if close else b"") + b"\r\n" + body
+
+
+def test_an_answer_reaches_the_socket_in_one_write() -> None:
+    writes: list[bytes] = []
+    answer = asyncio.run(exchange(recording(OneWriteProtocol, writes), post(b"{}", close=True)))
+    assert answer.startswith(b"HTTP/1.1 202 Accepted\r\n")
+    assert answer.endswith(b"\r\n\r\n{}")
+    assert writes == [answer], "status line, headers and body in one send"
+
+    # uvicorn's own protocol writes the head and the body apart: what this protocol saves.
+    plain: list[bytes] = []
+    asyncio.run(exchange(recording(HttpToolsProtocol, plain), post(b"{}", close=True)))
+    assert len(plain) == 2
+
+
+def test_pipelined_requests_are_answered_in_order_and_complete() -> None:
+    requests = post(b'{"n":1}') + post(b'{"n":22}') + post(b'{"n":333}', close=True)
+    writes: list[bytes] = []
+    answer = asyncio.run(exchange(recording(OneWriteProtocol, writes), requests))
+    assert answer.count(b"HTTP/1.1 202 Accepted") == 3
+    bodies = [part.split(b"\r\n\r\n", 1)[1] for part in answer.split(b"HTTP/1.1 ")[1:]]
+    assert bodies == [b'{"n":1}', b'{"n":22}', b'{"n":333}']
+    assert b"".join(writes) == answer
+
+
+def test_a_large_answer_is_sent_whole_without_waiting_for_the_turn_to_end() -> None:
+    request = b"GET /big HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    writes: list[bytes] = []
+    answer = asyncio.run(exchange(recording(OneWriteProtocol, writes), request))
+    head, _, chunked = answer.partition(b"\r\n\r\n")
+    assert b"transfer-encoding: chunked" in head
+    for letter in b"ABC":
+        assert bytes([letter]) * 40_000 in chunked
+    assert chunked.endswith(b"0\r\n\r\n")
+    assert b"".join(writes) == answer
+    assert max(len(w) for w in writes) < 3 * 40_000, "flushed once enough was held"
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = self.aborted = self.eof = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closed or self.aborted
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def write_eof(self) -> None:
+        self.eof = True
+
+    def get_extra_info(self, name: str) -> str:
+        return f"info:{name}"
+
+
+@pytest.mark.parametrize("ending", ["close", "write_eof"])
+def test_what_is_held_is_sent_before_the_connection_ends(ending: str) -> None:
+    async def scenario() -> _Sink:
+        sink = _Sink()
+        transport = CoalescingTransport(sink, asyncio.get_running_loop())  # type: ignore[arg-type]
+        transport.write(b"head ")
+        transport.write(bytearray(b"body"))
+        assert sink.writes == []
+        getattr(transport, ending)()
+        await asyncio.sleep(0)  # the turn ends: nothing is written twice
+        return sink
+
+    sink = asyncio.run(scenario())
+    assert sink.writes == [b"head body"]
+    assert sink.closed or sink.eof
+
+
+def test_an_abort_drops_what_is_held_and_everything_else_reaches_the_transport() -> None:
+    async def scenario() -> _Sink:
+        sink = _Sink()
+        transport = CoalescingTransport(sink, asyncio.get_running_loop())  # type: ignore[arg-type]
+        assert transport.get_extra_info("peername") == "info:peername"
+        transport.write(b"x" * (FLUSH_AT - 1))
+        transport.abort()
+        await asyncio.sleep(0)
+        return sink
+
+    sink = asyncio.run(scenario())
+    assert sink.aborted
+    assert sink.writes == []
