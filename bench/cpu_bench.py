@@ -1,6 +1,8 @@
 """CPU time the server process spends per request: a durable check-in (API-only node), a
 completion end to end (check-in and a synchronous no-op handler in one process), and the
-raw Starlette echo, under the same load (64 keep-alive clients).
+raw Starlette echo, under the same load (64 keep-alive clients). The echo is measured under
+uvicorn's own HTTP protocol and under jobhooks' (answers in one write): the second is
+what HTTP costs a jobhooks server.
 
 Throughput on a shared 2-core machine moves by 20-40 % from one run to the next; the
 server's own CPU time per request (user + system, read from ``/proc``) moves far less,
@@ -71,8 +73,8 @@ def end_to_end(n: int) -> tuple[float, float]:
         return _per_request(proc.popen.pid, n, run)
 
 
-def echo(n: int) -> tuple[float, float]:
-    with echo_server() as (url, pid):
+def echo(n: int, one_write: bool = False) -> tuple[float, float]:
+    with echo_server(one_write) as (url, pid):
         _load(url, make_bodies(1000), 64)
         return _per_request(pid, n, lambda: _load(url, make_bodies(n), 64).throughput)
 
@@ -90,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     figures: dict[str, list[tuple[float, float]]] = {}
     for _ in range(args.rounds):
         figures.setdefault("echo", []).append(echo(args.n))
+        figures.setdefault("echo (one write)", []).append(echo(args.n, one_write=True))
         for tree, src in trees.items():
             with source_tree(src):
                 figures.setdefault(f"check-in ({tree})", []).append(checkin(args.n))

@@ -1,4 +1,8 @@
-"""The reference for check-in throughput: a raw Starlette endpoint echoing the JSON body."""
+"""The reference for check-in throughput: a raw Starlette endpoint echoing the JSON body.
+
+Served by ``uvicorn`` as users would serve it; ``python echo_app.py PORT`` serves it with
+jobhooks' own HTTP protocol instead (answers in one write), to show what HTTP costs there.
+"""
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -11,3 +15,21 @@ async def echo(request: Request) -> Response:
 
 
 app = Starlette(routes=[Route("/api/v1/job-completions", echo, methods=["POST"])])
+
+
+if __name__ == "__main__":
+    import sys
+
+    import uvicorn
+
+    from jobhooks.api.protocol import OneWriteProtocol
+
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=int(sys.argv[1]),
+        loop="uvloop",
+        http=OneWriteProtocol,
+        access_log=False,
+        log_level="warning",
+    )

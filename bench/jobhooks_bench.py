@@ -195,13 +195,16 @@ def jobhooks_server(
 
 
 @contextmanager
-def echo_server() -> Iterator[tuple[str, int]]:
-    """The raw Starlette echo app under uvicorn with jobhooks' server settings; yields its
-    URL and process id."""
+def echo_server(one_write: bool = False) -> Iterator[tuple[str, int]]:
+    """The raw Starlette echo app under uvicorn with jobhooks' server settings (``one_write``:
+    and its HTTP protocol); yields its URL and process id."""
     folder = Path(tempfile.mkdtemp(prefix="echo-bench-"))
     port = _free_port()
+    argv = _uvicorn_argv("echo_app:app", port)
+    if one_write:
+        argv = [sys.executable, str(BENCH_DIR / "echo_app.py"), str(port)]
     try:
-        with _spawn("echo", _uvicorn_argv("echo_app:app", port), _env({}), folder) as proc:
+        with _spawn("echo", argv, _env({}), folder) as proc:
             _wait_listening(port, proc)
             yield f"http://127.0.0.1:{port}{PATH}", proc.popen.pid
     finally:
