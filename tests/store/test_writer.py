@@ -1,15 +1,20 @@
 """The group-commit writer's connection: kept while writes come, checked again after a
-quiet while, so a database server that closed it does not fail a write."""
+quiet while, so a database server that closed it does not fail a write; and a group whose
+COMMIT had no answer is not stored twice."""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from collections.abc import Sequence
 
 import psycopg
 from support.clock import ManualClock
 from support.reports import new_completion
 
 from jobhooks.store import Store
+from jobhooks.store.engine import connect
+from jobhooks.store.records import CheckinReceipt, ClaimedRun
 from jobhooks.store.writer import KEEP_CONNECTION
 
 
@@ -42,3 +47,100 @@ def test_a_connection_the_server_closed_while_quiet_is_replaced_before_a_write(
         assert store.unready() is None
     finally:
         store.close()
+
+
+class _AnswerToCommitLost:
+    """The store's next ``count`` COMMITs reach the database and are applied, but the
+    connection fails before their answer arrives (a network cut, a server restart at
+    that moment): the writer cannot tell whether its group was stored."""
+
+    def __init__(self, store: Store, url: str, count: int = 1) -> None:
+        self.dialect = store._engine.dialect
+        self.commit = self.dialect.do_commit
+        self.error = psycopg.OperationalError if url.startswith("postgresql") else sqlite3.Error
+        self.left = count
+
+    def __call__(self, dbapi_connection: object) -> None:
+        self.commit(dbapi_connection)
+        if self.left > 0:
+            self.left -= 1
+            raise self.error("server closed the connection unexpectedly")
+
+    def __enter__(self) -> _AnswerToCommitLost:
+        self.dialect.do_commit = self  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.dialect.do_commit = self.commit  # type: ignore[method-assign]
+
+
+def _stored(url: str) -> tuple[int, int]:
+    engine = connect(url)
+    try:
+        with engine.connect() as connection:
+            completions = connection.exec_driver_sql("SELECT count(*) FROM completions")
+            runs = connection.exec_driver_sql("SELECT count(*) FROM handler_runs")
+            return int(completions.scalar_one()), int(runs.scalar_one())
+    finally:
+        engine.dispose()
+
+
+def test_reports_whose_commit_answer_was_lost_are_stored_and_run_once(store_url: str) -> None:
+    store = Store(store_url)
+    reports = [new_completion("log") for _ in range(3)]
+
+    async def check_in_together() -> list[CheckinReceipt]:
+        return await asyncio.gather(*(store.check_in(report) for report in reports))
+
+    try:
+        with _AnswerToCommitLost(store, store_url) as lost:
+            receipts = asyncio.run(check_in_together())
+        assert lost.left == 0, "a COMMIT's answer was lost"
+        health = store.health
+    finally:
+        store.close()
+
+    assert [r.duplicate for r in receipts] == [False] * 3
+    assert len({r.id for r in receipts}) == 3
+    assert [len(r.runs) for r in receipts] == [1, 1, 1]
+    assert _stored(store_url) == (3, 3), "each report stored once, with one run"
+    assert health.ok, health.problem
+
+
+class _Slots:
+    """This process's worker, with room for every run (``LocalWorker``)."""
+
+    def __init__(self) -> None:
+        self.delivered: list[ClaimedRun] = []
+
+    def reserve(self, count: int) -> tuple[str, int]:
+        return "local", max(count, 0)
+
+    def deliver(self, runs: Sequence[ClaimedRun]) -> None:
+        self.delivered.extend(runs)
+
+    def wake_at(self, when: float) -> None:
+        pass
+
+
+def test_runs_handed_over_in_a_group_whose_commit_answer_was_lost_start_after_their_lease(
+    store_url: str,
+) -> None:
+    clock = ManualClock()
+    store = Store(store_url, clock=clock)
+    worker = _Slots()
+    store.set_local_worker(worker)
+    try:
+        with _AnswerToCommitLost(store, store_url):
+            receipt = asyncio.run(store.check_in(new_completion("log", lease=30.0)))
+        assert worker.delivered == [], "not handed over: the commit was not confirmed"
+
+        clock.advance(29)
+        assert asyncio.run(store.claim("local", 10, {"log": 30.0})) == []
+        clock.advance(2)
+        claimed = asyncio.run(store.claim("local", 10, {"log": 30.0}))
+        assert asyncio.run(store.claim("other", 10, {"log": 30.0})) == []
+    finally:
+        store.close()
+
+    assert [run.id for run in claimed] == [run.id for run in receipt.runs]

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, and_, or_, select
 from jobhooks.store.catalog import record_seen
 from jobhooks.store.dialect import RUNS_CHANNEL, execute_many, notify
 from jobhooks.store.digests import DigestBook, group_key
-from jobhooks.store.ids import guid_text, new_id
+from jobhooks.store.ids import guid_text
 from jobhooks.store.ports import LocalWorker
 from jobhooks.store.queue import HandOff, Reserve, insert_runs, new_runs, stored_trigger
 from jobhooks.store.records import CheckinReceipt, NewCompletion, RunReceipt, RunStatus
@@ -147,6 +147,25 @@ def _runs_of(connection: Connection, completion_ids: list[str]) -> dict[str, lis
     return found
 
 
+def _stored_receipts(connection: Connection, ids: Sequence[str]) -> dict[str, CheckinReceipt]:
+    """The receipts of the completions among ``ids`` that are stored, by id."""
+    found = {
+        completion_id: retry_count
+        for completion_id, retry_count in connection.execute(
+            select(completions.c.id, completions.c.current_retry_count).where(
+                completions.c.id.in_(ids)
+            )
+        )
+    }
+    runs_of = _runs_of(connection, sorted(found)) if found else {}
+    return {
+        completion_id: CheckinReceipt(
+            completion_id, False, runs_of[completion_id], current_retry_count=retry_count
+        )
+        for completion_id, retry_count in found.items()
+    }
+
+
 def insert_checkins(
     connection: Connection,
     items: Sequence[NewCompletion],
@@ -170,7 +189,7 @@ def insert_checkins(
         if original is not None:
             duplicates[index] = original
             continue
-        completion_id = new_id()
+        completion_id = item.id
         for key in keys:
             originals[key] = completion_id
         fresh.append((index, item, completion_id))
@@ -262,7 +281,7 @@ class CheckinWrites:
         """Slots the local worker granted to the open transaction (writer thread only)."""
         self._known_job_types: set[str] = set()
         self.operation: BatchOperation[NewCompletion, CheckinReceipt] = BatchOperation(
-            "checkin", self.apply, self.after_commit, self.after_rollback
+            "checkin", self.apply, self.after_commit, self.after_rollback, self.apply_again
         )
 
     def set_local_worker(self, worker: LocalWorker | None) -> None:
@@ -289,6 +308,18 @@ class CheckinWrites:
         if any(len(r.runs) > len(r.handed_off) for r in receipts if not r.duplicate):
             notify(connection, RUNS_CHANNEL)
         return receipts
+
+    def apply_again(
+        self, connection: Connection, items: Sequence[NewCompletion], now: float
+    ) -> list[CheckinReceipt]:
+        """Store reports whose group failed. A report that group stored after all (the
+        connection was lost as it committed) is answered from what is stored: its runs are
+        not created twice. Those handed to this process's worker then start when their
+        lease ends, as after a crash."""
+        stored = _stored_receipts(connection, [item.id for item in items])
+        fresh = [item for item in items if item.id not in stored]
+        applied = iter(self.apply(connection, fresh, now) if fresh else ())
+        return [stored[item.id] if item.id in stored else next(applied) for item in items]
 
     def after_commit(self, receipts: Sequence[CheckinReceipt]) -> None:
         """Start the runs handed to the local worker, now that they are committed, and have

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from jobhooks.sdk.enums import JobResult
 from jobhooks.sdk.trigger import Trigger
+from jobhooks.store.ids import new_id
 
 __all__ = [
     "CheckinReceipt",
@@ -139,6 +140,9 @@ class NewCompletion:
     """Context fields in snake_case, parsed (UUIDs, enums, datetimes)."""
     runs: tuple[PlannedRun, ...]
     idempotency_key: str | None = None
+    id: str = field(default_factory=new_id)
+    """The id it is stored under, chosen once: written again after a failure that left
+    unclear whether it was stored, it is found rather than stored twice."""
 
 
 @dataclass(frozen=True, slots=True)

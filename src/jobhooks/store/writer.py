@@ -50,6 +50,10 @@ class BatchOperation(Generic[P, R]):
     """Called on the writer thread after the commit with the results."""
     after_rollback: Callable[[], None] | None = None
     """Called on the writer thread when a transaction that included this kind failed."""
+    again: Callable[[Connection, Sequence[P], float], Sequence[R]] | None = None
+    """Applies payloads whose group failed, each on its own (``apply`` when None). When the
+    connection is lost at COMMIT, the group may have been committed after all: a kind of
+    write that must not be applied twice reads back what it finds stored."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,11 +361,11 @@ class GroupCommitWriter:
             return
         for item in batch:
             try:
-                self._deliver([item], self._apply([item]))
+                self._deliver([item], self._apply([item], again=True))
             except Exception as exc:
                 self._fail(item, exc)
 
-    def _apply(self, batch: list[Any]) -> list[Any]:
+    def _apply(self, batch: list[Any], again: bool = False) -> list[Any]:
         groups: dict[str, tuple[BatchOperation[Any, Any], list[int]]] = {}
         for index, (operation, _payload, _future, _loop) in enumerate(batch):
             groups.setdefault(operation.name, (operation, []))[1].append(index)
@@ -372,7 +376,8 @@ class GroupCommitWriter:
             with connection.begin():
                 for operation, indexes in groups.values():
                     payloads = [batch[i][1] for i in indexes]
-                    applied = operation.apply(connection, payloads, now)
+                    apply = operation.again if again and operation.again else operation.apply
+                    applied = apply(connection, payloads, now)
                     for index, result in zip(indexes, applied, strict=True):
                         results[index] = result
             self._committed()
