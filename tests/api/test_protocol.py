@@ -12,7 +12,7 @@ import pytest
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from jobhooks.api.protocol import FLUSH_AT, CoalescingTransport, OneWriteProtocol
+from jobhooks.api.protocol import JOIN_UP_TO, CoalescingTransport, OneWriteProtocol
 
 Message = dict[str, Any]
 
@@ -115,7 +115,7 @@ def test_pipelined_requests_are_answered_in_order_and_complete() -> None:
     assert b"".join(writes) == answer
 
 
-def test_a_large_answer_is_sent_whole_without_waiting_for_the_turn_to_end() -> None:
+def test_a_streamed_answer_arrives_whole_and_is_not_held_back() -> None:
     request = b"GET /big HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
     writes: list[bytes] = []
     answer = asyncio.run(exchange(recording(OneWriteProtocol, writes), request))
@@ -125,7 +125,7 @@ def test_a_large_answer_is_sent_whole_without_waiting_for_the_turn_to_end() -> N
         assert bytes([letter]) * 40_000 in chunked
     assert chunked.endswith(b"0\r\n\r\n")
     assert b"".join(writes) == answer
-    assert max(len(w) for w in writes) < 3 * 40_000, "flushed once enough was held"
+    assert len(writes) == 2, "head and first chunk, then the other two: never all held"
 
 
 class _Sink:
@@ -157,16 +157,29 @@ def test_what_is_held_is_sent_before_the_connection_ends(ending: str) -> None:
     async def scenario() -> _Sink:
         sink = _Sink()
         transport = CoalescingTransport(sink, asyncio.get_running_loop())  # type: ignore[arg-type]
-        transport.write(b"head ")
-        transport.write(bytearray(b"body"))
+        transport.write(bytearray(b"HTTP/1.1 100 Continue\r\n\r\n"))
         assert sink.writes == []
         getattr(transport, ending)()
         await asyncio.sleep(0)  # the turn ends: nothing is written twice
         return sink
 
     sink = asyncio.run(scenario())
-    assert sink.writes == [b"head body"]
+    assert sink.writes == [b"HTTP/1.1 100 Continue\r\n\r\n"]
     assert sink.closed or sink.eof
+
+
+def test_a_write_nothing_follows_is_sent_when_the_turn_ends() -> None:
+    async def scenario() -> tuple[list[bytes], _Sink]:
+        sink = _Sink()
+        transport = CoalescingTransport(sink, asyncio.get_running_loop())  # type: ignore[arg-type]
+        transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        during = list(sink.writes)
+        await asyncio.sleep(0)
+        return during, sink
+
+    during, sink = asyncio.run(scenario())
+    assert during == []
+    assert sink.writes == [b"HTTP/1.1 100 Continue\r\n\r\n"]
 
 
 def test_an_abort_drops_what_is_held_and_everything_else_reaches_the_transport() -> None:
@@ -174,7 +187,7 @@ def test_an_abort_drops_what_is_held_and_everything_else_reaches_the_transport()
         sink = _Sink()
         transport = CoalescingTransport(sink, asyncio.get_running_loop())  # type: ignore[arg-type]
         assert transport.get_extra_info("peername") == "info:peername"
-        transport.write(b"x" * (FLUSH_AT - 1))
+        transport.write(b"head")
         transport.abort()
         await asyncio.sleep(0)
         return sink
@@ -182,3 +195,19 @@ def test_an_abort_drops_what_is_held_and_everything_else_reaches_the_transport()
     sink = asyncio.run(scenario())
     assert sink.aborted
     assert sink.writes == []
+
+
+def test_a_large_write_follows_the_held_one_rather_than_being_copied_onto_it() -> None:
+    async def scenario() -> _Sink:
+        sink = _Sink()
+        transport = CoalescingTransport(sink, asyncio.get_running_loop())  # type: ignore[arg-type]
+        transport.write(b"head")
+        transport.write(b"x" * (JOIN_UP_TO + 1))
+        transport.write(b"small head")
+        transport.write(memoryview(b"small body"))
+        await asyncio.sleep(0)
+        return sink
+
+    sink = asyncio.run(scenario())
+    assert [len(w) for w in sink.writes] == [4, JOIN_UP_TO + 1, 20]
+    assert sink.writes[2] == b"small headsmall body"
