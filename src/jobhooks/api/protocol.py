@@ -12,6 +12,7 @@ nothing follows in the same turn of the event loop is sent at the end of it.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -55,7 +56,7 @@ class CoalescingTransport:
         else:
             self._transport.write(held + data)
 
-    def writelines(self, chunks: Any) -> None:
+    def writelines(self, chunks: Iterable[bytes | bytearray | memoryview]) -> None:
         """Write each of ``chunks`` (see :meth:`write`)."""
         for chunk in chunks:
             self.write(chunk)
