@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Sequence
+from typing import Any
 
 import psycopg
 from support.clock import ManualClock
@@ -144,3 +145,50 @@ def test_runs_handed_over_in_a_group_whose_commit_answer_was_lost_start_after_th
         store.close()
 
     assert [run.id for run in claimed] == [run.id for run in receipt.runs]
+
+
+_SLOW_COMMIT = """
+CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM pg_sleep(1.5); RETURN NULL; END $$;
+CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON completions
+DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.message = 'slow')
+EXECUTE FUNCTION slow_commit();
+"""
+
+
+def test_a_report_whose_commit_was_still_under_way_when_stored_again_is_answered(
+    pg_database: str,
+) -> None:
+    # COMMIT reaches PostgreSQL, which takes its time (a slow disk, a synchronous standby:
+    # here a deferred trigger), and the connection breaks before the answer. The report
+    # is not yet visible when the writer looks for it again; storing it again waits for
+    # that COMMIT and then finds the report stored.
+    with psycopg.connect(pg_database, autocommit=True) as admin:
+        admin.execute(_SLOW_COMMIT)
+    store = Store(pg_database)
+    dialect = store._engine.dialect
+    commit = dialect.do_commit
+    lost = [False]
+
+    def commit_then_lose_the_connection(dbapi_connection: Any) -> None:
+        if lost[0]:
+            commit(dbapi_connection)
+            return
+        lost[0] = True
+        server = dbapi_connection.pgconn
+        server.send_query(b"COMMIT")  # the server commits, slowly...
+        server.flush()
+        server.finish()  # ... and the connection breaks before its answer
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    report = new_completion("log", message="slow")
+    dialect.do_commit = commit_then_lose_the_connection  # type: ignore[method-assign]
+    try:
+        receipt = asyncio.run(store.check_in(report))
+    finally:
+        dialect.do_commit = commit  # type: ignore[method-assign]
+        store.close()
+
+    assert lost[0]
+    assert receipt.id == report.id and not receipt.duplicate
+    assert _stored(pg_database) == (1, 1)

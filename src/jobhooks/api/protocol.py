@@ -89,6 +89,16 @@ class CoalescingTransport:
 class OneWriteProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol on a :class:`CoalescingTransport`."""
 
+    _coalescing: CoalescingTransport
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        coalescing: Any = CoalescingTransport(cast(asyncio.Transport, transport), self.loop)
+        self._coalescing = CoalescingTransport(cast(asyncio.Transport, transport), self.loop)
+        coalescing: Any = self._coalescing
         super().connection_made(coalescing)
+
+    def eof_received(self) -> None:
+        # The client sent all it will send, and the event loop closes the connection once
+        # this returns: what is held goes out first (uvloop reads the EOF before the turn's
+        # end, where a held write would otherwise have been sent).
+        self._coalescing.flush()
+        super().eof_received()

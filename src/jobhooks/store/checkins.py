@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, and_, or_, select
+from sqlalchemy.exc import IntegrityError
 
 from jobhooks.store.catalog import record_seen
 from jobhooks.store.dialect import RUNS_CHANNEL, execute_many, notify
@@ -29,9 +30,13 @@ from jobhooks.store.streaks import JobHistory
 from jobhooks.store.tables import completions, digest_members, runs
 from jobhooks.store.writer import BatchOperation
 
-__all__ = ["CheckinWrites", "completion_row", "insert_checkins"]
+__all__ = ["AGAIN_LOCK_WAIT_MS", "CheckinWrites", "completion_row", "insert_checkins"]
 
 _INSERT_COMPLETION = completions.insert()
+AGAIN_LOCK_WAIT_MS = 5000
+"""How long (ms) a report stored again after a failed group waits for that group's
+session to release it (PostgreSQL): a COMMIT still under way, or a session the server
+has not yet ended."""
 
 
 def completion_row(
@@ -315,11 +320,29 @@ class CheckinWrites:
         """Store reports whose group failed. A report that group stored after all (the
         connection was lost as it committed) is answered from what is stored: its runs are
         not created twice. Those handed to this process's worker then start when their
-        lease ends, as after a crash."""
-        stored = _stored_receipts(connection, [item.id for item in items])
+        lease ends, as after a crash. On PostgreSQL, a report still locked by the failed
+        group's session is waited for at most :data:`AGAIN_LOCK_WAIT_MS`."""
+        ids = [item.id for item in items]
+        if connection.dialect.name == "postgresql":
+            # The failed group's session may still hold these rows, committing or about to
+            # be ended by the server: wait for it, but not for ever (the writer waits too).
+            connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{AGAIN_LOCK_WAIT_MS}ms'")
+        stored = _stored_receipts(connection, ids)
         fresh = [item for item in items if item.id not in stored]
-        applied = iter(self.apply(connection, fresh, now) if fresh else ())
-        return [stored[item.id] if item.id in stored else next(applied) for item in items]
+        applied: list[CheckinReceipt] = []
+        if fresh:
+            try:
+                with connection.begin_nested():
+                    applied = self.apply(connection, fresh, now)
+            except IntegrityError:
+                # The group's COMMIT was still under way when the lookup ran; it has
+                # finished now (the insert waited for it).
+                self.after_rollback()
+                stored = _stored_receipts(connection, ids)
+                if any(item.id not in stored for item in fresh):
+                    raise
+        new = iter(applied)
+        return [stored[item.id] if item.id in stored else next(new) for item in items]
 
     def after_commit(self, receipts: Sequence[CheckinReceipt]) -> None:
         """Start the runs handed to the local worker, now that they are committed, and have
