@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 __all__ = ["Metrics"]
@@ -129,9 +129,33 @@ class Metrics:
         how many problems), and how many runs are held for the quarantined ones."""
         self.registry.register(_RegistrationsCollector(problems, held))
 
+    def watch_store(self, grouped: Callable[[], tuple[int, int]]) -> None:
+        """Export the store's group commit: ``grouped`` returns how many transactions the
+        writer committed and how many writes they carried."""
+        self.registry.register(_StoreCollector(grouped))
+
     def watch_poller(self, lag: Callable[[], float | None], polling: Callable[[], bool]) -> None:
         """Export the poller's lag and whether this node polls (pull mode)."""
         self.registry.register(_PollerCollector(lag, polling))
+
+
+class _StoreCollector(Collector):
+    def __init__(self, grouped: Callable[[], tuple[int, int]]) -> None:
+        self._grouped = grouped
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        commits, writes = self._grouped()
+        yield CounterMetricFamily(
+            "jobhooks_store_commits",
+            "Transactions the store's writer committed (each one fsync on SQLite).",
+            value=commits,
+        )
+        yield CounterMetricFamily(
+            "jobhooks_store_writes",
+            "Writes (check-ins, outcomes, claims, ...) those transactions carried: divided "
+            "by the commits, how well writes are grouped.",
+            value=writes,
+        )
 
 
 class _PollerCollector(Collector):

@@ -317,6 +317,7 @@ def test_health_readiness_and_metrics(pipeline: Pipeline) -> None:
     names = {line.split("{")[0].split(" ")[0] for line in metrics.text.splitlines()}
     assert "jobhooks_completions_total" in names
     assert "jobhooks_runs_pending" in names
+    assert {"jobhooks_store_commits_total", "jobhooks_store_writes_total"} <= names
     completions = [
         line
         for line in metrics.text.splitlines()

@@ -68,6 +68,8 @@ class Runtime:
         self.live = LiveConfig(loaded, config_path)
         self.metrics = Metrics(self.store.reads.backlog)
         self.metrics.watch_registrations(self._registration_problems, self.store.reads.held_runs)
+        writer = self.store.writer
+        self.metrics.watch_store(lambda: (writer.batches, writer.items))
         self.tokens = TokenCache(self.store.tokens)
         self.clients = build_clients(config.platform)
         self.intake = Intake(self.store, lambda: self.live.registry, RunPlanner(self.leases))
