@@ -1,6 +1,7 @@
 """CPU time the server process spends per request: a durable check-in (API-only node), a
 completion end to end (check-in and a synchronous no-op handler in one process), and the
-raw Starlette echo, under the same load (64 keep-alive clients). The echo is measured under
+raw Starlette echo, under the same load (64 keep-alive clients), with how many writes
+each of jobhooks' store transactions carried (from ``/metrics``). The echo is measured under
 uvicorn's own HTTP protocol and under jobhooks' (answers in one write): the second is
 what HTTP costs a jobhooks server.
 
@@ -21,6 +22,8 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import httpx
 
 BENCH_DIR = Path(__file__).resolve().parent
 if str(BENCH_DIR) not in sys.path:
@@ -51,15 +54,44 @@ def _per_request(pid: int, n: int, run: Callable[[], float]) -> tuple[float, flo
     return (_cpu_s(pid) - before) / n * 1e6, rate
 
 
-def checkin(n: int) -> tuple[float, float]:
+def _grouped(url: str) -> tuple[float, float] | None:
+    """(commits, writes) of a jobhooks server's store so far, from its ``/metrics`` (None
+    from a tree that does not export them)."""
+    text = httpx.get(url.split("/api/", 1)[0] + "/metrics").text
+    values = {
+        name: float(value)
+        for name, _, value in (line.partition(" ") for line in text.splitlines())
+        if name in ("jobhooks_store_commits_total", "jobhooks_store_writes_total")
+    }
+    if len(values) < 2:
+        return None
+    return values["jobhooks_store_commits_total"], values["jobhooks_store_writes_total"]
+
+
+def _per_request_grouped(
+    url: str, pid: int, n: int, run: Callable[[], float]
+) -> tuple[float, float, float | None]:
+    """:func:`_per_request`, and the writes per commit of the store meanwhile."""
+    before = _grouped(url)
+    cpu, rate = _per_request(pid, n, run)
+    after = _grouped(url)
+    if before is None or after is None:
+        return cpu, rate, None
+    return cpu, rate, (after[1] - before[1]) / max(after[0] - before[0], 1)
+
+
+def checkin(n: int) -> tuple[float, float, float | None]:
     with jobhooks_server("Noop", worker=False) as (url, headers, _db, proc):
         _load(url, make_bodies(1000), 64, headers=headers)
-        return _per_request(
-            proc.popen.pid, n, lambda: _load(url, make_bodies(n), 64, headers=headers).throughput
+        return _per_request_grouped(
+            url,
+            proc.popen.pid,
+            n,
+            lambda: _load(url, make_bodies(n), 64, headers=headers).throughput,
         )
 
 
-def end_to_end(n: int) -> tuple[float, float]:
+def end_to_end(n: int) -> tuple[float, float, float | None]:
     with jobhooks_server("SyncNoop") as (url, headers, database, proc):
         done = JobhooksCompletions(database)
         _load(url, make_bodies(1000), 64, headers=headers)
@@ -70,13 +102,13 @@ def end_to_end(n: int) -> tuple[float, float]:
             result = _load(url, make_bodies(n), 64, headers=headers)
             return n / (_wait_done(done, n, (proc,)) - result.started_at)
 
-        return _per_request(proc.popen.pid, n, run)
+        return _per_request_grouped(url, proc.popen.pid, n, run)
 
 
-def echo(n: int, one_write: bool = False) -> tuple[float, float]:
+def echo(n: int, one_write: bool = False) -> tuple[float, float, None]:
     with echo_server(one_write) as (url, pid):
         _load(url, make_bodies(1000), 64)
-        return _per_request(pid, n, lambda: _load(url, make_bodies(n), 64).throughput)
+        return (*_per_request(pid, n, lambda: _load(url, make_bodies(n), 64).throughput), None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     if not wait_idle(args.wait_idle):
         print("warning: the machine did not go idle; figures may be disturbed", file=sys.stderr)
     trees = {"this": None, **({"other": args.against} if args.against else {})}
-    figures: dict[str, list[tuple[float, float]]] = {}
+    figures: dict[str, list[tuple[float, float, float | None]]] = {}
     for _ in range(args.rounds):
         figures.setdefault("echo", []).append(echo(args.n))
         figures.setdefault("echo (one write)", []).append(echo(args.n, one_write=True))
@@ -98,10 +130,12 @@ def main(argv: list[str] | None = None) -> int:
                 figures.setdefault(f"check-in ({tree})", []).append(checkin(args.n))
                 figures.setdefault(f"end to end ({tree})", []).append(end_to_end(args.n // 2))
     for name, rounds in figures.items():
-        cpu = statistics.median(c for c, _ in rounds)
-        rate = statistics.median(r for _, r in rounds)
-        spread = " · ".join(f"{c:.0f}" for c, _ in rounds)
-        print(f"{name:22} {cpu:6.1f} µs CPU per request ({spread}); {rate:,.0f}/s")
+        cpu = statistics.median(c for c, _, _ in rounds)
+        rate = statistics.median(r for _, r, _ in rounds)
+        spread = " · ".join(f"{c:.0f}" for c, _, _ in rounds)
+        groups = [g for _, _, g in rounds if g is not None]
+        grouped = f"; {statistics.median(groups):.1f} writes per commit" if groups else ""
+        print(f"{name:22} {cpu:6.1f} µs CPU per request ({spread}); {rate:,.0f}/s{grouped}")
     return 0
 
 
