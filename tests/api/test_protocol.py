@@ -186,62 +186,61 @@ class _Sink:
         return f"info:{name}"
 
 
-@pytest.mark.parametrize("ending", ["close", "write_eof"])
-def test_what_is_held_is_sent_before_the_connection_ends(ending: str) -> None:
+def _after_the_turn(steps: Callable[[CoalescingTransport, _Sink], None]) -> _Sink:
+    """Run ``steps`` on a coalescing transport over a sink within one turn of an event
+    loop, then let the turn end; returns the sink."""
+
     async def scenario() -> _Sink:
         sink = _Sink()
-        transport = CoalescingTransport(sink, asyncio.get_running_loop())  # type: ignore[arg-type]
+        steps(CoalescingTransport(sink, asyncio.get_running_loop()), sink)  # type: ignore[arg-type]
+        await asyncio.sleep(0)
+        return sink
+
+    return asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("ending", ["close", "write_eof"])
+def test_what_is_held_is_sent_before_the_connection_ends(ending: str) -> None:
+    def steps(transport: CoalescingTransport, sink: _Sink) -> None:
         transport.write(bytearray(b"HTTP/1.1 100 Continue\r\n\r\n"))
         assert sink.writes == []
         getattr(transport, ending)()
-        await asyncio.sleep(0)  # the turn ends: nothing is written twice
-        return sink
 
-    sink = asyncio.run(scenario())
+    sink = _after_the_turn(steps)  # the turn ends: nothing is written twice
     assert sink.writes == [b"HTTP/1.1 100 Continue\r\n\r\n"]
     assert sink.closed or sink.eof
 
 
 def test_a_write_nothing_follows_is_sent_when_the_turn_ends() -> None:
-    async def scenario() -> tuple[list[bytes], _Sink]:
-        sink = _Sink()
-        transport = CoalescingTransport(sink, asyncio.get_running_loop())  # type: ignore[arg-type]
-        transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        during = list(sink.writes)
-        await asyncio.sleep(0)
-        return during, sink
+    during: list[bytes] = []
 
-    during, sink = asyncio.run(scenario())
+    def steps(transport: CoalescingTransport, sink: _Sink) -> None:
+        transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        during.extend(sink.writes)
+
+    sink = _after_the_turn(steps)
     assert during == []
     assert sink.writes == [b"HTTP/1.1 100 Continue\r\n\r\n"]
 
 
 def test_an_abort_drops_what_is_held_and_everything_else_reaches_the_transport() -> None:
-    async def scenario() -> _Sink:
-        sink = _Sink()
-        transport = CoalescingTransport(sink, asyncio.get_running_loop())  # type: ignore[arg-type]
+    def steps(transport: CoalescingTransport, _sink: _Sink) -> None:
         assert transport.get_extra_info("peername") == "info:peername"
         transport.write(b"head")
         transport.abort()
-        await asyncio.sleep(0)
-        return sink
 
-    sink = asyncio.run(scenario())
+    sink = _after_the_turn(steps)
     assert sink.aborted
     assert sink.writes == []
 
 
 def test_a_large_write_follows_the_held_one_rather_than_being_copied_onto_it() -> None:
-    async def scenario() -> _Sink:
-        sink = _Sink()
-        transport = CoalescingTransport(sink, asyncio.get_running_loop())  # type: ignore[arg-type]
+    def steps(transport: CoalescingTransport, _sink: _Sink) -> None:
         transport.write(b"head")
         transport.write(b"x" * (JOIN_UP_TO + 1))
         transport.write(b"small head")
         transport.write(memoryview(b"small body"))
-        await asyncio.sleep(0)
-        return sink
 
-    sink = asyncio.run(scenario())
+    sink = _after_the_turn(steps)
     assert [len(w) for w in sink.writes] == [4, JOIN_UP_TO + 1, 20]
     assert sink.writes[2] == b"small headsmall body"
