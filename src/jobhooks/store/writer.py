@@ -136,7 +136,9 @@ class GroupCommitWriter:
         self._lost: DatabaseLost | None = None
         self._health = StoreHealth(True)
         self.batches = 0
+        """Transactions committed for submitted writes (``/metrics``: store commits)."""
         self.items = 0
+        """Writes those transactions carried."""
 
     def every(self, interval: float, work: Callable[[], None]) -> None:
         """Run ``work`` on the writer thread every ``interval`` seconds (between transactions);
