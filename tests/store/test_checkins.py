@@ -101,6 +101,48 @@ def test_repeats_within_one_batch_answer_the_first(db: StoreDb) -> None:
     assert db.count(runs) == 2
 
 
+def test_a_large_batch_finds_the_repeats_of_many_agents_among_stored_reports(
+    db: StoreDb,
+) -> None:
+    # 300 agents (more than one lookup used to take), keys with the characters JSON
+    # escapes, history ids up to the column's limit; half of them repeat stored reports.
+    agents = [uuid.uuid4() for _ in range(300)]
+    keys = [f'k "{n}"\\/' for n in range(300)]
+    histories = [2**63 - 1 - n for n in range(300)]
+    stored = db.apply(
+        insert_checkins,
+        [
+            new_completion(
+                "mail",
+                agent_id=agent,
+                key=key if n % 2 else None,
+                job_history_id=None if n % 2 else history,
+            )
+            for n, (agent, key, history) in enumerate(zip(agents, keys, histories, strict=True))
+        ],
+        NOW,
+    )
+    batch = [
+        new_completion(
+            "mail",
+            agent_id=agent,
+            key=key if n % 2 else None,
+            job_history_id=None if n % 2 else history,
+        )
+        for n, (agent, key, history) in enumerate(zip(agents, keys, histories, strict=True))
+    ] + [
+        new_completion("mail", agent_id=agent, key=key + "new", job_history_id=history - 500)
+        for agent, key, history in zip(agents, keys, histories, strict=True)
+    ]
+
+    receipts = db.apply(insert_checkins, batch, NOW + 5)
+
+    assert [r.duplicate for r in receipts] == [True] * 300 + [False] * 300
+    assert [r.id for r in receipts[:300]] == [r.id for r in stored]
+    assert db.count(completions) == 600
+    assert db.count(runs) == 600
+
+
 def test_reports_without_a_key_or_history_id_are_never_merged(db: StoreDb) -> None:
     job_id = uuid.uuid4()
     same = [new_completion("mail", job_id=job_id) for _ in range(3)]

@@ -12,14 +12,22 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, and_, or_, select
+from sqlalchemy import CompoundSelect, Connection, Select, and_, select
 from sqlalchemy.exc import IntegrityError
 
 from jobhooks.store.catalog import record_seen
-from jobhooks.store.dialect import RUNS_CHANNEL, execute_many, notify
+from jobhooks.store.dialect import (
+    RUNS_CHANNEL,
+    bind_list,
+    bind_pairs,
+    execute_many,
+    notify,
+    one_of,
+    pairs_from,
+)
 from jobhooks.store.digests import DigestBook, group_key
 from jobhooks.store.ids import guid_text
 from jobhooks.store.ports import LocalWorker
@@ -74,9 +82,22 @@ def completion_row(
     }
 
 
-_AGENTS_PER_QUERY = 100
-"""Agents per duplicate lookup (bounds the depth of its OR expression)."""
 _DEDUPE_COLUMNS = {"key": completions.c.idempotency_key, "history": completions.c.job_history_id}
+
+
+@cache
+def _originals_query(dialect: str, kind: str) -> Select[str, str, Any]:
+    """The stored completions of the (agent, key) pairs bound as ``pairs``: one index
+    search each, whatever their number."""
+    column = _DEDUPE_COLUMNS[kind]
+    wanted = pairs_from(dialect, "pairs", ("agent", "wanted"), column.type)
+    return (
+        select(completions.c.id, completions.c.agent_id, column)
+        .select_from(wanted)
+        .join(
+            completions, and_(completions.c.agent_id == wanted.c.agent, column == wanted.c.wanted)
+        )
+    )
 
 
 def _originals(
@@ -88,26 +109,17 @@ def _originals(
     for item_keys in keys:
         for kind, agent, key in item_keys:
             wanted[kind].add((agent, key))
+    dialect = connection.dialect.name
     found: dict[tuple[str, str, Any], str] = {}
     for kind, pairs in wanted.items():
         if not pairs:
             continue
-        column = _DEDUPE_COLUMNS[kind]
-        by_agent: dict[str, list[Any]] = {}
-        for agent, key in pairs:
-            by_agent.setdefault(agent, []).append(key)
-        agents = sorted(by_agent)
-        # One "agent = ? AND key IN (...)" branch per agent makes every pair an index
-        # search; a row-value IN makes SQLite scan the whole table instead.
-        for start in range(0, len(agents), _AGENTS_PER_QUERY):
-            branches = [
-                and_(completions.c.agent_id == agent, column.in_(by_agent[agent]))
-                for agent in agents[start : start + _AGENTS_PER_QUERY]
-            ]
-            query = select(completions.c.id, completions.c.agent_id, column).where(or_(*branches))
-            for completion_id, agent, key in connection.execute(query):
-                if (agent, key) in pairs:
-                    found[(kind, agent, key)] = completion_id
+        query = _originals_query(dialect, kind)
+        for completion_id, agent, key in connection.execute(
+            query, bind_pairs(dialect, "pairs", sorted(pairs))
+        ):
+            if (agent, key) in pairs:
+                found[(kind, agent, key)] = completion_id
     return found
 
 
@@ -128,17 +140,34 @@ def _notes_json(notes: tuple[tuple[str, str], ...]) -> str:
     return json.dumps([{"handler": h, "reason": r} for h, r in notes], ensure_ascii=False)
 
 
+@cache
+def _runs_query(dialect: str) -> CompoundSelect[str, str, str, str, str | None, float]:
+    """The runs of the completions bound as ``ids``, and the digests they joined."""
+    columns = (runs.c.id, runs.c.handler, runs.c.status, runs.c.trigger, runs.c.due_at)
+    own = select(runs.c.completion_id.label("owner"), *columns).where(
+        one_of(dialect, runs.c.completion_id, "ids"), runs.c.group_key.is_(None)
+    )
+    joined = select(digest_members.c.completion_id.label("owner"), *columns).where(
+        one_of(dialect, digest_members.c.completion_id, "ids"),
+        runs.c.id == digest_members.c.run_id,
+    )
+    return own.union_all(joined).order_by("id")
+
+
+@cache
+def _stored_query(dialect: str) -> Select[str, int]:
+    """The stored completions among the ids bound as ``ids``, with their retry counts."""
+    return select(completions.c.id, completions.c.current_retry_count).where(
+        one_of(dialect, completions.c.id, "ids")
+    )
+
+
 def _runs_of(connection: Connection, completion_ids: list[str]) -> dict[str, list[RunReceipt]]:
     """The runs each completion made, and the digests it joined."""
     found: dict[str, list[RunReceipt]] = {cid: [] for cid in completion_ids}
-    columns = (runs.c.id, runs.c.handler, runs.c.status, runs.c.trigger, runs.c.due_at)
-    own = select(runs.c.completion_id.label("owner"), *columns).where(
-        runs.c.completion_id.in_(completion_ids), runs.c.group_key.is_(None)
-    )
-    joined = select(digest_members.c.completion_id.label("owner"), *columns).where(
-        digest_members.c.completion_id.in_(completion_ids), runs.c.id == digest_members.c.run_id
-    )
-    for row in connection.execute(own.union_all(joined).order_by("id")):
+    dialect = connection.dialect.name
+    ids = {"ids": bind_list(dialect, completion_ids)}
+    for row in connection.execute(_runs_query(dialect), ids):
         collecting = row.status == RunStatus.COLLECTING
         found[row.owner].append(
             RunReceipt(
@@ -154,12 +183,11 @@ def _runs_of(connection: Connection, completion_ids: list[str]) -> dict[str, lis
 
 def _stored_receipts(connection: Connection, ids: Sequence[str]) -> dict[str, CheckinReceipt]:
     """The receipts of the completions among ``ids`` that are stored, by id."""
+    dialect = connection.dialect.name
     found = {
         completion_id: retry_count
         for completion_id, retry_count in connection.execute(
-            select(completions.c.id, completions.c.current_retry_count).where(
-                completions.c.id.in_(ids)
-            )
+            _stored_query(dialect), {"ids": bind_list(dialect, ids)}
         )
     }
     runs_of = _runs_of(connection, sorted(found)) if found else {}

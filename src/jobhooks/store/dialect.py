@@ -2,21 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    FromClause,
+    Table,
+    any_,
+    bindparam,
+    cast,
+    func,
+    literal_column,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.types import ARRAY, TypeEngine
 
 __all__ = [
     "RELOAD_CHANNEL",
     "RUNS_CHANNEL",
+    "bind_list",
+    "bind_pairs",
     "execute_many",
     "insert_ignore",
     "notify",
+    "one_of",
+    "pairs_from",
     "upsert",
     "upsert_newer",
 ]
@@ -34,6 +51,59 @@ def notify(connection: Connection, channel: str, payload: str = "") -> None:
         connection.exec_driver_sql(
             "SELECT pg_notify(%(channel)s, %(payload)s)", {"channel": channel, "payload": payload}
         )
+
+
+# A list bound as one parameter keeps a statement's text the same whatever the list's
+# length: an expanding IN is rendered and compiled again for every length, which costs
+# more than running the query for a batch. SQLite reads the list from JSON text
+# (json_each), PostgreSQL takes an array.
+
+
+def one_of(dialect: str, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
+    """SQL: ``column`` equals a value of the list bound as ``name`` (see :func:`bind_list`)."""
+    if dialect == "postgresql":
+        return column == any_(cast(bindparam(name), ARRAY(column.type)))
+    return column.in_(select(literal_column("value")).select_from(func.json_each(bindparam(name))))
+
+
+def pairs_from(
+    dialect: str, name: str, columns: tuple[str, str], second: TypeEngine[Any]
+) -> FromClause:
+    """A FROM item of the pairs bound as ``name`` (see :func:`bind_pairs`), with the two
+    ``columns``; the first values are text, the second of type ``second``."""
+    first_name, second_name = columns
+    if dialect == "postgresql":
+        return (
+            func.unnest(
+                cast(bindparam(f"{name}_1"), ARRAY(postgresql.TEXT())),
+                cast(bindparam(f"{name}_2"), ARRAY(second)),
+            )
+            .table_valued(first_name, second_name)
+            .render_derived(name=name)
+        )
+    value: ColumnElement[str] = literal_column("value")
+    return (
+        select(
+            func.json_extract(value, "$[0]").label(first_name),
+            func.json_extract(value, "$[1]").label(second_name),
+        )
+        .select_from(func.json_each(bindparam(name)))
+        .subquery(name)
+    )
+
+
+def bind_list(dialect: str, values: Iterable[Any]) -> Any:
+    """The parameter value of a list for :func:`one_of`."""
+    items = list(values)
+    return items if dialect == "postgresql" else json.dumps(items)
+
+
+def bind_pairs(dialect: str, name: str, pairs: Iterable[tuple[Any, Any]]) -> dict[str, Any]:
+    """The parameters of the pairs for :func:`pairs_from` bound as ``name``."""
+    items = list(pairs)
+    if dialect == "postgresql":
+        return {f"{name}_1": [a for a, _ in items], f"{name}_2": [b for _, b in items]}
+    return {name: json.dumps(items)}
 
 
 def _insert(dialect: str, table: Table) -> Any:

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, select, text
+from sqlalchemy import Connection, Executable, delete, select, text
 
 from jobhooks.sdk.enums import JobResult
 from jobhooks.sdk.trigger import Trigger
-from jobhooks.store.dialect import execute_many, upsert
+from jobhooks.store.dialect import bind_list, execute_many, one_of, upsert
 from jobhooks.store.records import JobMoment, PlannedRun, Rule
 from jobhooks.store.tables import job_streaks, rule_state
 
@@ -26,16 +28,30 @@ __all__ = ["JobHistory", "Streak"]
 
 _LOCK_SPACE = 7262516
 """The first key of this module's PostgreSQL advisory locks (the second is the job's hash)."""
-_STREAKS = select(
-    job_streaks.c.job_id, job_streaks.c.consecutive_failures, job_streaks.c.started_at
-).where(job_streaks.c.job_id.in_(bindparam("jobs", expanding=True)))
-_FIRED = select(rule_state.c.handler, rule_state.c.job_id, rule_state.c.fired_at).where(
-    rule_state.c.job_id.in_(bindparam("jobs", expanding=True))
-)
-_END_STREAKS = delete(job_streaks).where(
-    job_streaks.c.job_id.in_(bindparam("jobs", expanding=True))
-)
-_FORGET_FIRED = delete(rule_state).where(rule_state.c.job_id.in_(bindparam("jobs", expanding=True)))
+
+
+@cache
+def _statements(dialect: str) -> dict[str, Executable]:
+    """This module's statements on ``dialect``, each taking the list of jobs as ``jobs``."""
+    streak_of = one_of(dialect, job_streaks.c.job_id, "jobs")
+    fired_for = one_of(dialect, rule_state.c.job_id, "jobs")
+    return {
+        "streaks": select(
+            job_streaks.c.job_id, job_streaks.c.consecutive_failures, job_streaks.c.started_at
+        ).where(streak_of),
+        "fired": select(rule_state.c.handler, rule_state.c.job_id, rule_state.c.fired_at).where(
+            fired_for
+        ),
+        "end_streaks": delete(job_streaks).where(streak_of),
+        "forget_fired": delete(rule_state).where(fired_for),
+    }
+
+
+def _for_jobs(connection: Connection, name: str, jobs: Sequence[str]) -> Any:
+    dialect = connection.dialect.name
+    return connection.execute(_statements(dialect)[name], {"jobs": bind_list(dialect, jobs)})
+
+
 _LOCK_JOBS = text(
     "SELECT count(pg_advisory_xact_lock(:space, hashtext(job))) "
     "FROM (SELECT unnest(CAST(:jobs AS text[])) AS job ORDER BY 1) AS jobs"
@@ -65,14 +81,14 @@ class JobHistory:
         if wanted:
             self._stored = {
                 job: Streak(failures, since)
-                for job, failures, since in connection.execute(_STREAKS, {"jobs": wanted})
+                for job, failures, since in _for_jobs(connection, "streaks", wanted)
             }
         self._now: dict[str, Streak] = dict(self._stored)
         self._fired: dict[tuple[str, str], float] = {}
         self._fired_stored: set[tuple[str, str]] = set()
         failing = sorted(self._stored)
         if stateful and failing:
-            for handler, job, fired_at in connection.execute(_FIRED, {"jobs": failing}):
+            for handler, job, fired_at in _for_jobs(connection, "fired", failing):
                 self._fired[(handler, job)] = fired_at
             self._fired_stored = set(self._fired)
         self._ended: set[str] = set()
@@ -159,7 +175,7 @@ class JobHistory:
             job for job, streak in self._now.items() if not streak.failures and job in self._stored
         ]
         if ended:
-            connection.execute(_END_STREAKS, {"jobs": ended})
+            _for_jobs(connection, "end_streaks", ended)
         if rows:
             statement = upsert(
                 connection,
@@ -170,7 +186,7 @@ class JobHistory:
             execute_many(connection, statement, rows)
         gone = sorted(self._ended)
         if gone:
-            connection.execute(_FORGET_FIRED, {"jobs": gone})
+            _for_jobs(connection, "forget_fired", gone)
         marks = [
             {"handler": handler, "job_id": job_id, "fired_at": fired}
             for (handler, job_id), fired in self._fired.items()
