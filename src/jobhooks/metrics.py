@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, GCCollector, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -52,6 +52,10 @@ class Metrics:
 
     def __init__(self, read_backlog: Callable[[], tuple[int, float]] | None = None) -> None:
         self.registry = CollectorRegistry()
+        # The process's CPU time, memory and the cyclic collector's passes, under their
+        # usual names (process_*, python_gc_*): CPU per check-in is rate(CPU) / rate(stored).
+        ProcessCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
         self.completions = Counter(
             "jobhooks_completions",
             "Completion reports stored, by job result and source.",
