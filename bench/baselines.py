@@ -16,6 +16,7 @@ is high are not comparable.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -75,9 +76,15 @@ class _Proc:
             raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{self.tail()}")
 
 
-def make_bodies(n: int, jobs: int | None = None) -> list[bytes]:
+_HISTORY_IDS = itertools.count(1)
+
+
+def make_bodies(n: int, jobs: int | None = None, history_ids: bool = False) -> list[bytes]:
     """``n`` distinct compact JSON job-completion reports of about 400 bytes; one job
-    each, or ``jobs`` recurring jobs (each then builds failure streaks and recovers)."""
+    each, or ``jobs`` recurring jobs (each then builds failure streaks and recovers).
+    ``history_ids``: each carries a ``job_history_id`` never used before in this process,
+    as reports are when the platform numbers its job history (jobhooks looks each up to
+    find repeats)."""
     recurring = [str(uuid.uuid4()) for _ in range(jobs or 0)]
     agent = "3b0c8f5e-6a1d-4c57-9f0e-2a7c1d9b4e21"
     job_type_id = str(uuid.UUID(int=0))
@@ -98,6 +105,8 @@ def make_bodies(n: int, jobs: int | None = None) -> list[bytes]:
             "current_retry_count": i % 3,
             "message": "Inventory of /etc/ssl/certs: access denied to store on the target host",
         }
+        if history_ids:
+            report["job_history_id"] = next(_HISTORY_IDS)
         bodies.append(json.dumps(report, separators=(",", ":")).encode())
     return bodies
 

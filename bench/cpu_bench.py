@@ -1,9 +1,10 @@
-"""CPU time the server process spends per request: a durable check-in (API-only node), a
-completion end to end (check-in and a synchronous no-op handler in one process), and the
-raw Starlette echo, under the same load (64 keep-alive clients), with how many writes
-each of jobhooks' store transactions carried (from ``/metrics``). The echo is measured under
-uvicorn's own HTTP protocol and under jobhooks' (answers in one write): the second is
-what HTTP costs a jobhooks server.
+"""CPU time the server process spends per request: a durable check-in (API-only node), the
+same with a ``job_history_id`` in every report ("ids": each is looked up for a repeat, as
+with an Idempotency-Key), a completion end to end (check-in and a synchronous no-op
+handler in one process), and the raw Starlette echo, under the same load (64 keep-alive
+clients), with how many writes each of jobhooks' store transactions carried (from
+``/metrics``). The echo is measured under uvicorn's own HTTP protocol and under jobhooks'
+(answers in one write): the second is what HTTP costs a jobhooks server.
 
 Throughput on a shared 2-core machine moves by 20-40 % from one run to the next; the
 server's own CPU time per request (user + system, read from ``/proc``) moves far less,
@@ -80,14 +81,15 @@ def _per_request_grouped(
     return cpu, rate, (after[1] - before[1]) / max(after[0] - before[0], 1)
 
 
-def checkin(n: int) -> tuple[float, float, float | None]:
+def checkin(n: int, history_ids: bool = False) -> tuple[float, float, float | None]:
     with jobhooks_server("Noop", worker=False) as (url, headers, _db, proc):
-        _load(url, make_bodies(1000), 64, headers=headers)
+        _load(url, make_bodies(1000, history_ids=history_ids), 64, headers=headers)
+        bodies = make_bodies(n, history_ids=history_ids)
         return _per_request_grouped(
             url,
             proc.popen.pid,
             n,
-            lambda: _load(url, make_bodies(n), 64, headers=headers).throughput,
+            lambda: _load(url, bodies, 64, headers=headers).throughput,
         )
 
 
@@ -128,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
         for tree, src in trees.items():
             with source_tree(src):
                 figures.setdefault(f"check-in ({tree})", []).append(checkin(args.n))
+                figures.setdefault(f"check-in, ids ({tree})", []).append(
+                    checkin(args.n, history_ids=True)
+                )
                 figures.setdefault(f"end to end ({tree})", []).append(end_to_end(args.n // 2))
     for name, rounds in figures.items():
         cpu = statistics.median(c for c, _, _ in rounds)
