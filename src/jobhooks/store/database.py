@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,8 @@ T = TypeVar("T")
 
 POSTGRES_EXTRA = "pip install 'jobhooks[postgres]'"
 _SIDE_FILES = ("-wal", "-shm", "-journal")
+JSON_PROBE = "SELECT value FROM json_each('[1]')"
+"""What tells whether SQLite has the JSON functions the store's lookups take lists with."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +71,22 @@ def _engine(url: str, pool_size: int, create: bool) -> Engine:
         ) from None
 
 
+def _require_json() -> None:
+    """Refuse a SQLite without its JSON functions, naming its version: the store passes
+    lists to SQLite as JSON, and the first check-in would otherwise fail obscurely."""
+    probe = sqlite3.connect(":memory:")
+    try:
+        probe.execute(JSON_PROBE).fetchall()
+    except sqlite3.Error:
+        raise StoreError(
+            f"the SQLite library this Python uses (version {sqlite3.sqlite_version}) has no "
+            "JSON functions, which jobhooks needs: use a Python built with SQLite 3.38 or "
+            "later, or with an earlier SQLite built with JSON1"
+        ) from None
+    finally:
+        probe.close()
+
+
 def open_database(url: str, *, migrate: bool | None = None, pool_size: int = 8) -> Engine:
     """An engine on ``url``, ready to serve from.
 
@@ -77,6 +96,8 @@ def open_database(url: str, *, migrate: bool | None = None, pool_size: int = 8) 
     Raises :class:`StoreError` (or :class:`SchemaOutOfDate`) saying what is wrong.
     """
     sqlite = is_sqlite(url)
+    if sqlite:
+        _require_json()
     if migrate is None:
         migrate = sqlite
     path = sqlite_path(url) if sqlite else None
