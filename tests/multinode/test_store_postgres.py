@@ -73,6 +73,8 @@ def _outcome(claimed: ClaimedRun, status: str, at: float, **fields: Any) -> RunO
 class _LocalWorker:
     """Counts the slots a Store asks this process's worker for, and the runs it delivers."""
 
+    id = "local"
+
     def __init__(self, slots: int) -> None:
         self.slots = slots
         self.busy = 0

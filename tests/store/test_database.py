@@ -26,4 +26,3 @@ def test_a_sqlite_without_json_functions_is_refused_naming_its_version(
     message = str(refused.value)
     assert f"version {sqlite3.sqlite_version}" in message
     assert "no JSON functions" in message and "3.38" in message
-

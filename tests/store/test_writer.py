@@ -15,6 +15,7 @@ from support.reports import new_completion
 
 from jobhooks.store import Store
 from jobhooks.store.engine import connect
+from jobhooks.store.nodes import NodeIdentity
 from jobhooks.store.records import CheckinReceipt, ClaimedRun
 from jobhooks.store.writer import KEEP_CONNECTION
 
@@ -111,20 +112,23 @@ def test_reports_whose_commit_answer_was_lost_are_stored_and_run_once(store_url:
 class _Slots:
     """This process's worker, with room for every run (``LocalWorker``)."""
 
+    id = "local"
+
     def __init__(self) -> None:
         self.delivered: list[ClaimedRun] = []
+        self.woken: list[float] = []
 
     def reserve(self, count: int) -> tuple[str, int]:
-        return "local", max(count, 0)
+        return self.id, max(count, 0)
 
     def deliver(self, runs: Sequence[ClaimedRun]) -> None:
         self.delivered.extend(runs)
 
     def wake_at(self, when: float) -> None:
-        pass
+        self.woken.append(when)
 
 
-def test_runs_handed_over_in_a_group_whose_commit_answer_was_lost_start_after_their_lease(
+def test_runs_handed_over_in_a_group_whose_commit_answer_was_lost_wait_again_for_a_claim(
     store_url: str,
 ) -> None:
     clock = ManualClock()
@@ -132,19 +136,19 @@ def test_runs_handed_over_in_a_group_whose_commit_answer_was_lost_start_after_th
     worker = _Slots()
     store.set_local_worker(worker)
     try:
+        # A live node: its heartbeat row is there, so nobody takes its leases back.
+        alive = NodeIdentity(worker.id, "here", None, 1, None)
+        asyncio.run(store.start_heartbeat(alive, lambda: True))
         with _AnswerToCommitLost(store, store_url):
             receipt = asyncio.run(store.check_in(new_completion("log", lease=30.0)))
         assert worker.delivered == [], "not handed over: the commit was not confirmed"
-
-        clock.advance(29)
-        assert asyncio.run(store.claim("local", 10, {"log": 30.0})) == []
-        clock.advance(2)
-        claimed = asyncio.run(store.claim("local", 10, {"log": 30.0}))
-        assert asyncio.run(store.claim("other", 10, {"log": 30.0})) == []
+        assert worker.woken == [clock()], "the worker is told to look for them now"
+        claimed = asyncio.run(store.claim(worker.id, 10, {"log": 30.0}))
     finally:
         store.close()
 
     assert [run.id for run in claimed] == [run.id for run in receipt.runs]
+    assert [(run.attempt, run.number) for run in claimed] == [(1, 1)], "no attempt used"
 
 
 _SLOW_COMMIT = """

@@ -31,7 +31,14 @@ from jobhooks.store.dialect import (
 from jobhooks.store.digests import DigestBook, group_key
 from jobhooks.store.ids import guid_text
 from jobhooks.store.ports import LocalWorker
-from jobhooks.store.queue import HandOff, Reserve, insert_runs, new_runs, stored_trigger
+from jobhooks.store.queue import (
+    HandOff,
+    Reserve,
+    give_back_runs,
+    insert_runs,
+    new_runs,
+    stored_trigger,
+)
 from jobhooks.store.records import CheckinReceipt, NewCompletion, RunReceipt, RunStatus
 from jobhooks.store.stats import record_completions, shard
 from jobhooks.store.streaks import JobHistory
@@ -313,6 +320,9 @@ class CheckinWrites:
         self._reserved = 0
         """Slots the local worker granted to the open transaction (writer thread only)."""
         self._known_job_types: set[str] = set()
+        self._given_back: float | None = None
+        """When runs went back to the queue in the open transaction: the worker looks for
+        them once it commits (writer thread only)."""
         self.operation: BatchOperation[NewCompletion, CheckinReceipt] = BatchOperation(
             "checkin", self.apply, self.after_commit, self.after_rollback, self.apply_again
         )
@@ -347,15 +357,16 @@ class CheckinWrites:
     ) -> list[CheckinReceipt]:
         """Store reports whose group failed. A report that group stored after all (the
         connection was lost as it committed) is answered from what is stored: its runs are
-        not created twice. Those handed to this process's worker then start when their
-        lease ends, as after a crash. On PostgreSQL, a report still locked by the failed
-        group's session is waited for at most :data:`AGAIN_LOCK_WAIT_MS`."""
+        not created twice, and those it handed to this process's worker wait in the queue
+        again (see :meth:`_give_back_handed`). On PostgreSQL, a report still locked by the
+        failed group's session is waited for at most :data:`AGAIN_LOCK_WAIT_MS`."""
         ids = [item.id for item in items]
         if connection.dialect.name == "postgresql":
             # The failed group's session may still hold these rows, committing or about to
             # be ended by the server: wait for it, but not for ever (the writer waits too).
             connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{AGAIN_LOCK_WAIT_MS}ms'")
         stored = _stored_receipts(connection, ids)
+        self._give_back_handed(connection, stored, now)
         fresh = [item for item in items if item.id not in stored]
         applied: list[CheckinReceipt] = []
         if fresh:
@@ -372,12 +383,28 @@ class CheckinWrites:
         new = iter(applied)
         return [stored[item.id] if item.id in stored else next(new) for item in items]
 
+    def _give_back_handed(
+        self, connection: Connection, stored: dict[str, CheckinReceipt], now: float
+    ) -> None:
+        """The runs a failed group handed to this process's worker, when that group was
+        stored after all: the worker never got them (they are handed over after the
+        commit), and a live process's leases are never taken back, so they go back to
+        the queue, not started, for the next claim."""
+        if self._local is None or not stored:
+            return
+        run_ids = [run.id for receipt in stored.values() for run in receipt.runs]
+        if run_ids and give_back_runs(connection, [(self._local.id, run_ids)], now)[0]:
+            self._given_back = now
+
     def after_commit(self, receipts: Sequence[CheckinReceipt]) -> None:
         """Start the runs handed to the local worker, now that they are committed, and have
         it look again when the digests they joined close."""
         self._reserved = 0
         if self._local is None:
             return
+        if self._given_back is not None:
+            self._local.wake_at(self._given_back)
+            self._given_back = None
         handed = [run for receipt in receipts for run in receipt.handed_off]
         if handed:
             self._local.deliver(handed)
@@ -391,3 +418,4 @@ class CheckinWrites:
         if self._reserved and self._local is not None:
             self._local.reserve(-self._reserved)
         self._reserved = 0
+        self._given_back = None

@@ -28,6 +28,9 @@ class CheckinStore(Protocol):
 class LocalWorker(Protocol):
     """A worker in the same process as the check-in API, taking runs without a claim."""
 
+    id: str
+    """The name runs leased to it carry."""
+
     def reserve(self, count: int) -> tuple[str, int]:
         """Reserve up to ``count`` slots (negative: give back); returns (worker id, granted)."""
         ...
