@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.clock import ManualClock
 from support.handlers import read_lines
 from support.registrations import build_registry
 from support.reports import new_completion
@@ -24,6 +25,7 @@ from jobhooks.metrics import Metrics
 from jobhooks.platform.client import build_clients
 from jobhooks.registry import Registry
 from jobhooks.store import Store
+from jobhooks.store.nodes import NodeIdentity
 from jobhooks.store.ports import LocalWorker, WorkerStore
 from jobhooks.store.records import ClaimedRun, DigestPlan, RunOutcome
 
@@ -38,6 +40,7 @@ async def running_worker(
     threads: int = 2,
     through: WorkerStore | None = None,
     record_retry: float = 0.5,
+    worker_id: str | None = None,
 ) -> AsyncIterator[Worker]:
     """A running worker on ``store`` (``through`` another view of it); with ``local`` the
     store's check-ins hand it their runs. Stopped on the way out if the test did not."""
@@ -51,6 +54,7 @@ async def running_worker(
         poll_interval=poll,
         metrics=Metrics(),
         record_retry=record_retry,
+        worker_id=worker_id,
     )
     if local:
         store.set_local_worker(worker)
@@ -333,6 +337,81 @@ def test_sync_and_isolated_runs_share_the_threads_limit(tmp_path: Path) -> None:
     assert at_once == 1, intervals
 
 
+def _alive(store: Store, worker_id: str) -> Any:
+    """Register ``worker_id`` as a live process (its heartbeat row): nobody else takes its
+    leases back."""
+    return store.start_heartbeat(NodeIdentity(worker_id, "here", None, 1, None), lambda: True)
+
+
+def test_runs_leased_to_a_worker_that_never_received_them_wait_again_once_their_lease_ends(
+    tmp_path: Path,
+) -> None:
+    # A claim whose COMMIT got no answer: PostgreSQL stored it, the worker never saw the
+    # runs it leased. The worker is alive, so nobody else takes them back.
+    trace = tmp_path / "trace.log"
+    registry = build_registry(
+        tmp_path,
+        {"name": "append", "type": "support.handlers:Appender", "properties": {"path": str(trace)}},
+    )
+    clock = ManualClock()
+    store = Store(f"sqlite:///{tmp_path / 'w.db'}", clock=clock)
+
+    async def main() -> list[dict[str, Any]]:
+        receipts = [await store.check_in(new_completion("append")) for _ in range(3)]
+        await _alive(store, "w1")
+        lost = await store.claim("w1", 10, {"append": 1.0})
+        assert len(lost) == 3
+        async with running_worker(
+            store, lambda: registry, local=False, poll=60, worker_id="w1"
+        ) as worker:
+            assert await worker.take_back_forgotten() == 0, "their lease has not ended"
+            clock.advance(2)
+            assert await worker.take_back_forgotten() == 3
+            return [await settled(store, receipt.id) for receipt in receipts]
+
+    try:
+        details = asyncio.run(main())
+    finally:
+        store.close()
+    runs = [detail["handler_runs"][0] for detail in details]
+    assert [(run["status"], run["total_attempts"]) for run in runs] == [("succeeded", 1)] * 3
+    assert sorted(read_lines(trace)) == sorted(f"{detail['id']} 1" for detail in details)
+
+
+def test_a_run_in_progress_past_its_lease_is_not_given_back(tmp_path: Path) -> None:
+    trace = tmp_path / "trace.log"
+    registry = build_registry(
+        tmp_path,
+        {
+            "name": "slow",
+            "type": "support.handlers:Sleeps",
+            "timeout": 30,
+            "properties": {"path": str(trace), "seconds": 1.0},
+        },
+    )
+    clock = ManualClock()
+    store = Store(f"sqlite:///{tmp_path / 'w.db'}", clock=clock)
+
+    async def main() -> dict[str, Any]:
+        async with running_worker(store, lambda: registry, poll=60, worker_id="w1") as worker:
+            await _alive(store, "w1")
+            await handing_over(worker)
+            receipt = await store.check_in(new_completion("slow"))
+            assert receipt.handed_off, "this worker runs it"
+            clock.advance(3600)
+            assert await store.leases_ended("w1") == [receipt.runs[0].id], "past its lease"
+            assert await worker.take_back_forgotten() == 0
+            return await settled(store, receipt.id)
+
+    try:
+        detail = asyncio.run(main())
+    finally:
+        store.close()
+    [run] = detail["handler_runs"]
+    assert (run["status"], run["total_attempts"]) == ("succeeded", 1)
+    assert read_lines(trace) == [f"{detail['id']} 1"]
+
+
 class _OutageAtFinish:
     """The store, but the first ``failures`` writes of outcomes fail as in an outage."""
 
@@ -353,6 +432,9 @@ class _OutageAtFinish:
 
     async def give_back(self, worker: str, run_ids: Sequence[str]) -> int:
         return await self.store.give_back(worker, run_ids)
+
+    async def leases_ended(self, worker: str) -> list[str]:
+        return await self.store.leases_ended(worker)
 
     async def dead_nodes(self) -> list[str]:
         return await self.store.dead_nodes()

@@ -42,6 +42,8 @@ CLAIM_GATHER = 0.02
 RECORD_RETRY = 0.5
 """Seconds before storing outcomes again after the database failed (doubling each time)."""
 RECORD_RETRY_LONGEST = 30.0
+LEASES_CHECK_EVERY = 30.0
+"""Seconds between two looks for runs leased to this worker that it never received."""
 
 
 def _runs(count: int) -> str:
@@ -135,6 +137,9 @@ class Worker:
         self._random = random.Random()
         self._dead: list[str] = []
         self._dead_checked = -HEARTBEAT_EVERY
+        self._held: set[str] = set()
+        """The runs this worker received and has not yet recorded or given back."""
+        self._leases_checked = time.monotonic()
         self.completed = 0
 
     # -- slots -----------------------------------------------------------------
@@ -172,6 +177,7 @@ class Worker:
             self._wake.set()
 
     def _start_all(self, runs: Sequence[ClaimedRun]) -> None:
+        self._held.update(run.id for run in runs)
         if self._stopping:  # handed over as the worker stopped: not to be started here
             self._spawn(self._give_back(list(runs)))
             return
@@ -214,6 +220,8 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         logger.info("worker %s started (concurrency %d)", self.id, self._capacity)
         while not self._stopping:
+            if time.monotonic() - self._leases_checked >= LEASES_CHECK_EVERY:
+                await self.take_back_forgotten()
             if self._backlog and 0 < self._capacity - self._busy < self._claim_batch:
                 # A few slots free while runs wait: let more free up, so one
                 # claim (one write) takes many runs rather than one each.
@@ -265,6 +273,28 @@ class Worker:
             except Exception:
                 logger.debug("looking for processes that are gone failed", exc_info=True)
         return self._dead
+
+    async def take_back_forgotten(self) -> int:
+        """Give back the runs leased to this worker that it never received, once their lease
+        has ended; returns how many. A claim (or a check-in handing runs over) whose COMMIT
+        got no answer may have leased runs after all, and nobody takes a live process's
+        runs back: without this they would wait until the process stops."""
+        self._leases_checked = time.monotonic()
+        try:
+            leased = await self._store.leases_ended(self.id)
+            forgotten = [run_id for run_id in leased if run_id not in self._held]
+            given = await self._store.give_back(self.id, forgotten) if forgotten else 0
+        except StoreError as exc:
+            logger.debug("looking for runs leased but never received failed (%s)", exc)
+            return 0
+        if given:
+            logger.warning(
+                "%s leased to this worker but never received (a write whose commit got no "
+                "answer) wait again",
+                _runs(given),
+            )
+            self.poke()
+        return given
 
     def poke(self) -> None:
         """Look for due runs now (for example after a replay)."""
@@ -323,6 +353,7 @@ class Worker:
         except StoreError as exc:
             logger.warning("%s not started could not be given back (%s)", _runs(len(runs)), exc)
         else:
+            self._held.difference_update(run.id for run in runs)
             logger.info("stopping: %s not started are waiting again", _runs(len(runs)))
 
     def _ended(self, ended: list[Ended[ClaimedRun]]) -> None:
@@ -342,7 +373,9 @@ class Worker:
         finally:
             self._release(len(ended))
         if not await self._store_outcomes(outcomes):
+            # Still leased to this live process: run again only once it is gone.
             return
+        self._held.difference_update(run.id for run, _outcome, _backoff in ended)
         for (run, outcome, _backoff), recorded in zip(ended, outcomes, strict=True):
             self.completed += 1
             if self._metrics is not None:

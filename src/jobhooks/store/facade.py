@@ -37,6 +37,7 @@ from jobhooks.store.queue import (
     claim_runs,
     finish_runs,
     give_back_runs,
+    leases_ended,
     release_held,
     replay_dead,
     replay_run,
@@ -275,6 +276,10 @@ class Store:
         """Make runs ``worker`` took but never started wait again, as if never taken;
         returns how many it still held."""
         return await self._db.write(self._give_back, (worker, run_ids))
+
+    async def leases_ended(self, worker: str) -> list[str]:
+        """The open runs leased to ``worker`` whose lease has ended."""
+        return await self._db.read(leases_ended, worker, self._clock())
 
     def next_due(self) -> float | None:
         """When the earliest waiting run is due (pending, retrying or leased)."""

@@ -63,6 +63,10 @@ class WorkerStore(Protocol):
         """Make runs ``worker`` took but never started wait again, as if never taken."""
         ...
 
+    async def leases_ended(self, worker: str) -> list[str]:
+        """The open runs leased to ``worker`` whose lease has ended."""
+        ...
+
     async def dead_nodes(self) -> list[str]:
         """The processes that are gone, whose runs may be taken back."""
         ...

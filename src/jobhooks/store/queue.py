@@ -476,6 +476,18 @@ def finish_runs(connection: Connection, outcomes: Sequence[RunOutcome], now: flo
     return [None] * len(outcomes)
 
 
+def leases_ended(connection: Connection, worker: str, now: float) -> list[str]:
+    """The open runs leased to ``worker`` whose lease has ended (a leased run is due when
+    its lease ends, so this reads the due runs' index)."""
+    query = select(runs.c.id).where(
+        runs.c.status.in_(RunStatus.OPEN),
+        runs.c.due_at <= now,
+        runs.c.worker == worker,
+        runs.c.lease_until <= now,
+    )
+    return list(connection.execute(query).scalars())
+
+
 def give_back_runs(
     connection: Connection, requests: Sequence[tuple[str, Sequence[str]]], now: float
 ) -> list[int]:
