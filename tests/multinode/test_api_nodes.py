@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -310,3 +311,87 @@ def test_text_postgresql_cannot_store_is_refused_with_a_4xx_and_the_node_carries
         assert accepted.status_code == 202, accepted.text
     assert _count_completions(cluster) == 1
     assert "Traceback" not in node.log(), node.log()
+
+
+CUT_LOAD = 600
+CUT_EVERY = 0.02
+
+
+def test_a_node_whose_database_connections_are_cut_under_load_stores_and_runs_each_report_once(
+    cluster: Cluster,
+) -> None:
+    # Every 20 ms PostgreSQL ends every session of the node (a restart, a failover, a
+    # proxy dropping connections). Some groups fail; some fail as they commit, when the
+    # node cannot know whether they were stored. The orchestrators send each report until
+    # it is acknowledged, with the same key: each must end stored once and run once.
+    cluster.write_config(_recorder(cluster))
+    node = cluster.api(worker=True)
+    token = cluster.token("agent", AGENT_A)
+    reports = [(f"cut-{n}", report()) for n in range(CUT_LOAD)]
+    todo: queue.SimpleQueue[tuple[str, dict[str, Any]]] = queue.SimpleQueue()
+    for item in reports:
+        todo.put(item)
+    answers: dict[str, list[str]] = collections.defaultdict(list)
+    refused = collections.Counter[int]()
+    lock = threading.Lock()
+    sending = threading.Event()
+    sending.set()
+
+    def sender() -> None:
+        with node.client(token, timeout=30) as client:
+            while True:
+                try:
+                    key, body = todo.get_nowait()
+                except queue.Empty:
+                    return
+                for _ in range(500):
+                    try:
+                        response = client.post(PATH, json=body, headers={"Idempotency-Key": key})
+                    except httpx.TransportError:
+                        continue
+                    if response.status_code == 202:
+                        with lock:
+                            answers[key].append(response.json()["id"])
+                        break
+                    with lock:
+                        refused[response.status_code] += 1
+
+    cuts = [0]
+
+    def cutter() -> None:
+        with cluster.server.admin() as admin:
+            while sending.is_set():
+                ended = admin.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (cluster.database,),
+                ).fetchone()
+                cuts[0] += bool(ended and ended[0])
+                time.sleep(CUT_EVERY)
+
+    threads = [threading.Thread(target=sender) for _ in range(SENDERS)]
+    cutting = threading.Thread(target=cutter)
+    cutting.start()
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+    finally:
+        sending.clear()
+        cutting.join(10)
+    assert not any(thread.is_alive() for thread in threads), "senders still running"
+
+    assert len(answers) == CUT_LOAD, "every report was acknowledged in the end"
+    assert set(refused) <= {503}, refused
+    assert cuts[0] > 20 and refused, f"the connections were cut ({cuts[0]} times, {refused})"
+    # Leaked leases come back after their lease (10 s and a grace) and the worker's look.
+    total = cluster.wait_all_final(CUT_LOAD, timeout=90)
+    assert total == {"succeeded": CUT_LOAD}
+    assert _count_completions(cluster) == CUT_LOAD
+    ids = {key: set(found) for key, found in answers.items()}
+    assert all(len(found) == 1 for found in ids.values()), "a key answered with one id"
+    executions = _executions(cluster)
+    assert set(executions) == {found.pop() for found in ids.values()}
+    assert set(executions.values()) == {1}, "each report's handler ran once"
+    print(f"\n{cuts[0]} cuts, refused {dict(refused)}")
