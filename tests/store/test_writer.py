@@ -109,6 +109,21 @@ def test_reports_whose_commit_answer_was_lost_are_stored_and_run_once(store_url:
     assert health.ok, health.problem
 
 
+def test_a_token_whose_commit_answer_was_lost_is_made_once(store_url: str) -> None:
+    store = Store(store_url)
+    try:
+        with _AnswerToCommitLost(store, store_url) as lost:
+            token, info = asyncio.run(store.tokens.create("admin", label="ops"))
+        assert lost.left == 0, "a COMMIT's answer was lost"
+        found = asyncio.run(store.tokens.find(token))
+        every = asyncio.run(store.tokens.all())
+    finally:
+        store.close()
+
+    assert found == info, "the token handed out works"
+    assert [t.id for t in every] == [info.id], "and it is the only one made"
+
+
 class _Slots:
     """This process's worker, with room for every run (``LocalWorker``)."""
 

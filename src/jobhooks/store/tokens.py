@@ -6,7 +6,7 @@ import hashlib
 import secrets
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Row, select, update
@@ -34,6 +34,14 @@ class TokenInfo:
     revoked_at: float | None
 
 
+def _new_token_id() -> str:
+    return secrets.token_hex(6)
+
+
+def _new_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
 @dataclass(frozen=True, slots=True)
 class NewToken:
     """A token to make: its role, its agent (agent tokens only) and a label."""
@@ -41,6 +49,15 @@ class NewToken:
     role: str
     agent_id: uuid.UUID | None = None
     label: str | None = None
+    id: str = field(default_factory=_new_token_id)
+    secret: str = field(default_factory=_new_secret, repr=False)
+    """Chosen with the request: written again after a failure that left unclear whether
+    it was stored, the token is found rather than made twice."""
+
+    @property
+    def token(self) -> str:
+        """The token as its holder presents it."""
+        return f"{PREFIX}{self.id}_{self.secret}"
 
 
 def hash_token(token: str) -> str:
@@ -71,12 +88,11 @@ def _create(
 ) -> list[tuple[str, TokenInfo]]:
     made = []
     for request in requests:
-        token_id = secrets.token_hex(6)
-        token = f"{PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
-        info = TokenInfo(token_id, request.role, request.agent_id, request.label, now, None)
+        token = request.token
+        info = TokenInfo(request.id, request.role, request.agent_id, request.label, now, None)
         connection.execute(
             tokens.insert().values(
-                id=token_id,
+                id=request.id,
                 hash=hash_token(token),
                 role=request.role,
                 agent_id=str(request.agent_id) if request.agent_id else None,
@@ -85,6 +101,25 @@ def _create(
             )
         )
         made.append((token, info))
+    return made
+
+
+def _create_again(
+    connection: Connection, requests: Sequence[NewToken], now: float
+) -> list[tuple[str, TokenInfo]]:
+    """Make tokens whose group failed; one that group stored after all (its COMMIT got no
+    answer) is answered from what is stored."""
+    made = []
+    for request in requests:
+        row = connection.execute(
+            select(tokens).where(
+                tokens.c.id == request.id, tokens.c.hash == hash_token(request.token)
+            )
+        ).first()
+        if row is None:
+            made += _create(connection, [request], now)
+        else:
+            made.append((request.token, _info(row)))
     return made
 
 
@@ -129,7 +164,7 @@ class TokenStore:
     def __init__(self, database: Database) -> None:
         self._db = database
         self._create: BatchOperation[NewToken, tuple[str, TokenInfo]] = BatchOperation(
-            "token_create", _create
+            "token_create", _create, again=_create_again
         )
         self._revoke: BatchOperation[str, bool] = BatchOperation("token_revoke", _revoke)
 
