@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,9 +17,9 @@ from support.reports import new_completion
 
 from jobhooks.store import Store
 from jobhooks.store.engine import connect
-from jobhooks.store.nodes import NodeIdentity
+from jobhooks.store.nodes import NodeIdentity, beat
 from jobhooks.store.records import CheckinReceipt, ClaimedRun
-from jobhooks.store.writer import KEEP_CONNECTION
+from jobhooks.store.writer import KEEP_CONNECTION, BatchOperation
 
 
 def _close_every_connection_but_this(url: str) -> int:
@@ -56,15 +58,19 @@ class _AnswerToCommitLost:
     connection fails before their answer arrives (a network cut, a server restart at
     that moment): the writer cannot tell whether its group was stored."""
 
-    def __init__(self, store: Store, url: str, count: int = 1) -> None:
+    def __init__(self, store: Store, url: str, count: int = 1, *, skip: int = 0) -> None:
         self.dialect = store._engine.dialect
         self.commit = self.dialect.do_commit
         self.error = psycopg.OperationalError if url.startswith("postgresql") else sqlite3.Error
         self.left = count
+        self.skip = skip
+        """COMMITs answered before the lost ones."""
 
     def __call__(self, dbapi_connection: object) -> None:
         self.commit(dbapi_connection)
-        if self.left > 0:
+        if self.skip > 0:
+            self.skip -= 1
+        elif self.left > 0:
             self.left -= 1
             raise self.error("server closed the connection unexpectedly")
 
@@ -143,6 +149,18 @@ class _Slots:
         self.woken.append(when)
 
 
+def _live(url: str, node_id: str) -> None:
+    """Register ``node_id`` as a live process (its heartbeat row): nobody else takes its
+    leases back."""
+    engine = connect(url)
+    try:
+        with engine.begin() as connection:
+            now = time.time()
+            beat(connection, NodeIdentity(node_id, "here", None, 1, None), now, now)
+    finally:
+        engine.dispose()
+
+
 def test_runs_handed_over_in_a_group_whose_commit_answer_was_lost_wait_again_for_a_claim(
     store_url: str,
 ) -> None:
@@ -151,9 +169,7 @@ def test_runs_handed_over_in_a_group_whose_commit_answer_was_lost_wait_again_for
     worker = _Slots()
     store.set_local_worker(worker)
     try:
-        # A live node: its heartbeat row is there, so nobody takes its leases back.
-        alive = NodeIdentity(worker.id, "here", None, 1, None)
-        asyncio.run(store.start_heartbeat(alive, lambda: True))
+        _live(store_url, worker.id)
         with _AnswerToCommitLost(store, store_url):
             receipt = asyncio.run(store.check_in(new_completion("log", lease=30.0)))
         assert worker.delivered == [], "not handed over: the commit was not confirmed"
@@ -164,6 +180,53 @@ def test_runs_handed_over_in_a_group_whose_commit_answer_was_lost_wait_again_for
 
     assert [run.id for run in claimed] == [run.id for run in receipt.runs]
     assert [(run.attempt, run.number) for run in claimed] == [(1, 1)], "no attempt used"
+
+
+class _Full(_Slots):
+    """This process's worker with no room: a check-in leaves its runs waiting."""
+
+    def reserve(self, count: int) -> tuple[str, int]:
+        return self.id, 0
+
+
+def test_a_claim_and_a_check_in_whose_commit_answer_was_lost_give_out_the_run_once(
+    store_url: str,
+) -> None:
+    # The worker's claim and a check-in (whose run waits: the worker has no room) share a
+    # group whose COMMIT answer is lost. Retried one by one, the claim takes the run; the
+    # check-in, retried after it, must not give that run back while the worker runs it.
+    clock = ManualClock()
+    store = Store(store_url, clock=clock)
+    worker = _Full()
+    store.set_local_worker(worker)
+    entered, gate = threading.Event(), threading.Event()
+
+    def hold(_connection: object, payloads: Sequence[None], _now: float) -> list[None]:
+        entered.set()
+        gate.wait(10)
+        return [None] * len(payloads)
+
+    async def one_group() -> tuple[list[ClaimedRun], CheckinReceipt]:
+        held = store.writer.submit(BatchOperation("hold", hold), None)
+        assert entered.wait(10), "the writer is in the hold's transaction: what follows waits"
+        claim = asyncio.ensure_future(store.claim(worker.id, 10, {"log": 30.0}))
+        check_in = asyncio.ensure_future(store.check_in(new_completion("log", lease=30.0)))
+        await asyncio.sleep(0)  # both queued, in this order: one group
+        gate.set()
+        await held
+        return await claim, await check_in
+
+    try:
+        _live(store_url, worker.id)
+        with _AnswerToCommitLost(store, store_url, skip=1) as lost:
+            claimed, receipt = asyncio.run(one_group())
+        assert lost.left == 0, "the group's COMMIT answer was lost"
+        again = asyncio.run(store.claim("other", 10, {"log": 30.0}))
+    finally:
+        store.close()
+
+    assert [run.id for run in claimed] == [run.id for run in receipt.runs]
+    assert again == [], "the run the worker holds is not given out again"
 
 
 _SLOW_COMMIT = """

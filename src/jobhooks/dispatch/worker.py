@@ -287,6 +287,9 @@ class Worker:
         except StoreError as exc:
             logger.debug("looking for runs leased but never received failed (%s)", exc)
             return 0
+        except Exception:
+            logger.exception("looking for runs leased but never received failed")
+            return 0
         if given:
             logger.warning(
                 "%s leased to this worker but never received (a write whose commit got no "

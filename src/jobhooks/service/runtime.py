@@ -101,6 +101,8 @@ class Runtime:
                 job_type_names=lambda: self.live.config.job_types,
             )
         self._tasks: list[asyncio.Task[None]] = []
+        self._collector: tuple[int, int, int] | None = None
+        """The collector's thresholds before :meth:`start`, put back by :meth:`stop`."""
         self._wakeup: PostgresWakeup | None = None
         self._tick = time.monotonic()
         self.handle_sighup = False
@@ -178,7 +180,8 @@ class Runtime:
         # thousands under load; with the default young generation (700) the collector
         # ran hundreds of times a second to find nothing (reference counts free them),
         # 2-3 % of a check-in's CPU, each pass on the loop.
-        gc.set_threshold(YOUNG_GENERATION, *gc.get_threshold()[1:])
+        self._collector = gc.get_threshold()
+        gc.set_threshold(YOUNG_GENERATION, *self._collector[1:])
         self._tasks.append(asyncio.create_task(self._ticking(), name="jobhooks-tick"))
         # Registered before the worker takes runs: what it holds names a live process.
         await self.store.start_heartbeat(self.node, self._making_progress)
@@ -220,6 +223,8 @@ class Runtime:
                 await task
         await self.clients.aclose()
         self.store.close()
+        if self._collector is not None:
+            gc.set_threshold(*self._collector)
 
     async def _ticking(self) -> None:
         while True:

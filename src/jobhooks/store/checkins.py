@@ -380,6 +380,7 @@ class CheckinWrites:
                 stored = _stored_receipts(connection, ids)
                 if any(item.id not in stored for item in fresh):
                     raise
+                self._give_back_handed(connection, stored, now)
         new = iter(applied)
         return [stored[item.id] if item.id in stored else next(new) for item in items]
 
@@ -389,7 +390,9 @@ class CheckinWrites:
         """The runs a failed group handed to this process's worker, when that group was
         stored after all: the worker never got them (they are handed over after the
         commit), and a live process's leases are never taken back, so they go back to
-        the queue, not started, for the next claim."""
+        the queue, not started, for the next claim. (Check-ins are retried before the
+        group's claims, see ``BatchOperation.again``: every run of these reports that
+        this worker holds now was leased by the failed group, and never received.)"""
         if self._local is None or not stored:
             return
         run_ids = [run.id for receipt in stored.values() for run in receipt.runs]

@@ -13,6 +13,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     FromClause,
+    String,
     Table,
     any_,
     bindparam,
@@ -59,10 +60,16 @@ def notify(connection: Connection, channel: str, payload: str = "") -> None:
 # (json_each), PostgreSQL takes an array.
 
 
+def _array_of(kind: TypeEngine[Any]) -> ARRAY[Any]:
+    # Text arrays whatever the column's length: a cast to varchar(n)[] would cut a longer
+    # value short without a word, and then match a stored prefix of it.
+    return ARRAY(postgresql.TEXT() if isinstance(kind, String) else kind)
+
+
 def one_of(dialect: str, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
     """SQL: ``column`` equals a value of the list bound as ``name`` (see :func:`bind_list`)."""
     if dialect == "postgresql":
-        return column == any_(cast(bindparam(name), ARRAY(column.type)))
+        return column == any_(cast(bindparam(name), _array_of(column.type)))
     return column.in_(select(literal_column("value")).select_from(func.json_each(bindparam(name))))
 
 
@@ -75,8 +82,8 @@ def pairs_from(
     if dialect == "postgresql":
         return (
             func.unnest(
-                cast(bindparam(f"{name}_1"), ARRAY(postgresql.TEXT())),
-                cast(bindparam(f"{name}_2"), ARRAY(second)),
+                cast(bindparam(f"{name}_1"), _array_of(postgresql.TEXT())),
+                cast(bindparam(f"{name}_2"), _array_of(second)),
             )
             .table_valued(first_name, second_name)
             .render_derived(name=name)

@@ -53,7 +53,9 @@ class BatchOperation(Generic[P, R]):
     again: Callable[[Connection, Sequence[P], float], Sequence[R]] | None = None
     """Applies payloads whose group failed, each on its own (``apply`` when None). When the
     connection is lost at COMMIT, the group may have been committed after all: a kind of
-    write that must not be applied twice reads back what it finds stored."""
+    write that must not be applied twice reads back what it finds stored. Payloads with
+    ``again`` are retried before the others, so they read back what the failed group
+    left, not what a retried write (a claim) changed since."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,7 +363,7 @@ class GroupCommitWriter:
             for item in batch:
                 self._fail(item, DatabaseLost(str(self._lost)))
             return
-        for item in batch:
+        for item in sorted(batch, key=lambda item: item[0].again is None):
             try:
                 self._deliver([item], self._apply([item], again=True))
             except Exception as exc:
