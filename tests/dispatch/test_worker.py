@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from support.clock import ManualClock
 from support.handlers import read_lines
 from support.registrations import build_registry
@@ -28,6 +29,7 @@ from jobhooks.store import Store
 from jobhooks.store.nodes import NodeIdentity
 from jobhooks.store.ports import LocalWorker, WorkerStore
 from jobhooks.store.records import ClaimedRun, DigestPlan, RunOutcome
+from jobhooks.store.tables import runs
 
 
 @asynccontextmanager
@@ -378,6 +380,34 @@ def test_runs_leased_to_a_worker_that_never_received_them_wait_again_once_their_
     assert sorted(read_lines(trace)) == sorted(f"{detail['id']} 1" for detail in details)
 
 
+def test_a_stopping_worker_gives_back_the_runs_leased_to_it_that_it_never_received(
+    tmp_path: Path,
+) -> None:
+    # Without this they would wait for their lease, then count as a lost attempt of a
+    # process that is gone: with one attempt allowed, dead without ever running.
+    registry = build_registry(
+        tmp_path,
+        {"name": "append", "type": "support.handlers:Appender", "properties": {"path": "x"}},
+    )
+    store = Store(f"sqlite:///{tmp_path / 'w.db'}")
+
+    async def main() -> str:
+        receipt = await store.check_in(new_completion("append", max_attempts=1))
+        await _alive(store, "w1")
+        assert len(await store.claim("w1", 10, {"append": 60.0})) == 1, "behind its back"
+        async with running_worker(store, lambda: registry, local=False, worker_id="w1") as w:
+            await w.stop(grace=1)
+        return receipt.runs[0].id
+
+    try:
+        run_id = asyncio.run(main())
+        with store._engine.connect() as connection:
+            row = connection.execute(select(runs).where(runs.c.id == run_id)).one()
+    finally:
+        store.close()
+    assert (row.status, row.worker, row.attempts) == ("pending", None, 0)
+
+
 def test_a_run_in_progress_past_its_lease_is_not_given_back(tmp_path: Path) -> None:
     trace = tmp_path / "trace.log"
     registry = build_registry(
@@ -399,7 +429,7 @@ def test_a_run_in_progress_past_its_lease_is_not_given_back(tmp_path: Path) -> N
             receipt = await store.check_in(new_completion("slow"))
             assert receipt.handed_off, "this worker runs it"
             clock.advance(3600)
-            assert await store.leases_ended("w1") == [receipt.runs[0].id], "past its lease"
+            assert await store.leased_to("w1", ended=True) == [receipt.runs[0].id], "past lease"
             assert await worker.take_back_forgotten() == 0
             return await settled(store, receipt.id)
 
@@ -433,8 +463,8 @@ class _OutageAtFinish:
     async def give_back(self, worker: str, run_ids: Sequence[str]) -> int:
         return await self.store.give_back(worker, run_ids)
 
-    async def leases_ended(self, worker: str) -> list[str]:
-        return await self.store.leases_ended(worker)
+    async def leased_to(self, worker: str, *, ended: bool = False) -> list[str]:
+        return await self.store.leased_to(worker, ended=ended)
 
     async def dead_nodes(self) -> list[str]:
         return await self.store.dead_nodes()

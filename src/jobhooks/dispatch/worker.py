@@ -12,7 +12,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 from jobhooks.dispatch.execute import is_async
@@ -137,8 +137,9 @@ class Worker:
         self._random = random.Random()
         self._dead: list[str] = []
         self._dead_checked = -HEARTBEAT_EVERY
-        self._held: set[str] = set()
-        """The runs this worker received and has not yet recorded or given back."""
+        self._held: dict[str, int] = {}
+        """The runs this worker received and has not yet recorded or given back, with how
+        many of their attempts (a retry may be received before the last one is recorded)."""
         self._leases_checked = time.monotonic()
         self.completed = 0
 
@@ -177,7 +178,8 @@ class Worker:
             self._wake.set()
 
     def _start_all(self, runs: Sequence[ClaimedRun]) -> None:
-        self._held.update(run.id for run in runs)
+        for run in runs:
+            self._held[run.id] = self._held.get(run.id, 0) + 1
         if self._stopping:  # handed over as the worker stopped: not to be started here
             self._spawn(self._give_back(list(runs)))
             return
@@ -202,6 +204,13 @@ class Worker:
                 self._lane.start(run, registered, context)
         if unstarted:
             self._ended(unstarted)
+
+    def _let_go(self, run_ids: Iterable[str]) -> None:
+        """One attempt of each of these runs is recorded or given back."""
+        for run_id in run_ids:
+            left = self._held.pop(run_id, 0) - 1
+            if left > 0:
+                self._held[run_id] = left
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
@@ -274,14 +283,15 @@ class Worker:
                 logger.debug("looking for processes that are gone failed", exc_info=True)
         return self._dead
 
-    async def take_back_forgotten(self) -> int:
+    async def take_back_forgotten(self, *, stopping: bool = False) -> int:
         """Give back the runs leased to this worker that it never received, once their lease
-        has ended; returns how many. A claim (or a check-in handing runs over) whose COMMIT
-        got no answer may have leased runs after all, and nobody takes a live process's
-        runs back: without this they would wait until the process stops."""
+        has ended (``stopping``: whatever their lease); returns how many.
+        A claim (or a check-in handing runs over) whose COMMIT got no answer may have
+        leased runs after all, and nobody takes a live process's runs back: without this
+        they would wait until the process stops, and then count as lost attempts."""
         self._leases_checked = time.monotonic()
         try:
-            leased = await self._store.leases_ended(self.id)
+            leased = await self._store.leased_to(self.id, ended=not stopping)
             forgotten = [run_id for run_id in leased if run_id not in self._held]
             given = await self._store.give_back(self.id, forgotten) if forgotten else 0
         except StoreError as exc:
@@ -318,6 +328,7 @@ class Worker:
                 await self._lane.idle()
                 while self._tasks:
                     await asyncio.wait(set(self._tasks))
+        await self.take_back_forgotten(stopping=True)
 
     @property
     def busy(self) -> int:
@@ -356,7 +367,7 @@ class Worker:
         except StoreError as exc:
             logger.warning("%s not started could not be given back (%s)", _runs(len(runs)), exc)
         else:
-            self._held.difference_update(run.id for run in runs)
+            self._let_go(run.id for run in runs)
             logger.info("stopping: %s not started are waiting again", _runs(len(runs)))
 
     def _ended(self, ended: list[Ended[ClaimedRun]]) -> None:
@@ -378,7 +389,7 @@ class Worker:
         if not await self._store_outcomes(outcomes):
             # Still leased to this live process: run again only once it is gone.
             return
-        self._held.difference_update(run.id for run, _outcome, _backoff in ended)
+        self._let_go(run.id for run, _outcome, _backoff in ended)
         for (run, outcome, _backoff), recorded in zip(ended, outcomes, strict=True):
             self.completed += 1
             if self._metrics is not None:

@@ -37,7 +37,7 @@ from jobhooks.store.queue import (
     claim_runs,
     finish_runs,
     give_back_runs,
-    leases_ended,
+    leased_to,
     release_held,
     replay_dead,
     replay_run,
@@ -277,9 +277,9 @@ class Store:
         returns how many it still held."""
         return await self._db.write(self._give_back, (worker, run_ids))
 
-    async def leases_ended(self, worker: str) -> list[str]:
-        """The open runs leased to ``worker`` whose lease has ended."""
-        return await self._db.read(leases_ended, worker, self._clock())
+    async def leased_to(self, worker: str, *, ended: bool = False) -> list[str]:
+        """The open runs leased to ``worker`` (with ``ended``, those whose lease has ended)."""
+        return await self._db.read(leased_to, worker, self._clock(), ended)
 
     def next_due(self) -> float | None:
         """When the earliest waiting run is due (pending, retrying or leased)."""

@@ -63,8 +63,8 @@ class WorkerStore(Protocol):
         """Make runs ``worker`` took but never started wait again, as if never taken."""
         ...
 
-    async def leases_ended(self, worker: str) -> list[str]:
-        """The open runs leased to ``worker`` whose lease has ended."""
+    async def leased_to(self, worker: str, *, ended: bool = False) -> list[str]:
+        """The open runs leased to ``worker`` (with ``ended``, those whose lease has ended)."""
         ...
 
     async def dead_nodes(self) -> list[str]:

@@ -476,15 +476,12 @@ def finish_runs(connection: Connection, outcomes: Sequence[RunOutcome], now: flo
     return [None] * len(outcomes)
 
 
-def leases_ended(connection: Connection, worker: str, now: float) -> list[str]:
-    """The open runs leased to ``worker`` whose lease has ended (a leased run is due when
-    its lease ends, so this reads the due runs' index)."""
-    query = select(runs.c.id).where(
-        runs.c.status.in_(RunStatus.OPEN),
-        runs.c.due_at <= now,
-        runs.c.worker == worker,
-        runs.c.lease_until <= now,
-    )
+def leased_to(connection: Connection, worker: str, now: float, ended: bool) -> list[str]:
+    """The open runs leased to ``worker``; with ``ended``, only those whose lease has ended
+    (a leased run is due when its lease ends, so this reads the due runs' index)."""
+    query = select(runs.c.id).where(runs.c.status.in_(RunStatus.OPEN), runs.c.worker == worker)
+    if ended:
+        query = query.where(runs.c.due_at <= now, runs.c.lease_until <= now)
     return list(connection.execute(query).scalars())
 
 
