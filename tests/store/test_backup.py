@@ -18,17 +18,22 @@ def test_backups_taken_while_tokens_are_written_are_intact_databases(tmp_path: P
     url = f"sqlite:///{tmp_path / 'jobhooks.db'}"
     store = Store(url)
     stop = threading.Event()
+    writing = threading.Event()
 
     def write() -> None:
         async def tokens() -> None:
             while not stop.is_set():
                 await store.tokens.create("viewer", None, "during the backup")
+                writing.set()
 
         asyncio.run(tokens())
 
     writer = threading.Thread(target=write)
     writer.start()
     try:
+        # The copies start once writes are under way (three copies can be quicker than
+        # the first token's commit).
+        assert writing.wait(30), "no token was written"
         copies = [backup_sqlite(url, tmp_path / f"copy-{n}.db") for n in range(3)]
     finally:
         stop.set()

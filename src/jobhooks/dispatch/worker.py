@@ -285,10 +285,10 @@ class Worker:
 
     async def take_back_forgotten(self, *, stopping: bool = False) -> int:
         """Give back the runs leased to this worker that it never received, once their lease
-        has ended (``stopping``: whatever their lease); returns how many.
-        A claim (or a check-in handing runs over) whose COMMIT got no answer may have
-        leased runs after all, and nobody takes a live process's runs back: without this
-        they would wait until the process stops, and then count as lost attempts."""
+        has ended (``stopping``: whatever their lease); returns how many. A claim (or a
+        check-in handing runs over) whose COMMIT got no answer may have leased runs after
+        all, and nobody takes a live process's runs back: without this they would wait
+        until the process stops, and then count as lost attempts."""
         self._leases_checked = time.monotonic()
         try:
             leased = await self._store.leased_to(self.id, ended=not stopping)
