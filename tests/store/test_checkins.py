@@ -109,9 +109,10 @@ def test_a_large_batch_finds_the_repeats_of_many_agents_among_stored_reports(
     agents = [uuid.uuid4() for _ in range(300)]
     keys = [f'k "{n}"\\/' for n in range(300)]
     histories = [2**63 - 1 - n for n in range(300)]
-    stored = db.apply(
-        insert_checkins,
-        [
+
+    def keyed() -> list[Any]:
+        """One report per agent: by key for odd ones, by history id for even ones."""
+        return [
             new_completion(
                 "mail",
                 agent_id=agent,
@@ -119,18 +120,10 @@ def test_a_large_batch_finds_the_repeats_of_many_agents_among_stored_reports(
                 job_history_id=None if n % 2 else history,
             )
             for n, (agent, key, history) in enumerate(zip(agents, keys, histories, strict=True))
-        ],
-        NOW,
-    )
-    batch = [
-        new_completion(
-            "mail",
-            agent_id=agent,
-            key=key if n % 2 else None,
-            job_history_id=None if n % 2 else history,
-        )
-        for n, (agent, key, history) in enumerate(zip(agents, keys, histories, strict=True))
-    ] + [
+        ]
+
+    stored = db.apply(insert_checkins, keyed(), NOW)
+    batch = keyed() + [
         new_completion("mail", agent_id=agent, key=key + "new", job_history_id=history - 500)
         for agent, key, history in zip(agents, keys, histories, strict=True)
     ]

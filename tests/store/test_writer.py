@@ -193,8 +193,8 @@ def test_a_claim_and_a_check_in_whose_commit_answer_was_lost_give_out_the_run_on
     store_url: str,
 ) -> None:
     # The worker's claim and a check-in (whose run waits: the worker has no room) share a
-    # group whose COMMIT answer is lost. Retried one by one, the claim takes the run; the
-    # check-in, retried after it, must not give that run back while the worker runs it.
+    # group whose COMMIT answer is lost. Retried one by one, the claim may take the run;
+    # the check-in's retry must not then give that run back while the worker runs it.
     clock = ManualClock()
     store = Store(store_url, clock=clock)
     worker = _Full()
