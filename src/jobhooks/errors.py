@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "CapabilityBroken",
+    "CommitUnconfirmed",
     "ConfigError",
     "ContextError",
     "DatabaseLost",
@@ -139,6 +140,12 @@ class LeaseLost(JobhooksError):
 
 class StoreError(JobhooksError):
     """Raised when the database cannot be reached or cannot do what was asked."""
+
+
+class CommitUnconfirmed(StoreError):
+    """Raised when a write could not be confirmed: the database took its COMMIT but the
+    answer never came, and storing it again failed too. It may have been stored; written
+    again with the same identity (an Idempotency-Key), it is stored once."""
 
 
 class SchemaOutOfDate(StoreError):

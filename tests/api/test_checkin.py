@@ -15,6 +15,8 @@ from support.app import Api
 from support.reports import AGENT_B, report
 from support.tokens import make_token_info, revoke
 
+from jobhooks.errors import CommitUnconfirmed
+
 PATH = "/api/v1/job-completions"
 
 
@@ -316,3 +318,19 @@ def test_a_field_name_with_half_a_surrogate_pair_is_quoted_back_safely(nothing_s
 
     problem = _problem(response, 422)
     assert [error["message"] for error in problem["errors"]] == ["unknown field"]
+
+
+def test_a_report_the_database_did_not_confirm_is_answered_503_saying_it_may_be_stored(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def unconfirmed(_completion: object) -> None:
+        raise CommitUnconfirmed("the database did not confirm the write; it may have been stored")
+
+    monkeypatch.setattr(api.runtime.store, "check_in", unconfirmed)
+
+    response = api.client.post(PATH, json=report(), headers=api.auth("agent"))
+
+    body = _problem(response, 503)
+    assert "may have been stored" in body["detail"]
+    assert "same Idempotency-Key" in body["detail"]
+    assert "was not stored" not in body["detail"]

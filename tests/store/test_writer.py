@@ -12,9 +12,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
+import pytest
 from support.clock import ManualClock
 from support.reports import new_completion
 
+from jobhooks.errors import CommitUnconfirmed
 from jobhooks.store import Store
 from jobhooks.store.engine import connect
 from jobhooks.store.nodes import NodeIdentity, beat
@@ -113,6 +115,26 @@ def test_reports_whose_commit_answer_was_lost_are_stored_and_run_once(store_url:
     assert [len(r.runs) for r in receipts] == [1, 1, 1]
     assert _stored(store_url) == (3, 3), "each report stored once, with one run"
     assert health.ok, health.problem
+
+
+def test_a_report_whose_commit_and_its_retry_go_unanswered_is_said_maybe_stored(
+    store_url: str,
+) -> None:
+    # Not "not stored": it was, and an agent resending it without its key would store it
+    # twice.
+    store = Store(store_url)
+    try:
+        with (
+            _AnswerToCommitLost(store, store_url, count=2) as lost,
+            pytest.raises(CommitUnconfirmed) as unconfirmed,
+        ):
+            asyncio.run(store.check_in(new_completion("log")))
+        assert lost.left == 0, "both COMMITs' answers were lost"
+    finally:
+        store.close()
+
+    assert "may have been stored" in str(unconfirmed.value)
+    assert _stored(store_url) == (1, 1)
 
 
 def test_a_token_whose_commit_answer_was_lost_is_made_once(store_url: str) -> None:

@@ -17,7 +17,7 @@ import orjson
 from jobhooks.api.auth import require
 from jobhooks.api.guard import BodyRefused, check_length, read_body
 from jobhooks.api.problems import ApiProblem, problem_body
-from jobhooks.errors import ReportRejected, StoreError
+from jobhooks.errors import CommitUnconfirmed, ReportRejected, StoreError
 from jobhooks.service.runtime import Runtime
 
 __all__ = ["ALLOWED", "PATH", "CheckinEndpoint", "check_in", "is_json"]
@@ -63,6 +63,14 @@ async def check_in(
         runtime.metrics.rejected.labels(str(status)).inc()
         errors = [{"field": p.field, "message": p.message} for p in rejected.problems]
         return status, problem_body(status, str(rejected), errors or None)
+    except CommitUnconfirmed as exc:
+        logger.debug("a completion could not be confirmed: %s", exc)
+        runtime.metrics.rejected.labels("503").inc()
+        return 503, problem_body(
+            503,
+            f"the completion may have been stored: {exc}; send it again with the same "
+            "Idempotency-Key (or job_history_id) and it is stored once",
+        )
     except StoreError as exc:
         # The store logs each change of its state once; a line per refused report would
         # drown the log during an outage.

@@ -21,7 +21,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
-from jobhooks.errors import DatabaseLost, StoreError
+from jobhooks.errors import CommitUnconfirmed, DatabaseLost, StoreError
 from jobhooks.store.failures import describe_failure, is_damaged
 
 __all__ = [
@@ -137,6 +137,8 @@ class GroupCommitWriter:
         self._used = 0.0
         self._lost: DatabaseLost | None = None
         self._health = StoreHealth(True)
+        self._at_commit = False
+        """The last transaction failed at its COMMIT (or after): it may have been stored."""
         self.batches = 0
         """Transactions committed for submitted writes (``/metrics``: store commits)."""
         self.items = 0
@@ -363,10 +365,16 @@ class GroupCommitWriter:
             for item in batch:
                 self._fail(item, DatabaseLost(str(self._lost)))
             return
+        unconfirmed = self._at_commit
         for item in sorted(batch, key=lambda item: item[0].again is None):
             try:
                 self._deliver([item], self._apply([item], again=True))
             except Exception as exc:
+                if unconfirmed and not isinstance(exc, StoreError):
+                    exc = CommitUnconfirmed(
+                        f"the database did not confirm the write ({describe_failure(exc)}); "
+                        "it may have been stored"
+                    )
                 self._fail(item, exc)
 
     def _apply(self, batch: list[Any], again: bool = False) -> list[Any]:
@@ -375,6 +383,7 @@ class GroupCommitWriter:
             groups.setdefault(operation.name, (operation, []))[1].append(index)
         results: list[Any] = [None] * len(batch)
         now = self._clock()
+        self._at_commit = False
         try:
             connection = self._connect()
             with connection.begin():
@@ -384,6 +393,7 @@ class GroupCommitWriter:
                     applied = apply(connection, payloads, now)
                     for index, result in zip(indexes, applied, strict=True):
                         results[index] = result
+                self._at_commit = True  # what fails from here on may have been stored
             self._committed()
         except Exception as exc:
             self._disconnect()
