@@ -72,6 +72,14 @@ async def running_worker(
         store.set_local_worker(None)
 
 
+def _appender(directory: Path, trace: Path) -> Registry:
+    """A registry of one handler, ``append``, that writes each execution to ``trace``."""
+    return build_registry(
+        directory,
+        {"name": "append", "type": "support.handlers:Appender", "properties": {"path": str(trace)}},
+    )
+
+
 async def handing_over(worker: Worker) -> None:
     """Let a new worker finish its first look for due runs (which holds every slot), so
     check-ins hand it their runs."""
@@ -92,10 +100,7 @@ async def settled(store: Store, completion_id: str, timeout: float = 10) -> dict
 
 def test_runs_handed_over_by_a_check_in_run_at_once(tmp_path: Path) -> None:
     trace = tmp_path / "trace.log"
-    registry = build_registry(
-        tmp_path,
-        {"name": "append", "type": "support.handlers:Appender", "properties": {"path": str(trace)}},
-    )
+    registry = _appender(tmp_path, trace)
     store = Store(f"sqlite:///{tmp_path / 'w.db'}")
 
     async def main() -> None:
@@ -351,10 +356,7 @@ def test_runs_leased_to_a_worker_that_never_received_them_wait_again_once_their_
     # A claim whose COMMIT got no answer: PostgreSQL stored it, the worker never saw the
     # runs it leased. The worker is alive, so nobody else takes them back.
     trace = tmp_path / "trace.log"
-    registry = build_registry(
-        tmp_path,
-        {"name": "append", "type": "support.handlers:Appender", "properties": {"path": str(trace)}},
-    )
+    registry = _appender(tmp_path, trace)
     clock = ManualClock()
     store = Store(f"sqlite:///{tmp_path / 'w.db'}", clock=clock)
 
@@ -385,10 +387,7 @@ def test_a_stopping_worker_gives_back_the_runs_leased_to_it_that_it_never_receiv
 ) -> None:
     # Without this they would wait for their lease, then count as a lost attempt of a
     # process that is gone: with one attempt allowed, dead without ever running.
-    registry = build_registry(
-        tmp_path,
-        {"name": "append", "type": "support.handlers:Appender", "properties": {"path": "x"}},
-    )
+    registry = _appender(tmp_path, tmp_path / "trace.log")
     store = Store(f"sqlite:///{tmp_path / 'w.db'}")
 
     async def main() -> str:
@@ -480,10 +479,7 @@ def test_an_outcome_that_could_not_be_stored_is_stored_once_the_database_is_back
     trying, the run ends succeeded instead of staying "running" until the process
     ends, and the handler ran once."""
     trace = tmp_path / "trace.log"
-    registry = build_registry(
-        tmp_path,
-        {"name": "append", "type": "support.handlers:Appender", "properties": {"path": str(trace)}},
-    )
+    registry = _appender(tmp_path, trace)
     store = Store(f"sqlite:///{tmp_path / 'w.db'}")
     flaky = _OutageAtFinish(store, failures=2)
 
@@ -513,10 +509,7 @@ def test_a_stop_during_an_outage_gives_up_storing_and_says_what_happens(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     trace = tmp_path / "trace.log"
-    registry = build_registry(
-        tmp_path,
-        {"name": "append", "type": "support.handlers:Appender", "properties": {"path": str(trace)}},
-    )
+    registry = _appender(tmp_path, trace)
     store = Store(f"sqlite:///{tmp_path / 'w.db'}")
     down = _OutageAtFinish(store, failures=10**6)
 
