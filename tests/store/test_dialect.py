@@ -1,13 +1,25 @@
-"""Lists bound as one parameter: the same answers on SQLite and PostgreSQL."""
+"""Lists bound as one parameter: the same answers on SQLite and PostgreSQL; what became of
+a PostgreSQL transaction, asked from another connection."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from sqlalchemy import Connection, select
 from support.reports import new_completion
 from support.storedb import StoreDb
 
 from jobhooks.store.checkins import insert_checkins
-from jobhooks.store.dialect import bind_list, bind_pairs, one_of, pairs_from
+from jobhooks.store.dialect import (
+    bind_list,
+    bind_pairs,
+    one_of,
+    pairs_from,
+    transaction_fate,
+    transaction_id,
+)
+from jobhooks.store.engine import connect
 from jobhooks.store.tables import completions
 
 NOW = 1_800_000_000.0
@@ -50,3 +62,43 @@ def test_pairs_match_on_both_values(db: StoreDb) -> None:
 
     assert db.read(found, [(agent, 2**63 - 1)]) == [stored.id]
     assert db.read(found, [(agent, 2**63 - 2), (agent + "x", 2**63 - 1)]) == []
+
+
+@pytest.mark.parametrize("version", [(15, 0), (12, 0)], ids=["xid8", "txid"])
+def test_another_connection_tells_whether_a_transaction_committed(
+    pg_database: str, version: tuple[int, int]
+) -> None:
+    # PostgreSQL 13 and newer name transactions by xid8 (pg_xact_status); older ones
+    # only have txid_status, which newer servers keep.
+    engine = connect(pg_database)
+    engine.dialect.server_version_info = version
+    try:
+        with engine.connect() as asker, engine.connect() as writer:
+            ids = {}
+            for ending in ("commit", "rollback", "open"):
+                writer.begin()
+                writer.exec_driver_sql("CREATE TEMPORARY TABLE IF NOT EXISTS t (x int)")
+                ids[ending] = transaction_id(writer)
+                if ending == "commit":
+                    writer.commit()
+                elif ending == "rollback":
+                    writer.rollback()
+            fates = {ending: transaction_fate(asker, xid) for ending, xid in ids.items()}
+            writer.rollback()
+            after = transaction_fate(asker, ids["open"])
+    finally:
+        engine.dispose()
+
+    assert len(set(ids.values())) == 3
+    assert fates == {"commit": "committed", "rollback": "aborted", "open": "in progress"}
+    assert after == "aborted"
+
+
+def test_sqlite_has_no_transaction_to_ask_about(tmp_path: Path) -> None:
+    # Its COMMIT is a call that returns or raises: there is nothing to ask afterwards.
+    engine = connect(f"sqlite:///{tmp_path / 'store.db'}")
+    try:
+        with engine.begin() as connection:
+            assert transaction_id(connection) is None
+    finally:
+        engine.dispose()

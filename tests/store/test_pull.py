@@ -3,6 +3,7 @@ writes, retry counts from statuses as first seen, forgetting old rows."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,13 +11,16 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
+from support.faults import AnswerToCommitLost
 from support.storedb import StoreDb
 
 from jobhooks.poll.rows import NIL, Candidate, completion_fields, parse_row
+from jobhooks.store import Store
 from jobhooks.store.checkins import insert_checkins
 from jobhooks.store.engine import connect
 from jobhooks.store.migrate import upgrade
 from jobhooks.store.pull import (
+    Lease,
     PageWrite,
     PollState,
     WriteOutcome,
@@ -84,6 +88,14 @@ def write(
             now,
             lambda items: insert_checkins(connection, items, now),
         )
+
+
+def _count(url: str) -> int:
+    engine = connect(url)
+    try:
+        return StoreDb(engine).count(completions)
+    finally:
+        engine.dispose()
 
 
 def lease(db: StoreDb, owner: str, now: float = NOW) -> bool:
@@ -180,3 +192,34 @@ def test_forgetting_old_rows_keeps_running_ones_and_each_jobs_newest(db: StoreDb
     assert state is not None and state.horizon == NOW + 50
     write(db, "node", candidate(9, recurring, 3, end="09:00:00"), now=NOW + 200)
     assert retry_counts(db)[9] == 0, "the chain continues from the job's newest run (8)"
+
+
+@pytest.mark.parametrize("server_says", [True, False], ids=["asked", "unreachable"])
+def test_a_page_whose_commit_answer_was_lost_counts_what_it_stored(
+    pg_database: str, server_says: bool
+) -> None:
+    # Applied again, the page finds its rows done and counts nothing: the poller's log
+    # line and metrics miss the completions it stored. PostgreSQL, asked, says the
+    # first commit stands (unreachable, the page is applied again: nothing is stored
+    # twice, but the counts miss).
+    store = Store(pg_database)
+    job = uuid.uuid4()
+    page = PageWrite(FEED, "node", 60.0, (candidate(1, job, 3), candidate(2, job, 3)), cursor=2)
+
+    async def write_one_page() -> WriteOutcome:
+        assert await store.pull.acquire(Lease(FEED, URL, "node", 60.0))
+        return await store.pull.write_page(page)
+
+    try:
+        with AnswerToCommitLost(store, pg_database, skip=1, server_says=server_says) as lost:
+            outcome = asyncio.run(write_one_page())
+        assert lost.left == 0, "the page's COMMIT answer was lost"
+        state = asyncio.run(store.pull.state(FEED))
+    finally:
+        store.close()
+
+    stored = _count(pg_database)
+    assert stored == 2, "each row stored once"
+    assert state is not None and state.cursor == 2
+    created = [c.id for c, _id, _count in outcome.created]
+    assert created == ([1, 2] if server_says else [])

@@ -5,22 +5,23 @@ COMMIT had no answer is not stored twice."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from support.clock import ManualClock
+from support.faults import AnswerToCommitLost
 from support.reports import new_completion
 
-from jobhooks.errors import CommitUnconfirmed
+from jobhooks.errors import CommitUnconfirmed, StoreError
 from jobhooks.store import Store
 from jobhooks.store.engine import connect
 from jobhooks.store.nodes import NodeIdentity, beat
-from jobhooks.store.records import CheckinReceipt, ClaimedRun
+from jobhooks.store.records import CheckinReceipt, ClaimedRun, RunOutcome, RunStatus
 from jobhooks.store.writer import KEEP_CONNECTION, BatchOperation
 
 
@@ -55,35 +56,6 @@ def test_a_connection_the_server_closed_while_quiet_is_replaced_before_a_write(
         store.close()
 
 
-class _AnswerToCommitLost:
-    """The store's next ``count`` COMMITs reach the database and are applied, but the
-    connection fails before their answer arrives (a network cut, a server restart at
-    that moment): the writer cannot tell whether its group was stored."""
-
-    def __init__(self, store: Store, url: str, count: int = 1, *, skip: int = 0) -> None:
-        self.dialect = store._engine.dialect
-        self.commit = self.dialect.do_commit
-        self.error = psycopg.OperationalError if url.startswith("postgresql") else sqlite3.Error
-        self.left = count
-        self.skip = skip
-        """COMMITs answered before the lost ones."""
-
-    def __call__(self, dbapi_connection: object) -> None:
-        self.commit(dbapi_connection)
-        if self.skip > 0:
-            self.skip -= 1
-        elif self.left > 0:
-            self.left -= 1
-            raise self.error("server closed the connection unexpectedly")
-
-    def __enter__(self) -> _AnswerToCommitLost:
-        self.dialect.do_commit = self  # type: ignore[method-assign]
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.dialect.do_commit = self.commit  # type: ignore[method-assign]
-
-
 def _stored(url: str) -> tuple[int, int]:
     engine = connect(url)
     try:
@@ -95,7 +67,21 @@ def _stored(url: str) -> tuple[int, int]:
         engine.dispose()
 
 
-def test_reports_whose_commit_answer_was_lost_are_stored_and_run_once(store_url: str) -> None:
+@pytest.fixture(params=["sqlite", "postgresql", "postgresql, unreachable"])
+def lost_at(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, bool]:
+    """Where a COMMIT's answer is lost, as (database URL, whether the server can then be
+    asked what became of the transaction): SQLite; PostgreSQL; PostgreSQL unreachable
+    for a while after (the writer cannot know, and applies the group again)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}", False
+    url: str = request.getfixturevalue("pg_database")
+    return url, request.param == "postgresql"
+
+
+def test_reports_whose_commit_answer_was_lost_are_stored_and_run_once(
+    lost_at: tuple[str, bool],
+) -> None:
+    store_url, says = lost_at
     store = Store(store_url)
     reports = [new_completion("log") for _ in range(3)]
 
@@ -103,7 +89,7 @@ def test_reports_whose_commit_answer_was_lost_are_stored_and_run_once(store_url:
         return await asyncio.gather(*(store.check_in(report) for report in reports))
 
     try:
-        with _AnswerToCommitLost(store, store_url) as lost:
+        with AnswerToCommitLost(store, store_url, server_says=says) as lost:
             receipts = asyncio.run(check_in_together())
         assert lost.left == 0, "a COMMIT's answer was lost"
         health = store.health
@@ -115,6 +101,7 @@ def test_reports_whose_commit_answer_was_lost_are_stored_and_run_once(store_url:
     assert [len(r.runs) for r in receipts] == [1, 1, 1]
     assert _stored(store_url) == (3, 3), "each report stored once, with one run"
     assert health.ok, health.problem
+    assert lost.asked == 0, "check-ins read back what is stored: no round trip to ask"
 
 
 def test_a_report_whose_commit_and_its_retry_go_unanswered_is_said_maybe_stored(
@@ -125,7 +112,7 @@ def test_a_report_whose_commit_and_its_retry_go_unanswered_is_said_maybe_stored(
     store = Store(store_url)
     try:
         with (
-            _AnswerToCommitLost(store, store_url, count=2) as lost,
+            AnswerToCommitLost(store, store_url, count=2, server_says=False) as lost,
             pytest.raises(CommitUnconfirmed) as unconfirmed,
         ):
             asyncio.run(store.check_in(new_completion("log")))
@@ -137,10 +124,34 @@ def test_a_report_whose_commit_and_its_retry_go_unanswered_is_said_maybe_stored(
     assert _stored(store_url) == (1, 1)
 
 
-def test_a_token_whose_commit_answer_was_lost_is_made_once(store_url: str) -> None:
+def test_a_replay_whose_commit_postgresql_rolled_back_is_said_not_done(
+    pg_database: str,
+) -> None:
+    # The connection broke before the COMMIT was applied, and the replay applied again
+    # failed too: the server says the first attempt was rolled back, so the operator is
+    # told plainly that it did not happen (not "may have been stored").
+    store = Store(pg_database)
+    try:
+        run_id = asyncio.run(_dead_run(store))
+        with (
+            AnswerToCommitLost(store, pg_database, count=2, applied=False) as lost,
+            pytest.raises(StoreError) as refused,
+        ):
+            asyncio.run(store.replay(run_id))
+        assert lost.left == 0 and lost.asked == 2
+        replayed = asyncio.run(store.replay(run_id))
+    finally:
+        store.close()
+
+    assert not isinstance(refused.value, CommitUnconfirmed), refused.value
+    assert replayed == "dead", "still dead: the replays that failed did nothing"
+
+
+def test_a_token_whose_commit_answer_was_lost_is_made_once(lost_at: tuple[str, bool]) -> None:
+    store_url, says = lost_at
     store = Store(store_url)
     try:
-        with _AnswerToCommitLost(store, store_url) as lost:
+        with AnswerToCommitLost(store, store_url, server_says=says) as lost:
             token, info = asyncio.run(store.tokens.create("admin", label="ops"))
         assert lost.left == 0, "a COMMIT's answer was lost"
         found = asyncio.run(store.tokens.find(token))
@@ -183,7 +194,7 @@ def _live(url: str, node_id: str) -> None:
         engine.dispose()
 
 
-def test_runs_handed_over_in_a_group_whose_commit_answer_was_lost_wait_again_for_a_claim(
+def test_runs_handed_over_in_a_group_whose_commit_is_unconfirmed_wait_again_for_a_claim(
     store_url: str,
 ) -> None:
     clock = ManualClock()
@@ -192,7 +203,7 @@ def test_runs_handed_over_in_a_group_whose_commit_answer_was_lost_wait_again_for
     store.set_local_worker(worker)
     try:
         _live(store_url, worker.id)
-        with _AnswerToCommitLost(store, store_url):
+        with AnswerToCommitLost(store, store_url, server_says=False):
             receipt = asyncio.run(store.check_in(new_completion("log", lease=30.0)))
         assert worker.delivered == [], "not handed over: the commit was not confirmed"
         assert worker.woken == [clock()], "the worker is told to look for them now"
@@ -204,6 +215,39 @@ def test_runs_handed_over_in_a_group_whose_commit_answer_was_lost_wait_again_for
     assert [(run.attempt, run.number) for run in claimed] == [(1, 1)], "no attempt used"
 
 
+async def _dead_run(store: Store) -> str:
+    """A run whose only attempt failed: dead, as an operator would replay it."""
+    await store.check_in(new_completion("mail", max_attempts=1))
+    [run] = await store.claim("w1", 10, {"mail": 5.0})
+    await store.finish(
+        [RunOutcome(run.id, "w1", run.number, RunStatus.DEAD, 0.0, 1.0, 2.0, error="boom")]
+    )
+    return run.id
+
+
+def test_a_replay_whose_commit_answer_was_lost_answers_as_the_replay(
+    lost_at: tuple[str, bool],
+) -> None:
+    # Applied again, the replay would find its run pending and answer so (the API's 409,
+    # "only a finished or failed run can be replayed"), though it was replayed.
+    store_url, says = lost_at
+    store = Store(store_url)
+    try:
+        run_id = asyncio.run(_dead_run(store))
+        with AnswerToCommitLost(store, store_url, server_says=says) as lost:
+            before = asyncio.run(store.replay(run_id))
+        assert lost.left == 0, "the COMMIT's answer was lost"
+        [again] = asyncio.run(store.claim("w2", 10, {"mail": 5.0}))
+    finally:
+        store.close()
+
+    assert (again.id, again.number) == (run_id, 2), "replayed once"
+    if says:
+        assert before == "dead", "answered as the replay that happened"
+    else:
+        assert before == "pending", "unknowable without asking the server: what is stored"
+
+
 class _Full(_Slots):
     """This process's worker with no room: a check-in leaves its runs waiting."""
 
@@ -212,8 +256,9 @@ class _Full(_Slots):
 
 
 def test_a_claim_and_a_check_in_whose_commit_answer_was_lost_give_out_the_run_once(
-    store_url: str,
+    lost_at: tuple[str, bool],
 ) -> None:
+    store_url, says = lost_at
     # The worker's claim and a check-in (whose run waits: the worker has no room) share a
     # group whose COMMIT answer is lost. Retried one by one, the claim may take the run;
     # the check-in's retry must not then give that run back while the worker runs it.
@@ -240,15 +285,18 @@ def test_a_claim_and_a_check_in_whose_commit_answer_was_lost_give_out_the_run_on
 
     try:
         _live(store_url, worker.id)
-        with _AnswerToCommitLost(store, store_url, skip=1) as lost:
+        with AnswerToCommitLost(store, store_url, skip=1, server_says=says) as lost:
             claimed, receipt = asyncio.run(one_group())
         assert lost.left == 0, "the group's COMMIT answer was lost"
         again = asyncio.run(store.claim("other", 10, {"log": 30.0}))
     finally:
         store.close()
 
-    assert [run.id for run in claimed] == [run.id for run in receipt.runs]
-    assert again == [], "the run the worker holds is not given out again"
+    # Known committed, the group stands as applied (the claim came first and found
+    # nothing; the run waits for the next claim); applied again, the claim takes the run.
+    given = [*claimed, *again]
+    assert [run.id for run in given] == [run.id for run in receipt.runs], "given out once"
+    assert [run.id for run in claimed] == ([] if says else [run.id for run in receipt.runs])
 
 
 _SLOW_COMMIT = """

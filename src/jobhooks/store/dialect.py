@@ -35,6 +35,8 @@ __all__ = [
     "notify",
     "one_of",
     "pairs_from",
+    "transaction_fate",
+    "transaction_id",
     "upsert",
     "upsert_newer",
 ]
@@ -52,6 +54,33 @@ def notify(connection: Connection, channel: str, payload: str = "") -> None:
         connection.exec_driver_sql(
             "SELECT pg_notify(%(channel)s, %(payload)s)", {"channel": channel, "payload": payload}
         )
+
+
+def _modern(connection: Connection) -> bool:
+    """PostgreSQL 13 or newer: transaction ids as ``xid8`` (``txid_*`` are kept for older)."""
+    version = connection.dialect.server_version_info
+    return version is None or version >= (13,)
+
+
+def transaction_id(connection: Connection) -> int | None:
+    """The id of the open transaction on PostgreSQL, for :func:`transaction_fate` should its
+    COMMIT go unanswered (None on SQLite, whose COMMIT is a call that returns or raises)."""
+    if connection.dialect.name != "postgresql":
+        return None
+    query = "SELECT pg_current_xact_id()::text" if _modern(connection) else "SELECT txid_current()"
+    return int(connection.exec_driver_sql(query).scalar_one())
+
+
+def transaction_fate(connection: Connection, transaction: int) -> str | None:
+    """What became of a PostgreSQL transaction: ``committed``, ``aborted`` or
+    ``in progress`` (None once the server no longer knows, long after)."""
+    query = (
+        "SELECT pg_xact_status(%(id)s::text::xid8)"
+        if _modern(connection)
+        else "SELECT txid_status(%(id)s)"
+    )
+    fate = connection.exec_driver_sql(query, {"id": transaction}).scalar_one()
+    return None if fate is None else str(fate)
 
 
 # A list bound as one parameter keeps a statement's text the same whatever the list's

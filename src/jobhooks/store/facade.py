@@ -112,7 +112,7 @@ class Store:
             "claim", claim_runs
         )
         self._finish: BatchOperation[Sequence[RunOutcome], None] = BatchOperation(
-            "finish", _finish_all
+            "finish", _finish_all, repeatable=True
         )
         self._give_back: BatchOperation[tuple[str, Sequence[str]], int] = BatchOperation(
             "give_back", _waking(give_back_runs)
@@ -126,14 +126,18 @@ class Store:
         self._release: BatchOperation[tuple[str, int], int] = BatchOperation(
             "release_held", _waking(release_held)
         )
-        self._notify: BatchOperation[tuple[str, str], None] = BatchOperation("notify", _notify)
+        self._notify: BatchOperation[tuple[str, str], None] = BatchOperation(
+            "notify", _notify, repeatable=True
+        )
         self._purge: BatchOperation[tuple[float, int], int] = BatchOperation(
-            "purge", purge_older_than
+            "purge", purge_older_than, repeatable=True
         )
         self._beat: BatchOperation[tuple[NodeIdentity, float], float] = BatchOperation(
-            "beat", _register_nodes
+            "beat", _register_nodes, repeatable=True
         )
-        self._keys: BatchOperation[str, bytes] = BatchOperation("signing_key", signing_keys)
+        self._keys: BatchOperation[str, bytes] = BatchOperation(
+            "signing_key", signing_keys, repeatable=True
+        )
         self._writer.start()
         if self._checkpointer is not None:
             self._checkpointer.start()

@@ -417,16 +417,20 @@ class PullStore:
         self._checkins = checkins
         self._page_receipts: list[CheckinReceipt] = []
         """Check-ins stored by the open transaction's pages (writer thread only)."""
-        self._acquire: BatchOperation[Lease, bool] = BatchOperation("poll_lease", _acquire_all)
-        self._release: BatchOperation[tuple[str, str], None] = BatchOperation(
-            "poll_release", _release_all
+        self._acquire: BatchOperation[Lease, bool] = BatchOperation(
+            "poll_lease", _acquire_all, repeatable=True
         )
-        self._prune: BatchOperation[Pruning, int] = BatchOperation("poll_prune", _prune_all)
+        self._release: BatchOperation[tuple[str, str], None] = BatchOperation(
+            "poll_release", _release_all, repeatable=True
+        )
+        self._prune: BatchOperation[Pruning, int] = BatchOperation(
+            "poll_prune", _prune_all, repeatable=True
+        )
         self._page: BatchOperation[PageWrite, WriteOutcome] = BatchOperation(
             "poll_page", self._write_pages, self._after_pages, self._rollback_pages
         )
         self._catalog: BatchOperation[tuple[tuple[str, uuid.UUID], ...], int] = BatchOperation(
-            "catalog", _save_catalogs
+            "catalog", _save_catalogs, repeatable=True
         )
 
     async def acquire(self, lease: Lease) -> bool:

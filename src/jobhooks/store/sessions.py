@@ -83,7 +83,9 @@ class SessionStore:
         self._start: BatchOperation[tuple[str, str, float], None] = BatchOperation(
             "session_start", start_sessions
         )
-        self._end: BatchOperation[str, None] = BatchOperation("session_end", end_session)
+        self._end: BatchOperation[str, None] = BatchOperation(
+            "session_end", end_session, repeatable=True
+        )
 
     async def start(self, session_id: str, token_id: str, expires_at: float) -> None:
         """Record a sign-in."""

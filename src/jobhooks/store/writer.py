@@ -22,9 +22,11 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
 from jobhooks.errors import CommitUnconfirmed, DatabaseLost, StoreError
+from jobhooks.store.dialect import transaction_fate, transaction_id
 from jobhooks.store.failures import describe_failure, is_damaged
 
 __all__ = [
+    "FATE_WAIT",
     "KEEP_CONNECTION",
     "RECOVERY",
     "BatchOperation",
@@ -52,10 +54,16 @@ class BatchOperation(Generic[P, R]):
     """Called on the writer thread when a transaction that included this kind failed."""
     again: Callable[[Connection, Sequence[P], float], Sequence[R]] | None = None
     """Applies payloads whose group failed, each on its own (``apply`` when None). When the
-    connection is lost at COMMIT, the group may have been committed after all: a kind of
-    write that must not be applied twice reads back what it finds stored. Payloads with
-    ``again`` are retried before the others, so they read back what the failed group
-    left, not what a retried write (a claim) changed since."""
+    connection is lost at COMMIT and the database cannot say whether the group was
+    committed (SQLite, or PostgreSQL out of reach), it may have been: a kind of write that
+    must not be applied twice reads back what it finds stored. Payloads with ``again``
+    are retried before the others, so they read back what the failed group left, not
+    what a retried write (a claim) changed since."""
+    repeatable: bool = False
+    """Applied again after a COMMIT that went unanswered, it does no harm (an outcome
+    recorded twice, a heartbeat). A group whose every kind of write is repeatable or has
+    ``again`` is applied again; any other group, on PostgreSQL, notes its transaction's
+    id so that the database can be asked what became of it (one more round trip)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +115,10 @@ _STOP = object()
 
 KEEP_CONNECTION = 1.0
 """Seconds the writer keeps its connection unused before it gives it back to the pool."""
+FATE_WAIT = 5.0
+"""Seconds to wait for a COMMIT that went unanswered, still under way on the server (a
+slow disk, a synchronous standby), to end before the group is applied again."""
+FATE_POLL = 0.05
 
 
 class GroupCommitWriter:
@@ -384,6 +396,7 @@ class GroupCommitWriter:
         results: list[Any] = [None] * len(batch)
         now = self._clock()
         self._at_commit = False
+        transaction: int | None = None
         try:
             connection = self._connect()
             with connection.begin():
@@ -393,21 +406,64 @@ class GroupCommitWriter:
                     applied = apply(connection, payloads, now)
                     for index, result in zip(indexes, applied, strict=True):
                         results[index] = result
+                if any(not (op.repeatable or op.again) for op, _indexes in groups.values()):
+                    transaction = transaction_id(connection)
                 self._at_commit = True  # what fails from here on may have been stored
             self._committed()
         except Exception as exc:
             self._disconnect()
-            self._failed(exc)
-            for operation, _indexes in groups.values():
-                if operation.after_rollback is not None:
-                    operation.after_rollback()
-            raise
+            if not self._committed_after_all(exc, transaction, len(batch)):
+                self._failed(exc)
+                for operation, _indexes in groups.values():
+                    if operation.after_rollback is not None:
+                        operation.after_rollback()
+                raise
         for operation, indexes in groups.values():
             if operation.after_commit is not None:
                 operation.after_commit([results[i] for i in indexes])
         self.batches += 1
         self.items += len(batch)
         return results
+
+    def _committed_after_all(self, exc: Exception, transaction: int | None, writes: int) -> bool:
+        """After a transaction failed with ``exc``: True when it failed at its COMMIT and
+        PostgreSQL says it committed all the same (the group stands as applied). When it
+        says the transaction was rolled back, nothing of it was stored."""
+        if not self._at_commit or transaction is None:
+            return False
+        fate = self._fate(transaction)
+        if fate == "aborted":
+            self._at_commit = False
+        if fate != "committed":
+            return False
+        logger.warning(
+            "the answer to a COMMIT was lost (%s); the database says it committed the "
+            "group of %d writes",
+            describe_failure(exc),
+            writes,
+        )
+        self._committed()
+        return True
+
+    def _fate(self, transaction: int) -> str | None:
+        """Whether PostgreSQL committed ``transaction``, whose COMMIT went unanswered:
+        ``committed`` or ``aborted``, asked on a fresh connection, waiting up to
+        :data:`FATE_WAIT` while that COMMIT is still under way. None when the server cannot
+        say: the group is then applied again, each write reading back what it finds."""
+        deadline = time.monotonic() + FATE_WAIT
+        try:
+            with self._engine.connect() as connection:
+                while True:
+                    fate = transaction_fate(connection, transaction)
+                    connection.rollback()
+                    if fate in ("committed", "aborted"):
+                        return fate
+                    if fate is None or time.monotonic() >= deadline:
+                        return None
+                    time.sleep(FATE_POLL)
+        except Exception as exc:
+            logger.debug("asking whether a transaction committed failed: %s", exc)
+            return None
 
     @staticmethod
     def _deliver(batch: list[Any], results: list[Any]) -> None:
