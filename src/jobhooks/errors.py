@@ -144,9 +144,9 @@ class StoreError(JobhooksError):
 
 class CommitUnconfirmed(StoreError):
     """Raised when a write could not be confirmed: the database took its COMMIT but the
-    answer never came, the database could not then say whether it committed, and storing
-    it again failed too. It may have been stored; written again with the same identity
-    (an Idempotency-Key), it is stored once."""
+    answer never came, and storing it again failed too (and PostgreSQL, when asked, could
+    not say it was rolled back). It may have been stored; written again with the same
+    identity (an Idempotency-Key), it is stored once."""
 
 
 class SchemaOutOfDate(StoreError):

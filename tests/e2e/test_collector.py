@@ -31,7 +31,9 @@ def test_check_ins_in_flight_by_the_hundred_do_not_set_off_the_collector(
     async def burst(count: int, clients: int) -> list[int]:
         limits = httpx.Limits(max_connections=clients)
         headers = {"Authorization": f"Bearer {token}"}
-        async with httpx.AsyncClient(base_url=server.url, limits=limits, headers=headers) as client:
+        async with httpx.AsyncClient(
+            base_url=server.url, limits=limits, headers=headers, timeout=120.0
+        ) as client:
             answers = await asyncio.gather(
                 *(client.post("/api/v1/job-completions", json=report()) for _ in range(count))
             )
