@@ -3,6 +3,10 @@ a PostgreSQL transaction, asked from another connection."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,6 +18,7 @@ from jobhooks.store.checkins import insert_checkins
 from jobhooks.store.dialect import (
     bind_list,
     bind_pairs,
+    end_transaction,
     one_of,
     pairs_from,
     transaction_fate,
@@ -102,3 +107,57 @@ def test_sqlite_has_no_transaction_to_ask_about(tmp_path: Path) -> None:
             assert transaction_id(connection) is None
     finally:
         engine.dispose()
+
+
+def _until(check: Callable[[], bool], what: str, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, f"not {what} after {within} s"
+        time.sleep(0.02)
+
+
+def test_a_waiting_session_is_ended_at_once_and_a_committing_one_only_when_asked(
+    pg_database: str,
+) -> None:
+    engine = connect(pg_database)
+
+    def state_of(connection: Connection, transaction: int) -> str | None:
+        query = "SELECT state FROM pg_stat_activity WHERE backend_xid = %(xid)s::text::xid"
+        state = connection.exec_driver_sql(query, {"xid": transaction}).scalar()
+        connection.rollback()
+        return None if state is None else str(state)
+
+    def fate_of(connection: Connection, transaction: int) -> str | None:
+        fate = transaction_fate(connection, transaction)
+        connection.rollback()
+        return fate
+
+    try:
+        with engine.connect() as asker, engine.connect() as idle, engine.connect() as busy:
+            idle.begin()
+            waiting = transaction_id(idle)  # then nothing: it waits for its client
+            busy.begin()
+            working = transaction_id(busy)
+            assert waiting is not None and working is not None
+
+            def sleep_there() -> None:
+                with contextlib.suppress(Exception):  # ended under it
+                    busy.exec_driver_sql("SELECT pg_sleep(30)")
+
+            sleeper = threading.Thread(target=sleep_there)
+            sleeper.start()
+            _until(lambda: state_of(asker, working) == "active", "sleeping")
+
+            assert not end_transaction(asker, working, idle_only=True), "busy: left alone"
+            assert state_of(asker, working) == "active"
+            assert end_transaction(asker, waiting, idle_only=True)
+            assert end_transaction(asker, working, idle_only=False)
+            sleeper.join(10)
+            idle.invalidate()  # ended by the server: nothing to give back to the pool
+            busy.invalidate()
+            for transaction in (waiting, working):
+                _until(lambda t=transaction: fate_of(asker, t) == "aborted", "rolled back")
+    finally:
+        engine.dispose()
+
+    assert not sleeper.is_alive()

@@ -248,6 +248,81 @@ def test_a_replay_whose_commit_answer_was_lost_answers_as_the_replay(
         assert before == "pending", "unknowable without asking the server: what is stored"
 
 
+def test_a_replay_whose_retry_commit_also_went_unanswered_is_said_maybe_done(
+    pg_database: str,
+) -> None:
+    # The group's COMMIT never reached the server (asked: rolled back); the replay applied
+    # again reached it, but that answer was lost too, and the server could not be asked
+    # then. It happened: "not done" would be wrong.
+    store = Store(pg_database)
+    try:
+        run_id = asyncio.run(_dead_run(store))
+        with (
+            AnswerToCommitLost(
+                store, pg_database, count=2, applied=[False, True], server_says=[True, False]
+            ) as lost,
+            pytest.raises(CommitUnconfirmed),
+        ):
+            asyncio.run(store.replay(run_id))
+        assert lost.left == 0
+        now = asyncio.run(store.replay(run_id))
+    finally:
+        store.close()
+
+    assert now == "pending", "the replay that was not confirmed happened"
+
+
+def test_a_question_the_server_could_not_answer_at_first_is_asked_again(
+    pg_database: str,
+) -> None:
+    store = Store(pg_database)
+    try:
+        run_id = asyncio.run(_dead_run(store))
+        with AnswerToCommitLost(store, pg_database, server_says=[False, True]) as lost:
+            before = asyncio.run(store.replay(run_id))
+        assert lost.asked == 2
+    finally:
+        store.close()
+
+    assert before == "dead", "answered as the replay that happened"
+
+
+def _waiting_sessions(url: str) -> int:
+    with psycopg.connect(url, autocommit=True) as admin:
+        row = admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND state = 'idle in transaction'"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_commit_that_never_reached_a_server_still_waiting_for_it_is_ended(
+    pg_database: str,
+) -> None:
+    # The connection is cut on the client's side only: the server keeps the transaction
+    # open, holding the run's row, and waits for a COMMIT that will never come. Asked, it
+    # would say "in progress" for as long as it waits (hours, until TCP keepalive), and
+    # the replay applied again would wait for that row. The writer ends its own
+    # abandoned session, and the replay is applied once.
+    store = Store(pg_database)
+    try:
+        run_id = asyncio.run(_dead_run(store))
+        started = time.monotonic()
+        with AnswerToCommitLost(store, pg_database, half_open=True, fate_wait=30.0):
+            before = asyncio.run(store.replay(run_id))
+            took = time.monotonic() - started
+            waiting = _waiting_sessions(pg_database)
+        [again] = asyncio.run(store.claim("w2", 10, {"mail": 5.0}))
+    finally:
+        store.close()
+
+    assert before == "dead"
+    assert took < 10, f"answered in {took:.1f} s, without waiting out the 30 s"
+    assert waiting == 0, "the abandoned session is gone"
+    assert (again.id, again.number) == (run_id, 2), "replayed once"
+
+
 class _Full(_Slots):
     """This process's worker with no room: a check-in leaves its runs waiting."""
 

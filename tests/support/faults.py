@@ -1,9 +1,11 @@
-"""Faults injected into a running store: a COMMIT applied by the database whose answer
-never reaches jobhooks."""
+"""Faults injected into a running store: a COMMIT whose answer never reaches jobhooks."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
+from collections.abc import Sequence
+from typing import Any
 
 import psycopg
 from sqlalchemy import Connection
@@ -14,10 +16,23 @@ from jobhooks.store.dialect import transaction_fate
 __all__ = ["AnswerToCommitLost"]
 
 
+def _each(value: bool | Sequence[bool]) -> list[bool]:
+    return [value] if isinstance(value, bool) else list(value)
+
+
 class AnswerToCommitLost:
     """The store's next ``count`` COMMITs reach the database and are applied, but the
     connection fails before their answer arrives (a network cut, a server restart at
-    that moment): the writer has to find out whether its group was stored."""
+    that moment): the writer has to find out whether its group was stored.
+
+    ``applied`` (one value, or one per lost COMMIT): False when the connection breaks
+    before the COMMIT reaches the database, which rolls the transaction back when the
+    connection closes. ``half_open``: the lost COMMITs never reach the database, and
+    the connection stays open on its side (a client cut off without a word), so the
+    transaction waits, holding its locks. ``server_says`` (one value, or one per
+    question): PostgreSQL can be asked what became of the transaction (False: it
+    cannot be reached then). ``fate_wait`` stands for the writer's ``FATE_WAIT``.
+    """
 
     def __init__(
         self,
@@ -26,8 +41,10 @@ class AnswerToCommitLost:
         count: int = 1,
         *,
         skip: int = 0,
-        server_says: bool = True,
-        applied: bool = True,
+        applied: bool | Sequence[bool] = True,
+        half_open: bool = False,
+        server_says: bool | Sequence[bool] = True,
+        fate_wait: float = 0.5,
     ) -> None:
         self.dialect = store._engine.dialect
         self.commit = self.dialect.do_commit
@@ -35,31 +52,41 @@ class AnswerToCommitLost:
         self.left = count
         self.skip = skip
         """COMMITs answered before the lost ones."""
-        self.server_says = server_says
-        """PostgreSQL can be asked what became of the transaction (False: it cannot be
-        reached for a while, so the writer cannot know)."""
+        self.applied = _each(applied)
+        self.half_open = half_open
+        self.server_says = _each(server_says)
+        self.fate_wait = fate_wait
         self.asked = 0
-        self.applied = applied
-        """The lost COMMITs reach the database (False: the connection breaks before; the
-        database rolls the transaction back when it notices)."""
+        """Questions the writer asked about a transaction's fate."""
+        self.lost = 0
+        self._kept: list[int] = []
+        """Sockets of half-open connections, closed on exit (the server then sees them go)."""
 
-    def __call__(self, dbapi_connection: object) -> None:
+    def __call__(self, dbapi_connection: Any) -> None:
         if self.skip > 0:
             self.skip -= 1
         elif self.left > 0:
             self.left -= 1
-            if self.applied:
+            self.lost += 1
+            if self.half_open:
+                pgconn = dbapi_connection.pgconn
+                self._kept.append(os.dup(pgconn.socket))
+                with open(os.devnull, "wb") as nowhere:  # whatever the client says is lost
+                    os.dup2(nowhere.fileno(), pgconn.socket)
+            elif self.applied[min(self.lost, len(self.applied)) - 1]:
                 self.commit(dbapi_connection)
             raise self.error("server closed the connection unexpectedly")
         self.commit(dbapi_connection)
 
     def _fate(self, connection: Connection, transaction: int) -> str | None:
+        says = self.server_says[min(self.asked, len(self.server_says) - 1)]
         self.asked += 1
-        if not self.server_says:
+        if not says:
             raise self.error("could not connect to server: Connection refused")
         return transaction_fate(connection, transaction)
 
     def __enter__(self) -> AnswerToCommitLost:
+        self._fate_wait, writer.FATE_WAIT = writer.FATE_WAIT, self.fate_wait
         self.dialect.do_commit = self  # type: ignore[method-assign]
         writer.transaction_fate = self._fate  # type: ignore[assignment]
         return self
@@ -67,3 +94,6 @@ class AnswerToCommitLost:
     def __exit__(self, *_exc: object) -> None:
         self.dialect.do_commit = self.commit  # type: ignore[method-assign]
         writer.transaction_fate = transaction_fate
+        writer.FATE_WAIT = self._fate_wait
+        for kept in self._kept:
+            os.close(kept)

@@ -45,13 +45,9 @@ from jobhooks.store.streaks import JobHistory
 from jobhooks.store.tables import completions, digest_members, runs
 from jobhooks.store.writer import BatchOperation
 
-__all__ = ["AGAIN_LOCK_WAIT_MS", "CheckinWrites", "completion_row", "insert_checkins"]
+__all__ = ["CheckinWrites", "completion_row", "insert_checkins"]
 
 _INSERT_COMPLETION = completions.insert()
-AGAIN_LOCK_WAIT_MS = 5000
-"""How long (ms) a report stored again after a failed group waits for that group's
-session to release it (PostgreSQL): a COMMIT still under way, or a session the server
-has not yet ended."""
 
 
 def completion_row(
@@ -359,12 +355,8 @@ class CheckinWrites:
         connection was lost as it committed) is answered from what is stored: its runs are
         not created twice, and those it handed to this process's worker wait in the queue
         again (see :meth:`_give_back_handed`). On PostgreSQL, a report still locked by the
-        failed group's session is waited for at most :data:`AGAIN_LOCK_WAIT_MS`."""
+        failed group's session is waited for (at most the writer's ``AGAIN_LOCK_WAIT``)."""
         ids = [item.id for item in items]
-        if connection.dialect.name == "postgresql":
-            # The failed group's session may still hold these rows, committing or about to
-            # be ended by the server: wait for it, but not for ever (the writer waits too).
-            connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{AGAIN_LOCK_WAIT_MS}ms'")
         stored = _stored_receipts(connection, ids)
         self._give_back_handed(connection, stored, now)
         fresh = [item for item in items if item.id not in stored]

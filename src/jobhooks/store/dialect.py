@@ -30,8 +30,10 @@ __all__ = [
     "RUNS_CHANNEL",
     "bind_list",
     "bind_pairs",
+    "end_transaction",
     "execute_many",
     "insert_ignore",
+    "limit_lock_wait",
     "notify",
     "one_of",
     "pairs_from",
@@ -81,6 +83,28 @@ def transaction_fate(connection: Connection, transaction: int) -> str | None:
     )
     fate = connection.exec_driver_sql(query, {"id": transaction}).scalar_one()
     return None if fate is None else str(fate)
+
+
+def end_transaction(connection: Connection, transaction: int, *, idle_only: bool) -> bool:
+    """End the session of this database that holds PostgreSQL ``transaction`` (``idle_only``:
+    only while it waits for its client, which will never speak again); True if one was.
+    Only for a transaction whose own client has given up on it (the same role may end
+    its own sessions)."""
+    found = connection.exec_driver_sql(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE backend_xid = %(xid)s::text::xid AND datname = current_database()"
+        " AND pid <> pg_backend_pid()"
+        + (" AND state = 'idle in transaction'" if idle_only else ""),
+        {"xid": transaction & 0xFFFFFFFF},
+    ).scalars()
+    return any(found)
+
+
+def limit_lock_wait(connection: Connection, seconds: float) -> None:
+    """Make the open transaction give up waiting for a lock after ``seconds`` (PostgreSQL;
+    SQLite's writer holds the only write lock)."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{int(seconds * 1000)}ms'")
 
 
 # A list bound as one parameter keeps a statement's text the same whatever the list's

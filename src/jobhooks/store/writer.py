@@ -22,10 +22,16 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
 from jobhooks.errors import CommitUnconfirmed, DatabaseLost, StoreError
-from jobhooks.store.dialect import transaction_fate, transaction_id
+from jobhooks.store.dialect import (
+    end_transaction,
+    limit_lock_wait,
+    transaction_fate,
+    transaction_id,
+)
 from jobhooks.store.failures import describe_failure, is_damaged
 
 __all__ = [
+    "AGAIN_LOCK_WAIT",
     "FATE_WAIT",
     "KEEP_CONNECTION",
     "RECOVERY",
@@ -116,9 +122,12 @@ _STOP = object()
 KEEP_CONNECTION = 1.0
 """Seconds the writer keeps its connection unused before it gives it back to the pool."""
 FATE_WAIT = 5.0
-"""Seconds to wait for a COMMIT that went unanswered, still under way on the server (a
-slow disk, a synchronous standby), to end before the group is applied again."""
+"""Seconds to let a COMMIT that went unanswered, still under way on the server (a slow
+disk, a synchronous standby), end on its own before its session is ended."""
 FATE_POLL = 0.05
+AGAIN_LOCK_WAIT = 5.0
+"""Seconds a write applied again after its group failed waits for a lock (PostgreSQL):
+the failed group's session may still hold its rows, committing or about to be ended."""
 
 
 class GroupCommitWriter:
@@ -382,7 +391,8 @@ class GroupCommitWriter:
             try:
                 self._deliver([item], self._apply([item], again=True))
             except Exception as exc:
-                if unconfirmed and not isinstance(exc, StoreError):
+                # Stored, perhaps, by the failed group or by this retry's own COMMIT.
+                if (unconfirmed or self._at_commit) and not isinstance(exc, StoreError):
                     exc = CommitUnconfirmed(
                         f"the database did not confirm the write ({describe_failure(exc)}); "
                         "it may have been stored"
@@ -400,6 +410,8 @@ class GroupCommitWriter:
         try:
             connection = self._connect()
             with connection.begin():
+                if again:
+                    limit_lock_wait(connection, AGAIN_LOCK_WAIT)
                 for operation, indexes in groups.values():
                     payloads = [batch[i][1] for i in indexes]
                     apply = operation.again if again and operation.again else operation.apply
@@ -447,23 +459,35 @@ class GroupCommitWriter:
 
     def _fate(self, transaction: int) -> str | None:
         """Whether PostgreSQL committed ``transaction``, whose COMMIT went unanswered:
-        ``committed`` or ``aborted``, asked on a fresh connection, waiting up to
-        :data:`FATE_WAIT` while that COMMIT is still under way. None when the server cannot
-        say: the group is then applied again, each write reading back what it finds."""
-        deadline = time.monotonic() + FATE_WAIT
-        try:
-            with self._engine.connect() as connection:
-                while True:
-                    fate = transaction_fate(connection, transaction)
-                    connection.rollback()
-                    if fate in ("committed", "aborted"):
-                        return fate
-                    if fate is None or time.monotonic() >= deadline:
-                        return None
-                    time.sleep(FATE_POLL)
-        except Exception as exc:
-            logger.debug("asking whether a transaction committed failed: %s", exc)
-            return None
+        ``committed`` or ``aborted``, asked on a fresh connection (again while the server
+        cannot be reached, for up to twice :data:`FATE_WAIT`). The transaction's session
+        is this writer's own, abandoned: if it waits for a COMMIT that never reached it
+        (the connection broke on the way), or is still committing after
+        :data:`FATE_WAIT`, it is ended, and its end is the answer. None when the server
+        cannot say: the group is then applied again, each write reading back what it
+        finds."""
+        started = time.monotonic()
+        ending: list[bool] = [True, False]  # idle only, then whatever it does
+        while True:
+            try:
+                with self._engine.connect() as connection:
+                    while True:
+                        fate = transaction_fate(connection, transaction)
+                        if fate != "in progress":
+                            return fate
+                        waited = time.monotonic() - started
+                        if ending and (ending[0] or waited >= FATE_WAIT):
+                            # Tried once each (a role that may not end it is not asked again).
+                            end_transaction(connection, transaction, idle_only=ending.pop(0))
+                        connection.rollback()
+                        if waited >= 2 * FATE_WAIT:
+                            return None
+                        time.sleep(FATE_POLL)
+            except Exception as exc:
+                logger.debug("asking whether a transaction committed failed: %s", exc)
+                if time.monotonic() - started >= 2 * FATE_WAIT:
+                    return None
+                time.sleep(FATE_POLL)
 
     @staticmethod
     def _deliver(batch: list[Any], results: list[Any]) -> None:
