@@ -272,19 +272,38 @@ def test_a_replay_whose_retry_commit_also_went_unanswered_is_said_maybe_done(
     assert now == "pending", "the replay that was not confirmed happened"
 
 
-def test_a_question_the_server_could_not_answer_at_first_is_asked_again(
-    pg_database: str,
-) -> None:
+def test_a_question_cut_on_its_way_is_asked_again(pg_database: str) -> None:
     store = Store(pg_database)
     try:
         run_id = asyncio.run(_dead_run(store))
-        with AnswerToCommitLost(store, pg_database, server_says=[False, True]) as lost:
+        with AnswerToCommitLost(
+            store,
+            pg_database,
+            server_says=[False, True],
+            question_error="consuming input failed: server closed the connection unexpectedly",
+        ) as lost:
             before = asyncio.run(store.replay(run_id))
         assert lost.asked == 2
     finally:
         store.close()
 
     assert before == "dead", "answered as the replay that happened"
+
+
+def test_committed_is_not_trusted_after_a_sign_the_server_restarted(pg_database: str) -> None:
+    # A server that crashed hands out again the ids whose records never reached its disk:
+    # after it refused connections, "committed" may be another transaction's answer.
+    # Not knowing, the writer applies the replay again (which finds it pending).
+    store = Store(pg_database)
+    try:
+        run_id = asyncio.run(_dead_run(store))
+        with AnswerToCommitLost(store, pg_database, server_says=[False, True]) as lost:
+            before = asyncio.run(store.replay(run_id))
+        assert lost.asked == 2, "asked again once it answered"
+    finally:
+        store.close()
+
+    assert before == "pending"
 
 
 def _waiting_sessions(url: str) -> int:
@@ -321,6 +340,36 @@ def test_a_commit_that_never_reached_a_server_still_waiting_for_it_is_ended(
     assert took < 10, f"answered in {took:.1f} s, without waiting out the 30 s"
     assert waiting == 0, "the abandoned session is gone"
     assert (again.id, again.number) == (run_id, 2), "replayed once"
+
+
+def test_check_ins_whose_commit_never_reached_a_server_still_waiting_are_stored_at_once(
+    pg_database: str,
+) -> None:
+    # The same cut under a group of check-ins: they read back rather than ask, but the
+    # abandoned session still holds their rows (and the summaries' counters every later
+    # check-in updates). Ended, it holds nothing: each report is stored once, now.
+    store = Store(pg_database)
+    reports = [new_completion("log") for _ in range(3)]
+
+    async def check_in_together() -> list[CheckinReceipt]:
+        return await asyncio.gather(*(store.check_in(report) for report in reports))
+
+    try:
+        started = time.monotonic()
+        with AnswerToCommitLost(store, pg_database, half_open=True, fate_wait=30.0) as lost:
+            receipts = asyncio.run(check_in_together())
+            took = time.monotonic() - started
+            waiting = _waiting_sessions(pg_database)
+            later = asyncio.run(store.check_in(new_completion("log")))
+        assert lost.asked == 0, "check-ins read back: nothing to ask"
+    finally:
+        store.close()
+
+    assert [r.id for r in receipts] == [r.id for r in reports]
+    assert not later.duplicate
+    assert took < 4, f"answered in {took:.1f} s, not a lock wait per report"
+    assert waiting == 0, "the abandoned session is gone"
+    assert _stored(pg_database) == (4, 4)
 
 
 class _Full(_Slots):

@@ -11,7 +11,7 @@ import psycopg
 from sqlalchemy import Connection
 
 from jobhooks.store import Store, writer
-from jobhooks.store.dialect import transaction_fate
+from jobhooks.store.fate import transaction_fate
 
 __all__ = ["AnswerToCommitLost"]
 
@@ -30,8 +30,9 @@ class AnswerToCommitLost:
     connection closes. ``half_open``: the lost COMMITs never reach the database, and
     the connection stays open on its side (a client cut off without a word), so the
     transaction waits, holding its locks. ``server_says`` (one value, or one per
-    question): PostgreSQL can be asked what became of the transaction (False: it
-    cannot be reached then). ``fate_wait`` stands for the writer's ``FATE_WAIT``.
+    question): PostgreSQL can be asked what became of the transaction (False: the
+    question fails with ``question_error``: by default the server refuses connections,
+    as while it restarts). ``fate_wait`` stands for the writer's ``FATE_WAIT``.
     """
 
     def __init__(
@@ -45,6 +46,7 @@ class AnswerToCommitLost:
         half_open: bool = False,
         server_says: bool | Sequence[bool] = True,
         fate_wait: float = 0.5,
+        question_error: str = "could not connect to server: Connection refused",
     ) -> None:
         self.dialect = store._engine.dialect
         self.commit = self.dialect.do_commit
@@ -56,6 +58,7 @@ class AnswerToCommitLost:
         self.half_open = half_open
         self.server_says = _each(server_says)
         self.fate_wait = fate_wait
+        self.question_error = question_error
         self.asked = 0
         """Questions the writer asked about a transaction's fate."""
         self.lost = 0
@@ -82,7 +85,7 @@ class AnswerToCommitLost:
         says = self.server_says[min(self.asked, len(self.server_says) - 1)]
         self.asked += 1
         if not says:
-            raise self.error("could not connect to server: Connection refused")
+            raise self.error(self.question_error)
         return transaction_fate(connection, transaction)
 
     def __enter__(self) -> AnswerToCommitLost:

@@ -30,15 +30,12 @@ __all__ = [
     "RUNS_CHANNEL",
     "bind_list",
     "bind_pairs",
-    "end_transaction",
     "execute_many",
     "insert_ignore",
     "limit_lock_wait",
     "notify",
     "one_of",
     "pairs_from",
-    "transaction_fate",
-    "transaction_id",
     "upsert",
     "upsert_newer",
 ]
@@ -56,48 +53,6 @@ def notify(connection: Connection, channel: str, payload: str = "") -> None:
         connection.exec_driver_sql(
             "SELECT pg_notify(%(channel)s, %(payload)s)", {"channel": channel, "payload": payload}
         )
-
-
-def _modern(connection: Connection) -> bool:
-    """PostgreSQL 13 or newer: transaction ids as ``xid8`` (``txid_*`` are kept for older)."""
-    version = connection.dialect.server_version_info
-    return version is None or version >= (13,)
-
-
-def transaction_id(connection: Connection) -> int | None:
-    """The id of the open transaction on PostgreSQL, for :func:`transaction_fate` should its
-    COMMIT go unanswered (None on SQLite, whose COMMIT is a call that returns or raises)."""
-    if connection.dialect.name != "postgresql":
-        return None
-    query = "SELECT pg_current_xact_id()::text" if _modern(connection) else "SELECT txid_current()"
-    return int(connection.exec_driver_sql(query).scalar_one())
-
-
-def transaction_fate(connection: Connection, transaction: int) -> str | None:
-    """What became of a PostgreSQL transaction: ``committed``, ``aborted`` or
-    ``in progress`` (None once the server no longer knows, long after)."""
-    query = (
-        "SELECT pg_xact_status(%(id)s::text::xid8)"
-        if _modern(connection)
-        else "SELECT txid_status(%(id)s)"
-    )
-    fate = connection.exec_driver_sql(query, {"id": transaction}).scalar_one()
-    return None if fate is None else str(fate)
-
-
-def end_transaction(connection: Connection, transaction: int, *, idle_only: bool) -> bool:
-    """End the session of this database that holds PostgreSQL ``transaction`` (``idle_only``:
-    only while it waits for its client, which will never speak again); True if one was.
-    Only for a transaction whose own client has given up on it (the same role may end
-    its own sessions)."""
-    found = connection.exec_driver_sql(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-        " WHERE backend_xid = %(xid)s::text::xid AND datname = current_database()"
-        " AND pid <> pg_backend_pid()"
-        + (" AND state = 'idle in transaction'" if idle_only else ""),
-        {"xid": transaction & 0xFFFFFFFF},
-    ).scalars()
-    return any(found)
 
 
 def limit_lock_wait(connection: Connection, seconds: float) -> None:

@@ -22,13 +22,18 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
 from jobhooks.errors import CommitUnconfirmed, DatabaseLost, StoreError
-from jobhooks.store.dialect import (
-    end_transaction,
-    limit_lock_wait,
+from jobhooks.store.dialect import limit_lock_wait
+from jobhooks.store.failures import describe_failure, is_damaged
+from jobhooks.store.fate import (
+    Session,
+    end_session,
+    restart_sign,
+    server_restarted,
+    session_of,
+    session_state,
     transaction_fate,
     transaction_id,
 )
-from jobhooks.store.failures import describe_failure, is_damaged
 
 __all__ = [
     "AGAIN_LOCK_WAIT",
@@ -121,10 +126,14 @@ _STOP = object()
 
 KEEP_CONNECTION = 1.0
 """Seconds the writer keeps its connection unused before it gives it back to the pool."""
-FATE_WAIT = 5.0
+FATE_WAIT = 3.0
 """Seconds to let a COMMIT that went unanswered, still under way on the server (a slow
-disk, a synchronous standby), end on its own before its session is ended."""
+disk, a synchronous standby), end on its own before its session is ended. The writer
+waits meanwhile: well below the 10 s after which other nodes take a silent node's runs."""
+FATE_GRACE = 1.0
+"""Seconds more for an ended session to go, or for the server to answer at all."""
 FATE_POLL = 0.05
+"""Seconds between two looks."""
 AGAIN_LOCK_WAIT = 5.0
 """Seconds a write applied again after its group failed waits for a lock (PostgreSQL):
 the failed group's session may still hold its rows, committing or about to be ended."""
@@ -318,13 +327,16 @@ class GroupCommitWriter:
         self._used = now
         return self._connection
 
-    def _disconnect(self) -> None:
+    def _disconnect(self, failed: bool = False) -> None:
         """Give the kept connection back (after a failure, a quiet second, or at stop):
         the next transaction takes one from the pool (checked, on PostgreSQL), whatever
-        state this one was in."""
+        state this one was in. ``failed``: close it instead, so that no one else is
+        given the session :meth:`_settle` may end."""
         connection, self._connection = self._connection, None
         if connection is not None:
             with contextlib.suppress(Exception):
+                if failed:
+                    connection.invalidate()
                 connection.close()
 
     def _run(self) -> None:
@@ -406,10 +418,13 @@ class GroupCommitWriter:
         results: list[Any] = [None] * len(batch)
         now = self._clock()
         self._at_commit = False
-        transaction: int | None = None
+        session: Session | None = None
+        noted = False
+        xid: int | None = None
         try:
             connection = self._connect()
             with connection.begin():
+                session = session_of(connection)  # PostgreSQL's, asked once per connection
                 if again:
                     limit_lock_wait(connection, AGAIN_LOCK_WAIT)
                 for operation, indexes in groups.values():
@@ -418,18 +433,35 @@ class GroupCommitWriter:
                     applied = apply(connection, payloads, now)
                     for index, result in zip(indexes, applied, strict=True):
                         results[index] = result
-                if any(not (op.repeatable or op.again) for op, _indexes in groups.values()):
-                    transaction = transaction_id(connection)
+                if session is not None and any(
+                    not (op.repeatable or op.again) for op, _indexes in groups.values()
+                ):
+                    noted = True
+                    xid = transaction_id(connection)  # None: it wrote nothing
                 self._at_commit = True  # what fails from here on may have been stored
             self._committed()
         except Exception as exc:
-            self._disconnect()
-            if not self._committed_after_all(exc, transaction, len(batch)):
+            self._disconnect(failed=session is not None)
+            fate = None
+            if session is not None:
+                fate = self._settle(session, xid if self._at_commit else None)
+                if noted and xid is None:
+                    fate = "aborted"  # it wrote nothing: nothing to lose, applied again
+            if fate == "aborted":
+                self._at_commit = False  # surely not stored
+            if fate != "committed":
                 self._failed(exc)
                 for operation, _indexes in groups.values():
                     if operation.after_rollback is not None:
                         operation.after_rollback()
                 raise
+            logger.warning(
+                "the answer to a COMMIT was lost (%s); the database says it committed the "
+                "group of %d writes",
+                describe_failure(exc),
+                len(batch),
+            )
+            self._committed()
         for operation, indexes in groups.values():
             if operation.after_commit is not None:
                 operation.after_commit([results[i] for i in indexes])
@@ -437,57 +469,40 @@ class GroupCommitWriter:
         self.items += len(batch)
         return results
 
-    def _committed_after_all(self, exc: Exception, transaction: int | None, writes: int) -> bool:
-        """After a transaction failed with ``exc``: True when it failed at its COMMIT and
-        PostgreSQL says it committed all the same (the group stands as applied). When it
-        says the transaction was rolled back, nothing of it was stored."""
-        if not self._at_commit or transaction is None:
-            return False
-        fate = self._fate(transaction)
-        if fate == "aborted":
-            self._at_commit = False
-        if fate != "committed":
-            return False
-        logger.warning(
-            "the answer to a COMMIT was lost (%s); the database says it committed the "
-            "group of %d writes",
-            describe_failure(exc),
-            writes,
-        )
-        self._committed()
-        return True
+    def _settle(self, session: Session, xid: int | None) -> str | None:
+        """After a group failed on PostgreSQL: wait for the writer's old ``session`` to be
+        gone, then say what became of transaction ``xid`` (None: not asked).
 
-    def _fate(self, transaction: int) -> str | None:
-        """Whether PostgreSQL committed ``transaction``, whose COMMIT went unanswered:
-        ``committed`` or ``aborted``, asked on a fresh connection (again while the server
-        cannot be reached, for up to twice :data:`FATE_WAIT`). The transaction's session
-        is this writer's own, abandoned: if it waits for a COMMIT that never reached it
-        (the connection broke on the way), or is still committing after
-        :data:`FATE_WAIT`, it is ended, and its end is the answer. None when the server
-        cannot say: the group is then applied again, each write reading back what it
-        finds."""
+        The session is the writer's own, abandoned: one waiting inside a transaction for
+        its client (a COMMIT that never reached it) is ended at once, and one still busy
+        (a COMMIT under way: a slow disk, a synchronous standby) after :data:`FATE_WAIT`,
+        so nothing applied again waits on its locks. Returns ``committed`` or ``aborted``,
+        or None when the server cannot say (then the group is applied again, each write
+        reading back what it finds). See :mod:`jobhooks.store.fate` for when
+        ``committed`` is trusted."""
         started = time.monotonic()
-        ending: list[bool] = [True, False]  # idle only, then whatever it does
+        troubled = False
+        ended = False
         while True:
+            waited = time.monotonic() - started
             try:
                 with self._engine.connect() as connection:
-                    while True:
-                        fate = transaction_fate(connection, transaction)
-                        if fate != "in progress":
-                            return fate
-                        waited = time.monotonic() - started
-                        if ending and (ending[0] or waited >= FATE_WAIT):
-                            # Tried once each (a role that may not end it is not asked again).
-                            end_transaction(connection, transaction, idle_only=ending.pop(0))
-                        connection.rollback()
-                        if waited >= 2 * FATE_WAIT:
-                            return None
-                        time.sleep(FATE_POLL)
+                    troubled = troubled or server_restarted(connection, session)
+                    state = session_state(connection, session)
+                    fate = None if xid is None else transaction_fate(connection, xid)
+                    if state is None or state == "idle":  # its transaction is over
+                        if fate == "committed" and troubled and state is None:
+                            return None  # the server may have restarted: the id may be reused
+                        return fate if fate != "in progress" else None
+                    waiting = state.startswith("idle in transaction")  # for its lost client
+                    if waiting or (waited >= FATE_WAIT and not ended):
+                        ended = end_session(connection, session, idle_only=waiting)
             except Exception as exc:
-                logger.debug("asking whether a transaction committed failed: %s", exc)
-                if time.monotonic() - started >= 2 * FATE_WAIT:
-                    return None
-                time.sleep(FATE_POLL)
+                logger.debug("asking what became of a transaction failed: %s", exc)
+                troubled = troubled or restart_sign(exc)
+            if waited >= FATE_WAIT + FATE_GRACE:
+                return None
+            time.sleep(FATE_POLL)
 
     @staticmethod
     def _deliver(batch: list[Any], results: list[Any]) -> None:
