@@ -33,6 +33,8 @@ class AnswerToCommitLost:
     question): PostgreSQL can be asked what became of the transaction (False: the
     question fails with ``question_error``: by default the server refuses connections,
     as while it restarts). ``fate_wait`` stands for the writer's ``FATE_WAIT``.
+    ``session_ended``: the server ends the session once it has applied the lost COMMIT
+    (an administrator, or a crash), so the writer finds it gone.
     """
 
     def __init__(
@@ -47,6 +49,7 @@ class AnswerToCommitLost:
         server_says: bool | Sequence[bool] = True,
         fate_wait: float = 0.5,
         question_error: str = "could not connect to server: Connection refused",
+        session_ended: bool = False,
     ) -> None:
         self.dialect = store._engine.dialect
         self.commit = self.dialect.do_commit
@@ -59,6 +62,8 @@ class AnswerToCommitLost:
         self.server_says = _each(server_says)
         self.fate_wait = fate_wait
         self.question_error = question_error
+        self.session_ended = session_ended
+        self.url = url
         self.asked = 0
         """Questions the writer asked about a transaction's fate."""
         self.lost = 0
@@ -78,6 +83,10 @@ class AnswerToCommitLost:
                     os.dup2(nowhere.fileno(), pgconn.socket)
             elif self.applied[min(self.lost, len(self.applied)) - 1]:
                 self.commit(dbapi_connection)
+            if self.session_ended:
+                with psycopg.connect(self.url, autocommit=True) as admin:
+                    pid = dbapi_connection.pgconn.backend_pid
+                    admin.execute("SELECT pg_terminate_backend(%s, 5000)", [pid])
             raise self.error("server closed the connection unexpectedly")
         self.commit(dbapi_connection)
 

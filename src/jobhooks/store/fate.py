@@ -8,10 +8,10 @@ it lingers: one still waiting for a COMMIT that never reached it holds its rows
 until the server notices its client is gone, which may take hours.
 
 A transaction id is only an identity while the server keeps running: after a
-crash, ids whose records never reached the disk are handed out again. So an
-answer of ``committed`` about a session that is gone is not trusted once the
-server shows a sign of having restarted meanwhile (:func:`restart_sign`, or
-another start time): then the caller cannot know.
+crash (even of one server process, which restarts them all), ids whose records
+never reached the disk are handed out again. So an answer of ``committed`` is
+only trusted while the old session is still there, which proves the server has
+not restarted since.
 """
 
 from __future__ import annotations
@@ -21,11 +21,8 @@ from dataclasses import dataclass
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
-__all__ = ["Session", "end_session", "restart_sign", "server_restarted", "session_of",
-           "session_state", "transaction_fate", "transaction_id"]  # fmt: skip
-
-_RESTARTING = ("57P01", "57P02", "57P03")
-"""SQLSTATEs of a server shutting down, crashing, starting or recovering."""
+__all__ = ["Session", "end_session", "session_of", "session_state", "transaction_fate",
+           "transaction_id"]  # fmt: skip
 
 _SESSION_KEY = "jobhooks_session"
 
@@ -33,11 +30,10 @@ _SESSION_KEY = "jobhooks_session"
 @dataclass(frozen=True, slots=True)
 class Session:
     """A PostgreSQL server session: its process id and when it started (a process id
-    alone is reused), and when its server started."""
+    alone is reused)."""
 
     pid: int
     started: str
-    server_started: str
 
 
 def _modern(connection: Connection) -> bool:
@@ -55,10 +51,9 @@ def session_of(connection: Connection) -> Session | None:
     if isinstance(known, Session):
         return known
     row = connection.exec_driver_sql(
-        "SELECT pid, backend_start::text, pg_postmaster_start_time()::text"
-        " FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+        "SELECT pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()"
     ).one()
-    session = Session(int(row[0]), str(row[1]), str(row[2]))
+    session = Session(int(row[0]), row[1].isoformat())
     connection.info[_SESSION_KEY] = session
     return session
 
@@ -97,31 +92,12 @@ def transaction_fate(connection: Connection, transaction: int) -> str | None:
     return None if fate is None else str(fate)
 
 
-def server_restarted(connection: Connection, session: Session) -> bool:
-    """True when the server ``connection`` talks to started after ``session``'s did (a
-    restart, or another server behind the same address). Ends the connection's
-    transaction."""
-    started = connection.exec_driver_sql("SELECT pg_postmaster_start_time()::text").scalar()
-    connection.rollback()
-    return started != session.server_started
-
-
-def restart_sign(exc: BaseException) -> bool:
-    """True when ``exc`` (raised connecting or asking) says the server is restarting or
-    down, rather than that one connection broke."""
-    cause = getattr(exc, "orig", None) or exc
-    if getattr(cause, "sqlstate", None) in _RESTARTING:
-        return True
-    text = str(cause).lower()
-    return any(sign in text for sign in ("refused", "starting up", "recovery mode", "shutting"))
-
-
 def session_state(connection: Connection, session: Session) -> str | None:
     """What ``session`` is doing (``active``, ``idle in transaction``, ...), None once it
     has ended. Ends the connection's transaction."""
     state = connection.exec_driver_sql(
-        "SELECT state FROM pg_stat_activity WHERE pid = %(pid)s AND backend_start::text ="
-        " %(started)s",
+        "SELECT state FROM pg_stat_activity WHERE pid = %(pid)s"
+        " AND backend_start = %(started)s::timestamptz",
         {"pid": session.pid, "started": session.started},
     ).scalar()
     connection.rollback()
@@ -134,7 +110,7 @@ def end_session(connection: Connection, session: Session, *, idle_only: bool) ->
     it: the same role may end its own sessions. Ends the connection's transaction."""
     ended = connection.exec_driver_sql(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = %(pid)s"
-        " AND backend_start::text = %(started)s"
+        " AND backend_start = %(started)s::timestamptz"
         + (" AND state LIKE 'idle in transaction%%'" if idle_only else ""),
         {"pid": session.pid, "started": session.started},
     ).scalar()

@@ -27,8 +27,6 @@ from jobhooks.store.failures import describe_failure, is_damaged
 from jobhooks.store.fate import (
     Session,
     end_session,
-    restart_sign,
-    server_restarted,
     session_of,
     session_state,
     transaction_fate,
@@ -227,13 +225,15 @@ class GroupCommitWriter:
         lost = self.lost
         if lost is not None:
             raise lost
+        session: Session | None = None
         try:
             connection = self._connect()
             with connection.begin():
+                session = session_of(connection)
                 result = work(connection)
             self._committed()
         except Exception as exc:
-            self._disconnect()
+            self._give_up(exc, session, None)
             self._failed(exc)
             raise
         return result
@@ -327,17 +327,33 @@ class GroupCommitWriter:
         self._used = now
         return self._connection
 
-    def _disconnect(self, failed: bool = False) -> None:
+    def _disconnect(self) -> None:
         """Give the kept connection back (after a failure, a quiet second, or at stop):
         the next transaction takes one from the pool (checked, on PostgreSQL), whatever
-        state this one was in. ``failed``: close it instead, so that no one else is
-        given the session :meth:`_settle` may end."""
+        state this one was in."""
         connection, self._connection = self._connection, None
         if connection is not None:
             with contextlib.suppress(Exception):
-                if failed:
-                    connection.invalidate()
                 connection.close()
+
+    def _give_up(self, exc: Exception, session: Session | None, xid: int | None) -> str | None:
+        """After a transaction failed with ``exc``, give its connection up. When the server
+        may not know it failed (PostgreSQL, and no answer from it: the connection broke),
+        the connection is held while :meth:`_settle` deals with its session (so that no
+        one else is given that session), then closed for good; returns what became of
+        ``xid`` (None: not asked, or unknown)."""
+        if session is None or getattr(getattr(exc, "orig", None), "sqlstate", None):
+            self._disconnect()  # SQLite, or the server answered: it rolled back
+            return None
+        connection, self._connection = self._connection, None
+        try:
+            return self._settle(session, xid)
+        finally:
+            if connection is not None:
+                with contextlib.suppress(Exception):
+                    connection.invalidate()
+                with contextlib.suppress(Exception):
+                    connection.close()
 
     def _run(self) -> None:
         try:
@@ -441,12 +457,9 @@ class GroupCommitWriter:
                 self._at_commit = True  # what fails from here on may have been stored
             self._committed()
         except Exception as exc:
-            self._disconnect(failed=session is not None)
-            fate = None
-            if session is not None:
-                fate = self._settle(session, xid if self._at_commit else None)
-                if noted and xid is None:
-                    fate = "aborted"  # it wrote nothing: nothing to lose, applied again
+            fate = self._give_up(exc, session, xid if self._at_commit else None)
+            if noted and xid is None:
+                fate = "aborted"  # it wrote nothing: nothing to lose, applied again
             if fate == "aborted":
                 self._at_commit = False  # surely not stored
             if fate != "committed":
@@ -470,36 +483,34 @@ class GroupCommitWriter:
         return results
 
     def _settle(self, session: Session, xid: int | None) -> str | None:
-        """After a group failed on PostgreSQL: wait for the writer's old ``session`` to be
-        gone, then say what became of transaction ``xid`` (None: not asked).
+        """After a transaction failed on PostgreSQL with no answer from the server: wait
+        for the writer's old ``session`` to be done with it, then say what became of
+        transaction ``xid`` (None: not asked).
 
         The session is the writer's own, abandoned: one waiting inside a transaction for
         its client (a COMMIT that never reached it) is ended at once, and one still busy
         (a COMMIT under way: a slow disk, a synchronous standby) after :data:`FATE_WAIT`,
-        so nothing applied again waits on its locks. Returns ``committed`` or ``aborted``,
-        or None when the server cannot say (then the group is applied again, each write
-        reading back what it finds). See :mod:`jobhooks.store.fate` for when
-        ``committed`` is trusted."""
+        so nothing applied again waits on its locks. Returns ``aborted``, or
+        ``committed`` while the session is still there (so the server has not restarted
+        since, and the id is still that transaction's), or None: the caller cannot know
+        (then the group is applied again, each write reading back what it finds)."""
         started = time.monotonic()
-        troubled = False
         ended = False
         while True:
             waited = time.monotonic() - started
             try:
                 with self._engine.connect() as connection:
-                    troubled = troubled or server_restarted(connection, session)
                     state = session_state(connection, session)
                     fate = None if xid is None else transaction_fate(connection, xid)
-                    if state is None or state == "idle":  # its transaction is over
-                        if fate == "committed" and troubled and state is None:
-                            return None  # the server may have restarted: the id may be reused
-                        return fate if fate != "in progress" else None
+                    if state is None:  # gone: "committed" may be another's, after a crash
+                        return "aborted" if fate == "aborted" else None
+                    if state == "idle":  # its transaction is over
+                        return fate if fate in ("committed", "aborted") else None
                     waiting = state.startswith("idle in transaction")  # for its lost client
                     if waiting or (waited >= FATE_WAIT and not ended):
                         ended = end_session(connection, session, idle_only=waiting)
             except Exception as exc:
                 logger.debug("asking what became of a transaction failed: %s", exc)
-                troubled = troubled or restart_sign(exc)
             if waited >= FATE_WAIT + FATE_GRACE:
                 return None
             time.sleep(FATE_POLL)
