@@ -19,7 +19,7 @@ from support.faults import AnswerToCommitLost
 from support.reports import new_completion
 
 from jobhooks.errors import CommitUnconfirmed, StoreError
-from jobhooks.store import Store
+from jobhooks.store import Store, writer
 from jobhooks.store.engine import connect
 from jobhooks.store.nodes import NodeIdentity, beat
 from jobhooks.store.records import CheckinReceipt, ClaimedRun, RunOutcome, RunStatus
@@ -489,25 +489,26 @@ def test_a_claim_and_a_check_in_whose_commit_answer_was_lost_give_out_the_run_on
     assert [run.id for run in claimed] == ([] if says else [run.id for run in receipt.runs])
 
 
-_SLOW_COMMIT = """
+def _slow_commit(seconds: float) -> str:
+    """A deferred trigger that makes the first COMMIT of a report with message 'slow'
+    take ``seconds`` (a sequence counts, whatever becomes of the transactions)."""
+    return f"""
+CREATE SEQUENCE slow_commits;
 CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN PERFORM pg_sleep(1.5); RETURN NULL; END $$;
+BEGIN IF nextval('slow_commits') = 1 THEN PERFORM pg_sleep({seconds}); END IF;
+RETURN NULL; END $$;
 CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON completions
 DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.message = 'slow')
 EXECUTE FUNCTION slow_commit();
 """
 
 
-def test_a_report_whose_commit_was_still_under_way_when_stored_again_is_answered(
-    pg_database: str,
-) -> None:
-    # COMMIT reaches PostgreSQL, which takes its time (a slow disk, a synchronous standby:
-    # here a deferred trigger), and the connection breaks before the answer. The writer
-    # waits for its old session to finish that COMMIT (up to FATE_WAIT), then reads the
-    # report back: stored once, and answered.
-    with psycopg.connect(pg_database, autocommit=True) as admin:
-        admin.execute(_SLOW_COMMIT)
-    store = Store(pg_database)
+def _check_in_losing_a_slow_commit(url: str, seconds: float) -> tuple[CheckinReceipt, float]:
+    """Check in one report whose COMMIT reaches the server, takes ``seconds`` there, and
+    whose connection breaks before the answer; returns the receipt and how long it took."""
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(_slow_commit(seconds))
+    store = Store(url)
     dialect = store._engine.dialect
     commit = dialect.do_commit
     lost = [False]
@@ -525,12 +526,34 @@ def test_a_report_whose_commit_was_still_under_way_when_stored_again_is_answered
 
     report = new_completion("log", message="slow")
     dialect.do_commit = commit_then_lose_the_connection  # type: ignore[method-assign]
+    started = time.monotonic()
     try:
         receipt = asyncio.run(store.check_in(report))
     finally:
         dialect.do_commit = commit  # type: ignore[method-assign]
         store.close()
-
     assert lost[0]
     assert receipt.id == report.id and not receipt.duplicate
+    return receipt, time.monotonic() - started
+
+
+def test_a_report_whose_commit_was_still_under_way_when_stored_again_is_answered(
+    pg_database: str,
+) -> None:
+    # COMMIT reaches PostgreSQL, which takes its time (a slow disk, a synchronous standby:
+    # here a deferred trigger), and the connection breaks before the answer. The writer
+    # waits for its old session to finish that COMMIT (up to FATE_WAIT), then reads the
+    # report back: stored once, and answered.
+    _check_in_losing_a_slow_commit(pg_database, 1.5)
+    assert _stored(pg_database) == (1, 1)
+
+
+def test_a_commit_still_under_way_after_the_fate_wait_is_ended_and_stored_again(
+    pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Past FATE_WAIT the writer ends its old session (rolling that COMMIT back) rather than
+    # let the report's second write wait on its rows until the first is done.
+    monkeypatch.setattr(writer, "FATE_WAIT", 0.3)
+    _receipt, took = _check_in_losing_a_slow_commit(pg_database, 8.0)
+    assert took < 4, f"answered in {took:.1f} s: it waited for the slow COMMIT"
     assert _stored(pg_database) == (1, 1)
