@@ -26,15 +26,21 @@ from jobhooks.store.records import CheckinReceipt, ClaimedRun, RunOutcome, RunSt
 from jobhooks.store.writer import KEEP_CONNECTION, BatchOperation
 
 
+def _count_sessions(url: str, query: str) -> int:
+    """One count over the sessions of ``url``'s database, from a connection of its own."""
+    with psycopg.connect(url, autocommit=True) as admin:
+        row = admin.execute(query).fetchone()  # type: ignore[arg-type]
+    assert row is not None
+    return int(row[0])
+
+
 def _close_every_connection_but_this(url: str) -> int:
     """What a PostgreSQL restart or an idle timeout does to the store's connections."""
-    with psycopg.connect(url, autocommit=True) as admin:
-        closed = admin.execute(
-            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        ).fetchone()
-    assert closed is not None
-    return int(closed[0])
+    return _count_sessions(
+        url,
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
 
 
 def test_a_connection_the_server_closed_while_quiet_is_replaced_before_a_write(
@@ -373,13 +379,12 @@ def test_writes_the_server_refuses_keep_their_connection(pg_database: str) -> No
 
 
 def _waiting_sessions(url: str) -> int:
-    with psycopg.connect(url, autocommit=True) as admin:
-        row = admin.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND state = 'idle in transaction'"
-        ).fetchone()
-    assert row is not None
-    return int(row[0])
+    """Sessions of ``url``'s database waiting inside a transaction for their client."""
+    return _count_sessions(
+        url,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND state = 'idle in transaction'",
+    )
 
 
 def test_a_commit_that_never_reached_a_server_still_waiting_for_it_is_ended(
