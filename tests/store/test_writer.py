@@ -131,29 +131,6 @@ def test_a_report_whose_commit_and_its_retry_go_unanswered_is_said_maybe_stored(
     assert _stored(store_url) == (1, 1)
 
 
-def test_a_replay_whose_commit_postgresql_rolled_back_is_said_not_done(
-    pg_database: str,
-) -> None:
-    # The connection broke before the COMMIT was applied, and the replay applied again
-    # failed too: the server says the first attempt was rolled back, so the operator is
-    # told plainly that it did not happen (not "may have been stored").
-    store = Store(pg_database)
-    try:
-        run_id = asyncio.run(_dead_run(store))
-        with (
-            AnswerToCommitLost(store, pg_database, count=2, applied=False) as lost,
-            pytest.raises(StoreError) as refused,
-        ):
-            asyncio.run(store.replay(run_id))
-        assert lost.left == 0 and lost.asked >= 2, "asked about both"
-        replayed = asyncio.run(store.replay(run_id))
-    finally:
-        store.close()
-
-    assert not isinstance(refused.value, CommitUnconfirmed), refused.value
-    assert replayed == "dead", "still dead: the replays that failed did nothing"
-
-
 def test_a_token_whose_commit_answer_was_lost_is_made_once(lost_at: tuple[str, bool]) -> None:
     store_url, says = lost_at
     store = Store(store_url)
@@ -255,28 +232,43 @@ def test_a_replay_whose_commit_answer_was_lost_answers_as_the_replay(
         assert before == "pending", "unknowable without asking the server: what is stored"
 
 
-def test_a_replay_whose_retry_commit_also_went_unanswered_is_said_maybe_done(
+@pytest.mark.parametrize(
+    ("applied", "server_says", "maybe", "then"),
+    [
+        # Neither COMMIT reached the server, which says so: the operator is told plainly
+        # that the replay did not happen (not "may have been stored").
+        (False, True, False, "dead"),
+        # The group's COMMIT never reached the server (asked: rolled back); the replay
+        # applied again reached it, but that answer was lost too, and the server could
+        # not be asked then. It happened: "not done" would be wrong.
+        ([False, True], [True, False], True, "pending"),
+    ],
+    ids=["both-rolled-back", "retry-unconfirmed"],
+)
+def test_a_replay_whose_retry_fails_too_says_whether_it_may_have_happened(
     pg_database: str,
+    applied: bool | list[bool],
+    server_says: bool | list[bool],
+    maybe: bool,
+    then: str,
 ) -> None:
-    # The group's COMMIT never reached the server (asked: rolled back); the replay applied
-    # again reached it, but that answer was lost too, and the server could not be asked
-    # then. It happened: "not done" would be wrong.
     store = Store(pg_database)
     try:
         run_id = asyncio.run(_dead_run(store))
         with (
             AnswerToCommitLost(
-                store, pg_database, count=2, applied=[False, True], server_says=[True, False]
+                store, pg_database, count=2, applied=applied, server_says=server_says
             ) as lost,
-            pytest.raises(CommitUnconfirmed),
+            pytest.raises(StoreError) as refused,
         ):
             asyncio.run(store.replay(run_id))
-        assert lost.left == 0
-        now = asyncio.run(store.replay(run_id))
+        assert lost.left == 0 and lost.asked >= 2, "asked about both"
+        replayed = asyncio.run(store.replay(run_id))
     finally:
         store.close()
 
-    assert now == "pending", "the replay that was not confirmed happened"
+    assert isinstance(refused.value, CommitUnconfirmed) == maybe, refused.value
+    assert replayed == then, "what the replay that failed left: done or not"
 
 
 def test_heartbeats_whose_commit_never_reached_a_server_still_waiting_go_on(
