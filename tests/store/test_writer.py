@@ -15,15 +15,15 @@ import psycopg
 import pytest
 from sqlalchemy.exc import OperationalError
 from support.clock import ManualClock
-from support.faults import AnswerToCommitLost
+from support.faults import AnswerToCommitLost, SilentServer
 from support.reports import new_completion
 
 from jobhooks.errors import CommitUnconfirmed, StoreError
-from jobhooks.store import Store, writer
+from jobhooks.store import Store, engine, writer
 from jobhooks.store.engine import connect
 from jobhooks.store.nodes import NodeIdentity, beat
 from jobhooks.store.records import CheckinReceipt, ClaimedRun, RunOutcome, RunStatus
-from jobhooks.store.writer import KEEP_CONNECTION, BatchOperation
+from jobhooks.store.writer import KEEP_CONNECTION, BatchOperation, GroupCommitWriter
 
 
 def _count_sessions(url: str, query: str) -> int:
@@ -554,3 +554,31 @@ def test_a_commit_still_under_way_after_the_fate_wait_is_ended_and_stored_again(
     _receipt, took = _check_in_losing_a_slow_commit(pg_database, 8.0)
     assert took < 4, f"answered in {took:.1f} s: it waited for the slow COMMIT"
     assert _stored(pg_database) == (1, 1)
+
+
+def test_writes_to_a_server_that_never_answers_are_refused_together_not_in_turn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A hung server or pooler: the group waits out one connect timeout and every write in
+    it is answered "not stored", instead of each write waiting for the server in turn."""
+    monkeypatch.setattr(engine, "CONNECT_TIMEOUT", 1)
+    nothing = BatchOperation("nothing", lambda _c, payloads, _now: [None] * len(payloads))
+
+    async def twenty_writes(group: GroupCommitWriter) -> list[Any]:
+        futures = [group.submit(nothing, None) for _ in range(20)]
+        group.start()  # all twenty in its first group
+        return await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 6)
+
+    with SilentServer() as silent:
+        group = GroupCommitWriter(connect(silent.url))
+        try:
+            answers = asyncio.run(twenty_writes(group))
+        finally:
+            group.stop()
+
+    assert {str(answer) for answer in answers} == {
+        "the database server did not answer in time (connect_timeout; a hung server or "
+        "pooler, or a firewall dropping the connection)"
+    }
+    assert all(type(answer) is StoreError for answer in answers)
+    assert not group.health.ok

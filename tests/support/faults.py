@@ -1,9 +1,13 @@
-"""Faults injected into a running store: a COMMIT whose answer never reaches jobhooks."""
+"""Faults injected into a running store: a COMMIT whose answer never reaches jobhooks, a
+database server that never answers."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import sqlite3
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,7 +17,7 @@ from sqlalchemy import Connection
 from jobhooks.store import Store, writer
 from jobhooks.store.fate import transaction_fate
 
-__all__ = ["AnswerToCommitLost"]
+__all__ = ["AnswerToCommitLost", "SilentServer"]
 
 
 def _each(value: bool | Sequence[bool]) -> list[bool]:
@@ -109,3 +113,37 @@ class AnswerToCommitLost:
         writer.FATE_WAIT = self._fate_wait
         for kept in self._kept:
             os.close(kept)
+
+
+class SilentServer:
+    """A server on loopback that accepts connections and never says a word: a hung
+    database server or pooler, or a firewall that lets the handshake in and nothing
+    back. Leaving the ``with`` block closes every connection it holds."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/test"
+        """A PostgreSQL URL that points at it."""
+        self._held: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _address = self._listener.accept()
+            except OSError:  # closed: the test is over
+                return
+            self._held.append(connection)
+
+    def __enter__(self) -> SilentServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread
+        self._listener.close()
+        self._thread.join(timeout=5)
+        for connection in self._held:
+            connection.close()

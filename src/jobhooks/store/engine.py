@@ -10,9 +10,14 @@ from urllib.parse import quote
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
-__all__ = ["connect", "for_reads", "is_sqlite", "shown_url", "sqlite_path"]
+__all__ = ["CONNECT_TIMEOUT", "connect", "for_reads", "is_sqlite", "shown_url", "sqlite_path"]
 
 _READS = "jobhooks_reads"
+
+CONNECT_TIMEOUT = 10
+"""Seconds a new PostgreSQL connection may take, unless the URL sets ``connect_timeout``.
+Without it, a server that accepts connections and never answers (a hung server or
+pooler, a firewall that swallows the handshake) holds whoever connects for ever."""
 
 
 def is_sqlite(url: str) -> bool:
@@ -96,4 +101,11 @@ def connect(url: str, *, pool_size: int = 8, create: bool = True) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    given = make_url(url).query
+    return create_engine(
+        url,
+        connect_args={} if "connect_timeout" in given else {"connect_timeout": CONNECT_TIMEOUT},
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+    )

@@ -56,6 +56,11 @@ def describe_failure(exc: BaseException) -> str:
         if marker in text:
             return cause
     if isinstance(exc, OperationalError) and "sqlite" not in type(exc.orig).__module__:
+        if "connection timeout expired" in text:
+            return (
+                "the database server did not answer in time (connect_timeout; a hung "
+                "server or pooler, or a firewall dropping the connection)"
+            )
         return "the database server cannot be reached or refused the connection"
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return "the connection to the database server was lost"

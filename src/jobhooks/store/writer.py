@@ -167,6 +167,8 @@ class GroupCommitWriter:
         self._health = StoreHealth(True)
         self._at_commit = False
         """The last transaction failed at its COMMIT (or after): it may have been stored."""
+        self._reached = False
+        """The last transaction had a connection (False: the database could not be reached)."""
         self.batches = 0
         """Transactions committed for submitted writes (``/metrics``: store commits)."""
         self.items = 0
@@ -405,7 +407,11 @@ class GroupCommitWriter:
                 len(batch),
                 first_line,
             )
-        except Exception:
+        except Exception as exc:
+            if not self._reached:  # one by one, each would wait for the server in turn
+                for item in batch:
+                    self._fail(item, exc)
+                return
             logger.debug("a group of %d writes failed; retrying them one by one", len(batch))
         else:
             self._deliver(batch, results)
@@ -415,7 +421,8 @@ class GroupCommitWriter:
                 self._fail(item, DatabaseLost(str(self._lost)))
             return
         unconfirmed = self._at_commit
-        for item in sorted(batch, key=lambda item: item[0].again is None):
+        retries = sorted(batch, key=lambda item: item[0].again is None)
+        for position, item in enumerate(retries):
             try:
                 self._deliver([item], self._apply([item], again=True))
             except Exception as exc:
@@ -425,6 +432,10 @@ class GroupCommitWriter:
                         f"the database did not confirm the write ({describe_failure(exc)}); "
                         "it may have been stored"
                     )
+                if not self._reached:
+                    for rest in retries[position:]:
+                        self._fail(rest, exc)
+                    return
                 self._fail(item, exc)
 
     def _apply(self, batch: list[Any], again: bool = False) -> list[Any]:
@@ -434,11 +445,13 @@ class GroupCommitWriter:
         results: list[Any] = [None] * len(batch)
         now = self._clock()
         self._at_commit = False
+        self._reached = False
         session: Session | None = None
         noted = False
         xid: int | None = None
         try:
             connection = self._connect()
+            self._reached = True
             with connection.begin():
                 session = session_of(connection)  # PostgreSQL's, asked once per connection
                 if again:
