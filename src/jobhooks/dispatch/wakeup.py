@@ -14,6 +14,8 @@ import logging
 import threading
 from collections.abc import Callable
 
+from jobhooks.store.engine import server_timeouts
+
 __all__ = ["PostgresWakeup"]
 
 logger = logging.getLogger("jobhooks.wakeup")
@@ -49,11 +51,13 @@ class PostgresWakeup:
 
     def _run(self) -> None:
         import psycopg  # the PostgreSQL extra; only nodes on PostgreSQL get here
+        from psycopg.conninfo import make_conninfo
 
         delay = 0.5
         while not self._stop.is_set():
             try:
-                with psycopg.connect(self._url, autocommit=True, connect_timeout=5) as connection:
+                conninfo = make_conninfo(self._url, **server_timeouts(self._url))
+                with psycopg.connect(conninfo, autocommit=True) as connection:
                     for channel in self._handlers:
                         connection.execute(f"LISTEN {channel}")
                     if not self.connected:

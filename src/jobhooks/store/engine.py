@@ -10,7 +10,17 @@ from urllib.parse import quote
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
-__all__ = ["CONNECT_TIMEOUT", "connect", "for_reads", "is_sqlite", "shown_url", "sqlite_path"]
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "IDLE_PROBE",
+    "TCP_USER_TIMEOUT",
+    "connect",
+    "for_reads",
+    "is_sqlite",
+    "server_timeouts",
+    "shown_url",
+    "sqlite_path",
+]
 
 _READS = "jobhooks_reads"
 
@@ -18,6 +28,28 @@ CONNECT_TIMEOUT = 10
 """Seconds a new PostgreSQL connection may take, unless the URL sets ``connect_timeout``.
 Without it, a server that accepts connections and never answers (a hung server or
 pooler, a firewall that swallows the handshake) holds whoever connects for ever."""
+TCP_USER_TIMEOUT = 15
+"""Seconds what is sent to PostgreSQL may go unacknowledged before the connection is given
+up (libpq's ``tcp_user_timeout``, Linux), unless the URL sets it. Without it, a server
+whose host vanished (powered off, failed over to another machine) holds a write for the
+kernel's retransmission timeout, about 15 minutes."""
+IDLE_PROBE = 10
+"""Seconds a PostgreSQL connection may sit idle before the kernel checks that the server is
+still there (TCP keepalive, then every 5 s, given up after :data:`TCP_USER_TIMEOUT`), so
+a connection that only listens (wake-ups, reload announcements) notices a vanished host."""
+
+
+def server_timeouts(url: str) -> dict[str, int]:
+    """The libpq settings that bound every wait of a connection to ``url`` (PostgreSQL) on
+    a server that does not answer, less those the URL sets itself."""
+    defaults = {
+        "connect_timeout": CONNECT_TIMEOUT,
+        "tcp_user_timeout": TCP_USER_TIMEOUT * 1000,
+        "keepalives_idle": IDLE_PROBE,
+        "keepalives_interval": 5,
+    }
+    given = make_url(url).query
+    return {name: value for name, value in defaults.items() if name not in given}
 
 
 def is_sqlite(url: str) -> bool:
@@ -101,10 +133,9 @@ def connect(url: str, *, pool_size: int = 8, create: bool = True) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    given = make_url(url).query
     return create_engine(
         url,
-        connect_args={} if "connect_timeout" in given else {"connect_timeout": CONNECT_TIMEOUT},
+        connect_args=server_timeouts(url),
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
