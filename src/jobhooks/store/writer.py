@@ -392,6 +392,7 @@ class GroupCommitWriter:
             for item in batch:
                 self._fail(item, DatabaseLost(str(self._lost)))
             return
+        unreached: Exception | None = None
         try:
             results = self._apply(batch)
         except DatabaseLost as exc:
@@ -408,17 +409,20 @@ class GroupCommitWriter:
                 first_line,
             )
         except Exception as exc:
-            if not self._reached:  # one by one, each would wait for the server in turn
-                for item in batch:
-                    self._fail(item, exc)
-                return
-            logger.debug("a group of %d writes failed; retrying them one by one", len(batch))
+            if self._reached:
+                logger.debug("a group of %d writes failed; retrying them one by one", len(batch))
+            else:
+                unreached = exc
         else:
             self._deliver(batch, results)
             return
         if self._lost is not None:  # the failure showed the file is damaged
             for item in batch:
                 self._fail(item, DatabaseLost(str(self._lost)))
+            return
+        if unreached is not None:  # one by one, each would wait for the database in turn
+            for item in batch:
+                self._fail(item, unreached)
             return
         unconfirmed = self._at_commit
         retries = sorted(batch, key=lambda item: item[0].again is None)
