@@ -18,7 +18,7 @@ from support.clock import ManualClock
 from support.faults import AnswerToCommitLost, SilentServer
 from support.reports import new_completion
 
-from jobhooks.errors import CommitUnconfirmed, StoreError
+from jobhooks.errors import CommitUnconfirmed, DatabaseLost, StoreError
 from jobhooks.store import Store, engine, writer
 from jobhooks.store.engine import connect
 from jobhooks.store.nodes import NodeIdentity, beat
@@ -582,3 +582,28 @@ def test_writes_to_a_server_that_never_answers_are_refused_together_not_in_turn(
     }
     assert all(type(answer) is StoreError for answer in answers)
     assert not group.health.ok
+
+
+def test_a_file_found_damaged_as_the_writer_connects_refuses_every_write(
+    tmp_path: Path,
+) -> None:
+    """The SQLite file was overwritten while the writer had no connection open (a fresh
+    one is made, as after an earlier failure): the write that finds it says the file was
+    changed under jobhooks and what to do, not only that it is corrupt."""
+    clock = ManualClock()
+    path = tmp_path / "jobhooks.db"
+    store = Store(f"sqlite:///{path}", clock=clock)
+    try:
+        asyncio.run(store.check_in(new_completion()))
+        clock.advance(KEEP_CONNECTION + 1)  # the writer gives its connection back at the next
+        store._engine.dispose()
+        with path.open("r+b") as file:
+            file.write(b"\xff" * 4096)
+
+        with pytest.raises(DatabaseLost) as refused:
+            asyncio.run(store.check_in(new_completion()))
+
+        assert "changed under jobhooks" in str(refused.value)
+        assert "restore or move the file" in str(refused.value)
+    finally:
+        store.close()
