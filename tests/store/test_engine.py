@@ -70,6 +70,27 @@ def test_a_connect_timeout_in_the_url_wins_over_the_default(
     assert "did not answer in time" in str(error)
 
 
+@pytest.mark.parametrize(
+    ("setting", "said"),
+    [
+        ("connect_timeout=abc", "bad value for connect_timeout: 'abc'"),
+        ("connect_timeout=2&connect_timeout=3", "bad value for connect_timeout"),
+        ("keepalive=1", 'invalid connection option "keepalive"'),
+        ("sslmode=bogus", 'invalid sslmode value: "bogus"'),
+    ],
+)
+def test_a_setting_in_the_url_libpq_cannot_use_is_named(setting: str, said: str) -> None:
+    url = f"postgresql://postgres@127.0.0.1:5432/test?{setting}"
+
+    with pytest.raises(StoreError) as refused:
+        open_database(url)
+
+    assert str(refused.value).startswith(
+        f"cannot open the database {url}: the database URL has a setting libpq cannot use ("
+    )
+    assert said in str(refused.value)
+
+
 def _vanish(what: str, url: str) -> dict[str, Any]:
     """Run ``support.vanished_host`` ``what`` on the database ``url``; what it printed."""
     server = make_url(url)

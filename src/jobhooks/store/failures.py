@@ -28,6 +28,8 @@ _SQLITE_CAUSES = (
     ("file is not a database", "the database file is corrupt (not a SQLite database)"),
     ("no such table", "the database file has lost its tables (was it replaced?)"),
 )
+_URL_MISTAKES = ("bad value for ", "invalid connection option ", "invalid sslmode value")
+"""What psycopg says of a setting in the URL's query before it reaches the server."""
 _OS_CAUSES = {
     errno.ENOSPC: "the disk holding the database is full",
     errno.EFBIG: "the disk holding the database is full (file size limit)",
@@ -55,6 +57,9 @@ def describe_failure(exc: BaseException) -> str:
     for marker, cause in _SQLITE_CAUSES:
         if marker in text:
             return cause
+    driver = str(getattr(exc, "orig", None) or exc)
+    if any(marker in driver for marker in _URL_MISTAKES):
+        return f"the database URL has a setting libpq cannot use ({driver.strip()})"
     if isinstance(exc, OperationalError) and "sqlite" not in type(exc.orig).__module__:
         if "connection timeout expired" in text:
             return (
