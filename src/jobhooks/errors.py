@@ -31,6 +31,7 @@ __all__ = [
     "ConfigError",
     "ContextError",
     "DatabaseLost",
+    "DatabaseUnreachable",
     "FieldProblem",
     "JobhooksError",
     "LeaseLost",
@@ -147,6 +148,12 @@ class CommitUnconfirmed(StoreError):
     answer never came, and storing it again failed too (and PostgreSQL, when asked, could
     not say it was rolled back). It may have been stored; written again with the same
     identity (an Idempotency-Key), it is stored once."""
+
+
+class DatabaseUnreachable(StoreError):
+    """Raised without an attempt to connect: the last attempt to reach the database server
+    took long and failed a moment ago (a server that does not answer). Says why, and
+    when the next attempt is made."""
 
 
 class SchemaOutOfDate(StoreError):

@@ -123,8 +123,12 @@ def test_a_write_to_a_server_whose_host_vanished_is_answered_after_tcp_user_time
     instead of after the kernel's retransmission timeout, about 15 minutes."""
     answer = _vanish("check-in", pg_database)
 
-    assert answer["error"] == "StoreError", answer
-    assert answer["message"] == "the database server cannot be reached or refused the connection"
+    # Not stored, said at once by the retry when asking the server what became of the
+    # group took long and failed (see the gate test above).
+    assert answer["error"] in ("StoreError", "DatabaseUnreachable"), answer
+    assert answer["message"].startswith(
+        "the database server cannot be reached or refused the connection"
+    )
     assert 2 <= answer["seconds"] < 20, answer
 
 

@@ -5,6 +5,7 @@ COMMIT had no answer is not stored twice."""
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from sqlalchemy import make_url
 from sqlalchemy.exc import OperationalError
 from support.clock import ManualClock
 from support.faults import AnswerToCommitLost, SilentServer
@@ -21,6 +23,7 @@ from support.reports import new_completion
 from jobhooks.errors import CommitUnconfirmed, DatabaseLost, StoreError
 from jobhooks.store import Store, engine, writer
 from jobhooks.store.engine import connect
+from jobhooks.store.gate import ConnectGate
 from jobhooks.store.nodes import NodeIdentity, beat
 from jobhooks.store.records import CheckinReceipt, ClaimedRun, RunOutcome, RunStatus
 from jobhooks.store.writer import KEEP_CONNECTION, BatchOperation, GroupCommitWriter
@@ -582,6 +585,65 @@ def test_writes_to_a_server_that_never_answers_are_refused_together_not_in_turn(
     }
     assert all(type(answer) is StoreError for answer in answers)
     assert not group.health.ok
+
+
+def _through(silent: SilentServer, url: str) -> str:
+    """``url`` with its host and port those of ``silent``."""
+    return make_url(url).set(host="127.0.0.1", port=silent.port).render_as_string(False)
+
+
+def test_after_a_connect_timeout_writes_are_refused_at_once_until_the_next_attempt(
+    pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A check-in that reaches a node while its database does not answer is told "not
+    stored" at once, rather than after another connect timeout; a while later the writer
+    tries again and, the server being back, stores it."""
+    monkeypatch.setattr(engine, "CONNECT_TIMEOUT", 1)
+    clock = ManualClock()
+    nothing = BatchOperation("nothing", lambda _c, payloads, _now: [None] * len(payloads))
+
+    async def one_write(group: GroupCommitWriter) -> tuple[object, float]:
+        started = time.monotonic()
+        try:
+            answer: object = await asyncio.wait_for(group.call(nothing, None), 6)
+        except StoreError as exc:
+            answer = exc
+        return answer, time.monotonic() - started
+
+    with SilentServer() as silent:
+        through = connect(_through(silent, pg_database), gate=ConnectGate(clock))
+        group = GroupCommitWriter(through)
+        group.start()
+        try:
+            first, first_took = asyncio.run(one_write(group))
+            problem = group.health.problem
+            second, second_took = asyncio.run(one_write(group))
+            wait = re.fullmatch(r".*; the next attempt to reach it is in (\d+) s", str(second))
+            assert wait is not None, second
+            clock.advance(int(wait[1]) - 1)
+            third, third_took = asyncio.run(one_write(group))
+            problem_after = group.health.problem
+            silent.answer("127.0.0.1", make_url(pg_database).port or 5432)
+            clock.advance(2)
+            fourth, _ = asyncio.run(one_write(group))
+        finally:
+            group.stop()
+            through.dispose()
+
+    timed_out = (
+        "the database server did not answer in time (connect_timeout; a hung server or "
+        "pooler, or a firewall dropping the connection)"
+    )
+    assert str(first) == timed_out and first_took >= 0.9
+    # Twice as long as the failed attempt took, counted from its end.
+    assert 2 * first_took - 1 <= int(wait[1]) <= 2 * first_took + 1
+    assert str(second).startswith(f"{timed_out}; ")
+    assert second_took < 0.5, f"refused after {second_took:.1f} s"
+    assert problem == problem_after == timed_out  # refusals are not failures of their own
+    assert str(third) == f"{timed_out}; the next attempt to reach it is in 1 s"
+    assert third_took < 0.5
+    assert fourth is None, f"not stored once the server answered: {fourth}"
+    assert group.health.ok
 
 
 def test_a_file_found_damaged_as_the_writer_connects_refuses_every_write(

@@ -118,7 +118,11 @@ class AnswerToCommitLost:
 class SilentServer:
     """A server on loopback that accepts connections and never says a word: a hung
     database server or pooler, or a firewall that lets the handshake in and nothing
-    back. Leaving the ``with`` block closes every connection it holds."""
+    back. :meth:`answer` makes it pass connections on to a real server (the server is
+    back, or was there all along), :meth:`silence` makes it stop passing anything either
+    way while keeping every connection open (the server froze: a paused machine, a disk
+    hung under it; its host still acknowledges what is sent). Leaving the ``with`` block
+    closes every connection it holds."""
 
     def __init__(self) -> None:
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -126,7 +130,19 @@ class SilentServer:
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/test"
         """A PostgreSQL URL that points at it."""
         self._held: list[socket.socket] = []
+        self._target: tuple[str, int] | None = None
+        self._passing = threading.Event()
         self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    def answer(self, host: str, port: int) -> None:
+        """From now on, pass new connections on to ``host:port`` (and what comes on those it
+        passed on before :meth:`silence`); the silent ones it holds stay silent."""
+        self._target = (host, port)
+        self._passing.set()
+
+    def silence(self) -> None:
+        """From now on, pass nothing on either way (what comes is read and dropped)."""
+        self._passing.clear()
 
     def _accept(self) -> None:
         while True:
@@ -135,6 +151,18 @@ class SilentServer:
             except OSError:  # closed: the test is over
                 return
             self._held.append(connection)
+            if self._target is not None and self._passing.is_set():
+                server = socket.create_connection(self._target, timeout=5)
+                server.settimeout(None)
+                self._held.append(server)
+                for source, target in ((connection, server), (server, connection)):
+                    threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                if self._passing.is_set():
+                    target.sendall(data)
 
     def __enter__(self) -> SilentServer:
         self._thread.start()
@@ -146,4 +174,6 @@ class SilentServer:
         self._listener.close()
         self._thread.join(timeout=5)
         for connection in self._held:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)  # wakes its pump
             connection.close()

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from jobhooks.errors import StoreError
+from jobhooks.store.deadline import overdue, watch
 from jobhooks.store.engine import for_reads
 from jobhooks.store.failures import describe_failure
 from jobhooks.store.writer import BatchOperation, GroupCommitWriter
@@ -48,11 +49,12 @@ class Database:
         if lost is not None:
             raise lost
         try:
-            with self._reads.connect() as connection:
+            with watch() as watched, self._reads.connect() as connection:
                 return query(connection, *args, **kwargs)
         except SQLAlchemyError as exc:
             logger.debug("a read failed: %s", exc)
-            raise StoreError(f"the database cannot be read: {describe_failure(exc)}") from None
+            problem = overdue(exc) if watched.tripped else describe_failure(exc)
+            raise StoreError(f"the database cannot be read: {problem}") from None
 
     async def read(
         self, query: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs

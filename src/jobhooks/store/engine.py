@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Dialect, make_url
+
+from jobhooks.store.deadline import guard
+from jobhooks.store.gate import ConnectGate
 
 __all__ = [
     "CONNECT_TIMEOUT",
@@ -106,12 +110,17 @@ def for_reads(engine: Engine) -> Engine:
     return engine.execution_options(**{_READS: True})
 
 
-def connect(url: str, *, pool_size: int = 8, create: bool = True) -> Engine:
+def connect(
+    url: str, *, pool_size: int = 8, create: bool = True, gate: ConnectGate | None = None
+) -> Engine:
     """An engine for ``url``.
 
     For SQLite, ``create`` lets a connection create the file (and its folder);
     without it a missing file is an error, so a database deleted under a
-    running process is never silently replaced by an empty one.
+    running process is never silently replaced by an empty one. On PostgreSQL,
+    every new connection goes through ``gate`` (a :class:`ConnectGate` of its own by
+    default): after an attempt that took long and failed, the next ones are refused at
+    once for a while.
     """
     if is_sqlite(url):
         path = sqlite_path(url)
@@ -133,10 +142,17 @@ def connect(url: str, *, pool_size: int = 8, create: bool = True) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(
-        url,
-        connect_args=server_timeouts(url),
-        pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_pre_ping=True,
+    engine = create_engine(
+        url, connect_args=server_timeouts(url), pool_size=pool_size, max_overflow=pool_size
     )
+    event.listen(engine, "do_connect", _through(gate or ConnectGate()))
+    guard(engine)  # checks a kept connection as it is taken, under the deadline
+    return engine
+
+
+def _through(gate: ConnectGate) -> Callable[[Dialect, Any, Any, Any], Any]:
+    def do_connect(dialect: Dialect, _record: Any, cargs: Any, cparams: Any) -> Any:
+        failures = dialect.loaded_dbapi.OperationalError
+        return gate.attempt(lambda: dialect.connect(*cargs, **cparams), failures)
+
+    return do_connect

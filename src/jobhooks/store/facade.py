@@ -25,6 +25,7 @@ from jobhooks.store.checkins import CheckinWrites
 from jobhooks.store.checkpoint import WalCheckpointer
 from jobhooks.store.clock import DatabaseClock
 from jobhooks.store.database import FileIdentity, open_database
+from jobhooks.store.deadline import watch
 from jobhooks.store.dialect import RUNS_CHANNEL, notify
 from jobhooks.store.engine import is_sqlite, sqlite_path
 from jobhooks.store.failures import describe_failure
@@ -147,7 +148,7 @@ class Store:
         node, self._node = self._node, None
         self._writer.stop()
         if node is not None and self._writer.lost is None:
-            with contextlib.suppress(Exception), self._engine.begin() as connection:
+            with contextlib.suppress(Exception), watch(), self._engine.begin() as connection:
                 stop_node(connection, node.id, self._clock())
         if self._checkpointer is not None:
             self._checkpointer.stop()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import errno
 
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from jobhooks.errors import StoreError
 
@@ -47,6 +47,16 @@ def is_damaged(exc: BaseException) -> bool:
     return any(marker in text for marker in _DAMAGED)
 
 
+def _server_operational(exc: BaseException) -> bool:
+    """An ``OperationalError`` of PostgreSQL's driver (psycopg), wrapped by SQLAlchemy or
+    not (as an attempt to connect raises it): the server could not be used."""
+    driver = getattr(exc, "orig", None) or exc
+    return any(
+        kind.__name__ == "OperationalError" and kind.__module__.startswith("psycopg")
+        for kind in type(driver).__mro__
+    )
+
+
 def describe_failure(exc: BaseException) -> str:
     """One sentence saying what went wrong, without the driver's internals."""
     if isinstance(exc, StoreError):
@@ -60,7 +70,7 @@ def describe_failure(exc: BaseException) -> str:
     driver = str(getattr(exc, "orig", None) or exc)
     if any(marker in driver for marker in _URL_MISTAKES):
         return f"the database URL has a setting libpq cannot use ({driver.strip()})"
-    if isinstance(exc, OperationalError) and "sqlite" not in type(exc.orig).__module__:
+    if _server_operational(exc):
         if "connection timeout expired" in text:
             return (
                 "the database server did not answer in time (connect_timeout; a hung "

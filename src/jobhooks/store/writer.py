@@ -21,7 +21,8 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DataError, IntegrityError
 
-from jobhooks.errors import CommitUnconfirmed, DatabaseLost, StoreError
+from jobhooks.errors import CommitUnconfirmed, DatabaseLost, DatabaseUnreachable, StoreError
+from jobhooks.store.deadline import overdue, watch
 from jobhooks.store.dialect import limit_lock_wait
 from jobhooks.store.failures import describe_failure, is_damaged
 from jobhooks.store.fate import (
@@ -121,6 +122,7 @@ class Periodic:
 
 
 _STOP = object()
+
 
 KEEP_CONNECTION = 1.0
 """Seconds the writer keeps its connection unused before it gives it back to the pool."""
@@ -229,15 +231,18 @@ class GroupCommitWriter:
             raise lost
         session: Session | None = None
         try:
-            connection = self._connect()
-            with connection.begin():
-                session = session_of(connection)
-                result = work(connection)
+            with watch() as watched:
+                connection = self._connect()
+                watched.bind(connection.connection.dbapi_connection)
+                with connection.begin():
+                    session = session_of(connection)
+                    result = work(connection)
             self._committed()
         except Exception as exc:
+            exc = overdue(exc) if watched.tripped else exc
             self._give_up(exc, session, None)
             self._failed(exc)
-            raise
+            raise exc
         return result
 
     # -- health ------------------------------------------------------------------
@@ -262,6 +267,8 @@ class GroupCommitWriter:
         )
 
     def _failed(self, exc: BaseException) -> None:
+        if isinstance(exc, DatabaseUnreachable):
+            return  # not tried: the failure of the attempt before is the problem still
         if isinstance(exc, DatabaseLost):
             self._lose(exc)
             return
@@ -430,8 +437,11 @@ class GroupCommitWriter:
             try:
                 self._deliver([item], self._apply([item], again=True))
             except Exception as exc:
-                # Stored, perhaps, by the failed group or by this retry's own COMMIT.
-                if (unconfirmed or self._at_commit) and not isinstance(exc, StoreError):
+                # Stored, perhaps, by the failed group or by this retry's own COMMIT,
+                # whatever stopped the retry (a connection refused at once included).
+                if (unconfirmed or self._at_commit) and not isinstance(
+                    exc, CommitUnconfirmed | DatabaseLost
+                ):
                     exc = CommitUnconfirmed(
                         f"the database did not confirm the write ({describe_failure(exc)}); "
                         "it may have been stored"
@@ -454,26 +464,29 @@ class GroupCommitWriter:
         noted = False
         xid: int | None = None
         try:
-            connection = self._connect()
-            self._reached = True
-            with connection.begin():
-                session = session_of(connection)  # PostgreSQL's, asked once per connection
-                if again:
-                    limit_lock_wait(connection, AGAIN_LOCK_WAIT)
-                for operation, indexes in groups.values():
-                    payloads = [batch[i][1] for i in indexes]
-                    apply = operation.again if again and operation.again else operation.apply
-                    applied = apply(connection, payloads, now)
-                    for index, result in zip(indexes, applied, strict=True):
-                        results[index] = result
-                if session is not None and any(
-                    not (op.repeatable or op.again) for op, _indexes in groups.values()
-                ):
-                    noted = True
-                    xid = transaction_id(connection)  # None: it wrote nothing
-                self._at_commit = True  # what fails from here on may have been stored
+            with watch() as watched:
+                connection = self._connect()
+                watched.bind(connection.connection.dbapi_connection)
+                self._reached = True
+                with connection.begin():
+                    session = session_of(connection)  # PostgreSQL's, once per connection
+                    if again:
+                        limit_lock_wait(connection, AGAIN_LOCK_WAIT)
+                    for operation, indexes in groups.values():
+                        payloads = [batch[i][1] for i in indexes]
+                        apply = operation.again if again and operation.again else operation.apply
+                        applied = apply(connection, payloads, now)
+                        for index, result in zip(indexes, applied, strict=True):
+                            results[index] = result
+                    if session is not None and any(
+                        not (op.repeatable or op.again) for op, _indexes in groups.values()
+                    ):
+                        noted = True
+                        xid = transaction_id(connection)  # None: it wrote nothing
+                    self._at_commit = True  # what fails from here on may have been stored
             self._committed()
         except Exception as exc:
+            exc = overdue(exc) if watched.tripped else exc
             fate = self._give_up(exc, session, xid if self._at_commit else None)
             if noted and xid is None:
                 fate = "aborted"  # it wrote nothing: nothing to lose, applied again
@@ -484,7 +497,7 @@ class GroupCommitWriter:
                 for operation, _indexes in groups.values():
                     if operation.after_rollback is not None:
                         operation.after_rollback()
-                raise
+                raise exc
             logger.warning(
                 "the answer to a COMMIT was lost (%s); the database says it committed the "
                 "group of %d writes",
@@ -516,7 +529,7 @@ class GroupCommitWriter:
         while True:
             waited = time.monotonic() - started
             try:
-                with self._engine.connect() as connection:
+                with watch(), self._engine.connect() as connection:
                     state = session_state(connection, session)
                     fate = None if xid is None else transaction_fate(connection, xid)
                     if state is None:  # gone: "committed" may be another's, after a crash

@@ -1,0 +1,110 @@
+"""A PostgreSQL server that froze under open connections (a paused machine, a disk hung
+under the server, a stuck pooler: its host still acknowledges what is sent, so no TCP
+timeout ends anything) holds no write, read or check-in for longer than the deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import make_url, text
+from support.faults import SilentServer
+from support.reports import new_completion
+
+from jobhooks.errors import CommitUnconfirmed, StoreError
+from jobhooks.store import Store, deadline, engine, writer
+from jobhooks.store.writer import BatchOperation, GroupCommitWriter
+
+OVERDUE = (
+    "the database server did not answer within 1 s (a hung server, pooler or disk, or a "
+    "paused machine)"
+)
+
+
+@pytest.fixture
+def frozen(pg_database: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[SilentServer]:
+    """A relay to the test's database, which :meth:`SilentServer.silence` freezes; a
+    deadline of 1 s, and short waits for what follows it."""
+    monkeypatch.setattr(deadline, "DEADLINE", 1.0)
+    monkeypatch.setattr(engine, "CONNECT_TIMEOUT", 1)
+    monkeypatch.setattr(writer, "FATE_WAIT", 0.3)
+    url = make_url(pg_database)
+    with SilentServer() as relay:
+        relay.answer(url.host or "127.0.0.1", url.port or 5432)
+        relay.url = url.set(host="127.0.0.1", port=relay.port).render_as_string(False)
+        yield relay
+
+
+def _stored(url: str) -> int:
+    database = engine.connect(url)
+    try:
+        with database.connect() as connection:
+            return int(connection.execute(text("SELECT count(*) FROM completions")).scalar_one())
+    finally:
+        database.dispose()
+
+
+def test_a_check_in_on_a_server_that_froze_is_answered_not_stored(
+    frozen: SilentServer, pg_database: str
+) -> None:
+    store = Store(frozen.url)
+    try:
+        asyncio.run(store.check_in(new_completion()))
+        frozen.silence()
+
+        started = time.monotonic()
+        with pytest.raises(StoreError) as refused:
+            asyncio.run(asyncio.wait_for(store.check_in(new_completion()), 20))
+        took = time.monotonic() - started
+        problem = store.health.problem
+    finally:
+        store.close()
+
+    assert not isinstance(refused.value, CommitUnconfirmed), refused.value
+    assert took < 8, f"answered after {took:.1f} s"
+    assert problem == OVERDUE  # what /readyz says
+    assert _stored(pg_database) == 1
+
+
+def test_a_read_on_a_server_that_froze_fails_within_the_deadline(frozen: SilentServer) -> None:
+    """The kept connection the read is given is checked first: the check is what the frozen
+    server never answers, and it is watched too."""
+    store = Store(frozen.url)
+    try:
+        assert asyncio.run(store.tokens.find("jh_nothing")) is None  # a connection kept
+        frozen.silence()
+
+        started = time.monotonic()
+        with pytest.raises(StoreError) as failed:
+            asyncio.run(asyncio.wait_for(store.tokens.find("jh_nothing"), 20))
+        took = time.monotonic() - started
+    finally:
+        store.close()
+
+    assert str(failed.value) == f"the database cannot be read: {OVERDUE}"
+    assert took < 6, f"answered after {took:.1f} s"
+
+
+def test_a_group_whose_commit_the_frozen_server_never_answered_may_have_been_stored(
+    frozen: SilentServer,
+) -> None:
+    """The server froze as the COMMIT was sent: nobody can say whether it was applied, so
+    the writes are answered "may have been stored", never "not stored" (an orchestrator
+    sends a completion again with the same key; one told "not stored" may not)."""
+    freezing = BatchOperation(
+        "freezing",
+        lambda _connection, payloads, _now: [frozen.silence(), *[None] * len(payloads)][1:],
+        repeatable=True,
+    )
+    group = GroupCommitWriter(engine.connect(frozen.url))
+    group.start()
+    try:
+        with pytest.raises(StoreError) as failed:
+            asyncio.run(asyncio.wait_for(group.call(freezing, None), 20))
+    finally:
+        group.stop()
+
+    assert isinstance(failed.value, CommitUnconfirmed), repr(failed.value)
+    assert str(failed.value).startswith("the database did not confirm the write (")
