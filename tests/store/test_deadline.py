@@ -8,6 +8,7 @@ import asyncio
 import time
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 from sqlalchemy import make_url, text
 from support.faults import SilentServer
@@ -15,11 +16,13 @@ from support.reports import new_completion
 
 from jobhooks.errors import CommitUnconfirmed, StoreError
 from jobhooks.store import Store, deadline, engine, writer
+from jobhooks.store.database import open_database
+from jobhooks.store.engine import shown_url
 from jobhooks.store.writer import BatchOperation, GroupCommitWriter
 
 OVERDUE = (
-    "the database server did not answer within 1 s (a hung server, pooler or disk, or a "
-    "paused machine)"
+    "the database server did not answer within 1 s (a hung server, pooler or disk, a paused "
+    "machine, or a lock another session holds)"
 )
 
 
@@ -108,3 +111,21 @@ def test_a_group_whose_commit_the_frozen_server_never_answered_may_have_been_sto
 
     assert isinstance(failed.value, CommitUnconfirmed), repr(failed.value)
     assert str(failed.value).startswith("the database did not confirm the write (")
+
+
+def test_a_start_whose_first_read_never_ends_says_so(
+    pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node starts while another session holds a lock on what it reads first (a migration
+    left hanging, an administrator's open transaction): it stops with an error that says
+    what it waited for, instead of hanging at its start."""
+    monkeypatch.setattr(deadline, "DEADLINE", 1.0)
+    with psycopg.connect(pg_database) as admin:
+        admin.execute("LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        with pytest.raises(StoreError) as failed:
+            open_database(pg_database)
+        took = time.monotonic() - started
+
+    assert str(failed.value) == f"cannot open the database {shown_url(pg_database)}: {OVERDUE}"
+    assert took < 5, f"gave up after {took:.1f} s"

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from jobhooks.errors import StoreError
+from jobhooks.errors import SchemaOutOfDate, StoreError
 from jobhooks.store.engine import connect, for_reads, is_sqlite, shown_url, sqlite_path
 from jobhooks.store.failures import describe_failure
 from jobhooks.store.migrate import current_revision, ensure_current, upgrade
@@ -109,10 +109,10 @@ def open_database(url: str, *, migrate: bool | None = None, pool_size: int = 8) 
             upgrade(engine)
         else:
             ensure_current(engine)
-    except StoreError:
+    except SchemaOutOfDate:
         engine.dispose()
         raise
-    except (SQLAlchemyError, OSError) as exc:
+    except (SQLAlchemyError, OSError, StoreError) as exc:
         engine.dispose()
         if new and path is not None:
             _remove_new(path)
@@ -149,7 +149,7 @@ def upgrade_database(url: str) -> tuple[str | None, str | None]:
     engine = _engine(url, 1, create=True)
     try:
         before = current_revision(engine)
-    except (SQLAlchemyError, OSError) as exc:
+    except (SQLAlchemyError, OSError, StoreError) as exc:
         engine.dispose()
         raise StoreError(
             f"cannot open the database {shown_url(url)}: {describe_failure(exc)}"

@@ -129,7 +129,7 @@ def overdue(exc: Exception) -> StoreError:
     the driver's error, as its cause)."""
     error = StoreError(
         f"the database server did not answer within {DEADLINE:g} s (a hung server, pooler "
-        "or disk, or a paused machine)"
+        "or disk, a paused machine, or a lock another session holds)"
     )
     error.__cause__ = exc
     return error

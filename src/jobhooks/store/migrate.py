@@ -11,8 +11,10 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from jobhooks.errors import SchemaOutOfDate, StoreError
+from jobhooks.store.deadline import overdue, watch
 from jobhooks.store.engine import sqlite_path
 from jobhooks.store.failures import describe_failure
 
@@ -34,8 +36,14 @@ def head_revision() -> str:
 
 def current_revision(engine: Engine) -> str | None:
     """The migration the database is at (None for an empty database)."""
-    with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+    with watch() as watched:
+        try:
+            with engine.connect() as connection:
+                return MigrationContext.configure(connection).get_current_revision()
+        except SQLAlchemyError as exc:
+            if watched.tripped:
+                raise overdue(exc) from None
+            raise
 
 
 @contextlib.contextmanager
