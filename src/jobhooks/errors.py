@@ -155,6 +155,13 @@ class DatabaseUnreachable(StoreError):
     took long and failed a moment ago (a server that does not answer). Says why, and
     when the next attempt is made."""
 
+    def __init__(self, cause: str, next_in: int) -> None:
+        super().__init__(f"{cause}; the next attempt to reach it is in {next_in} s")
+        self.cause = cause
+        """Why the last attempt failed (what ``/readyz`` says meanwhile)."""
+        self.next_in = next_in
+        """Seconds until the next attempt."""
+
 
 class SchemaOutOfDate(StoreError):
     """Raised when the database schema is behind this version; run ``jobhooks db upgrade``."""

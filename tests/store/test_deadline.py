@@ -10,13 +10,15 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from sqlalchemy import make_url, text
+from sqlalchemy import Engine, create_engine, make_url, text
+from sqlalchemy.exc import OperationalError
 from support.faults import SilentServer
 from support.reports import new_completion
 
 from jobhooks.errors import CommitUnconfirmed, StoreError
 from jobhooks.store import Store, deadline, engine, writer
 from jobhooks.store.database import open_database
+from jobhooks.store.deadline import Watcher, guard
 from jobhooks.store.engine import shown_url
 from jobhooks.store.writer import BatchOperation, GroupCommitWriter
 
@@ -86,7 +88,9 @@ def test_a_read_on_a_server_that_froze_fails_within_the_deadline(frozen: SilentS
     finally:
         store.close()
 
-    assert str(failed.value) == f"the database cannot be read: {OVERDUE}"
+    # The deadline broke the kept connection's check and closed the gate, which refused the
+    # connection that was to replace it.
+    assert str(failed.value).startswith(f"{OVERDUE}; the next attempt to reach it is in ")
     assert took < 6, f"answered after {took:.1f} s"
 
 
@@ -129,3 +133,118 @@ def test_a_start_whose_first_read_never_ends_says_so(
 
     assert str(failed.value) == f"cannot open the database {shown_url(pg_database)}: {OVERDUE}"
     assert took < 5, f"gave up after {took:.1f} s"
+
+
+@pytest.fixture
+def guarded(pg_database: str) -> Iterator[tuple[Engine, Watcher, list[tuple[str, float]]]]:
+    """An engine on the test's database whose connections a watcher of the test's own
+    watches (it checks only when told), and what it told the engine's gate."""
+    watcher = Watcher(run=False)
+    told: list[tuple[str, float]] = []
+    pool = create_engine(engine.connect(pg_database).url, pool_size=2)
+    guard(pool, lambda problem, took: told.append((problem, took)), watcher)
+    try:
+        yield pool, watcher, told
+    finally:
+        pool.dispose()
+
+
+def test_a_connection_kept_past_the_deadline_is_broken_and_the_gate_told(
+    guarded: tuple[Engine, Watcher, list[tuple[str, float]]],
+) -> None:
+    pool, watcher, told = guarded
+    with watcher.watch() as use, pool.connect() as connection:
+        watcher.check(use.bound_at + deadline.DEADLINE - 1)
+        assert connection.execute(text("SELECT 1")).scalar_one() == 1  # left alone
+
+        watcher.check(use.bound_at + deadline.DEADLINE + 1)
+
+        assert use.tripped
+        with pytest.raises(OperationalError):
+            connection.execute(text("SELECT 1"))
+    assert told == [(deadline.overdue_problem(), pytest.approx(deadline.DEADLINE + 1))]
+
+
+def test_the_deadline_counts_from_when_the_connection_is_handed_over(
+    guarded: tuple[Engine, Watcher, list[tuple[str, float]]],
+) -> None:
+    """Waiting for a free connection of a busy pool is not the server's slowness."""
+    pool, watcher, _told = guarded
+    with watcher.watch() as use:
+        before = time.monotonic()
+        with pool.connect() as connection:
+            assert use.bound_at >= before
+            watcher.check(use.bound_at + deadline.DEADLINE - 0.5)
+            assert not use.tripped
+            assert connection.execute(text("SELECT 1")).scalar_one() == 1
+
+
+def test_a_connection_given_back_is_never_broken_for_the_use_that_had_it(
+    guarded: tuple[Engine, Watcher, list[tuple[str, float]]],
+) -> None:
+    """Back in the pool, its descriptor may soon be another connection's (or a file's)."""
+    pool, watcher, told = guarded
+    with watcher.watch() as use:
+        with pool.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        watcher.check(use.bound_at + deadline.DEADLINE + 1)
+        assert not use.tripped
+    with pool.connect() as connection:
+        assert connection.execute(text("SELECT 1")).scalar_one() == 1
+    assert told == []
+
+
+def test_a_use_given_a_new_connection_after_a_trip_is_watched_again(
+    guarded: tuple[Engine, Watcher, list[tuple[str, float]]],
+) -> None:
+    """The check of a kept connection hung and was broken; the connection that replaces it
+    hangs too (a stuck pooler answers new logins itself): it is broken in its turn."""
+    pool, watcher, told = guarded
+    with watcher.watch() as use:
+        with pytest.raises(OperationalError), pool.connect() as first:
+            watcher.check(use.bound_at + deadline.DEADLINE + 1)
+            assert use.tripped
+            first.execute(text("SELECT 1"))
+        # The broken one fails its check as it is taken again: a new one replaces it.
+        with pytest.raises(OperationalError), pool.connect() as second:
+            assert not use.tripped  # the trip was the other connection's
+            second.execute(text("SELECT 1"))
+            watcher.check(use.bound_at + deadline.DEADLINE + 1)
+            assert use.tripped
+            second.execute(text("SELECT 1"))
+    assert len(told) == 2
+
+
+def test_a_frozen_server_costs_one_deadline_not_one_per_kept_connection(
+    frozen: SilentServer,
+) -> None:
+    """The pool kept several connections; the first whose check the deadline broke has
+    every other replaced and closes the gate, so the next reads and check-ins are refused
+    at once, and /readyz says why."""
+    store = Store(frozen.url)
+    try:
+
+        async def reads(count: int) -> None:
+            await asyncio.gather(*(store.tokens.find("jh_nothing") for _ in range(count)))
+
+        asyncio.run(reads(6))  # six connections kept
+        frozen.silence()
+        took = []
+        for _ in range(3):
+            started = time.monotonic()
+            with pytest.raises(StoreError):
+                asyncio.run(asyncio.wait_for(store.tokens.find("jh_nothing"), 20))
+            took.append(time.monotonic() - started)
+        started = time.monotonic()
+        with pytest.raises(StoreError) as refused:
+            asyncio.run(asyncio.wait_for(store.check_in(new_completion()), 20))
+        check_in_took = time.monotonic() - started
+        health = store.health
+    finally:
+        store.close()
+
+    assert 1 <= took[0] < 4, took
+    assert took[1] < 0.5 and took[2] < 0.5, took
+    assert check_in_took < 0.5
+    assert str(refused.value).startswith(f"{OVERDUE}; the next attempt to reach it is in ")
+    assert not health.ok and health.problem == OVERDUE

@@ -4,14 +4,16 @@ A server that stops answering while its host still acknowledges what is sent (a 
 virtual machine, a disk hung under the server, a stuck pooler) holds a call on an open
 connection for ever: libpq has no timeout of its own for it, and the kernel sees nothing
 wrong, so neither ``tcp_user_timeout`` nor keepalives end it. The store's uses of a
-connection (a group of writes, a heartbeat, a read) are each watched; one still under
-way after :data:`DEADLINE` seconds has its socket shut down, so the driver's call fails
-as on a broken connection and the usual handling follows (a write is answered "not
-stored", or "may have been stored" when it was at its COMMIT).
+connection (a group of writes, a heartbeat, a read) are each watched; a connection
+still in use :data:`DEADLINE` seconds after it was handed to the use has its socket
+shut down, so the driver's call fails as on a broken connection and the usual handling
+follows (a write is answered "not stored", or "may have been stored" when it was at its
+COMMIT). Waiting for a free connection of the pool does not count.
 
-A use is watched from before its connection is taken from the pool: the pool's check
-that a kept connection still works (a query, which a frozen server never answers) is
-made under the watch too (see :func:`guard`).
+The pool's check that a kept connection still works (a query, which a frozen server
+never answers) is made under the watch too (see :func:`guard`), and a connection broken
+by the deadline tells the engine's gate, so that the next attempts to connect are
+refused at once for a while instead of each waiting for the frozen server.
 """
 
 from __future__ import annotations
@@ -21,72 +23,98 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, MutableMapping
+from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from jobhooks.errors import StoreError
 
-__all__ = ["DEADLINE", "Watch", "guard", "overdue", "watch"]
-
-_FRESH = "jobhooks_fresh"
+__all__ = ["DEADLINE", "Watch", "Watcher", "guard", "overdue", "overdue_problem", "watch"]
 
 DEADLINE = 30.0
-"""Seconds one use of a PostgreSQL connection may take before its connection is broken:
-well above what a group of writes or a read takes, well below the 100 s after which a
-.NET orchestrator's HTTP client gives up on a check-in."""
+"""Seconds a connection may stay in one use before it is broken: well above what a group of
+writes or a read takes, well below the 100 s after which a .NET orchestrator's HTTP
+client gives up on a check-in."""
+
+_FRESH = "jobhooks_fresh"
+_ON_OVERDUE = "jobhooks_on_overdue"
 
 
 class Watch:
-    """One use of a connection under way on one thread; :attr:`tripped` once its
-    connection was broken for taking too long."""
+    """One use of a connection under way on one thread. :attr:`tripped` says whether the
+    connection it uses now was broken for taking too long."""
 
-    __slots__ = ("_fd", "started", "tripped")
+    __slots__ = ("_fd", "_on_overdue", "bound_at", "tripped")
 
     def __init__(self) -> None:
-        self.started = time.monotonic()
         self._fd: int | None = None
+        self.bound_at = 0.0
+        """When its connection was handed to it (:func:`time.monotonic`)."""
+        self._on_overdue: Callable[[float], None] | None = None
         self.tripped = False
 
-    def bind(self, dbapi_connection: DBAPIConnection | None) -> None:
-        """Watch the driver's connection the use is now waiting on (a psycopg one: any other,
-        SQLite's, has no socket and is not watched)."""
-        fileno = getattr(dbapi_connection, "fileno", None)
-        if fileno is not None:
-            with contextlib.suppress(Exception):  # closed already: nothing to watch
-                self._fd = fileno()
+    def bind(self, connection: Connection) -> None:
+        """Watch ``connection`` from now on (the use took it from the pool before)."""
+        self._bind(connection.connection.dbapi_connection, connection.info)
 
-    def _trip(self) -> None:
+    def _bind(
+        self, dbapi_connection: DBAPIConnection | None, info: MutableMapping[Any, Any]
+    ) -> None:
+        fileno = getattr(dbapi_connection, "fileno", None)
+        if fileno is None:  # SQLite's: no socket, nothing to watch
+            return
+        with contextlib.suppress(Exception):  # closed already: nothing to watch
+            self._fd = fileno()
+            self.bound_at = time.monotonic()
+            self._on_overdue = info.get(_ON_OVERDUE)
+            self.tripped = False
+
+    def _unbind(self) -> None:
+        self._fd = None
+
+    def _trip(self, now: float) -> None:
         fd, self._fd = self._fd, None
         if fd is None:
             return
         self.tripped = True
+        if self._on_overdue is not None:  # first: the use, woken, may try to connect again
+            self._on_overdue(now - self.bound_at)
         # A second descriptor of the same socket: shutting it down ends the driver's wait
         # on the first, which stays the driver's to close.
-        with contextlib.suppress(OSError), socket.socket(fileno=os.dup(fd)) as duplicate:
-            duplicate.shutdown(socket.SHUT_RDWR)
+        duplicate = os.dup(fd)
+        try:
+            sock = socket.socket(fileno=duplicate)
+        except OSError:  # not a socket (any more): nothing to break
+            os.close(duplicate)
+            return
+        with contextlib.suppress(OSError), sock:
+            sock.shutdown(socket.SHUT_RDWR)
 
 
-class _Watcher:
-    """The thread that breaks the connections of uses past :data:`DEADLINE` (started at the
-    first use, one per process)."""
+class Watcher:
+    """Keeps the uses of connections under way, and breaks the connections kept in one
+    past :data:`DEADLINE`: a thread of its own checks once a second, started at the first
+    use (``run=False``: only when :meth:`check` is called)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, run: bool = True) -> None:
         self._lock = threading.Lock()
         self._watches: dict[int, Watch] = {}
         self._current = threading.local()
         self._thread: threading.Thread | None = None
+        self._run_thread = run
 
     @contextlib.contextmanager
     def watch(self) -> Iterator[Watch]:
+        """See :func:`watch`."""
         entry = Watch()
         outer = getattr(self._current, "watch", None)
         with self._lock:
             self._watches[id(entry)] = entry
-            if self._thread is None:
+            if self._thread is None and self._run_thread:
                 self._thread = threading.Thread(
                     target=self._run, name="jobhooks-deadline", daemon=True
                 )
@@ -99,62 +127,85 @@ class _Watcher:
             with self._lock:  # never broken after this: its socket may be another's by then
                 del self._watches[id(entry)]
 
-    def bind(self, dbapi_connection: DBAPIConnection) -> None:
-        entry: Watch | None = getattr(self._current, "watch", None)
-        if entry is not None:
-            entry.bind(dbapi_connection)
+    def current(self) -> Watch | None:
+        """This thread's use under way (the innermost), if any."""
+        return getattr(self._current, "watch", None)
+
+    def check(self, now: float) -> None:
+        """Break the connections kept in one use for more than :data:`DEADLINE` seconds at
+        ``now`` (:func:`time.monotonic`)."""
+        with self._lock:
+            for entry in self._watches.values():
+                if entry._fd is not None and now - entry.bound_at > DEADLINE:
+                    entry._trip(now)
 
     def _run(self) -> None:
         while True:
             time.sleep(min(1.0, DEADLINE / 4))
-            now = time.monotonic()
-            with self._lock:
-                for entry in self._watches.values():
-                    if not entry.tripped and now - entry.started > DEADLINE:
-                        entry._trip()
+            self.check(time.monotonic())
 
 
-_WATCHER = _Watcher()
+_WATCHER = Watcher()
 
 
 def watch() -> contextlib.AbstractContextManager[Watch]:
-    """Watch one use of a connection on this thread (see the module's text); bind its
-    connection with :meth:`Watch.bind` (a :func:`guard`-ed pool binds one it hands out).
-    Uses on one thread nest: the inner one is watched until it ends."""
+    """Watch one use of a connection on this thread (see the module's text). A
+    :func:`guard`-ed pool binds the connection it hands out; a connection kept from an
+    earlier use is bound with :meth:`Watch.bind`. Uses on one thread nest."""
     return _WATCHER.watch()
 
 
-def overdue(exc: Exception) -> StoreError:
-    """What a use whose connection the deadline broke failed with, in plain words (``exc``,
-    the driver's error, as its cause)."""
-    error = StoreError(
+def overdue_problem() -> str:
+    """Why a use whose connection the deadline broke failed, in plain words."""
+    return (
         f"the database server did not answer within {DEADLINE:g} s (a hung server, pooler "
         "or disk, a paused machine, or a lock another session holds)"
     )
+
+
+def overdue(exc: Exception) -> StoreError:
+    """The error a use whose connection the deadline broke fails with (``exc``, the
+    driver's error, as its cause)."""
+    error = StoreError(overdue_problem())
     error.__cause__ = exc
     return error
 
 
-def guard(engine: Engine) -> None:
-    """Check each connection ``engine``'s pool hands out (but one just made) under this
-    thread's watch, binding it first: a connection that fails the check is replaced. This
-    stands for the pool's own pre-ping, which runs before anything can bind it."""
+def guard(
+    engine: Engine, on_overdue: Callable[[str, float], None], watcher: Watcher = _WATCHER
+) -> None:
+    """Watch the connections ``engine``'s pool hands out: each is bound to this thread's
+    watch, then (but one just made) checked, standing for the pool's own pre-ping, which
+    runs before anything can bind it. A connection that fails the check is replaced, and
+    so is every other the pool keeps (a server restart or failover ended them all). A
+    connection the deadline breaks calls ``on_overdue(problem, seconds it was in use)``."""
 
-    def fresh(_dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry) -> None:
+    def connect(_dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry) -> None:
         record.info[_FRESH] = True
+        record.info[_ON_OVERDUE] = lambda took: on_overdue(overdue_problem(), took)
 
     def checkout(
         dbapi_connection: DBAPIConnection,
         record: ConnectionPoolEntry,
         _proxy: PoolProxiedConnection,
     ) -> None:
-        _WATCHER.bind(dbapi_connection)
+        current = watcher.current()
+        if current is not None:
+            current._bind(dbapi_connection, record.info)
         if record.info.pop(_FRESH, False):
             return
         try:
             engine.dialect.do_ping(dbapi_connection)
-        except Exception as exc:  # the pool replaces the connection and tries again
-            raise DisconnectionError(f"the kept connection failed its check: {exc}") from exc
+        except Exception as exc:  # the pool replaces its connections and tries again
+            raise InvalidatePoolError(f"a kept connection failed its check: {exc}") from exc
 
-    event.listen(engine, "connect", fresh)
+    def let_go(*_args: object) -> None:
+        # Back in the pool, or closed: its descriptor may soon be another connection's.
+        current = watcher.current()
+        if current is not None:
+            current._unbind()
+
+    event.listen(engine, "connect", connect)
     event.listen(engine, "checkout", checkout)
+    for name in ("checkin", "invalidate", "close"):
+        event.listen(engine.pool, name, let_go)

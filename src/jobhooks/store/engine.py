@@ -145,8 +145,9 @@ def connect(
     engine = create_engine(
         url, connect_args=server_timeouts(url), pool_size=pool_size, max_overflow=pool_size
     )
-    event.listen(engine, "do_connect", _through(gate or ConnectGate()))
-    guard(engine)  # checks a kept connection as it is taken, under the deadline
+    gate = gate or ConnectGate()
+    event.listen(engine, "do_connect", _through(gate))
+    guard(engine, gate.close)  # a kept connection is checked as it is taken, under the deadline
     return engine
 
 

@@ -28,8 +28,9 @@ at once (down, restarting) is tried again at once."""
 WAIT_FACTOR = 2.0
 """After a slow failed attempt, no other is made for this many times as long as it took,
 so that a server that does not answer holds at most one caller in three."""
-MAX_WAIT = 60.0
-"""The longest wait, in seconds, before the next attempt."""
+MAX_WAIT = 30.0
+"""The longest wait, in seconds, before the next attempt: how long a server that answers
+again may go unnoticed."""
 
 
 class ConnectGate:
@@ -55,19 +56,23 @@ class ConnectGate:
             problem, until = closed
             left = until - self._clock()
             if left > 0:
-                raise DatabaseUnreachable(
-                    f"{problem}; the next attempt to reach it is in {math.ceil(left)} s"
-                )
+                raise DatabaseUnreachable(problem, math.ceil(left))
         started = time.monotonic()
         try:
             connection = connect()
         except failures as exc:
             took = time.monotonic() - started
             if took >= SLOW_ATTEMPT:
-                wait = min(WAIT_FACTOR * took, MAX_WAIT)
-                with self._lock:
-                    self._closed = (describe_failure(exc), self._clock() + wait)
+                self.close(describe_failure(exc), took)
             raise
         with self._lock:
             self._closed = None
         return connection
+
+    def close(self, problem: str, took: float) -> None:
+        """Refuse attempts for :data:`WAIT_FACTOR` times ``took`` seconds (at most
+        :data:`MAX_WAIT`), saying ``problem``: a use of the database that took ``took``
+        seconds failed because the server did not answer."""
+        wait = min(WAIT_FACTOR * took, MAX_WAIT)
+        with self._lock:
+            self._closed = (problem, self._clock() + wait)

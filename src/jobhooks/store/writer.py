@@ -233,7 +233,7 @@ class GroupCommitWriter:
         try:
             with watch() as watched:
                 connection = self._connect()
-                watched.bind(connection.connection.dbapi_connection)
+                watched.bind(connection)
                 with connection.begin():
                     session = session_of(connection)
                     result = work(connection)
@@ -267,8 +267,6 @@ class GroupCommitWriter:
         )
 
     def _failed(self, exc: BaseException) -> None:
-        if isinstance(exc, DatabaseUnreachable):
-            return  # not tried: the failure of the attempt before is the problem still
         if isinstance(exc, DatabaseLost):
             self._lose(exc)
             return
@@ -285,7 +283,8 @@ class GroupCommitWriter:
             # Lost is reported by _lose; a constraint or a value the column cannot hold
             # is about one write, and the database works.
             return
-        problem = describe_failure(exc)
+        # Refused without an attempt: the failure that closed the gate is the problem.
+        problem = exc.cause if isinstance(exc, DatabaseUnreachable) else describe_failure(exc)
         now = self._clock()
         health = self._health
         if health.ok or health.problem != problem:
@@ -466,7 +465,7 @@ class GroupCommitWriter:
         try:
             with watch() as watched:
                 connection = self._connect()
-                watched.bind(connection.connection.dbapi_connection)
+                watched.bind(connection)
                 self._reached = True
                 with connection.begin():
                     session = session_of(connection)  # PostgreSQL's, once per connection
