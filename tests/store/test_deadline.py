@@ -5,8 +5,12 @@ timeout ends anything) holds no write, read or check-in for longer than the dead
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
 
 import psycopg
 import pytest
@@ -248,3 +252,30 @@ def test_a_frozen_server_costs_one_deadline_not_one_per_kept_connection(
     assert check_in_took < 0.5
     assert str(refused.value).startswith(f"{OVERDUE}; the next attempt to reach it is in ")
     assert not health.ok and health.problem == OVERDUE
+
+
+def test_a_connection_closed_under_its_watch_is_skipped_and_the_watcher_goes_on() -> None:
+    """Its descriptor was closed (or is a file's by now): nothing is shut down or leaked,
+    and the next use past its deadline is still broken."""
+    watcher = Watcher(run=False)
+    gone, _peer = socket.socketpair()
+    kept, kept_peer = socket.socketpair()
+
+    def connection_over(sock: socket.socket) -> Any:
+        driver = SimpleNamespace(fileno=sock.fileno)
+        return SimpleNamespace(connection=SimpleNamespace(dbapi_connection=driver), info={})
+
+    open_before = len(os.listdir("/proc/self/fd"))
+    with watcher.watch() as first:
+        first.bind(connection_over(gone))
+        gone.close()
+        with watcher.watch() as second:
+            second.bind(connection_over(kept))
+            watcher.check(time.monotonic() + deadline.DEADLINE + 1)
+
+            assert kept_peer.recv(1) == b""  # shut down
+            assert second.tripped
+    assert len(os.listdir("/proc/self/fd")) == open_before - 1  # the closed one, no more
+    kept.close()
+    kept_peer.close()
+    _peer.close()

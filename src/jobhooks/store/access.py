@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from jobhooks.errors import StoreError
-from jobhooks.store.deadline import overdue, watch
+from jobhooks.store.deadline import overdue_problem, watch
 from jobhooks.store.engine import for_reads
 from jobhooks.store.failures import describe_failure
 from jobhooks.store.writer import BatchOperation, GroupCommitWriter
@@ -53,7 +53,7 @@ class Database:
                 return query(connection, *args, **kwargs)
         except SQLAlchemyError as exc:
             logger.debug("a read failed: %s", exc)
-            problem = overdue(exc) if watched.tripped else describe_failure(exc)
+            problem = overdue_problem() if watched.tripped else describe_failure(exc)
             raise StoreError(f"the database cannot be read: {problem}") from None
 
     async def read(

@@ -19,6 +19,7 @@ refused at once for a while instead of each waiting for the frozen server.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import threading
@@ -39,6 +40,8 @@ DEADLINE = 30.0
 """Seconds a connection may stay in one use before it is broken: well above what a group of
 writes or a read takes, well below the 100 s after which a .NET orchestrator's HTTP
 client gives up on a check-in."""
+
+logger = logging.getLogger("jobhooks.store")
 
 _FRESH = "jobhooks_fresh"
 _ON_OVERDUE = "jobhooks_on_overdue"
@@ -85,7 +88,10 @@ class Watch:
             self._on_overdue(now - self.bound_at)
         # A second descriptor of the same socket: shutting it down ends the driver's wait
         # on the first, which stays the driver's to close.
-        duplicate = os.dup(fd)
+        try:
+            duplicate = os.dup(fd)
+        except OSError:  # closed meanwhile: nothing to break
+            return
         try:
             sock = socket.socket(fileno=duplicate)
         except OSError:  # not a socket (any more): nothing to break
@@ -142,7 +148,10 @@ class Watcher:
     def _run(self) -> None:
         while True:
             time.sleep(min(1.0, DEADLINE / 4))
-            self.check(time.monotonic())
+            try:
+                self.check(time.monotonic())
+            except Exception:  # the thread must outlive whatever went wrong
+                logger.exception("checking the database connections' deadline failed")
 
 
 _WATCHER = Watcher()

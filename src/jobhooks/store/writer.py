@@ -123,7 +123,6 @@ class Periodic:
 
 _STOP = object()
 
-
 KEEP_CONNECTION = 1.0
 """Seconds the writer keeps its connection unused before it gives it back to the pool."""
 FATE_WAIT = 3.0
