@@ -11,9 +11,9 @@ follows (a write is answered "not stored", or "may have been stored" when it was
 COMMIT). Waiting for a free connection of the pool does not count.
 
 The pool's check that a kept connection still works (a query, which a frozen server
-never answers) is made under the watch too (see :func:`guard`), and a connection broken
-by the deadline tells the engine's gate, so that the next attempts to connect are
-refused at once for a while instead of each waiting for the frozen server.
+never answers) is made under the watch too (see :func:`guard`). A broken connection does
+not close the engine's gate by itself (a query may be slow, or wait on a lock, on a server
+that works): the attempt to connect that follows does, if the server does not answer it.
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, MutableMapping
-from typing import Any
+from collections.abc import Iterator
 
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine.interfaces import DBAPIConnection
@@ -44,48 +43,42 @@ client gives up on a check-in."""
 logger = logging.getLogger("jobhooks.store")
 
 _FRESH = "jobhooks_fresh"
-_ON_OVERDUE = "jobhooks_on_overdue"
 
 
 class Watch:
     """One use of a connection under way on one thread. :attr:`tripped` says whether the
     connection it uses now was broken for taking too long."""
 
-    __slots__ = ("_fd", "_on_overdue", "bound_at", "tripped")
+    __slots__ = ("_driver", "_fd", "bound_at", "tripped")
 
     def __init__(self) -> None:
         self._fd: int | None = None
+        self._driver: int | None = None
+        """The id of the driver's connection bound, to let it go by."""
         self.bound_at = 0.0
         """When its connection was handed to it (:func:`time.monotonic`)."""
-        self._on_overdue: Callable[[float], None] | None = None
         self.tripped = False
 
     def bind(self, connection: Connection) -> None:
         """Watch ``connection`` from now on (the use took it from the pool before)."""
-        self._bind(connection.connection.dbapi_connection, connection.info)
+        self._bind(connection.connection.dbapi_connection)
 
-    def _bind(
-        self, dbapi_connection: DBAPIConnection | None, info: MutableMapping[Any, Any]
-    ) -> None:
+    def _bind(self, dbapi_connection: DBAPIConnection | None) -> None:
         fileno = getattr(dbapi_connection, "fileno", None)
         if fileno is None:  # SQLite's: no socket, nothing to watch
             return
         with contextlib.suppress(Exception):  # closed already: nothing to watch
-            self._fd = fileno()
+            fd = fileno()
             self.bound_at = time.monotonic()
-            self._on_overdue = info.get(_ON_OVERDUE)
             self.tripped = False
+            self._driver = id(dbapi_connection)
+            self._fd = fd
 
-    def _unbind(self) -> None:
-        self._fd = None
-
-    def _trip(self, now: float) -> None:
+    def _trip(self) -> None:
         fd, self._fd = self._fd, None
         if fd is None:
             return
         self.tripped = True
-        if self._on_overdue is not None:  # first: the use, woken, may try to connect again
-            self._on_overdue(now - self.bound_at)
         # A second descriptor of the same socket: shutting it down ends the driver's wait
         # on the first, which stays the driver's to close.
         try:
@@ -143,7 +136,16 @@ class Watcher:
         with self._lock:
             for entry in self._watches.values():
                 if entry._fd is not None and now - entry.bound_at > DEADLINE:
-                    entry._trip(now)
+                    entry._trip()
+
+    def let_go(self, dbapi_connection: DBAPIConnection) -> None:
+        """Stop watching ``dbapi_connection`` (back in the pool, or closed), on whichever
+        thread its use is: its descriptor may soon be another connection's."""
+        driver = id(dbapi_connection)
+        with self._lock:
+            for entry in self._watches.values():
+                if entry._driver == driver:
+                    entry._fd = entry._driver = None
 
     def _run(self) -> None:
         while True:
@@ -180,18 +182,14 @@ def overdue(exc: Exception) -> StoreError:
     return error
 
 
-def guard(
-    engine: Engine, on_overdue: Callable[[str, float], None], watcher: Watcher = _WATCHER
-) -> None:
+def guard(engine: Engine, watcher: Watcher = _WATCHER) -> None:
     """Watch the connections ``engine``'s pool hands out: each is bound to this thread's
     watch, then (but one just made) checked, standing for the pool's own pre-ping, which
     runs before anything can bind it. A connection that fails the check is replaced, and
-    so is every other the pool keeps (a server restart or failover ended them all). A
-    connection the deadline breaks calls ``on_overdue(problem, seconds it was in use)``."""
+    so is every other the pool keeps (a server restart or failover ended them all)."""
 
     def connect(_dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry) -> None:
         record.info[_FRESH] = True
-        record.info[_ON_OVERDUE] = lambda took: on_overdue(overdue_problem(), took)
 
     def checkout(
         dbapi_connection: DBAPIConnection,
@@ -200,7 +198,7 @@ def guard(
     ) -> None:
         current = watcher.current()
         if current is not None:
-            current._bind(dbapi_connection, record.info)
+            current._bind(dbapi_connection)
         if record.info.pop(_FRESH, False):
             return
         try:
@@ -208,11 +206,8 @@ def guard(
         except Exception as exc:  # the pool replaces its connections and tries again
             raise InvalidatePoolError(f"a kept connection failed its check: {exc}") from exc
 
-    def let_go(*_args: object) -> None:
-        # Back in the pool, or closed: its descriptor may soon be another connection's.
-        current = watcher.current()
-        if current is not None:
-            current._unbind()
+    def let_go(dbapi_connection: DBAPIConnection, *_rest: object) -> None:
+        watcher.let_go(dbapi_connection)
 
     event.listen(engine, "connect", connect)
     event.listen(engine, "checkout", checkout)

@@ -147,7 +147,7 @@ def connect(
     )
     gate = gate or ConnectGate()
     event.listen(engine, "do_connect", _through(gate))
-    guard(engine, gate.close)  # a kept connection is checked as it is taken, under the deadline
+    guard(engine)  # a kept connection is checked as it is taken, under the deadline
     return engine
 
 

@@ -71,8 +71,7 @@ class ConnectGate:
 
     def close(self, problem: str, took: float) -> None:
         """Refuse attempts for :data:`WAIT_FACTOR` times ``took`` seconds (at most
-        :data:`MAX_WAIT`), saying ``problem``: a use of the database that took ``took``
-        seconds failed because the server did not answer."""
+        :data:`MAX_WAIT`), saying ``problem``: an attempt failed after ``took`` seconds."""
         wait = min(WAIT_FACTOR * took, MAX_WAIT)
         with self._lock:
             self._closed = (problem, self._clock() + wait)
