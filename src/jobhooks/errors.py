@@ -159,8 +159,6 @@ class DatabaseUnreachable(StoreError):
         super().__init__(f"{cause}; the next attempt to reach it is in {next_in} s")
         self.cause = cause
         """Why the last attempt failed (what ``/readyz`` says meanwhile)."""
-        self.next_in = next_in
-        """Seconds until the next attempt."""
 
 
 class SchemaOutOfDate(StoreError):
