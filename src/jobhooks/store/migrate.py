@@ -42,7 +42,7 @@ def current_revision(engine: Engine) -> str | None:
                 return MigrationContext.configure(connection).get_current_revision()
         except SQLAlchemyError as exc:
             if watched.tripped:
-                raise overdue(exc) from None
+                raise overdue(exc) from exc
             raise
 
 
