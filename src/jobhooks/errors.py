@@ -151,12 +151,15 @@ class CommitUnconfirmed(StoreError):
 
 
 class DatabaseUnreachable(StoreError):
-    """Raised without an attempt to connect: the last attempt to reach the database server
-    took long and failed a moment ago (a server that does not answer). Says why, and
-    when the next attempt is made."""
+    """Raised without an attempt to connect: an attempt to reach the database server took
+    long and failed, and none since has reached it (a server that does not answer).
+    jobhooks keeps trying in the background and connects again once it answers."""
 
-    def __init__(self, cause: str, next_in: int) -> None:
-        super().__init__(f"{cause}; the next attempt to reach it is in {next_in} s")
+    def __init__(self, cause: str) -> None:
+        super().__init__(
+            f"{cause}; jobhooks keeps trying in the background and connects again as soon "
+            "as it answers"
+        )
         self.cause = cause
         """Why the last attempt failed (what ``/readyz`` says meanwhile)."""
 

@@ -268,7 +268,7 @@ def test_a_frozen_server_costs_one_deadline_not_one_per_kept_connection(
     assert 1 <= took[0] < 4, took
     assert took[1] < 0.5 and took[2] < 0.5, took
     assert check_in_took < 0.5
-    assert str(refused.value).startswith(f"{TIMED_OUT}; the next attempt to reach it is in ")
+    assert str(refused.value).startswith(f"{TIMED_OUT}; jobhooks keeps trying in the background")
     assert not health.ok and health.problem == TIMED_OUT
 
 

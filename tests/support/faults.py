@@ -121,8 +121,9 @@ class SilentServer:
     back. :meth:`answer` makes it pass connections on to a real server (the server is
     back, or was there all along), :meth:`silence` makes it stop passing anything either
     way while keeping every connection open (the server froze: a paused machine, a disk
-    hung under it; its host still acknowledges what is sent). Leaving the ``with`` block
-    closes every connection it holds."""
+    hung under it; its host still acknowledges what is sent), :meth:`refuse` makes it
+    refuse new ones (the server is restarting). Leaving the ``with`` block closes every
+    connection it holds."""
 
     def __init__(self) -> None:
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -143,6 +144,13 @@ class SilentServer:
     def silence(self) -> None:
         """From now on, pass nothing on either way (what comes is read and dropped)."""
         self._passing.clear()
+
+    def refuse(self) -> None:
+        """From now on, refuse new connections (the server is restarting: nothing listens
+        on its port); those it holds stay as they are."""
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
 
     def _accept(self) -> None:
         while True:

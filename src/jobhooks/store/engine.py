@@ -120,7 +120,7 @@ def connect(
     running process is never silently replaced by an empty one. On PostgreSQL,
     every new connection goes through ``gate`` (a :class:`ConnectGate` of its own by
     default): after an attempt that took long and failed, the next ones are refused at
-    once for a while.
+    once until an attempt made in the background reaches the server.
     """
     if is_sqlite(url):
         path = sqlite_path(url)
@@ -147,6 +147,7 @@ def connect(
     )
     gate = gate or ConnectGate()
     event.listen(engine, "do_connect", _through(gate))
+    event.listen(engine, "engine_disposed", lambda _engine: gate.stop())
     guard(engine)  # a kept connection is checked as it is taken, under the deadline
     return engine
 

@@ -1,77 +1,120 @@
-"""When not to try to connect: a moment after an attempt that took long and failed.
+"""When not to try to connect: while a database server that did not answer is not known
+to answer again.
 
 A database server that does not answer (hung, or its host gone) costs each attempt to
 connect the whole connect timeout. Without a gate, every write group, every read and
 every heartbeat would wait it out in turn, and a check-in could wait several of them
 before being told "not stored". After such an attempt, the gate refuses new
-connections at once for a while, saying why and when the next attempt is made.
+connections at once, saying why, and one thread of its own tries to connect in the
+background until the server answers (or refuses at once, as a restarting server does);
+then the gate opens again. No caller waits for the server while it is gone, and its
+return is noticed within one connect timeout.
 """
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 from jobhooks.errors import DatabaseUnreachable
 from jobhooks.store.failures import describe_failure
 
-__all__ = ["MAX_WAIT", "SLOW_ATTEMPT", "WAIT_FACTOR", "ConnectGate"]
+__all__ = ["PROBE_PAUSE", "SLOW_ATTEMPT", "Closable", "ConnectGate"]
 
-T = TypeVar("T")
+T = TypeVar("T", bound="Closable")
 
 SLOW_ATTEMPT = 1.0
 """Seconds a failed attempt must have taken for the gate to close: a server that refuses
-at once (down, restarting) is tried again at once."""
-WAIT_FACTOR = 2.0
-"""After a slow failed attempt, no other is made for this many times as long as it took,
-so that a server that does not answer holds at most one caller in three."""
-MAX_WAIT = 30.0
-"""The longest wait, in seconds, before the next attempt: how long a server that answers
-again may go unnoticed."""
+at once (down, restarting) is tried by every caller, each learning why at once."""
+PROBE_PAUSE = 1.0
+"""Seconds between the end of one background attempt that failed slowly and the next."""
+
+
+class Closable(Protocol):
+    """A driver connection: the background attempt closes the one it makes."""
+
+    def close(self) -> Any: ...
 
 
 class ConnectGate:
-    """Makes the attempts to connect to one database, and refuses them for a while after
-    a slow one failed (raising :class:`~jobhooks.errors.DatabaseUnreachable`).
+    """Makes the attempts to connect to one database, and refuses them at once (raising
+    :class:`~jobhooks.errors.DatabaseUnreachable`) from an attempt that took
+    :data:`SLOW_ATTEMPT` seconds or more and failed until one made in the background
+    connects or fails at once.
 
-    ``clock`` says when it is now (tests move it by hand); how long an attempt took is
-    measured by :func:`time.monotonic`. Safe to use from several threads.
+    ``pause`` is the seconds between background attempts (tests pass 0). Safe to use
+    from several threads.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
+    def __init__(self, pause: float = PROBE_PAUSE) -> None:
+        self._pause = pause
         self._lock = threading.Lock()
-        self._closed: tuple[str, float] | None = None
-        """Why the last slow attempt failed, and until when no other is made."""
+        self._problem: str | None = None
+        """Why the last slow attempt failed, while the gate is closed."""
+        self._stopped = threading.Event()
+        self._probe: threading.Thread | None = None
+
+    @property
+    def closed(self) -> bool:
+        """Whether new connections are refused now."""
+        return self._problem is not None
 
     def attempt(self, connect: Callable[[], T], failures: type[Exception]) -> T:
         """``connect()``, unless the gate is closed; a ``failures`` exception it raises after
         :data:`SLOW_ATTEMPT` seconds or more closes the gate."""
-        with self._lock:
-            closed = self._closed
-        if closed is not None:
-            problem, until = closed
-            left = until - self._clock()
-            if left > 0:
-                raise DatabaseUnreachable(problem, math.ceil(left))
+        problem = self._problem
+        if problem is not None:
+            raise DatabaseUnreachable(problem)
         started = time.monotonic()
         try:
-            connection = connect()
+            return connect()
         except failures as exc:
-            took = time.monotonic() - started
-            if took >= SLOW_ATTEMPT:
-                self.close(describe_failure(exc), took)
+            if time.monotonic() - started >= SLOW_ATTEMPT:
+                self._close(describe_failure(exc), connect, failures)
             raise
-        with self._lock:
-            self._closed = None
-        return connection
 
-    def close(self, problem: str, took: float) -> None:
-        """Refuse attempts for :data:`WAIT_FACTOR` times ``took`` seconds (at most
-        :data:`MAX_WAIT`), saying ``problem``: an attempt failed after ``took`` seconds."""
-        wait = min(WAIT_FACTOR * took, MAX_WAIT)
+    def stop(self) -> None:
+        """Open the gate and end the background attempts (the engine was disposed)."""
         with self._lock:
-            self._closed = (problem, self._clock() + wait)
+            self._problem = None
+            self._stopped.set()
+            self._probe = None  # not joined: an attempt under way ends within its timeout
+
+    def _close(
+        self, problem: str, connect: Callable[[], Closable], failures: type[Exception]
+    ) -> None:
+        with self._lock:
+            self._problem = problem
+            if self._probe is not None:
+                return  # one is trying already
+            self._stopped = threading.Event()
+            self._probe = threading.Thread(
+                target=self._try_until_answered,
+                args=(connect, failures, self._stopped),
+                name="jobhooks-reconnect",
+                daemon=True,
+            )
+            self._probe.start()
+
+    def _try_until_answered(
+        self, connect: Callable[[], Closable], failures: type[Exception], stopped: threading.Event
+    ) -> None:
+        while not stopped.wait(self._pause):
+            started = time.monotonic()
+            try:
+                connect().close()
+            except failures as exc:
+                if time.monotonic() - started >= SLOW_ATTEMPT:
+                    with self._lock:
+                        if not stopped.is_set():
+                            self._problem = describe_failure(exc)
+                    continue
+            except Exception:  # any other error is the callers' to see
+                pass
+            break  # it answered, or failed at once: callers try for themselves again
+        with self._lock:
+            if not stopped.is_set():
+                self._problem = None
+                self._probe = None
