@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from jobhooks.errors import DatabaseUnreachable
 from jobhooks.store.failures import describe_failure
@@ -35,7 +35,7 @@ PROBE_PAUSE = 1.0
 class Closable(Protocol):
     """A driver connection: the background attempt closes the one it makes."""
 
-    def close(self) -> Any: ...
+    def close(self) -> object: ...
 
 
 class ConnectGate:
