@@ -157,8 +157,7 @@ class DatabaseUnreachable(StoreError):
 
     def __init__(self, cause: str) -> None:
         super().__init__(
-            f"{cause}; jobhooks keeps trying in the background and connects again as soon "
-            "as it answers"
+            f"{cause}; jobhooks keeps trying in the background and connects again once it answers"
         )
         self.cause = cause
         """Why the last attempt failed (what ``/readyz`` says meanwhile)."""

@@ -297,3 +297,46 @@ def test_a_connection_closed_under_its_watch_is_skipped_and_the_watcher_goes_on(
     kept.close()
     kept_peer.close()
     _peer.close()
+
+
+def test_check_ins_behind_a_lock_another_session_holds_are_answered_together(
+    pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another session holds the completions table (a manual LOCK TABLE, a migration of a
+    newer version): the group waiting behind it is broken at the deadline and applied
+    once more, and when the lock is still held, every write of the group is answered
+    "not stored" then, rather than each after a lock wait of its own in turn."""
+    monkeypatch.setattr(deadline, "DEADLINE", 1.0)
+    monkeypatch.setattr(writer, "FATE_WAIT", 0.3)
+    monkeypatch.setattr(writer, "AGAIN_LOCK_WAIT", 1.0)
+    store = Store(pg_database)
+
+    async def timed_check_in() -> tuple[BaseException | None, float]:
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(store.check_in(new_completion()), 60)
+        except StoreError as exc:
+            return exc, time.monotonic() - started
+        return None, time.monotonic() - started
+
+    async def many(count: int) -> list[tuple[BaseException | None, float]]:
+        return await asyncio.gather(*(timed_check_in() for _ in range(count)))
+
+    try:
+        asyncio.run(store.check_in(new_completion()))
+        with psycopg.connect(pg_database) as holder:
+            holder.execute("LOCK TABLE completions IN ACCESS EXCLUSIVE MODE")
+            answers = asyncio.run(many(12))
+        after = asyncio.run(store.check_in(new_completion()))
+    finally:
+        store.close()
+
+    slowest = max(took for _answer, took in answers)
+    assert slowest < 6, f"the last answered after {slowest:.1f} s"
+    for answer, _took in answers:
+        assert isinstance(answer, StoreError) and not isinstance(answer, CommitUnconfirmed)
+        assert str(answer) == (
+            "a lock another session holds on jobhooks' tables did not come free in time"
+        )
+    assert not after.duplicate
+    assert _stored(pg_database) == 2

@@ -6,6 +6,7 @@ refuses at once is tried by each caller."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -19,6 +20,7 @@ from support.faults import SilentServer
 
 from jobhooks.errors import DatabaseUnreachable
 from jobhooks.store import engine
+from jobhooks.store import gate as gate_module
 from jobhooks.store.gate import ConnectGate
 
 TIMED_OUT = (
@@ -77,8 +79,8 @@ def test_while_a_server_does_not_answer_callers_are_refused_at_once_and_its_retu
         assert isinstance(refusal, DatabaseUnreachable), refusal
         assert took < 0.5, f"refused after {took:.1f} s"
         assert str(refusal) == (
-            f"{TIMED_OUT}; jobhooks keeps trying in the background and connects again as "
-            "soon as it answers"
+            f"{TIMED_OUT}; jobhooks keeps trying in the background and connects again once "
+            "it answers"
         )
         assert refusal.cause == TIMED_OUT
     assert kept_closed, "the gate opened while the server was still silent"
@@ -164,3 +166,53 @@ def test_a_server_that_refuses_at_once_is_tried_again_at_once() -> None:
             database.connect()
         assert "Connection refused" in str(refused.value)
     database.dispose()
+
+
+class _Unanswered(Exception):
+    """A driver's failure to connect, in the tests that script one."""
+
+
+class _Connection:
+    def close(self) -> None:
+        pass
+
+
+def test_an_attempt_that_began_before_the_server_came_back_does_not_close_the_gate_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two callers were connecting when the server stopped answering; the first's failure
+    closes the gate, the server comes back and the background attempt opens it; then the
+    second's attempt, begun long before, fails too. That is old news: callers go on
+    connecting rather than being refused again."""
+    monkeypatch.setattr(gate_module, "SLOW_ATTEMPT", 0.05)
+    back, late = threading.Event(), threading.Event()
+
+    def connect() -> _Connection:
+        if back.is_set():
+            return _Connection()
+        time.sleep(0.06)
+        raise _Unanswered("timeout expired")
+
+    def connect_late() -> _Connection:
+        late.wait(5)
+        time.sleep(0.06)
+        raise _Unanswered("timeout expired")
+
+    gate = ConnectGate(pause=0)
+    begun_early = threading.Thread(target=lambda: _attempt(gate, connect_late))
+    begun_early.start()
+    _attempt(gate, connect)
+    closed = gate.closed
+    back.set()
+    opened = _until(lambda: not gate.closed, 3)
+    late.set()
+    begun_early.join(5)
+
+    assert closed and opened
+    assert not gate.closed, "refused again for an attempt begun before the server came back"
+    assert isinstance(gate.attempt(connect, _Unanswered), _Connection)
+
+
+def _attempt(gate: ConnectGate, connect: Callable[[], _Connection]) -> None:
+    with contextlib.suppress(_Unanswered):
+        gate.attempt(connect, _Unanswered)

@@ -40,6 +40,17 @@ _OS_CAUSES = {
 }
 
 
+_SERVER_CAUSES = {
+    "55P03": "a lock another session holds on jobhooks' tables did not come free in time",
+    "53100": "the disk holding the database server's data is full",
+    "53300": "the database server has no connection free (max_connections)",
+    "57014": "the database server canceled a statement (statement_timeout, or an operator)",
+    "57P01": "the database server ended the session (a restart, a failover, or an operator)",
+}
+"""What PostgreSQL's ``OperationalError`` says by its SQLSTATE, where it is not that the
+server cannot be reached."""
+
+
 def is_damaged(exc: BaseException) -> bool:
     """True when SQLite says the file itself is damaged (overwritten under it, say): no
     write to it can be trusted any more."""
@@ -71,6 +82,9 @@ def describe_failure(exc: BaseException) -> str:
     if any(marker in driver for marker in _URL_MISTAKES):
         return f"the database URL has a setting libpq cannot use ({driver.strip()})"
     if _server_operational(exc):
+        sqlstate = getattr(getattr(exc, "orig", None) or exc, "sqlstate", None)
+        if sqlstate in _SERVER_CAUSES:
+            return _SERVER_CAUSES[sqlstate]
         if "connection timeout expired" in text:
             return (
                 "the database server did not answer in time (connect_timeout; a hung "

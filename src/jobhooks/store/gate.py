@@ -55,6 +55,9 @@ class ConnectGate:
         """Why the last slow attempt failed, while the gate is closed."""
         self._stopped = threading.Event()
         self._probe: threading.Thread | None = None
+        self._opened = 0
+        """How many times the gate opened: an attempt that began before it last opened
+        and fails slowly afterwards is old news, and does not close it again."""
 
     @property
     def closed(self) -> bool:
@@ -64,7 +67,7 @@ class ConnectGate:
     def attempt(self, connect: Callable[[], T], failures: type[Exception]) -> T:
         """``connect()``, unless the gate is closed; a ``failures`` exception it raises after
         :data:`SLOW_ATTEMPT` seconds or more closes the gate."""
-        problem = self._problem
+        problem, opened = self._problem, self._opened
         if problem is not None:
             raise DatabaseUnreachable(problem)
         started = time.monotonic()
@@ -72,20 +75,31 @@ class ConnectGate:
             return connect()
         except failures as exc:
             if time.monotonic() - started >= SLOW_ATTEMPT:
-                self._close(describe_failure(exc), connect, failures)
+                self._close(describe_failure(exc), opened, connect, failures)
             raise
 
     def stop(self) -> None:
         """Open the gate and end the background attempts (the engine was disposed)."""
         with self._lock:
-            self._problem = None
+            self._open()
             self._stopped.set()
-            self._probe = None  # not joined: an attempt under way ends within its timeout
+
+    def _open(self) -> None:
+        """Let callers connect again (under the lock)."""
+        self._problem = None
+        self._probe = None  # not joined: an attempt under way ends within its timeout
+        self._opened += 1
 
     def _close(
-        self, problem: str, connect: Callable[[], Closable], failures: type[Exception]
+        self,
+        problem: str,
+        opened: int,
+        connect: Callable[[], Closable],
+        failures: type[Exception],
     ) -> None:
         with self._lock:
+            if opened != self._opened:
+                return  # the attempt began before the gate last opened
             self._problem = problem
             if self._probe is not None:
                 return  # one is trying already
@@ -116,5 +130,4 @@ class ConnectGate:
             break  # it answered, or failed at once: callers try for themselves again
         with self._lock:
             if not stopped.is_set():
-                self._problem = None
-                self._probe = None
+                self._open()

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
 
 from jobhooks.errors import CommitUnconfirmed, DatabaseLost, DatabaseUnreachable, StoreError
 from jobhooks.store.deadline import overdue, watch
@@ -98,6 +98,23 @@ class StoreHealth:
 RECOVERY = 10.0
 """Seconds without a failed write before ``/readyz`` says ready again after a failure."""
 MAX_RECOVERY = 320.0
+
+
+def _unconfirmed(exc: Exception) -> Exception:
+    """``exc``, for a write that may have been stored all the same."""
+    if isinstance(exc, CommitUnconfirmed | DatabaseLost):
+        return exc
+    return CommitUnconfirmed(
+        f"the database did not confirm the write ({describe_failure(exc)}); it may have been stored"
+    )
+
+
+def _about_one_write(exc: Exception) -> bool:
+    """Whether a write applied alone failed for what it holds (a constraint, a value, a
+    bug), so that the writes after it may well succeed; not for the database as a whole
+    (the driver's ``OperationalError``: a lock not granted, a full disk, a lost
+    connection; or jobhooks' own store errors: unreachable, no answer in time)."""
+    return not isinstance(exc, StoreError | OperationalError | InterfaceError)
 
 
 def next_recovery(health: StoreHealth, now: float) -> float:
@@ -437,18 +454,14 @@ class GroupCommitWriter:
             except Exception as exc:
                 # Stored, perhaps, by the failed group or by this retry's own COMMIT,
                 # whatever stopped the retry (a connection refused at once included).
-                if (unconfirmed or self._at_commit) and not isinstance(
-                    exc, CommitUnconfirmed | DatabaseLost
-                ):
-                    exc = CommitUnconfirmed(
-                        f"the database did not confirm the write ({describe_failure(exc)}); "
-                        "it may have been stored"
-                    )
-                if not self._reached:
-                    for rest in retries[position:]:
-                        self._fail(rest, exc)
-                    return
-                self._fail(item, exc)
+                self._fail(item, _unconfirmed(exc) if unconfirmed or self._at_commit else exc)
+                if self._reached and _about_one_write(exc):
+                    continue
+                # Not about this write (unreachable, a lock held, a server that does not
+                # answer): each other would wait for the same in turn.
+                for rest in retries[position + 1 :]:
+                    self._fail(rest, _unconfirmed(exc) if unconfirmed else exc)
+                return
 
     def _apply(self, batch: list[Any], again: bool = False) -> list[Any]:
         groups: dict[str, tuple[BatchOperation[Any, Any], list[int]]] = {}
