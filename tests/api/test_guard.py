@@ -127,3 +127,39 @@ def test_the_interactive_api_pages_that_load_from_a_cdn_are_not_served(api: Api)
         assert api.client.get(path).status_code == 404
     document = api.client.get("/openapi.json").text
     assert "cdn." not in document
+
+
+@pytest.mark.parametrize(
+    ("path", "role"),
+    [
+        ("/healthz", None),
+        ("/readyz", None),
+        ("/metrics", None),
+        ("/api/v1/handlers", "admin"),
+        (PATH, "admin"),
+        ("/ui/login", None),
+    ],
+)
+def test_a_head_request_is_answered_as_its_get_without_the_body(
+    api: Api, path: str, role: str | None
+) -> None:
+    """Load balancers and monitors probe with HEAD: the same status and headers as a GET,
+    its length included, and no body."""
+    headers = api.auth(role) if role else {}
+    got = api.client.get(path, headers=headers)
+    head = api.client.head(path, headers=headers)
+
+    assert head.status_code == got.status_code == 200, head.text
+    assert head.content == b""
+    assert head.headers["content-type"] == got.headers["content-type"]
+    if path not in ("/metrics", "/readyz"):  # their figures move between two requests
+        assert head.headers["content-length"] == str(len(got.content))
+    else:
+        assert int(head.headers["content-length"]) > 0
+
+
+def test_a_head_request_on_a_route_that_only_takes_posts_is_a_405(api: Api) -> None:
+    response = api.client.head("/api/v1/handlers/x/replay-dead", headers=api.auth("admin"))
+
+    assert response.status_code == 405
+    assert response.content == b""

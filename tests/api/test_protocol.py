@@ -4,19 +4,27 @@ loopback, with raw HTTP/1.1 clients."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import uvicorn
 import uvloop
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from jobhooks.api.protocol import JOIN_UP_TO, CoalescingTransport, OneWriteProtocol
+from jobhooks.api import protocol as protocol_module
+from jobhooks.api.protocol import (
+    HEAD_LIMIT,
+    JOIN_UP_TO,
+    CoalescingTransport,
+    OneWriteProtocol,
+)
 
 Message = dict[str, Any]
+T = TypeVar("T")
 
 
 async def app(scope: Message, receive: Callable[[], Awaitable[Message]], send: Any) -> None:
@@ -70,39 +78,61 @@ def recording(protocol: type[HttpToolsProtocol], writes: list[bytes]) -> type[Ht
     return Recording
 
 
-async def exchange(
-    protocol: type[HttpToolsProtocol], request: bytes, *, half_close_after: float | None = None
-) -> bytes:
-    """Serve ``app`` with ``protocol`` on loopback, send ``request`` raw (from a thread, with
-    a blocking socket: the app may block the event loop) and read until the server closes
-    the connection. ``half_close_after``: the client then shuts its side down after that
-    many seconds, as a client with nothing more to send does."""
+async def serving(
+    protocol: type[HttpToolsProtocol],
+    client: Callable[[tuple[str, int]], T],
+    *,
+    timeout_keep_alive: float = 5,
+) -> T:
+    """Serve ``app`` with ``protocol`` on loopback and run ``client(address)`` in a thread
+    (with blocking sockets: the app may block the event loop); its result."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
-    config = uvicorn.Config(app, http=protocol, lifespan="off", log_config=None)
+    config = uvicorn.Config(
+        app,
+        http=protocol,
+        lifespan="off",
+        log_config=None,
+        timeout_keep_alive=int(timeout_keep_alive) or 1,
+    )
+    config.timeout_keep_alive = timeout_keep_alive  # type: ignore[assignment]
     server = uvicorn.Server(config)
-    serving = asyncio.create_task(server.serve(sockets=[listener]))
+    serving_task = asyncio.create_task(server.serve(sockets=[listener]))
+    try:
+        while not server.started:
+            await asyncio.sleep(0.01)
+        return await asyncio.to_thread(client, listener.getsockname())
+    finally:
+        server.should_exit = True
+        await serving_task
+        listener.close()
 
-    def client() -> bytes:
-        with socket.create_connection(listener.getsockname(), timeout=10) as sock:
+
+def read_all(sock: socket.socket) -> bytes:
+    """What the server sends until it closes the connection."""
+    answer = b""
+    while chunk := sock.recv(65536):
+        answer += chunk
+    return answer
+
+
+async def exchange(
+    protocol: type[HttpToolsProtocol], request: bytes, *, half_close_after: float | None = None
+) -> bytes:
+    """Send ``request`` raw to ``app`` served with ``protocol`` and read until the server
+    closes the connection. ``half_close_after``: the client then shuts its side down after
+    that many seconds, as a client with nothing more to send does."""
+
+    def client(address: tuple[str, int]) -> bytes:
+        with socket.create_connection(address, timeout=10) as sock:
             sock.sendall(request)
             if half_close_after is not None:
                 time.sleep(half_close_after)
                 sock.shutdown(socket.SHUT_WR)
-            answer = b""
-            while chunk := sock.recv(65536):
-                answer += chunk
-            return answer
+            return read_all(sock)
 
-    try:
-        while not server.started:
-            await asyncio.sleep(0.01)
-        return await asyncio.to_thread(client)
-    finally:
-        server.should_exit = True
-        await serving
-        listener.close()
+    return await serving(protocol, client)
 
 
 def post(body: bytes, *, close: bool = False) -> bytes:
@@ -244,3 +274,96 @@ def test_a_large_write_follows_the_held_one_rather_than_being_copied_onto_it() -
     sink = _after_the_turn(steps)
     assert [len(w) for w in sink.writes] == [4, JOIN_UP_TO + 1, 20]
     assert sink.writes[2] == b"small headsmall body"
+
+
+def test_a_head_over_the_limit_is_answered_431_before_much_more_is_read() -> None:
+    """A client sending headers for ever: the server stops reading a little past the
+    limit, rather than keeping every header it is sent."""
+    received: list[int] = []
+
+    class Counting(OneWriteProtocol):
+        def data_received(self, data: bytes) -> None:
+            received.append(len(data))
+            super().data_received(data)
+
+    def client(address: tuple[str, int]) -> bytes:
+        with socket.create_connection(address, timeout=10) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n")
+            line = b"X-Filler: " + b"a" * 90 + b"\r\n"
+            with contextlib.suppress(OSError):  # reset: the server closed with data unread
+                for _ in range(10_000):  # 10 MB at most
+                    sock.sendall(line * 10)
+            return read_all(sock)
+
+    answer = asyncio.run(serving(Counting, client))
+    assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"), answer[:80]
+    assert answer.endswith(b"the request's line and headers are over 65536 bytes")
+    assert sum(received) <= HEAD_LIMIT + max(received), f"{sum(received)} bytes read"
+
+
+def test_a_large_head_under_the_limit_and_a_body_in_the_same_read_are_served() -> None:
+    token = b"Bearer " + b"k" * 40_000  # a large Kerberos or bearer token
+    request = post(b'{"n":1}').replace(
+        b"Host: t\r\n", b"Host: t\r\nAuthorization: " + token + b"\r\n"
+    )
+    requests = request + post(b"x" * 60_000, close=True)
+    answer = asyncio.run(exchange(OneWriteProtocol, requests))
+    assert answer.count(b"HTTP/1.1 202 Accepted") == 2
+
+
+@pytest.mark.parametrize(
+    ("what", "request_start"),
+    [
+        ("half a head", b"POST /api/v1/job-completions HTTP/1.1\r\nHost: t\r\nContent-Le"),
+        ("a body promised, not sent", post(b"{}").replace(b"{}", b"")),
+        ("a head trickled byte by byte", b"GET / HTTP/1.1\r\nX-Slow: "),
+    ],
+)
+def test_a_request_not_received_whole_in_time_is_answered_408(
+    what: str, request_start: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(protocol_module, "REQUEST_TIMEOUT", 0.5)
+
+    def client(address: tuple[str, int]) -> tuple[bytes, float]:
+        with socket.create_connection(address, timeout=10) as sock:
+            started = time.monotonic()
+            sock.sendall(request_start)
+            if what == "a head trickled byte by byte":
+                with contextlib.suppress(OSError):
+                    for _ in range(40):  # for 2 s, four times the limit
+                        time.sleep(0.05)
+                        sock.send(b"a")
+            return read_all(sock), time.monotonic() - started
+
+    answer, took = asyncio.run(serving(OneWriteProtocol, client))
+    assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), (what, answer[:80])
+    assert answer.endswith(b"the request did not arrive whole within 0.5 s")
+    assert 0.4 <= took < 2.5, took
+
+
+def test_a_request_sent_in_pieces_within_the_time_is_served(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(protocol_module, "REQUEST_TIMEOUT", 1.0)
+    request = post(b'{"n":1}', close=True)
+
+    def client(address: tuple[str, int]) -> bytes:
+        with socket.create_connection(address, timeout=10) as sock:
+            for piece in (request[:20], request[20:60], request[60:]):
+                sock.sendall(piece)
+                time.sleep(0.2)
+            return read_all(sock)
+
+    answer = asyncio.run(serving(OneWriteProtocol, client))
+    assert answer.startswith(b"HTTP/1.1 202 Accepted\r\n")
+
+
+def test_a_connection_that_sends_nothing_is_closed_after_the_keep_alive_timeout() -> None:
+    def client(address: tuple[str, int]) -> tuple[bytes, float]:
+        with socket.create_connection(address, timeout=10) as sock:
+            started = time.monotonic()
+            return read_all(sock), time.monotonic() - started
+
+    answer, took = asyncio.run(serving(OneWriteProtocol, client, timeout_keep_alive=0.3))
+    assert answer == b""
+    assert took < 2, took

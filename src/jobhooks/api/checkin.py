@@ -27,6 +27,7 @@ logger = logging.getLogger("jobhooks.api")
 PATH = "/api/v1/job-completions"
 ALLOWED = "GET, POST"
 """The methods of :data:`PATH`: POST reports a completion, GET lists them (operators)."""
+_READS = ("GET", "HEAD")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -115,7 +116,7 @@ class CheckinEndpoint:
         return getattr(self.app, name)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] == "GET":
+        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] in _READS:
             await self.app(scope, receive, send)
             return
         if scope["method"] != "POST":

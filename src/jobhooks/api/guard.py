@@ -9,7 +9,9 @@ every other request is checked here, in front of the framework:
 * a path or query parameter holding a NUL character, or text that is not
   valid Unicode (also percent-encoded bytes that are not UTF-8), is answered
   with a 4xx naming it, since no database can store or compare it. Only for
-  the methods the API serves: any other method is a 405 whatever it carries.
+  the methods the API serves: any other method is a 405 whatever it carries;
+* a HEAD request is answered as its GET would be, without the body (the framework's
+  routes answer GET alone, and load balancers and monitors probe with HEAD).
 """
 
 from __future__ import annotations
@@ -105,6 +107,18 @@ async def _answer(send: Send, status: int, detail: str, errors: list[dict[str, s
     await send({"type": "http.response.body", "body": body})
 
 
+def _without_body(send: Send) -> Send:
+    """``send``, leaving every body out (a HEAD's answer: its headers, ``Content-Length``
+    included, are the GET's)."""
+
+    async def send_head(message: Message) -> None:
+        if message["type"] == "http.response.body" and message.get("body"):
+            message = {**message, "body": b""}
+        await send(message)
+
+    return send_head
+
+
 class RequestGuard:
     """ASGI middleware: refuses oversized bodies and unstorable text before the app runs."""
 
@@ -120,6 +134,8 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if scope["method"] == "HEAD":
+            scope, send = {**scope, "method": "GET"}, _without_body(send)
         if scope["method"] in _SERVED:
             problem = self._text_problem(scope)
             if problem is not None:

@@ -1,4 +1,5 @@
-"""The HTTP protocol ``serve`` speaks: uvicorn's (httptools), each answer sent in one write.
+"""The HTTP protocol ``serve`` speaks: uvicorn's (httptools), each answer sent in one
+write, each request bounded in size and in time.
 
 An ASGI app answers in two messages, the status line and headers, then the body,
 and uvicorn writes each to the socket as it comes: two ``send`` system calls and,
@@ -7,17 +8,39 @@ check-in is a few hundred bytes each way, so the second write is a good part of
 what answering costs. :class:`OneWriteProtocol` holds a write until the next one
 (an answer's body follows its head at once) and sends the two together; a write
 nothing follows in the same turn of the event loop is sent at the end of it.
+
+uvicorn itself bounds neither a request's head nor how long a client may take to send
+it: a client could send headers for ever (each kept in memory) or hold a connection
+with a request it never finishes. Here a head over :data:`HEAD_LIMIT` bytes is answered
+431, a request not received whole within :data:`REQUEST_TIMEOUT` seconds of its first
+byte is answered 408, and a connection that sends nothing is closed after the
+keep-alive timeout, as between two requests. A request that arrives in one read (a
+check-in does) costs none of this a timer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable
 from typing import Any, cast
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-__all__ = ["JOIN_UP_TO", "CoalescingTransport", "OneWriteProtocol"]
+__all__ = [
+    "HEAD_LIMIT",
+    "JOIN_UP_TO",
+    "REQUEST_TIMEOUT",
+    "CoalescingTransport",
+    "OneWriteProtocol",
+]
+
+logger = logging.getLogger("jobhooks.api")
+
+HEAD_LIMIT = 64 * 1024
+"""Bytes a request's line and headers may take (a large Kerberos or bearer token fits)."""
+REQUEST_TIMEOUT = 30.0
+"""Seconds within which a request must arrive whole, counted from its first byte."""
 
 JOIN_UP_TO = 64 * 1024
 """Bytes up to which a write is joined to the held one; a larger one follows it instead
@@ -87,14 +110,32 @@ class CoalescingTransport:
 
 
 class OneWriteProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol on a :class:`CoalescingTransport`."""
+    """uvicorn's httptools protocol on a :class:`CoalescingTransport`, refusing a head over
+    :data:`HEAD_LIMIT` bytes (431) and a request not received within
+    :data:`REQUEST_TIMEOUT` seconds (408)."""
 
     _coalescing: CoalescingTransport
+    _head_bytes = 0
+    """Bytes received since the last head ended (or the connection began)."""
+    _in_head = True
+    """A request's head is awaited or being received."""
+    _receiving = False
+    """A request has begun and has not been received whole."""
+    _begun_at = 0.0
+    _overdue: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._coalescing = CoalescingTransport(cast(asyncio.Transport, transport), self.loop)
         coalescing: Any = self._coalescing
         super().connection_made(coalescing)
+        # Nothing sent yet: closed after the keep-alive timeout, as between two requests.
+        self.timeout_keep_alive_task = self.loop.call_later(
+            self.timeout_keep_alive, self.timeout_keep_alive_handler
+        )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_timer()
+        super().connection_lost(exc)
 
     def eof_received(self) -> None:
         # The client sent all it will send, and the event loop closes the connection once
@@ -102,3 +143,56 @@ class OneWriteProtocol(HttpToolsProtocol):
         # end, where a held write would otherwise have been sent).
         self._coalescing.flush()
         super().eof_received()
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_head:
+            self._head_bytes += len(data)
+        super().data_received(data)
+        if self.transport.is_closing():
+            return
+        if self._in_head and self._head_bytes > HEAD_LIMIT:
+            self._refuse(431, f"the request's line and headers are over {HEAD_LIMIT} bytes")
+        elif self._receiving and self._overdue is None:
+            self._overdue = self.loop.call_at(
+                self._begun_at + REQUEST_TIMEOUT, self._request_timed_out
+            )
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._receiving = True
+        self._begun_at = self.loop.time()
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_bytes = 0
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._receiving = False
+        self._in_head = True
+        self._stop_timer()
+        super().on_message_complete()
+
+    def _stop_timer(self) -> None:
+        if self._overdue is not None:
+            self._overdue.cancel()
+            self._overdue = None
+
+    def _request_timed_out(self) -> None:
+        self._overdue = None
+        if self._receiving and not self.transport.is_closing():
+            self._refuse(408, f"the request did not arrive whole within {REQUEST_TIMEOUT:g} s")
+
+    def _refuse(self, status: int, reason: str) -> None:
+        """Answer ``status`` with ``reason`` and close the connection (what was received of
+        the request is dropped; an app reading its body is told the client went away)."""
+        client = f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
+        logger.warning("closed the connection from %s: %s", client, reason)
+        body = reason.encode()
+        self.transport.write(
+            STATUS_LINE[status]
+            + b"content-type: text/plain; charset=utf-8\r\n"
+            + b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
+            + body
+        )
+        self.transport.close()
