@@ -84,6 +84,11 @@ class CoalescingTransport:
         for chunk in chunks:
             self.write(chunk)
 
+    def is_closing(self) -> bool:
+        """Whether the connection is closing (asked for every read: not through
+        ``__getattr__``)."""
+        return self._transport.is_closing()
+
     def flush(self) -> None:
         """Send what is held now (nothing when the connection is closing)."""
         held, self._held = self._held, None
@@ -121,7 +126,6 @@ class OneWriteProtocol(HttpToolsProtocol):
     """A request's head is awaited or being received."""
     _receiving = False
     """A request has begun and has not been received whole."""
-    _begun_at = 0.0
     _overdue: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -148,19 +152,17 @@ class OneWriteProtocol(HttpToolsProtocol):
         if self._in_head:
             self._head_bytes += len(data)
         super().data_received(data)
-        if self.transport.is_closing():
-            return
+        # A request received whole in this read (as most are) leaves nothing to check.
         if self._in_head and self._head_bytes > HEAD_LIMIT:
-            self._refuse(431, f"the request's line and headers are over {HEAD_LIMIT} bytes")
-        elif self._receiving and self._overdue is None:
-            self._overdue = self.loop.call_at(
-                self._begun_at + REQUEST_TIMEOUT, self._request_timed_out
-            )
+            if not self.transport.is_closing():
+                self._refuse(431, f"the request's line and headers are over {HEAD_LIMIT} bytes")
+        elif self._receiving and self._overdue is None and not self.transport.is_closing():
+            # Armed by the read in which the request began: timed from its first bytes.
+            self._overdue = self.loop.call_later(REQUEST_TIMEOUT, self._request_timed_out)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._receiving = True
-        self._begun_at = self.loop.time()
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -170,7 +172,8 @@ class OneWriteProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._receiving = False
         self._in_head = True
-        self._stop_timer()
+        if self._overdue is not None:
+            self._stop_timer()
         super().on_message_complete()
 
     def _stop_timer(self) -> None:
