@@ -663,3 +663,56 @@ def test_a_file_found_damaged_as_the_writer_connects_refuses_every_write(
         assert "restore or move the file" in str(refused.value)
     finally:
         store.close()
+
+
+def _failing(error: Exception, seen: list[int]) -> BatchOperation[int, None]:
+    """Fails every group; applied alone, fails payload 0 with ``error``."""
+
+    def apply(_connection: Any, payloads: Sequence[int], _now: float) -> list[None]:
+        raise OperationalError("INSERT ...", {}, error)
+
+    def again(_connection: Any, payloads: Sequence[int], _now: float) -> list[None]:
+        seen.extend(payloads)
+        if payloads[0] == 0:
+            raise OperationalError("INSERT ...", {}, error)
+        return [None] * len(payloads)
+
+    return BatchOperation("failing", apply, again=again)
+
+
+@pytest.mark.parametrize(
+    ("error", "rest_stored"),
+    [
+        (psycopg.errors.LockNotAvailable("canceling statement due to lock timeout"), False),
+        (psycopg.errors.DeadlockDetected("deadlock detected"), True),
+    ],
+)
+def test_a_group_applied_again_stops_at_a_failure_of_the_whole_database(
+    tmp_path: Path, error: Exception, rest_stored: bool
+) -> None:
+    """A group failed and its writes are applied one by one: when the first fails because
+    a lock is not granted in time, the others would each wait for it in turn, so they are
+    answered with it at once; a deadlock is that write's alone, and the others go on."""
+    seen: list[int] = []
+    operation = _failing(error, seen)
+    group = GroupCommitWriter(connect(f"sqlite:///{tmp_path / 'db.sqlite'}"))
+
+    async def five() -> list[object]:
+        calls = [group.submit(operation, n) for n in range(5)]
+        group.start()  # all five queued: one group
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    try:
+        answers = asyncio.run(five())
+    finally:
+        group.stop()
+
+    assert isinstance(answers[0], StoreError)
+    if rest_stored:
+        assert answers[1:] == [None] * 4 and seen == [0, 1, 2, 3, 4]
+    else:
+        assert all(isinstance(answer, StoreError) for answer in answers)
+        assert {str(answer) for answer in answers} == {
+            "a lock another session holds on jobhooks' tables did not come free in time"
+        }
+        assert seen == [0], "each write waited for the lock in turn"

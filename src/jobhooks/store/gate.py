@@ -8,7 +8,8 @@ before being told "not stored". After such an attempt, the gate refuses new
 connections at once, saying why, and one thread of its own tries to connect in the
 background until the server answers (or refuses at once, as a restarting server does);
 then the gate opens again. No caller waits for the server while it is gone, and its
-return is noticed within one connect timeout.
+return is noticed within about one connect timeout (an attempt under way as it comes
+back may have to time out first).
 """
 
 from __future__ import annotations

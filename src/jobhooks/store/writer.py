@@ -111,10 +111,16 @@ def _unconfirmed(exc: Exception) -> Exception:
 
 def _about_one_write(exc: Exception) -> bool:
     """Whether a write applied alone failed for what it holds (a constraint, a value, a
-    bug), so that the writes after it may well succeed; not for the database as a whole
-    (the driver's ``OperationalError``: a lock not granted, a full disk, a lost
-    connection; or jobhooks' own store errors: unreachable, no answer in time)."""
-    return not isinstance(exc, StoreError | OperationalError | InterfaceError)
+    deadlock with another session, a bug), so that the writes after it may well succeed;
+    not for the database as a whole (the driver's other ``OperationalError``: a lock not
+    granted in time, a full disk, a lost connection; or jobhooks' own store errors:
+    unreachable, no answer in time)."""
+    if isinstance(exc, StoreError | InterfaceError):
+        return False
+    if isinstance(exc, OperationalError):
+        sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+        return sqlstate.startswith("40")  # serialization failure, deadlock: this one's
+    return True
 
 
 def next_recovery(health: StoreHealth, now: float) -> float:
