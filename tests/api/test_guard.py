@@ -95,7 +95,7 @@ def test_another_method_on_the_check_in_path_lists_the_ones_it_takes(api: Api) -
     response = api.client.request("OPTIONS", PATH, headers=api.auth("agent"))
 
     _problem(response, 405)
-    assert response.headers["allow"] == "GET, POST"
+    assert response.headers["allow"] == "GET, HEAD, POST"
 
 
 @pytest.mark.parametrize("method", ["TRACE", "PUT", "DELETE", "PATCH"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -29,7 +30,8 @@ T = TypeVar("T")
 
 async def app(scope: Message, receive: Callable[[], Awaitable[Message]], send: Any) -> None:
     """Echoes a POST's body; ``GET /big`` streams three chunks of 40 KiB; ``/busy`` blocks
-    the event loop between the answer's head and its body."""
+    the event loop between the answer's head and its body; ``/slow?S`` answers after S
+    seconds (0.3 by default)."""
     if scope["type"] != "http":
         return
     if scope["path"] == "/busy":
@@ -37,6 +39,12 @@ async def app(scope: Message, receive: Callable[[], Awaitable[Message]], send: A
         await send({"type": "http.response.start", "status": 200, "headers": []})
         time.sleep(0.3)
         await send({"type": "http.response.body", "body": b"hello"})
+        return
+    if scope["path"] == "/slow":  # answers after a while, without blocking the loop
+        await asyncio.sleep(float(scope["query_string"] or b"0.3"))
+        headers = [(b"content-length", b"4")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"slow"})
         return
     if scope["path"] == "/big":
         await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -283,7 +291,8 @@ def test_a_head_over_the_limit_is_answered_431_before_much_more_is_read() -> Non
 
     class Counting(OneWriteProtocol):
         def data_received(self, data: bytes) -> None:
-            received.append(len(data))
+            if not self._refused:  # what comes after the refusal is read and dropped
+                received.append(len(data))
             super().data_received(data)
 
     def client(address: tuple[str, int]) -> bytes:
@@ -297,7 +306,7 @@ def test_a_head_over_the_limit_is_answered_431_before_much_more_is_read() -> Non
 
     answer = asyncio.run(serving(Counting, client))
     assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"), answer[:80]
-    assert answer.endswith(b"the request's line and headers are over 65536 bytes")
+    assert answer.endswith(b"the request's line, headers and trailers are over 65536 bytes")
     assert sum(received) <= HEAD_LIMIT + max(received), f"{sum(received)} bytes read"
 
 
@@ -323,6 +332,7 @@ def test_a_request_not_received_whole_in_time_is_answered_408(
     what: str, request_start: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(protocol_module, "REQUEST_TIMEOUT", 0.5)
+    monkeypatch.setattr(protocol_module, "LINGER", 0.2)
 
     def client(address: tuple[str, int]) -> tuple[bytes, float]:
         with socket.create_connection(address, timeout=10) as sock:
@@ -367,3 +377,71 @@ def test_a_connection_that_sends_nothing_is_closed_after_the_keep_alive_timeout(
     answer, took = asyncio.run(serving(OneWriteProtocol, client, timeout_keep_alive=0.3))
     assert answer == b""
     assert took < 2, took
+
+
+TOO_LARGE = b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+
+
+def _answers(raw: bytes) -> list[bytes]:
+    """The status lines of the answers in ``raw``, in order."""
+    return re.findall(rb"HTTP/1\.1 \d{3} [^\r]*", raw)
+
+
+def test_a_head_over_the_limit_received_in_one_read_is_refused_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(protocol_module, "LINGER", 0.2)
+    filler = b"".join(b"X-F%d: %s\r\n" % (n, b"a" * 1000) for n in range(100))
+    request = b"GET / HTTP/1.1\r\nHost: t\r\n" + filler + b"Connection: close\r\n\r\n"
+    answer = asyncio.run(exchange(OneWriteProtocol, request))
+    assert answer.startswith(TOO_LARGE), answer[:80]
+
+
+def test_trailers_over_the_limit_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(protocol_module, "LINGER", 0.2)
+    trailers = b"".join(b"X-T%d: %s\r\n" % (n, b"a" * 1000) for n in range(100))
+    request = (
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2\r\n{}\r\n0\r\n" + trailers + b"\r\n"
+    )
+    answer = asyncio.run(exchange(OneWriteProtocol, request))
+    assert _answers(answer) == [TOO_LARGE.strip()], answer[:200]
+
+
+def test_a_refused_request_is_answered_after_the_requests_before_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pipelined: a slow request, then one whose head goes over the limit. The slow one's
+    answer (its check-in may well have been stored) comes first, then the refusal."""
+    monkeypatch.setattr(protocol_module, "LINGER", 0.2)
+    slow = b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n"
+
+    def client(address: tuple[str, int]) -> bytes:
+        with socket.create_connection(address, timeout=10) as sock:
+            sock.sendall(slow + b"GET / HTTP/1.1\r\nHost: t\r\nX-F: ")
+            time.sleep(0.05)
+            sock.sendall(b"a" * 70_000)  # a header that never ends
+            return read_all(sock)
+
+    answer = asyncio.run(serving(OneWriteProtocol, client))
+    assert _answers(answer) == [b"HTTP/1.1 200 OK", TOO_LARGE.strip()], answer[:300]
+    assert b"\r\n\r\nslow" in answer
+
+
+def test_a_request_held_back_by_an_earlier_slow_answer_is_not_timed_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pipelined behind a request that takes longer than the timeout: the server stops
+    reading meanwhile, so the second request's wait is not the client's doing."""
+    monkeypatch.setattr(protocol_module, "REQUEST_TIMEOUT", 0.4)
+    second = post(b'{"n":1}', close=True)
+
+    def client(address: tuple[str, int]) -> bytes:
+        with socket.create_connection(address, timeout=10) as sock:
+            sock.sendall(b"GET /slow?1.2 HTTP/1.1\r\nHost: t\r\n\r\n" + second[:-3])
+            time.sleep(0.2)
+            sock.sendall(second[-3:])
+            return read_all(sock)
+
+    answer = asyncio.run(serving(OneWriteProtocol, client))
+    assert _answers(answer) == [b"HTTP/1.1 200 OK", b"HTTP/1.1 202 Accepted"], answer[:300]

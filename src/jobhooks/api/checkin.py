@@ -25,8 +25,9 @@ __all__ = ["ALLOWED", "PATH", "CheckinEndpoint", "check_in", "is_json"]
 logger = logging.getLogger("jobhooks.api")
 
 PATH = "/api/v1/job-completions"
-ALLOWED = "GET, POST"
-"""The methods of :data:`PATH`: POST reports a completion, GET lists them (operators)."""
+ALLOWED = "GET, HEAD, POST"
+"""The methods of :data:`PATH`: POST reports a completion, GET (and HEAD) lists them
+(operators)."""
 _READS = ("GET", "HEAD")
 
 Scope = MutableMapping[str, Any]

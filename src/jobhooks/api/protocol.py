@@ -11,9 +11,10 @@ nothing follows in the same turn of the event loop is sent at the end of it.
 
 uvicorn itself bounds neither a request's head nor how long a client may take to send
 it: a client could send headers for ever (each kept in memory) or hold a connection
-with a request it never finishes. Here a head over :data:`HEAD_LIMIT` bytes is answered
-431, a request not received whole within :data:`REQUEST_TIMEOUT` seconds of its first
-byte is answered 408, and a connection that sends nothing is closed after the
+with a request it never finishes. Here a request whose line, headers and trailers go
+over :data:`HEAD_LIMIT` bytes is answered 431, a request not received whole within
+:data:`REQUEST_TIMEOUT` seconds of its first byte is answered 408 (after the answers to
+the requests before it), and a connection that sends nothing is closed after the
 keep-alive timeout, as between two requests. A request that arrives in one read (a
 check-in does) costs none of this a timer.
 """
@@ -30,6 +31,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 __all__ = [
     "HEAD_LIMIT",
     "JOIN_UP_TO",
+    "LINGER",
     "REQUEST_TIMEOUT",
     "CoalescingTransport",
     "OneWriteProtocol",
@@ -41,6 +43,8 @@ HEAD_LIMIT = 64 * 1024
 """Bytes a request's line and headers may take (a large Kerberos or bearer token fits)."""
 REQUEST_TIMEOUT = 30.0
 """Seconds within which a request must arrive whole, counted from its first byte."""
+LINGER = 2.0
+"""Seconds a refused client has to read the refusal before the connection is closed."""
 
 JOIN_UP_TO = 64 * 1024
 """Bytes up to which a write is joined to the held one; a larger one follows it instead
@@ -114,19 +118,41 @@ class CoalescingTransport:
         return getattr(self._transport, name)
 
 
+_on_url = HttpToolsProtocol.on_url
+_on_header = HttpToolsProtocol.on_header  # called once per header: without super()'s lookup
+
+
 class OneWriteProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol on a :class:`CoalescingTransport`, refusing a head over
-    :data:`HEAD_LIMIT` bytes (431) and a request not received within
-    :data:`REQUEST_TIMEOUT` seconds (408)."""
+    """uvicorn's httptools protocol on a :class:`CoalescingTransport`, refusing a request
+    whose line, headers and trailers go over :data:`HEAD_LIMIT` bytes (431) or that is
+    not received whole within :data:`REQUEST_TIMEOUT` seconds (408).
+
+    A refusal is sent once every answer to an earlier request on the connection is out
+    (pipelined requests are answered in order), then nothing more is read, and the
+    connection is closed once the client has had :data:`LINGER` seconds to read it.
+    """
 
     _coalescing: CoalescingTransport
     _head_bytes = 0
-    """Bytes received since the last head ended (or the connection began)."""
+    """Bytes received since the last head ended (or the connection began), for a head
+    that never ends."""
+    _field_bytes = 0
+    """Bytes of the current request's line, headers and trailers, as parsed."""
     _in_head = True
     """A request's head is awaited or being received."""
     _receiving = False
     """A request has begun and has not been received whole."""
+    _oversized = False
+    """The current request went over :data:`HEAD_LIMIT`: it is not served."""
+    _oversized_in_trailers = False
+    """... after its head, when a cycle had been made for it."""
     _overdue: asyncio.TimerHandle | None = None
+    _refusal: bytes | None = None
+    """A refusal waiting for the answers to earlier requests."""
+    _refused_own = False
+    """The refused request has a cycle of its own (its body or trailers were refused)."""
+    _refused = False
+    """Nothing more is read: what comes is dropped."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._coalescing = CoalescingTransport(cast(asyncio.Transport, transport), self.loop)
@@ -149,32 +175,70 @@ class OneWriteProtocol(HttpToolsProtocol):
         super().eof_received()
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
         if self._in_head:
             self._head_bytes += len(data)
         super().data_received(data)
         # A request received whole in this read (as most are) leaves nothing to check.
-        if self._in_head and self._head_bytes > HEAD_LIMIT:
+        if self._oversized or (self._in_head and self._head_bytes > HEAD_LIMIT):
             if not self.transport.is_closing():
-                self._refuse(431, f"the request's line and headers are over {HEAD_LIMIT} bytes")
+                own = self._oversized_in_trailers
+                reason = f"the request's line, headers and trailers are over {HEAD_LIMIT} bytes"
+                self._refuse(431, reason, own=own)
         elif self._receiving and self._overdue is None and not self.transport.is_closing():
             # Armed by the read in which the request began: timed from its first bytes.
             self._overdue = self.loop.call_later(REQUEST_TIMEOUT, self._request_timed_out)
 
+    # -- the parser's callbacks ---------------------------------------------------
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._receiving = True
+        self._field_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._field_bytes += len(url)
+        if self._field_bytes > HEAD_LIMIT:
+            self._oversized = True  # once over, it stays over: nothing more is kept
+            return
+        _on_url(self, url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # Trailers come here too, after the head: they count with it.
+        size = self._field_bytes + len(name) + len(value) + 4
+        self._field_bytes = size
+        if size > HEAD_LIMIT:
+            if not self._oversized:
+                self._oversized = True
+                self._oversized_in_trailers = not self._in_head
+            return
+        _on_header(self, name, value)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._head_bytes = 0
-        super().on_headers_complete()
+        if not self._oversized:  # an oversized request is not served at all
+            super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._oversized:
+            super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._receiving = False
         self._in_head = True
         if self._overdue is not None:
             self._stop_timer()
-        super().on_message_complete()
+        if not self._oversized:
+            super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._refusal is not None:
+            self._send_refusal_when_due()
+
+    # -- refusals -----------------------------------------------------------------
 
     def _stop_timer(self) -> None:
         if self._overdue is not None:
@@ -183,19 +247,48 @@ class OneWriteProtocol(HttpToolsProtocol):
 
     def _request_timed_out(self) -> None:
         self._overdue = None
-        if self._receiving and not self.transport.is_closing():
-            self._refuse(408, f"the request did not arrive whole within {REQUEST_TIMEOUT:g} s")
+        if not self._receiving or self._refused or self.transport.is_closing():
+            return
+        if self.flow.read_paused:  # the server stopped reading (earlier answers pending)
+            self._overdue = self.loop.call_later(REQUEST_TIMEOUT, self._request_timed_out)
+            return
+        reason = f"the request did not arrive whole within {REQUEST_TIMEOUT:g} s"
+        self._refuse(408, reason, own=not self._in_head)
 
-    def _refuse(self, status: int, reason: str) -> None:
-        """Answer ``status`` with ``reason`` and close the connection (what was received of
-        the request is dropped; an app reading its body is told the client went away)."""
+    def _refuse(self, status: int, reason: str, *, own: bool) -> None:
+        """Answer ``status`` with ``reason`` once the earlier answers are out and close the
+        connection; ``own``: the refused request has a cycle (an app reading its body is
+        told the client went away)."""
         client = f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
         logger.warning("closed the connection from %s: %s", client, reason)
+        self._refused = True
+        self._stop_timer()
         body = reason.encode()
-        self.transport.write(
+        self._refusal = (
             STATUS_LINE[status]
             + b"content-type: text/plain; charset=utf-8\r\n"
             + b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
             + body
         )
-        self.transport.close()
+        self._refused_own = own
+        self._send_refusal_when_due()
+
+    def _send_refusal_when_due(self) -> None:
+        cycle = self.cycle
+        if self.transport.is_closing():
+            return
+        if self.pipeline:
+            return  # earlier requests are still to be answered
+        if cycle is not None and not cycle.response_complete:
+            if not self._refused_own or cycle.response_started:
+                return  # an answer is under way: the refusal follows it
+            cycle.disconnected = True  # the refused request's own app stops reading
+            cycle.message_event.set()
+        refusal, self._refusal = self._refusal, None
+        if refusal is None:
+            return
+        self.transport.write(refusal)
+        # Closing with the client's bytes unread would reset the connection, and the
+        # client might never read the answer: what comes meanwhile is dropped.
+        self.flow.resume_reading()
+        self.loop.call_later(LINGER, self.transport.close)
