@@ -31,7 +31,7 @@ T = TypeVar("T")
 async def app(scope: Message, receive: Callable[[], Awaitable[Message]], send: Any) -> None:
     """Echoes a POST's body; ``GET /big`` streams three chunks of 40 KiB; ``/busy`` blocks
     the event loop between the answer's head and its body; ``/slow?S`` answers after S
-    seconds (0.3 by default)."""
+    seconds (0.3 by default); ``/stream`` answers each piece of the body as it comes."""
     if scope["type"] != "http":
         return
     if scope["path"] == "/busy":
@@ -45,6 +45,16 @@ async def app(scope: Message, receive: Callable[[], Awaitable[Message]], send: A
         headers = [(b"content-length", b"4")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b"slow"})
+        return
+    if scope["path"] == "/stream":  # answers each piece of the body as it comes
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            more = message.get("more_body", False)
+            await send({"type": "http.response.body", "body": message["body"], "more_body": more})
         return
     if scope["path"] == "/big":
         await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -445,3 +455,59 @@ def test_a_request_held_back_by_an_earlier_slow_answer_is_not_timed_out(
 
     answer = asyncio.run(serving(OneWriteProtocol, client))
     assert _answers(answer) == [b"HTTP/1.1 200 OK", b"HTTP/1.1 202 Accepted"], answer[:300]
+
+
+def test_a_request_begun_behind_an_answer_is_not_cut_by_the_keep_alive_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(protocol_module, "LINGER", 0.2)
+    second = post(b'{"n":1}', close=True)
+
+    def client(address: tuple[str, int]) -> bytes:
+        with socket.create_connection(address, timeout=10) as sock:
+            sock.sendall(b"GET /slow?0 HTTP/1.1\r\nHost: t\r\n\r\n" + second[:30])
+            time.sleep(0.8)  # longer than the keep-alive timeout, well within the request's
+            sock.sendall(second[30:])
+            return read_all(sock)
+
+    answer = asyncio.run(serving(OneWriteProtocol, client, timeout_keep_alive=0.3))
+    assert _answers(answer) == [b"HTTP/1.1 200 OK", b"HTTP/1.1 202 Accepted"], answer[:300]
+
+
+def test_a_request_held_back_is_timed_from_when_the_server_reads_it_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Behind an answer that took most of the timeout, the next request has the whole
+    timeout again from when the server reads it."""
+    monkeypatch.setattr(protocol_module, "REQUEST_TIMEOUT", 1.2)
+    second = post(b'{"n":1}', close=True)
+
+    def client(address: tuple[str, int]) -> bytes:
+        with socket.create_connection(address, timeout=10) as sock:
+            sock.sendall(b"GET /slow?1.0 HTTP/1.1\r\nHost: t\r\n\r\n" + second[:-3])
+            time.sleep(1.6)  # 1.6 s after it began, 0.6 s after the server read on
+            sock.sendall(second[-3:])
+            return read_all(sock)
+
+    answer = asyncio.run(serving(OneWriteProtocol, client))
+    assert _answers(answer) == [b"HTTP/1.1 200 OK", b"HTTP/1.1 202 Accepted"], answer[:300]
+
+
+def test_a_refused_request_whose_app_answers_as_it_reads_does_not_hold_the_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(protocol_module, "REQUEST_TIMEOUT", 0.3)
+    monkeypatch.setattr(protocol_module, "LINGER", 0.2)
+
+    def client(address: tuple[str, int]) -> tuple[bytes, float]:
+        with socket.create_connection(address, timeout=10) as sock:
+            started = time.monotonic()
+            sock.sendall(
+                b"POST /stream HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"5\r\nhello\r\n"
+            )  # and the rest never comes
+            return read_all(sock), time.monotonic() - started
+
+    answer, took = asyncio.run(serving(OneWriteProtocol, client))
+    assert answer.startswith(b"HTTP/1.1 200 OK"), answer[:80]
+    assert took < 3, f"held for {took:.1f} s"

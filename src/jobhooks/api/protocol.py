@@ -237,8 +237,21 @@ class OneWriteProtocol(HttpToolsProtocol):
         super().on_response_complete()
         if self._refusal is not None:
             self._send_refusal_when_due()
+        elif self._receiving and not self.transport.is_closing():
+            # The next request has begun, and the server reads it only from now on: its
+            # own timer counts from here, and uvicorn's keep-alive timer, which would
+            # close the connection under it, is not wanted.
+            self._unset_keepalive_if_required()
+            self._stop_timer()
+            self._overdue = self.loop.call_later(REQUEST_TIMEOUT, self._request_timed_out)
 
     # -- refusals -----------------------------------------------------------------
+
+    def _abandon(self) -> None:
+        """Close a connection whose refusal could not be sent in time."""
+        if self._refusal is not None:
+            self._refusal = None
+            self.transport.close()
 
     def _stop_timer(self) -> None:
         if self._overdue is not None:
@@ -280,8 +293,13 @@ class OneWriteProtocol(HttpToolsProtocol):
         if self.pipeline:
             return  # earlier requests are still to be answered
         if cycle is not None and not cycle.response_complete:
-            if not self._refused_own or cycle.response_started:
-                return  # an answer is under way: the refusal follows it
+            if not self._refused_own:
+                return  # an earlier request's answer is under way: the refusal follows
+            if cycle.response_started:
+                # The refused request's own app answers while reading its body, which
+                # will not come: what it answers may end soon, else the connection goes.
+                self.loop.call_later(LINGER, self._abandon)
+                return
             cycle.disconnected = True  # the refused request's own app stops reading
             cycle.message_event.set()
         refusal, self._refusal = self._refusal, None
