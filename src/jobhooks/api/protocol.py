@@ -292,20 +292,27 @@ class OneWriteProtocol(HttpToolsProtocol):
             return
         if self.pipeline:
             return  # earlier requests are still to be answered
+        if self._refused_own and cycle is not None and cycle.response_started:
+            # The refused request's own app answers while reading its body, which will
+            # not come: no second answer; the connection goes once its answer is out, or
+            # after a while without it.
+            if cycle.response_complete:
+                self._refusal = None
+                self._linger()
+            else:
+                self.loop.call_later(LINGER, self._abandon)
+            return
         if cycle is not None and not cycle.response_complete:
             if not self._refused_own:
                 return  # an earlier request's answer is under way: the refusal follows
-            if cycle.response_started:
-                # The refused request's own app answers while reading its body, which
-                # will not come: what it answers may end soon, else the connection goes.
-                self.loop.call_later(LINGER, self._abandon)
-                return
             cycle.disconnected = True  # the refused request's own app stops reading
             cycle.message_event.set()
         refusal, self._refusal = self._refusal, None
-        if refusal is None:
-            return
-        self.transport.write(refusal)
+        if refusal is not None:
+            self.transport.write(refusal)
+            self._linger()
+
+    def _linger(self) -> None:
         # Closing with the client's bytes unread would reset the connection, and the
         # client might never read the answer: what comes meanwhile is dropped.
         self.flow.resume_reading()
