@@ -438,59 +438,42 @@ def test_a_refused_request_is_answered_after_the_requests_before_it(
     assert b"\r\n\r\nslow" in answer
 
 
-def test_a_request_held_back_by_an_earlier_slow_answer_is_not_timed_out(
+@pytest.mark.parametrize(
+    ("case", "first_takes", "sent_first", "rest_after", "timeout", "keep_alive"),
+    [
+        # Pipelined behind an answer that takes longer than the timeout: the server stops
+        # reading meanwhile, so the second request's wait is not the client's doing.
+        ("held back past the timeout", 1.2, -3, 0.2, 0.4, 5.0),
+        # Behind an answer that took most of the timeout, the next request has the whole
+        # timeout again from when the server reads it (1.6 s after it began, 0.6 after).
+        ("held back, then slow", 1.0, -3, 1.6, 1.2, 5.0),
+        # Its head begun behind an answer: uvicorn's keep-alive timer, armed by that
+        # answer, does not cut it; its own timeout does.
+        ("begun behind an answer", 0.0, 30, 0.8, 30.0, 0.3),
+    ],
+)
+def test_a_request_pipelined_behind_another_is_timed_from_when_the_server_reads_it(
+    case: str,
+    first_takes: float,
+    sent_first: int,
+    rest_after: float,
+    timeout: float,
+    keep_alive: float,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Pipelined behind a request that takes longer than the timeout: the server stops
-    reading meanwhile, so the second request's wait is not the client's doing."""
-    monkeypatch.setattr(protocol_module, "REQUEST_TIMEOUT", 0.4)
+    monkeypatch.setattr(protocol_module, "REQUEST_TIMEOUT", timeout)
     second = post(b'{"n":1}', close=True)
 
     def client(address: tuple[str, int]) -> bytes:
         with socket.create_connection(address, timeout=10) as sock:
-            sock.sendall(b"GET /slow?1.2 HTTP/1.1\r\nHost: t\r\n\r\n" + second[:-3])
-            time.sleep(0.2)
-            sock.sendall(second[-3:])
+            first = b"GET /slow?%g HTTP/1.1\r\nHost: t\r\n\r\n" % first_takes
+            sock.sendall(first + second[:sent_first])
+            time.sleep(rest_after)
+            sock.sendall(second[sent_first:])
             return read_all(sock)
 
-    answer = asyncio.run(serving(OneWriteProtocol, client))
-    assert _answers(answer) == [b"HTTP/1.1 200 OK", b"HTTP/1.1 202 Accepted"], answer[:300]
-
-
-def test_a_request_begun_behind_an_answer_is_not_cut_by_the_keep_alive_timeout(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(protocol_module, "LINGER", 0.2)
-    second = post(b'{"n":1}', close=True)
-
-    def client(address: tuple[str, int]) -> bytes:
-        with socket.create_connection(address, timeout=10) as sock:
-            sock.sendall(b"GET /slow?0 HTTP/1.1\r\nHost: t\r\n\r\n" + second[:30])
-            time.sleep(0.8)  # longer than the keep-alive timeout, well within the request's
-            sock.sendall(second[30:])
-            return read_all(sock)
-
-    answer = asyncio.run(serving(OneWriteProtocol, client, timeout_keep_alive=0.3))
-    assert _answers(answer) == [b"HTTP/1.1 200 OK", b"HTTP/1.1 202 Accepted"], answer[:300]
-
-
-def test_a_request_held_back_is_timed_from_when_the_server_reads_it_again(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Behind an answer that took most of the timeout, the next request has the whole
-    timeout again from when the server reads it."""
-    monkeypatch.setattr(protocol_module, "REQUEST_TIMEOUT", 1.2)
-    second = post(b'{"n":1}', close=True)
-
-    def client(address: tuple[str, int]) -> bytes:
-        with socket.create_connection(address, timeout=10) as sock:
-            sock.sendall(b"GET /slow?1.0 HTTP/1.1\r\nHost: t\r\n\r\n" + second[:-3])
-            time.sleep(1.6)  # 1.6 s after it began, 0.6 s after the server read on
-            sock.sendall(second[-3:])
-            return read_all(sock)
-
-    answer = asyncio.run(serving(OneWriteProtocol, client))
-    assert _answers(answer) == [b"HTTP/1.1 200 OK", b"HTTP/1.1 202 Accepted"], answer[:300]
+    answer = asyncio.run(serving(OneWriteProtocol, client, timeout_keep_alive=keep_alive))
+    assert _answers(answer) == [b"HTTP/1.1 200 OK", b"HTTP/1.1 202 Accepted"], (case, answer)
 
 
 def test_a_refused_request_whose_app_answers_as_it_reads_does_not_hold_the_connection(
