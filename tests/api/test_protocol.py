@@ -135,6 +135,26 @@ def read_all(sock: socket.socket) -> bytes:
     return answer
 
 
+def timed_client(
+    request: bytes, *, trickle: bool = False
+) -> Callable[[tuple[str, int]], tuple[bytes, float]]:
+    """A client that sends ``request`` (then, with ``trickle``, one more byte every 50 ms
+    for 2 s) and reads until the server closes: what it read, and after how long."""
+
+    def client(address: tuple[str, int]) -> tuple[bytes, float]:
+        with socket.create_connection(address, timeout=10) as sock:
+            started = time.monotonic()
+            sock.sendall(request)
+            if trickle:
+                with contextlib.suppress(OSError):
+                    for _ in range(40):
+                        time.sleep(0.05)
+                        sock.send(b"a")
+            return read_all(sock), time.monotonic() - started
+
+    return client
+
+
 async def exchange(
     protocol: type[HttpToolsProtocol], request: bytes, *, half_close_after: float | None = None
 ) -> bytes:
@@ -344,17 +364,7 @@ def test_a_request_not_received_whole_in_time_is_answered_408(
     monkeypatch.setattr(protocol_module, "REQUEST_TIMEOUT", 0.5)
     monkeypatch.setattr(protocol_module, "LINGER", 0.2)
 
-    def client(address: tuple[str, int]) -> tuple[bytes, float]:
-        with socket.create_connection(address, timeout=10) as sock:
-            started = time.monotonic()
-            sock.sendall(request_start)
-            if what == "a head trickled byte by byte":
-                with contextlib.suppress(OSError):
-                    for _ in range(40):  # for 2 s, four times the limit
-                        time.sleep(0.05)
-                        sock.send(b"a")
-            return read_all(sock), time.monotonic() - started
-
+    client = timed_client(request_start, trickle=what == "a head trickled byte by byte")
     answer, took = asyncio.run(serving(OneWriteProtocol, client))
     assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), (what, answer[:80])
     assert answer.endswith(b"the request did not arrive whole within 0.5 s")
@@ -482,15 +492,10 @@ def test_a_refused_request_whose_app_answers_as_it_reads_does_not_hold_the_conne
     monkeypatch.setattr(protocol_module, "REQUEST_TIMEOUT", 0.3)
     monkeypatch.setattr(protocol_module, "LINGER", 0.2)
 
-    def client(address: tuple[str, int]) -> tuple[bytes, float]:
-        with socket.create_connection(address, timeout=10) as sock:
-            started = time.monotonic()
-            sock.sendall(
-                b"POST /stream HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
-                b"5\r\nhello\r\n"
-            )  # and the rest never comes
-            return read_all(sock), time.monotonic() - started
-
+    client = timed_client(
+        b"POST /stream HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n"  # and the rest never comes
+    )
     answer, took = asyncio.run(serving(OneWriteProtocol, client))
     assert _answers(answer) == [b"HTTP/1.1 200 OK"], answer[:200]  # no second answer
     assert took < 3, f"held for {took:.1f} s"
