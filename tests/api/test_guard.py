@@ -163,3 +163,16 @@ def test_a_head_request_on_a_route_that_only_takes_posts_is_a_405(api: Api) -> N
 
     assert response.status_code == 405
     assert response.content == b""
+
+
+@pytest.mark.parametrize(
+    ("path", "role"), [("/healthz", None), ("/api/v1/handlers", "admin"), ("/ui/login", None)]
+)
+def test_a_405_on_a_route_read_with_get_lists_head_too(
+    api: Api, path: str, role: str | None
+) -> None:
+    """HEAD is answered wherever GET is, so the methods a 405 lists say so."""
+    response = api.client.delete(path, headers=api.auth(role) if role else {})
+
+    assert response.status_code == 405
+    assert "HEAD" in response.headers["allow"].replace(" ", "").split(","), response.headers

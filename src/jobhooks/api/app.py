@@ -15,7 +15,7 @@ from starlette.responses import Response
 from jobhooks import __version__
 from jobhooks.api import health, operator
 from jobhooks.api.checkin import PATH, CheckinEndpoint, check_in
-from jobhooks.api.guard import MAX_BODY, RequestGuard
+from jobhooks.api.guard import MAX_BODY, RequestGuard, with_head
 from jobhooks.api.problems import PROBLEM_SCHEMA, ApiProblem, problem_response
 from jobhooks.api.schemas import STORABLE, CheckinAnswer, CompletionReport
 from jobhooks.errors import StoreError
@@ -204,6 +204,8 @@ def create_app(
     @app.exception_handler(HTTPException)
     async def on_http(_request: Request, exc: HTTPException) -> Response:
         headers = dict(exc.headers) if exc.headers else None
+        if headers and "Allow" in headers:
+            headers["Allow"] = with_head(headers["Allow"])
         return problem_response(exc.status_code, str(exc.detail), None, headers)
 
     # Last, so an extension sees the API's handlers (and may defer to them).

@@ -22,7 +22,15 @@ from urllib.parse import parse_qsl, unquote_to_bytes
 
 from jobhooks.api.problems import problem_body
 
-__all__ = ["MAX_BODY", "BodyRefused", "RequestGuard", "check_length", "read_body", "unstorable"]
+__all__ = [
+    "MAX_BODY",
+    "BodyRefused",
+    "RequestGuard",
+    "check_length",
+    "read_body",
+    "unstorable",
+    "with_head",
+]
 
 MAX_BODY = 64 * 1024
 """The largest body any endpoint takes."""
@@ -90,6 +98,15 @@ async def read_body(receive: Receive, limit: int = MAX_BODY) -> bytes:
 
 _SERVED = ("GET", "HEAD", "POST")
 """The methods the API answers; the others are refused by routing (405)."""
+
+
+def with_head(allow: str) -> str:
+    """An ``Allow`` header's methods with HEAD beside GET: the guard answers HEAD wherever
+    GET is answered, whatever the route lists."""
+    methods = [m.strip() for m in allow.split(",") if m.strip()]
+    if "GET" in methods and "HEAD" not in methods:
+        methods.insert(methods.index("GET") + 1, "HEAD")
+    return ", ".join(methods)
 
 
 async def _answer(send: Send, status: int, detail: str, errors: list[dict[str, str]]) -> None:
