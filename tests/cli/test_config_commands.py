@@ -57,6 +57,30 @@ def test_validate_lists_the_registered_handlers(
     assert smtp_password not in result.output
 
 
+def test_names_and_values_from_the_file_are_shown_as_written(
+    cli, write_config: WriteConfig
+) -> None:
+    """Brackets in a name or a template are text, not markup (a "[/" used to stop the
+    listing with a markup error, and "[pki]" vanished from a subject)."""
+    path = write_config(
+        """
+[[handlers]]
+name = "audit-[/]"
+type = "notify"
+job_types = "*"
+[handlers.properties]
+urls = ["json://127.0.0.1:9/hook"]
+title = "[pki] {{ job_type }} failed [bold red]now[/]"
+"""
+    )
+
+    for verb in ("validate", "handlers"):
+        result = cli(verb, "--config", str(path))
+        assert result.exit_code == 0, result.output
+        assert "audit-[/]" in result.stdout, verb
+    assert "[pki] {{ job_type }} failed [bold red]now[/]" in result.stdout.replace("\n", "")
+
+
 def test_validate_shows_job_type_names(cli, write_config: WriteConfig) -> None:
     text = f'[job_types]\n"Nightly PEM inventory" = "{INVENTORY}"\n' + LOG.replace(
         'job_types = "*"', 'job_types = ["Nightly PEM inventory"]'

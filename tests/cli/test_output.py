@@ -7,7 +7,7 @@ import io
 import pytest
 from rich.console import Console
 
-from jobhooks.cli.output import Column, listing, when
+from jobhooks.cli.output import Column, listing, visible, when
 
 RUN = "01a24535-9b04-7df9-bfc1-4ae76e8e2c66"
 COLUMNS = (
@@ -60,3 +60,17 @@ def test_when_the_row_fits_no_word_is_broken() -> None:
     assert "page-on-call" in row and "dead" in row and "2026-12-05" in row
     text = "\n".join(lines)
     assert "RuntimeError:" in text and "refused" in text
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("done\rFAKE", "done\\x0dFAKE"),  # a carriage return would overwrite the line
+        ("\x1b[2J", "\\x1b[2J"),
+        ("\x9b2J", "\\x9b2J"),  # the 8-bit form of the same escape
+        ("abc\u202edcba", "abc\\u202edcba"),  # reverses what follows it on screen
+        ("two\nlines\tand a tab, é, 日本", "two\nlines\tand a tab, é, 日本"),
+    ],
+)
+def test_characters_a_terminal_acts_on_are_shown_as_escapes(text: str, shown: str) -> None:
+    assert visible(text) == shown

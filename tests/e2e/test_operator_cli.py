@@ -85,6 +85,33 @@ def test_completions_shows_a_completion_with_its_runs(
     assert completion_id in listed
 
 
+HOSTILE_MACHINE = "[/nope] [bold red]ADMIN[/]"
+HOSTILE_TYPE = "Doomed \x1b]8;;http://evil.example/\x1b\\link\x1b]8;;\x1b\\ \x1b[2J\x9b2J"
+
+
+def test_job_data_is_printed_as_text_never_obeyed(pipeline: Pipeline) -> None:
+    """A report's fields are shown as they are: markup stays brackets, and the escape
+    sequences a terminal would act on (clear the screen, a hidden link) are shown as
+    escapes, in every listing that prints them."""
+    body = report(job_type=HOSTILE_TYPE, job_type_id=DOOMED, client_machine=HOSTILE_MACHINE)
+    answer = pipeline.check_in(body)
+    pipeline.settled(answer["id"])
+
+    outputs = [
+        _operator(pipeline, "completions", "--limit", "500"),
+        _operator(pipeline, "completions", answer["id"]),
+        _operator(pipeline, "runs", "--limit", "500"),
+        _operator(pipeline, "job-types"),
+    ]
+
+    for out in outputs:
+        assert "\x1b" not in out and "\x9b" not in out, repr(out)
+    listed, detail, _runs, _types = outputs
+    for out in (listed, detail):
+        assert "[/nope] [bold red]ADMIN[/]" in out.replace("\n", "")
+    assert "\\x1b[2J\\x9b2J" in detail
+
+
 def test_job_types_lists_the_job_types_seen(pipeline: Pipeline, dead_run: tuple[str, str]) -> None:
     pipeline.check_in(report(job_type="Inventory", job_type_id=INVENTORY))
 

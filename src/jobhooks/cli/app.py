@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Annotated, NoReturn, cast
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from jobhooks import __version__
+from jobhooks.cli.output import TerminalConsole
 from jobhooks.errors import JobhooksError
 from jobhooks.logs import LOG_FORMATS, LOG_LEVELS, LogFormat, configure_logging, current_setup
 
@@ -49,8 +49,8 @@ def _width() -> int | None:
     return None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120
 
 
-console = Console(highlight=False, width=_width())
-err_console = Console(stderr=True, highlight=False, width=_width())
+console = TerminalConsole(width=_width())
+err_console = TerminalConsole(stderr=True, width=_width())
 
 ConfigOption = Annotated[
     Path | None,

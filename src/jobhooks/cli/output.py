@@ -9,6 +9,7 @@ beside it, one per line, rather than cutting words or the table's right edge.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,8 +18,9 @@ from typing import Annotated, Any, Literal
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-__all__ = ["Column", "JsonOption", "listing", "print_json", "when"]
+__all__ = ["Column", "JsonOption", "TerminalConsole", "listing", "print_json", "visible", "when"]
 
 JsonOption = Annotated[
     bool,
@@ -28,6 +30,37 @@ JsonOption = Annotated[
         "UTC seconds since the epoch, as the API gives them).",
     ),
 ]
+
+_UNPRINTABLE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
+"""Characters a terminal acts on instead of showing (escape sequences, carriage returns,
+8-bit controls) or that reorder the text around them: all but newline and tab."""
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def visible(text: str) -> str:
+    """``text`` with the characters a terminal would act on shown as escapes (``\\x1b``):
+    what a report or a file holds is printed, never obeyed."""
+    return _UNPRINTABLE.sub(_escaped, text)
+
+
+class TerminalConsole(Console):
+    """A console for text from outside (job data, names from a configuration file): shown
+    as it is. Markup (``[bold]``) and emoji codes only where a call asks for them
+    (``markup=True``), and control characters as escapes (see :func:`visible`)."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(markup=False, emoji=False, highlight=False, **options)
+
+    def render_str(self, text: str, **options: Any) -> Text:
+        """Every string this console prints or lays out in a table passes here."""
+        return super().render_str(visible(text), **options)
+
 
 UUID_WIDTH = 36
 """A UUID's length: the ids of completions and runs, and job type GUIDs."""
