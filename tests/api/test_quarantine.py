@@ -113,3 +113,23 @@ def test_a_reload_that_fixes_the_registration_runs_its_held_runs(quarantined: Ap
     assert [line.split()[0] for line in read_lines(api.directory / "later.log")] == [completion_id]
     assert api.client.get("/readyz").json()["registrations"] == []
     assert _metric(api.client.get("/metrics").text, "jobhooks_runs_held") == 0
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b'[[handlers]]\nname = "caf\xe9"\n', b"x = " + b"[" * 3000 + b"]" * 3000],
+    ids=["latin-1", "nested"],
+)
+def test_a_file_that_cannot_be_read_is_refused_whole_and_the_running_one_stays(
+    quarantined: Api, content: bytes
+) -> None:
+    api = quarantined
+    (api.directory / "jobhooks.toml").write_bytes(content)
+
+    refused = api.client.post("/api/v1/admin/reload", headers=api.auth("admin"))
+
+    assert refused.status_code == 422, refused.text
+    assert "jobhooks.toml" in str(refused.json()), refused.json()
+    assert api.client.get("/readyz").json()["config"]["last_reload_applied"] is False
+    handlers = api.client.get("/api/v1/handlers", headers=api.auth("admin")).json()
+    assert [h["name"] for h in handlers["items"]] == ["record"]

@@ -269,6 +269,38 @@ def test_invalid_toml_is_a_config_error_with_the_line(write_config: WriteConfig)
     assert "line 2" in str(caught.value)
 
 
+def test_a_file_saved_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    """Notepad saves UTF-8 with a byte order mark; TOML parsers refuse it at line 1."""
+    path = tmp_path / "jobhooks.toml"
+    path.write_bytes(("[server]\nlisten = 'x'\n" + LOG_HANDLER).encode("utf-8-sig"))
+
+    _config, problems = read_config(path)
+
+    assert len(problems) == 1 and "line 2" in problems[0], problems
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        ('[smtp]\nhost = "caf\xe9"\n'.encode("latin-1"), "not UTF-8 text (line 2"),
+        (("[server]\n" + LOG_HANDLER).encode("utf-16"), "is UTF-16"),
+        (b"x = " + b"[" * 5000 + b"]" * 5000, "nested too deeply"),
+        (b"[x]\ny = " + b"{a = " * 3000 + b"1" + b"}" * 3000, "nested too deeply"),
+    ],
+)
+def test_a_file_that_cannot_be_read_as_toml_is_a_config_error(
+    tmp_path: Path, content: bytes, said: str
+) -> None:
+    path = tmp_path / "jobhooks.toml"
+    path.write_bytes(content)
+
+    with pytest.raises(ConfigError) as caught:
+        read_config(path)
+
+    assert said in str(caught.value)
+    assert "jobhooks.toml" in str(caught.value)
+
+
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file"):
         read_config(tmp_path / "absent.toml")

@@ -101,6 +101,13 @@ def test_a_file_that_cannot_be_used_is_refused_and_registration_problems_are_not
         assert [h["name"] for h in admin.get("/api/v1/handlers").json()["items"]] == ["first"]
         assert _handled_by(agent, admin, tmp_path) == ["first"]
 
+        # A file saved in another encoding than UTF-8: refused too, and said why.
+        config.write_bytes(good_text.replace("first", "caf\xe9").encode("latin-1"))
+        status = _sighup(server, admin)
+        assert status["applied"] is False
+        assert [p for p in status["problems"] if "not UTF-8" in p], status["problems"]
+        assert _handled_by(agent, admin, tmp_path) == ["first"]
+
         # Problems in registrations only: applied. "first" keeps its last good version,
         # the new broken ones are quarantined.
         broken_first = _appender("first", tmp_path).replace(

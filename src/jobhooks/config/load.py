@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -256,13 +257,48 @@ def read_config(path: str | Path) -> tuple[JobhooksConfig, list[str]]:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        content = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError([f"{path}: no such file (give --config PATH or create it)"]) from None
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    text = _decoded(path, content)
     try:
         data = tomllib.loads(text)
+        return parse_config(data, ConfigOrigin.scan(str(path), text))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{path.name}: not valid TOML: {exc}"], source=str(path)) from None
-    return parse_config(data, ConfigOrigin.scan(str(path), text))
+    except RecursionError:
+        raise ConfigError(
+            [f"{path.name}: arrays or tables are nested too deeply to read"], source=str(path)
+        ) from None
+
+
+_WIDE_MARKS = {
+    codecs.BOM_UTF32_LE: "UTF-32",
+    codecs.BOM_UTF32_BE: "UTF-32",
+    codecs.BOM_UTF16_LE: "UTF-16",
+    codecs.BOM_UTF16_BE: "UTF-16",
+}
+
+
+def _decoded(path: Path, content: bytes) -> str:
+    """A TOML file's text: UTF-8, with the byte order mark some editors write at its start
+    left out. Raises :class:`ConfigError` naming the encoding to save it in."""
+    for mark, encoding in _WIDE_MARKS.items():
+        if content.startswith(mark):
+            raise ConfigError(
+                [f"{path.name} is {encoding} text; TOML files are UTF-8: save it as UTF-8"],
+                source=str(path),
+            )
+    try:
+        return content.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = content.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            [
+                f"{path.name}: not UTF-8 text (line {line}: byte 0x{content[exc.start]:02x}); "
+                "TOML files are UTF-8: save it as UTF-8"
+            ],
+            source=str(path),
+        ) from None

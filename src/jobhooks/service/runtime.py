@@ -9,7 +9,7 @@ import gc
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from jobhooks.config.defaults import resolve_database
@@ -33,6 +33,19 @@ from jobhooks.store.nodes import NodeIdentity
 __all__ = ["STALL_FLOOR", "YOUNG_GENERATION", "Runtime"]
 
 logger = logging.getLogger("jobhooks")
+
+
+@contextlib.contextmanager
+def _reload_failure_logged() -> Iterator[None]:
+    """For a reload nobody waits on (a signal, another node's announcement): what stops it
+    is logged, and the running configuration stays."""
+    try:
+        yield
+    except StoreError as exc:
+        logger.error("reload failed, keeping the running configuration: %s", exc)
+    except Exception:
+        logger.exception("reload failed, keeping the running configuration")
+
 
 STALL_FLOOR = 5.0
 """Seconds the event loop may stall before the heartbeat stops, whatever ``[server] lease``."""
@@ -142,7 +155,7 @@ class Runtime:
         self._tasks.append(asyncio.create_task(self._quiet_reload(), name="jobhooks-reload"))
 
     async def _quiet_reload(self) -> None:
-        with contextlib.suppress(Exception):
+        with _reload_failure_logged():
             await self.reload()
 
     def _reload_announced(self, origin: str) -> None:
@@ -151,7 +164,7 @@ class Runtime:
             self._tasks.append(asyncio.create_task(self._catalog_reload(), name="jobhooks-reload"))
 
     async def _catalog_reload(self) -> None:
-        with contextlib.suppress(Exception):
+        with _reload_failure_logged():
             if self.live.reload(await self.store.pull.catalog()).applied:
                 await self.release_held()
 
