@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import gc
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,9 +14,12 @@ from typing import Any
 import pytest
 from conftest import HttpReceiver
 
+from jobhooks import JobCompleteContext
 from jobhooks.dispatch.execute import run_attempt
 from jobhooks.dispatch.outcome import Outcome
+from jobhooks.handlers import notify
 from jobhooks.registry.build import load
+from jobhooks.registry.matching import RegisteredHandler
 from jobhooks.testing import sample_context
 
 WriteConfig = Callable[..., Path]
@@ -42,10 +48,28 @@ def notify_config(properties: str = 'urls = "env:NOTIFY_URL"') -> str:
     """
 
 
+def registered(config: Path) -> RegisteredHandler:
+    handler = load(config).registry.get("page-oncall")
+    assert handler is not None
+    return handler
+
+
 def attempt(config: Path, **context: Any) -> Outcome:
-    registered = load(config).registry.get("page-oncall")
-    assert registered is not None
-    return asyncio.run(run_attempt(registered, sample_context(**context)))
+    return asyncio.run(run_attempt(registered(config), sample_context(**context)))
+
+
+def deliver(handler: RegisteredHandler, *contexts: JobCompleteContext) -> list[Outcome]:
+    """Run the attempts in order on one handler and one event loop, as a worker does."""
+
+    async def run() -> list[Outcome]:
+        return [await run_attempt(handler, context) for context in contexts]
+
+    return asyncio.run(run())
+
+
+def retries(context: JobCompleteContext, attempts: int) -> list[JobCompleteContext]:
+    """``context``'s run attempted ``attempts`` times."""
+    return [dataclasses.replace(context, attempt=n) for n in range(1, attempts + 1)]
 
 
 def test_a_failure_is_delivered_with_its_title_and_body(
@@ -82,6 +106,21 @@ def test_title_and_body_templates(
     assert document["message"] == "orchestrator01.example.com says {{ 7*7 }}"
 
 
+def test_templates_run_in_a_child_process_too(
+    write_config: WriteConfig, http_receiver: HttpReceiver, notify_url: str
+) -> None:
+    """isolation = "process" sends the handler, its compiled templates with it, to a child
+    process (a compiled template could not be sent, so validate refused the registration)."""
+    config = write_config(
+        notify_config(
+            'urls = ["env:NOTIFY_URL"]\ntitle = "{{ job_type }} #{{ job_history_id }}"'
+        ).replace("timeout = 10", 'timeout = 10\n        isolation = "process"')
+    )
+
+    assert attempt(config, job_history_id=2171).succeeded
+    assert json.loads(http_receiver.requests[0].body)["title"] == "Inventory #2171"
+
+
 @pytest.mark.parametrize("result", ["success", "warning", "unknown"])
 def test_by_default_only_failures_notify(
     write_config: WriteConfig, http_receiver: HttpReceiver, notify_url: str, result: str
@@ -115,7 +154,8 @@ def test_a_failing_endpoint_is_a_failed_attempt_without_the_secrets(
     assert not outcome.succeeded
     assert outcome.error is not None
     assert outcome.error.startswith("NotifyError: Apprise could not deliver to every URL")
-    assert f"json://pki:****@127.0.0.1:{http_receiver.port}/alerts" in outcome.error
+    assert f"urls[0] json://127.0.0.1:{http_receiver.port}" in outcome.error
+    assert "pki" not in outcome.error and "/alerts" not in outcome.error
     result = cli("test-handler", "page-oncall", "-c", str(config), "--traceback")
     assert result.exit_code == 1
     assert "NotifyError" in result.stdout
@@ -134,6 +174,18 @@ def test_an_unknown_scheme_is_a_registration_error_that_does_not_echo_the_url(
         "handlers[0] 'page-oncall': property urls[1]: Apprise does not recognise" in result.stderr
     )
     assert "hidden-Pw3" not in result.output and "nosuchservice" not in result.output
+
+
+def test_a_url_that_cannot_be_parsed_is_a_registration_error_naming_its_place(
+    cli: Any, write_config: WriteConfig
+) -> None:
+    properties = 'urls = ["json://127.0.0.1:9/x", "json://[::1/hidden-Path7"]'
+    result = cli("validate", "-c", str(write_config(notify_config(properties))))
+    assert result.exit_code == 1
+    assert (
+        "handlers[0] 'page-oncall': property urls[1]: Apprise does not recognise" in result.stderr
+    )
+    assert "hidden-Path7" not in result.output
 
 
 def test_an_unknown_result_is_a_registration_error(cli: Any, write_config: WriteConfig) -> None:
@@ -157,3 +209,136 @@ def test_urls_are_never_listed_in_clear(
         assert "/alerts" not in result.output
     listing = cli("handlers", "-c", str(config)).stdout
     assert "urls=env:NOTIFY_URL, **********" in listing
+
+
+# What an Apprise URL holds besides its scheme and host is secret: the user and password,
+# a webhook's path, a header's value in the query, an ntfy topic (its access secret).
+
+APPRISE_USER, APPRISE_PASSWORD = "appuser-Hq3", "APPRISEPASS-Zt8"
+PATH_SECRET, HEADER_SECRET, TOPIC = "PATHSECRET-Wd4", "HDRSECRET2-Kp9", "SECRETTOPIC-Nc5"
+URL_SECRETS = (APPRISE_USER, APPRISE_PASSWORD, PATH_SECRET, HEADER_SECRET, TOPIC)
+
+
+def secret_urls(port: int) -> str:
+    """A json:// URL and an ntfy:// URL to a receiver on ``port``, as a ``urls`` property."""
+    json_url = (
+        f"json://{APPRISE_USER}:{APPRISE_PASSWORD}@127.0.0.1:{port}/app/{PATH_SECRET}"
+        f"?+X-Token={HEADER_SECRET}"
+    )
+    return f'urls = ["{json_url}", "ntfy://127.0.0.1:{port}/{TOPIC}"]'
+
+
+def assert_no_url_secret(*texts: str | None) -> None:
+    for text in texts:
+        for part in URL_SECRETS:
+            assert part.casefold() not in (text or "").casefold(), f"{part!r} leaked: {text!r}"
+
+
+def test_a_failed_delivery_names_each_url_by_scheme_and_host_only(
+    write_config: WriteConfig, http_receiver: HttpReceiver
+) -> None:
+    http_receiver.respond = lambda request: (500, b"internal error")
+    outcome = attempt(write_config(notify_config(secret_urls(http_receiver.port))))
+    assert not outcome.succeeded
+    where = f"127.0.0.1:{http_receiver.port}"
+    assert outcome.error == (
+        "NotifyError: Apprise could not deliver to every URL; failed: "
+        f"urls[0] json://{where}, urls[1] ntfy://{where}"
+    )
+    assert_no_url_secret(outcome.error, outcome.traceback)
+    assert {request.path for request in http_receiver.requests} == {f"/app/{PATH_SECRET}", "/"}
+
+
+def test_apprise_logs_no_secret_part_of_the_urls(
+    write_config: WriteConfig, http_receiver: HttpReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    http_receiver.respond = lambda request: (500, b"internal error")
+    outcome = attempt(write_config(notify_config(secret_urls(http_receiver.port))))
+    assert not outcome.succeeded
+    assert "Failed to send ntfy notification" in caplog.text, "Apprise logged its failures"
+    assert_no_url_secret(caplog.text)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("json://user:pw@hooks.example.com:8443/a/b?+X=y#z", "json://hooks.example.com:8443"),
+        ("jsons://[::1]/a", "jsons://[::1]"),
+        ("mailto://user:pw@gmail.com?to=oncall@example.com", "mailto://gmail.com"),
+        # Where the host's place holds a secret: ntfy.sh's topic, a Slack or Telegram token.
+        (f"ntfy://{TOPIC}", "ntfy://**********"),
+        ("slack://xoxb-1234-5678-abcdef/#alerts", "slack://**********"),
+        ("tgram://123456789:AAbbCCddEE/987654", "tgram://**********"),
+    ],
+)
+def test_an_error_names_a_url_by_its_scheme_and_a_host_name_only(url: str, shown: str) -> None:
+    assert notify._shown(url) == shown
+
+
+def test_a_reload_leaves_one_log_filter_per_live_handler(
+    write_config: WriteConfig, http_receiver: HttpReceiver
+) -> None:
+    apprise_log = logging.getLogger("apprise")
+    gc.collect()
+    before = len(apprise_log.filters)
+    config = write_config(notify_config(secret_urls(http_receiver.port)))
+    first = registered(config)
+    assert len(apprise_log.filters) == before + 1
+    del first
+    second = registered(config)
+    gc.collect()
+    assert len(apprise_log.filters) == before + 1
+    del second
+    gc.collect()
+    assert len(apprise_log.filters) == before
+
+
+def test_a_retry_notifies_only_the_urls_that_failed(
+    write_config: WriteConfig, http_receiver: HttpReceiver
+) -> None:
+    flaky = HttpReceiver()
+    answers = iter([500, 500, 500, 200])
+    flaky.respond = lambda request: (next(answers), b"")
+    try:
+        properties = (
+            f'urls = ["json://127.0.0.1:{http_receiver.port}/good",'
+            f' "json://127.0.0.1:{flaky.port}/flaky"]'
+        )
+        handler = registered(write_config(notify_config(properties)))
+        outcomes = deliver(handler, *retries(sample_context(), 4))
+    finally:
+        flaky.close()
+    assert [outcome.succeeded for outcome in outcomes] == [False, False, False, True]
+    for failed in outcomes[:3]:
+        assert failed.error == (
+            "NotifyError: Apprise could not deliver to every URL; failed: "
+            f"urls[1] json://127.0.0.1:{flaky.port}"
+        )
+    assert len(http_receiver.requests) == 1, "the working receiver is paged once"
+    assert len(flaky.requests) == 4
+
+
+def test_a_run_is_forgotten_once_it_succeeds_or_past_the_bound(
+    write_config: WriteConfig, http_receiver: HttpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(notify, "REMEMBERED_RUNS", 2)
+    flaky = HttpReceiver()
+    flaky.respond = lambda request: (500, b"")
+    try:
+        properties = (
+            f'urls = ["json://127.0.0.1:{http_receiver.port}/good",'
+            f' "json://127.0.0.1:{flaky.port}/flaky"]'
+        )
+        handler = registered(write_config(notify_config(properties)))
+        one, two, three = (sample_context() for _ in range(3))
+        deliver(handler, one, two, three)
+        assert len(http_receiver.requests) == 3
+        flaky.respond = lambda request: (200, b"")
+        retried = [dataclasses.replace(context, attempt=2) for context in (three, one)]
+        assert all(outcome.succeeded for outcome in deliver(handler, *retried))
+        assert len(http_receiver.requests) == 4, "the oldest run was forgotten: sent again"
+        assert all(outcome.succeeded for outcome in deliver(handler, *retried))
+        assert len(http_receiver.requests) == 6, "a run that succeeded is sent whole again"
+    finally:
+        flaky.close()

@@ -7,7 +7,9 @@ import base64
 import dataclasses
 import gc
 import http
+import http.server
 import json
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -209,6 +211,79 @@ def test_a_non_2xx_answer_is_a_failed_attempt_naming_the_status(
     answered = f"WebhookError: POST to 127.0.0.1:{http_receiver.port} answered {status} {reason}"
     assert outcome.error == (f"{answered}: 'nope'" if show else answered)
     assert len(http_receiver.requests) == 1, "a redirect is not followed"
+
+
+class HugeAnswer:
+    """A real HTTP receiver on loopback that answers every POST with ``status`` and a body of
+    ``size`` bytes, written 64 KiB at a time until the client hangs up; ``sent`` counts the
+    bytes it got out, ``done`` is set when it stopped writing."""
+
+    CHUNK = 64 * 1024
+
+    def __init__(self, status: int, size: int) -> None:
+        self.status, self.size, self.sent = status, size, 0
+        self.done = threading.Event()
+        self.start = b"receiver is down; " + b"x" * (self.CHUNK - 18)
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            timeout = 10  # a client that neither reads nor hangs up ends the answer here
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length") or 0))
+                self.send_response(receiver.status)
+                self.send_header("content-type", "text/plain")
+                self.send_header("content-length", str(receiver.size))
+                self.end_headers()
+                self.close_connection = True
+                try:
+                    self.wfile.write(receiver.start)
+                    receiver.sent = len(receiver.start)
+                    while receiver.sent < receiver.size:
+                        chunk = b"y" * min(receiver.CHUNK, receiver.size - receiver.sent)
+                        self.wfile.write(chunk)
+                        receiver.sent += len(chunk)
+                except OSError:
+                    pass  # the client hung up: what the test is about
+                finally:
+                    receiver.done.set()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join()
+
+
+@pytest.mark.parametrize(("status", "show"), [(200, False), (200, True), (500, False), (500, True)])
+def test_a_huge_answer_is_not_read_whole(
+    write_config: WriteConfig, status: int, show: bool
+) -> None:
+    receiver = HugeAnswer(status, 50 * 2**20)
+    try:
+        properties = "show_answer = true" if show else ""
+        config = write_config(webhook_config(receiver.url, properties))
+        (outcome,) = deliver(registered(config), sample_context())
+        assert receiver.done.wait(10), "the receiver is still writing: the client did not hang up"
+    finally:
+        receiver.close()
+    assert outcome.succeeded is (status == 200), outcome.error
+    if status == 500:
+        answered = f"WebhookError: POST to {receiver.url[7:]} answered 500 Internal Server Error"
+        shown = receiver.start[:200].decode()
+        assert outcome.error == (f"{answered}: {shown!r}" if show else answered)
+    assert receiver.sent < receiver.size // 4, f"read {receiver.sent} of {receiver.size} bytes"
 
 
 def test_a_receiver_that_does_not_answer_in_time_is_a_failed_attempt(

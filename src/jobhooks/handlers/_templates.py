@@ -16,7 +16,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from jobhooks import JobCompleteContext
 
-__all__ = ["compile_template", "render", "template_variables"]
+__all__ = ["CompiledTemplate", "compile_template", "render", "template_variables"]
 
 
 @functools.cache
@@ -26,14 +26,29 @@ def _environment() -> SandboxedEnvironment:
     )
 
 
-def compile_template(source: str, what: str) -> Template:
+class CompiledTemplate:
+    """A template compiled in the sandbox. Sent to a child process (``isolation =
+    "process"``) as its source, and compiled again there."""
+
+    def __init__(self, source: str, what: str) -> None:
+        self.source = source
+        self.what = what
+        try:
+            self.template: Template = _environment().from_string(source)
+        except TemplateError as exc:
+            line = getattr(exc, "lineno", None)
+            where = f" (template line {line})" if line else ""
+            raise ValueError(
+                f"property {what}: the template does not compile: {exc}{where}"
+            ) from None
+
+    def __reduce__(self) -> tuple[type[CompiledTemplate], tuple[str, str]]:
+        return CompiledTemplate, (self.source, self.what)
+
+
+def compile_template(source: str, what: str) -> CompiledTemplate:
     """Compile a template; raises ValueError naming ``what`` if it does not compile."""
-    try:
-        return _environment().from_string(source)
-    except TemplateError as exc:
-        line = getattr(exc, "lineno", None)
-        where = f" (template line {line})" if line else ""
-        raise ValueError(f"property {what}: the template does not compile: {exc}{where}") from None
+    return CompiledTemplate(source, what)
 
 
 def template_variables(context: JobCompleteContext) -> dict[str, Any]:
@@ -48,9 +63,9 @@ def template_variables(context: JobCompleteContext) -> dict[str, Any]:
     }
 
 
-def render(template: Template, context: JobCompleteContext, what: str) -> str:
+def render(template: CompiledTemplate, context: JobCompleteContext, what: str) -> str:
     """Render a template for a context; raises ValueError saying what went wrong."""
     try:
-        return template.render(template_variables(context))
+        return template.template.render(template_variables(context))
     except TemplateError as exc:
         raise ValueError(f"the {what} template failed: {exc}") from None

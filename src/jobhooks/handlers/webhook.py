@@ -18,12 +18,15 @@ hold the URL. A receiver's answer is not shown either, since receivers echo
 what they were sent in ways no mask can foresee (a path segment, a query
 value decoded, the Basic header in base64); ``show_answer = true`` adds its
 first 200 characters, each secret part (in any case, escaped or encoded)
-masked, for a receiver known not to echo.
+masked, for a receiver known not to echo. Of any answer at most its first
+4,000 characters are read, then the connection is closed: a receiver may
+answer with gigabytes.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import http
 import json
@@ -31,23 +34,25 @@ import os
 import re
 import socket
 import ssl
-from collections.abc import Iterable
+from collections.abc import AsyncGenerator, Iterable
 from datetime import UTC, datetime
+from typing import cast
 from urllib.parse import parse_qsl, quote, quote_plus
 
 import httpx
 from standardwebhooks import Webhook
 
 from jobhooks import JobCompleteContext, JobCompleteHandler, Secret
+from jobhooks.handlers._redact import redaction, url_parts
 from jobhooks.sdk.secret import MASK
 
 SCHEMA_VERSION = 1
 _RESERVED = {"webhook-id", "webhook-timestamp", "webhook-signature", "content-type"}
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_MIN_REDACTED = 4
-"""Shorter parts of the URL or header values are not masked in a receiver's answer: too
-common to be secret, and masking them would garble the text."""
 _SHOWN_BODY = 200
+_READ_BODY = _SHOWN_BODY * 20
+"""Characters of an answer read at most: what ``show_answer`` masks, then cuts to
+``_SHOWN_BODY`` (so no secret is left half shown at the cut)."""
 
 
 class WebhookError(RuntimeError):
@@ -142,23 +147,25 @@ class WebhookHandler(JobCompleteHandler):
         # A client per delivery: a handler has no hook to close a kept one, whose
         # idle connection would outlive the event loop it was made on.
         try:
-            async with httpx.AsyncClient(
-                timeout=self.request_timeout, verify=self._verify
-            ) as client:
-                response = await client.post(
-                    self.url.reveal(), content=body.encode(), headers=headers
-                )
+            async with (
+                httpx.AsyncClient(timeout=self.request_timeout, verify=self._verify) as client,
+                client.stream(
+                    "POST", self.url.reveal(), content=body.encode(), headers=headers
+                ) as response,
+            ):
+                status = response.status_code
+                # Read (an ordinary answer whole, so the receiver sees a clean close), but
+                # never past what show_answer would need.
+                answer = await _start_of(response)
         except Exception as exc:
             # Never the exception's text: httpx's may quote the URL. `from None` keeps
             # it out of the stored traceback too.
             raise WebhookError(f"POST to {self._where} failed: {_reason(exc)}") from None
-        if not 200 <= response.status_code < 300:
-            status = response.status_code
+        if not 200 <= status < 300:
             answered = f"POST to {self._where} answered {status} {_phrase(status)}"
             if not self.show_answer:
                 raise WebhookError(answered)
-            # Redacted before it is cut, so no secret is left half shown at the cut.
-            shown = self._redacted.sub(MASK, response.text[: _SHOWN_BODY * 20])[:_SHOWN_BODY]
+            shown = self._redacted.sub(MASK, answer)[:_SHOWN_BODY]
             raise WebhookError(f"{answered}: {shown!r}")
         return True
 
@@ -167,6 +174,22 @@ def _where(url: httpx.URL) -> str:
     """``host:port`` of the receiver: all an error may say about the URL."""
     host = f"[{url.host}]" if ":" in url.host else url.host
     return f"{host}:{url.port or _DEFAULT_PORTS[url.scheme]}"
+
+
+async def _start_of(response: httpx.Response) -> str:
+    """The first ``_READ_BODY`` characters of an answer, read as they arrive (what arrived
+    when the connection broke, if it did)."""
+    text = ""
+    # aiter_text is an async generator (typed as an iterator): closed here, not when
+    # collected, so it ends before the response does.
+    chunks = cast(AsyncGenerator[str, None], response.aiter_text())
+    with contextlib.suppress(httpx.HTTPError):
+        async with contextlib.aclosing(chunks):
+            async for chunk in chunks:
+                text += chunk
+                if len(text) >= _READ_BODY:
+                    break
+    return text[:_READ_BODY]
 
 
 def _phrase(status: int) -> str:
@@ -178,20 +201,17 @@ def _phrase(status: int) -> str:
 
 
 def _secret_parts(url: httpx.URL, text: str, headers: Iterable[Secret]) -> re.Pattern[str]:
-    """What a receiver's answer might echo that must not be shown: the URL and each of its
-    parts (path segments, query names and values, raw and decoded), the credentials
-    (also as the Basic header's base64), each header value and each word of it; in any
-    case, and with ``/`` escaped as JSON may write it."""
+    """What a receiver's answer might echo that must not be shown: the URL's parts
+    (:func:`~jobhooks.handlers._redact.url_parts`, also as httpx sends them), each
+    header value and each word of it."""
     raw_path = url.raw_path.decode("ascii", "replace")
     query = url.query.decode("ascii", "replace")
-    userinfo = url.userinfo.decode("ascii", "replace")
-    parts = {
-        text,
+    parts = url_parts(text) | {
         raw_path,
         url.path,
         query,
         url.fragment,
-        userinfo,
+        url.userinfo.decode("ascii", "replace"),
         url.username,
         url.password or "",
         base64.b64encode(f"{url.username}:{url.password or ''}".encode()).decode(),
@@ -203,10 +223,7 @@ def _secret_parts(url: httpx.URL, text: str, headers: Iterable[Secret]) -> re.Pa
     for header in headers:
         value = header.reveal()
         parts.update((value, *value.split()))
-    kept = {part for part in parts if len(part.strip("/")) >= _MIN_REDACTED}
-    kept |= {part.replace("/", "\\/") for part in kept if "/" in part}
-    ordered = sorted(kept, key=len, reverse=True)
-    return re.compile("|".join(re.escape(part) for part in ordered), re.IGNORECASE)
+    return redaction(parts)
 
 
 def _reason(exc: BaseException) -> str:
