@@ -733,3 +733,83 @@ def test_validate_shows_every_problem_of_the_imported_built_in_in_one_pass(
     assert problems[1].startswith("[smtp] host: is empty")
     assert problems[2].startswith("[smtp] mail_from: is empty")
     assert "property EmailRecipients: list at least one address" in problems[3]
+
+
+# import-webconfig --output
+
+REGISTER = """<register type="IOrchestratorJobCompleteHandler" mapTo="Keyfactor.Extensions.Handlers.Log, X" name="Audit">
+  <property name="JobTypes" value="*" />
+</register>
+"""  # noqa: E501
+
+
+@pytest.fixture
+def handlers_xml(tmp_path: Path) -> Path:
+    source = tmp_path / "handlers.xml"
+    source.write_text(REGISTER, encoding="utf-8")
+    return source
+
+
+def test_import_never_replaces_a_file_unless_asked(cli, handlers_xml: Path) -> None:
+    existing = handlers_xml.with_name("jobhooks.toml")
+    existing.write_text("# my configuration\n", encoding="utf-8")
+
+    refused = cli("import-webconfig", str(handlers_xml), "-o", str(existing))
+    replaced = cli("import-webconfig", str(handlers_xml), "-o", str(existing), "--force")
+
+    assert refused.exit_code == 1
+    assert "exists; give --force to replace it" in refused.stderr
+    assert replaced.exit_code == 0, replaced.output
+    assert "[[handlers]]" in existing.read_text(encoding="utf-8")
+
+
+def test_import_never_writes_over_the_file_it_reads(cli, handlers_xml: Path) -> None:
+    result = cli("import-webconfig", str(handlers_xml), "-o", str(handlers_xml), "--force")
+
+    assert result.exit_code == 1
+    assert "is the file being read" in result.stderr
+    assert handlers_xml.read_text(encoding="utf-8") == REGISTER
+
+
+@pytest.mark.parametrize(
+    ("target", "said"),
+    [
+        ("folder", "is a folder"),
+        ("missing/jobhooks.toml", "cannot write"),
+        ("/dev/full", "No space left on device"),
+    ],
+)
+def test_an_output_that_cannot_be_written_is_said_and_nothing_is_left_half_written(
+    cli, handlers_xml: Path, target: str, said: str
+) -> None:
+    (handlers_xml.parent / "folder").mkdir()
+    output = handlers_xml.parent / target
+
+    result = cli("import-webconfig", str(handlers_xml), "-o", str(output), "--force")
+
+    assert result.exit_code == 1
+    assert said in result.stderr and "Traceback" not in result.output, result.output
+    assert sorted(p.name for p in handlers_xml.parent.iterdir()) == ["folder", "handlers.xml"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-8-sig"])
+def test_import_reads_a_file_saved_by_windows_tools(cli, tmp_path: Path, encoding: str) -> None:
+    source = tmp_path / "handlers.xml"
+    declared = '<?xml version="1.0" encoding="utf-16"?>\n' if encoding == "utf-16" else ""
+    source.write_bytes((declared + REGISTER.replace("Audit", "Audit-é")).encode(encoding))
+
+    result = cli("import-webconfig", str(source))
+
+    assert result.exit_code == 0, result.output
+    assert 'name = "Audit-é"' in result.stdout
+
+
+def test_import_says_which_byte_is_not_in_the_declared_encoding(cli, tmp_path: Path) -> None:
+    source = tmp_path / "handlers.xml"
+    source.write_bytes(REGISTER.replace("Audit", "Audit-\xe9").encode("latin-1"))
+
+    result = cli("import-webconfig", str(source))
+
+    assert result.exit_code == 1
+    assert "line 1" in result.stderr and "0xE9" in result.stderr, result.stderr
+    assert "Traceback" not in result.output

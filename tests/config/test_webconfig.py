@@ -6,9 +6,13 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import escape
 
 import pytest
 import tomlkit
+
+from jobhooks.config.webconfig import read_manifest, read_webconfig, to_toml
+from jobhooks.config.xml_text import decode_source
 
 WriteConfig = Callable[..., Path]
 
@@ -372,3 +376,394 @@ def test_a_missing_file_is_an_error(cli: Any, tmp_path: Path) -> None:
     result = cli("import-webconfig", str(tmp_path / "web.config"))
     assert result.exit_code == 1
     assert "cannot read" in result.stderr and "No such file or directory" in result.stderr
+
+
+def import_bytes(data: bytes) -> Any:
+    """What the CLI does with a file's bytes: decode them as XML does, then import."""
+    return tomlkit.parse(to_toml(read_webconfig(decode_source(data))))
+
+
+WITH_UMLAUT = SAMPLE.replace("my.name@smtp.email", "müller@smtp.email")
+
+
+@pytest.mark.parametrize(
+    ("declared", "codec"),
+    [
+        ("utf-16", "utf-16"),  # Notepad's "Unicode": a little-endian byte-order mark
+        ("utf-16", "utf-16-be"),
+        ("utf-8", "utf-8-sig"),
+        ("utf-32", "utf-32"),
+        ("iso-8859-1", "iso-8859-1"),
+        ("windows-1252", "cp1252"),
+        ("utf-16", "utf-16-le"),  # no byte-order mark: '<?' tells it apart, as XML does
+    ],
+)
+def test_a_web_config_in_any_declared_encoding_is_read(declared: str, codec: str) -> None:
+    text = web_config(WITH_UMLAUT).replace('encoding="utf-8"', f'encoding="{declared}"')
+    data = text.encode(codec)
+    if codec in ("utf-16-be",):
+        data = b"\xfe\xff" + data
+    (handler,) = import_bytes(data)["handlers"]
+    assert handler["properties"]["MailFrom"] == "müller@smtp.email"
+    assert handler["job_types"] == [INVENTORY, MANAGEMENT]
+
+
+def test_a_declaration_that_contradicts_the_byte_order_mark_yields_to_it() -> None:
+    data = web_config(WITH_UMLAUT).encode("utf-16")  # still declares encoding="utf-8"
+    (handler,) = import_bytes(data)["handlers"]
+    assert handler["properties"]["MailFrom"] == "müller@smtp.email"
+
+
+def test_a_manifest_saved_as_utf16_is_read() -> None:
+    text = manifest({"JobTypes": INVENTORY}, "Acme.Handlers.TicketHandler")
+    (handler,) = read_manifest(decode_source(text.encode("utf-16"))).handlers
+    assert handler.job_types == [INVENTORY]
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (
+            web_config(WITH_UMLAUT).encode("iso-8859-1"),
+            "cannot decode the file as UTF-8 (its XML declaration names it): byte 0xFC at "
+            "line 16, column 39 is not UTF-8; save the file as UTF-8, or name its encoding in "
+            'the XML declaration (such as encoding="windows-1252")',
+        ),
+        (
+            WITH_UMLAUT.encode("cp1252"),
+            "cannot decode the file as UTF-8 (the default: it has no byte-order mark or XML "
+            "declaration naming one): byte 0xFC at line 6",
+        ),
+        (
+            b'<?xml version="1.0" encoding="klingon"?>\n<configuration/>',
+            "line 1: the XML declaration names the encoding 'klingon', which is unknown; save "
+            'the file as UTF-8 and declare encoding="utf-8"',
+        ),
+    ],
+)
+def test_bytes_that_cannot_be_decoded_are_an_error_naming_the_line(
+    data: bytes, problem: str
+) -> None:
+    with pytest.raises(ValueError) as raised:
+        decode_source(data)
+    assert problem in str(raised.value)
+
+
+def custom_handler(*properties: tuple[str, str], name: str = "OpenTicket") -> str:
+    given = "".join(
+        f'<property name="{key}" value="{escape(value, {chr(34): "&quot;"})}" />'
+        for key, value in properties
+    )
+    return (
+        '<register type="IOrchestratorJobCompleteHandler" '
+        f'mapTo="Acme.Handlers.TicketHandler, Acme.Handlers" name="{name}">{given}'
+        f'<property name="JobTypes" value="{INVENTORY}" /></register>'
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "variable"),
+    [
+        (
+            "ConnectionString",
+            "Server=sql01;Database=kf;User Id=sa;Password=Hunter2;",
+            "CONNECTIONSTRING",
+        ),
+        ("Pwd", "Hunter3", "PWD"),
+        ("SmtpPass", "Hunter4", "SMTPPASS"),
+        ("PrivateKey", "-----BEGIN PRIVATE KEY-----MIIEvQIBADANBg", "PRIVATEKEY"),
+        ("WebhookUrl", "https://hooks.slack.com/services/T000/B000/XXXXSECRET", "WEBHOOKURL"),
+        ("Target", "https://hooks.slack.com/services/T000/B000/XXXXSECRET", "TARGET"),
+        ("Target", "https://acme.webhook.office.com/webhookb2/0a1b-XXXXSECRET", "TARGET"),
+        ("Target", "https://outlook.office.com/webhook/0a1b/IncomingWebhook/XXXX", "TARGET"),
+        ("Target", "https://discord.com/api/webhooks/123/XXXXSECRET", "TARGET"),
+        ("Target", "https://bot:XXXXSECRET@tickets.example.com/api", "TARGET"),
+        ("Target", "https://x.example.com/run?sv=2022&sig=XXXXSECRET", "TARGET"),
+        ("Target", "https://x.example.com/api/notify?code=XXXXSECRET", "TARGET"),
+        ("Database", "Data Source=db;Pwd=XXXXSECRET", "DATABASE"),
+        ("Storage", "AccountName=kf;AccountKey=XXXXSECRET;", "STORAGE"),
+        ("Certificate", "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIF", "CERTIFICATE"),
+        ("TicketEndpoint", "https://tickets.example.com/queue/pki-XXXXSECRET", "TICKETENDPOINT"),
+        ("Passphrase", "correct horse", "PASSPHRASE"),
+        ("AuthHeader", "Bearer XXXXSECRET", "AUTHHEADER"),
+        ("ClientCredential", "XXXXSECRET", "CLIENTCREDENTIAL"),
+    ],
+)
+def test_a_secret_is_known_by_its_name_or_its_value(
+    run_import: Callable[..., Any], key: str, value: str, variable: str
+) -> None:
+    result = run_import(web_config(custom_handler((key, value), ("QueueName", "PKI"))))
+    assert result.exit_code == 0, result.output
+    assert value not in result.output and "XXXXSECRET" not in result.output
+    (handler,) = tomlkit.parse(result.stdout)["handlers"]
+    assert handler["properties"] == {
+        key: f"env:JOBHOOKS_OPENTICKET_{variable}",
+        "QueueName": "PKI",
+    }
+    assert f"set JOBHOOKS_OPENTICKET_{variable} (it holds {key} of OpenTicket)" in result.stderr
+    assert f"#   JOBHOOKS_OPENTICKET_{variable}  <- {key} of OpenTicket" in result.stdout
+
+
+def test_what_is_not_a_secret_stays_in_the_file(run_import: Callable[..., Any]) -> None:
+    plain = [
+        ("QueueName", "PKI"),
+        ("Server", "tickets.example.com"),
+        ("KeyfactorHost", "kf.example.com"),
+        ("BaseUrl", "https://tickets.example.com/"),
+        ("Subject", "Job failed on {agent}"),
+        ("Password", "env:ALREADY_SET"),
+    ]
+    result = run_import(web_config(custom_handler(*plain)))
+    assert result.exit_code == 0, result.output
+    (handler,) = tomlkit.parse(result.stdout)["handlers"]
+    assert handler["properties"] == dict(plain)
+    assert "set JOBHOOKS_" not in result.stderr
+
+
+def test_a_known_type_s_dropped_property_asks_for_no_variable(
+    run_import: Callable[..., Any],
+) -> None:
+    extra = SAMPLE.replace(
+        "</register>", '<property name="ApiKey" value="XXXXSECRET" /></register>'
+    )
+    result = run_import(web_config(extra))
+    assert result.exit_code == 0, result.output
+    assert "XXXXSECRET" not in result.output
+    assert "APIKEY" not in result.output, "ApiKey was left out: no variable to set for it"
+
+
+def test_manifest_options_that_are_lists_or_objects_become_toml_values(
+    run_import: Callable[..., Any],
+) -> None:
+    options = {
+        "JobTypes": [INVENTORY, MANAGEMENT],
+        "Queues": ["pki", "ops"],
+        "StartTls": True,
+        "Retries": 3,
+        "Proxy": None,
+        "Nested": {"Password": "XXXXSECRET-deep", "Host": "relay", "Ports": [25, 587]},
+        "Tokens": ["XXXXSECRET-one", "XXXXSECRET-two"],
+    }
+    text = manifest(options, "Acme.Handlers.TicketHandler")
+    result = run_import(text, name="manifest.json")
+    assert result.exit_code == 0, result.output
+    assert "XXXXSECRET" not in result.output
+    assert "not a GUID" not in result.stderr
+    (handler,) = tomlkit.parse(result.stdout)["handlers"]
+    assert handler["job_types"] == [INVENTORY, MANAGEMENT]
+    prefix = "env:JOBHOOKS_SENDEMAIL_REPEATEDFAILUREHANDLER"
+    assert handler["properties"] == {
+        "Queues": ["pki", "ops"],
+        "StartTls": "true",
+        "Retries": "3",
+        "Proxy": "",
+        "Nested": {
+            "Password": f"{prefix}_NESTED_PASSWORD",
+            "Host": "relay",
+            "Ports": ["25", "587"],
+        },
+        "Tokens": [f"{prefix}_TOKENS_0", f"{prefix}_TOKENS_1"],
+    }
+    origin = "Nested.Password of SendEmail_RepeatedFailureHandler"
+    assert f"set {prefix[4:]}_NESTED_PASSWORD (it holds {origin})" in result.stderr
+    assert f"set {prefix[4:]}_TOKENS_1 (it holds Tokens[1] of " in result.stderr
+
+
+def test_a_manifest_option_nested_too_deeply_is_flagged_and_left_out(
+    run_import: Callable[..., Any],
+) -> None:
+    deep: Any = "XXXXSECRET"
+    for _ in range(40):
+        deep = {"Level": deep}
+    text = manifest({"JobTypes": INVENTORY, "Deep": deep}, "Acme.Handlers.TicketHandler")
+    result = run_import(text, name="manifest.json")
+    assert result.exit_code == 0, result.output
+    assert "XXXXSECRET" not in result.output
+    assert "Deep nests objects or lists more than" in result.stderr
+    (handler,) = tomlkit.parse(result.stdout)["handlers"]
+    assert "Deep" not in handler.get("properties", {})
+
+
+COLLIDING = """\
+<register type="IOrchestratorJobCompleteHandler" mapTo="SampleJobCompletionHandlers.SendEmail_RepeatedFailureHandler, SampleJobCompletionHandlers" name="{name}">
+  <property name="JobTypes" value="{job_type}" />
+  <property name="SmtpServer" value="relay.example.com" />
+  <property name="Password" value="{password}" />
+  <property name="EmailRecipients" value="pki@example.com" />
+</register>"""  # noqa: E501
+
+
+def test_registrations_whose_names_fold_alike_get_a_variable_each(
+    run_import: Callable[..., Any],
+) -> None:
+    text = web_config(
+        COLLIDING.format(name="Mail.Alerts", job_type=INVENTORY, password="ForRelayA"),
+        COLLIDING.format(name="mail-alerts", job_type=MANAGEMENT, password="ForRelayB"),
+    )
+    result = run_import(text)
+    assert result.exit_code == 0, result.output
+    first, second = tomlkit.parse(result.stdout)["handlers"]
+    assert first["properties"]["Password"] == "env:JOBHOOKS_MAIL_ALERTS_PASSWORD"
+    assert second["properties"]["Password"] == "env:JOBHOOKS_MAIL_ALERTS_PASSWORD_2"
+    assert "set JOBHOOKS_MAIL_ALERTS_PASSWORD (it holds Password of Mail.Alerts)" in result.stderr
+    assert "set JOBHOOKS_MAIL_ALERTS_PASSWORD_2 (it holds Password of mail-alerts)" in (
+        result.stderr
+    )
+    assert "#   JOBHOOKS_MAIL_ALERTS_PASSWORD  <- Password of Mail.Alerts" in result.stdout
+    assert "#   JOBHOOKS_MAIL_ALERTS_PASSWORD_2  <- Password of mail-alerts" in result.stdout
+
+
+def test_properties_that_differ_only_by_case_are_flagged_each_kept(
+    run_import: Callable[..., Any],
+) -> None:
+    block = COLLIDING.format(name="relay", job_type=INVENTORY, password="first").replace(
+        "</register>", '<property name="PASSWORD" value="second" /></register>'
+    )
+    result = run_import(web_config(block))
+    assert result.exit_code == 0, result.output
+    assert "first" not in result.output and "second" not in result.output
+    (handler,) = tomlkit.parse(result.stdout)["handlers"]
+    assert handler["properties"]["Password"] == "env:JOBHOOKS_RELAY_PASSWORD"
+    assert handler["properties"]["PASSWORD"] == "env:JOBHOOKS_RELAY_PASSWORD_2"
+    assert "set JOBHOOKS_RELAY_PASSWORD (it holds Password of relay)" in result.stderr
+    assert "set JOBHOOKS_RELAY_PASSWORD_2 (it holds PASSWORD of relay)" in result.stderr
+    assert "FLAG relay: Password and PASSWORD are one property to jobhooks" in result.stderr
+
+
+def test_a_property_given_twice_is_flagged(run_import: Callable[..., Any]) -> None:
+    block = COLLIDING.format(name="relay", job_type=INVENTORY, password="first").replace(
+        "</register>", '<property name="Password" value="second" /></register>'
+    )
+    result = run_import(web_config(block))
+    assert result.exit_code == 0, result.output
+    assert "FLAG relay: Password is given 2 times; the last value was kept" in result.stderr
+    assert "second" not in result.output
+
+
+def extension(entry: object) -> str:
+    return json.dumps({"extensions": {"Keyfactor.IOrchestratorJobCompleteHandler": entry}})
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            '{"extensions": []}',
+            'not an extension manifest: "extensions" is a list, expected an object',
+        ),
+        ("[1, 2]", 'not an extension manifest: the file holds a list, expected an object'),
+        ("[" * 100_000, "cannot read the JSON: its arrays or objects nest too deeply"),
+    ],
+)  # fmt: skip
+def test_a_manifest_of_the_wrong_shape_is_an_error(
+    run_import: Callable[..., Any], tmp_path: Path, text: str, problem: str
+) -> None:
+    result = run_import(text, name="manifest.json")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert f"error: {tmp_path / 'manifest.json'}: {problem}" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        (
+            {"h": {"TypeFullName": "X", "Options": ["a"]}},
+            "FLAG h: Options is a list, expected an object of property names and values",
+        ),
+        (
+            {"h": {"TypeFullName": "X", "Options": "JobTypes=1"}},
+            "FLAG h: Options is a string, expected an object of property names and values",
+        ),
+        (
+            {"h": "X"},
+            "note: extensions.Keyfactor.IOrchestratorJobCompleteHandler.h is a string, "
+            "expected an object with TypeFullName and Options: it was skipped",
+        ),
+        (
+            ["X"],
+            "note: extensions.Keyfactor.IOrchestratorJobCompleteHandler is a list, expected "
+            "an object of named extensions: it was skipped",
+        ),
+    ],
+)
+def test_a_manifest_entry_of_the_wrong_shape_is_noted(
+    run_import: Callable[..., Any], entry: object, message: str
+) -> None:
+    result = run_import(extension(entry), name="manifest.json")
+    assert result.exit_code == 0, result.output
+    assert message in result.stderr
+    tomlkit.parse(result.stdout)
+
+
+def test_control_characters_never_reach_the_file_or_the_terminal(
+    run_import: Callable[..., Any],
+) -> None:
+    entry = {"h\u001b[31mRED\u001b[0m\n[server]": {"TypeFullName": "X\u0007", "Options": {
+        "JobTypes": INVENTORY, "Password": "XXXXSECRET", "Odd\u001bName": "v\u001b",
+    }}}  # fmt: skip
+    result = run_import(extension(entry), name="manifest.json")
+    assert result.exit_code == 0, result.output
+    assert "\u001b" not in result.output and "\u0007" not in result.output
+    assert "XXXXSECRET" not in result.output
+    document = tomlkit.parse(result.stdout)
+    assert "server" not in document
+    (handler,) = document["handlers"]
+    assert handler["name"] == "h\\x1b[31mRED\\x1b[0m\\n[server]"
+    assert "the name has control characters" in result.stderr
+    assert handler["properties"]["Odd\u001bName"] == "v\u001b", "TOML escapes them in values"
+
+
+ALIASED = f"""\
+<container>
+<alias alias="JobCompleteHandler" type="CSS.CMS.Agents.Server.Interfaces.IOrchestratorJobCompleteHandler, CSS.CMS.Agents.Server"/>
+<alias alias="EmailHandler" type="CSS.CMS.Agents.Server.Handlers.SendEmailOrchestratorJobCompleteHandler, CSS.CMS.Agents.Server"/>
+<register type="JobCompleteHandler" mapTo="EmailHandler" name="mail"><property name="JobTypes" value="{INVENTORY}"/><property name="EmailRecipients" value="a@example.com"/></register>
+<register type="IOrchestratorJobCompleteHandler" mapTo="EmailHandler" name="mail2"><property name="JobTypes" value="{INVENTORY}"/><property name="EmailRecipients" value="a@example.com"/></register>
+<register type="Unrelated" mapTo="EmailHandler" name="other"/>
+</container>"""  # noqa: E501
+
+
+def test_unity_aliases_are_resolved_for_type_and_map_to(run_import: Callable[..., Any]) -> None:
+    result = run_import(ALIASED)
+    assert result.exit_code == 0, result.output
+    assert "FLAG" not in result.stderr.replace("FLAG: the platform's built-in", "")
+    document = tomlkit.parse(result.stdout)
+    assert [(h["name"], h["type"]) for h in document["handlers"]] == [
+        ("mail", "send-email"),
+        ("mail2", "send-email"),
+    ]
+    assert "# from CSS.CMS.Agents.Server.Handlers.SendEmailOrchestratorJobCompleteHandler" in (
+        result.stdout
+    )
+
+
+def test_an_alias_in_the_unity_namespace_applies_to_commented_registrations(
+    run_import: Callable[..., Any],
+) -> None:
+    alias = (
+        '<alias alias="Mailer" type="CSS.CMS.Agents.Server.Handlers.'
+        'SendEmailOrchestratorJobCompleteHandler, CSS.CMS.Agents.Server" />'
+    )
+    registration = BUILT_IN.replace(
+        'mapTo="CSS.CMS.Agents.Server.Handlers.SendEmailOrchestratorJobCompleteHandler, '
+        'CSS.CMS.Agents.Server"',
+        'mapTo="Mailer"',
+    )
+    text = web_config(alias, commented=registration)
+    result = run_import(text, "--include-commented")
+    assert result.exit_code == 0, result.output
+    (handler,) = tomlkit.parse(result.stdout)["handlers"]
+    assert (handler["type"], handler["enabled"]) == ("send-email", False)
+
+
+def test_a_file_without_registrations_gives_a_file_that_starts_with_its_header(
+    run_import: Callable[..., Any], cli: Any, write_config: WriteConfig
+) -> None:
+    result = run_import(web_config())
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("# Imported from the platform's handler registrations.\n")
+    assert tomlkit.parse(result.stdout).get("handlers", []) == []
+    valid = validate(cli, write_config, result.stdout)
+    assert valid.exit_code == 0, valid.output
+    assert "0 handlers registered" in valid.stdout

@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import os
+import shutil
 import time
 import uuid
 from pathlib import Path
@@ -23,6 +25,7 @@ from jobhooks.config.load import read_config
 from jobhooks.config.locate import ConfigChoice
 from jobhooks.config.schema import JobhooksConfig
 from jobhooks.config.webconfig import read_manifest, read_webconfig, to_toml
+from jobhooks.config.xml_text import decode_source
 from jobhooks.dispatch.isolation import run_as_registered
 from jobhooks.dispatch.outcome import Outcome
 from jobhooks.errors import ConfigError, ContextError
@@ -359,6 +362,34 @@ def test_handler(
     raise typer.Exit(1)
 
 
+def _write_output(output: Path, text: str, *, source: Path, force: bool) -> None:
+    """Write ``text`` to ``output`` whole or not at all: beside it first, then renamed over
+    it (a device or a pipe, such as /dev/stdout, is written to as it is)."""
+    if output.is_dir():
+        fail(f"--output {output} is a folder; name a file")
+    if output.exists():
+        if output.samefile(source):
+            fail(f"--output {output} is the file being read; name another")
+        if not force:
+            fail(f"{output} exists; give --force to replace it, or name another with --output")
+        output = output.resolve()  # a link keeps pointing where it did
+    try:
+        if output.exists() and not output.is_file():
+            with output.open("w", encoding="utf-8") as stream:
+                stream.write(text)
+            return
+        partial = output.with_name(f".{output.name}.partial")
+        try:
+            partial.write_text(text, encoding="utf-8")
+            if output.exists():
+                shutil.copymode(output, partial)
+            os.replace(partial, output)
+        finally:
+            partial.unlink(missing_ok=True)
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc.strerror or exc}")
+
+
 @app.command("import-webconfig")
 def import_webconfig(
     source: Annotated[
@@ -373,15 +404,20 @@ def import_webconfig(
         typer.Option("--include-commented", help="Also read registrations inside XML comments."),
     ] = False,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write the TOML here instead of stdout.")
+        Path | None,
+        typer.Option("--output", "-o", help="Write the TOML to this new file instead of stdout."),
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace the file --output names if it exists.")
+    ] = False,
 ) -> None:
     """Turn Keyfactor Command handler registrations into jobhooks.toml [[handlers]] tables."""
     try:
-        text = source.read_text(encoding="utf-8-sig")
+        content = source.read_bytes()
     except OSError as exc:
         fail(f"cannot read {source}: {exc.strerror}")
     try:
+        text = decode_source(content)
         if source.suffix.lower() == ".json":
             result = read_manifest(text)
         else:
@@ -392,7 +428,7 @@ def import_webconfig(
     if output is None:
         typer.echo(toml_text, nl=False)
     else:
-        output.write_text(toml_text, encoding="utf-8")
+        _write_output(output, toml_text, source=source, force=force)
         err_console.print(f"Wrote {len(result.handlers)} registration(s) to {output}", markup=False)
     for note in result.notes:
         err_console.print(f"note: {note}", markup=False)

@@ -4,8 +4,12 @@ one (``<register>`` elements as the documentation shows them), or manifest.json.
 Each ``<register type="IOrchestratorJobCompleteHandler" mapTo=... name=...>``
 block becomes a ``[[handlers]]`` table: the built-in email handler and the
 repeated-failure sample map to jobhooks' own types, every property is kept,
-each password becomes an ``env:`` reference (never written in clear), and
-what cannot be converted is flagged with a comment saying what to do.
+each secret becomes an ``env:`` reference of its own (never written in clear),
+and what cannot be converted is flagged with a comment saying what to do.
+Unity ``<alias>`` names are resolved first, as Unity does.
+
+Every reader raises ValueError, with a message saying what is wrong and where,
+for input it cannot read.
 """
 
 from __future__ import annotations
@@ -14,16 +18,27 @@ import json
 import re
 import uuid
 import xml.etree.ElementTree as ElementTree
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeAlias
 from xml.parsers.expat import ErrorString
 from xml.parsers.expat.errors import XML_ERROR_JUNK_AFTER_DOC_ELEMENT, XML_ERROR_NO_ELEMENTS
 
 import tomlkit
+from tomlkit.items import Array, InlineTable, Table
+from tomlkit.toml_document import TOMLDocument
 
+from jobhooks.config.secret_like import looks_secret
 from jobhooks.sdk.enums import normalise_name
 
-__all__ = ["ImportResult", "ImportedHandler", "read_manifest", "read_webconfig", "to_toml"]
+__all__ = [
+    "ImportResult",
+    "ImportedHandler",
+    "PropertyValue",
+    "read_manifest",
+    "read_webconfig",
+    "to_toml",
+]
 
 INTERFACE = "IOrchestratorJobCompleteHandler"
 KNOWN_TYPES = {
@@ -45,7 +60,9 @@ EMAIL_PROPERTIES = {
     "subject",
     "body",
 }
-_SECRET_NAME = re.compile(r"password|secret|token|apikey|api_key|credential|authheader", re.I)
+
+PropertyValue: TypeAlias = str | list["PropertyValue"] | dict[str, "PropertyValue"]
+"""A property as imported: text (web.config values all are), or a manifest's list or object."""
 
 
 @dataclass
@@ -56,7 +73,7 @@ class ImportedHandler:
     source_type: str
     type: str | None
     job_types: list[str]
-    properties: dict[str, str]
+    properties: dict[str, PropertyValue]
     flags: list[str] = field(default_factory=list)
     environment: dict[str, str] = field(default_factory=dict)
     """Environment variables to set, with where each value came from."""
@@ -76,80 +93,188 @@ class ImportResult:
         return {k: v for handler in self.handlers for k, v in handler.environment.items()}
 
 
+class _Variables:
+    """The environment variable names given out in one import: each secret gets its own."""
+
+    def __init__(self) -> None:
+        self._taken: set[str] = set()
+
+    def claim(self, handler: str, path: str) -> str:
+        """``JOBHOOKS_<HANDLER>_<PROPERTY>``, with ``_2``, ``_3``... once the name is taken."""
+        words = re.sub(r"[^A-Za-z0-9]+", "_", f"{handler}_{path}").strip("_").upper()
+        base = f"JOBHOOKS_{words or 'SECRET'}"
+        variable, count = base, 1
+        while variable in self._taken:
+            count += 1
+            variable = f"{base}_{count}"
+        self._taken.add(variable)
+        return variable
+
+
+def _hide_secrets(
+    imported: ImportedHandler, path: str, value: PropertyValue, variables: _Variables
+) -> PropertyValue:
+    """``value`` with each secret in it replaced by an ``env:`` reference of its own."""
+    if isinstance(value, dict):
+        return {
+            key: _hide_secrets(imported, f"{path}.{key}", item, variables)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [
+            _hide_secrets(imported, f"{path}[{index}]", item, variables)
+            for index, item in enumerate(value)
+        ]
+    if not looks_secret(path, value):
+        return value
+    variable = variables.claim(imported.name, path)
+    imported.environment[variable] = f"{_printable(path)} of {imported.name}"
+    return f"env:{variable}"
+
+
+def _printable(text: str) -> str:
+    """``text`` with control and invisible characters written as escapes (``\\x1b``), so
+    that it is safe in a TOML comment and on a terminal."""
+    return "".join(
+        char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
+        for char in text
+    )
+
+
 def _jobhooks_type(source_type: str) -> str | None:
     class_name = source_type.split(",")[0].strip()
     return KNOWN_TYPES.get(class_name) or KNOWN_TYPES.get(class_name.rsplit(".", 1)[-1])
 
 
-def _variable(handler: str, prop: str) -> str:
-    words = re.sub(r"[^A-Za-z0-9]+", "_", f"{handler}_{prop}").strip("_").upper()
-    return f"JOBHOOKS_{words}"
+def _job_types(value: PropertyValue, flags: list[str]) -> list[str]:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, list):
+        return [guid for item in value for guid in _job_types(item, flags)]
+    flags.append("JobTypes holds an object, not job type GUIDs: it was left out")
+    return []
 
 
-def _convert(name: str, source_type: str, raw: dict[str, str], commented: bool) -> ImportedHandler:
-    type_name = _jobhooks_type(source_type)
-    properties: dict[str, str] = {}
-    job_types: list[str] = []
-    imported = ImportedHandler(name, source_type, type_name, job_types, properties)
-    imported.commented_out = commented
-    for key, value in raw.items():
+def _gather(raw: Iterable[tuple[str, PropertyValue]], imported: ImportedHandler) -> None:
+    """Sort ``raw`` into the job types and the properties, flagging a property given twice
+    and properties that jobhooks, which folds case and ``_ - space``, reads as one."""
+    given: dict[str, int] = {}
+    for key, value in raw:
         if normalise_name(key) == "jobtypes":
-            job_types.extend(part.strip() for part in value.split(",") if part.strip())
+            imported.job_types.extend(_job_types(value, imported.flags))
             continue
-        if _SECRET_NAME.search(key) and value and not value.startswith(("env:", "file:")):
-            variable = _variable(name, key)
-            imported.environment[variable] = f"{key} of {name}"
-            value = f"env:{variable}"
-        properties[key] = value
-    if type_name is None:
+        given[key] = given.get(key, 0) + 1
+        imported.properties[key] = value
+    for key, count in given.items():
+        if count > 1:
+            imported.flags.append(f"{key} is given {count} times; the last value was kept")
+    folded: dict[str, list[str]] = {}
+    for key in imported.properties:
+        folded.setdefault(normalise_name(key), []).append(key)
+    for keys in folded.values():
+        if len(keys) > 1:
+            imported.flags.append(
+                f"{' and '.join(keys)} are one property to jobhooks (names are read without "
+                "regard to case, '_', '-' or spaces): keep one and delete the others"
+            )
+
+
+def _check_email_properties(imported: ImportedHandler) -> None:
+    properties = imported.properties
+    for key in [k for k in properties if normalise_name(k) not in EMAIL_PROPERTIES]:
+        imported.flags.append(f"{key} is not a property of {imported.type}; it was left out")
+        properties.pop(key)
+    recipients = [k for k in properties if normalise_name(k) == "emailrecipients"]
+    if not any(properties[key] for key in recipients):
+        imported.flags.append("EmailRecipients is empty: list the addresses to mail")
+    # An empty value in web.config means "not set": let [smtp] or the default apply.
+    for key in [k for k, v in properties.items() if not v and k not in recipients]:
+        properties.pop(key)
+
+
+def _convert(
+    name: str,
+    source_type: str,
+    raw: Iterable[tuple[str, PropertyValue]],
+    variables: _Variables,
+    *,
+    commented: bool = False,
+    flags: Iterable[str] = (),
+) -> ImportedHandler:
+    shown = _printable(name)
+    imported = ImportedHandler(shown, source_type, _jobhooks_type(source_type), [], {})
+    imported.commented_out = commented
+    if shown != name:
+        imported.flags.append(
+            "the name has control characters, written here as escapes: choose a plain name"
+        )
+    imported.flags.extend(flags)
+    _gather(raw, imported)
+    if imported.type is None:
         imported.flags.append(
             f"no jobhooks type for the C# handler {source_type.split(',')[0]!r}: write it as a "
             "Python handler package and put its entry point's name in type"
         )
-    elif type_name in ("send-email", "repeated-failure-email"):
-        unknown = [key for key in properties if normalise_name(key) not in EMAIL_PROPERTIES]
-        for key in unknown:
-            imported.flags.append(f"{key} is not a property of {type_name}; it was left out")
-            properties.pop(key)
-        recipients = [k for k in properties if normalise_name(k) == "emailrecipients"]
-        if not any(properties[key] for key in recipients):
-            imported.flags.append("EmailRecipients is empty: list the addresses to mail")
-        # An empty value in web.config means "not set": let [smtp] or the default apply.
-        for key in [k for k, v in properties.items() if not v and k not in recipients]:
-            properties.pop(key)
-    if not job_types:
+    elif imported.type in ("send-email", "repeated-failure-email"):
+        _check_email_properties(imported)
+    imported.properties = {
+        key: _hide_secrets(imported, key, value, variables)
+        for key, value in imported.properties.items()
+    }
+    if not imported.job_types:
         imported.flags.append("JobTypes is empty: list the job type GUIDs (or names) it runs for")
-    for guid in job_types:
+    for guid in imported.job_types:
         try:
             uuid.UUID(guid)
         except ValueError:
             imported.flags.append(f"JobTypes has {guid!r}, which is not a GUID")
+    imported.flags = [_printable(flag) for flag in imported.flags]
     return imported
 
 
-def _register_blocks(root: ElementTree.Element) -> list[ElementTree.Element]:
+def _is(element: ElementTree.Element, local_name: str) -> bool:
+    """True when ``element`` is ``local_name`` in any XML namespace (Unity's or none)."""
+    return isinstance(element.tag, str) and element.tag.rsplit("}", 1)[-1] == local_name
+
+
+def _aliases(root: ElementTree.Element) -> dict[str, str]:
+    """Unity's type aliases (``<alias>``, and ``<typeAlias>`` of Unity 1.x) anywhere in the
+    document: alias -> the type it stands for."""
+    return {
+        element.get("alias", ""): element.get("type", "")
+        for element in root.iter()
+        if (_is(element, "alias") or _is(element, "typeAlias"))
+        and element.get("alias")
+        and element.get("type")
+    }
+
+
+def _resolve(type_name: str, aliases: dict[str, str]) -> str:
+    return aliases.get(type_name.strip(), type_name)
+
+
+def _register_blocks(
+    root: ElementTree.Element, aliases: dict[str, str]
+) -> list[ElementTree.Element]:
     return [
         element
         for element in root.iter()
-        if isinstance(element.tag, str)
-        and element.tag.rsplit("}", 1)[-1] == "register"
-        and element.get("type", "").split(",")[0].strip().endswith(INTERFACE)
+        if _is(element, "register")
+        and _resolve(element.get("type", ""), aliases).split(",")[0].strip().endswith(INTERFACE)
     ]
 
 
-def _properties(register: ElementTree.Element) -> dict[str, str]:
-    found: dict[str, str] = {}
+def _properties(register: ElementTree.Element) -> list[tuple[str, PropertyValue]]:
+    found: list[tuple[str, PropertyValue]] = []
     for child in register:
-        if not isinstance(child.tag, str) or child.tag.rsplit("}", 1)[-1] != "property":
-            continue
         name = child.get("name")
-        if not name:
+        if not _is(child, "property") or not name:
             continue
         value = child.get("value")
         if value is None:
             nested = next((c for c in child if c.get("value") is not None), None)
             value = nested.get("value") if nested is not None else ""
-        found[name] = value or ""
+        found.append((name, value or ""))
     return found
 
 
@@ -176,9 +301,12 @@ def _parse(text: str) -> ElementTree.Element:
         raise ValueError(f"not well-formed XML: {exc}") from None
 
 
-def _commented_blocks(text: str, result: ImportResult) -> list[ElementTree.Element]:
-    """The registrations inside XML comments; a comment that is not XML is noted, skipped."""
-    blocks: list[ElementTree.Element] = []
+def _commented_blocks(
+    text: str, aliases: dict[str, str], result: ImportResult
+) -> list[tuple[ElementTree.Element, dict[str, str]]]:
+    """The registrations inside XML comments, each with the aliases that apply to it (the
+    document's and its comment's); a comment that is not XML is noted, skipped."""
+    blocks: list[tuple[ElementTree.Element, dict[str, str]]] = []
     for comment in re.findall(r"<!--(.*?)-->", text, flags=re.S):
         if "<register" not in comment:
             continue
@@ -187,7 +315,8 @@ def _commented_blocks(text: str, result: ImportResult) -> list[ElementTree.Eleme
         except ElementTree.ParseError:
             result.notes.append("a commented-out block that is not well-formed XML was skipped")
             continue
-        blocks += _register_blocks(fragment)
+        known = aliases | _aliases(fragment)
+        blocks += [(register, known) for register in _register_blocks(fragment, known)]
     return blocks
 
 
@@ -195,71 +324,199 @@ def read_webconfig(text: str, *, include_commented: bool = False) -> ImportResul
     """Read every job-complete handler registration in a web.config, or in a fragment
     of one (``<register>`` elements with no root element, as documented).
 
-    With ``include_commented``, registrations inside XML comments (as the
-    default web.config ships its built-in handler) are read too, with
+    Unity aliases (``<alias alias=... type=...>``) are resolved in ``type`` and
+    ``mapTo``. With ``include_commented``, registrations inside XML comments (as
+    the default web.config ships its built-in handler) are read too, with
     ``commented_out`` set; without it, a note says how many were left.
+    Text from bytes should come through :func:`~jobhooks.config.xml_text.decode_source`.
     """
     root = _parse(text)
+    aliases = _aliases(root)
     result = ImportResult([])
-    blocks = [(register, False) for register in _register_blocks(root)]
-    commented = _commented_blocks(text, result)
+    blocks = [(register, aliases, False) for register in _register_blocks(root, aliases)]
+    commented = _commented_blocks(text, aliases, result)
     if include_commented:
-        blocks += [(register, True) for register in commented]
+        blocks += [(register, known, True) for register, known in commented]
     elif commented:
         result.notes.append(
             f"{len(commented)} registration(s) inside XML comments were not read; "
             "--include-commented imports them too (as enabled = false)"
         )
-    for register, hidden in blocks:
-        source_type = register.get("mapTo", "")
+    variables = _Variables()
+    for register, known, hidden in blocks:
+        source_type = _resolve(register.get("mapTo", ""), known)
         name = register.get("name") or source_type.split(",")[0].rsplit(".", 1)[-1] or "handler"
-        result.handlers.append(_convert(name, source_type, _properties(register), hidden))
+        properties = _properties(register)
+        result.handlers.append(_convert(name, source_type, properties, variables, commented=hidden))
     if not result.handlers and not commented:
         result.notes.append(f'no <register type="{INTERFACE}"> block was found')
     return result
 
 
-def read_manifest(text: str) -> ImportResult:
-    """Read the job-complete handlers of an extension ``manifest.json``."""
+_MAX_DEPTH = 10
+
+
+class _TooDeep(Exception):
+    """Raised inside the manifest reader for an option nested more than _MAX_DEPTH deep."""
+
+
+def _kind(value: object) -> str:
+    """What a JSON value is, in words."""
+    kinds = {dict: "an object", list: "a list", str: "a string", bool: "true or false"}
+    return "null" if value is None else kinds.get(type(value), "a number")
+
+
+def _option(value: object, depth: int = 1) -> PropertyValue:
+    """A manifest option as a property: a scalar as text (as web.config gives it), a list
+    or an object kept as one."""
+    if isinstance(value, dict | list) and depth > _MAX_DEPTH:
+        raise _TooDeep
+    if isinstance(value, dict):
+        return {str(key): _option(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_option(item, depth + 1) for item in value]
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def _manifest_handler(
+    name: str, entry: dict[str, object], variables: _Variables
+) -> ImportedHandler:
+    source_type = str(entry.get("TypeFullName", ""))
+    options = entry.get("Options")
+    raw: list[tuple[str, PropertyValue]] = []
+    flags: list[str] = []
+    if isinstance(options, dict):
+        for key, value in options.items():
+            try:
+                raw.append((key, _option(value)))
+            except _TooDeep:
+                flags.append(
+                    f"{key} nests objects or lists more than {_MAX_DEPTH} deep: "
+                    "it was left out; write it by hand"
+                )
+    elif options is not None:
+        flags.append(
+            f"Options is {_kind(options)}, expected an object of property names and values: "
+            "it was left out"
+        )
+    label = name or source_type.rsplit(".", 1)[-1] or "handler"
+    return _convert(label, source_type, raw, variables, flags=flags)
+
+
+def _load_json(text: str) -> object:
     try:
-        data = json.loads(text)
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("cannot read the JSON: its arrays or objects nest too deeply") from None
     except ValueError as exc:
         raise ValueError(f"not valid JSON: {exc}") from None
-    extensions = data.get("extensions", {}) if isinstance(data, dict) else {}
+
+
+def read_manifest(text: str) -> ImportResult:
+    """Read the job-complete handlers of an extension ``manifest.json``.
+
+    Raises ValueError when the text is not JSON, or not an object whose
+    ``extensions`` is an object; an entry of another shape is noted and skipped.
+    Text from bytes should come through :func:`~jobhooks.config.xml_text.decode_source`.
+    """
+    data = _load_json(text)
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"not an extension manifest: the file holds {_kind(data)}, expected an object "
+            'with "extensions"'
+        )
+    extensions = data.get("extensions", {})
+    if not isinstance(extensions, dict):
+        raise ValueError(
+            f'not an extension manifest: "extensions" is {_kind(extensions)}, expected an '
+            "object of interface names"
+        )
     result = ImportResult([])
+    variables = _Variables()
     for interface, entries in extensions.items():
-        if not str(interface).endswith(INTERFACE) or not isinstance(entries, dict):
+        where = f"extensions.{interface}"
+        if not interface.endswith(INTERFACE):
+            continue
+        if not isinstance(entries, dict):
+            result.notes.append(
+                f"{where} is {_kind(entries)}, expected an object of named extensions: "
+                "it was skipped"
+            )
             continue
         named = {"": entries} if "TypeFullName" in entries else entries
         for name, entry in named.items():
-            if not isinstance(entry, dict):
+            if isinstance(entry, dict):
+                result.handlers.append(_manifest_handler(name, entry, variables))
                 continue
-            source_type = str(entry.get("TypeFullName", ""))
-            options = entry.get("Options") or {}
-            raw = {str(k): "" if v is None else str(v) for k, v in options.items()}
-            label = name or source_type.rsplit(".", 1)[-1] or "handler"
-            result.handlers.append(_convert(label, source_type, raw, False))
+            result.notes.append(
+                f"{where}.{name} is {_kind(entry)}, expected an object with TypeFullName "
+                "and Options: it was skipped"
+            )
     if not result.handlers:
         result.notes.append(f"no extensions of {INTERFACE} were found")
+    result.notes = [_printable(note) for note in result.notes]
     return result
 
 
-def _comment_lines(table: Any, lines: list[str]) -> None:
+def _comment_lines(container: Table | TOMLDocument, lines: Iterable[str]) -> None:
     for line in lines:
-        table.add(tomlkit.comment(line))
+        container.add(tomlkit.comment(_printable(line)))
+
+
+def _toml_value(value: PropertyValue) -> str | Array | InlineTable:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        array = tomlkit.array()
+        array.extend(_toml_value(item) for item in value)
+        return array
+    table = tomlkit.inline_table()
+    for key, item in value.items():
+        table.append(key, _toml_value(item))
+    return table
+
+
+def _handler_table(imported: ImportedHandler) -> Table:
+    table = tomlkit.table()
+    notes = [f"from {imported.source_type or 'an unnamed type'}"]
+    if imported.commented_out:
+        notes.append("this registration was commented out in the file: enabled = false")
+    _comment_lines(table, notes + [f"FLAG: {flag}" for flag in imported.flags])
+    table.add("name", imported.name)
+    table.add("type", imported.type or "")
+    table.add("job_types", imported.job_types)
+    if imported.commented_out:
+        table.add("enabled", False)
+    if imported.properties:
+        properties = tomlkit.table()
+        for key, value in imported.properties.items():
+            properties.add(key, _toml_value(value))
+        table.add("properties", properties)
+    return table
 
 
 def to_toml(result: ImportResult) -> str:
-    """The registrations as jobhooks.toml text, each flagged part with a FLAG comment."""
+    """The registrations as jobhooks.toml text, each flagged part with a FLAG comment, and
+    the environment variables to set listed at the top."""
     document = tomlkit.document()
-    document.add(tomlkit.comment("Imported from the platform's handler registrations."))
-    document.add(
-        tomlkit.comment("Parts marked FLAG need your attention before 'jobhooks validate'.")
+    _comment_lines(
+        document,
+        [
+            "Imported from the platform's handler registrations.",
+            "Parts marked FLAG need your attention before 'jobhooks validate'.",
+            *(f"Note: {note}" for note in result.notes),
+        ],
     )
     if result.environment:
-        document.add(tomlkit.comment("Set these environment variables (values from the old file):"))
-        for variable, origin in result.environment.items():
-            document.add(tomlkit.comment(f"  {variable}  <- {origin}"))
+        _comment_lines(
+            document,
+            [
+                "Set these environment variables (values from the old file):",
+                *(f"  {variable}  <- {origin}" for variable, origin in result.environment.items()),
+            ],
+        )
     needs_smtp = any(
         h.type == "send-email" and not any(normalise_name(k) == "smtpserver" for k in h.properties)
         for h in result.handlers
@@ -276,23 +533,12 @@ def to_toml(result: ImportResult) -> str:
         smtp.add("host", "")
         smtp.add("mail_from", "")
         document.add("smtp", smtp)
+    if not result.handlers:
+        # An empty array of tables would be written above the comments.
+        document.add("handlers", tomlkit.array())
+        return tomlkit.dumps(document)
     handlers = tomlkit.aot()
     for imported in result.handlers:
-        table = tomlkit.table()
-        notes = [f"from {imported.source_type or 'an unnamed type'}"]
-        if imported.commented_out:
-            notes.append("this registration was commented out in the file: enabled = false")
-        _comment_lines(table, notes + [f"FLAG: {flag}" for flag in imported.flags])
-        table.add("name", imported.name)
-        table.add("type", imported.type or "")
-        table.add("job_types", imported.job_types)
-        if imported.commented_out:
-            table.add("enabled", False)
-        if imported.properties:
-            properties = tomlkit.table()
-            for key, value in imported.properties.items():
-                properties.add(key, value)
-            table.add("properties", properties)
-        handlers.append(table)
+        handlers.append(_handler_table(imported))
     document.add("handlers", handlers)
     return tomlkit.dumps(document)
