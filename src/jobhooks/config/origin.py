@@ -11,14 +11,44 @@ __all__ = ["ConfigOrigin", "KeyPath"]
 KeyPath = tuple[str | int, ...]
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
-_KEY = re.compile(r"""^\s*("(?:[^"\\]|\\.)*"|'[^']*'|[A-Za-z0-9_.-]+)\s*=""")
+_PART = r"""(?:"(?:[^"\\]|\\.)*"|'[^']*'|[A-Za-z0-9_-]+)"""
+_KEY = re.compile(rf"^\s*({_PART}(?:\s*\.\s*{_PART})*)\s*=")
+_PARTS = re.compile(_PART)
+_TOKEN = re.compile(r"""\\.|\"\"\"|'''|["'#]""")
+"""What may change whether the rest of a line is in a string: an escaped character, the
+quotes of a string, the start of a comment."""
 
 
 def _unquote(key: str) -> str:
-    key = key.strip()
     if len(key) >= 2 and key[0] == key[-1] and key[0] in "\"'":
         return key[1:-1]
     return key
+
+
+def _dotted(key: str) -> list[str]:
+    """The parts of a dotted key or table name: ``a."b.c"`` is ``a`` and ``b.c``."""
+    return [_unquote(part) for part in _PARTS.findall(key)]
+
+
+def _string_left_open(line: str, inside: str | None = None) -> str | None:
+    """The quotes of the multi-line string still open at the end of ``line``, given those
+    open at its start: quotes inside another string or in a comment do not count."""
+    for token in _TOKEN.finditer(line):
+        mark = token.group()
+        if inside is None:
+            if mark == "#":
+                return None
+            if mark[0] != "\\":
+                inside = mark
+        elif inside[0] == '"':
+            if mark == '"""' or (mark == '"' and inside == '"'):
+                inside = None
+        else:
+            # A literal string has no escapes: the character after a backslash counts.
+            mark = mark.removeprefix("\\")
+            if mark == inside or (inside == "'" and mark[0] == "'"):
+                inside = None
+    return inside if inside in ('"""', "'''") else None
 
 
 @dataclass(frozen=True)
@@ -39,15 +69,15 @@ class ConfigOrigin:
         lines: dict[KeyPath, int] = {}
         table: KeyPath = ()
         counts: dict[str, int] = {}
-        in_multiline = False
+        open_string: str | None = None
         for number, line in enumerate(text.splitlines(), start=1):
-            quotes = line.count('"""') + line.count("'''")
-            if in_multiline:
-                in_multiline = quotes % 2 == 0
+            if open_string is not None:  # a line inside a multi-line string
+                open_string = _string_left_open(line, open_string)
                 continue
+            open_string = _string_left_open(line)
             header = _HEADER.match(line)
             if header:
-                parts = [_unquote(part) for part in header.group(2).split(".")]
+                parts = _dotted(header.group(2))
                 if header.group(1) == "[[":
                     index = counts.get(parts[0], 0)
                     counts[parts[0]] = index + 1
@@ -61,10 +91,7 @@ class ConfigOrigin:
             else:
                 key = _KEY.match(line)
                 if key:
-                    path = (*table, *(_unquote(p) for p in key.group(1).split(".")))
-                    lines.setdefault(path, number)
-            if quotes % 2 == 1:
-                in_multiline = True
+                    lines.setdefault((*table, *_dotted(key.group(1))), number)
         return cls(name=name, lines=lines)
 
     def line_of(self, path: Sequence[str | int]) -> int | None:
