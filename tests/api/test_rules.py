@@ -89,6 +89,9 @@ def test_each_run_says_why_it_exists_and_a_skipped_registration_says_why_not(
     ).json()["items"]
     assert [run["trigger"]["kind"] for run in runs] == ["recovered", "failure-streak"]
     handlers = paging.client.get("/api/v1/handlers", headers=paging.auth("admin")).json()
-    [page_registration] = [h for h in handlers["items"] if h["name"] == "page"]
-    assert page_registration["when"] == ["failure-streak", "recovered"]
-    assert page_registration["streak"] == 2
+    registrations = {h["name"]: h for h in handlers["items"]}
+    assert registrations["page"]["when"] == ["failure-streak", "recovered"]
+    assert registrations["page"]["streak"] == 2
+    # A streak length means nothing without failure-streak: none is shown.
+    assert registrations["audit"]["when"] == ["always"]
+    assert registrations["audit"]["streak"] is None

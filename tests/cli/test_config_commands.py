@@ -660,7 +660,7 @@ def test_validate_names_every_rule_problem_with_its_line(cli, write_config: Writ
         (["--result", "failure", "--streak", "3"], True, "failure-streak: 3rd consecutive failure"),
         (["--result", "failure", "--streak", "9"], True, "still-failing: still failing: 9th"),
         (["--result", "success", "--streak", "4"], True, "recovered: "),
-        (["--result", "success", "--streak", "0"], False, "Success, fires on failures only"),
+        (["--result", "success", "--streak", "0"], False, "Success, says recovered only when"),
     ],
 )
 def test_test_handler_evaluates_the_rules_for_a_streak_and_says_why(

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from jobhooks.dispatch.execute import run_attempt
+from jobhooks.registry.build import load
+from jobhooks.sdk.trigger import Trigger
+from jobhooks.testing import sample_context
 
 WriteConfig = Callable[[str], Path]
 
@@ -119,3 +125,19 @@ def test_an_unreachable_smtp_server_is_a_failed_run(
     assert result.exit_code == 1
     assert "failed" in result.stdout
     assert smtp_password not in result.output
+
+
+def test_a_mail_the_rules_chose_says_why_instead_of_the_threshold(config: Path, smtp_sink) -> None:
+    """Under rules (when = "failure-streak"), the threshold did not decide: the mail says
+    what did, after the sample's lines (a count under the threshold read as a mistake)."""
+    handler = load(config).registry.get("SendEmail_RepeatedFailureHandler")
+    assert handler is not None
+    streak = Trigger("failure-streak", 2, None, "failed 2 times in a row")
+    context = sample_context(current_retry_count=1, trigger=streak)
+
+    assert asyncio.run(run_attempt(handler, context)).succeeded
+    (message,) = smtp_sink.messages
+    lines = message.get_content().splitlines()
+    assert lines[0] == "Orchestrator Job failed too many times:"
+    assert "failed 2 times in a row." in lines
+    assert not [line for line in lines if "threshold" in line]

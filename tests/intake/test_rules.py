@@ -126,6 +126,15 @@ def test_recovered_after_a_streak_that_never_fired_says_so() -> None:
     )
 
 
+def test_recovered_for_a_job_that_was_not_failing_says_so() -> None:
+    """A success is what "recovered" fires on, so "fires on failures only" was wrong."""
+    decision = rehearse(rule("failure-streak", "recovered"), S, 0)
+    assert decision.note == (
+        "not sent: Success, says recovered only when a streak that fired it ends, "
+        "and the job was not failing"
+    )
+
+
 def test_ordinals() -> None:
     assert [ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111)] == [
         "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st", "111th",

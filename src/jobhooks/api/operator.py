@@ -208,7 +208,9 @@ async def list_handlers(runtime: Current, _token: Reader) -> dict[str, Any]:
                 "backoff": policy.backoff,
                 "isolation": policy.isolation,
                 "when": list(handler.when.triggers),
-                "streak": handler.when.streak,
+                "streak": handler.when.streak
+                if "failure-streak" in handler.when.triggers
+                else None,
                 "repeat_every": handler.when.repeat_every,
                 "group_by": list(handler.grouping.fields) if handler.grouping else None,
                 "group_wait": handler.grouping.wait if handler.grouping else None,

@@ -58,14 +58,18 @@ class RepeatedFailureEmailHandler(EmailHandler):
             await self.send(self.compose(context, subject, body))
             return True
         subject = f"Orchestrator {context.job_type} Job Failed"
+        # The rules chose this moment, not the threshold: say what did.
+        why = (
+            f"{trigger.reason}.\n"
+            if trigger is not None
+            else f"Retry count {context.current_retry_count}, threshold {self.retry_threshold}.\n"
+        )
         body = (
             "Orchestrator Job failed too many times:\n"
             f"\tType: {context.job_type}\n"
             f"\tJobId: {context.job_id}\n"
             f"\tRetries: {context.current_retry_count}\n"
-            "\n"
-            f"Retry count {context.current_retry_count}, threshold {self.retry_threshold}.\n"
-            + self.details(context)
+            "\n" + why + self.details(context)
         )
         await self.send(self.compose(context, subject, body))
         return True

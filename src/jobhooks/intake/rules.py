@@ -154,6 +154,11 @@ class NotificationRule:
             needs = [f"fires on {_RESULTS[k].display}" for k in triggers if k in _RESULTS]
             if "recovered" in triggers and moment.before:
                 needs.append("those failures never fired it, so it does not say recovered")
+            elif "recovered" in triggers:
+                needs.append(
+                    "says recovered only when a streak that fired it ends, and the job was not "
+                    "failing"
+                )
             if not needs:
                 needs.append("fires on failures only")
         else:
