@@ -86,3 +86,26 @@ def test_a_root_logger_set_up_elsewhere_is_left_alone() -> None:
     configure_logging("debug", "json", io.StringIO())
     assert root.handlers == before
     assert current_setup() == setup
+
+
+def test_a_text_line_cannot_be_forged_or_act_on_a_terminal() -> None:
+    """A report's message logged as text stays on its own line, escape sequences shown."""
+    message = "done\n2026-12-06 10:00:00,000 ERROR jobhooks: forged\r\x1b[2J\x9b2J\u202eevil"
+    with bare_root_logger():
+        out = io.StringIO()
+        configure_logging("info", "text", out)
+        logging.getLogger("jobhooks.handlers").warning("completion: %s", message)
+        try:
+            raise RuntimeError("relay said\x1b[31m no")
+        except RuntimeError:
+            logging.getLogger("jobhooks.worker").exception("attempt failed\ttab kept")
+
+    lines = out.getvalue().splitlines()
+    assert lines[0].endswith(
+        "WARNING jobhooks.handlers: completion: done\\n2026-12-06 10:00:00,000 ERROR "
+        "jobhooks: forged\\r\\x1b[2J\\x9b2J\\u202eevil"
+    )
+    assert lines[1].endswith("ERROR jobhooks.worker: attempt failed\ttab kept")
+    assert lines[2] == "Traceback (most recent call last):"
+    assert lines[-1] == "RuntimeError: relay said\\x1b[31m no"
+    assert "\x1b" not in out.getvalue()

@@ -14,12 +14,15 @@ import sys
 from datetime import UTC, datetime
 from typing import IO, Any, Literal, get_args
 
+from jobhooks.escapes import escape_controls
+
 __all__ = [
     "LOG_FORMATS",
     "LOG_LEVELS",
     "JsonFormatter",
     "LogFormat",
     "LogSetup",
+    "TextFormatter",
     "configure_logging",
     "current_setup",
 ]
@@ -39,6 +42,24 @@ _MARK = "_jobhooks_handler"
 # Attributes every LogRecord has; anything else on a record came from ``extra``.
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 _SKIPPED = {"json_fields", "color_message"}  # uvicorn's copy of the message with ANSI colours
+
+
+class TextFormatter(logging.Formatter):
+    """One line per record, with the message's line breaks and other control characters
+    written as escapes: what a report holds can neither forge a line nor act on the
+    terminal of someone following the log. A traceback keeps its lines."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escape_controls(super().formatMessage(record), keep="\t")
+
+    def formatException(self, ei: Any) -> str:
+        return escape_controls(super().formatException(ei), keep="\n\t")
+
+    def formatStack(self, stack_info: str) -> str:
+        return escape_controls(super().formatStack(stack_info), keep="\n\t")
 
 
 class JsonFormatter(logging.Formatter):
@@ -81,7 +102,7 @@ def configure_logging(level: str, log_format: LogFormat, stream: IO[str] | None 
         root.removeHandler(installed)
     if not root.handlers:
         handler = logging.StreamHandler(stream or sys.stderr)
-        formatter = JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+        formatter = JsonFormatter() if log_format == "json" else TextFormatter()
         handler.setFormatter(formatter)
         setattr(handler, _MARK, True)
         root.addHandler(handler)

@@ -65,7 +65,7 @@ def test_when_the_row_fits_no_word_is_broken() -> None:
 @pytest.mark.parametrize(
     ("text", "shown"),
     [
-        ("done\rFAKE", "done\\x0dFAKE"),  # a carriage return would overwrite the line
+        ("done\rFAKE", "done\\rFAKE"),  # a carriage return would overwrite the line
         ("\x1b[2J", "\\x1b[2J"),
         ("\x9b2J", "\\x9b2J"),  # the 8-bit form of the same escape
         ("abc\u202edcba", "abc\\u202edcba"),  # reverses what follows it on screen

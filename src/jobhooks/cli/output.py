@@ -9,7 +9,6 @@ beside it, one per line, rather than cutting words or the table's right edge.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +18,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+from jobhooks.escapes import escape_controls
 
 __all__ = ["Column", "JsonOption", "TerminalConsole", "listing", "print_json", "visible", "when"]
 
@@ -31,22 +32,11 @@ JsonOption = Annotated[
     ),
 ]
 
-_UNPRINTABLE = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
-)
-"""Characters a terminal acts on instead of showing (escape sequences, carriage returns,
-8-bit controls) or that reorder the text around them: all but newline and tab."""
-
-
-def _escaped(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
 
 def visible(text: str) -> str:
-    """``text`` with the characters a terminal would act on shown as escapes (``\\x1b``):
-    what a report or a file holds is printed, never obeyed."""
-    return _UNPRINTABLE.sub(_escaped, text)
+    """``text`` as a terminal should show it: line breaks and tabs kept, every other
+    character a terminal would act on written as an escape (``\\x1b``)."""
+    return escape_controls(text, keep="\n\t")
 
 
 class TerminalConsole(Console):

@@ -29,6 +29,7 @@ from tomlkit.items import Array, InlineTable, Table
 from tomlkit.toml_document import TOMLDocument
 
 from jobhooks.config.secret_like import looks_secret
+from jobhooks.escapes import escape_controls
 from jobhooks.sdk.enums import normalise_name
 
 __all__ = [
@@ -133,12 +134,8 @@ def _hide_secrets(
 
 
 def _printable(text: str) -> str:
-    """``text`` with control and invisible characters written as escapes (``\\x1b``), so
-    that it is safe in a TOML comment and on a terminal."""
-    return "".join(
-        char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
-        for char in text
-    )
+    """``text`` safe in a TOML comment and on a terminal: one line, no character that acts."""
+    return escape_controls(text)
 
 
 def _jobhooks_type(source_type: str) -> str | None:

@@ -1,0 +1,42 @@
+"""Text from outside (job data, a configuration file) shown where characters can act: a
+terminal, a log line, a comment in a file jobhooks writes.
+
+The characters that would act instead of being shown (escape sequences, a carriage
+return that overwrites a line, a line break that starts a forged log line, 8-bit
+controls, marks that reorder the text around them) are written as escapes, as Python
+writes them (``\\n``, ``\\x1b``, ``\\u202e``); everything else is left as it is.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+__all__ = ["escape_controls"]
+
+_ACTING = "\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+"""Control characters (C0, DEL, C1), bidirectional marks and overrides, and the Unicode
+line and paragraph separators."""
+
+
+@functools.cache
+def _acting(keep: str) -> re.Pattern[str]:
+    kept = "".join(re.escape(char) for char in keep)
+    return re.compile(f"(?![{kept}])[{_ACTING}]" if kept else f"[{_ACTING}]")
+
+
+_SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escaped(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _SHORT:
+        return _SHORT[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape_controls(text: str, keep: str = "") -> str:
+    """``text`` with every character that would act written as an escape, but those in
+    ``keep`` (``"\\n\\t"`` where a line break and a tab are wanted)."""
+    return _acting(keep).sub(_escaped, text)
