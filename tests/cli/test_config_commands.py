@@ -813,3 +813,36 @@ def test_import_says_which_byte_is_not_in_the_declared_encoding(cli, tmp_path: P
     assert result.exit_code == 1
     assert "line 1" in result.stderr and "0xE9" in result.stderr, result.stderr
     assert "Traceback" not in result.output
+
+
+def test_validate_lists_every_problem_of_a_table_the_schema_refused(
+    cli, write_config: WriteConfig
+) -> None:
+    """A table with a wrong key still has its job types and its name checked in the same
+    pass (a second run used to find them only after the first problem was fixed)."""
+    path = write_config(
+        """
+[[handlers]]
+name = "audit"
+type = "log"
+when = 5
+job_types = ""
+
+[[handlers]]
+name = "audit"
+type = ""
+job_types = "Inventry"
+"""
+    )
+
+    result = cli("validate", "--config", str(path))
+
+    assert result.exit_code == 1
+    problems = [line for line in result.stderr.splitlines() if line.startswith("  - ")]
+    assert len(problems) == 5, result.stderr
+    said = "\n".join(problems)
+    assert "handlers[0] 'audit': when: expected a string" in said
+    assert "handlers[0] 'audit': job_types is empty" in said
+    assert "handlers[1] 'audit': type: must not be empty" in said
+    assert "handlers[1] 'audit': name: duplicate handler name" in said
+    assert "handlers[1] 'audit': job_types: unknown job type name 'Inventry'" in said

@@ -148,7 +148,7 @@ def _problems(
 _RULES = ("when", "streak", "repeat_every")
 
 
-def _unread(index: int, entry: object) -> UnreadRegistration:
+def _unread(index: int, entry: object, exc: ValidationError) -> UnreadRegistration:
     """What can be read of a ``[[handlers]]`` table that did not validate."""
     table = entry if isinstance(entry, dict) else {}
     name = table.get("name")
@@ -168,6 +168,7 @@ def _unread(index: int, entry: object) -> UnreadRegistration:
     return UnreadRegistration(
         index, name if isinstance(name, str) and name else None, job_types,
         table.get("enabled") is not False, rules,
+        frozenset(str(error["loc"][0]) for error in exc.errors() if error["loc"]),
     )  # fmt: skip
 
 
@@ -193,7 +194,7 @@ def parse_config(data: Mapping[str, Any], origin: ConfigOrigin) -> tuple[Jobhook
         try:
             registration = HandlerRegistration.model_validate(entry)
         except ValidationError as exc:
-            table = _unread(index, entry)
+            table = _unread(index, entry, exc)
             unread.append(table)
             if table.enabled:
                 theirs[index] = _problems(exc, ("handlers", index), data, origin)
@@ -209,19 +210,21 @@ def parse_config(data: Mapping[str, Any], origin: ConfigOrigin) -> tuple[Jobhook
         config = JobhooksConfig.model_validate(_valid_parts(rest))
     config = config.model_copy(update={"handlers": handlers})
     config._origin = origin
+    named = [
+        (position if handler.position is None else handler.position, handler.name)
+        for position, handler in enumerate(handlers)
+        if handler.enabled
+    ] + [(table.index, table.name) for table in unread if table.enabled and table.name]
     names: dict[str, int] = {}
-    for position, handler in enumerate(handlers):
-        if not handler.enabled:
-            continue
-        index = position if handler.position is None else handler.position
-        if handler.name in names:
+    for index, name in sorted(named):
+        if name in names:
             problem = (
-                f"handlers[{index}] {handler.name!r}: name: duplicate handler name, already used "
-                f"by handlers[{names[handler.name]}] {origin.where(('handlers', index, 'name'))}"
+                f"handlers[{index}] {name!r}: name: duplicate handler name, already used "
+                f"by handlers[{names[name]}] {origin.where(('handlers', index, 'name'))}"
             )
             theirs.setdefault(index, []).append(problem)
             problems.append(problem)
-        names.setdefault(handler.name, index)
+        names.setdefault(name, index)
     config._registration_problems = {index: tuple(found) for index, found in theirs.items()}
     config._unread = tuple(unread)
     return config, problems

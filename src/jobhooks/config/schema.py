@@ -399,6 +399,8 @@ class UnreadRegistration:
     rules: HandlerRegistration | None
     """Its ``when``, ``streak`` and ``repeat_every`` (on a stand-in registration), or None
     when they cannot be read."""
+    refused: frozenset[str] = frozenset()
+    """The keys whose values the schema refused (their problems are said already)."""
 
 
 class JobhooksConfig(_Section):

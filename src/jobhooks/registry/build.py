@@ -350,24 +350,33 @@ def build_registry(
         builder.broken(index, registration.name, quarantine)
     for unread in config.unread_registrations:
         if unread.enabled:
-            builder.broken(unread.index, unread.name, _unread_quarantine(unread, config, names))
+            quarantine, its_problems = _unread_quarantine(unread, config, names)
+            problems += its_problems
+            builder.broken(unread.index, unread.name, quarantine)
     return builder.registry(), problems
 
 
 def _unread_quarantine(
     unread: UnreadRegistration, config: JobhooksConfig, names: Mapping[str, uuid.UUID]
-) -> RegistrationProblem:
-    """The quarantine of a table that did not validate: its completions are held when its
-    name, job types and rules could still be read."""
+) -> tuple[RegistrationProblem, list[str]]:
+    """The quarantine of a table that did not validate (its completions are held when its
+    name, job types and rules could still be read), and the problems of its job types,
+    found here so that one pass says them beside the table's others."""
     job_types, _labels, job_problems = _resolve_job_types(unread.job_types, names)
+    label = f"handlers[{unread.index}]" + (f" {unread.name!r}" if unread.name else "")
+    found = []
+    if "job_types" not in unread.refused:
+        where = config.origin.where(("handlers", unread.index, "job_types"))
+        found = [f"{label}: {problem} {where}" for problem in job_problems]
     rules = unread.rules
-    return RegistrationProblem(
+    quarantine = RegistrationProblem(
         unread.name or f"handlers[{unread.index}]",
-        config.registration_problems.get(unread.index, ()),
+        (*config.registration_problems.get(unread.index, ()), *found),
         job_types=job_types,
         holds=unread.name is not None and rules is not None and not job_problems,
         when=_when(rules) if rules is not None else WhenRules(),
     )
+    return quarantine, found
 
 
 def load(path: str | Path, catalog: Mapping[str, uuid.UUID] | None = None) -> LoadedConfig:
