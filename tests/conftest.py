@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from aiosmtpd.controller import Controller
 from click.testing import Result
+from support.loopback import LoopbackServer
 from typer.testing import CliRunner
 
 SMTP_PASSWORD = "pw-Zq8rT3-never-print-me"
@@ -363,23 +364,14 @@ class HttpReceiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        if tls is not None:
-            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
-        self.port: int = self.server.server_address[1]
-        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
+        self._serving = LoopbackServer(Handler, tls=tls)
+        self.port: int = self._serving.port
+        self.url = self._serving.origin
 
     def close(self) -> None:
         """Release waiting responders, stop serving and close every socket."""
         self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join()
+        self._serving.close()
 
 
 @pytest.fixture

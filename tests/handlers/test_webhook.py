@@ -20,6 +20,7 @@ import pytest
 from conftest import HttpReceiver, Received, TestCertificates
 from standardwebhooks import Webhook
 from support.app import TestClient
+from support.loopback import LoopbackServer
 from support.reports import AGENT_A, report
 from support.server import wait_for
 from support.server import write_config as write_server_config
@@ -252,18 +253,11 @@ class HugeAnswer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
+        self._serving = LoopbackServer(Handler)
+        self.url = self._serving.origin
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join()
+        self._serving.close()
 
 
 @pytest.mark.parametrize(("status", "show"), [(200, False), (200, True), (500, False), (500, True)])

@@ -11,13 +11,13 @@ import http.server
 import json
 import sys
 import textwrap
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import spnego
+from support.loopback import LoopbackServer
 
 from jobhooks.config.load import read_config
 from jobhooks.errors import PlatformAuthError
@@ -117,18 +117,11 @@ class WindowsAuthPlatform:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/KeyfactorAPI"
-        self._thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
+        self._serving = LoopbackServer(Handler)
+        self.url = f"{self._serving.origin}/KeyfactorAPI"
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join()
+        self._serving.close()
 
 
 @pytest.fixture

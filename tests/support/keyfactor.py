@@ -36,6 +36,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from support.loopback import LoopbackServer
+
 BASE = "/KeyfactorAPI"
 HISTORY = f"{BASE}/OrchestratorJobs/JobHistory"
 DOCUMENTED_FIELDS = {
@@ -535,21 +537,15 @@ class KeyfactorServer:
             def handle_error(self, request: Any, client_address: Any) -> None:
                 pass  # a client that gave up (timeout tests) is not an error here
 
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.port: int = self.server.server_address[1]
-        self.origin = f"http://127.0.0.1:{self.port}"
+        self._serving = LoopbackServer(Handler, Server)
+        self.port: int = self._serving.port
+        self.origin = self._serving.origin
         self.url = self.origin + BASE
         self.token_url = self.origin + "/token"
-        self._thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
 
     def close(self) -> None:
         """Stop serving and close every socket."""
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join()
+        self._serving.close()
 
 
 def platform_toml(server: KeyfactorServer, *, oauth: bool = False) -> str:
