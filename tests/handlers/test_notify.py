@@ -123,11 +123,17 @@ def test_templates_run_in_a_child_process_too(
 
 @pytest.mark.parametrize("result", ["success", "warning", "unknown"])
 def test_by_default_only_failures_notify(
-    write_config: WriteConfig, http_receiver: HttpReceiver, notify_url: str, result: str
+    write_config: WriteConfig,
+    http_receiver: HttpReceiver,
+    notify_url: str,
+    result: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    outcome = attempt(write_config(notify_config()), job_result=result)
+    with caplog.at_level(logging.DEBUG, "jobhooks.handlers.notify"):
+        outcome = attempt(write_config(notify_config()), job_result=result)
     assert outcome.succeeded, outcome.error
     assert http_receiver.requests == []
+    assert "not sent: the job ended" in caplog.text and "results = ['failure']" in caplog.text
 
 
 def test_results_chooses_which_completions_notify(

@@ -40,8 +40,9 @@ def fire(cli, config: Path, *args: str):  # type: ignore[no-untyped-def]
 def test_below_the_threshold_nothing_is_sent(
     cli, config: Path, smtp_sink, retry_count: str
 ) -> None:
-    fire(cli, config, "--result", "failure", "--retry-count", retry_count)
+    result = fire(cli, config, "--result", "failure", "--retry-count", retry_count)
     assert smtp_sink.messages == []
+    assert f"not sent: retry count {retry_count} is under RetryThreshold 2" in result.stdout
 
 
 @pytest.mark.parametrize("retry_count", ["2", "3", "10"])

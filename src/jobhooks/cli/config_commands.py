@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -350,8 +352,11 @@ def test_handler(
         finally:
             await clients.aclose()
 
-    outcome = asyncio.run(attempt())
+    with _handler_log() as said:
+        outcome = asyncio.run(attempt())
     duration = f"{outcome.duration * 1000:.1f} ms"
+    for message in said:
+        console.print(f"{registered.name}: {message}", markup=False, soft_wrap=True)
     if outcome.succeeded:
         console.print(f"[green]✓ succeeded[/] in {duration} (nothing was stored)", markup=True)
         return
@@ -360,6 +365,29 @@ def test_handler(
     if outcome.traceback and show_traceback:
         console.print(outcome.traceback, markup=False, soft_wrap=True)
     raise typer.Exit(1)
+
+
+@contextlib.contextmanager
+def _handler_log() -> Iterator[list[str]]:
+    """What built-in handlers log while they run (at debug level too: why they sent
+    nothing, for one), collected to be shown after the attempt."""
+    said: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            said.append(record.getMessage())
+
+    handlers = logging.getLogger("jobhooks.handlers")
+    collect, level, propagate = Collect(logging.DEBUG), handlers.level, handlers.propagate
+    handlers.addHandler(collect)
+    handlers.setLevel(logging.DEBUG)
+    handlers.propagate = False  # shown once, after the attempt
+    try:
+        yield said
+    finally:
+        handlers.removeHandler(collect)
+        handlers.setLevel(level)
+        handlers.propagate = propagate
 
 
 def _write_output(output: Path, text: str, *, source: Path, force: bool) -> None:

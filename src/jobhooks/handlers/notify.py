@@ -53,6 +53,8 @@ _LOGGERS = ("apprise", "urllib3.connectionpool")
 """Where the URLs' parts are logged: by Apprise, and by urllib3 (each request's path, at
 debug level), through which Apprise's services send."""
 
+logger = logging.getLogger("jobhooks.handlers.notify")
+
 _HOST_NAME = re.compile(r"localhost|(?:[a-z0-9-]{1,63}\.)+[a-z]{2,63}", re.IGNORECASE)
 
 
@@ -104,6 +106,11 @@ class NotifyHandler(JobCompleteHandler):
         if context.trigger is None:
             chosen = tuple(m for m in context.group if m.job_result in self._results)
             if not chosen:
+                logger.debug(
+                    "not sent: the job ended %s; results = %s",
+                    context.job_result.display,
+                    list(self.results),
+                )
                 return True
             if len(chosen) != len(context.group):
                 context = dataclasses.replace(chosen[-1], group=chosen)

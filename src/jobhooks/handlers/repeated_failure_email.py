@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 from jobhooks import JobCompleteContext, JobResult
 from jobhooks.handlers._digest import digest_title
 from jobhooks.handlers._mail import EmailHandler, raise_all
+
+logger = logging.getLogger("jobhooks.handlers.repeated_failure_email")
 
 
 class RepeatedFailureEmailHandler(EmailHandler):
@@ -46,10 +49,19 @@ class RepeatedFailureEmailHandler(EmailHandler):
             and context.current_retry_count >= self.retry_threshold
         )
 
+    def _why_not(self, context: JobCompleteContext) -> str:
+        if context.job_result is not JobResult.FAILURE:
+            return f"the job ended {context.job_result.display}; only failures are mailed"
+        return (
+            f"retry count {context.current_retry_count} is under RetryThreshold "
+            f"{self.retry_threshold}"
+        )
+
     async def run_handler(self, context: JobCompleteContext) -> bool:
         if context.is_digest:
             return await self._send_digest(context)
         if not self.should_send(context):
+            logger.debug("not sent: %s", self._why_not(context))
             return True
         trigger = context.trigger
         if trigger is not None and trigger.kind == "recovered":
@@ -78,6 +90,7 @@ class RepeatedFailureEmailHandler(EmailHandler):
         """One mail for the digest's completions that pass :meth:`should_send`."""
         chosen = tuple(member for member in context.group if self.should_send(member))
         if not chosen:
+            logger.debug("not sent: no completion of the digest is a failure at RetryThreshold")
             return True
         if len(chosen) == 1:
             return await self.run_handler(dataclasses.replace(chosen[0], group=()))
