@@ -285,6 +285,7 @@ def test_a_file_saved_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
         ('[smtp]\nhost = "caf\xe9"\n'.encode("latin-1"), "not UTF-8 text (line 2"),
         (("[server]\n" + LOG_HANDLER).encode("utf-16"), "is UTF-16"),
         (b"x = " + b"[" * 5000 + b"]" * 5000, "nested too deeply"),
+        (b"[server]\nretention_days = " + b"9" * 5000, "not valid TOML"),
         (b"[x]\ny = " + b"{a = " * 3000 + b"1" + b"}" * 3000, "nested too deeply"),
     ],
 )

@@ -72,3 +72,26 @@ def test_a_problem_after_triple_quotes_in_a_string_names_its_own_line(
     assert result.exit_code == 1
     (problem,) = [line for line in result.stderr.splitlines() if "nosuchtype" in line]
     assert problem.endswith("line 8)"), problem
+
+
+@pytest.mark.parametrize(
+    ("text", "path", "line"),
+    [
+        # A literal string has no escapes: its backslash does not hide the closing quotes.
+        (f"a = {TRIPLE_SINGLE}C:\\{TRIPLE_SINGLE}\nb = 1", ("b",), 2),
+        # TOML's lines end at a line feed only, not at the other breaks Python knows.
+        ("# one\u2028two\u0085three\x0cfour\nb = 1", ("b",), 2),
+        ('a = "x\u0085y"\r\nb = 1\r\n', ("b",), 2),
+        # An array over several lines: its inner brackets are not table headers.
+        (
+            '[[handlers]]\ngroup_by = [\n  ["client_machine"],\n]\nname = "x"',
+            ("handlers", 0, "name"),
+            5,
+        ),
+        ("g = [\n  { a = 1 },\n]\n[x]\ny = 1", ("x", "y"), 5),
+        # A dotted key makes its tables where it stands.
+        ("[server]\nlisten = 'x'\n\nsmtp.host = 1", ("server", "smtp"), 4),
+    ],
+)
+def test_lines_as_toml_counts_them(text: str, path: tuple[str | int, ...], line: int) -> None:
+    assert ConfigOrigin.scan("jobhooks.toml", text).line_of(path) == line

@@ -268,13 +268,25 @@ def read_config(path: str | Path) -> tuple[JobhooksConfig, list[str]]:
     text = _decoded(path, content)
     try:
         data = tomllib.loads(text)
-        return parse_config(data, ConfigOrigin.scan(str(path), text))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{path.name}: not valid TOML: {exc}"], source=str(path)) from None
-    except RecursionError:
+    except ValueError:  # Python's limit on the digits of an integer it converts
         raise ConfigError(
-            [f"{path.name}: arrays or tables are nested too deeply to read"], source=str(path)
+            [f"{path.name}: not valid TOML: a number in it has more digits than can be read"],
+            source=str(path),
         ) from None
+    except RecursionError:
+        raise _nested_too_deeply(path) from None
+    try:
+        return parse_config(data, ConfigOrigin.scan(str(path), text))
+    except RecursionError:
+        raise _nested_too_deeply(path) from None
+
+
+def _nested_too_deeply(path: Path) -> ConfigError:
+    return ConfigError(
+        [f"{path.name}: arrays or tables are nested too deeply to read"], source=str(path)
+    )
 
 
 _WIDE_MARKS = {

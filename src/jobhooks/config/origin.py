@@ -14,9 +14,6 @@ _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
 _PART = r"""(?:"(?:[^"\\]|\\.)*"|'[^']*'|[A-Za-z0-9_-]+)"""
 _KEY = re.compile(rf"^\s*({_PART}(?:\s*\.\s*{_PART})*)\s*=")
 _PARTS = re.compile(_PART)
-_TOKEN = re.compile(r"""\\.|\"\"\"|'''|["'#]""")
-"""What may change whether the rest of a line is in a string: an escaped character, the
-quotes of a string, the start of a comment."""
 
 
 def _unquote(key: str) -> str:
@@ -30,25 +27,42 @@ def _dotted(key: str) -> list[str]:
     return [_unquote(part) for part in _PARTS.findall(key)]
 
 
-def _string_left_open(line: str, inside: str | None = None) -> str | None:
-    """The quotes of the multi-line string still open at the end of ``line``, given those
-    open at its start: quotes inside another string or in a comment do not count."""
-    for token in _TOKEN.finditer(line):
-        mark = token.group()
-        if inside is None:
-            if mark == "#":
-                return None
-            if mark[0] != "\\":
-                inside = mark
-        elif inside[0] == '"':
-            if mark == '"""' or (mark == '"' and inside == '"'):
-                inside = None
-        else:
-            # A literal string has no escapes: the character after a backslash counts.
-            mark = mark.removeprefix("\\")
-            if mark == inside or (inside == "'" and mark[0] == "'"):
-                inside = None
-    return inside if inside in ('"""', "'''") else None
+@dataclass
+class _Scan:
+    """Where a line leaves the text: inside a multi-line string (its quotes), or inside
+    brackets (an array or an inline table spread over lines)."""
+
+    string: str | None = None
+    depth: int = 0
+
+    def read(self, line: str, *, header: bool = False) -> None:
+        """Follow ``line`` to its end: quotes inside another string or in a comment do not
+        count, nor a header's brackets."""
+        at = 0
+        while at < len(line):
+            char = line[at]
+            if self.string is None:
+                if char == "#":
+                    return
+                if char in "\"'":
+                    triple = line.startswith(char * 3, at)
+                    self.string = char * 3 if triple else char
+                    at += len(self.string)
+                    continue
+                if not header and char in "[{":
+                    self.depth += 1
+                elif not header and char in "]}":
+                    self.depth = max(self.depth - 1, 0)
+            elif self.string[0] == '"' and char == "\\":
+                at += 2  # an escaped character (a basic string's only)
+                continue
+            elif line.startswith(self.string, at):
+                at += len(self.string)
+                self.string = None
+                continue
+            at += 1
+        if self.string in ('"', "'"):
+            self.string = None  # a one-line string ends with its line (or the file is wrong)
 
 
 @dataclass(frozen=True)
@@ -69,13 +83,13 @@ class ConfigOrigin:
         lines: dict[KeyPath, int] = {}
         table: KeyPath = ()
         counts: dict[str, int] = {}
-        open_string: str | None = None
-        for number, line in enumerate(text.splitlines(), start=1):
-            if open_string is not None:  # a line inside a multi-line string
-                open_string = _string_left_open(line, open_string)
+        scan = _Scan()
+        for number, line in enumerate(text.split("\n"), start=1):  # TOML's lines only
+            if scan.string is not None or scan.depth:  # inside a string or a value's brackets
+                scan.read(line)
                 continue
-            open_string = _string_left_open(line)
             header = _HEADER.match(line)
+            scan.read(line, header=header is not None)
             if header:
                 parts = _dotted(header.group(2))
                 if header.group(1) == "[[":
@@ -91,7 +105,9 @@ class ConfigOrigin:
             else:
                 key = _KEY.match(line)
                 if key:
-                    lines.setdefault((*table, *_dotted(key.group(1))), number)
+                    path = (*table, *_dotted(key.group(1)))
+                    for end in range(len(table) + 1, len(path) + 1):  # a.b = 1 makes a too
+                        lines.setdefault(path[:end], number)
         return cls(name=name, lines=lines)
 
     def line_of(self, path: Sequence[str | int]) -> int | None:
