@@ -845,3 +845,28 @@ job_types = "Inventry"
     assert "handlers[1] 'audit': type: must not be empty" in said
     assert "handlers[1] 'audit': name: duplicate handler name" in said
     assert "handlers[1] 'audit': job_types: unknown job type name 'Inventry'" in said
+
+
+def test_import_writes_nothing_through_a_link_planted_beside_the_output(
+    cli, handlers_xml: Path
+) -> None:
+    """The file written first and then moved into place is made new: a link at any name
+    it might take leads nowhere."""
+    victim = handlers_xml.with_name("victim.txt")
+    victim.write_text("keep me\n", encoding="utf-8")
+    for name in (".out.toml.partial", ".out.toml.tmp"):
+        handlers_xml.with_name(name).symlink_to(victim)
+
+    result = cli("import-webconfig", str(handlers_xml), "-o", str(handlers_xml.parent / "out.toml"))
+
+    assert result.exit_code == 0, result.output
+    assert victim.read_text(encoding="utf-8") == "keep me\n"
+    written = handlers_xml.with_name("out.toml")
+    assert not written.is_symlink() and "[[handlers]]" in written.read_text(encoding="utf-8")
+    assert oct(written.stat().st_mode & 0o777) == oct(0o666 & ~current_umask())
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

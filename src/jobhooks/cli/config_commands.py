@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -391,8 +392,10 @@ def _handler_log() -> Iterator[list[str]]:
 
 
 def _write_output(output: Path, text: str, *, source: Path, force: bool) -> None:
-    """Write ``text`` to ``output`` whole or not at all: beside it first, then renamed over
-    it (a device or a pipe, such as /dev/stdout, is written to as it is)."""
+    """Write ``text`` to ``output`` whole or not at all: into a new file of its own beside
+    it first, then moved into place (a device or a pipe, such as /dev/stdout, is written
+    to as it is). Without ``force`` the move refuses a file that exists, even one made
+    meanwhile."""
     if output.is_dir():
         fail(f"--output {output} is a folder; name a file")
     if output.exists():
@@ -406,16 +409,44 @@ def _write_output(output: Path, text: str, *, source: Path, force: bool) -> None
             with output.open("w", encoding="utf-8") as stream:
                 stream.write(text)
             return
-        partial = output.with_name(f".{output.name}.partial")
+        # mkstemp creates the file itself (never through a link planted at its name).
+        handle, name = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
+        partial = Path(name)
         try:
-            partial.write_text(text, encoding="utf-8")
+            with os.fdopen(handle, "w", encoding="utf-8") as stream:
+                stream.write(text)
             if output.exists():
                 shutil.copymode(output, partial)
-            os.replace(partial, output)
+                os.replace(partial, output)
+            else:
+                os.chmod(partial, 0o666 & ~_umask())
+                _move_into_new(partial, output)
         finally:
             partial.unlink(missing_ok=True)
+    except FileExistsError:
+        fail(f"{output} exists; give --force to replace it, or name another with --output")
     except OSError as exc:
         fail(f"cannot write {output}: {exc.strerror or exc}")
+
+
+def _move_into_new(partial: Path, output: Path) -> None:
+    """Give ``partial`` the name ``output`` unless a file has that name: a hard link
+    refuses one made since the look before (where the file system has no hard links, a
+    rename after one more look)."""
+    try:
+        os.link(partial, output)
+    except FileExistsError:
+        raise
+    except OSError:
+        if output.exists():
+            raise FileExistsError(output) from None
+        os.replace(partial, output)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @app.command("import-webconfig")
