@@ -6,6 +6,7 @@ import asyncio
 import base64
 import dataclasses
 import gc
+import gzip
 import http
 import http.server
 import json
@@ -278,6 +279,23 @@ def test_a_huge_answer_is_not_read_whole(
         shown = receiver.start[:200].decode()
         assert outcome.error == (f"{answered}: {shown!r}" if show else answered)
     assert receiver.sent < receiver.size // 4, f"read {receiver.sent} of {receiver.size} bytes"
+
+
+def test_a_compressed_answer_is_never_inflated(
+    write_config: WriteConfig, http_receiver: HttpReceiver
+) -> None:
+    """A receiver may answer with a small gzip that inflates to gigabytes: jobhooks asks
+    for the answer uncompressed and reads what comes as it comes."""
+    bomb = gzip.compress(bytes(64 * 2**20))  # 64 MiB of zeros in about 64 KiB
+    http_receiver.respond = lambda request: (500, bomb, {"content-encoding": "gzip"})
+    config = write_config(webhook_config(http_receiver.url, "show_answer = true"))
+
+    (outcome,) = deliver(registered(config), sample_context())
+
+    assert not outcome.succeeded
+    assert http_receiver.requests[0].headers["accept-encoding"] == "identity"
+    # Shown as it came: gzip's own first byte, not the zeros it would inflate to.
+    assert "answered 500 Internal Server Error: '\\x1f" in (outcome.error or "")
 
 
 def test_a_receiver_that_does_not_answer_in_time_is_a_failed_attempt(

@@ -19,8 +19,8 @@ what they were sent in ways no mask can foresee (a path segment, a query
 value decoded, the Basic header in base64); ``show_answer = true`` adds its
 first 200 characters, each secret part (in any case, escaped or encoded)
 masked, for a receiver known not to echo. Of any answer at most its first
-4,000 characters are read, then the connection is closed: a receiver may
-answer with gigabytes.
+4,000 bytes are read, never decompressed, then the connection is closed: a
+receiver may answer with gigabytes, or with a few compressed ones.
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ _RESERVED = {"webhook-id", "webhook-timestamp", "webhook-signature", "content-ty
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _SHOWN_BODY = 200
 _READ_BODY = _SHOWN_BODY * 20
-"""Characters of an answer read at most: what ``show_answer`` masks, then cuts to
-``_SHOWN_BODY`` (so no secret is left half shown at the cut)."""
+"""Bytes of an answer read at most: what ``show_answer`` masks, then cuts to
+``_SHOWN_BODY`` characters (so no secret is left half shown at the cut)."""
 
 
 class WebhookError(RuntimeError):
@@ -139,6 +139,8 @@ class WebhookHandler(JobCompleteHandler):
             **{name: value.reveal() for name, value in self.headers.items()},
             "content-type": "application/json",
             "user-agent": "jobhooks-webhook",
+            # The answer is read raw and bounded: a compressed one could inflate to gigabytes.
+            "accept-encoding": "identity",
             "webhook-id": message_id,
             "webhook-timestamp": str(int(moment.timestamp())),
         }
@@ -177,19 +179,23 @@ def _where(url: httpx.URL) -> str:
 
 
 async def _start_of(response: httpx.Response) -> str:
-    """The first ``_READ_BODY`` characters of an answer, read as they arrive (what arrived
-    when the connection broke, if it did)."""
-    text = ""
-    # aiter_text is an async generator (typed as an iterator): closed here, not when
+    """The first ``_READ_BODY`` bytes of an answer as they arrived, never decompressed (a
+    receiver that compresses although asked not to shows as it sent), as text; what
+    arrived before the connection broke, if it did."""
+    raw = b""
+    # aiter_raw is an async generator (typed as an iterator): closed here, not when
     # collected, so it ends before the response does.
-    chunks = cast(AsyncGenerator[str, None], response.aiter_text())
+    chunks = cast(AsyncGenerator[bytes, None], response.aiter_raw())
     with contextlib.suppress(httpx.HTTPError):
         async with contextlib.aclosing(chunks):
             async for chunk in chunks:
-                text += chunk
-                if len(text) >= _READ_BODY:
+                raw += chunk[: _READ_BODY - len(raw)]
+                if len(raw) >= _READ_BODY:
                     break
-    return text[:_READ_BODY]
+    try:
+        return raw.decode(response.charset_encoding or "utf-8", errors="replace")
+    except LookupError:  # a charset Python does not know
+        return raw.decode("utf-8", errors="replace")
 
 
 def _phrase(status: int) -> str:
