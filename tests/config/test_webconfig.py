@@ -487,6 +487,12 @@ def custom_handler(*properties: tuple[str, str], name: str = "OpenTicket") -> st
         ("Passphrase", "correct horse", "PASSPHRASE"),
         ("AuthHeader", "Bearer XXXXSECRET", "AUTHHEADER"),
         ("ClientCredential", "XXXXSECRET", "CLIENTCREDENTIAL"),
+        ("Authorization", "Bearer XXXXSECRET", "AUTHORIZATION"),
+        ("Header", "Basic dXNlcjpYWFhYU0VDUkVU", "HEADER"),
+        ("ConnectionInfo", "Server=db;User=sa;Passwd=XXXXSECRET", "CONNECTIONINFO"),
+        ("ApiCode", "XXXXSECRET", "APICODE"),
+        ("Pin", "9999", "PIN"),
+        ("Target", "https://api.example.com/notify?k=XXXXSECRET", "TARGET"),
     ],
 )
 def test_a_secret_is_known_by_its_name_or_its_value(
@@ -509,6 +515,8 @@ def test_what_is_not_a_secret_stays_in_the_file(run_import: Callable[..., Any]) 
         ("QueueName", "PKI"),
         ("Server", "tickets.example.com"),
         ("KeyfactorHost", "kf.example.com"),
+        ("Author", "PKI team"),
+        ("Pinned", "yes"),
         ("BaseUrl", "https://tickets.example.com/"),
         ("Subject", "Job failed on {agent}"),
         ("Password", "env:ALREADY_SET"),

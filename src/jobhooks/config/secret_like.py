@@ -11,15 +11,16 @@ __all__ = ["looks_secret"]
 # A false positive only asks for one more environment variable; a false negative writes a
 # secret in clear. So the patterns are broad: "pass" also matches PassThrough.
 _SECRET_NAME = re.compile(
-    r"pass|pwd|secret|token|key(?!factor)|credential|auth(?!or)|conn\w*str|cookie|salt|"
-    r"bearer|hmac|dsn|hook|shared\W?access",
+    r"pass|pwd|secret|token|key(?!factor)|credential|auth(?!ors?\b)|conn\w*str|cookie|salt|"
+    r"bearer|hmac|dsn|hook|shared\W?access|code|(?<![a-z])pin(?![a-z])",
     re.I,
 )
 _URL_NAME = re.compile(r"ur[il]|endpoint", re.I)
 # Connection-string pairs, PEM blocks, URL userinfo, secret query parameters, webhook
 # hosts whose path is the secret, and well-known token shapes; bounded, so never slow.
 _SECRET_VALUE = re.compile(
-    r"(?:\A|;)\s*(?:password|pwd|[\w ]{0,40}?(?:key|secret|token|signature))\s*=\s*[^;\s]"
+    r"(?:\A|;)\s*(?:passw\w{0,6}|pwd|[\w ]{0,40}?(?:key|secret|token|signature))\s*=\s*[^;\s]"
+    r"|\A\s*(?:bearer|basic|negotiate|ntlm|digest|token)\s+\S"
     r"|-----BEGIN [A-Z0-9 ]+-----"
     r"|\b[a-z][a-z0-9+.-]*://[^/\s?#@]+@"
     r"|[?&#][^=&#\s]{0,40}?(?:key|token|sig|secret|pass|pwd|code|auth|credential)"
@@ -29,6 +30,15 @@ _SECRET_VALUE = re.compile(
     r"|\beyJ[\w-]{8,}\.[\w-]{8,}\.|\bxox[a-z]-|\bgh[pousr]_\w{20}|\bAKIA[0-9A-Z]{16}",
     re.I,
 )
+
+
+def _url_with_query(value: str) -> bool:
+    """Any URL with a query: a key there is as often named ``k`` or ``s`` as ``key``."""
+    try:
+        parts = urllib.parse.urlsplit(value.strip())
+    except ValueError:
+        return True
+    return bool(parts.scheme and parts.netloc and parts.query)
 
 
 def _url_with_path(value: str) -> bool:
@@ -41,11 +51,13 @@ def _url_with_path(value: str) -> bool:
 
 def looks_secret(path: str, value: str) -> bool:
     """True when a property (``path`` names it and its containers) holds a secret: by its
-    name, by what its value looks like, or as a URL property whose URL has a path."""
+    name, by what its value looks like (a URL with a query among them), or as a URL
+    property whose URL has a path."""
     if not value or value.startswith(("env:", "file:")) or value.lower() in ("true", "false"):
         return False
     return bool(
         _SECRET_NAME.search(path)
         or _SECRET_VALUE.search(value)
+        or _url_with_query(value)
         or (_URL_NAME.search(path) and _url_with_path(value))
     )
