@@ -109,3 +109,14 @@ def test_a_text_line_cannot_be_forged_or_act_on_a_terminal() -> None:
     assert lines[2] == "Traceback (most recent call last):"
     assert lines[-1] == "RuntimeError: relay said\\x1b[31m no"
     assert "\x1b" not in out.getvalue()
+
+
+def test_a_json_line_carries_no_character_that_acts() -> None:
+    """JSON escapes the C0 controls itself; the 8-bit ones, bidi overrides and the
+    Unicode line separators are escaped too, and the line reads back the same."""
+    message = "evil\u202emoc \x9b2J \u2028 é 日本"
+    line = JsonFormatter().format(record("%s", message))
+
+    assert not any(char in line for char in "\u202e\x9b\u2028")
+    assert "\\u202e" in line and "\\u009b" in line and "é 日本" in line
+    assert json.loads(line)["message"] == message

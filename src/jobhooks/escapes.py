@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import re
 
-__all__ = ["escape_controls"]
+__all__ = ["escape_controls", "json_without_controls"]
 
 _ACTING = "\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
 """Control characters (C0, DEL, C1), bidirectional marks and overrides, and the Unicode
@@ -40,3 +40,11 @@ def escape_controls(text: str, keep: str = "") -> str:
     """``text`` with every character that would act written as an escape, but those in
     ``keep`` (``"\\n\\t"`` where a line break and a tab are wanted)."""
     return _acting(keep).sub(_escaped, text)
+
+
+def json_without_controls(document: str) -> str:
+    """A JSON document (as ``json.dumps`` writes it, non-ASCII kept) with every character
+    that would act written as a ``\\u`` escape: the same document to a parser, and plain
+    text on a terminal or in a log. (``json.dumps`` escapes the C0 controls in strings
+    itself; a line break left is the document's own indentation.)"""
+    return _acting("\n").sub(lambda match: f"\\u{ord(match.group()):04x}", document)

@@ -14,7 +14,7 @@ import sys
 from datetime import UTC, datetime
 from typing import IO, Any, Literal, get_args
 
-from jobhooks.escapes import escape_controls
+from jobhooks.escapes import escape_controls, json_without_controls
 
 __all__ = [
     "LOG_FORMATS",
@@ -88,7 +88,7 @@ class JsonFormatter(logging.Formatter):
             line["exception"] = record.exc_text
         if record.stack_info:
             line["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(line, ensure_ascii=False, default=str)
+        return json_without_controls(json.dumps(line, ensure_ascii=False, default=str))
 
 
 def configure_logging(level: str, log_format: LogFormat, stream: IO[str] | None = None) -> None:

@@ -102,11 +102,13 @@ def test_job_data_is_printed_as_text_never_obeyed(pipeline: Pipeline) -> None:
         _operator(pipeline, "completions", answer["id"]),
         _operator(pipeline, "runs", "--limit", "500"),
         _operator(pipeline, "job-types"),
+        _operator(pipeline, "completions", answer["id"], "--json"),
     ]
 
     for out in outputs:
         assert "\x1b" not in out and "\x9b" not in out, repr(out)
-    listed, detail, _runs, _types = outputs
+    listed, detail, _runs, _types, as_json = outputs
+    assert json.loads(as_json)["job_type"] == HOSTILE_TYPE
     for out in (listed, detail):
         assert "[/nope] [bold red]ADMIN[/]" in out.replace("\n", "")
     assert "\\x1b[2J\\x9b2J" in detail

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from jobhooks.escapes import escape_controls
+from jobhooks.escapes import escape_controls, json_without_controls
 
 __all__ = ["Column", "JsonOption", "TerminalConsole", "listing", "print_json", "visible", "when"]
 
@@ -69,7 +69,8 @@ class Column:
 
 def print_json(data: Any) -> None:
     """``data`` as indented JSON on stdout, alone (messages go to stderr)."""
-    typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    document = json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    typer.echo(json_without_controls(document))
 
 
 def when(moment: float | None) -> str:
