@@ -96,7 +96,7 @@ def test_a_text_line_cannot_be_forged_or_act_on_a_terminal() -> None:
         configure_logging("info", "text", out)
         logging.getLogger("jobhooks.handlers").warning("completion: %s", message)
         try:
-            raise RuntimeError("relay said\x1b[31m no")
+            raise RuntimeError("relay said\x1b[31m no\n2026-12-06 forged")
         except RuntimeError:
             logging.getLogger("jobhooks.worker").exception("attempt failed\ttab kept")
 
@@ -106,8 +106,8 @@ def test_a_text_line_cannot_be_forged_or_act_on_a_terminal() -> None:
         "jobhooks: forged\\r\\x1b[2J\\x9b2J\\u202eevil"
     )
     assert lines[1].endswith("ERROR jobhooks.worker: attempt failed\ttab kept")
-    assert lines[2] == "Traceback (most recent call last):"
-    assert lines[-1] == "RuntimeError: relay said\\x1b[31m no"
+    assert lines[2] == "  Traceback (most recent call last):"
+    assert lines[-2:] == ["  RuntimeError: relay said\\x1b[31m no", "  2026-12-06 forged"]
     assert "\x1b" not in out.getvalue()
 
 

@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import IO, Any, Literal, get_args
 
 from jobhooks.escapes import escape_controls, json_without_controls
@@ -31,6 +32,9 @@ LogFormat = Literal["text", "json"]
 LOG_FORMATS: tuple[str, ...] = get_args(LogFormat)
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
+"""What ``sys.exc_info()`` gives, as a formatter is handed it."""
+
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 LogSetup = tuple[str, LogFormat]
@@ -47,19 +51,24 @@ _SKIPPED = {"json_fields", "color_message"}  # uvicorn's copy of the message wit
 class TextFormatter(logging.Formatter):
     """One line per record, with the message's line breaks and other control characters
     written as escapes: what a report holds can neither forge a line nor act on the
-    terminal of someone following the log. A traceback keeps its lines."""
+    terminal of someone following the log. A traceback keeps its lines, each indented,
+    so that only a record's own first line starts at the margin."""
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        return escape_controls(super().formatMessage(record), keep="\t")
+        return escape_controls(super().formatMessage(record).rstrip("\n"), keep="\t")
 
-    def formatException(self, ei: Any) -> str:
-        return escape_controls(super().formatException(ei), keep="\n\t")
+    def formatException(self, ei: ExcInfo) -> str:
+        return _indented(super().formatException(ei))
 
     def formatStack(self, stack_info: str) -> str:
-        return escape_controls(super().formatStack(stack_info), keep="\n\t")
+        return _indented(super().formatStack(stack_info))
+
+
+def _indented(block: str) -> str:
+    return "\n".join(f"  {line}" for line in escape_controls(block, keep="\n\t").split("\n"))
 
 
 class JsonFormatter(logging.Formatter):
