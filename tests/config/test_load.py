@@ -191,6 +191,23 @@ def test_duplicate_handler_names(write_config: WriteConfig) -> None:
     assert "line 8" in problem
 
 
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        ("ops/pager", "must not contain '/'"),
+        ("pager\\u001b[2J", "must not contain control characters"),
+        (" pager", "must not begin or end with spaces"),
+    ],
+)
+def test_a_name_that_cannot_stand_in_an_address_or_a_line_is_refused(
+    write_config: WriteConfig, name: str, said: str
+) -> None:
+    """A name is part of the addresses of its replay actions: with a '/' they could not be
+    reached (a 404 from the dashboard's own button)."""
+    problems = problems_in(write_config, LOG_HANDLER.replace('"audit"', f'"{name}"'))
+    assert "line 3" in only(problems, "name:", said)
+
+
 def test_positions_stay_true_after_an_invalid_handler(write_config: WriteConfig) -> None:
     config, problems = read_config(
         write_config(

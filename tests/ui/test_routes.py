@@ -151,6 +151,31 @@ def test_a_post_without_its_csrf_token_or_from_another_site_is_refused(ui: Ui) -
     assert ui.client.get("/ui/agents").status_code == 303
 
 
+@pytest.mark.parametrize("path", ["/ui/login", "/ui/logout"])
+def test_a_form_with_more_fields_than_any_is_a_413_before_and_after_sign_in(
+    ui: Ui, path: str
+) -> None:
+    if path == "/ui/logout":
+        ui.sign_in("admin")
+    fields = {f"a{number}": "1" for number in range(51)}
+
+    answer = ui.client.post(path, data=fields)
+
+    assert answer.status_code == 413, answer.text
+    assert "too many fields" in answer.text
+
+
+def test_a_form_refused_behind_a_proxy_that_changed_the_host_says_what_to_do(ui: Ui) -> None:
+    csrf = ui.sign_in("admin")
+    answer = ui.client.post(
+        "/ui/logout",
+        data={"csrf": csrf},
+        headers={"Origin": "https://jobhooks.example.com", "Host": "127.0.0.1:8080"},
+    )
+    assert answer.status_code == 403
+    assert "proxy_set_header Host $host" in answer.text
+
+
 def test_a_viewer_cannot_replay_even_with_a_good_csrf_token(ui: Ui) -> None:
     completion_id = _completion(ui)
     with database(ui.runtime.store) as engine, engine.connect() as connection:

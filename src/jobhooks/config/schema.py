@@ -311,6 +311,20 @@ class HandlerRegistration(_Section):
     """The most completions one digest holds (default 100); a full digest closes at once."""
     _position: int | None = PrivateAttr(default=None)
 
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if "/" in value:
+            raise ValueError(
+                "must not contain '/': a handler's name is a part of the dashboard's and the "
+                "API's addresses (/api/v1/handlers/<name>/replay-dead)"
+            )
+        if any(ord(char) < 32 or 127 <= ord(char) < 160 for char in value):
+            raise ValueError("must not contain control characters")
+        if value != value.strip():
+            raise ValueError("must not begin or end with spaces")
+        return value
+
     @field_validator("when")
     @classmethod
     def _check_when(cls, value: str | list[str]) -> str | list[str]:

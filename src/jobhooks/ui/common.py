@@ -28,6 +28,8 @@ __all__ = [
 ]
 
 MAX_FORM = 16 * 1024
+MAX_FIELDS = 50
+"""More fields than any form of the dashboard has: such a form is refused (413)."""
 PAGE_SIZE = 50
 NAV = (
     ("overview", "/ui/", "Overview"),
@@ -109,15 +111,27 @@ async def read_form(request: Request) -> dict[str, str]:
     body = await request.body()
     if len(body) > MAX_FORM:
         raise Refused(413, "The form is too large.")
-    fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=50)
+    try:
+        fields = parse_qs(
+            body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=MAX_FIELDS
+        )
+    except ValueError:  # more fields than any form of the dashboard has
+        raise Refused(413, "The form has too many fields.") from None
     return {name: values[0] for name, values in fields.items()}
 
 
 def check_origin(request: Request) -> None:
-    """Refuse a form sent from another site."""
+    """Refuse a form sent from another site: its ``Origin`` is not the ``Host`` it was sent
+    to. (Behind a reverse proxy the proxy must pass the browser's ``Host`` on.)"""
     origin = request.headers.get("origin")
-    if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
-        raise Refused(403, "This form was sent from another site; it was refused.")
+    host = request.headers.get("host")
+    if origin and origin != "null" and urlsplit(origin).netloc != host:
+        raise Refused(
+            403,
+            f"This form was sent from another site ({origin[:200]}) than the one it was sent "
+            f"to ({(host or 'no Host')[:200]}); it was refused. Behind a reverse proxy, have it "
+            "pass the Host header on (nginx: proxy_set_header Host $host).",
+        )
 
 
 async def check_form(request: Request, session: Session) -> dict[str, str]:
