@@ -459,3 +459,36 @@ def test_a_digest_is_shown_collecting_with_its_completions_linked_from_each(ui: 
         for other in ids:
             if other != own:
                 assert f'<a href="/ui/completions/{other}"><code>{other}</code></a>' in page
+
+
+@pytest.mark.parametrize("handlers", [DIGEST])
+def test_replaying_a_digest_still_collecting_says_it_is_busy(ui: Ui) -> None:
+    """Nothing is replayed while a digest collects: the page must not say it was."""
+    answer = ui.client.post(
+        "/api/v1/job-completions",
+        json=report(client_machine="store08.example.com"),
+        headers={"Authorization": f"Bearer {ui.tokens['agent']}"},
+    )
+    (run,) = [r for r in answer.json()["handler_runs"] if r["handler"] == "machine-down"]
+    assert run["status"] == "collecting"
+    csrf = ui.sign_in("admin")
+
+    replayed = ui.client.post(f"/ui/runs/{run['id']}/replay", data={"csrf": csrf})
+
+    assert replayed.status_code == 303
+    assert replayed.headers["location"].endswith("notice=busy")
+
+
+def test_characters_that_would_reorder_the_page_are_shown_as_escapes(ui: Ui) -> None:
+    """A right-to-left override in a report would show the rest of its line reversed."""
+    answer = ui.client.post(
+        "/api/v1/job-completions",
+        json=report(job_type="\u202eyrotnevnI", client_machine="orch\x9b01"),
+        headers={"Authorization": f"Bearer {ui.tokens['agent']}"},
+    )
+    ui.sign_in("viewer")
+
+    page = ui.client.get(f"/ui/completions/{answer.json()['id']}").text
+
+    assert "\u202e" not in page and "\x9b" not in page
+    assert "\\u202eyrotnevnI" in page and "orch\\x9b01" in page

@@ -167,7 +167,7 @@ async def replay_run(runtime: Current, _token: Admin, run_id: str) -> dict[str, 
             f"run {run_id} is held: its registration is quarantined, and the run starts by "
             "itself once a reload makes that registration valid",
         )
-    if previous in (RunStatus.COLLECTING, RunStatus.PENDING, RunStatus.RUNNING):
+    if previous in RunStatus.NOT_REPLAYABLE:
         raise ApiProblem(
             409, f"run {run_id} is {previous}; only a finished or failed run can be replayed"
         )

@@ -44,6 +44,9 @@ class RunStatus(StrEnum):
     ALL = nonmember(("collecting", "pending", "running", "succeeded", "failed", "dead", "held"))
     OPEN = nonmember(("pending", "failed"))
     """Stored statuses of a run that is not finished (waiting, or held by a worker)."""
+    NOT_REPLAYABLE = nonmember(("collecting", "pending", "running", "held"))
+    """Statuses a replay leaves as they are: a run yet to start or running, a digest still
+    collecting, a run held for its registration."""
     UNFINISHED = nonmember(("collecting", "pending", "failed"))
     """Stored statuses of a run that has yet to run or to succeed: a digest still
     collecting (due when it closes) too."""

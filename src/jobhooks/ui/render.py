@@ -12,6 +12,8 @@ import jinja2
 from markupsafe import Markup, escape
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from jobhooks.escapes import escape_controls
+
 __all__ = ["SECURITY_HEADERS", "STATIC_DIR", "environment", "page", "redirect", "secure"]
 
 UI_DIR = Path(__file__).resolve().parent
@@ -96,12 +98,22 @@ def css_class(text: str | None) -> str:
     return "".join(ch for ch in (text or "").lower() if ch.isalnum() or ch == "-")
 
 
+def _shown(value: object) -> object:
+    """Every value a template prints: text from outside with the characters that would act
+    on the page's text around it (a bidi override reversing the rest of a line, control
+    characters) written as escapes; what the templates made as markup passes as it is."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return escape_controls(value, keep="\n\t\r")
+    return value
+
+
 @cache
 def environment() -> jinja2.Environment:
     """The templates, autoescaped whatever their names."""
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("jobhooks.ui", "templates"),
         autoescape=True,
+        finalize=_shown,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,

@@ -82,7 +82,7 @@ async def replay_run(request: Request, session: SignedIn, run_id: str) -> Respon
     if previous is None:
         raise Refused(404, f"There is no handler run {run_id[:40]!r}.")
     back = local_path(form.get("back"), "/ui/runs")
-    if previous in (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.HELD):
+    if previous in RunStatus.NOT_REPLAYABLE:
         return redirect(with_notice(back, "busy"))
     runtime.poke_worker()
     return redirect(with_notice(back, "replayed"))
