@@ -204,3 +204,12 @@ def test_forgetting_a_revoked_token_ends_it_at_once_and_keeps_the_others(
     before = reads.count
     assert asyncio.run(look_up(kept)) is not None
     assert reads.count == before, "the other token is still cached"
+
+
+def test_a_token_of_the_wrong_role_is_told_which_it_needs(api: Api) -> None:
+    answer = api.client.get("/api/v1/handlers", headers=api.auth("agent"))
+
+    assert answer.status_code == 403
+    assert answer.json()["detail"] == (
+        "an agent token cannot do this; it needs an admin or viewer token"
+    )

@@ -3,6 +3,7 @@ sessions, redirects, CSRF, roles and headers, without a browser."""
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -492,3 +493,17 @@ def test_characters_that_would_reorder_the_page_are_shown_as_escapes(ui: Ui) -> 
 
     assert "\u202e" not in page and "\x9b" not in page
     assert "\\u202eyrotnevnI" in page and "orch\\x9b01" in page
+
+
+def test_a_refused_sign_in_leaves_a_trace_in_the_log(
+    ui: Ui, caplog: pytest.LogCaptureFixture
+) -> None:
+    form = ui.client.get("/ui/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert csrf is not None
+
+    with caplog.at_level(logging.WARNING, "jobhooks.ui"):
+        ui.client.post("/ui/login", data={"csrf": csrf.group(1), "token": "jh_guess_guess"})
+
+    assert "dashboard sign-in refused from" in caplog.text
+    assert "jh_guess_guess" not in caplog.text

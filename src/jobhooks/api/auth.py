@@ -27,7 +27,14 @@ async def require(tokens: TokenCache, authorization: str | None, *roles: str) ->
     if info is None:
         raise ApiProblem(401, "unknown or revoked token")
     if info.role not in roles:
+        needs = " or ".join(roles)
         raise ApiProblem(
-            403, f"a {info.role} token cannot do this; it needs a {' or '.join(roles)} token"
+            403,
+            f"{_a(info.role)} {info.role} token cannot do this; it needs {_a(needs)} {needs} token",
         )
     return info
+
+
+def _a(word: str) -> str:
+    """The article before ``word``: "an admin", "an agent", "a viewer"."""
+    return "an" if word[:1] in "aeiou" else "a"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from typing import Annotated
@@ -31,6 +32,8 @@ from jobhooks.ui.session import (
 )
 
 __all__ = ["SignedIn", "current_session", "router", "signed_in"]
+
+logger = logging.getLogger("jobhooks.ui")
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
@@ -119,9 +122,15 @@ async def login(request: Request) -> Response:
     runtime = runtime_of(request)
     info = await runtime.tokens.lookup(token) if 0 < len(token) <= 512 else None
     if info is None:
+        if token:
+            logger.warning(
+                "dashboard sign-in refused from %s: an unknown or revoked token",
+                request.client.host if request.client else "an unknown address",
+            )
         message = "That token is unknown or revoked. Paste an admin or viewer token."
         return _login_page(request, signer, message if token else "Paste a token to sign in.")
     if info.role not in ("admin", "viewer"):
+        logger.warning("dashboard sign-in refused: token %s is for an %s", info.id, info.role)
         return _login_page(
             request,
             signer,
