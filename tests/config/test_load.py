@@ -478,3 +478,8 @@ def test_digest_settings_and_their_defaults(write_config: WriteConfig) -> None:
         7,
     )
     assert load(write_config(LOG_HANDLER)).registry.get("audit").grouping is None  # type: ignore[union-attr]
+
+
+def test_a_poll_start_before_the_year_one_in_utc_is_a_problem(write_config: WriteConfig) -> None:
+    problems = problems_in(write_config, '[poll]\nstart = "0001-01-01T00:00:00+05:30"\n')
+    assert "is before the year 1 in UTC" in only(problems, "[poll] start")

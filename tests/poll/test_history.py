@@ -6,9 +6,11 @@ Each test drives a poller in this process against the loopback platform.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,7 +24,8 @@ from support.keyfactor import (
     past,
 )
 
-from jobhooks.errors import PlatformAuthError
+from jobhooks.errors import PlatformAuthError, PlatformError
+from jobhooks.poll import cycle
 from jobhooks.poll.rows import NIL
 
 from .conftest import Platform, history_ids
@@ -313,3 +316,123 @@ def test_a_wrong_password_names_the_credential(platform: Platform) -> None:
     assert "user 'DOMAIN\\svc-jobhooks' ([platform] username and password)" in message
     assert "kf-pw" not in message
     assert all(s.path == HISTORY or "Agents" not in s.path for s in platform.fake.served)
+
+
+def _hidden(fake: Any, identifier: int) -> Callable[[], None]:
+    """Hide row ``identifier`` from the history, as a platform whose database made later
+    ids visible first; returns what shows it again."""
+    with fake.lock:
+        row = fake.rows.pop(identifier)
+        fake._ids.remove(identifier)
+
+    def show() -> None:
+        with fake.lock:
+            fake.rows[identifier] = row
+            bisect.insort(fake._ids, identifier)
+
+    return show
+
+
+def test_an_id_that_becomes_visible_after_later_ones_is_still_read(platform: Platform) -> None:
+    """SQL Server hands out ids as inserts begin and shows rows as they commit: a run's
+    row can appear after rows with higher ids were read."""
+    fake = platform.fake
+    config = platform.write_config()
+
+    async def scenario() -> list[int]:
+        async with platform.poller(config) as poller:
+            await poller.poll_once()
+            ids = [fake.add(result=FAILURE) for _ in range(5)]
+            show = _hidden(fake, ids[2])
+            await poller.poll_once()
+            show()
+            await poller.poll_once()
+            await poller.poll_once()
+            return ids
+
+    ids = asyncio.run(scenario())
+    assert history_ids(platform.completions()) == ids, "each once, the late one included"
+
+
+@pytest.mark.parametrize("running", [False, True], ids=["new rows", "running rows"])
+def test_a_platform_that_ignores_the_page_asked_for_is_an_error_not_a_loop(
+    platform: Platform, running: bool
+) -> None:
+    fake = platform.fake
+    fake.strict, fake.max_page = True, 2  # read in pages of 2 by time window or whole
+    config = platform.write_config(poll="page_size = 2")
+
+    def first_page_always(query: dict[str, str]) -> None:
+        query["pq.pageReturned"] = "1"
+
+    async def scenario() -> None:
+        async with platform.poller(config) as poller:
+            await poller.poll_once()
+            for _ in range(5):
+                fake.start_run() if running else fake.add()
+            fake.hooks.append(first_page_always)
+            await poller.poll_once()
+
+    with pytest.raises(PlatformError, match=r"ignores pq\.pageReturned"):
+        asyncio.run(scenario())
+
+
+def test_a_dry_run_counts_retries_across_pages_as_the_real_poll_does(platform: Platform) -> None:
+    """Pages are decided in order in a dry run too: a retry chain spread over pages."""
+    fake = platform.fake
+    config = platform.write_config(poll="page_size = 2")
+    job = uuid.uuid4()
+
+    async def scenario() -> tuple[dict[int, int], dict[int, int]]:
+        async with platform.poller(config) as poller:
+            await poller.poll_once()
+            for _ in range(6):
+                fake.add(result=FAILURE, status=WILL_RETRY, job_id=job)
+            fake.add(result=FAILURE, job_id=job)
+            dry = await poller.poll_once(dry_run=True)
+            real = await poller.poll_once()
+            return (
+                {e.job_history_id: e.current_retry_count for e in dry.emitted},
+                {e.job_history_id: e.current_retry_count for e in real.emitted},
+            )
+
+    dry, real = asyncio.run(scenario())
+    assert sorted(real.values()) == list(range(7))
+    assert dry == real
+
+
+def test_long_runs_are_asked_for_a_few_at_a_time_and_in_turn(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows that never finish must not multiply the requests of every poll."""
+    monkeypatch.setattr(cycle, "STRAGGLERS_PER_POLL", 4)
+    fake = platform.fake
+    config = platform.write_config(poll="page_size = 2")
+
+    async def scenario() -> tuple[list[int], list[int]]:
+        async with platform.poller(config) as poller:
+            await poller.poll_once()
+            long_runs = [fake.start_run() for _ in range(10)]
+            for _ in range(20):
+                fake.add()
+            await poller.poll_once()  # the long runs are open rows far below the position
+            asked: list[int] = []
+            for _ in range(3):
+                before = len(fake.history_requests())
+                await poller.poll_once()
+                asked.append(
+                    sum(
+                        1
+                        for served in fake.history_requests()[before:]
+                        if served.query.get("pq.returnLimit") == "1"
+                    )
+                )
+            for run in long_runs:
+                fake.finish(run, result=FAILURE)
+            for _ in range(3):
+                await poller.poll_once()
+            return asked, long_runs
+
+    asked, long_runs = asyncio.run(scenario())
+    assert asked == [4, 4, 4]
+    assert set(long_runs) <= set(history_ids(platform.completions()))

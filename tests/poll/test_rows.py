@@ -97,10 +97,13 @@ def test_a_running_row_is_not_finished(status: object) -> None:
         ({"JobId": "not-a-guid"}, 2168, "JobId is not a GUID"),
         ({"Status": "Exploded"}, 2168, "Status: unknown value 'Exploded'"),
         ({"Result": 9}, 2168, "Result: unknown value 9"),
-        ({"OperationEnd": "yesterday"}, 2168, "not an ISO 8601 time: 'yesterday'"),
-        ({"JobType": None}, 2168, "JobType is missing"),
+        ({"OperationEnd": "yesterday"}, 2168, "OperationEnd: not an ISO 8601 time: 'yesterday'"),
+        ({"OperationStart": 5}, 2168, "OperationStart: expected an ISO 8601 time, got int"),
+        # .NET's DateTime.MinValue written with a positive offset: before year 1 in UTC.
+        ({"OperationEnd": "0001-01-01T00:00:00+05:30"}, 2168, "OperationEnd: out of range"),
         ({"JobHistoryId": None}, None, "JobHistoryId is missing"),
         ({"JobHistoryId": -3}, None, "not a positive integer"),
+        ({"JobHistoryId": 2**63 + 5}, None, "not a positive integer"),
     ],
 )
 def test_a_malformed_row_says_which_field(
@@ -152,6 +155,19 @@ def test_completion_fields_of_a_row() -> None:
         "source": "poll",
         "job_history_id": 2168,
     }
+
+
+def test_a_run_without_a_machine_or_a_job_type_is_still_handled() -> None:
+    row = parse_row(raw(AgentMachine=None, JobType=None, Status=3))
+    fields = completion_fields(row, NIL, "", NIL, 0)
+    assert (fields["client_machine"], fields["job_type"], fields["job_type_id"]) == ("", "", NIL)
+
+
+def test_text_no_database_stores_is_replaced_not_refused() -> None:
+    """A NUL (PostgreSQL refuses it) or half a surrogate pair: the run is handled, with
+    U+FFFD in their place, as a whole page used to be refused on every poll."""
+    row = parse_row(raw(Message="bad\x00byte \ud800 end", Status=3))
+    assert completion_fields(row, NIL, "", NIL, 0)["message"] == "bad\ufffdbyte \ufffd end"
 
 
 def test_completion_fields_refuse_what_a_check_in_refuses() -> None:

@@ -278,7 +278,10 @@ class PollSettings(_Section):
             ) from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
-        return moment.astimezone(UTC).isoformat()
+        try:
+            return moment.astimezone(UTC).isoformat()
+        except OverflowError:
+            raise ValueError(f"{value!r} is before the year 1 in UTC") from None
 
     def start_time(self) -> datetime | None:
         """The UTC time ``start`` names, or None for "now"."""

@@ -54,6 +54,19 @@ GONE_AFTER = 3
 """Full reads of a window that miss a running row before it counts as deleted."""
 IN_FLIGHT = 2
 """Pages committing while the next one is read and parsed."""
+GAP_WAIT = 120.0
+"""Seconds a JobHistoryId skipped by the ids read around it is looked for again: the
+platform's database may make ids visible out of order (transactions that commit in
+another order than they took their ids)."""
+MAX_GAPS = 10_000
+"""Skipped ids kept at most (a jump of ids is a gap to wait for only when it is small)."""
+GAP_JUMP = 1_000
+"""A jump of more ids than this between two rows read is not waited for."""
+STRAGGLERS_PER_POLL = 50
+"""Long-running rows asked for one by one in one poll at most (the others in later polls,
+in turn)."""
+MAX_PAGES = 100_000
+"""Pages of one read at most: a platform that ignores paging would be read for ever."""
 
 
 Plan = Callable[[uuid.UUID], tuple[PlannedRun, ...]]
@@ -96,6 +109,10 @@ class PollCycle:
         """Newest OperationStart read by the previous full read of a window."""
         self.misses: dict[int, int] = {}
         """Full reads of the window that missed each running row (see GONE_AFTER)."""
+        self.gaps: dict[int, float] = {}
+        """Ids skipped between rows read in keyset mode, and when each was first missed
+        (see GAP_WAIT; kept in memory: a restart forgets them)."""
+        self.straggler_turn = 0
 
     # -- one poll ------------------------------------------------------------------
 
@@ -224,15 +241,14 @@ class PollCycle:
             return []
         found: list[Candidate] = []
         for status in (JobStatus.UNKNOWN, JobStatus.WAITING, JobStatus.IN_PROCESS):
+            query = f'Status -eq "{int(status)}"'
+            pages = _Pages(query)
             page = 1
             while True:
-                rows = (
-                    await self.api.history(
-                        f'Status -eq "{int(status)}"', page=page, limit=self.page_size
-                    )
-                ).rows
+                rows = (await self.api.history(query, page=page, limit=self.page_size)).rows
                 if not rows:
                     break
+                pages.check(rows)
                 found += [c for c in await self._prepare(rows) if c.row and not c.row.finished]
                 page += 1
         return found
@@ -246,7 +262,7 @@ class PollCycle:
         opens: list[OpenRow] = await self.store.pull.open_rows(self.feed)
         span = RECENT_PAGES * self.page_size
         recent = [o for o in opens if o.id > cursor - span]
-        stragglers = [o for o in opens if o.id <= cursor - span]
+        stragglers = self._stragglers_now([o for o in opens if o.id <= cursor - span])
         gone: list[int] = []
         if stragglers:
             found: list[Any] = []
@@ -260,6 +276,9 @@ class PollCycle:
                 PageWrite(self.feed, self.owner, self.lease, await self._prepare(found), gone=gone)
             )
         last = recent[0].id - 1 if recent else cursor
+        waited = self._gaps_to_wait_for(started)
+        if waited:
+            last = min(last, waited[0] - 1)
         expected = {o.id for o in recent}
         # Pipelined: the next page is fetched and this one parsed while earlier pages
         # commit (in order, on the store's writer thread).
@@ -283,6 +302,7 @@ class PollCycle:
                         f"sorted by {ID_FIELD} ({ids[:5]}...)",
                         "id",
                     )
+                self._note_gaps(last, ids, started)
                 last = ids[-1]
                 fetch = asyncio.ensure_future(self._keyset_page(last))
                 expected.difference_update(ids)
@@ -320,6 +340,36 @@ class PollCycle:
             )
         )
 
+    def _stragglers_now(self, stragglers: list[OpenRow]) -> list[OpenRow]:
+        """The long-running rows to ask for in this poll: all of them, or
+        ``STRAGGLERS_PER_POLL`` in turn when there are more."""
+        if len(stragglers) <= STRAGGLERS_PER_POLL:
+            return stragglers
+        start = self.straggler_turn % len(stragglers)
+        self.straggler_turn = start + STRAGGLERS_PER_POLL
+        return [*stragglers, *stragglers][start : start + STRAGGLERS_PER_POLL]
+
+    def _note_gaps(self, last: int, ids: list[int], now: float) -> None:
+        """Remember the ids skipped between ``last`` and the ids of a page just read (ids
+        already waited for and found are forgotten)."""
+        previous = last
+        for identifier in ids:
+            self.gaps.pop(identifier, None)
+            if previous and 1 < identifier - previous <= GAP_JUMP:
+                for skipped in range(previous + 1, identifier):
+                    if len(self.gaps) >= MAX_GAPS:
+                        return
+                    self.gaps.setdefault(skipped, now)
+            previous = identifier
+
+    def _gaps_to_wait_for(self, now: float) -> list[int]:
+        """The skipped ids still worth reading again, ascending; older ones are forgotten
+        (an id a rolled-back insert took never appears)."""
+        for identifier, since in list(self.gaps.items()):
+            if now - since > GAP_WAIT:
+                del self.gaps[identifier]
+        return sorted(self.gaps)
+
     async def _keyset_page(self, after: int) -> list[Any]:
         page = await self.api.history(
             f'{ID_FIELD} -gt "{after}"', sort=ID_FIELD, limit=self.page_size
@@ -348,12 +398,14 @@ class PollCycle:
         page = 1
         seen: set[int] = set()
         newest: float | None = None
+        pages = _Pages(query or "the whole history")
         while True:
             rows = (await self.api.history(query, sort=sort, page=page, limit=limit)).rows
             if self.on_rows is not None:
                 self.on_rows(len(rows))
             if not rows:
                 break
+            pages.check(rows)
             restart = False
             if caps.page_cap is None and len(rows) < limit:
                 more = (await self.api.history(query, sort=sort, page=page + 1, limit=limit)).rows
@@ -381,6 +433,7 @@ class PollCycle:
             await sink.write(PageWrite(self.feed, self.owner, self.lease, candidates))
             if restart:
                 limit, page = caps.page_cap or limit, 1
+                pages = _Pages(query or "the whole history")
             else:
                 page += 1
         gone = self._missing(opens, seen, bound)
@@ -464,3 +517,31 @@ def _start(row: dict[str, Any] | None) -> float | None:
     except ValueError:
         return None
     return moment.timestamp() if moment is not None else None
+
+
+class _Pages:
+    """The pages of one read, checked as they come: a page that repeats the one before (a
+    platform or a proxy that ignores ``pq.pageReturned``) or more pages than any history
+    has ends the read with an error, instead of reading for ever."""
+
+    def __init__(self, query: str) -> None:
+        self.query = query
+        self.count = 0
+        self.previous: list[int | None] | None = None
+
+    def check(self, rows: list[Any]) -> None:
+        self.count += 1
+        ids = [row_id(row) for row in rows]
+        if ids == self.previous:
+            raise PlatformError(
+                f"the platform answered the same page of the job history twice in a row for "
+                f"{self.query} (page {self.count}, rows {ids[:3]}...): it, or a proxy in front "
+                "of it, ignores pq.pageReturned",
+                kind="bad_response",
+            )
+        if self.count > MAX_PAGES:
+            raise PlatformError(
+                f"the job history for {self.query} did not end after {MAX_PAGES} pages",
+                kind="bad_response",
+            )
+        self.previous = ids

@@ -15,6 +15,7 @@ and are UTC.
 from __future__ import annotations
 
 import enum
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -144,29 +145,35 @@ def row_id(data: object) -> int | None:
         value = int(value)
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value.strip())
-    return value if isinstance(value, int) and value > 0 else None
+    return value if isinstance(value, int) and 0 < value <= MAX_ID else None
 
 
-def parse_time(value: object) -> datetime | None:
-    """An ISO 8601 time of the platform; one without an offset is UTC. None stays None."""
+MAX_ID = 2**63 - 1
+"""The largest ``JobHistoryId`` a database stores (a 64-bit integer, as the platform's)."""
+
+
+def parse_time(value: object, name: str = "time") -> datetime | None:
+    """An ISO 8601 time of the platform; one without an offset is UTC. None stays None.
+    Raises ValueError naming the field ``name``."""
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        raise ValueError(f"expected an ISO 8601 time, got {type(value).__name__}")
+        raise ValueError(f"{name}: expected an ISO 8601 time, got {type(value).__name__}")
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise ValueError(f"not an ISO 8601 time: {value[:60]!r}") from None
+        raise ValueError(f"{name}: not an ISO 8601 time: {value[:60]!r}") from None
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # .NET's DateTime.MinValue with a positive offset
+        raise ValueError(f"{name}: out of range in UTC: {value[:60]!r}") from None
 
 
-def _text(data: dict[str, Any], name: str, *, required: bool) -> str | None:
+def _text(data: dict[str, Any], name: str) -> str | None:
     value = _key(data, name)
     if value is None:
-        if required:
-            raise ValueError(f"{name} is missing")
         return None
     if not isinstance(value, str):
         raise ValueError(f"{name}: expected a string, got {type(value).__name__}")
@@ -198,16 +205,16 @@ def parse_row(data: object) -> HistoryRow:
     except ValueError as exc:
         raise MalformedRow(identifier, f"Result: {exc}") from None
     try:
-        start = parse_time(_key(data, "OperationStart"))
-        end = parse_time(_key(data, "OperationEnd"))
-        machine = _text(data, "AgentMachine", required=True) or ""
-        job_type = _text(data, "JobType", required=True) or ""
-        message = _text(data, "Message", required=False)
-        client_machine = _text(data, "ClientMachine", required=False)
+        start = parse_time(_key(data, "OperationStart"), "OperationStart")
+        end = parse_time(_key(data, "OperationEnd"), "OperationEnd")
+        # Without a machine or a job type the run is still handled: the agent and the
+        # job type resolve to the nil GUID, as any that cannot be resolved.
+        machine = _text(data, "AgentMachine") or ""
+        job_type = _text(data, "JobType") or ""
+        message = _text(data, "Message")
+        client_machine = _text(data, "ClientMachine")
     except ValueError as exc:
         raise MalformedRow(identifier, str(exc)) from None
-    if not job_type:
-        raise MalformedRow(identifier, "JobType is empty")
     return HistoryRow(
         id=identifier,
         job_id=job_id,
@@ -222,18 +229,17 @@ def parse_row(data: object) -> HistoryRow:
     )
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
 def _checked(value: str | None, name: str, limit: int) -> str:
-    """Text a check-in would accept in this field (at most ``limit`` characters, valid
-    Unicode); raises ValueError naming the field otherwise."""
+    """Text a check-in would accept in this field: at most ``limit`` characters (raises
+    ValueError naming the field otherwise); a NUL or half a surrogate pair, which no
+    database stores, becomes U+FFFD, since the run must be handled all the same."""
     text = value or ""
     if len(text) > limit:
         raise ValueError(f"{name}: too long: {len(text)} characters, at most {limit}")
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError(f"{name}: not valid Unicode text") from None
-    return text
+    return _UNSTORABLE.sub("\ufffd", text)
 
 
 def completion_fields(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -112,8 +113,15 @@ class DrySink(Sink):
         self.chain: dict[str, tuple[int, int, int]] = {}
         self.horizon: float | None = None
         self.done: set[int] = set()
+        self._in_order = asyncio.Lock()
+        """Pages are decided one after the other, as the store commits them: a page read
+        while the one before is decided must see its retry chains."""
 
     async def write(self, write: PageWrite) -> None:
+        async with self._in_order:
+            await self._decide(write)
+
+    async def _decide(self, write: PageWrite) -> None:
         if write.initialize:
             self.horizon = write.horizon
         else:
