@@ -10,6 +10,7 @@ The tree::
     ├── PlatformNotConfigured  a handler used context.client without a [platform] url
     ├── PlatformError          the platform's API failed a request or answered something unusable
     │   ├── PlatformAuthError  the platform (or its token endpoint) refused the credentials
+    │   ├── PlatformBusy       it answered 408, 425, 429 or 5xx: worth asking again later
     │   └── CapabilityBroken   the platform stopped honouring a query it had accepted
     ├── LeaseLost              another node took over polling the platform's job history
     └── StoreError             the database cannot do what was asked
@@ -36,6 +37,7 @@ __all__ = [
     "JobhooksError",
     "LeaseLost",
     "PlatformAuthError",
+    "PlatformBusy",
     "PlatformError",
     "PlatformNotConfigured",
     "ReportRejected",
@@ -117,6 +119,19 @@ class PlatformError(JobhooksError):
         self.kind = kind
         self.status = status
         super().__init__(message)
+
+
+class PlatformBusy(PlatformError):
+    """Raised when the platform (or its token endpoint) answers 408, 425, 429 or a 5xx: it
+    failed now, which says nothing about the request, so the same request is worth sending
+    again later. ``retry_after`` is the wait its ``Retry-After`` header asked for (seconds,
+    at most ten minutes), or None."""
+
+    def __init__(
+        self, message: str, kind: str, status: int | None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, kind=kind, status=status)
+        self.retry_after = retry_after
 
 
 class PlatformAuthError(PlatformError):

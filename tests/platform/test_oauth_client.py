@@ -13,14 +13,22 @@ from pathlib import Path
 
 import pytest
 from support import cli
-from support.keyfactor import HISTORY, FakeKeyfactor, KeyfactorServer, platform_env, platform_toml
+from support.keyfactor import (
+    HISTORY,
+    FakeKeyfactor,
+    KeyfactorServer,
+    RawRequest,
+    platform_env,
+    platform_toml,
+)
 
 import jobhooks.cli.config_commands
 import jobhooks.cli.poll_commands  # noqa: F401
 from jobhooks.config.schema import PlatformSettings
-from jobhooks.errors import PlatformAuthError
+from jobhooks.errors import PlatformAuthError, PlatformBusy, PlatformError
 from jobhooks.platform.client import build_clients
 from jobhooks.platform.oauth import ClientCredentialsAuth
+from jobhooks.platform.rest import PlatformApi
 from jobhooks.sdk.secret import Secret
 
 PROBE = """
@@ -165,3 +173,50 @@ def test_the_poller_reads_the_history_with_oauth(
 def test_the_auth_flow_never_shows_the_secret() -> None:
     auth = ClientCredentialsAuth("https://idp/token", "jobhooks", Secret("s3cr3t-value"))
     assert "s3cr3t" not in repr(auth)
+
+
+@pytest.mark.parametrize(("status", "kind"), [(503, "server_error"), (429, "client_error")])
+def test_a_failing_token_service_is_not_a_refused_client(
+    oauth_platform: KeyfactorServer, status: int, kind: str
+) -> None:
+    def failing(request: RawRequest) -> bool:
+        if request.path != "/token":
+            return False
+        request.send_json(status, {"error": "temporarily_unavailable"}, {"retry-after": "30"})
+        return True
+
+    oauth_platform.fake.raw_answers.append(failing)
+    clients = build_clients(settings(oauth_platform))
+
+    async def read() -> None:
+        try:
+            api = PlatformApi(clients.async_client, "an OAuth token for client_id 'jobhooks'")
+            await api.history(limit=5)
+        finally:
+            await clients.aclose()
+
+    with pytest.raises(PlatformError) as caught:
+        asyncio.run(read())
+    error = caught.value
+    assert isinstance(error, PlatformBusy) and not isinstance(error, PlatformAuthError)
+    assert (error.kind, error.status, error.retry_after) == (kind, status, 30.0)
+    message = str(error)
+    assert f"the OAuth token endpoint {oauth_platform.token_url} answered {status}" in message
+    assert "the token service is failing or busy, not refusing client_id 'jobhooks'" in message
+    assert "will retry" in message
+    assert "check [platform] client_id" not in message
+    assert not [s for s in oauth_platform.fake.served if s.path == HISTORY]
+
+
+def test_a_token_url_that_is_not_a_token_endpoint_says_so(
+    oauth_platform: KeyfactorServer,
+) -> None:
+    moved = settings(oauth_platform)
+    clients = build_clients(moved.model_copy(update={"token_url": oauth_platform.origin + "/tok"}))
+    try:
+        with pytest.raises(PlatformError) as caught:
+            clients.client.get("OrchestratorJobs/JobHistory")
+    finally:
+        clients.close()
+    assert not isinstance(caught.value, PlatformAuthError)
+    assert "answered 404" in str(caught.value) and "[platform] token_url" in str(caught.value)

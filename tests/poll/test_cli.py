@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from support import cli
-from support.keyfactor import MANAGEMENT_ID, past
+from support.keyfactor import MANAGEMENT_ID, RawRequest, past
 from support.server import free_port
 
 import jobhooks.cli.config_commands
@@ -158,3 +158,26 @@ def test_acknowledge_sends_the_runs_job_history_id(platform: Platform) -> None:
     assert unknown.exit_code == 1
     assert "no job_history_id" in unknown.stdout
     assert platform.fake.acknowledged == [2170]
+
+
+SECRET_Q = "sig=Zk29-never-print-me&pq.pageReturned=1"
+
+
+def test_a_redirect_exits_1_naming_where_it_points_and_what_to_set(platform: Platform) -> None:
+    def redirect(request: RawRequest) -> bool:
+        if not request.path.endswith("/JobHistory"):
+            return False
+        target = f"https://kf-new.example.com/KeyfactorAPI/OrchestratorJobs/JobHistory?{SECRET_Q}"
+        request.send(302, b"", {"location": target})
+        return True
+
+    platform.fake.raw_answers.append(redirect)
+    result = poll(platform.write_config())
+    assert result.exit_code == 1
+    error = " ".join(result.stderr.split())
+    assert "answered 302 Found to GET OrchestratorJobs/JobHistory" in error
+    assert (
+        "pointing to https://kf-new.example.com/KeyfactorAPI/OrchestratorJobs/JobHistory;" in error
+    )
+    assert "redirects are not followed: set [platform] url to the final address" in error
+    assert "sig=" not in result.output

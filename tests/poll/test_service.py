@@ -4,10 +4,12 @@ registrations by job type name and the ``acknowledge`` handler."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
 import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +17,15 @@ import pytest
 from support.app import TestClient
 from support.clock import ManualClock
 from support.handlers import read_lines
-from support.keyfactor import MANAGEMENT_ID, Fault
+from support.keyfactor import MANAGEMENT_ID, FakeKeyfactor, Fault, RawRequest, past
 from support.server import wait_for
 
 from jobhooks.errors import LeaseLost
 from jobhooks.intake import LeasePolicy, RunPlanner
-from jobhooks.platform.client import build_clients
+from jobhooks.platform.client import build_clients, describe_credential
+from jobhooks.platform.rest import PlatformApi
+from jobhooks.poll import Poller
+from jobhooks.poll.poller import TRUST_AGAIN
 from jobhooks.poll.wiring import build_poller
 from jobhooks.service.runtime import Runtime
 from jobhooks.service.startup import open_runtime
@@ -201,3 +206,179 @@ def test_registration_by_job_type_name_runs_for_the_right_rows_and_acknowledge_s
     completions = {c["id"]: c for c in platform.completions()}
     recorded = [completions[line.split()[0]]["job_type"] for line in read_lines(log)]
     assert recorded == ["WinCertManagement", "WinCertManagement"]
+
+
+# -- a busy platform, and a capability it broke -------------------------------------
+
+
+class BusyOnce:
+    """A raw answer: the first job history request ``matches`` picks is answered ``status``
+    with ``headers`` (then the stand-in answers as usual)."""
+
+    def __init__(
+        self,
+        status: int,
+        matches: Callable[[dict[str, str]], bool],
+        headers: dict[str, str] | None = None,
+        times: int = 1,
+    ) -> None:
+        self.status = status
+        self.matches = matches
+        self.headers = headers or {}
+        self.left = times
+
+    def __call__(self, request: RawRequest) -> bool:
+        if self.left <= 0 or not request.path.endswith("/JobHistory"):
+            return False
+        if not self.matches(request.query):
+            return False
+        self.left -= 1
+        request.send_json(self.status, {"Message": "Service busy"}, self.headers)
+        return True
+
+
+def sorted_by_id(query: dict[str, str]) -> bool:
+    return query.get("pq.sortField") == "JobHistoryId"
+
+
+@pytest.mark.parametrize("status", [408, 429, 503])
+def test_a_busy_answer_to_a_probe_decides_nothing_and_its_retry_after_is_the_next_wait(
+    platform: Platform, status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = platform.fake
+    finished = [fake.add(result=FAILURE, at=past(30)) for _ in range(3)]
+    config = platform.write_config(poll=f'start = "{past(600).isoformat()}"')
+    fake.raw_answers.append(BusyOnce(status, sorted_by_id, {"retry-after": "40"}))
+
+    async def scenario() -> tuple[float, dict[str, Any], dict[str, Any]]:
+        async with platform.poller(config) as poller:
+            wait = await poller._step()
+            failing = poller.status()
+            await poller._step()
+            return wait, failing, poller.status()
+
+    with caplog.at_level(logging.INFO, logger="jobhooks.poll"):
+        wait, failing, recovered = asyncio.run(scenario())
+    assert wait == 40.0, "the platform's Retry-After is the next wait"
+    assert failing["state"] == "failing" and failing["mode"] is None
+    assert "the platform is busy" in failing["error"] and f"answered {status}" in failing["error"]
+    assert "decided once it answers (will retry)" in failing["error"]
+    logged = [r.getMessage() for r in caplog.records if "cannot poll" in r.getMessage()]
+    assert len(logged) == 1 and "retrying in 40 s, as the platform asked" in logged[0]
+    assert recovered["mode"] == "keyset", "the busy answer did not choose a weaker mode"
+    assert recovered["state"] == "ok"
+    assert history_ids(platform.completions()) == finished
+
+
+@pytest.mark.parametrize(("header", "expected"), [("120", 120.0), ("3600", 600.0)])
+def test_retry_after_on_a_page_sets_the_next_wait_up_to_ten_minutes(
+    platform: Platform, header: str, expected: float
+) -> None:
+    fake = platform.fake
+    config = platform.write_config()
+
+    async def scenario() -> list[float]:
+        async with platform.poller(config) as poller:
+            await poller._step()
+            fake.raw_answers.append(
+                BusyOnce(503, lambda query: True, {"retry-after": header}, times=2)
+            )
+            return [await poller._step(), await poller._step(), await poller._step()]
+
+    first, second, recovered = asyncio.run(scenario())
+    assert (first, second) == (expected, expected)
+    assert recovered == pytest.approx(0.1, abs=0.1), "the interval once it answers"
+
+
+class StalePage:
+    """Once armed, answers the next keyset page with the history's first page (as a
+    caching proxy might): rows the poller has already passed."""
+
+    def __init__(self, fake: FakeKeyfactor, page_size: int) -> None:
+        self.fake = fake
+        self.page_size = str(page_size)
+        self.armed = False
+
+    def __call__(self, request: RawRequest) -> bool:
+        query = request.query
+        if not (
+            self.armed
+            and request.path.endswith("/JobHistory")
+            and query.get("pq.queryString", "").startswith("JobHistoryId -gt")
+            and query.get("pq.returnLimit") == self.page_size
+        ):
+            return False
+        self.armed = False
+        status, rows = self.fake.history({**query, "pq.queryString": 'JobHistoryId -gt "0"'})
+        request.send_json(status, rows)
+        return True
+
+
+@contextlib.asynccontextmanager
+async def poller_on(platform: Platform, config: Path, clock: ManualClock) -> AsyncIterator[Poller]:
+    """A poller holding the lease whose clock the test moves (the store keeps real time)."""
+    store = Store(platform.database(config))
+    loaded = await platform.load(config, store)
+    clients = build_clients(loaded.config.platform)
+    planner = RunPlanner(LeasePolicy(1.0))
+    try:
+        poller = Poller(
+            store,
+            PlatformApi(clients.async_client, describe_credential(loaded.config.platform)),
+            url=platform.server.url,
+            settings=loaded.config.poll,
+            plan=lambda job_type_id: planner.plan(loaded.registry, job_type_id),
+            job_type_names=lambda: loaded.config.job_types,
+            node_id="test",
+            clock=clock,
+        )
+        assert await poller.acquire()
+        yield poller
+    finally:
+        await clients.aclose()
+        store.close()
+
+
+def test_a_stale_page_costs_keyset_mode_for_an_hour_not_for_good(
+    platform: Platform, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = platform.fake
+    ids = [fake.add(result=FAILURE, at=past(30)) for _ in range(3)]
+    config = platform.write_config(poll=f'start = "{past(600).isoformat()}"')
+    stale = StalePage(fake, page_size=500)
+    fake.raw_answers.append(stale)
+    clock = ManualClock()
+
+    async def scenario() -> list[str | None]:
+        modes = []
+        async with poller_on(platform, config, clock) as poller:
+            await poller._step()
+            modes.append(poller.status()["mode"])
+            ids.append(fake.add(result=FAILURE))
+            stale.armed = True
+            assert await poller._step() == 0.0, "the history is read another way at once"
+            await poller._step()
+            modes.append(poller.status()["mode"])
+            ids.append(fake.add(result=SUCCESS))
+            clock.advance(TRUST_AGAIN - 60)
+            await poller._step()
+            modes.append(poller.status()["mode"])
+            ids.append(fake.add(result=FAILURE))
+            clock.advance(61)
+            await poller._step()
+            modes.append(poller.status()["mode"])
+        return modes
+
+    with caplog.at_level(logging.INFO, logger="jobhooks.poll"):
+        modes = asyncio.run(scenario())
+    assert modes == ["keyset", "window", "window", "keyset"]
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(
+        "answered rows out of order" in m and "another way for the next 60 minutes" in m
+        for m in messages
+    ), messages
+    back = [m for m in messages if "probed" in m and "again" in m]
+    assert len(back) == 1, messages
+    assert "60 minutes after it broke the JobHistoryId filter and sort" in back[0]
+    assert "now read in mode keyset" in back[0]
+    assert history_ids(platform.completions()) == ids, "each finished run exactly once"

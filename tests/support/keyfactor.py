@@ -15,7 +15,9 @@ It follows the documented fields and behaviour of the endpoints pull mode uses:
 
 Rows are created running (Status 2, no OperationEnd) and finish later, as on the
 platform. ``hooks`` run before each history answer, so a test can add, finish
-or delete rows between two pages of one poll.
+or delete rows between two pages of one poll. ``raw_answers`` may answer any
+request themselves (headers such as Retry-After or Location, trickled, oversized
+or streamed bodies), through :class:`RawRequest`.
 """
 
 from __future__ import annotations
@@ -105,6 +107,48 @@ class Served:
 
 
 @dataclass
+class RawRequest:
+    """One request as a raw answer sees it, with ways to answer it."""
+
+    handler: http.server.BaseHTTPRequestHandler
+    method: str
+    path: str
+    query: dict[str, str]
+
+    def send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        """Answer with ``status``, ``headers`` and ``body`` (a content-length is added)."""
+        self.handler.send_response(status)
+        for name, value in (headers or {}).items():
+            self.handler.send_header(name, value)
+        self.handler.send_header("content-length", str(len(body)))
+        self.handler.end_headers()
+        self.handler.wfile.write(body)
+
+    def send_json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
+        """Answer ``data`` as JSON."""
+        extra = {"content-type": "application/json; charset=utf-8", **(headers or {})}
+        self.send(status, json.dumps(data).encode(), extra)
+
+    def stream(self, chunks: Iterable[bytes], pause: float = 0.0) -> None:
+        """Answer 200 with a chunked JSON body, ``pause`` seconds before each chunk; stops
+        quietly when the client hangs up."""
+        self.handler.send_response(200)
+        self.handler.send_header("content-type", "application/json; charset=utf-8")
+        self.handler.send_header("transfer-encoding", "chunked")
+        self.handler.end_headers()
+        try:
+            for chunk in chunks:
+                if pause:
+                    time.sleep(pause)
+                if chunk:
+                    self.handler.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+                    self.handler.wfile.flush()
+            self.handler.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            self.handler.close_connection = True
+
+
+@dataclass
 class Fault:
     """Answer the next ``count`` history requests with ``status`` (0: drop the connection)."""
 
@@ -189,6 +233,9 @@ class FakeKeyfactor:
     hooks: list[Callable[[dict[str, str]], None]] = field(default_factory=list)
     """Called with each history request's query before it is answered."""
     faults: list[Fault] = field(default_factory=list)
+    raw_answers: list[Callable[[RawRequest], bool]] = field(default_factory=list)
+    """Called with each request before the fake answers it; the first that returns True
+    has answered it itself (such requests are not in ``served``)."""
     served: list[Served] = field(default_factory=list)
     acknowledged: list[int] = field(default_factory=list)
     tokens: dict[str, float] = field(default_factory=dict)
@@ -510,6 +557,9 @@ class KeyfactorServer:
                 parts = urlsplit(self.path)
                 query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
                 headers = {name.lower(): value for name, value in self.headers.items()}
+                raw = RawRequest(self, self.command, parts.path, query)
+                if any(answer(raw) for answer in list(served.raw_answers)):
+                    return
                 status, data = served.answer(self.command, parts.path, query, headers, body)
                 if served.record:
                     with served.lock:

@@ -3,6 +3,10 @@
 The token is fetched from ``token_url`` on first use, sent as ``Authorization:
 Bearer``, refreshed shortly before it expires, and fetched again once when the
 platform answers 401 (it may have been revoked or the clocks may disagree).
+
+Only a 400, 401 or 403 from the token endpoint refuses the credentials; a 408,
+429 or 5xx is the token service failing (:class:`PlatformBusy`, worth retrying),
+and a redirect or another status says ``token_url`` is not the token endpoint.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from collections.abc import Callable, Generator
 
 import httpx
 
-from jobhooks.errors import PlatformAuthError, PlatformError
+from jobhooks.errors import PlatformAuthError, PlatformBusy, PlatformError
+from jobhooks.platform.rest import BUSY, retry_after
 from jobhooks.sdk.secret import Secret
 
 __all__ = ["ClientCredentialsAuth"]
@@ -72,15 +77,54 @@ class ClientCredentialsAuth(httpx.Auth):
             "POST", self.token_url, data=form, headers={"accept": "application/json"}
         )
 
-    def _store(self, response: httpx.Response) -> str:
-        if response.status_code != 200:
-            raise PlatformAuthError(
+    def _refusal(self, response: httpx.Response) -> PlatformError:
+        """Why a token endpoint that did not answer 200 gave no token."""
+        status = response.status_code
+        answered = f"the OAuth token endpoint {self.token_url} answered {status}"
+        if status >= 500 or status in BUSY:
+            wait = retry_after(response.headers)
+            asked = f"; it asked to retry after {wait:g} s" if wait is not None else ""
+            return PlatformBusy(
+                f"{answered} {_oauth_error(response)}: the token service is failing or busy, "
+                f"not refusing client_id {self.client_id!r} (will retry{asked})",
+                "server_error" if status >= 500 else "client_error",
+                status,
+                wait,
+            )
+        if status in (400, 401, 403):
+            return PlatformAuthError(
                 f"the OAuth token endpoint {self.token_url} refused client_id "
-                f"{self.client_id!r}: {response.status_code} {_oauth_error(response)}; "
+                f"{self.client_id!r}: {status} {_oauth_error(response)}; "
                 "check [platform] client_id and client_secret",
                 kind="unauthorized",
-                status=response.status_code,
+                status=status,
             )
+        if 300 <= status < 400:
+            location = response.headers.get("location", "").strip()
+            try:
+                target = response.request.url.join(location) if location else None
+            except (httpx.InvalidURL, ValueError):
+                target = None
+            port = f":{target.port}" if target and target.port else ""
+            # Host and path only: a query may carry a code or a secret.
+            where = f"{target.scheme}://{target.host}{port}{target.path}" if target else "nowhere"
+            return PlatformError(
+                f"{answered} {response.reason_phrase}, pointing to {where}; redirects are not "
+                "followed: set [platform] token_url to the final address",
+                kind="bad_response",
+                status=status,
+            )
+        return PlatformError(
+            f"{answered} {_oauth_error(response)}: is [platform] token_url the token "
+            "endpoint of the identity provider (for Keycloak, "
+            ".../realms/<realm>/protocol/openid-connect/token)?",
+            kind="client_error",
+            status=status,
+        )
+
+    def _store(self, response: httpx.Response) -> str:
+        if response.status_code != 200:
+            raise self._refusal(response)
         try:
             data = response.json()
             token = data["access_token"]

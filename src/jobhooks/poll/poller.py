@@ -3,7 +3,10 @@
 Each node with ``[poll] enabled`` runs a :class:`Poller`. The one holding the
 lease (a row in ``poll_state``, renewed by every commit) polls every
 ``interval`` seconds; the others wait and take over when the lease runs out.
-Failures back off exponentially and are logged once per change of state.
+Failures back off exponentially (or wait as long as the platform's
+``Retry-After`` asks, up to ten minutes) and are logged once per change of state.
+A way of reading the history that the platform broke is avoided for
+:data:`TRUST_AGAIN` seconds, then probed for again.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from jobhooks.config.schema import PollSettings
-from jobhooks.errors import CapabilityBroken, LeaseLost, PlatformError, StoreError
+from jobhooks.errors import CapabilityBroken, LeaseLost, PlatformBusy, PlatformError, StoreError
 from jobhooks.platform.rest import PlatformApi
 from jobhooks.poll.agents import AgentDirectory
 from jobhooks.poll.catalog import JobTypeResolver, fetch_catalog
@@ -34,6 +37,13 @@ __all__ = ["Poller", "PollerMetrics"]
 logger = logging.getLogger("jobhooks.poll")
 
 HOURLY = 3600.0
+TRUST_AGAIN = 3600.0
+"""Seconds a capability the platform broke (a stale or disordered page) is left unused;
+then the probe may choose it again. One broken page (a caching proxy answering an old
+page once) should not cost the better way of reading for the life of the process."""
+
+
+_CAPABILITIES = {"id": "the JobHistoryId filter and sort", "date": "the OperationStart filter"}
 
 
 class PollerMetrics:
@@ -97,7 +107,8 @@ class Poller:
             clock=clock,
         )
         self.caps: Capabilities | None = None
-        self._distrusted: set[str] = set()
+        self._distrusted: dict[str, float] = {}
+        """Capabilities the platform broke, and when each may be tried again."""
         self.leader = False
         self.started = False
         self._stop = asyncio.Event()
@@ -193,11 +204,17 @@ class Poller:
             self._lost()
             return 0.0
         except CapabilityBroken as exc:
-            self._distrusted.add(exc.capability)
+            self._distrusted[exc.capability] = self.clock() + TRUST_AGAIN
             self.caps = None
             self.metrics.error("bad_response")
-            logger.warning("%s; reading the history another way from now on", exc)
+            logger.warning(
+                "%s; reading the history another way for the next %.0f minutes",
+                exc,
+                TRUST_AGAIN / 60,
+            )
             return 0.0
+        except PlatformBusy as exc:
+            return self._failed(exc.kind, str(exc), exc.retry_after)
         except PlatformError as exc:
             return self._failed(exc.kind, str(exc))
         except StoreError as exc:
@@ -214,23 +231,31 @@ class Poller:
             logger.warning("another node took over polling the job history; this node waits")
         self.leader = False
 
-    def _failed(self, kind: str, message: str) -> float:
+    def _failed(self, kind: str, message: str, retry_after: float | None = None) -> float:
+        """Record a failed poll; returns the wait before the next: the backoff, or what
+        the platform's Retry-After asked (already bounded) when that is longer."""
         self.metrics.error(kind)
         self._failures += 1
         self.last_error = message
+        base = min(1.0, self.settings.interval)
+        ceiling = max(self.settings.interval, 60.0)
+        backoff: float = min(ceiling, base * 2.0 ** min(self._failures - 1, 30))
+        delay = backoff * random.uniform(0.9, 1.1)
+        if retry_after is not None and retry_after > delay:
+            delay = retry_after
         if self._failing != kind:
             if self._failing is None:
                 self._failing_since = self.clock()
             self._failing = kind
-            logger.error(
-                "cannot poll the platform's job history: %s (retrying with backoff)", message
+            how = (
+                f"retrying in {delay:.0f} s, as the platform asked"
+                if retry_after is not None and delay == retry_after
+                else "retrying with backoff"
             )
+            logger.error("cannot poll the platform's job history: %s (%s)", message, how)
         else:
             logger.debug("poll failed again (%d in a row): %s", self._failures, message)
-        base = min(1.0, self.settings.interval)
-        ceiling = max(self.settings.interval, 60.0)
-        delay: float = min(ceiling, base * 2.0 ** min(self._failures - 1, 30))
-        return delay * random.uniform(0.9, 1.1)
+        return delay
 
     def _recovered(self) -> None:
         if self._failing is not None:
@@ -282,15 +307,33 @@ class Poller:
     # -- polling -------------------------------------------------------------------------
 
     async def capabilities(self) -> Capabilities:
-        """What the platform supports (probed once, and again after a surprise)."""
+        """What the platform supports (probed once, again after a surprise, and again
+        when a capability it broke may be tried again)."""
+        now = self.clock()
+        distrusted = {c for c, until in self._distrusted.items() if until > now}
+        expired = sorted(set(self._distrusted) - distrusted)
+        if expired:
+            self.caps = None
         if self.caps is None:
-            caps = await probe(self.api, need_dates="id" in self._distrusted)
-            if "id" in self._distrusted:
+            caps = await probe(self.api, need_dates="id" in distrusted)
+            if "id" in distrusted:
                 caps.id_filter = caps.id_sort = caps.id_sort_desc = False
-            if "date" in self._distrusted:
+            if "date" in distrusted:
                 caps.date_format = None
+            for capability in expired:
+                del self._distrusted[capability]
             self.caps = caps
-            logger.info("the job history of %s is read in %s", self.url, caps.describe())
+            if expired:
+                logger.info(
+                    "probed %s again, %.0f minutes after it broke %s: its job history is "
+                    "now read in %s",
+                    self.url,
+                    TRUST_AGAIN / 60,
+                    " and ".join(_CAPABILITIES.get(c, c) for c in expired),
+                    caps.describe(),
+                )
+            else:
+                logger.info("the job history of %s is read in %s", self.url, caps.describe())
             if caps.mode == "scan":
                 logger.warning(
                     "the platform filters its job history on neither JobHistoryId nor "

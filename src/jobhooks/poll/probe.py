@@ -13,6 +13,11 @@ The poller then reads the history one of three ways, best first:
 * ``window``: ``OperationStart -ge "T"`` in offset pages, the window read again
   from the oldest running row on each poll.
 * ``scan``: the whole history in offset pages on each poll (no usable filter).
+
+Only a definite refusal (400, 404, 422 and the like: the platform does not take
+the query) counts against a way of reading. A platform that is busy or failing
+(408, 429, 5xx, a timeout, a dropped connection) decides nothing: the probe
+fails, and is sent again on the next poll.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from jobhooks.errors import PlatformError
+from jobhooks.errors import PlatformBusy, PlatformError
 from jobhooks.platform.rest import PlatformApi
 from jobhooks.poll.rows import JobStatus, parse_time, row_id
 
@@ -82,9 +87,22 @@ class Capabilities:
 
 
 async def _try(api: PlatformApi, **options: Any) -> list[Any] | None:
-    """The rows of one probe, or None when the platform refuses it (400 and the like)."""
+    """The rows of one probe, or None when the platform refuses it (400 and the like).
+
+    Raises :class:`PlatformBusy` when the platform could not answer it now (408, 429,
+    5xx), and :class:`PlatformError` when it cannot be read at all: neither says
+    whether the query is supported.
+    """
     try:
         page = await api.history(**options)
+    except PlatformBusy as exc:
+        raise PlatformBusy(
+            f"the platform is busy: {exc}; which way to read the history is decided once "
+            "it answers (will retry)",
+            exc.kind,
+            exc.status,
+            exc.retry_after,
+        ) from exc
     except PlatformError as exc:
         if exc.kind == "client_error":
             logger.debug("probe %s refused: %s", options, exc)
@@ -145,7 +163,8 @@ async def probe(api: PlatformApi, *, need_dates: bool = False) -> Capabilities:
     """Find out what the job history endpoint supports (a few small requests).
 
     Raises :class:`PlatformError` when the platform cannot be read at all (the
-    first, plain request fails).
+    first, plain request fails), and :class:`PlatformBusy` when it could not answer a
+    probe now: nothing is decided then, and the caller probes again later.
     """
     caps = Capabilities()
     sample = (await api.history(limit=SAMPLE)).rows
