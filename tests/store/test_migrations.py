@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -12,9 +13,10 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
 from jobhooks.errors import SchemaOutOfDate
+from jobhooks.store.checkins import completion_row
 from jobhooks.store.engine import connect
 from jobhooks.store.migrate import current_revision, ensure_current, head_revision, upgrade
-from jobhooks.store.tables import metadata
+from jobhooks.store.tables import completions, metadata
 
 
 def test_upgrade_builds_the_schema_of_the_tables_module(tmp_path: Path) -> None:
@@ -95,3 +97,49 @@ def test_processes_starting_together_on_a_new_database_all_start(tmp_path: Path)
     outputs = [process.communicate(timeout=60) for process in processes]
     assert [process.returncode for process in processes] == [0, 0, 0, 0], outputs
     assert len({out.strip() for out, _err in outputs}) == 4
+
+
+def test_streaks_stored_before_they_were_per_agent_keep_the_agent_of_their_job(
+    tmp_path: Path,
+) -> None:
+    engine = connect(f"sqlite:///{tmp_path / 'streaks.db'}")
+    config = Config()
+    config.set_main_option("script_location", "jobhooks.store:migrations")
+    agent, older_agent, job = (str(uuid.uuid4()) for _ in range(3))
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0006")
+            for received, who in ((1.0, older_agent), (2.0, agent)):
+                connection.execute(
+                    completions.insert(),
+                    completion_row(
+                        str(uuid.uuid4()), report_fields(who, job), received, computed=True
+                    ),
+                )
+            connection.exec_driver_sql(
+                "INSERT INTO job_streaks (job_id, consecutive_failures, last_received_at, "
+                f"started_at) VALUES ('{job}', 2, 2.0, 1.0)"
+            )
+            connection.exec_driver_sql(
+                f"INSERT INTO rule_state (handler, job_id, fired_at) VALUES ('page', '{job}', 2.0)"
+            )
+        upgrade(engine)
+        with engine.connect() as connection:
+            streaks = connection.exec_driver_sql("SELECT agent_id, job_id FROM job_streaks")
+            fired = connection.exec_driver_sql("SELECT agent_id, job_id FROM rule_state")
+            assert [tuple(row) for row in streaks] == [(agent, job)]
+            assert [tuple(row) for row in fired] == [(agent, job)]
+    finally:
+        engine.dispose()
+
+
+def report_fields(agent: str, job: str) -> dict[str, object]:
+    return {
+        "agent_id": agent,
+        "job_id": job,
+        "job_type": "Inventory",
+        "job_type_id": str(uuid.uuid4()),
+        "job_result": 4,
+        "current_retry_count": 1,
+    }

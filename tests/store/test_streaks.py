@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
-from support.reports import new_completion
+from support.reports import AGENT_A, AGENT_B, new_completion
 from support.storedb import StoreDb
 
 from jobhooks.intake.rules import NotificationRule
@@ -102,6 +102,37 @@ def test_streaks_are_per_job_and_a_batch_is_stored_in_order(db: StoreDb) -> None
     receipts = db.apply(insert_checkins, batch, NOW)
     kinds = [r.runs[0].trigger.kind if r.runs and r.runs[0].trigger else None for r in receipts]
     assert kinds == [None, None, None, "failure-streak", None, "recovered"]
+
+
+def test_another_agents_reports_of_a_job_id_neither_add_to_its_streak_nor_end_it(
+    db: StoreDb,
+) -> None:
+    """A job is its agent's: a report of the same job id from another agent (its token is
+    its own) cannot silence the job's alert with a success, nor raise it early."""
+    job = uuid.uuid4()
+
+    def report_of(agent: uuid.UUID, result: str) -> list[CheckinReceipt]:
+        item = new_completion(
+            "page",
+            rules={"page": PAGE},
+            agent_id=agent,
+            job_id=job,
+            job_result=result,
+            current_retry_count=None,
+        )
+        return db.apply(insert_checkins, [item], NOW)
+
+    kinds, counts = [], []
+    for agent, result in [
+        (AGENT_A, "Failure"), (AGENT_B, "Failure"), (AGENT_A, "Failure"),
+        (AGENT_B, "Success"), (AGENT_A, "Failure"),
+    ]:  # fmt: skip
+        (receipt,) = report_of(agent, result)
+        counts.append(receipt.current_retry_count)
+        kinds.append(receipt.runs[0].trigger.kind if receipt.runs else None)
+
+    assert counts == [0, 0, 1, 1, 2], "each agent's own count"
+    assert kinds == [None, None, None, None, "failure-streak"], "A's third failure fires"
 
 
 @pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)

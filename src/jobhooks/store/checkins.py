@@ -41,7 +41,7 @@ from jobhooks.store.queue import (
 )
 from jobhooks.store.records import CheckinReceipt, NewCompletion, RunReceipt, RunStatus
 from jobhooks.store.stats import record_completions, shard
-from jobhooks.store.streaks import JobHistory
+from jobhooks.store.streaks import JobHistory, JobKey
 from jobhooks.store.tables import completions, digest_members, runs
 from jobhooks.store.writer import BatchOperation
 
@@ -135,6 +135,11 @@ def _dedupe_keys(item: NewCompletion) -> list[tuple[str, str, Any]]:
     if item.fields.get("job_history_id") is not None:
         keys.append(("history", agent, item.fields["job_history_id"]))
     return keys
+
+
+def _job_key(fields: dict[str, Any]) -> JobKey:
+    """The job a report's streak belongs to: its agent's job of that id."""
+    return guid_text(fields["agent_id"]), guid_text(fields["job_id"])
 
 
 @lru_cache(maxsize=4096)
@@ -233,7 +238,7 @@ def insert_checkins(
     rules = [plan.rule for _, item, _ in fresh for plan in item.runs if plan.rule is not None]
     history = JobHistory(
         connection,
-        (guid_text(item.fields["job_id"]) for _, item, _ in fresh),
+        (_job_key(item.fields) for _, item, _ in fresh),
         stateful=any(rule.stateful for rule in rules),
     )
     completion_rows: list[dict[str, Any]] = []
@@ -242,12 +247,12 @@ def insert_checkins(
     for index, item, completion_id in fresh:
         # The context its runs get (a copy: a batch that fails is applied again).
         fields = dict(item.fields)
-        job_id = guid_text(fields["job_id"])
-        before, after = history.record(job_id, fields["job_result"], now)
+        job = _job_key(fields)
+        before, after = history.record(job, fields["job_result"], now)
         computed = fields.get("current_retry_count") is None
         if computed:
             fields["current_retry_count"] = before.failures
-        fired, notes = history.decide(job_id, fields, item.runs, before, after, now)
+        fired, notes = history.decide(job, fields, item.runs, before, after, now)
         completion_rows.append(
             completion_row(
                 completion_id,

@@ -190,7 +190,9 @@ job_types = Table(
 job_streaks = Table(
     "job_streaks",
     metadata,
-    # Jobs whose last completions failed (see store.streaks): one row per job in a streak.
+    # Jobs whose last completions failed (see store.streaks): one row per agent's job in a
+    # streak (another agent's reports of the same job id neither add to it nor end it).
+    Column("agent_id", String(36), primary_key=True),
     Column("job_id", String(36), primary_key=True),
     Column("consecutive_failures", Integer, nullable=False),
     Column("last_received_at", Float, nullable=False),
@@ -203,6 +205,7 @@ rule_state = Table(
     # Which registrations fired for a job's ongoing streak, and when last: what
     # still-failing and recovered decide on. Removed when the streak ends.
     Column("handler", String(200), primary_key=True),
+    Column("agent_id", String(36), primary_key=True),
     Column("job_id", String(36), primary_key=True),
     Column("fired_at", Float, nullable=False),
 )
