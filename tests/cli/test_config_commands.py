@@ -65,7 +65,7 @@ def test_names_and_values_from_the_file_are_shown_as_written(
     path = write_config(
         """
 [[handlers]]
-name = "audit-[/]"
+name = "audit-[bold]"
 type = "notify"
 job_types = "*"
 [handlers.properties]
@@ -77,7 +77,7 @@ title = "[pki] {{ job_type }} failed [bold red]now[/]"
     for verb in ("validate", "handlers"):
         result = cli(verb, "--config", str(path))
         assert result.exit_code == 0, result.output
-        assert "audit-[/]" in result.stdout, verb
+        assert "audit-[bold]" in result.stdout, verb
     assert "[pki] {{ job_type }} failed [bold red]now[/]" in result.stdout.replace("\n", "")
 
 
