@@ -16,7 +16,9 @@ from support.storedb import StoreDb
 
 from jobhooks.intake.rules import NotificationRule
 from jobhooks.registry import WhenRules
+from jobhooks.store import streaks
 from jobhooks.store.checkins import insert_checkins
+from jobhooks.store.dialect import bind_list
 from jobhooks.store.engine import connect
 from jobhooks.store.records import CheckinReceipt
 from jobhooks.store.tables import completions, job_streaks, rule_state, runs
@@ -175,3 +177,22 @@ def test_failures_of_one_job_stored_by_two_nodes_at_once_are_each_counted_once(
             db.engine.dispose()
     assert sorted(counts) == list(range(20)), "each failure counted once"
     assert [run.trigger.streak for run in fired] == [3]
+
+
+@pytest.mark.parametrize("read", ["streaks", "fired"])
+def test_a_batchs_streaks_are_found_through_the_key_not_a_scan(db: StoreDb, read: str) -> None:
+    """Every batch reads its jobs' streaks: a scan would grow with every job in a streak."""
+    with db.engine.connect() as connection:
+        statement = streaks._statements(connection.dialect.name)[read]
+        compiled = statement.compile(dialect=connection.dialect)
+        explain = "EXPLAIN QUERY PLAN " if connection.dialect.name == "sqlite" else "EXPLAIN "
+        params = {"jobs": bind_list(connection.dialect.name, [str(uuid.uuid4())])}
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql("SET enable_seqscan = off")
+        values = compiled.construct_params(params)
+        if compiled.positional:
+            values = tuple(values[name] for name in compiled.positiontup or ())
+        plan = connection.exec_driver_sql(explain + str(compiled), values).fetchall()
+    text = " ".join(str(row) for row in plan)
+    assert "SCAN job_streaks" not in text and "SCAN rule_state" not in text, text
+    assert "Seq Scan" not in text, text

@@ -192,8 +192,9 @@ job_streaks = Table(
     metadata,
     # Jobs whose last completions failed (see store.streaks): one row per agent's job in a
     # streak (another agent's reports of the same job id neither add to it nor end it).
-    Column("agent_id", String(36), primary_key=True),
+    # The job id leads the key: a batch's streaks are read by job id.
     Column("job_id", String(36), primary_key=True),
+    Column("agent_id", String(36), primary_key=True),
     Column("consecutive_failures", Integer, nullable=False),
     Column("last_received_at", Float, nullable=False),
     Column("started_at", Float),
@@ -204,9 +205,10 @@ rule_state = Table(
     metadata,
     # Which registrations fired for a job's ongoing streak, and when last: what
     # still-failing and recovered decide on. Removed when the streak ends.
-    Column("handler", String(200), primary_key=True),
-    Column("agent_id", String(36), primary_key=True),
+    # The job id leads the key: what fired for a batch's jobs is read by job id.
     Column("job_id", String(36), primary_key=True),
+    Column("agent_id", String(36), primary_key=True),
+    Column("handler", String(200), primary_key=True),
     Column("fired_at", Float, nullable=False),
 )
 

@@ -24,8 +24,8 @@ _NEWEST_AGENT = (
 def _streaks(name: str, *, per_agent: bool) -> None:
     op.create_table(
         name,
+        sa.Column("job_id", sa.String(36), primary_key=True),  # leads: read by job id
         *([sa.Column("agent_id", sa.String(36), primary_key=True)] if per_agent else []),
-        sa.Column("job_id", sa.String(36), primary_key=True),
         sa.Column("consecutive_failures", sa.Integer, nullable=False),
         sa.Column("last_received_at", sa.Float, nullable=False),
         sa.Column("started_at", sa.Float),
@@ -33,11 +33,12 @@ def _streaks(name: str, *, per_agent: bool) -> None:
 
 
 def _fired(name: str, *, per_agent: bool) -> None:
+    # Per agent, the job id leads: what fired is read by job id.
+    keys = ("job_id", "agent_id", "handler") if per_agent else ("handler", "job_id")
+    widths = {"job_id": 36, "agent_id": 36, "handler": 200}
     op.create_table(
         name,
-        sa.Column("handler", sa.String(200), primary_key=True),
-        *([sa.Column("agent_id", sa.String(36), primary_key=True)] if per_agent else []),
-        sa.Column("job_id", sa.String(36), primary_key=True),
+        *(sa.Column(key, sa.String(widths[key]), primary_key=True) for key in keys),
         sa.Column("fired_at", sa.Float, nullable=False),
     )
 
@@ -53,8 +54,8 @@ def upgrade() -> None:
     op.rename_table("job_streaks_new", "job_streaks")
     _fired("rule_state_new", per_agent=True)
     op.execute(
-        "INSERT INTO rule_state_new (handler, agent_id, job_id, fired_at) SELECT handler, "
-        f"{_NEWEST_AGENT.format(table='rule_state')}, job_id, fired_at FROM rule_state"
+        "INSERT INTO rule_state_new (job_id, agent_id, handler, fired_at) SELECT job_id, "
+        f"{_NEWEST_AGENT.format(table='rule_state')}, handler, fired_at FROM rule_state"
     )
     op.drop_table("rule_state")
     op.rename_table("rule_state_new", "rule_state")
