@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import textwrap
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,8 +88,11 @@ class Platform:
         return resolve_database(parsed.server.database, config)
 
     @contextlib.asynccontextmanager
-    async def poller(self, config: Path, node: str = "test") -> AsyncIterator[Poller]:
-        """A poller holding the lease, on its own store and clients (all closed after)."""
+    async def poller(
+        self, config: Path, node: str = "test", clock: Callable[[], float] = time.time
+    ) -> AsyncIterator[Poller]:
+        """A poller holding the lease, on its own store and clients (all closed after);
+        ``clock`` is its own (the store keeps real time)."""
         store = Store(self.database(config))
         loaded = await self.load(config, store)
         clients = build_clients(loaded.config.platform)
@@ -100,6 +104,7 @@ class Platform:
                 loaded.config,
                 lambda job_type_id: planner.plan(loaded.registry, job_type_id),
                 node_id=node,
+                clock=clock,
             )
             assert await poller.acquire()
             yield poller

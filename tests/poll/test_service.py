@@ -4,12 +4,11 @@ registrations by job type name and the ``acknowledge`` handler."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +21,7 @@ from support.server import wait_for
 
 from jobhooks.errors import LeaseLost
 from jobhooks.intake import LeasePolicy, RunPlanner
-from jobhooks.platform.client import build_clients, describe_credential
-from jobhooks.platform.rest import PlatformApi
-from jobhooks.poll import Poller
+from jobhooks.platform.client import build_clients
 from jobhooks.poll.poller import TRUST_AGAIN
 from jobhooks.poll.wiring import build_poller
 from jobhooks.service.runtime import Runtime
@@ -314,31 +311,6 @@ class StalePage:
         return True
 
 
-@contextlib.asynccontextmanager
-async def poller_on(platform: Platform, config: Path, clock: ManualClock) -> AsyncIterator[Poller]:
-    """A poller holding the lease whose clock the test moves (the store keeps real time)."""
-    store = Store(platform.database(config))
-    loaded = await platform.load(config, store)
-    clients = build_clients(loaded.config.platform)
-    planner = RunPlanner(LeasePolicy(1.0))
-    try:
-        poller = Poller(
-            store,
-            PlatformApi(clients.async_client, describe_credential(loaded.config.platform)),
-            url=platform.server.url,
-            settings=loaded.config.poll,
-            plan=lambda job_type_id: planner.plan(loaded.registry, job_type_id),
-            job_type_names=lambda: loaded.config.job_types,
-            node_id="test",
-            clock=clock,
-        )
-        assert await poller.acquire()
-        yield poller
-    finally:
-        await clients.aclose()
-        store.close()
-
-
 def test_a_stale_page_costs_keyset_mode_for_an_hour_not_for_good(
     platform: Platform, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -351,7 +323,7 @@ def test_a_stale_page_costs_keyset_mode_for_an_hour_not_for_good(
 
     async def scenario() -> list[str | None]:
         modes = []
-        async with poller_on(platform, config, clock) as poller:
+        async with platform.poller(config, clock=clock) as poller:
             await poller._step()
             modes.append(poller.status()["mode"])
             ids.append(fake.add(result=FAILURE))

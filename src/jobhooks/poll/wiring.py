@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Callable, Mapping
 
@@ -46,6 +47,7 @@ def build_poller(
     node_id: str,
     metrics: Metrics | None = None,
     job_type_names: Callable[[], Mapping[str, uuid.UUID]] | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> Poller:
     """A poller for ``[platform]`` and ``[poll]``, reading through ``clients.async_client``;
     ``plan`` gives the runs a completion of a job type starts (intake's planner), and
@@ -69,6 +71,7 @@ def build_poller(
         node_id=node_id,
         retention_days=config.server.retention_days,
         metrics=_metrics(metrics) if metrics is not None else None,
+        clock=clock,
     )
     if metrics is not None:
         metrics.watch_poller(poller.lag, lambda: poller.leader)
