@@ -870,3 +870,13 @@ def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_an_error_is_one_line_whatever_it_quotes(cli, tmp_path: Path) -> None:
+    """A file name (or a platform's answer) with a line break cannot forge a second line."""
+    result = cli("import-webconfig", str(tmp_path / "a\nerror: all is well"))
+
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot read"), lines
+    assert "a\\nerror: all is well" in lines[0]

@@ -15,6 +15,7 @@ from rich.markup import escape
 from jobhooks import __version__
 from jobhooks.cli.output import TerminalConsole
 from jobhooks.errors import JobhooksError
+from jobhooks.escapes import escape_controls
 from jobhooks.logs import LOG_FORMATS, LOG_LEVELS, LogFormat, configure_logging, current_setup
 
 __all__ = [
@@ -102,10 +103,13 @@ def fail(message: str, *details: str, code: int = 1) -> NoReturn:
         extra = {"details": list(details)} if details else None
         logging.getLogger("jobhooks").error("%s", message, extra=extra)
         raise typer.Exit(code)
-    # Messages name sections such as [platform]: they are text, not markup.
-    err_console.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
+    # Messages name sections such as [platform]: they are text, not markup. Each is one
+    # line: what it quotes (a platform's answer, a file name) cannot start another.
+    shown = escape_controls(message, keep="\t")
+    err_console.print(f"[bold red]error:[/] {escape(shown)}", markup=True, soft_wrap=True)
     for detail in details:
-        err_console.print(f"  - {detail}", markup=False, soft_wrap=True)
+        line = escape_controls(detail, keep="\t")
+        err_console.print(f"  - {line}", markup=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
