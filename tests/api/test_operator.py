@@ -129,3 +129,15 @@ def test_the_completions_list_filters_and_pages(api: Api) -> None:
     assert [c["id"] for c in first["items"]] == [ids[2], ids[1]]
     assert [c["id"] for c in rest["items"]] == [ids[0]]
     assert rest["next"] is None
+
+
+@pytest.mark.parametrize("path", ["/api/v1/job-completions", "/api/v1/handler-runs"])
+def test_an_empty_page_position_is_the_first_page(api: Api, path: str) -> None:
+    """A form or a script that sends ``before=`` with nothing in it asks for the newest."""
+    api.client.post("/api/v1/job-completions", json=report(), headers=api.auth("agent"))
+    admin = api.auth("admin")
+
+    first = api.client.get(path, headers=admin).json()["items"]
+    empty = api.client.get(path, params={"before": ""}, headers=admin).json()["items"]
+
+    assert first and empty == first

@@ -117,7 +117,7 @@ async def list_completions(
         since=_epoch("since", since),
         until=_epoch("until", until),
     )
-    page = await runtime.store.reads.completions(where, limit, before)
+    page = await runtime.store.reads.completions(where, limit, before or None)  # "": first page
     return page.as_json()
 
 
@@ -150,7 +150,7 @@ async def list_runs(
         message = f"unknown status {status!r}; expected one of {', '.join(RunStatus.ALL)}"
         raise ApiProblem(422, message, [{"field": "status", "message": message}])
     registered = [h.name for h in runtime.live.registry]
-    page = await runtime.store.reads.runs(status, handler, registered, limit, before)
+    page = await runtime.store.reads.runs(status, handler, registered, limit, before or None)
     return page.as_json()
 
 
