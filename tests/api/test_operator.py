@@ -137,7 +137,7 @@ def test_an_empty_page_position_is_the_first_page(api: Api, path: str) -> None:
     api.client.post("/api/v1/job-completions", json=report(), headers=api.auth("agent"))
     admin = api.auth("admin")
 
-    first = api.client.get(path, headers=admin).json()["items"]
+    first = [item["id"] for item in api.client.get(path, headers=admin).json()["items"]]
     empty = api.client.get(path, params={"before": ""}, headers=admin).json()["items"]
 
-    assert first and empty == first
+    assert first and [item["id"] for item in empty] == first  # a run's status may move
