@@ -7,6 +7,8 @@ Revision ID: 0007
 Revises: 0006
 """
 
+from collections.abc import Callable
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -15,10 +17,19 @@ down_revision = "0006"
 branch_labels = None
 depends_on = None
 
-_NEWEST_AGENT = (
-    "COALESCE((SELECT c.agent_id FROM completions c WHERE c.job_id = {table}.job_id "
-    "ORDER BY c.received_at DESC LIMIT 1), '00000000-0000-0000-0000-000000000000')"
+NIL = "00000000-0000-0000-0000-000000000000"
+
+# The agent of each streak's job, from its newest completion: one pass over the
+# completions with a window function (completions have no index on job_id, so a lookup
+# per streak row would scan them once per row).
+_NEWEST_AGENTS = (
+    "INSERT INTO streak_agents (job_id, agent_id) SELECT job_id, agent_id FROM ("
+    "SELECT job_id, agent_id, row_number() OVER "
+    "(PARTITION BY job_id ORDER BY received_at DESC, id DESC) AS newest FROM completions "
+    "WHERE job_id IN (SELECT job_id FROM job_streaks UNION SELECT job_id FROM rule_state)"
+    ") AS ranked WHERE newest = 1"
 )
+_AGENT = f"COALESCE((SELECT agent_id FROM streak_agents a WHERE a.job_id = old.job_id), '{NIL}')"
 
 
 def _streaks(name: str, *, per_agent: bool) -> None:
@@ -43,37 +54,52 @@ def _fired(name: str, *, per_agent: bool) -> None:
     )
 
 
+def _rebuild(
+    name: str, create: Callable[[str], None], columns: str, select: str, group_by: str = ""
+) -> None:
+    """Replace table ``name`` by one ``create`` makes, holding what ``select`` (from the old
+    table, as ``old``, grouped by ``group_by`` if given) gives for ``columns``."""
+    create(f"{name}_rebuilt")
+    grouped = f" GROUP BY {group_by}" if group_by else ""
+    op.execute(f"INSERT INTO {name}_rebuilt ({columns}) SELECT {select} FROM {name} old{grouped}")
+    op.drop_table(name)
+    op.rename_table(f"{name}_rebuilt", name)
+
+
 def upgrade() -> None:
-    _streaks("job_streaks_new", per_agent=True)
-    op.execute(
-        "INSERT INTO job_streaks_new (agent_id, job_id, consecutive_failures, last_received_at, "
-        f"started_at) SELECT {_NEWEST_AGENT.format(table='job_streaks')}, job_id, "
-        "consecutive_failures, last_received_at, started_at FROM job_streaks"
+    op.create_table(
+        "streak_agents",
+        sa.Column("job_id", sa.String(36), primary_key=True),
+        sa.Column("agent_id", sa.String(36), nullable=False),
     )
-    op.drop_table("job_streaks")
-    op.rename_table("job_streaks_new", "job_streaks")
-    _fired("rule_state_new", per_agent=True)
-    op.execute(
-        "INSERT INTO rule_state_new (job_id, agent_id, handler, fired_at) SELECT job_id, "
-        f"{_NEWEST_AGENT.format(table='rule_state')}, handler, fired_at FROM rule_state"
+    op.execute(_NEWEST_AGENTS)
+    _rebuild(
+        "job_streaks",
+        lambda name: _streaks(name, per_agent=True),
+        "job_id, agent_id, consecutive_failures, last_received_at, started_at",
+        f"job_id, {_AGENT}, consecutive_failures, last_received_at, started_at",
     )
-    op.drop_table("rule_state")
-    op.rename_table("rule_state_new", "rule_state")
+    _rebuild(
+        "rule_state",
+        lambda name: _fired(name, per_agent=True),
+        "job_id, agent_id, handler, fired_at",
+        f"job_id, {_AGENT}, handler, fired_at",
+    )
+    op.drop_table("streak_agents")
 
 
 def downgrade() -> None:
-    _streaks("job_streaks_old", per_agent=False)
-    op.execute(
-        "INSERT INTO job_streaks_old (job_id, consecutive_failures, last_received_at, started_at) "
-        "SELECT job_id, max(consecutive_failures), max(last_received_at), min(started_at) "
-        "FROM job_streaks GROUP BY job_id"
+    _rebuild(
+        "job_streaks",
+        lambda name: _streaks(name, per_agent=False),
+        "job_id, consecutive_failures, last_received_at, started_at",
+        "job_id, max(consecutive_failures), max(last_received_at), min(started_at)",
+        "job_id",
     )
-    op.drop_table("job_streaks")
-    op.rename_table("job_streaks_old", "job_streaks")
-    _fired("rule_state_old", per_agent=False)
-    op.execute(
-        "INSERT INTO rule_state_old (handler, job_id, fired_at) "
-        "SELECT handler, job_id, max(fired_at) FROM rule_state GROUP BY handler, job_id"
+    _rebuild(
+        "rule_state",
+        lambda name: _fired(name, per_agent=False),
+        "handler, job_id, fired_at",
+        "handler, job_id, max(fired_at)",
+        "handler, job_id",
     )
-    op.drop_table("rule_state")
-    op.rename_table("rule_state_old", "rule_state")
