@@ -196,6 +196,7 @@ def test_duplicate_handler_names(write_config: WriteConfig) -> None:
     [
         ("ops/pager", "must not contain '/'"),
         ("pager\\u001b[2J", "must not contain control characters"),
+        ("pager\\u202e", "or direction marks"),
         (" pager", "must not begin or end with spaces"),
     ],
 )

@@ -775,3 +775,19 @@ def test_a_file_without_registrations_gives_a_file_that_starts_with_its_header(
     valid = validate(cli, write_config, result.stdout)
     assert valid.exit_code == 0, valid.output
     assert "0 handlers registered" in valid.stdout
+
+
+def test_a_name_that_cannot_be_a_handler_name_is_renamed_and_flagged(
+    run_import: Callable[..., Any],
+) -> None:
+    """Command takes any name; jobhooks names are part of addresses, without '/' or edge
+    spaces: the import gives a name validate accepts, and says what it changed."""
+    text = web_config(custom_handler(name="Ops/Email") + custom_handler(name="Email Ops "))
+
+    result = run_import(text)
+
+    assert result.exit_code == 0, result.output
+    names = [handler["name"] for handler in tomlkit.parse(result.stdout)["handlers"]]
+    assert names == ["Ops-Email", "Email Ops"]
+    assert "renamed from 'Ops/Email'" in result.stderr
+    assert "renamed from 'Email Ops '" in result.stderr

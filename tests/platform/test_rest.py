@@ -25,6 +25,7 @@ from jobhooks.platform.rest import (
     PlatformApi,
     PlatformBusy,
     answer_cap,
+    retry_after,
 )
 from jobhooks.sdk.secret import Secret
 
@@ -262,3 +263,10 @@ def test_an_unreachable_token_endpoint_is_named_with_token_url(keyfactor: Keyfac
     assert f"cannot reach the OAuth token endpoint at {token_url}" in message
     assert "check [platform] token_url" in message
     assert keyfactor.url not in message and "never-print" not in message
+
+
+@pytest.mark.parametrize("value", ["\xb2", "1\xb9", "-5", "nan"])
+def test_a_retry_after_that_is_no_number_of_seconds_is_ignored(value: str) -> None:
+    """str.isdigit() holds for superscript digits, which float() refuses: a header that
+    odd must not turn a busy answer into an internal error."""
+    assert retry_after(httpx.Headers([(b"retry-after", value.encode("latin-1"))])) is None

@@ -436,3 +436,30 @@ def test_long_runs_are_asked_for_a_few_at_a_time_and_in_turn(
     asked, long_runs = asyncio.run(scenario())
     assert asked == [4, 4, 4]
     assert set(long_runs) <= set(history_ids(platform.completions()))
+
+
+def test_ids_that_never_appear_cost_a_few_requests_a_poll_not_the_backlog(
+    platform: Platform,
+) -> None:
+    """Ids a platform never shows (rolled back, or deleted) are waited for, but the
+    rows read around them are not read again on every poll."""
+    fake = platform.fake
+    config = platform.write_config(poll="page_size = 10")
+
+    async def scenario() -> list[int]:
+        async with platform.poller(config) as poller:
+            await poller.poll_once()
+            ids = [fake.add() for _ in range(500)]
+            for gone in ids[5::10]:
+                fake.delete(gone)
+            await poller.poll_once()
+            asked = []
+            for _ in range(3):
+                before = len(fake.history_requests())
+                await poller.poll_once()
+                asked.append(len(fake.history_requests()) - before)
+            return asked
+
+    asked = asyncio.run(scenario())
+    assert max(asked) <= cycle.GAP_READS + 2, asked
+    assert len(history_ids(platform.completions())) == 450

@@ -124,6 +124,11 @@ def test_streaks_stored_before_they_were_per_agent_keep_the_agent_of_their_job(
             connection.exec_driver_sql(
                 f"INSERT INTO rule_state (handler, job_id, fired_at) VALUES ('page', '{job}', 2.0)"
             )
+            # A streak whose completions retention removed: no agent can be told.
+            connection.exec_driver_sql(
+                "INSERT INTO job_streaks (job_id, consecutive_failures, last_received_at, "
+                f"started_at) VALUES ('{uuid.uuid4()}', 5, 2.0, 1.0)"
+            )
         upgrade(engine)
         with engine.connect() as connection:
             streaks = connection.exec_driver_sql("SELECT agent_id, job_id FROM job_streaks")

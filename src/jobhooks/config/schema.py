@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from jobhooks.config.origin import ConfigOrigin
+from jobhooks.escapes import escape_controls
 from jobhooks.sdk.secret import MASK, Secret
 from jobhooks.sdk.trigger import TRIGGERS
 
@@ -322,8 +323,8 @@ class HandlerRegistration(_Section):
                 "must not contain '/': a handler's name is a part of the dashboard's and the "
                 "API's addresses (/api/v1/handlers/<name>/replay-dead)"
             )
-        if any(ord(char) < 32 or 127 <= ord(char) < 160 for char in value):
-            raise ValueError("must not contain control characters")
+        if escape_controls(value) != value:
+            raise ValueError("must not contain control characters or direction marks")
         if value != value.strip():
             raise ValueError("must not begin or end with spaces")
         return value

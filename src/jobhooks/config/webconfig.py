@@ -198,12 +198,18 @@ def _convert(
     commented: bool = False,
     flags: Iterable[str] = (),
 ) -> ImportedHandler:
-    shown = _printable(name)
+    printable = _printable(name)
+    # A name is part of addresses (no '/') and compared as written (no edge spaces).
+    shown = printable.replace("/", "-").strip() or "handler"
     imported = ImportedHandler(shown, source_type, _jobhooks_type(source_type), [], {})
     imported.commented_out = commented
-    if shown != name:
+    if printable != name:
         imported.flags.append(
             "the name has control characters, written here as escapes: choose a plain name"
+        )
+    if shown != printable:
+        imported.flags.append(
+            f"renamed from {printable!r}: a name may not hold '/' nor begin or end with spaces"
         )
     imported.flags.extend(flags)
     _gather(raw, imported)

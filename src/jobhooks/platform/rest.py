@@ -89,7 +89,7 @@ def retry_after(headers: httpx.Headers) -> float | None:
     value = headers.get("retry-after", "").strip()
     if not value:
         return None
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # str.isdigit takes '²' too, float() does not
         seconds = float(value)
     else:
         try:

@@ -62,6 +62,8 @@ MAX_GAPS = 10_000
 """Skipped ids kept at most (a jump of ids is a gap to wait for only when it is small)."""
 GAP_JUMP = 1_000
 """A jump of more ids than this between two rows read is not waited for."""
+GAP_READS = 10
+"""Pages read at most in one poll to look for rows in the ids skipped."""
 STRAGGLERS_PER_POLL = 50
 """Long-running rows asked for one by one in one poll at most (the others in later polls,
 in turn)."""
@@ -276,9 +278,11 @@ class PollCycle:
                 PageWrite(self.feed, self.owner, self.lease, await self._prepare(found), gone=gone)
             )
         last = recent[0].id - 1 if recent else cursor
-        waited = self._gaps_to_wait_for(started)
-        if waited:
-            last = min(last, waited[0] - 1)
+        late = await self._late_rows(self._gaps_to_wait_for(started))
+        if late:
+            await sink.write(
+                PageWrite(self.feed, self.owner, self.lease, await self._prepare(late))
+            )
         expected = {o.id for o in recent}
         # Pipelined: the next page is fetched and this one parsed while earlier pages
         # commit (in order, on the store's writer thread).
@@ -361,6 +365,25 @@ class PollCycle:
                         return
                     self.gaps.setdefault(skipped, now)
             previous = identifier
+
+    async def _late_rows(self, waited: list[int]) -> list[Any]:
+        """Rows that appeared in the ids skipped (``waited``, ascending): a page from the
+        lowest id still waited for, then from the next one beyond that page, and so on,
+        at most ``GAP_READS`` pages (the rows read around them are known already)."""
+        found: list[Any] = []
+        pending = waited
+        for _ in range(GAP_READS):
+            if not pending:
+                break
+            rows = await self._keyset_page(pending[0] - 1)
+            ids = [i for i in (row_id(row) for row in rows) if i is not None]
+            if not ids:
+                break
+            for row in rows:
+                if self.gaps.pop(row_id(row) or 0, None) is not None:
+                    found.append(row)
+            pending = [gap for gap in pending if gap > max(ids)]
+        return found
 
     def _gaps_to_wait_for(self, now: float) -> list[int]:
         """The skipped ids still worth reading again, ascending; older ones are forgotten

@@ -1,7 +1,9 @@
 """Streaks per agent: a job's failure streak, and which registrations fired for it, are kept
 per (agent, job), so one agent's reports of a job id never add to or end another's.
 
-Existing rows take the agent of their job's newest stored completion.
+Existing rows take the agent of their job's newest stored completion; a row whose job
+has no completion left (retention removed them) is dropped: no agent can be told, and
+that streak starts again with the job's next failure.
 
 Revision ID: 0007
 Revises: 0006
@@ -17,8 +19,6 @@ down_revision = "0006"
 branch_labels = None
 depends_on = None
 
-NIL = "00000000-0000-0000-0000-000000000000"
-
 # The agent of each streak's job, from its newest completion: one pass over the
 # completions with a window function (completions have no index on job_id, so a lookup
 # per streak row would scan them once per row).
@@ -29,7 +29,7 @@ _NEWEST_AGENTS = (
     "WHERE job_id IN (SELECT job_id FROM job_streaks UNION SELECT job_id FROM rule_state)"
     ") AS ranked WHERE newest = 1"
 )
-_AGENT = f"COALESCE((SELECT agent_id FROM streak_agents a WHERE a.job_id = old.job_id), '{NIL}')"
+_BY_AGENT = "JOIN streak_agents a ON a.job_id = old.job_id"
 
 
 def _streaks(name: str, *, per_agent: bool) -> None:
@@ -55,13 +55,12 @@ def _fired(name: str, *, per_agent: bool) -> None:
 
 
 def _rebuild(
-    name: str, create: Callable[[str], None], columns: str, select: str, group_by: str = ""
+    name: str, create: Callable[[str], None], columns: str, select: str, rest: str
 ) -> None:
-    """Replace table ``name`` by one ``create`` makes, holding what ``select`` (from the old
-    table, as ``old``, grouped by ``group_by`` if given) gives for ``columns``."""
+    """Replace table ``name`` by one ``create`` makes, holding what ``select`` gives for
+    ``columns`` from the old table (as ``old``, followed by ``rest``: a join, a grouping)."""
     create(f"{name}_rebuilt")
-    grouped = f" GROUP BY {group_by}" if group_by else ""
-    op.execute(f"INSERT INTO {name}_rebuilt ({columns}) SELECT {select} FROM {name} old{grouped}")
+    op.execute(f"INSERT INTO {name}_rebuilt ({columns}) SELECT {select} FROM {name} old {rest}")
     op.drop_table(name)
     op.rename_table(f"{name}_rebuilt", name)
 
@@ -77,13 +76,15 @@ def upgrade() -> None:
         "job_streaks",
         lambda name: _streaks(name, per_agent=True),
         "job_id, agent_id, consecutive_failures, last_received_at, started_at",
-        f"job_id, {_AGENT}, consecutive_failures, last_received_at, started_at",
+        "old.job_id, a.agent_id, consecutive_failures, last_received_at, started_at",
+        _BY_AGENT,
     )
     _rebuild(
         "rule_state",
         lambda name: _fired(name, per_agent=True),
         "job_id, agent_id, handler, fired_at",
-        f"job_id, {_AGENT}, handler, fired_at",
+        "old.job_id, a.agent_id, handler, fired_at",
+        _BY_AGENT,
     )
     op.drop_table("streak_agents")
 
@@ -94,12 +95,12 @@ def downgrade() -> None:
         lambda name: _streaks(name, per_agent=False),
         "job_id, consecutive_failures, last_received_at, started_at",
         "job_id, max(consecutive_failures), max(last_received_at), min(started_at)",
-        "job_id",
+        "GROUP BY job_id",
     )
     _rebuild(
         "rule_state",
         lambda name: _fired(name, per_agent=False),
         "handler, job_id, fired_at",
         "handler, job_id, max(fired_at)",
-        "handler, job_id",
+        "GROUP BY handler, job_id",
     )
