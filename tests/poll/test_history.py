@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -352,6 +353,63 @@ def test_an_id_that_becomes_visible_after_later_ones_is_still_read(platform: Pla
 
     ids = asyncio.run(scenario())
     assert history_ids(platform.completions()) == ids, "each once, the late one included"
+
+
+@pytest.mark.parametrize("node", ["test", "other"], ids=["restarted", "another node"])
+def test_an_id_awaited_when_the_poller_stops_is_read_by_the_next_one(
+    platform: Platform, node: str
+) -> None:
+    """The ids a poll skipped are stored with the position that passed them: a restart,
+    or another node taking the lease, keeps looking for them."""
+    fake = platform.fake
+    config = platform.write_config()
+
+    async def scenario() -> list[int]:
+        async with platform.poller(config) as poller:
+            await poller.poll_once()
+            ids = [fake.add(result=FAILURE) for _ in range(5)]
+            show = _hidden(fake, ids[2])
+            await poller.poll_once()
+        show()
+        async with platform.poller(config, node=node) as poller:
+            await poller.poll_once()
+        return ids
+
+    ids = asyncio.run(scenario())
+    assert history_ids(platform.completions()) == ids, "the late row read after the restart"
+
+
+def test_ids_awaited_are_given_up_after_the_wait_across_restarts(platform: Platform) -> None:
+    """An id that never appears (a rolled-back insert) is looked for GAP_WAIT seconds,
+    then no more: not by this process, nor by the next."""
+    fake = platform.fake
+    config = platform.write_config()
+    now = [time.time()]
+
+    def clock() -> float:
+        return now[0]
+
+    async def requests_of_one_poll(node: str) -> int:
+        async with platform.poller(config, node=node, clock=clock) as poller:
+            before = len(fake.history_requests())
+            await poller.poll_once()
+            return len(fake.history_requests()) - before
+
+    async def scenario() -> tuple[int, int, int]:
+        async with platform.poller(config, clock=clock) as poller:
+            await poller.poll_once()
+            ids = [fake.add(result=FAILURE) for _ in range(5)]
+            fake.delete(ids[2])
+            await poller.poll_once()
+        plain = await requests_of_one_poll("test")  # the id awaited: read again
+        now[0] += cycle.GAP_WAIT + 1
+        given_up = await requests_of_one_poll("test")
+        after = await requests_of_one_poll("other")
+        return plain, given_up, after
+
+    awaited, given_up, after = asyncio.run(scenario())
+    assert awaited == given_up + 1, "a restarted poller still looks for the id, once a poll"
+    assert after == given_up, "given up for good: the next node does not look for it again"
 
 
 @pytest.mark.parametrize("running", [False, True], ids=["new rows", "running rows"])

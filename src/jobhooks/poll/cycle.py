@@ -113,7 +113,7 @@ class PollCycle:
         """Full reads of the window that missed each running row (see GONE_AFTER)."""
         self.gaps: dict[int, float] = {}
         """Ids skipped between rows read in keyset mode, and when each was first missed
-        (see GAP_WAIT; kept in memory: a restart forgets them)."""
+        (see GAP_WAIT): read from the store at each poll, stored with the pages."""
         self.straggler_turn = 0
 
     # -- one poll ------------------------------------------------------------------
@@ -278,10 +278,17 @@ class PollCycle:
                 PageWrite(self.feed, self.owner, self.lease, await self._prepare(found), gone=gone)
             )
         last = recent[0].id - 1 if recent else cursor
+        self.gaps = await self.store.pull.awaited(self.feed)
         late = await self._late_rows(self._gaps_to_wait_for(started))
         if late:
             await sink.write(
-                PageWrite(self.feed, self.owner, self.lease, await self._prepare(late))
+                PageWrite(
+                    self.feed,
+                    self.owner,
+                    self.lease,
+                    await self._prepare(late),
+                    found=[i for i in (row_id(row) for row in late) if i is not None],
+                )
             )
         expected = {o.id for o in recent}
         # Pipelined: the next page is fetched and this one parsed while earlier pages
@@ -306,7 +313,7 @@ class PollCycle:
                         f"sorted by {ID_FIELD} ({ids[:5]}...)",
                         "id",
                     )
-                self._note_gaps(last, ids, started)
+                awaited, found = self._note_gaps(last, ids, started)
                 last = ids[-1]
                 fetch = asyncio.ensure_future(self._keyset_page(last))
                 expected.difference_update(ids)
@@ -323,6 +330,8 @@ class PollCycle:
                     cursor_start=newest.row.start_seconds
                     if newest is not None and newest.row is not None
                     else None,
+                    awaited=awaited,
+                    found=found,
                 )
                 commits.append(asyncio.ensure_future(sink.write(write)))
             while commits:
@@ -341,6 +350,7 @@ class PollCycle:
                 self.lease,
                 gone=sorted(expected),
                 caught_up_at=started,
+                forget_awaited_before=started - GAP_WAIT,
             )
         )
 
@@ -353,18 +363,24 @@ class PollCycle:
         self.straggler_turn = start + STRAGGLERS_PER_POLL
         return [*stragglers, *stragglers][start : start + STRAGGLERS_PER_POLL]
 
-    def _note_gaps(self, last: int, ids: list[int], now: float) -> None:
-        """Remember the ids skipped between ``last`` and the ids of a page just read (ids
-        already waited for and found are forgotten)."""
+    def _note_gaps(
+        self, last: int, ids: list[int], now: float
+    ) -> tuple[list[tuple[int, float]], list[int]]:
+        """Note the ids skipped between ``last`` and the ids of a page just read; returns
+        them (with ``now``) and the ids awaited until now that the page holds."""
+        skipped: list[tuple[int, float]] = []
+        found = [identifier for identifier in ids if self.gaps.pop(identifier, None) is not None]
         previous = last
         for identifier in ids:
-            self.gaps.pop(identifier, None)
             if previous and 1 < identifier - previous <= GAP_JUMP:
-                for skipped in range(previous + 1, identifier):
+                for missing in range(previous + 1, identifier):
                     if len(self.gaps) >= MAX_GAPS:
-                        return
-                    self.gaps.setdefault(skipped, now)
+                        return skipped, found
+                    if missing not in self.gaps:
+                        self.gaps[missing] = now
+                        skipped.append((missing, now))
             previous = identifier
+        return skipped, found
 
     async def _late_rows(self, waited: list[int]) -> list[Any]:
         """Rows that appeared in the ids skipped (``waited``, ascending): a page from the

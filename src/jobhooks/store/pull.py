@@ -23,7 +23,7 @@ from jobhooks.store.checkins import CheckinWrites
 from jobhooks.store.dialect import execute_many, insert_ignore, upsert_newer
 from jobhooks.store.pull_plan import PolledRow, RowPlan, plan_rows
 from jobhooks.store.records import CheckinReceipt, NewCompletion
-from jobhooks.store.tables import poll_jobs, poll_rows, poll_state
+from jobhooks.store.tables import poll_gaps, poll_jobs, poll_rows, poll_state
 from jobhooks.store.writer import BatchOperation
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "acquire_lease",
     "feed_of",
     "lease_holder",
+    "load_awaited",
     "load_open_rows",
     "load_state",
     "prune",
@@ -118,6 +119,12 @@ class PageWrite:
     caught_up_at: float | None = None
     initialize: bool = False
     """Set the position even though one is stored (the first poll's starting point)."""
+    awaited: Sequence[tuple[int, float]] = ()
+    """Ids this page skipped (read by id), each with when it was first missed."""
+    found: Sequence[int] = ()
+    """Ids awaited until now that this page holds."""
+    forget_awaited_before: float | None = None
+    """Stop looking for ids first missed before this time."""
 
 
 @dataclass(slots=True)
@@ -316,8 +323,39 @@ def write_page(
             )
             .values(state="gone")
         )
+    _keep_awaited(connection, write)
     _move(connection, write, state.cursor, now)
     return outcome
+
+
+def _keep_awaited(connection: Connection, write: PageWrite) -> None:
+    if write.awaited:
+        connection.execute(
+            insert_ignore(connection, poll_gaps),
+            [
+                {"feed": write.feed, "job_history_id": identifier, "since": since}
+                for identifier, since in write.awaited
+            ],
+        )
+    if write.found:
+        connection.execute(
+            delete(poll_gaps).where(
+                poll_gaps.c.feed == write.feed, poll_gaps.c.job_history_id.in_(list(write.found))
+            )
+        )
+    if write.forget_awaited_before is not None:
+        connection.execute(
+            delete(poll_gaps).where(
+                poll_gaps.c.feed == write.feed, poll_gaps.c.since < write.forget_awaited_before
+            )
+        )
+
+
+def load_awaited(connection: Connection, feed: str) -> dict[int, float]:
+    """The ids skipped between rows read and still looked for, with when each was first
+    missed."""
+    query = select(poll_gaps.c.job_history_id, poll_gaps.c.since).where(poll_gaps.c.feed == feed)
+    return {identifier: since for identifier, since in connection.execute(query)}
 
 
 def _move(connection: Connection, write: PageWrite, cursor: int | None, now: float) -> None:
@@ -457,6 +495,10 @@ class PullStore:
     async def open_rows(self, feed: str) -> list[OpenRow]:
         """Rows seen running, oldest first."""
         return await self._db.read(load_open_rows, feed)
+
+    async def awaited(self, feed: str) -> dict[int, float]:
+        """Ids skipped between rows read, still looked for (see :func:`load_awaited`)."""
+        return await self._db.read(load_awaited, feed)
 
     async def holder(self, feed: str) -> tuple[str | None, float]:
         """Who holds the lease and until when."""

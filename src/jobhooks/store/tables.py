@@ -27,6 +27,7 @@ __all__ = [
     "metadata",
     "nodes",
     "open_digests",
+    "poll_gaps",
     "poll_jobs",
     "poll_rows",
     "poll_state",
@@ -295,6 +296,17 @@ poll_rows = Table(
         sqlite_where=Column("state") == "open",
         postgresql_where=Column("state") == "open",
     ),
+)
+
+poll_gaps = Table(
+    "poll_gaps",
+    metadata,
+    # JobHistoryIds skipped between rows read by id, looked for again for a while (the
+    # platform's database may show a row after rows with higher ids). Written with the
+    # position that passed them, so a restart or another node keeps looking.
+    Column("feed", String(32), primary_key=True),
+    Column("job_history_id", BigInteger, primary_key=True),
+    Column("since", Float, nullable=False),
 )
 
 poll_jobs = Table(
