@@ -226,6 +226,39 @@ def test_an_unknown_completion_is_a_404_page(ui: Ui) -> None:
     assert "There is no completion" in answer.text
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/ui/no-such-page", 404),
+        ("GET", "/ui/static/no-such.js", 404),
+        ("PUT", "/ui/", 405),
+        ("DELETE", "/ui/login", 405),
+    ],
+)
+def test_an_address_the_dashboard_does_not_answer_is_a_page_with_its_headers(
+    ui: Ui, method: str, path: str, status: int
+) -> None:
+    """Not the API's JSON: a person sees a page, and the page is framed by nobody."""
+    answer = ui.client.request(method, path)
+    assert answer.status_code == status
+    assert answer.headers["content-type"].startswith("text/html")
+    assert answer.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+    assert path in answer.text and "Back to the overview" in answer.text
+    if status == 405:
+        assert "HEAD" in answer.headers["allow"] and method not in answer.headers["allow"]
+    api = ui.client.get("/api/v1/no-such-thing")
+    assert (api.status_code, api.headers["content-type"]) == (404, "application/problem+json")
+
+
+def test_the_dashboards_assets_carry_its_headers_and_are_cached(ui: Ui) -> None:
+    asset = ui.client.get("/ui/static/app.js")
+    assert asset.status_code == 200
+    assert asset.headers["x-content-type-options"] == "nosniff"
+    assert "default-src 'none'" in asset.headers["content-security-policy"]
+    assert asset.headers["cache-control"] == "public, max-age=3600"
+
+
 def test_filters_that_are_not_valid_say_so(ui: Ui) -> None:
     ui.sign_in("viewer")
     answer = ui.client.get("/ui/completions", params={"agent": "nope", "result": "Fabulous"})

@@ -8,9 +8,11 @@ current while its runs are open. :func:`install` mounts it on the web app.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Awaitable, Callable
 from urllib.parse import quote, urlencode
 
 from fastapi import FastAPI, Request
+from starlette.exceptions import HTTPException
 from starlette.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
@@ -27,9 +29,9 @@ __all__ = ["install"]
 
 class _Static(StaticFiles):
     async def get_response(self, path: str, scope: Scope) -> Response:
-        response = await super().get_response(path, scope)
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Cache-Control"] = "public, max-age=3600"
+        response = secure(await super().get_response(path, scope))
+        if response.status_code == 200:
+            response.headers["Cache-Control"] = "public, max-age=3600"
         return response
 
 
@@ -62,14 +64,46 @@ def install(app: FastAPI) -> None:
         values = context(request, session, "", status=exc.status, message=exc.message)
         return page("error.html", values, exc.status)
 
-    elsewhere = app.exception_handlers.get(StoreError)
-
-    @app.exception_handler(StoreError)
-    async def on_store(request: Request, exc: StoreError) -> Response:
-        # A page gets a page saying why (no session: the store cannot be asked for it);
-        # the API keeps its own answer.
-        if elsewhere is not None and not request.url.path.startswith("/ui"):
-            answer = elsewhere(request, exc)
-            return await answer if inspect.isawaitable(answer) else answer
+    async def store_page(request: Request, exc: Exception) -> Response:
+        # No session: the store cannot be asked for it.
         message = f"The database cannot be used right now: {exc}."
         return page("error.html", context(request, None, "", status=503, message=message), 503)
+
+    async def http_page(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        status = exc.status_code
+        if status == 404:
+            message = f"There is no page at {request.url.path}."
+        elif status == 405:
+            message = f"{request.url.path} does not answer {request.method}."
+        else:
+            message = str(exc.detail)
+        values = context(request, None, "", status=status, message=message)
+        return page("error.html", values, status)
+
+    _for_pages(app, StoreError, store_page)
+    _for_pages(app, HTTPException, http_page)
+
+
+Handler = Callable[[Request, Exception], Awaitable[Response]]
+
+
+def _for_pages(app: FastAPI, kind: type[Exception], answer: Handler) -> None:
+    """Answer ``kind`` under /ui with ``answer`` (a page with the dashboard's headers, and
+    the ``Allow`` the API's answer would carry), elsewhere as the API does."""
+    elsewhere = app.exception_handlers.get(kind)
+
+    async def handle(request: Request, exc: Exception) -> Response:
+        api: Response | None = None
+        if elsewhere is not None:
+            result = elsewhere(request, exc)
+            api = await result if inspect.isawaitable(result) else result
+        path = request.url.path
+        if api is not None and path != "/ui" and not path.startswith("/ui/"):
+            return api
+        shown = await answer(request, exc)
+        if api is not None and "allow" in api.headers:
+            shown.headers["Allow"] = api.headers["allow"]
+        return shown
+
+    app.add_exception_handler(kind, handle)
