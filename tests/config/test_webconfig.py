@@ -791,3 +791,39 @@ def test_a_name_that_cannot_be_a_handler_name_is_renamed_and_flagged(
     assert names == ["Ops-Email", "Email Ops"]
     assert "renamed from 'Ops/Email'" in result.stderr
     assert "renamed from 'Email Ops '" in result.stderr
+
+
+def test_a_name_given_twice_in_a_manifest_object_is_an_error_naming_it(
+    run_import: Callable[..., Any], tmp_path: Path
+) -> None:
+    """The platform's JSON configuration refuses such a file; the importer must not keep
+    one of the two silently."""
+    entry = '{"TypeFullName": "X.Y, X", "Options": {"JobTypes": "%s"}}'
+    text = (
+        '{"extensions": {"Keyfactor.IOrchestratorJobCompleteHandler": {'
+        f'"alerts": {entry % "a"}, "alerts": {entry % "b"}'
+        "}}}"
+    )
+    result = run_import(text, name="manifest.json")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert f'error: {tmp_path / "manifest.json"}: "alerts" is given twice in one object' in (
+        result.stderr
+    )
+
+
+def test_a_value_already_naming_a_variable_is_listed_and_not_given_out_again(
+    run_import: Callable[..., Any],
+) -> None:
+    named = "env:JOBHOOKS_RELAY_PASSWORD"
+    block = COLLIDING.format(name="relay", job_type=INVENTORY, password=named)
+    other = COLLIDING.format(name="Relay", job_type=MANAGEMENT, password="plain-one")
+    result = run_import(web_config(block, other))
+    assert result.exit_code == 0, result.output
+    first, second = tomlkit.parse(result.stdout)["handlers"]
+    assert first["properties"]["Password"] == named
+    assert "#   JOBHOOKS_RELAY_PASSWORD  <- Password of relay (named in the source)" in (
+        result.stdout
+    )
+    assert second["properties"]["Password"] == "env:JOBHOOKS_RELAY_PASSWORD_2"
+    assert "plain-one" not in result.stdout

@@ -111,6 +111,10 @@ class _Variables:
         self._taken.add(variable)
         return variable
 
+    def reserve(self, variable: str) -> None:
+        """Keep ``variable`` (named by the source itself) from being given out."""
+        self._taken.add(variable)
+
 
 def _hide_secrets(
     imported: ImportedHandler, path: str, value: PropertyValue, variables: _Variables
@@ -126,6 +130,11 @@ def _hide_secrets(
             _hide_secrets(imported, f"{path}[{index}]", item, variables)
             for index, item in enumerate(value)
         ]
+    if isinstance(value, str) and value.startswith("env:") and len(value) > len("env:"):
+        named = value.removeprefix("env:")
+        variables.reserve(named)
+        imported.environment[named] = f"{_printable(path)} of {imported.name} (named in the source)"
+        return value
     if not looks_secret(path, value):
         return value
     variable = variables.claim(imported.name, path)
@@ -408,9 +417,27 @@ def _manifest_handler(
     return _convert(label, source_type, raw, variables, flags=flags)
 
 
+class _DuplicateKey(ValueError):
+    """Raised inside the manifest reader for a name given twice in one object."""
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    data: dict[str, object] = {}
+    for key, value in pairs:
+        if key in data:
+            raise _DuplicateKey(
+                f'"{_printable(key)}" is given twice in one object: keep one (the platform '
+                "refuses such a manifest too)"
+            )
+        data[key] = value
+    return data
+
+
 def _load_json(text: str) -> object:
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except _DuplicateKey:
+        raise
     except RecursionError:
         raise ValueError("cannot read the JSON: its arrays or objects nest too deeply") from None
     except ValueError as exc:
