@@ -28,15 +28,18 @@ def test_dry_run_prints_what_it_would_create_and_stores_nothing(platform: Platfo
     failed = fake.add(result=FAILURE, job_type="WinCertManagement", at=past(60))
     running = fake.start_run(at=past(30))
     config = platform.write_config(poll=f'start = "{past(600).isoformat()}"')
+    database = platform.directory / "data" / "jobhooks.db"
+    assert not database.exists()
 
     dry = poll(config, "--dry-run")
     assert dry.exit_code == 0, dry.output
+    assert not database.exists(), "a dry run creates no database"
+    assert "no database yet: deciding as the first poll would" in dry.stderr
     line = next(line for line in dry.stdout.splitlines() if str(failed) in line)
     assert "WinCertManagement" in line and "Failure" in line and "record" in line
     assert str(running) not in dry.stdout
     assert "would create 1 completions" in dry.stdout
     assert "Nothing was stored (dry run)" in dry.stdout
-    assert platform.completions() == []
 
     stored = poll(config)
     assert stored.exit_code == 0, stored.output

@@ -12,6 +12,7 @@ import typer
 
 from jobhooks.cli.app import FORMAT_ENV, LEVEL_ENV, env_choice, fail, notice
 from jobhooks.config.locate import ConfigChoice, describe_database, locate_config
+from jobhooks.config.schema import JobhooksConfig
 from jobhooks.errors import ConfigError, StoreError
 from jobhooks.logs import LOG_FORMATS, LOG_LEVELS, LogFormat, configure_logging
 from jobhooks.service.runtime import Runtime
@@ -128,11 +129,15 @@ def _quarantine_notice(runtime: Runtime) -> None:
             notice(f"  - {problem}")
 
 
-def with_store(choice: ConfigChoice, work: Callable[[Store], Coroutine[Any, Any, T]]) -> T:
+def with_store(
+    choice: ConfigChoice,
+    work: Callable[[Store], Coroutine[Any, Any, T]],
+    config: JobhooksConfig | None = None,
+) -> T:
     """Open the store of a configuration (or exit 1 saying why not), say which, run
-    ``work`` on it, close it."""
+    ``work`` on it, close it. ``config`` is the configuration already read (or changed)."""
     try:
-        store = open_store(choice.path)
+        store = open_store(choice.path, config)
     except ConfigError as exc:
         fail(f"cannot use {_name(choice)}", *exc.problems)
     except StoreError as exc:

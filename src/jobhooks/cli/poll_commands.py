@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import tempfile
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,7 +25,7 @@ from jobhooks.cli.common import (
 )
 from jobhooks.cli.operator_commands import DEFAULT_URL, TokenOption, UrlOption, _call
 from jobhooks.cli.output import Column, JsonOption, listing, print_json, when
-from jobhooks.config.defaults import default_config
+from jobhooks.config.defaults import default_config, resolve_database
 from jobhooks.config.load import read_config
 from jobhooks.config.locate import ConfigChoice
 from jobhooks.config.schema import JobhooksConfig
@@ -38,6 +40,7 @@ from jobhooks.registry import load_for_serving
 from jobhooks.service.startup import settings
 from jobhooks.store import Store
 from jobhooks.store.catalog import page_position
+from jobhooks.store.engine import is_sqlite, sqlite_path
 from jobhooks.store.nodes import NodeIdentity
 
 
@@ -197,10 +200,45 @@ def poll(
         )
         run_until_stopped(runtime)
         return
+    with contextlib.ExitStack() as scratch:
+        stored = parsed
+        if dry_run and _not_created_yet(parsed, choice.path):
+            # Deciding needs a database; the configured one is not created for that.
+            folder = scratch.enter_context(tempfile.TemporaryDirectory(prefix="jobhooks-dry-"))
+            notice("no database yet: deciding as the first poll would, in a scratch one")
+            stored = _with_database(parsed, f"sqlite:///{Path(folder) / 'dry-run.db'}")
+        report = _poll_report(choice, parsed, stored, dry_run=dry_run, strict=strict)
+    if report.emitted:
+        console.print(_emitted_table(report))
+    tail = " Nothing was stored (dry run)." if dry_run else ""
+    console.print(f"{_summary(report)}.{tail}", markup=False, soft_wrap=True)
+
+
+def _not_created_yet(parsed: JobhooksConfig, path: Path | None) -> bool:
+    """Whether the configured database is an embedded one that does not exist yet."""
+    url = resolve_database(parsed.server.database, path)
+    file = sqlite_path(url) if is_sqlite(url) else None
+    return file is not None and (not file.exists() or file.stat().st_size == 0)
+
+
+def _with_database(parsed: JobhooksConfig, url: str) -> JobhooksConfig:
+    server = parsed.server.model_copy(update={"database": url})
+    return parsed.model_copy(update={"server": server})
+
+
+def _poll_report(
+    choice: ConfigChoice,
+    parsed: JobhooksConfig,
+    stored: JobhooksConfig,
+    *,
+    dry_run: bool,
+    strict: bool,
+) -> PollReport:
     try:
-        report = with_store(
+        return with_store(
             choice,
             lambda store: _poll_once(store, choice.path, parsed, dry_run=dry_run, strict=strict),
+            stored,
         )
     except PlatformError as exc:
         fail(f"the platform's job history could not be read: {exc}")
@@ -208,10 +246,6 @@ def poll(
         fail(str(exc))
     except StoreError as exc:
         fail(f"the database refused the poll's writes: {exc}")
-    if report.emitted:
-        console.print(_emitted_table(report))
-    tail = " Nothing was stored (dry run)." if dry_run else ""
-    console.print(f"{_summary(report)}.{tail}", markup=False, soft_wrap=True)
 
 
 JOB_TYPE_COLUMNS = (
