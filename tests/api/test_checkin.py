@@ -7,6 +7,8 @@ that says what is wrong, and stores nothing.
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +18,7 @@ from support.reports import AGENT_B, report
 from support.tokens import make_token_info, revoke
 
 from jobhooks.errors import CommitUnconfirmed
+from jobhooks.store import writer
 
 PATH = "/api/v1/job-completions"
 
@@ -334,3 +337,35 @@ def test_a_report_the_database_did_not_confirm_is_answered_503_saying_it_may_be_
     assert "may have been stored" in body["detail"]
     assert "same Idempotency-Key" in body["detail"]
     assert "was not stored" not in body["detail"]
+
+
+def test_a_write_stuck_on_a_hung_disk_gets_check_ins_refused_at_once_not_held(
+    api: Api,
+) -> None:
+    """SQLite's calls on a hung disk never return and nothing can break them: past
+    STUCK_AFTER, check-ins are answered 503 "not stored" at once instead of waiting, and
+    taken again once the stuck write ends."""
+    store_writer = api.runtime.store.writer
+    entered, release = threading.Event(), threading.Event()
+
+    def hung_checkpoint() -> None:
+        entered.set()
+        release.wait(30)
+
+    store_writer.every(0.05, hung_checkpoint)
+    try:
+        assert entered.wait(10), "the writer is in its periodic work, as on a hung disk"
+        store_writer.check_stuck(time.monotonic() + writer.STUCK_AFTER + 1)
+
+        refused = api.client.post(PATH, json=report(), headers=api.auth("agent"))
+
+        detail = _problem(refused, 503)["detail"]
+        assert detail.startswith("the completion was not stored: a write to the database has")
+        assert "hung disk" in detail
+        ready = api.client.get("/readyz")
+        assert ready.status_code == 503 and "has not ended for" in ready.text
+    finally:
+        release.set()
+    taken = api.client.post(PATH, json=report(), headers=api.auth("agent"))
+    assert taken.status_code == 202, taken.text
+    assert api.runtime.store.unready() is None

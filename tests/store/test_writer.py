@@ -5,6 +5,7 @@ COMMIT had no answer is not stored twice."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 import time
 from collections.abc import Sequence
@@ -716,3 +717,54 @@ def test_a_group_applied_again_stops_at_a_failure_of_the_whole_database(
             "a lock another session holds on jobhooks' tables did not come free in time"
         }
         assert seen == [0], "each write waited for the lock in turn"
+
+
+def test_writes_behind_a_stuck_one_are_refused_unstored_and_its_own_answered_maybe(
+    tmp_path: Path,
+) -> None:
+    """A transaction that does not end (SQLite on a hung disk): past STUCK_AFTER what waits
+    behind it is refused and never stored, new writes are refused at once; past
+    GIVE_UP_AFTER its own writes are answered "may be stored"; once it ends, writes are
+    taken again."""
+    path = tmp_path / "jobhooks.db"
+    store = Store(f"sqlite:///{path}")
+    entered, release = threading.Event(), threading.Event()
+
+    def hang(_connection: object, payloads: Sequence[None], _now: float) -> list[None]:
+        entered.set()
+        release.wait(30)
+        return [None] * len(payloads)
+
+    async def scenario() -> tuple[str, str]:
+        held = store.writer.submit(BatchOperation("hang", hang), None)
+        assert await asyncio.to_thread(entered.wait, 10)
+        behind = new_completion("log")
+        queued = asyncio.ensure_future(store.check_in(behind))
+        await asyncio.sleep(0)  # queued behind the transaction that does not end
+        began = time.monotonic()
+        store.writer.check_stuck(began + writer.STUCK_AFTER + 1)
+        with pytest.raises(StoreError, match="has not ended for") as refused:
+            await queued
+        assert not isinstance(refused.value, CommitUnconfirmed), "never taken: not stored"
+        late = new_completion("log")
+        with pytest.raises(StoreError, match="has not ended for"):
+            await store.check_in(late)
+        assert not held.done(), "its own write waits until GIVE_UP_AFTER"
+        store.writer.check_stuck(began + writer.GIVE_UP_AFTER + 1)
+        with pytest.raises(CommitUnconfirmed, match="may be stored when it does"):
+            await held
+        release.set()
+        for _ in range(1000):  # the writer thread ends the transaction
+            if store.writer.stuck is None:
+                break
+            await asyncio.sleep(0.01)
+        taken = await store.check_in(new_completion("log"))
+        return f"{behind.id} {late.id}", taken.id
+
+    try:
+        refused_ids, taken = asyncio.run(scenario())
+    finally:
+        store.close()
+    with sqlite3.connect(path) as database:
+        stored = {row[0] for row in database.execute("SELECT id FROM completions")}
+    assert stored == {taken}, f"refused ({refused_ids}) must not be stored"

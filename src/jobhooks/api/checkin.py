@@ -70,8 +70,8 @@ async def check_in(
         runtime.metrics.rejected.labels("503").inc()
         return 503, problem_body(
             503,
-            f"the completion may have been stored: {exc}; send it again with the same "
-            "Idempotency-Key (or job_history_id) and it is stored once",
+            f"{exc}; send it again with the same Idempotency-Key (or job_history_id) and "
+            "it is stored once",
         )
     except StoreError as exc:
         # The store logs each change of its state once; a line per refused report would

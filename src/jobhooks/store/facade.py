@@ -189,6 +189,8 @@ class Store:
         nothing has committed for a while."""
         now = self._clock()
         health = self._writer.health
+        if self._writer.stuck is not None:
+            return self._writer.stuck
         if not health.ok:
             return health.problem or "the database refused the last write"
         failed = health.last_failure

@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 
 from jobhooks.errors import StoreError
 
-__all__ = ["describe_failure", "is_damaged"]
+__all__ = ["describe_failure", "is_damaged", "refused_before_writing"]
 
 _DAMAGED = ("database disk image is malformed", "file is not a database")
 
@@ -56,6 +56,20 @@ def is_damaged(exc: BaseException) -> bool:
     write to it can be trusted any more."""
     text = str(getattr(exc, "orig", None) or exc).casefold()
     return any(marker in text for marker in _DAMAGED)
+
+
+_REFUSED_BEFORE_WRITING = ("database or disk is full", "file is too large", "readonly database")
+"""What SQLite says when a COMMIT could not write its transaction at all: it is rolled
+back, not half kept (a failed ``fsync`` is another matter: what it wrote may be read back)."""
+
+
+def refused_before_writing(exc: BaseException) -> bool:
+    """True when SQLite refused a write for want of room or permission: nothing of the
+    transaction it was in is stored, even when it failed at its COMMIT."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EROFS):
+        return True
+    text = str(getattr(exc, "orig", None) or exc).casefold()
+    return any(marker in text for marker in _REFUSED_BEFORE_WRITING)
 
 
 def _server_operational(exc: BaseException) -> bool:

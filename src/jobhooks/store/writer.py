@@ -22,9 +22,9 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
 
 from jobhooks.errors import CommitUnconfirmed, DatabaseLost, DatabaseUnreachable, StoreError
-from jobhooks.store.deadline import overdue, watch
+from jobhooks.store.deadline import DEADLINE, overdue, watch
 from jobhooks.store.dialect import limit_lock_wait
-from jobhooks.store.failures import describe_failure, is_damaged
+from jobhooks.store.failures import describe_failure, is_damaged, refused_before_writing
 from jobhooks.store.fate import (
     Session,
     end_session,
@@ -37,8 +37,10 @@ from jobhooks.store.fate import (
 __all__ = [
     "AGAIN_LOCK_WAIT",
     "FATE_WAIT",
+    "GIVE_UP_AFTER",
     "KEEP_CONNECTION",
     "RECOVERY",
+    "STUCK_AFTER",
     "BatchOperation",
     "GroupCommitWriter",
     "StoreHealth",
@@ -159,6 +161,15 @@ FATE_POLL = 0.05
 AGAIN_LOCK_WAIT = 5.0
 """Seconds a write applied again after its group failed waits for a lock (PostgreSQL):
 the failed group's session may still hold its rows, committing or about to be ended."""
+STUCK_AFTER = DEADLINE
+"""Seconds a transaction (or the writer's periodic work) may stay under way before the
+writes queued behind it are refused, and new ones at once, until it ends: a disk that
+hangs (a frozen or failing volume) holds SQLite's calls for ever, where nothing can break
+them, and a check-in must not wait past what an orchestrator waits for an answer."""
+GIVE_UP_AFTER = 2 * DEADLINE
+"""Seconds after which the writes of a transaction still under way are answered: they
+may be stored when it ends (PostgreSQL's own deadline has ended such a transaction well
+before)."""
 
 
 class GroupCommitWriter:
@@ -193,6 +204,12 @@ class GroupCommitWriter:
         """The last transaction failed at its COMMIT (or after): it may have been stored."""
         self._reached = False
         """The last transaction had a connection (False: the database could not be reached)."""
+        self._busy: tuple[float, list[Any]] | None = None
+        """When the transaction (or periodic work) under way began (:func:`time.monotonic`),
+        and the writes it carries."""
+        self._stuck: str | None = None
+        """Why writes are refused at once: the transaction under way is stuck."""
+        self._stopping = threading.Event()
         self.batches = 0
         """Transactions committed for submitted writes (``/metrics``: store commits)."""
         self.items = 0
@@ -209,6 +226,11 @@ class GroupCommitWriter:
         return self._health
 
     @property
+    def stuck(self) -> str | None:
+        """Why writes are refused at once (a transaction under way for too long), if so."""
+        return self._stuck
+
+    @property
     def lost(self) -> DatabaseLost | None:
         """Set once the database file was deleted or replaced: nothing can be stored.
 
@@ -218,10 +240,12 @@ class GroupCommitWriter:
         return None if self._lost is None else DatabaseLost(str(self._lost))
 
     def start(self) -> None:
-        """Start the writer thread."""
+        """Start the writer thread, and the thread that watches it for a stuck write."""
         if self._thread is None:
+            self._stopping.clear()
             self._thread = threading.Thread(target=self._run, name="jobhooks-writer", daemon=True)
             self._thread.start()
+            threading.Thread(target=self._watch, name="jobhooks-writer-watch", daemon=True).start()
 
     def stop(self) -> None:
         """Finish what is queued, then stop the thread."""
@@ -229,6 +253,7 @@ class GroupCommitWriter:
             self._queue.put(_STOP)
             self._thread.join(timeout=30)
             self._thread = None
+            self._stopping.set()
 
     def submit(self, operation: BatchOperation[P, R], payload: P) -> asyncio.Future[R]:
         """Queue one payload; the future resolves after its transaction commits."""
@@ -237,6 +262,9 @@ class GroupCommitWriter:
         lost = self.lost
         if lost is not None:
             future.set_exception(lost)
+            return future
+        if self._stuck is not None:
+            future.set_exception(StoreError(self._stuck))
             return future
         self._queue.put((operation, payload, future, loop))
         return future
@@ -335,10 +363,68 @@ class GroupCommitWriter:
         for periodic, last in self._periodic:
             if now - last[0] >= periodic.interval:
                 last[0] = now
+                self._busy = (now, [])
                 try:
                     periodic.work()
                 except Exception:
                     logger.debug("periodic store work failed; trying again later", exc_info=True)
+                finally:
+                    self._done()
+
+    def _done(self) -> None:
+        """The transaction (or periodic work) under way ended."""
+        self._busy = None
+        if self._stuck is not None:
+            self._stuck = None
+            logger.warning("the write that was stuck ended; writes are taken again")
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(1.0):
+            try:
+                self.check_stuck(time.monotonic())
+            except Exception:  # the thread must outlive whatever went wrong
+                logger.exception("watching the database writer failed")
+
+    def check_stuck(self, now: float) -> None:
+        """Past :data:`STUCK_AFTER` seconds of one transaction at ``now``
+        (:func:`time.monotonic`), refuse what waits behind it (not stored) and what comes
+        until it ends; past :data:`GIVE_UP_AFTER`, answer its own writes (they may be
+        stored when it ends). Called once a second by the writer's watch thread."""
+        busy = self._busy
+        if busy is None:
+            return
+        began, batch = busy
+        held = now - began
+        if held < STUCK_AFTER:
+            return
+        why = (
+            f"a write to the database has not ended for {held:.0f} s (a hung disk or "
+            "database server?); nothing more is taken until it ends"
+        )
+        if self._stuck is None:
+            logger.error("%s", why)
+        self._stuck = why
+        stop = False
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                stop = True
+            else:
+                self._fail(item, StoreError(why))
+        if stop:
+            self._queue.put(_STOP)
+        if held >= GIVE_UP_AFTER:
+            for item in batch:
+                self._fail(
+                    item,
+                    CommitUnconfirmed(
+                        f"the database did not end the write within {GIVE_UP_AFTER:g} s (a "
+                        "hung disk or database server?); it may be stored when it does"
+                    ),
+                )
 
     def _wait(self) -> float:
         return min((periodic.interval for periodic, _last in self._periodic), default=1.0)
@@ -411,7 +497,11 @@ class GroupCommitWriter:
                     stop = True
                     break
                 batch.append(item)
-            self._write(batch)
+            self._busy = (time.monotonic(), batch)
+            try:
+                self._write(batch)
+            finally:
+                self._done()
             if stop:
                 return
 
@@ -507,6 +597,8 @@ class GroupCommitWriter:
             fate = self._give_up(exc, session, xid if self._at_commit else None)
             if noted and xid is None:
                 fate = "aborted"  # it wrote nothing: nothing to lose, applied again
+            if session is None and refused_before_writing(exc):
+                fate = "aborted"  # SQLite wrote nothing of it: a full or read-only disk
             if fate == "aborted":
                 self._at_commit = False  # surely not stored
             if fate != "committed":
