@@ -44,9 +44,13 @@ def _beat(db: StoreDb, node: NodeIdentity, at: float) -> None:
     db.apply(apply, [None], NOW)
 
 
-def _dead(db: StoreDb, now: float) -> list[str]:
+def _found_gone(db: StoreDb, now: float) -> dict[str, float]:
     with db.engine.connect() as connection:
         return dead_nodes(connection, ME, now)
+
+
+def _dead(db: StoreDb, now: float) -> list[str]:
+    return list(_found_gone(db, now))
 
 
 def _gone_pid() -> tuple[int, int | None]:
@@ -127,7 +131,13 @@ LEASE = 30.0
 
 
 def _claim(db: StoreDb, now: float, dead: tuple[str, ...] = ()) -> list[ClaimedRun]:
-    [claimed] = db.apply(claim_runs, [ClaimRequest("w2", 10, {"mail": LEASE}, 60.0, dead)], now)
+    """A claim by "w2", taking the runs of the ``dead`` processes whatever their heartbeat."""
+    return _claim_found(db, now, dict.fromkeys(dead, float("inf")))
+
+
+def _claim_found(db: StoreDb, now: float, found: dict[str, float]) -> list[ClaimedRun]:
+    request = ClaimRequest("w2", 10, {"mail": LEASE}, 60.0, found)
+    [claimed] = db.apply(claim_runs, [request], now)
     return claimed
 
 
@@ -180,3 +190,25 @@ def test_the_row_of_a_gone_process_is_forgotten_once_it_holds_nothing(db: StoreD
     _claim(db, NOW + 1, dead=(crashed.id,))
     _claim(db, NOW + 2, dead=(crashed.id,))
     assert db.count(nodes) == 0
+
+
+def test_a_process_found_gone_that_beats_again_before_the_claim_keeps_its_runs(
+    db: StoreDb,
+) -> None:
+    """Paused (SIGSTOP, a stopped virtual machine) past STALE_AFTER, then resumed: a claim
+    made with the list found while it was silent takes nothing it holds once it beat."""
+    paused = _node("paused")
+    _beat(db, paused, NOW)
+    run_id = _store_run(db, NOW, holder=paused.id)
+    found = _found_gone(db, NOW + STALE_AFTER + 1)
+    assert list(found) == [paused.id]
+
+    _beat(db, paused, NOW + STALE_AFTER + 2)  # it resumes and beats
+
+    assert _claim_found(db, NOW + STALE_AFTER + 3, found) == [], "alive again: its runs stay"
+    assert db.attempts(run_id) == [], "no attempt counted lost"
+    assert db.count(nodes) == 1, "and its row is kept"
+    [taken] = _claim_found(
+        db, NOW + 2 * STALE_AFTER + 9, _found_gone(db, NOW + 2 * STALE_AFTER + 9)
+    )
+    assert taken.id == run_id, "silent again for good: taken back"

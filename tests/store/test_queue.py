@@ -17,6 +17,7 @@ from support.storedb import StoreDb
 from jobhooks.store import queue
 from jobhooks.store.checkins import insert_checkins
 from jobhooks.store.engine import connect
+from jobhooks.store.migrate import upgrade as queue_upgrade
 from jobhooks.store.queue import (
     ClaimRequest,
     claim_runs,
@@ -348,3 +349,38 @@ def test_runs_given_back_wait_again_as_if_never_taken(db: StoreDb) -> None:
     assert set(again) == {a, b}
     assert (again[a].attempt, again[b].attempt) == (2, 1), "the attempts they were at"
     assert [x.outcome for x in db.attempts(a)] == ["failed"], "no lost attempt recorded"
+
+
+def test_a_replay_waiting_on_a_claim_of_the_runs_retry_leaves_it_to_that_claim(
+    pg_database: str,
+) -> None:
+    """PostgreSQL: a worker of another node claims a failed run's due retry while an
+    operator replays it. The replay waits for the claim's lock, then must see the run
+    held (busy), not reset it under the attempt under way (it ran twice at once)."""
+    engine = connect(pg_database)
+    queue_upgrade(engine)
+    db = StoreDb(engine)
+    try:
+        [run_id] = _store_runs(db, "mail")
+        [run] = _claim(db, "w1", NOW)
+        _finish(db, run, "failed", NOW + 1, due_at=NOW + 2, error="boom")
+        with ThreadPoolExecutor(1) as pool, engine.connect() as claimer:
+            with claimer.begin():
+                request = ClaimRequest("w2", 10, {"mail": LEASE}, 60.0)
+                [[retry]] = claim_runs(claimer, [request], NOW + 3)
+                replay = pool.submit(db.apply, replay_run, [run_id], NOW + 3)
+                assert not _finished_within(replay, 0.5), "the replay waits for the claim"
+            answer = replay.result(10)
+        assert answer == ["running"], "busy: another node holds it now"
+        row = db.run(run_id)
+        assert (retry.id, row.worker, row.attempts) == (run_id, "w2", 2)
+    finally:
+        engine.dispose()
+
+
+def _finished_within(future: Any, seconds: float) -> bool:
+    try:
+        future.result(seconds)
+    except TimeoutError:
+        return False
+    return True

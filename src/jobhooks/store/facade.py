@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -100,6 +101,8 @@ class Store:
         if self._checkpointer is not None:
             self._writer.every(1.0, self._checkpointer.catch_up)
         self._node: NodeIdentity | None = None
+        self._found_gone: dict[str, float] = {}
+        """The processes last found gone, each with the heartbeat it was found with."""
         database = Database(self._engine, self._writer)
         self._db = database
         self._checkins = CheckinWrites()
@@ -249,7 +252,9 @@ class Store:
         node = self._node
         if node is None:
             return []
-        return await self._db.read(dead_nodes, node, self._clock())
+        found = await self._db.read(dead_nodes, node, self._clock())
+        self._found_gone = found
+        return list(found)
 
     # -- check-in ------------------------------------------------------------
 
@@ -272,7 +277,10 @@ class Store:
     ) -> list[ClaimedRun]:
         """Lease up to ``limit`` due runs to ``worker``, first those held by the ``dead``
         processes."""
-        request = ClaimRequest(worker, limit, leases, self.default_lease, tuple(dead))
+        # Each with the heartbeat it was found with: a claim takes nothing from a process
+        # that beat since (it was paused, not gone).
+        found = {node: self._found_gone.get(node, math.inf) for node in dead}
+        request = ClaimRequest(worker, limit, leases, self.default_lease, found)
         return await self._db.write(self._claim, request)
 
     async def finish(self, outcomes: Sequence[RunOutcome]) -> None:

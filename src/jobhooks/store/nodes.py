@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ __all__ = [
     "has_node",
     "process_exists",
     "purge_nodes",
+    "still_gone",
     "stop_node",
 ]
 
@@ -176,16 +177,35 @@ def stop_node(connection: Connection, node_id: str, now: float) -> None:
 
 def dead_nodes(
     connection: Connection, me: NodeIdentity, now: float, stale_after: float = STALE_AFTER
-) -> list[str]:
-    """The ids of the processes that are gone (see the module's docstring), never ``me``."""
-    found = []
+) -> dict[str, float]:
+    """The processes that are gone (see the module's docstring), never ``me``: each id
+    with the heartbeat it was found with (see :func:`still_gone`)."""
+    found = {}
     for row in connection.execute(select(nodes).where(nodes.c.id != me.id)):
         silent = row.stopped_at is not None or row.heartbeat_at < now - stale_after
         if silent or (
             me.same_machine(row.host, row.boot_id) and not process_exists(row.pid, row.pid_started)
         ):
-            found.append(row.id)
-    return sorted(found)
+            found[row.id] = row.heartbeat_at
+    return dict(sorted(found.items()))
+
+
+def still_gone(connection: Connection, found: Mapping[str, float]) -> list[str]:
+    """Of the processes ``found`` gone (each with the heartbeat it was found with), those
+    that have not beaten since: one that was only paused (a stopped or migrated virtual
+    machine, SIGSTOP) and beats again keeps its runs. Asked in the transaction that takes
+    their runs, so a list found a moment ago takes nothing from a process alive again."""
+    if not found:
+        return []
+    query = select(nodes.c.id, nodes.c.heartbeat_at, nodes.c.stopped_at).where(
+        nodes.c.id.in_(list(found))
+    )
+    alive = {
+        row.id
+        for row in connection.execute(query)
+        if row.stopped_at is None and row.heartbeat_at > found[row.id]
+    }
+    return [node for node in found if node not in alive]
 
 
 def _holding() -> Any:

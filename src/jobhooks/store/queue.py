@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +17,7 @@ from jobhooks.sdk.trigger import Trigger
 from jobhooks.store.dialect import execute_many
 from jobhooks.store.digests import close_digests, members_of
 from jobhooks.store.ids import new_id
-from jobhooks.store.nodes import forget_nodes, has_node
+from jobhooks.store.nodes import forget_nodes, has_node, still_gone
 from jobhooks.store.records import ClaimedRun, PlannedRun, RunOutcome, RunReceipt, RunStatus
 from jobhooks.store.tables import attempts, completions, runs
 
@@ -185,12 +185,13 @@ class ClaimRequest:
         limit: int,
         leases: dict[str, float],
         default_lease: float,
-        dead: tuple[str, ...] = (),
+        dead: Mapping[str, float] | None = None,
     ):
         self.worker = worker
         self.limit = limit
         self.leases = _Leases(leases, default_lease)
-        self.dead = dead
+        self.dead: Mapping[str, float] = dead or {}
+        """The processes found gone, each with the heartbeat it was found with."""
 
 
 class _Leases(dict[str, float]):
@@ -225,17 +226,18 @@ def _candidates(connection: Connection, request: ClaimRequest, now: float) -> li
     (waiting, retrying, or held by a process without a heartbeat row whose lease ran out)."""
     postgres = connection.dialect.name == "postgresql"
     found: list[Row[Any]] = []
-    if request.dead:
+    gone = still_gone(connection, request.dead)
+    if gone:
         query = (
             select(*_CANDIDATE_COLUMNS)
-            .where(runs.c.status.in_(RunStatus.OPEN), runs.c.worker.in_(request.dead))
+            .where(runs.c.status.in_(RunStatus.OPEN), runs.c.worker.in_(gone))
             .limit(request.limit)
         )
         if postgres:
             query = query.with_for_update(skip_locked=True, key_share=True)
         found = list(connection.execute(query))
         if len(found) < request.limit:
-            forget_nodes(connection, request.dead)
+            forget_nodes(connection, gone)
     if len(found) < request.limit:
         query = (
             select(*_CANDIDATE_COLUMNS)
@@ -522,25 +524,30 @@ def replay_run(connection: Connection, run_ids: Sequence[str], now: float) -> li
     Returns per run its status before the replay, or None when no such run
     exists. A run that is pending or running is left as it is.
     """
-    results: list[str | None] = []
-    for run_id in run_ids:
+    return [_replay_one(connection, run_id, now) for run_id in run_ids]
+
+
+def _replay_one(connection: Connection, run_id: str, now: float) -> str | None:
+    for _ in range(3):
         row = connection.execute(
             select(runs.c.status, runs.c.worker).where(runs.c.id == run_id)
         ).first()
         if row is None:
-            results.append(None)
-            continue
+            return None
         shown = RunStatus.shown(row.status, row.worker)
-        if shown in (RunStatus.FAILED, RunStatus.DEAD, RunStatus.SUCCEEDED):
-            connection.execute(
-                update(runs)
-                .where(runs.c.id == run_id)
-                .values(
-                    status=RunStatus.PENDING, attempts=0, due_at=now, worker=None, lease_until=None
-                )
-            )
-        results.append(shown)
-    return results
+        if shown not in (RunStatus.FAILED, RunStatus.DEAD, RunStatus.SUCCEEDED):
+            return shown
+        # Only as it was read: a worker of another node may claim a failed run's retry
+        # meanwhile (PostgreSQL), and a replay must not take it from under that attempt.
+        holder = runs.c.worker.is_(None) if row.worker is None else runs.c.worker == row.worker
+        replayed = connection.execute(
+            update(runs)
+            .where(runs.c.id == run_id, runs.c.status == row.status, holder)
+            .values(status=RunStatus.PENDING, attempts=0, due_at=now, worker=None, lease_until=None)
+        )
+        if replayed.rowcount == 1:
+            return shown
+    return RunStatus.RUNNING  # changed under every look: another node works on it
 
 
 def release_held(
