@@ -38,3 +38,21 @@ def test_serve_refuses_an_unmigrated_database_until_db_upgrade(empty_cluster: Cl
     node = cluster.api()
     with node.client() as client:
         assert client.get("/healthz").status_code == 200
+
+
+def test_a_database_a_newer_jobhooks_migrated_is_refused_in_one_line(
+    empty_cluster: Cluster,
+) -> None:
+    cluster = empty_cluster
+    config = str(cluster.write_config(HANDLERS))
+    assert run_cli("db", "upgrade", "--config", config).returncode == 0
+    with cluster.engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE alembic_version SET version_num = '0042'")
+
+    for verb in (["serve", "--listen", f"127.0.0.1:{free_port()}"], ["db", "upgrade"]):
+        refused = run_cli(*verb, "--config", config, timeout=30)
+        assert refused.returncode != 0, refused.stderr
+        assert "Traceback" not in refused.stderr, refused.stderr
+        assert "revision 0042, which this jobhooks does not know" in refused.stderr
+        assert "a newer jobhooks migrated it" in refused.stderr
+        assert "run 'jobhooks db upgrade" not in refused.stderr, "it is ahead, not behind"

@@ -12,7 +12,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
-from jobhooks.errors import SchemaOutOfDate
+from jobhooks.errors import SchemaOutOfDate, StoreError
 from jobhooks.store.checkins import completion_row
 from jobhooks.store.engine import connect
 from jobhooks.store.migrate import current_revision, ensure_current, head_revision, upgrade
@@ -148,3 +148,18 @@ def report_fields(agent: str, job: str) -> dict[str, object]:
         "job_result": 4,
         "current_retry_count": 1,
     }
+
+
+def test_a_schema_a_newer_jobhooks_made_is_refused_saying_so(tmp_path: Path) -> None:
+    engine = connect(f"sqlite:///{tmp_path / 'newer.db'}")
+    try:
+        upgrade(engine)
+        with engine.begin() as connection:
+            connection.exec_driver_sql("UPDATE alembic_version SET version_num = '0042'")
+        for step in (upgrade, ensure_current):
+            with pytest.raises(StoreError, match="a newer jobhooks migrated it") as refused:
+                step(engine)
+            assert not isinstance(refused.value, SchemaOutOfDate)
+        assert current_revision(engine) == "0042", "left as it was"
+    finally:
+        engine.dispose()

@@ -67,6 +67,20 @@ def _exclusive(engine: Engine) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def _known(revision: str | None) -> None:
+    """Raise :class:`StoreError` when ``revision`` is none of this version's migrations:
+    a newer jobhooks migrated the database (or it is another program's)."""
+    if revision is None:
+        return
+    script = ScriptDirectory.from_config(_config())
+    if revision not in {migration.revision for migration in script.walk_revisions()}:
+        raise StoreError(
+            f"the database schema is at revision {revision}, which this jobhooks does not "
+            f"know (it knows up to {head_revision()}): a newer jobhooks migrated it. Run "
+            "that version, or restore a backup made before the upgrade"
+        )
+
+
 def upgrade(engine: Engine) -> None:
     """Run every migration the database lacks."""
     config = _config()
@@ -74,13 +88,16 @@ def upgrade(engine: Engine) -> None:
         if connection.dialect.name == "postgresql":
             # Two nodes upgrading at once: the second waits, then finds nothing to do.
             connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7262514)")
+        _known(MigrationContext.configure(connection).get_current_revision())
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 
 
 def ensure_current(engine: Engine) -> None:
-    """Raise :class:`SchemaOutOfDate` unless the schema is at this version's head."""
+    """Raise :class:`SchemaOutOfDate` unless the schema is at this version's head (a
+    :class:`StoreError` when it is ahead of it)."""
     current, head = current_revision(engine), head_revision()
+    _known(current)
     if current != head:
         found = current or "empty"
         raise SchemaOutOfDate(
