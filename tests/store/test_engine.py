@@ -20,7 +20,7 @@ from support.faults import SilentServer
 from support.network import Relay
 
 from jobhooks.errors import StoreError
-from jobhooks.store import engine
+from jobhooks.store import Store, engine
 from jobhooks.store.database import open_database
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -143,3 +143,15 @@ def test_a_node_listening_for_announcements_notices_a_vanished_host_and_hears_ag
 
     assert answer["noticed"] < 20, answer
     assert answer["heard"] == "after the outage"
+
+
+def test_a_postgresql_database_that_does_not_exist_is_named_so_not_unreachable(
+    pg_database: str,
+) -> None:
+    """Dropped (or a typo in the URL): the server answers, the database is not there."""
+    missing = str(make_url(pg_database).set(database=f"gone_{os.getpid()}"))
+    with pytest.raises(StoreError) as refused:
+        Store(missing)
+    message = str(refused.value)
+    assert "the database named in the URL does not exist on the server" in message
+    assert "cannot be reached" not in message

@@ -41,6 +41,9 @@ _OS_CAUSES = {
 
 
 _SERVER_CAUSES = {
+    "3D000": "the database named in the URL does not exist on the server (dropped or renamed?)",
+    "28P01": "the database server refused the user's password",
+    "28000": "the database server refused the user (its role, or pg_hba.conf)",
     "55P03": "a lock another session holds on jobhooks' tables did not come free in time",
     "53100": "the disk holding the database server's data is full",
     "53300": "the database server has no connection free (max_connections)",
@@ -49,6 +52,12 @@ _SERVER_CAUSES = {
 }
 """What PostgreSQL's ``OperationalError`` says by its SQLSTATE, where it is not that the
 server cannot be reached."""
+_REFUSED_AT_CONNECT = (
+    ('fatal:  database "', "3D000"),  # FATAL:  database "x" does not exist
+    ("password authentication failed", "28P01"),
+    ('fatal:  role "', "28000"),  # FATAL:  role "x" does not exist
+    ("no pg_hba.conf entry", "28000"),
+)
 
 
 def is_damaged(exc: BaseException) -> bool:
@@ -99,6 +108,9 @@ def describe_failure(exc: BaseException) -> str:
         sqlstate = getattr(getattr(exc, "orig", None) or exc, "sqlstate", None)
         if sqlstate in _SERVER_CAUSES:
             return _SERVER_CAUSES[sqlstate]
+        for marker, code in _REFUSED_AT_CONNECT:
+            if marker in text:  # an attempt to connect carries no SQLSTATE, only the text
+                return _SERVER_CAUSES[code]
         if "connection timeout expired" in text:
             return (
                 "the database server did not answer in time (connect_timeout; a hung "
@@ -107,4 +119,6 @@ def describe_failure(exc: BaseException) -> str:
         return "the database server cannot be reached or refused the connection"
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return "the connection to the database server was lost"
-    return "the database refused the write (the server's log has the details)"
+    if getattr(getattr(exc, "orig", None), "sqlstate", None) == "42P01":
+        return "the database has lost its tables (was it replaced, or created anew?)"
+    return "the database refused the statement (the server's log has the details)"
