@@ -4,8 +4,10 @@ and the tokens."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+from support.filesystems import filesystem
 from support.reports import report
 from support.server import StartServer, create_tokens, run_cli, write_config
 
@@ -87,3 +89,20 @@ def test_postgresql_is_backed_up_with_its_own_tools(tmp_path: Path) -> None:
 
     assert refused.returncode == 1
     assert "back it up and restore it with PostgreSQL's own tools (pg_dump" in refused.stderr
+
+
+def test_a_backup_that_fails_leaves_nothing_behind_and_says_why(tmp_path: Path) -> None:
+    config = write_config(tmp_path, HANDLERS)
+    create_tokens(config, "--admin")  # the database exists, with something in it
+    nowhere = tmp_path / "no-such-folder" / "b.db"
+    missing = run_cli("db", "backup", str(nowhere), "--config", str(config))
+    assert missing.returncode == 1
+    assert f"there is no folder {nowhere.parent}" in missing.stderr
+
+    with filesystem(tmp_path / "small", "64k") as small:
+        (small / "filler").write_bytes(b"\0" * shutil.disk_usage(small).free)
+        full = run_cli("db", "backup", str(small / "b.db"), "--config", str(config))
+        left = sorted(path.name for path in small.iterdir())
+    assert full.returncode == 1
+    assert "cannot back up" in full.stderr and "full" in full.stderr, full.stderr
+    assert left == ["filler"], "no partial copy, nor its journal"

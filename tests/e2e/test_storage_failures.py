@@ -11,13 +11,11 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import pytest
 from support import cli
+from support.filesystems import filesystem
 from support.reports import AGENT_A, report
 from support.server import StartServer, child_env, wait_for, write_config
 
@@ -79,33 +77,6 @@ def test_a_database_deleted_under_a_running_server_is_noticed_before_acknowledgi
     server.stop()
     restarted = start_server(config)
     assert f"created a new database at {database}" in restarted.log()
-
-
-@contextmanager
-def filesystem(directory: Path, size: str, *, read_only: bool = False) -> Iterator[Path]:
-    """A small tmpfs mounted at ``directory`` (read-only if asked); unmounted afterwards.
-
-    A full or read-only disk is the file system's answer, not a permission: it holds for
-    root too, which is what the tests run as.
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    options = f"size={size}" + (",ro" if read_only else "")
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(directory)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.fail(
-            f"these tests mount a small tmpfs as a full or read-only disk, and mount failed: "
-            f"{mounted.stderr.strip()} (run them as root, or with CAP_SYS_ADMIN)",
-            pytrace=False,
-        )
-    try:
-        yield directory
-    finally:
-        subprocess.run(["umount", "-l", str(directory)], check=False)
 
 
 def test_a_full_disk_answers_503_in_plain_words_and_takes_the_node_out(

@@ -82,6 +82,8 @@ def backup_sqlite(url: str, target: Path) -> Copied:
         raise StoreError(f"there is no database at {source} to back up")
     if target.exists():
         raise StoreError(f"{target} exists; a backup never overwrites a file: name a new one")
+    if not target.parent.is_dir():
+        raise StoreError(f"cannot back up to {target}: there is no folder {target.parent}")
     partial = target.with_name(target.name + ".partial")
     try:
         with _open(source) as reading, _open(partial) as writing:
@@ -89,12 +91,18 @@ def backup_sqlite(url: str, target: Path) -> Copied:
             _check(writing, partial)
         os.replace(partial, target)
     except (OSError, sqlite3.Error) as exc:
-        partial.unlink(missing_ok=True)
+        _remove_partial(partial)
         raise StoreError(f"cannot back up {source} to {target}: {exc}") from None
     except StoreError:
-        partial.unlink(missing_ok=True)
+        _remove_partial(partial)
         raise
     return Copied(source, target, target.stat().st_size)
+
+
+def _remove_partial(partial: Path) -> None:
+    """Remove a copy that failed, and the journal SQLite kept beside it."""
+    for leftover in (partial, partial.with_name(partial.name + "-journal")):
+        leftover.unlink(missing_ok=True)
 
 
 def _running_on(connection: sqlite3.Connection, now: float) -> list[str]:
