@@ -404,16 +404,10 @@ class GroupCommitWriter:
         if self._stuck is None:
             logger.error("%s", why)
         self._stuck = why
-        stop = False
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is _STOP:
-                stop = True
-            else:
-                self._fail(item, StoreError(why))
+        waiting: list[Any] = []
+        stop = self._take_queued(waiting, len(waiting) + self._queue.qsize() + 1)
+        for item in waiting:
+            self._fail(item, StoreError(why))
         if stop:
             self._queue.put(_STOP)
         if held >= GIVE_UP_AFTER:
@@ -487,16 +481,7 @@ class GroupCommitWriter:
             if first is _STOP:
                 return
             batch = [first]
-            stop = False
-            while len(batch) < self._max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stop = True
-                    break
-                batch.append(item)
+            stop = self._take_queued(batch, self._max_batch)
             self._busy = (time.monotonic(), batch)
             try:
                 self._write(batch)
@@ -504,6 +489,19 @@ class GroupCommitWriter:
                 self._done()
             if stop:
                 return
+
+    def _take_queued(self, batch: list[Any], limit: int) -> bool:
+        """Move what is queued into ``batch``, up to ``limit`` writes in all; returns
+        whether a stop came (it is taken, and ends the taking)."""
+        while len(batch) < limit:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if item is _STOP:
+                return True
+            batch.append(item)
+        return False
 
     def _write(self, batch: list[Any]) -> None:
         if self._lost is not None:
