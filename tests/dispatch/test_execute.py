@@ -196,3 +196,80 @@ def test_sync_handlers_run_on_threads_kept_between_runs(register: Register, tmp_
     # earlier tests may have left a few), never a new thread per run.
     used = set(read_lines(trace))
     assert len(used) <= 10, f"{len(used)} threads for 30 runs one after another"
+
+
+def _misbehaving(register: Register, handler_type: str, **fields: object) -> RegisteredHandler:
+    return register(handler_type, type=f"support.misbehaving:{handler_type}", **fields)
+
+
+@pytest.mark.parametrize("handler_type", ["AsyncRaisesCancelled", "AsyncAwaitsCancelled"])
+def test_a_cancelled_error_the_handler_raises_itself_is_a_failed_attempt(
+    register: Register, handler_type: str
+) -> None:
+    outcome = _attempt(_misbehaving(register, handler_type))
+
+    assert not outcome.succeeded
+    assert outcome.error is not None and outcome.error.startswith("CancelledError")
+    assert outcome.traceback is not None and "CancelledError" in outcome.traceback
+
+
+@pytest.mark.parametrize(
+    ("handler_type", "error"),
+    [
+        ("RaisesUnprintable", "_Unprintable: (its message could not be read"),
+        ("ExitsUnprintable", "RuntimeError: _UnprintableExit: (its message could not be read"),
+        ("ReturnsUnprintable", "run_handler returned a _Unrepresentable (its repr() raised"),
+    ],
+)
+def test_an_exception_or_result_that_cannot_be_shown_is_a_failed_attempt_saying_so(
+    register: Register, handler_type: str, error: str
+) -> None:
+    registered = _misbehaving(register, handler_type)
+
+    async def main() -> Outcome:
+        return await asyncio.wait_for(run_attempt(registered, sample_context()), 5)
+
+    outcome = asyncio.run(main())
+
+    assert not outcome.succeeded
+    assert outcome.error is not None and outcome.error.startswith(error), outcome.error
+
+
+@pytest.mark.parametrize(
+    ("handler_type", "error"),
+    [
+        ("RaisesUnprintable", "_Unprintable: (its message could not be read"),
+        ("ReturnsUnprintable", "run_handler returned a _Unrepresentable (its repr() raised"),
+    ],
+)
+def test_an_isolated_handler_reports_what_it_can_of_an_exception_or_result(
+    register: Register, handler_type: str, error: str
+) -> None:
+    registered = _misbehaving(register, handler_type, isolation="process", timeout=30)
+
+    outcome = asyncio.run(run_in_process(registered, sample_context()))
+
+    assert not outcome.succeeded
+    assert outcome.error is not None and outcome.error.startswith(error), outcome.error
+
+
+def test_an_attempt_held_up_by_another_blocking_the_loop_is_judged_by_its_result(
+    register: Register,
+) -> None:
+    """One async handler blocks the event loop (``time.sleep`` in ``async def``) longer
+    than another's timeout: the other, which ended in time as far as it could tell, is
+    not failed for time it never had (failed, it would run twice)."""
+    blocker = _misbehaving(register, "AsyncBlocks", timeout=5)
+    prompt = register("AsyncSucceeds", timeout=0.2)
+
+    async def both() -> list[Outcome]:
+        return list(
+            await asyncio.gather(
+                run_attempt(prompt, sample_context()), run_attempt(blocker, sample_context())
+            )
+        )
+
+    waited, blocked = asyncio.run(both())
+
+    assert waited.succeeded, waited.error
+    assert blocked.succeeded, blocked.error

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import select
 from support.clock import ManualClock
 from support.handlers import read_lines
+from support.misbehaving import process_ended
 from support.registrations import build_registry
 from support.reports import new_completion
 
@@ -28,7 +29,7 @@ from jobhooks.registry import Registry
 from jobhooks.store import Store
 from jobhooks.store.nodes import NodeIdentity
 from jobhooks.store.ports import LocalWorker, WorkerStore
-from jobhooks.store.records import ClaimedRun, DigestPlan, RunOutcome
+from jobhooks.store.records import ClaimedRun, DigestPlan, RunOutcome, RunStatus
 from jobhooks.store.tables import runs
 
 
@@ -43,6 +44,7 @@ async def running_worker(
     through: WorkerStore | None = None,
     record_retry: float = 0.5,
     worker_id: str | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> AsyncIterator[Worker]:
     """A running worker on ``store`` (``through`` another view of it); with ``local`` the
     store's check-ins hand it their runs. Stopped on the way out if the test did not."""
@@ -57,6 +59,7 @@ async def running_worker(
         metrics=Metrics(),
         record_retry=record_retry,
         worker_id=worker_id,
+        clock=clock,
     )
     if local:
         store.set_local_worker(worker)
@@ -158,21 +161,48 @@ def test_runs_stored_elsewhere_are_claimed_retried_and_end_dead(tmp_path: Path) 
         store.close()
 
 
-def test_a_run_of_a_handler_removed_by_a_reload_fails_saying_so(tmp_path: Path) -> None:
+def test_a_run_of_a_handler_disabled_by_a_reload_is_held_without_an_attempt(
+    tmp_path: Path,
+) -> None:
+    """A registration a reload removed (or disabled) has runs waiting: they are held, with
+    no attempt used (they used all of them at once before), and run once a reload makes
+    the registration valid again."""
+    trace = tmp_path / "trace.log"
+    enabled = _appender(tmp_path, trace)
+    registries = [Registry()]
     store = Store(f"sqlite:///{tmp_path / 'w.db'}")
 
-    async def main() -> None:
-        receipt = await store.check_in(new_completion("gone", max_attempts=1))
-        async with running_worker(store, Registry, local=False):
-            detail = await settled(store, receipt.id)
-        [run] = detail["handler_runs"]
-        assert run["status"] == "dead"
-        assert "'gone' is no longer registered" in run["last_error"]
+    async def main() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        receipts = [
+            await store.check_in(new_completion("append", max_attempts=2)) for _ in range(3)
+        ]
+        async with running_worker(store, lambda: registries[0], local=False):
+            waiting = [await held(store, receipt.id) for receipt in receipts]
+            registries[0] = enabled  # a reload brings it back, and releases its held runs
+            assert await store.release_held([("append", 2)]) == 3
+            return waiting, [await settled(store, receipt.id) for receipt in receipts]
 
     try:
-        asyncio.run(main())
+        waiting, details = asyncio.run(main())
     finally:
         store.close()
+    for detail in waiting:
+        [run] = detail["handler_runs"]
+        assert (run["status"], run["attempts"], run["attempt_history"]) == ("held", 0, [])
+    for detail in details:
+        [run] = detail["handler_runs"]
+        assert (run["status"], run["total_attempts"]) == ("succeeded", 1)
+    assert sorted(read_lines(trace)) == sorted(f"{detail['id']} 1" for detail in details)
+
+
+async def held(store: Store, completion_id: str) -> dict[str, Any]:
+    """The completion once its run is held (bounded wait)."""
+    for _ in range(500):
+        detail = (await store.reads.completion(completion_id)).as_json()  # type: ignore[union-attr]
+        if detail["handler_runs"][0]["status"] == "held":
+            return detail
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the run of {completion_id} was not held: {detail['handler_runs']}")
 
 
 def test_a_hung_handler_neither_blocks_others_nor_the_stop(tmp_path: Path) -> None:
@@ -658,3 +688,187 @@ def test_a_stop_gives_back_isolated_runs_waiting_for_a_slot(tmp_path: Path) -> N
         ("pending", 0),
     ]
     assert len(read_lines(spans)) == 1
+
+
+@pytest.mark.parametrize(
+    "handler_type", ["AsyncRaisesCancelled", "AsyncAwaitsCancelled", "RaisesUnprintable"]
+)
+def test_a_run_whose_handler_breaks_the_rules_fails_is_retried_and_frees_its_slot(
+    tmp_path: Path, handler_type: str
+) -> None:
+    """A CancelledError the handler raises itself, or an exception that cannot be shown:
+    each attempt fails like any other (retried, then dead), never left "running" with
+    its slot held."""
+    registry = build_registry(
+        tmp_path,
+        {
+            "name": "bad",
+            "type": f"support.misbehaving:{handler_type}",
+            "max_attempts": 2,
+            "backoff": 0.01,
+        },
+    )
+    store = Store(f"sqlite:///{tmp_path / 'w.db'}")
+
+    async def main() -> tuple[dict[str, Any], int]:
+        async with running_worker(store, lambda: registry) as worker:
+            receipt = await store.check_in(new_completion("bad", max_attempts=2))
+            detail = await settled(store, receipt.id, 5)
+            deadline = time.monotonic() + 5
+            while worker.busy:
+                assert time.monotonic() < deadline, "a slot is still held"
+                await asyncio.sleep(0.01)
+            return detail, worker.busy
+
+    try:
+        detail, busy = asyncio.run(main())
+    finally:
+        store.close()
+    [run] = detail["handler_runs"]
+    assert (run["status"], run["attempts"]) == ("dead", 2)
+    assert [a["outcome"] for a in run["attempt_history"]] == ["failed", "failed"]
+    assert busy == 0
+
+
+def test_a_stop_leaves_no_isolated_child_running(tmp_path: Path) -> None:
+    pid_file = tmp_path / "child.pid"
+    registry = build_registry(
+        tmp_path,
+        {
+            "name": "hangs",
+            "type": "support.misbehaving:HangsWithPid",
+            "isolation": "process",
+            "timeout": 60,
+            "properties": {"path": str(pid_file)},
+        },
+    )
+    store = Store(f"sqlite:///{tmp_path / 'w.db'}")
+
+    async def main() -> tuple[int, dict[str, Any]]:
+        async with running_worker(store, lambda: registry, poll=60) as worker:
+            await handing_over(worker)
+            receipt = await store.check_in(new_completion("hangs"))
+            deadline = time.monotonic() + 30
+            while not (pid_file.exists() and pid_file.read_text()):
+                assert time.monotonic() < deadline, "the handler never ran"
+                await asyncio.sleep(0.02)
+            await worker.stop(grace=0.2)
+            found = await store.reads.completion(receipt.id)
+            assert found is not None
+            return int(pid_file.read_text()), found.as_json()
+
+    try:
+        child, detail = asyncio.run(main())
+    finally:
+        store.close()
+    assert process_ended(child), "the child outlived its worker's stop"
+    [run] = detail["handler_runs"]
+    assert run["status"] == "failed"
+    assert run["last_error"] == "killed as its worker stopped, before the handler ended"
+
+
+def test_runs_whose_lease_ran_out_while_they_waited_are_not_started_when_taken_over(
+    tmp_path: Path,
+) -> None:
+    """Three runs on one thread; while the first holds it, this worker is stopped
+    (SIGSTOP) past their lease and another worker takes them over and finishes them.
+    Resumed, this worker does not start the two that waited: each ran once, there."""
+    trace = tmp_path / "trace.log"
+    gate = tmp_path / "gate"
+    registry = build_registry(
+        tmp_path,
+        {
+            "name": "gated",
+            "type": "support.misbehaving:WaitsForGate",
+            "timeout": 5,
+            "properties": {"path": str(trace), "gate": str(gate)},
+        },
+    )
+    clock = ManualClock()
+    store = Store(f"sqlite:///{tmp_path / 'w.db'}", clock=clock)
+
+    async def main() -> list[dict[str, Any]]:
+        await _alive(store, "w1")
+        async with running_worker(
+            store, lambda: registry, threads=1, poll=60, worker_id="w1", clock=clock
+        ) as worker:
+            await handing_over(worker)
+            receipts = [await store.check_in(new_completion("gated")) for _ in range(3)]
+            assert all(receipt.handed_off for receipt in receipts)
+            deadline = time.monotonic() + 5
+            while not read_lines(trace):
+                assert time.monotonic() < deadline, "the first run never started"
+                await asyncio.sleep(0.01)
+            clock.advance(60)  # stopped for a minute: a lease is 5 + 1 s
+            taken = await store.claim("w2", 10, {"gated": 6.0}, dead=["w1"])
+            assert len(taken) == 3
+            now = clock()
+            await store.finish(
+                [
+                    RunOutcome(run.id, "w2", run.number, RunStatus.SUCCEEDED, now, now, now)
+                    for run in taken
+                    if run.id != receipts[0].runs[0].id
+                ]
+            )
+            gate.touch()  # resumed: the first run ends, its thread is free
+            deadline = time.monotonic() + 5
+            while worker.busy:
+                assert time.monotonic() < deadline, "runs still held"
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.1)  # room for a wrongly started run to show
+            return [await settled(store, receipt.id) for receipt in receipts[1:]]
+
+    try:
+        details = asyncio.run(main())
+    finally:
+        store.close()
+    assert len(read_lines(trace)) == 1, "only the run that held the thread ran here"
+    for detail in details:
+        [run] = detail["handler_runs"]
+        assert run["status"] == "succeeded"
+        history = [(a["worker"], a["outcome"]) for a in run["attempt_history"]]
+        assert history == [("w1", "lost"), ("w2", "succeeded")], "w1 reported nothing"
+
+
+def test_a_run_whose_lease_ran_out_while_it_waited_waits_again_without_an_attempt(
+    tmp_path: Path,
+) -> None:
+    """The same wait past the lease with nobody taking over: the run that waited is given
+    back rather than started on an ended lease, and runs once, on its first attempt."""
+    trace = tmp_path / "trace.log"
+    gate = tmp_path / "gate"
+    registry = build_registry(
+        tmp_path,
+        {
+            "name": "gated",
+            "type": "support.misbehaving:WaitsForGate",
+            "timeout": 5,
+            "properties": {"path": str(trace), "gate": str(gate)},
+        },
+    )
+    clock = ManualClock()
+    store = Store(f"sqlite:///{tmp_path / 'w.db'}", clock=clock)
+
+    async def main() -> list[dict[str, Any]]:
+        await _alive(store, "w1")
+        async with running_worker(
+            store, lambda: registry, threads=1, poll=0.05, worker_id="w1", clock=clock
+        ) as worker:
+            await handing_over(worker)
+            receipts = [await store.check_in(new_completion("gated")) for _ in range(2)]
+            assert all(receipt.handed_off for receipt in receipts)
+            deadline = time.monotonic() + 5
+            while not read_lines(trace):
+                assert time.monotonic() < deadline, "the first run never started"
+                await asyncio.sleep(0.01)
+            clock.advance(60)
+            gate.touch()
+            return [await settled(store, receipt.id) for receipt in receipts]
+
+    try:
+        details = asyncio.run(main())
+    finally:
+        store.close()
+    runs = [detail["handler_runs"][0] for detail in details]
+    assert [(run["status"], run["total_attempts"]) for run in runs] == [("succeeded", 1)] * 2
+    assert sorted(read_lines(trace)) == sorted(f"{detail['id']} 1" for detail in details)

@@ -94,6 +94,13 @@ class CallsSysExit(JobCompleteHandler):
         sys.exit(2)
 
 
+class AsyncSucceeds(JobCompleteHandler):
+    """Succeeds at once, from ``async def``."""
+
+    async def run_handler(self, context: JobCompleteContext) -> bool:
+        return True
+
+
 class AsyncCallsSysExit(JobCompleteHandler):
     """Calls ``sys.exit(2)`` on the event loop."""
 

@@ -7,13 +7,16 @@ the worker's ``threads``), watches its timeout with a timer, and gives the
 worker every run that ended in one wake-up of the event loop together, so
 their outcomes are stored in one write. The timeout starts when the handler
 starts: waiting for a slot is not part of the attempt. A run that times out
-gives its slot back at once; its thread, when it ever returns, is ignored.
+gives its slot back at once; its thread, when it ever returns, is ignored. A
+run whose deadline (its lease's end) passed while it waited for a slot is not
+started: the lane hands it to ``lapsed`` instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import math
 import time
 from collections.abc import Callable
 from functools import partial
@@ -38,6 +41,7 @@ class _Attempt(Generic[K]):
     __slots__ = (
         "backoff",
         "context",
+        "deadline",
         "handler",
         "over",
         "run",
@@ -47,12 +51,15 @@ class _Attempt(Generic[K]):
         "timer",
     )
 
-    def __init__(self, run: K, registered: RegisteredHandler, context: JobCompleteContext) -> None:
+    def __init__(
+        self, run: K, registered: RegisteredHandler, context: JobCompleteContext, deadline: float
+    ) -> None:
         self.run = run
         self.handler = registered.handler
         self.backoff = registered.policy.backoff
         self.timeout = registered.policy.timeout
         self.context = context
+        self.deadline = deadline
         self.over = False
         self.started = 0.0
         self.started_at = 0.0
@@ -68,10 +75,14 @@ class SyncLane(Generic[K]):
         slots: ThreadSlots,
         threads: HandlerThreads,
         ended: Callable[[list[Ended[K]]], None],
+        lapsed: Callable[[K], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._slots = slots
         self._threads = threads
         self._ended = ended
+        self._lapsed = lapsed
+        self._clock = clock
         self._batch: list[Ended[K]] = []
         self._busy = 0
         self._idle = asyncio.Event()
@@ -84,16 +95,23 @@ class SyncLane(Generic[K]):
         """Runs waiting for a slot or running."""
         return self._busy
 
-    def start(self, run: K, registered: RegisteredHandler, context: JobCompleteContext) -> None:
+    def start(
+        self,
+        run: K,
+        registered: RegisteredHandler,
+        context: JobCompleteContext,
+        deadline: float = math.inf,
+    ) -> None:
         """Run ``registered`` on ``context`` once a slot is free; ``run`` names it in the
-        batch it ends in."""
+        batch it ends in. If ``deadline`` (on the lane's clock) has passed by the time a
+        slot frees up, it is handed to ``lapsed`` instead, not started."""
         if self._closed:
             raise RuntimeError("the lane is closed: the worker stopped")
         self._loop = asyncio.get_running_loop()
-        attempt = _Attempt(run, registered, context)
+        attempt = _Attempt(run, registered, context, deadline)
         self._busy += 1
         self._idle.clear()
-        if self._slots.take(partial(self._launch, attempt)):
+        if self._slots.take(partial(self._granted, attempt)):
             self._launch(attempt)
         else:
             self._waiting.add(attempt)
@@ -113,10 +131,21 @@ class SyncLane(Generic[K]):
         """Return once no run is waiting or running."""
         await self._idle.wait()
 
-    def _launch(self, attempt: _Attempt[K]) -> bool:
+    def _granted(self, attempt: _Attempt[K]) -> bool:
+        # A slot for a run that waited: only such a run can have outlived its deadline.
         if self._closed:
             return False  # given back by close(): the slot goes on
         self._waiting.discard(attempt)
+        if self._lapsed is not None and attempt.deadline <= self._clock():
+            self._busy -= 1
+            if not self._busy:
+                self._idle.set()
+            self._lapsed(attempt.run)
+            return False
+        self._launch(attempt)
+        return True
+
+    def _launch(self, attempt: _Attempt[K]) -> None:
         attempt.started, attempt.started_at = time.perf_counter(), time.time()
         attempt.timer = self._loop.call_later(attempt.timeout, self._expire, attempt)
         self._threads.start(
@@ -124,7 +153,6 @@ class SyncLane(Generic[K]):
             partial(self._end, attempt),
             self._loop,
         )
-        return True
 
     def _end(self, attempt: _Attempt[K], result: Any, error: BaseException | None) -> None:
         if attempt.over:

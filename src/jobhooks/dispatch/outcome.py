@@ -12,12 +12,24 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CANCEL_GRACE", "Outcome", "failed", "returned", "settle", "timed_out", "within"]
+__all__ = [
+    "CANCEL_GRACE",
+    "Outcome",
+    "describe",
+    "failed",
+    "returned",
+    "settle",
+    "shown",
+    "timed_out",
+    "within",
+]
 
 _MAX_ERROR = 8_000
 CANCEL_GRACE = 1.0
 """Seconds a timed-out async handler gets to end after its cancellation before it is
 abandoned."""
+
+_CANCELLED_BY_HANDLER = "CancelledError: raised by the handler (its attempt was not cancelled)"
 
 logger = logging.getLogger("jobhooks.worker")
 
@@ -36,12 +48,34 @@ class Outcome:
     """When the handler started (after any wait for a free thread), seconds since the epoch."""
 
 
-def failed(exc: BaseException, started: float, started_at: float) -> Outcome:
-    """The outcome of an attempt that raised ``exc`` (its traceback kept, bounded)."""
+def describe(exc: BaseException) -> str:
+    """``Type: message``, even when the exception's ``__str__`` raises (a handler's own
+    exception class may be broken: its attempt must still end, saying what it can)."""
+    try:
+        message = str(exc)
+    except BaseException as error:  # the handler's code: whatever it raises
+        message = f"(its message could not be read: {type(error).__name__} in __str__)"
+    name = type(exc).__name__
+    return f"{name}: {message}".strip() if message else name
+
+
+def shown(value: object) -> str:
+    """``repr(value)``, or what can be said of it when its ``__repr__`` raises."""
+    try:
+        return repr(value)
+    except BaseException as error:  # the handler's code: whatever it raises
+        return f"a {type(value).__name__} (its repr() raised {type(error).__name__})"
+
+
+def failed(
+    exc: BaseException, started: float, started_at: float, summary: str | None = None
+) -> Outcome:
+    """The outcome of an attempt that raised ``exc`` (its traceback kept, bounded);
+    ``summary`` says what happened when ``exc`` alone would not."""
     text = "".join(traceback.format_exception(exc)).strip()
     if len(text) > _MAX_ERROR:
         text = text[:_MAX_ERROR] + "\n... (truncated)"
-    summary = f"{type(exc).__name__}: {exc}".strip()
+    summary = summary or describe(exc)
     return Outcome(False, time.perf_counter() - started, summary[:1000], text, started_at)
 
 
@@ -59,28 +93,34 @@ def returned(result: Any, started: float, started_at: float) -> Outcome:
     if result is True:
         return Outcome(True, duration, started_at=started_at)
     return Outcome(
-        False, duration, f"run_handler returned {result!r}, not True", started_at=started_at
+        False, duration, f"run_handler returned {shown(result)}, not True", started_at=started_at
     )
 
 
 async def settle(result: Any, timeout: float, started: float, started_at: float) -> Outcome:
     """:func:`returned`, but an awaitable is awaited within what is left of the timeout."""
     if inspect.isawaitable(result):
-        left = max(0.0, timeout - (time.perf_counter() - started))
-        return await within(result, left, started, started_at)
+        return await within(result, timeout, started, started_at)
     return returned(result, started, started_at)
 
 
 async def within(
     call: Awaitable[Any], timeout: float, started: float, started_at: float
 ) -> Outcome:
-    """Await ``call`` for at most ``timeout`` seconds; anything but True is a failure.
+    """Await ``call`` until ``timeout`` seconds after ``started``; anything but True is a
+    failure.
 
     A handler that ignores its cancellation is left behind after a short grace,
-    so an attempt always ends (and is reported) soon after its timeout.
+    so an attempt always ends (and is reported) soon after its timeout. (One that
+    blocks the event loop, ``time.sleep`` in ``async def``, cannot be timed out while
+    it holds it; its end is judged by what it returns, as the attempts it held up are:
+    failing those for the time another took would run them twice.) A
+    ``CancelledError`` the handler raised itself (not a cancellation of this attempt:
+    that would reach the caller's ``await``) is a failure like any other.
     """
     task = asyncio.ensure_future(call)
-    done, _pending = await asyncio.wait({task}, timeout=timeout)
+    left = max(0.0, timeout - (time.perf_counter() - started))
+    done, _pending = await asyncio.wait({task}, timeout=left)
     if not done:
         task.cancel()
         finished, _pending = await asyncio.wait({task}, timeout=CANCEL_GRACE)
@@ -92,6 +132,8 @@ async def within(
         return timed_out(timeout, started, started_at)
     try:
         result = task.result()
+    except asyncio.CancelledError as exc:
+        return failed(exc, started, started_at, _CANCELLED_BY_HANDLER)
     except Exception as exc:
         return failed(exc, started, started_at)
     return await settle(result, timeout, started, started_at)

@@ -7,11 +7,16 @@ from collections import deque
 from collections.abc import Callable
 from types import TracebackType
 
-__all__ = ["SlotsClosed", "ThreadSlots"]
+__all__ = ["Lapsed", "SlotsClosed", "ThreadSlots"]
 
 
 class SlotsClosed(Exception):
     """The worker stopped while this run waited for a slot: it was not started."""
+
+
+class Lapsed(Exception):
+    """The run's lease ran out while it waited for a slot: it was not started (another
+    worker may hold it by now)."""
 
 
 class ThreadSlots:

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar
 
+from jobhooks.dispatch.outcome import describe
+
 __all__ = ["IDLE_EXIT", "HandlerThreads", "Then", "handler_threads", "ordinary_error"]
 
 T = TypeVar("T")
@@ -37,7 +39,7 @@ _Job = tuple[asyncio.AbstractEventLoop, Then, Callable[[], Any]]
 def ordinary_error(exc: BaseException) -> Exception:
     """``exc`` as an ``Exception``: SystemExit and the like end a handler's attempt, never
     the event loop."""
-    return exc if isinstance(exc, Exception) else RuntimeError(f"{type(exc).__name__}: {exc}")
+    return exc if isinstance(exc, Exception) else RuntimeError(describe(exc))
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:

@@ -13,14 +13,15 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
+from functools import partial
 from typing import Any
 
 from jobhooks.dispatch.execute import is_async
-from jobhooks.dispatch.isolation import run_as_registered
+from jobhooks.dispatch.isolation import kill_children, run_as_registered
 from jobhooks.dispatch.lane import Ended, SyncLane
-from jobhooks.dispatch.outcome import Outcome
+from jobhooks.dispatch.outcome import CANCEL_GRACE, Outcome
 from jobhooks.dispatch.retry import decide
-from jobhooks.dispatch.slots import SlotsClosed, ThreadSlots
+from jobhooks.dispatch.slots import Lapsed, SlotsClosed, ThreadSlots
 from jobhooks.dispatch.threads import handler_threads
 from jobhooks.errors import DatabaseLost, StoreError
 from jobhooks.intake.planning import LeasePolicy
@@ -111,6 +112,7 @@ class Worker:
         metrics: Metrics | None = None,
         worker_id: str | None = None,
         record_retry: float = RECORD_RETRY,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.id = worker_id or f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
         self._store = store
@@ -122,7 +124,11 @@ class Worker:
         self._poll_interval = poll_interval
         self._metrics = metrics
         self._slots = ThreadSlots(threads)
-        self._lane: SyncLane[ClaimedRun] = SyncLane(self._slots, handler_threads(), self._ended)
+        self._clock = clock
+        """What leases are timed with here (the store's own clock times them there)."""
+        self._lane: SyncLane[ClaimedRun] = SyncLane(
+            self._slots, handler_threads(), self._ended, self._lapsed, clock
+        )
         self._lock = threading.Lock()
         self._busy = 0  # runs started or reserved; guarded by _lock
         self._wake = asyncio.Event()
@@ -141,6 +147,8 @@ class Worker:
         """The runs this worker received and has not yet recorded or given back, with how
         many of their attempts (a retry may be received before the last one is recorded)."""
         self._leases_checked = time.monotonic()
+        self._lapsing: list[ClaimedRun] = []
+        """Runs whose lease ran out while they waited for a slot, to give back together."""
         self.completed = 0
 
     # -- slots -----------------------------------------------------------------
@@ -162,7 +170,7 @@ class Worker:
         """Start runs reserved by :meth:`reserve`, once committed. Thread-safe."""
         loop = self._loop
         if loop is not None:
-            loop.call_soon_threadsafe(self._start_all, runs)
+            loop.call_soon_threadsafe(self._start_all, runs, self._clock())
 
     def wake_at(self, when: float) -> None:
         """Look for due runs at ``when`` (a digest closes then). Thread-safe."""
@@ -177,33 +185,87 @@ class Worker:
         if when == self._timers[0]:
             self._wake.set()
 
-    def _start_all(self, runs: Sequence[ClaimedRun]) -> None:
+    def _start_all(self, runs: Sequence[ClaimedRun], taken: float) -> None:
+        """Start runs leased at ``taken`` (on the worker's clock: when it asked for them, or
+        when a check-in handed them over), each before its lease ends or not at all."""
         for run in runs:
             self._held[run.id] = self._held.get(run.id, 0) + 1
         if self._stopping:  # handed over as the worker stopped: not to be started here
             self._spawn(self._give_back(list(runs)))
             return
         registry = self._registry()
+        now = self._clock()
         unstarted: list[Ended[ClaimedRun]] = []
+        unregistered: list[ClaimedRun] = []
         for run in runs:
             registered = registry.get(run.handler)
             if registered is None:
-                error = f"handler {run.handler!r} is no longer registered (removed by a reload?)"
-                unstarted.append((run, Outcome(False, 0.0, error), 0.0))
+                unregistered.append(run)
+                continue
+            deadline = taken + self._leases.lease(registered.policy)
+            if deadline <= now:  # handed over to a process that was stopped meanwhile
+                self._lapsed(run)
                 continue
             try:
                 context = build_context(run, self._clients)
             except Exception as exc:
-                unstarted.append(
-                    (run, Outcome(False, 0.0, f"cannot build the context: {exc!r}"), 0.0)
-                )
+                error = f"cannot build the context: {exc!r}"
+                unstarted.append((run, Outcome(False, 0.0, error), registered.policy.backoff))
                 continue
             if registered.policy.isolation == "process" or is_async(registered):
-                self._spawn(self._execute(run, registered, context))
+                self._spawn(self._execute(run, registered, context, deadline))
             else:
-                self._lane.start(run, registered, context)
+                self._lane.start(run, registered, context, deadline)
+        if unregistered:
+            self._release(len(unregistered))
+            self._spawn(self._hand_back(unregistered, hold=True))
         if unstarted:
             self._ended(unstarted)
+
+    def _lapsed(self, run: ClaimedRun) -> None:
+        """``run`` outlived its lease before it could start (this process was stopped, or
+        its loop stalled, while the run waited): another worker may have taken it over,
+        even finished it, so it is given back rather than started (see :meth:`_hand_back`)."""
+        if not self._lapsing:
+            asyncio.get_running_loop().call_soon(self._give_back_lapsed)
+        self._lapsing.append(run)
+
+    def _give_back_lapsed(self) -> None:
+        runs, self._lapsing = self._lapsing, []
+        self._release(len(runs))
+        logger.warning(
+            "%s not started: their lease ran out while they waited (was this process "
+            "stopped?); given back, unless another worker took them over meanwhile",
+            _runs(len(runs)),
+        )
+        self._spawn(self._hand_back(runs))
+
+    async def _hand_back(self, runs: list[ClaimedRun], *, hold: bool = False) -> None:
+        """Give back runs that were not started and hold no slot: those still leased to
+        this worker wait again as if never taken, the store leaves the others alone.
+        With ``hold``, their handler is not registered here (removed, or disabled, by a
+        reload): they wait, with no attempt used, until a reload makes it valid again.
+        If that fails they are given back later as leases this worker no longer knows of
+        (:meth:`take_back_forgotten`)."""
+        self._let_go(run.id for run in runs)
+        untake = self._store.hold if hold else self._store.give_back
+        try:
+            count = await untake(self.id, [run.id for run in runs])
+        except StoreError as exc:
+            logger.debug("giving back %s not started failed (%s)", _runs(len(runs)), exc)
+            return
+        except Exception:
+            logger.exception("giving back %s not started failed", _runs(len(runs)))
+            return
+        if count and hold:
+            logger.warning(
+                "%s of %s held: not registered here (removed or disabled by a reload?); no "
+                "attempt is used, and they run once a reload makes the registration valid",
+                _runs(count),
+                ", ".join(sorted({repr(run.handler) for run in runs})),
+            )
+        elif count:
+            self.poke()
 
     def _let_go(self, run_ids: Iterable[str]) -> None:
         """One attempt of each of these runs is recorded or given back."""
@@ -246,6 +308,7 @@ class Worker:
                 try:
                     dead = await self._gone()
                     leases = self._leases.leases(self._registry())
+                    taken = self._clock()
                     claimed = await self._store.claim(self.id, free, leases, dead)
                 except StoreError as exc:
                     logger.debug("claiming runs failed (%s); trying again shortly", exc)
@@ -255,7 +318,7 @@ class Worker:
                     claimed = []
                 with self._lock:
                     self._busy -= free - len(claimed)
-                self._start_all(claimed)
+                self._start_all(claimed, taken)
                 if len(claimed) == free:
                     self._backlog = True
                     await asyncio.sleep(0)
@@ -328,6 +391,12 @@ class Worker:
                 await self._lane.idle()
                 while self._tasks:
                     await asyncio.wait(set(self._tasks))
+        if self._tasks and kill_children():
+            # Isolated attempts still running: their children must not outlive the worker.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CANCEL_GRACE):
+                    while self._tasks:
+                        await asyncio.wait(set(self._tasks))
         await self.take_back_forgotten(stopping=True)
 
     @property
@@ -338,20 +407,39 @@ class Worker:
     # -- runs -------------------------------------------------------------------
 
     async def _execute(
-        self, run: ClaimedRun, registered: RegisteredHandler, context: JobCompleteContext
+        self,
+        run: ClaimedRun,
+        registered: RegisteredHandler,
+        context: JobCompleteContext,
+        deadline: float,
     ) -> None:
-        """One run of an async or isolated handler, as a task of its own."""
+        """One run of an async or isolated handler, as a task of its own; not started once
+        ``deadline`` (the end of its lease) has passed."""
         try:
-            outcome = await run_as_registered(registered, context, self._slots)
+            outcome = await run_as_registered(
+                registered, context, self._slots, partial(self._past, deadline)
+            )
         except SlotsClosed:  # the worker stopped while it waited for a slot
             await self._give_back([run])
             return
+        except Lapsed:
+            self._lapsed(run)
+            return
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the worker is cancelled itself: as at a stop, its run is not failed
+            logger.exception("running handler %s for run %s failed", run.handler, run.id)
+            outcome = Outcome(False, 0.0, f"jobhooks could not run the handler: {exc!r}")
         except Exception as exc:
             # Not the handler's failure (that is an outcome) but ours: recorded all the same,
             # so the run is retried rather than left held by this live process.
             logger.exception("running handler %s for run %s failed", run.handler, run.id)
             outcome = Outcome(False, 0.0, f"jobhooks could not run the handler: {exc!r}")
         await self._record([(run, outcome, registered.policy.backoff)])
+
+    def _past(self, deadline: float) -> bool:
+        return deadline <= self._clock()
 
     async def _give_back(self, runs: list[ClaimedRun]) -> None:
         """Return runs taken but not started to the queue, so whoever runs them next

@@ -39,6 +39,7 @@ from jobhooks.store.queue import (
     claim_runs,
     finish_runs,
     give_back_runs,
+    hold_runs,
     leased_to,
     release_held,
     replay_dead,
@@ -120,6 +121,9 @@ class Store:
         )
         self._give_back: BatchOperation[tuple[str, Sequence[str]], int] = BatchOperation(
             "give_back", _waking(give_back_runs)
+        )
+        self._hold: BatchOperation[tuple[str, Sequence[str]], int] = BatchOperation(
+            "hold", hold_runs, repeatable=True
         )
         self._replay: BatchOperation[str, str | None] = BatchOperation(
             "replay", _waking(replay_run)
@@ -291,6 +295,10 @@ class Store:
         """Make runs ``worker`` took but never started wait again, as if never taken;
         returns how many it still held."""
         return await self._db.write(self._give_back, (worker, run_ids))
+
+    async def hold(self, worker: str, run_ids: Sequence[str]) -> int:
+        """Hold runs ``worker`` took but cannot start (see :func:`hold_runs`)."""
+        return await self._db.write(self._hold, (worker, run_ids))
 
     async def leased_to(self, worker: str, *, ended: bool = False) -> list[str]:
         """The open runs leased to ``worker`` (with ``ended``, those whose lease has ended)."""

@@ -63,6 +63,10 @@ class WorkerStore(Protocol):
         """Make runs ``worker`` took but never started wait again, as if never taken."""
         ...
 
+    async def hold(self, worker: str, run_ids: Sequence[str]) -> int:
+        """Hold runs ``worker`` took but cannot start: their registration is gone."""
+        ...
+
     async def leased_to(self, worker: str, *, ended: bool = False) -> list[str]:
         """The open runs leased to ``worker`` (with ``ended``, those whose lease has ended)."""
         ...

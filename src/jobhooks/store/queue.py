@@ -29,6 +29,7 @@ __all__ = [
     "completion_fields",
     "finish_runs",
     "give_back_runs",
+    "hold_runs",
     "insert_runs",
     "new_runs",
     "release_held",
@@ -493,29 +494,46 @@ def give_back_runs(
     """Make runs a worker took but never started waiting again, as if never taken (no
     attempt used, nothing in their history): (worker, run ids) in, how many per request
     out. Runs the worker no longer holds are left alone."""
-    given: list[int] = []
-    for worker, run_ids in requests:
-        count = 0
-        for start in range(0, len(run_ids), 500):
-            result = connection.execute(
-                update(runs)
-                .where(
-                    runs.c.id.in_(run_ids[start : start + 500]),
-                    runs.c.worker == worker,
-                    runs.c.status.in_(RunStatus.OPEN),
-                )
-                .values(
-                    worker=None,
-                    lease_until=None,
-                    started_at=None,
-                    due_at=now,
-                    attempts=runs.c.attempts - 1,
-                    total_attempts=runs.c.total_attempts - 1,
-                )
+    return [_untake(connection, worker, run_ids, now) for worker, run_ids in requests]
+
+
+def hold_runs(
+    connection: Connection, requests: Sequence[tuple[str, Sequence[str]]], now: float
+) -> list[int]:
+    """Hold runs a worker took but cannot start (their registration is gone: removed or
+    disabled by a reload), as if never taken: they wait, with no attempt used, until a
+    registration of their handler is valid again (:func:`release_held`). (worker, run
+    ids) in, how many per request out."""
+    return [
+        _untake(connection, worker, run_ids, now, status=RunStatus.HELD)
+        for worker, run_ids in requests
+    ]
+
+
+def _untake(
+    connection: Connection, worker: str, run_ids: Sequence[str], now: float, **values: Any
+) -> int:
+    count = 0
+    for start in range(0, len(run_ids), 500):
+        result = connection.execute(
+            update(runs)
+            .where(
+                runs.c.id.in_(run_ids[start : start + 500]),
+                runs.c.worker == worker,
+                runs.c.status.in_(RunStatus.OPEN),
             )
-            count += result.rowcount
-        given.append(count)
-    return given
+            .values(
+                worker=None,
+                lease_until=None,
+                started_at=None,
+                due_at=now,
+                attempts=runs.c.attempts - 1,
+                total_attempts=runs.c.total_attempts - 1,
+                **values,
+            )
+        )
+        count += result.rowcount
+    return count
 
 
 def replay_run(connection: Connection, run_ids: Sequence[str], now: float) -> list[str | None]:

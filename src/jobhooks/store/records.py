@@ -39,7 +39,8 @@ class RunStatus(StrEnum):
     FAILED = "failed"
     DEAD = "dead"
     HELD = "held"
-    """Waiting for its registration, quarantined when the run was made, to be fixed."""
+    """Waiting for its registration to be valid again: quarantined when the run was made,
+    or removed (or disabled) by a reload before the run started."""
 
     ALL = nonmember(("collecting", "pending", "running", "succeeded", "failed", "dead", "held"))
     OPEN = nonmember(("pending", "failed"))

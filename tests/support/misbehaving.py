@@ -1,0 +1,114 @@
+"""Handler types that break the rules a worker must survive, registered by the dispatch
+tests as ``support.misbehaving:Class`` (each attempt must still end, and say how), and
+:func:`process_ended` to see that a hanging one's process is gone."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+from jobhooks import JobCompleteContext, JobCompleteHandler
+
+
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise AttributeError("no message")
+
+
+class _UnprintableExit(SystemExit):
+    def __str__(self) -> str:
+        raise AttributeError("no message")
+
+
+class _Unrepresentable:
+    def __repr__(self) -> str:
+        raise ValueError("no repr")
+
+
+class RaisesUnprintable(JobCompleteHandler):
+    """Raises an exception whose ``__str__`` raises."""
+
+    def run_handler(self, context: JobCompleteContext) -> bool:
+        raise _Unprintable()
+
+
+class ExitsUnprintable(JobCompleteHandler):
+    """Raises a ``SystemExit`` whose ``__str__`` raises."""
+
+    def run_handler(self, context: JobCompleteContext) -> bool:
+        raise _UnprintableExit()
+
+
+class ReturnsUnprintable(JobCompleteHandler):
+    """Returns an object whose ``__repr__`` raises."""
+
+    def run_handler(self, context: JobCompleteContext) -> object:
+        return _Unrepresentable()
+
+
+class AsyncRaisesCancelled(JobCompleteHandler):
+    """Raises ``asyncio.CancelledError`` itself, without being cancelled."""
+
+    async def run_handler(self, context: JobCompleteContext) -> bool:
+        raise asyncio.CancelledError()
+
+
+class AsyncAwaitsCancelled(JobCompleteHandler):
+    """Awaits a task that was cancelled (its ``CancelledError`` reaches the handler)."""
+
+    async def run_handler(self, context: JobCompleteContext) -> bool:
+        task = asyncio.ensure_future(asyncio.sleep(10))
+        task.cancel()
+        await task
+        return True
+
+
+class AsyncBlocks(JobCompleteHandler):
+    """Blocks the event loop ``seconds`` (``time.sleep`` in ``async def``), then succeeds."""
+
+    seconds: float = 0.5
+
+    async def run_handler(self, context: JobCompleteContext) -> bool:
+        time.sleep(self.seconds)
+        return True
+
+
+class HangsWithPid(JobCompleteHandler):
+    """Writes the id of its process to ``path``, then hangs for an hour."""
+
+    path: str
+
+    def run_handler(self, context: JobCompleteContext) -> bool:
+        Path(self.path).write_text(str(os.getpid()), encoding="utf-8")
+        time.sleep(3600)
+        return True
+
+
+class WaitsForGate(JobCompleteHandler):
+    """Appends ``<completion_id> <attempt>`` to ``path``, then blocks its thread until the
+    file ``gate`` exists (10 s at most)."""
+
+    path: str
+    gate: str
+
+    def run_handler(self, context: JobCompleteContext) -> bool:
+        with open(self.path, "a", encoding="utf-8") as out:
+            out.write(f"{context.completion_id} {context.attempt}\n")
+        deadline = time.monotonic() + 10
+        while not Path(self.gate).exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return True
+
+
+def process_ended(pid: int) -> bool:
+    """True once process ``pid`` has exited (a zombie nobody reaped yet has too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
