@@ -369,3 +369,43 @@ def test_a_write_stuck_on_a_hung_disk_gets_check_ins_refused_at_once_not_held(
     taken = api.client.post(PATH, json=report(), headers=api.auth("agent"))
     assert taken.status_code == 202, taken.text
     assert api.runtime.store.unready() is None
+
+
+def test_thousands_of_unknown_fields_get_a_short_answer_naming_the_first(
+    nothing_stored: Api,
+) -> None:
+    """A body within the size limit of 7,000 unknown keys: the answer lists the first
+    problems and counts the rest (it was 538 KB, and its suggestions held the event loop
+    for most of a second)."""
+    body = {**report(), **{f"{index:x}": 0 for index in range(7_000)}}
+    headers = {**nothing_stored.auth("agent"), "Content-Type": "application/json"}
+    content = json.dumps(body, separators=(",", ":"))
+    assert len(content) < 64 * 1024
+
+    response = nothing_stored.client.post(PATH, content=content, headers=headers)
+
+    problem = _problem(response, 422)
+    assert len(response.content) < 4_000
+    assert problem["detail"].startswith("7000 invalid fields: 0: unknown field")
+    assert len(problem["errors"]) == 21
+    assert problem["errors"][-1] == {"field": "body", "message": "and 6980 more"}
+
+
+@pytest.mark.parametrize("as_text", [False, True], ids=["number", "string"])
+def test_an_id_of_thousands_of_digits_is_refused_naming_the_field(
+    nothing_stored: Api, as_text: bool
+) -> None:
+    digits = "9" * 5_000
+    value = f'"{digits}"' if as_text else digits
+    content = json.dumps(report()).replace('"certificate_id": null', f'"certificate_id": {value}')
+    assert digits in content
+    headers = {**nothing_stored.auth("agent"), "Content-Type": "application/json"}
+
+    response = nothing_stored.client.post(PATH, content=content, headers=headers)
+
+    problem = _problem(response, 422)
+    [error] = problem["errors"]
+    assert error["field"] == "certificate_id"
+    assert error["message"].startswith("expected an integer of at most 9223372036854775807")
+    assert "5000 digits" in error["message"]
+    assert "set_int_max_str_digits" not in response.text and "9999999999" not in response.text

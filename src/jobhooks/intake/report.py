@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from jobhooks.errors import FieldProblem, ReportRejected
-from jobhooks.sdk.context import parse_fields
+from jobhooks.sdk.context import LONGEST_NUMBER, MAX_PROBLEMS, LongNumber, parse_fields
 from jobhooks.store.tokens import TokenInfo
 
 __all__ = ["MAX_IDEMPOTENCY_KEY", "SET_BY_JOBHOOKS", "read_report"]
@@ -37,13 +37,19 @@ def _decode_strictly(body: bytes) -> Any:
     say where the JSON is wrong, and it takes what JSON allows but orjson does not (a
     byte-order mark, half a surrogate pair, which the fields' checks then name)."""
     try:
-        return json.loads(body)
+        return json.loads(body, parse_int=_integer)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ReportRejected("malformed", f"the body is not valid JSON: {exc}") from None
     except RecursionError:
         raise ReportRejected(
             "malformed", "the body is not a completion: its JSON is nested too deeply"
         ) from None
+
+
+def _integer(text: str) -> int | LongNumber:
+    # A number too long for any field is named by its length: reading it costs, and
+    # past 4,300 digits Python refuses it with advice for programmers.
+    return int(text) if len(text) <= LONGEST_NUMBER else LongNumber(len(text))
 
 
 def _valid_key(key: str) -> bool:
@@ -75,6 +81,9 @@ def read_report(
         ]
     if problems:
         count = len(problems)
+        if count > MAX_PROBLEMS:
+            more = count - MAX_PROBLEMS
+            problems = [*problems[:MAX_PROBLEMS], FieldProblem("body", f"and {more} more")]
         raise ReportRejected(
             "invalid",
             f"{count} invalid field{'s' if count > 1 else ''}: "

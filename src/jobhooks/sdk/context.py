@@ -23,6 +23,7 @@ __all__ = [
     "MAX_RETRY_COUNT",
     "SOURCES",
     "JobCompleteContext",
+    "LongNumber",
     "unconfigured_async_client",
     "unconfigured_client",
 ]
@@ -231,15 +232,36 @@ MAX_RETRY_COUNT = 2**31 - 1
 """The largest ``current_retry_count`` (a 32-bit column; no job fails that often)."""
 
 
+class LongNumber:
+    """A JSON number with more digits than any field holds, kept as its length only
+    (reading it would cost time, and Python refuses past 4,300 digits)."""
+
+    __slots__ = ("digits",)
+
+    def __init__(self, digits: int) -> None:
+        self.digits = digits
+
+    def __repr__(self) -> str:
+        return f"a number of {self.digits} digits"
+
+
+LONGEST_NUMBER = 40
+"""Digits a JSON integer may have and still be read as one (see :class:`LongNumber`)."""
+
+
 def _count(value: object, limit: int = MAX_ID) -> int:
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # JSON does not tell 1402 from 1402.0
+    if isinstance(value, LongNumber):
+        raise ValueError(f"expected an integer of at most {limit}, got {value!r}")
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ValueError(f"expected a non-negative integer, got {_kind(value)}")
     if isinstance(value, str):
         digits = value.strip()
         if not (digits.isascii() and digits.isdigit()):
             raise ValueError(f"expected a non-negative integer, got {value[:40]!r}")
+        if len(digits) > LONGEST_NUMBER:
+            raise ValueError(f"expected an integer of at most {limit}, got {len(digits)} digits")
         value = int(digits)
     if value < 0:
         raise ValueError(f"expected a non-negative integer, got {value}")
@@ -303,6 +325,7 @@ def _kind(value: object) -> str:
         str: "a string",
         list: "an array",
         dict: "an object",
+        LongNumber: repr(value),
     }.get(type(value), type(value).__name__)
 
 
@@ -332,6 +355,11 @@ def canonical_key(key: str) -> str | None:
     return _EXACT.get(key) or _KEYS.get(normalise_name(key))
 
 
+MAX_PROBLEMS = 20
+"""Problems of one report that are described in full (a body of thousands of unknown
+keys must not cost thousands of suggestions, nor an answer larger than itself)."""
+
+
 def parse_fields(data: Mapping[str, Any]) -> tuple[dict[str, Any], list[FieldProblem]]:
     """Parse the data fields of a report; returns the values and every problem found."""
     values: dict[str, Any] = {}
@@ -339,8 +367,10 @@ def parse_fields(data: Mapping[str, Any]) -> tuple[dict[str, Any], list[FieldPro
     for key, raw in data.items():
         name = canonical_key(key) if isinstance(key, str) else None
         if name is None:
-            hint = difflib.get_close_matches(str(key), [*DATA_FIELDS, *_PASCAL.values()], n=1)
-            suffix = f"; did you mean {hint[0]!r}?" if hint else ""
+            suffix = ""
+            if len(problems) < MAX_PROBLEMS:  # a suggestion costs: only for those listed
+                hint = difflib.get_close_matches(str(key), [*DATA_FIELDS, *_PASCAL.values()], n=1)
+                suffix = f"; did you mean {hint[0]!r}?" if hint else ""
             problems.append(FieldProblem(str(key)[:80], f"unknown field{suffix}"))
             continue
         if name in values:
