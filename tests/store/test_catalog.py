@@ -19,6 +19,9 @@ from jobhooks.store.catalog import (
     job_type_page,
     page_cursor,
     page_position,
+    record_seen,
+    resolvable_names,
+    save_synced,
 )
 from jobhooks.store.checkins import insert_checkins
 from jobhooks.store.reads import filter_choices
@@ -130,3 +133,22 @@ def test_the_filter_choices_leave_out_a_catalog_too_large_for_a_list(db: StoreDb
 
     assert len(db.read(filter_choices, limit=3).job_types) == 3
     assert db.read(filter_choices, limit=2).job_types == []
+
+
+def test_a_name_reports_gave_with_two_guids_resolves_to_neither_until_synced(
+    db: StoreDb,
+) -> None:
+    """Any orchestrator may report any (GUID, name) pair: a name seen with two GUIDs must
+    not resolve to whichever row comes first (a registration by that name would follow
+    the impostor, silencing its alerts)."""
+    real, impostor = str(uuid.uuid4()), str(uuid.uuid4())
+    db.apply(lambda c, _i, now: record_seen(c, {impostor: "RealInventory"}, now), [None], NOW)
+    assert db.read(resolvable_names)["RealInventory"] == uuid.UUID(impostor), "one GUID: it"
+    db.apply(lambda c, _i, now: record_seen(c, {real: "RealInventory"}, now), [None], NOW)
+
+    assert "RealInventory" not in db.read(resolvable_names)
+
+    db.apply(
+        lambda c, _i, now: save_synced(c, [("RealInventory", uuid.UUID(real))], now), [None], NOW
+    )
+    assert db.read(resolvable_names)["RealInventory"] == uuid.UUID(real), "the platform decides"

@@ -104,7 +104,8 @@ def _resolve_job_types(
             hint = _near_matches(entry, list(catalog))
             advice = (
                 " (name it in [job_types], run 'jobhooks job-types sync' to read the platform's "
-                "job types, or 'jobhooks job-types' to list the ones known)"
+                "job types, or 'jobhooks job-types' to list the ones known; a name reports "
+                "gave with several GUIDs is not resolved: give the GUID)"
             )
             problems.append(f"job_types: unknown job type name {entry!r}{hint}{advice}")
             continue

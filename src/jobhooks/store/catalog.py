@@ -97,17 +97,28 @@ def save_synced(
 
 def resolvable_names(connection: Connection) -> dict[str, uuid.UUID]:
     """Names to GUIDs, for resolving names in registrations and in the platform's job
-    history; where a name has several GUIDs, synced beats seen."""
+    history; where a name has several GUIDs, synced beats seen. A name only seen (in
+    reports), with several GUIDs, resolves to none: any orchestrator may report any
+    pair, and the first row must not decide which job type a registration means."""
     chosen: dict[str, tuple[int, uuid.UUID]] = {}
+    ambiguous: set[str] = set()
     for row in connection.execute(select(job_types.c.id, job_types.c.name, job_types.c.origin)):
         rank = _ORIGIN_RANK.get(row.origin, 0)
         try:
             guid = uuid.UUID(row.id)
         except ValueError:
             continue
-        if row.name not in chosen or rank > chosen[row.name][0]:
+        best = chosen.get(row.name)
+        if best is None or rank > best[0]:
             chosen[row.name] = (rank, guid)
-    return {name: guid for name, (_rank, guid) in chosen.items()}
+            ambiguous.discard(row.name)
+        elif rank == best[0] and guid != best[1]:
+            ambiguous.add(row.name)
+    return {
+        name: guid
+        for name, (rank, guid) in chosen.items()
+        if not (name in ambiguous and rank == _ORIGIN_RANK["seen"])
+    }
 
 
 def job_type_names(connection: Connection, ids: Sequence[str] | None = None) -> dict[str, str]:
