@@ -409,3 +409,29 @@ def test_an_id_of_thousands_of_digits_is_refused_naming_the_field(
     assert error["message"].startswith("expected an integer of at most 9223372036854775807")
     assert "5000 digits" in error["message"]
     assert "set_int_max_str_digits" not in response.text and "9999999999" not in response.text
+
+
+@pytest.mark.parametrize(
+    ("path", "method"), [(PATH, "POST"), ("/api/v1/handlers", "GET")], ids=["check-in", "operator"]
+)
+@pytest.mark.parametrize("header", ["Authorization", "Idempotency-Key"])
+def test_a_header_that_says_one_thing_given_twice_is_refused_everywhere_alike(
+    api: Api, path: str, method: str, header: str
+) -> None:
+    """Which of two tokens (or keys) counts must not depend on the route, nor on a proxy
+    that joins them: the request is refused, naming the header."""
+    admin, agent = api.auth("admin")["Authorization"], api.auth("agent")["Authorization"]
+    given = [("Authorization", agent), ("Content-Type", "application/json")]
+    given += (
+        [("Authorization", admin)]
+        if header == "Authorization"
+        else [("Idempotency-Key", "a"), ("Idempotency-Key", "b")]
+    )
+    content = json.dumps(report()).encode()
+
+    response = api.client.request(method, path, content=content, headers=given)
+
+    problem = _problem(response, 400)
+    assert problem["detail"] == f"the {header.lower()} header is given more than once; give it once"
+    stored = api.client.get("/api/v1/job-completions", headers=api.auth("admin"))
+    assert stored.json()["items"] == [], "nothing stored"

@@ -15,7 +15,13 @@ from typing import Any
 import orjson
 
 from jobhooks.api.auth import require
-from jobhooks.api.guard import BodyRefused, check_length, read_body
+from jobhooks.api.guard import (
+    BodyRefused,
+    check_length,
+    read_body,
+    repeated_header,
+    repeated_problem,
+)
 from jobhooks.api.problems import ApiProblem, problem_body
 from jobhooks.errors import CommitUnconfirmed, ReportRejected, StoreError
 from jobhooks.service.runtime import Runtime
@@ -125,15 +131,23 @@ class CheckinEndpoint:
             await self._send(send, 405, body, [(b"allow", ALLOWED.encode())])
             return
         authorization = key = declared = content_type = None
+        twice = False
         for name, value in scope["headers"]:
             if name == b"authorization":
+                twice |= authorization is not None
                 authorization = value.decode("latin-1")
             elif name == b"idempotency-key":
+                twice |= key is not None
                 key = value.decode("latin-1")
             elif name == b"content-length":
+                twice |= declared is not None
                 declared = value
             elif name == b"content-type":
+                twice |= content_type is not None
                 content_type = value.decode("latin-1")
+        if twice and (repeated := repeated_header(scope["headers"])) is not None:
+            await self._send(send, 400, problem_body(400, repeated_problem(repeated)))
+            return
         status, body = await self._answer(receive, authorization, key, declared, content_type)
         await self._send(send, status, body)
 

@@ -10,6 +10,9 @@ every other request is checked here, in front of the framework:
   valid Unicode (also percent-encoded bytes that are not UTF-8), is answered
   with a 4xx naming it, since no database can store or compare it. Only for
   the methods the API serves: any other method is a 405 whatever it carries;
+* a header that says one thing (``Authorization``, ``Idempotency-Key``,
+  ``Content-Type``, ``Content-Length``) given twice is answered 400: which of the
+  two counts would depend on who reads it (a proxy may join them);
 * a HEAD request is answered as its GET would be, without the body (the framework's
   routes answer GET alone, and load balancers and monitors probe with HEAD).
 """
@@ -28,6 +31,7 @@ __all__ = [
     "RequestGuard",
     "check_length",
     "read_body",
+    "repeated_header",
     "unstorable",
     "with_head",
 ]
@@ -96,6 +100,26 @@ async def read_body(receive: Receive, limit: int = MAX_BODY) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+SINGLE_HEADERS = (b"authorization", b"idempotency-key", b"content-type", b"content-length")
+"""Headers a request may give once."""
+
+
+def repeated_header(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The first of :data:`SINGLE_HEADERS` that ``headers`` give more than once."""
+    seen: set[bytes] = set()
+    for name, _value in headers:
+        if name in SINGLE_HEADERS:
+            if name in seen:
+                return name.decode()
+            seen.add(name)
+    return None
+
+
+def repeated_problem(name: str) -> str:
+    """The refusal of a request that gives header ``name`` twice."""
+    return f"the {name} header is given more than once; give it once"
+
+
 _SERVED = ("GET", "HEAD", "POST")
 """The methods the API answers; the others are refused by routing (405)."""
 
@@ -158,6 +182,10 @@ class RequestGuard:
             if problem is not None:
                 await _answer(send, *problem)
                 return
+        repeated = repeated_header(scope["headers"])
+        if repeated is not None:
+            await _answer(send, 400, repeated_problem(repeated), [])
+            return
         headers = dict(scope["headers"])
         declared = headers.get(b"content-length")
         if declared is None and b"transfer-encoding" not in headers:
