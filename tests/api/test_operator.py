@@ -141,3 +141,26 @@ def test_an_empty_page_position_is_the_first_page(api: Api, path: str) -> None:
     empty = api.client.get(path, params={"before": ""}, headers=admin).json()["items"]
 
     assert first and [item["id"] for item in empty] == first  # a run's status may move
+
+
+@pytest.mark.parametrize("path", ["/api/v1/job-completions", "/api/v1/handler-runs"])
+@pytest.mark.parametrize("before", ["zzz", "0", "not-a-uuid-at-all"])
+def test_a_page_position_that_is_no_id_is_refused_naming_it(
+    api: Api, path: str, before: str
+) -> None:
+    """It used to be compared as text: "zzz" gave the newest rows, "0" none."""
+    response = api.client.get(path, params={"before": before}, headers=api.auth("admin"))
+
+    assert response.status_code == 422, response.text
+    assert [error["field"] for error in response.json()["errors"]] == ["before"]
+
+
+def test_replaying_the_dead_runs_of_a_handler_nobody_knows_is_a_404(api: Api) -> None:
+    response = api.client.post(
+        "/api/v1/handlers/no-such-handler/replay-dead", headers=api.auth("admin")
+    )
+
+    assert response.status_code == 404, response.text
+    assert "no handler 'no-such-handler'" in response.json()["detail"]
+    known = api.client.post("/api/v1/handlers/record/replay-dead", headers=api.auth("admin"))
+    assert known.json() == {"handler": "record", "replayed": 0}

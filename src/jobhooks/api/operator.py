@@ -48,6 +48,14 @@ Reader = Annotated[TokenInfo, Depends(reader)]
 Admin = Annotated[TokenInfo, Depends(admin)]
 Current = Annotated[Runtime, Depends(runtime_of)]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Rows per page.")]
+Before = Annotated[
+    str | None,
+    Query(
+        max_length=36,
+        pattern=r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$",
+        description="Page: the id of the last row of the previous page (empty: the first).",
+    ),
+]
 
 
 TIME: dict[str, Any] = {"max_length": 64, "json_schema_extra": {"format": "date-time"}}
@@ -102,9 +110,7 @@ async def list_completions(
     ] = None,
     since: Annotated[str | None, Query(description="Received at or after.", **TIME)] = None,
     until: Annotated[str | None, Query(description="Received before.", **TIME)] = None,
-    before: Annotated[
-        str | None, Query(max_length=36, description="Page: ids older than this.")
-    ] = None,
+    before: Before = None,
     limit: Limit = 50,
 ) -> dict[str, Any]:
     where = CompletionFilter(
@@ -143,7 +149,7 @@ async def list_runs(
         ),
     ] = None,
     handler: Annotated[str | None, Query(max_length=200)] = None,
-    before: Annotated[str | None, Query(max_length=36)] = None,
+    before: Before = None,
     limit: Limit = 50,
 ) -> dict[str, Any]:
     if status is not None and status not in RunStatus.ALL:
@@ -164,8 +170,8 @@ async def replay_run(runtime: Current, _token: Admin, run_id: str) -> dict[str, 
     if previous == RunStatus.HELD:
         raise ApiProblem(
             409,
-            f"run {run_id} is held: its registration is quarantined, and the run starts by "
-            "itself once a reload makes that registration valid",
+            f"run {run_id} is held: its registration is quarantined, removed or disabled, and "
+            "the run starts by itself once a reload makes a registration of that name valid",
         )
     if previous in RunStatus.NOT_REPLAYABLE:
         raise ApiProblem(
@@ -178,6 +184,10 @@ async def replay_run(runtime: Current, _token: Admin, run_id: str) -> dict[str, 
 @router.post("/handlers/{name}/replay-dead", summary="Run every dead run of a handler again")
 async def replay_dead(runtime: Current, _token: Admin, name: str) -> dict[str, Any]:
     count = await runtime.store.replay_dead(name)
+    if not count and runtime.live.registry.get(name) is None:
+        raise ApiProblem(
+            404, f"no handler {name[:200]!r}: none is registered, and none has dead runs"
+        )
     runtime.poke_worker()
     return {"handler": name, "replayed": count}
 
