@@ -266,3 +266,15 @@ def test_version() -> None:
 
     assert result.returncode == 0
     assert result.stdout == f"jobhooks {jobhooks.__version__}\n"
+
+
+def test_revoking_a_whole_token_prints_its_id_never_its_secret(pipeline: Pipeline) -> None:
+    token = cli.token(pipeline.config, "--agent", str(uuid.uuid4()))
+    token_id, secret = token.split("_")[1], token.split("_", 2)[2]
+
+    revoked = cli.jobhooks("token", "revoke", token, "--config", str(pipeline.config))
+    again = cli.jobhooks("token", "revoke", token, "--config", str(pipeline.config))
+
+    assert revoked.stdout.strip() == f"Revoked {token_id}."
+    assert again.exit_code == 1 and f"no active token '{token_id}'" in again.stderr
+    assert secret not in revoked.output + again.output

@@ -10,6 +10,7 @@ import typer
 from jobhooks.cli.app import ConfigOption, app, console, fail
 from jobhooks.cli.common import choose_config, with_store
 from jobhooks.cli.output import Column, JsonOption, listing, print_json, when
+from jobhooks.store.tokens import token_id_of
 
 token = typer.Typer(help="API tokens: agent, admin and viewer.", no_args_is_help=True)
 app.add_typer(token, name="token")
@@ -93,6 +94,7 @@ def token_revoke(
 ) -> None:
     """Revoke a token (servers stop accepting it within 10 seconds)."""
     found = with_store(choose_config(config), lambda store: store.tokens.revoke(token_id))
+    shown = token_id_of(token_id)  # a whole token's secret is never printed back
     if not found:
-        fail(f"no active token {token_id!r} (see 'jobhooks token list')")
-    typer.echo(f"Revoked {token_id}.")
+        fail(f"no active token {shown!r} (see 'jobhooks token list')")
+    typer.echo(f"Revoked {shown}.")
