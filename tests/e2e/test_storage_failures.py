@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 from support import cli
 from support.filesystems import filesystem
 from support.reports import AGENT_A, report
@@ -140,13 +141,16 @@ def test_a_read_only_data_directory_at_start_is_one_line_not_a_traceback(
     assert "read-only" in line, line
 
 
+@pytest.mark.parametrize("room", [0, 48 * 1024], ids=["no room", "room for a page"])
 def test_a_start_on_a_full_disk_leaves_no_empty_database_and_the_next_start_creates_it(
-    tmp_path: Path, start_server: StartServer
+    tmp_path: Path, start_server: StartServer, room: int
 ) -> None:
+    """With room for a page or two, the first page of the file is written before the
+    migration runs out of room: that file holds nothing either."""
     with filesystem(tmp_path / "data", "1m") as data:
         filler = data / "filler"
         with filler.open("wb") as out:
-            out.write(b"\0" * shutil.disk_usage(data).free)
+            out.write(b"\0" * (shutil.disk_usage(data).free - room))
         config = write_config(tmp_path, HANDLER)
         result = subprocess.run(
             [sys.executable, "-m", "jobhooks.cli", "serve", "--config", str(config)],

@@ -102,7 +102,7 @@ def open_database(url: str, *, migrate: bool | None = None, pool_size: int = 8) 
         migrate = sqlite
     path = sqlite_path(url) if sqlite else None
     # An empty file is what a start that failed half-way (a full disk) leaves behind.
-    new = path is not None and (not path.exists() or path.stat().st_size == 0)
+    new = path is not None and (not path.exists() or _holds_nothing(path))
     engine = _engine(url, pool_size, create=True)
     try:
         if migrate:
@@ -136,9 +136,23 @@ def _remove_new(path: Path) -> None:
     so the next start creates it afresh and says so."""
     for leftover in (path, *(path.with_name(path.name + end) for end in _SIDE_FILES)):
         with contextlib.suppress(OSError):
-            if leftover == path and leftover.stat().st_size > 0:
-                continue
+            if leftover == path and not _holds_nothing(path):
+                continue  # another process made it meanwhile
             leftover.unlink()
+
+
+def _holds_nothing(path: Path) -> bool:
+    """Whether the file at ``path`` is empty, or a database without a single table (the
+    first page a start that failed for want of room wrote, its migration rolled back)."""
+    try:
+        if path.stat().st_size == 0:
+            return True
+        with contextlib.closing(
+            sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        ) as db:
+            return db.execute("SELECT count(*) FROM sqlite_master").fetchone() == (0,)
+    except (OSError, sqlite3.Error):
+        return False
 
 
 def upgrade_database(url: str) -> tuple[str | None, str | None]:
