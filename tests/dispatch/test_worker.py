@@ -767,12 +767,15 @@ def test_a_stop_leaves_no_isolated_child_running(tmp_path: Path) -> None:
     assert run["last_error"] == "killed as its worker stopped, before the handler ended"
 
 
-def test_runs_whose_lease_ran_out_while_they_waited_are_not_started_when_taken_over(
-    tmp_path: Path,
+@pytest.mark.parametrize("taken_over", [True, False], ids=["taken over", "nobody took them"])
+def test_runs_whose_lease_ran_out_while_they_waited_are_not_started_on_it(
+    tmp_path: Path, taken_over: bool
 ) -> None:
     """Three runs on one thread; while the first holds it, this worker is stopped
-    (SIGSTOP) past their lease and another worker takes them over and finishes them.
-    Resumed, this worker does not start the two that waited: each ran once, there."""
+    (SIGSTOP) past their lease. Taken over and finished by another worker meanwhile, the
+    two that waited are not started here when it resumes: each ran once, there. With
+    nobody taking them, they are given back rather than started on an ended lease, and
+    each runs once, on its first attempt."""
     trace = tmp_path / "trace.log"
     gate = tmp_path / "gate"
     registry = build_registry(
@@ -789,8 +792,9 @@ def test_runs_whose_lease_ran_out_while_they_waited_are_not_started_when_taken_o
 
     async def main() -> list[dict[str, Any]]:
         await _alive(store, "w1")
+        poll = 60 if taken_over else 0.05
         async with running_worker(
-            store, lambda: registry, threads=1, poll=60, worker_id="w1", clock=clock
+            store, lambda: registry, threads=1, poll=poll, worker_id="w1", clock=clock
         ) as worker:
             await handing_over(worker)
             receipts = [await store.check_in(new_completion("gated")) for _ in range(3)]
@@ -800,17 +804,20 @@ def test_runs_whose_lease_ran_out_while_they_waited_are_not_started_when_taken_o
                 assert time.monotonic() < deadline, "the first run never started"
                 await asyncio.sleep(0.01)
             clock.advance(60)  # stopped for a minute: a lease is 5 + 1 s
-            taken = await store.claim("w2", 10, {"gated": 6.0}, dead=["w1"])
-            assert len(taken) == 3
-            now = clock()
-            await store.finish(
-                [
-                    RunOutcome(run.id, "w2", run.number, RunStatus.SUCCEEDED, now, now, now)
-                    for run in taken
-                    if run.id != receipts[0].runs[0].id
-                ]
-            )
+            if taken_over:
+                taken = await store.claim("w2", 10, {"gated": 6.0}, dead=["w1"])
+                assert len(taken) == 3
+                now = clock()
+                await store.finish(
+                    [
+                        RunOutcome(run.id, "w2", run.number, RunStatus.SUCCEEDED, now, now, now)
+                        for run in taken
+                        if run.id != receipts[0].runs[0].id
+                    ]
+                )
             gate.touch()  # resumed: the first run ends, its thread is free
+            if not taken_over:
+                return [await settled(store, receipt.id) for receipt in receipts]
             deadline = time.monotonic() + 5
             while worker.busy:
                 assert time.monotonic() < deadline, "runs still held"
@@ -822,53 +829,14 @@ def test_runs_whose_lease_ran_out_while_they_waited_are_not_started_when_taken_o
         details = asyncio.run(main())
     finally:
         store.close()
+    if not taken_over:
+        runs = [detail["handler_runs"][0] for detail in details]
+        assert [(run["status"], run["total_attempts"]) for run in runs] == [("succeeded", 1)] * 3
+        assert sorted(read_lines(trace)) == sorted(f"{detail['id']} 1" for detail in details)
+        return
     assert len(read_lines(trace)) == 1, "only the run that held the thread ran here"
     for detail in details:
         [run] = detail["handler_runs"]
         assert run["status"] == "succeeded"
         history = [(a["worker"], a["outcome"]) for a in run["attempt_history"]]
         assert history == [("w1", "lost"), ("w2", "succeeded")], "w1 reported nothing"
-
-
-def test_a_run_whose_lease_ran_out_while_it_waited_waits_again_without_an_attempt(
-    tmp_path: Path,
-) -> None:
-    """The same wait past the lease with nobody taking over: the run that waited is given
-    back rather than started on an ended lease, and runs once, on its first attempt."""
-    trace = tmp_path / "trace.log"
-    gate = tmp_path / "gate"
-    registry = build_registry(
-        tmp_path,
-        {
-            "name": "gated",
-            "type": "support.misbehaving:WaitsForGate",
-            "timeout": 5,
-            "properties": {"path": str(trace), "gate": str(gate)},
-        },
-    )
-    clock = ManualClock()
-    store = Store(f"sqlite:///{tmp_path / 'w.db'}", clock=clock)
-
-    async def main() -> list[dict[str, Any]]:
-        await _alive(store, "w1")
-        async with running_worker(
-            store, lambda: registry, threads=1, poll=0.05, worker_id="w1", clock=clock
-        ) as worker:
-            await handing_over(worker)
-            receipts = [await store.check_in(new_completion("gated")) for _ in range(2)]
-            assert all(receipt.handed_off for receipt in receipts)
-            deadline = time.monotonic() + 5
-            while not read_lines(trace):
-                assert time.monotonic() < deadline, "the first run never started"
-                await asyncio.sleep(0.01)
-            clock.advance(60)
-            gate.touch()
-            return [await settled(store, receipt.id) for receipt in receipts]
-
-    try:
-        details = asyncio.run(main())
-    finally:
-        store.close()
-    runs = [detail["handler_runs"][0] for detail in details]
-    assert [(run["status"], run["total_attempts"]) for run in runs] == [("succeeded", 1)] * 2
-    assert sorted(read_lines(trace)) == sorted(f"{detail['id']} 1" for detail in details)
