@@ -21,7 +21,7 @@ from support.faults import AnswerToCommitLost, SilentServer
 from support.reports import new_completion
 
 from jobhooks.errors import CommitUnconfirmed, DatabaseLost, StoreError
-from jobhooks.store import Store, engine, writer
+from jobhooks.store import Store, access, engine, writer
 from jobhooks.store.engine import connect
 from jobhooks.store.gate import ConnectGate
 from jobhooks.store.nodes import NodeIdentity, beat
@@ -768,3 +768,47 @@ def test_writes_behind_a_stuck_one_are_refused_unstored_and_its_own_answered_may
     with sqlite3.connect(path) as database:
         stored = {row[0] for row in database.execute("SELECT id FROM completions")}
     assert stored == {taken}, f"refused ({refused_ids}) must not be stored"
+
+
+def test_reads_are_given_up_past_their_wait_and_refused_while_a_write_is_stuck(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read on a hung disk never returns either (a token looked up for a check-in):
+    its caller is answered after READ_WAIT, and no read starts while a write is stuck."""
+    monkeypatch.setattr(access, "READ_WAIT", 0.2)
+    store = Store(f"sqlite:///{tmp_path / 'jobhooks.db'}")
+    release = threading.Event()
+
+    def hangs(_connection: object) -> int:
+        release.wait(10)
+        return 1
+
+    def answers(_connection: object) -> int:
+        return 2
+
+    async def scenario() -> None:
+        with pytest.raises(StoreError, match=r"did not answer within 0\.2 s"):
+            await store._db.read(hangs)
+        release.set()
+        assert await store._db.read(answers) == 2
+        entered, held = threading.Event(), threading.Event()
+
+        def hang(_connection: object, payloads: Sequence[None], _now: float) -> list[None]:
+            entered.set()
+            held.wait(10)
+            return [None] * len(payloads)
+
+        stuck = store.writer.submit(BatchOperation("hang", hang), None)
+        assert await asyncio.to_thread(entered.wait, 10)
+        store.writer.check_stuck(time.monotonic() + writer.STUCK_AFTER + 1)
+        try:
+            with pytest.raises(StoreError, match="cannot be read: a write to the database has"):
+                await store._db.read(answers)
+        finally:
+            held.set()
+        await stuck
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        store.close()

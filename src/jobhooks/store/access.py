@@ -18,12 +18,12 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from jobhooks.errors import StoreError
-from jobhooks.store.deadline import overdue_problem, watch
+from jobhooks.store.deadline import DEADLINE, overdue_problem, watch
 from jobhooks.store.engine import for_reads
 from jobhooks.store.failures import describe_failure
 from jobhooks.store.writer import BatchOperation, GroupCommitWriter
 
-__all__ = ["Database"]
+__all__ = ["READ_WAIT", "Database"]
 
 logger = logging.getLogger("jobhooks.store")
 
@@ -31,6 +31,10 @@ P = ParamSpec("P")
 T = TypeVar("T")
 Payload = TypeVar("Payload")
 Result = TypeVar("Result")
+
+
+READ_WAIT = DEADLINE + 5.0
+"""Seconds a read is waited for: past the deadline that breaks a PostgreSQL connection."""
 
 
 class Database:
@@ -48,6 +52,9 @@ class Database:
         lost = self.writer.lost
         if lost is not None:
             raise lost
+        stuck = self.writer.stuck
+        if stuck is not None:  # a read would hang on the same disk
+            raise StoreError(f"the database cannot be read: {stuck}")
         try:
             with watch() as watched, self._reads.connect() as connection:
                 return query(connection, *args, **kwargs)
@@ -59,9 +66,18 @@ class Database:
     async def read(
         self, query: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
-        """Run ``query(connection, ...)`` on a thread, off the event loop."""
+        """Run ``query(connection, ...)`` on a thread, off the event loop; a read not
+        answered within :data:`READ_WAIT` seconds is given up (SQLite on a hung disk: no
+        deadline can break its call, which keeps its thread)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, partial(self.read_now, query, *args, **kwargs))
+        reading = loop.run_in_executor(None, partial(self.read_now, query, *args, **kwargs))
+        try:
+            return await asyncio.wait_for(reading, READ_WAIT)
+        except TimeoutError:
+            raise StoreError(
+                f"the database cannot be read: it did not answer within {READ_WAIT:g} s (a "
+                "hung disk or database server?)"
+            ) from None
 
     async def write(self, operation: BatchOperation[Payload, Result], payload: Payload) -> Result:
         """Apply one payload in the next group commit; returns once it is committed."""

@@ -147,10 +147,10 @@ def _holds_nothing(path: Path) -> bool:
     try:
         if path.stat().st_size == 0:
             return True
-        with contextlib.closing(
-            sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        ) as db:
-            return db.execute("SELECT count(*) FROM sqlite_master").fetchone() == (0,)
+        reading = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        with contextlib.closing(reading):
+            tables = reading.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return bool(tables == (0,))
     except (OSError, sqlite3.Error):
         return False
 

@@ -209,6 +209,7 @@ class GroupCommitWriter:
         and the writes it carries."""
         self._stuck: str | None = None
         """Why writes are refused at once: the transaction under way is stuck."""
+        self._stuck_lock = threading.Lock()
         self._stopping = threading.Event()
         self.batches = 0
         """Transactions committed for submitted writes (``/metrics``: store commits)."""
@@ -373,9 +374,10 @@ class GroupCommitWriter:
 
     def _done(self) -> None:
         """The transaction (or periodic work) under way ended."""
-        self._busy = None
-        if self._stuck is not None:
-            self._stuck = None
+        with self._stuck_lock:
+            self._busy = None
+            was, self._stuck = self._stuck, None
+        if was is not None:
             logger.warning("the write that was stuck ended; writes are taken again")
 
     def _watch(self) -> None:
@@ -401,9 +403,12 @@ class GroupCommitWriter:
             f"a write to the database has not ended for {held:.0f} s (a hung disk or "
             "database server?); nothing more is taken until it ends"
         )
-        if self._stuck is None:
+        with self._stuck_lock:
+            if self._busy is not busy:
+                return  # it ended meanwhile
+            first, self._stuck = self._stuck is None, why
+        if first:
             logger.error("%s", why)
-        self._stuck = why
         waiting: list[Any] = []
         stop = self._take_queued(waiting, len(waiting) + self._queue.qsize() + 1)
         for item in waiting:
