@@ -827,3 +827,26 @@ def test_a_value_already_naming_a_variable_is_listed_and_not_given_out_again(
     )
     assert second["properties"]["Password"] == "env:JOBHOOKS_RELAY_PASSWORD_2"
     assert "plain-one" not in result.stdout
+
+
+def test_a_variable_a_later_registration_names_is_not_given_to_an_earlier_secret(
+    run_import: Callable[..., Any],
+) -> None:
+    first = COLLIDING.format(name="h1", job_type=INVENTORY, password="hunter2")
+    second = COLLIDING.format(name="h2", job_type=MANAGEMENT, password="env:JOBHOOKS_H1_PASSWORD")
+    result = run_import(web_config(first, second))
+    assert result.exit_code == 0, result.output
+    one, two = tomlkit.parse(result.stdout)["handlers"]
+    assert two["properties"]["Password"] == "env:JOBHOOKS_H1_PASSWORD"
+    assert one["properties"]["Password"] == "env:JOBHOOKS_H1_PASSWORD_2", "never shared"
+    assert "hunter2" not in result.output
+
+
+def test_a_reference_no_variable_can_be_named_is_flagged_not_listed(
+    run_import: Callable[..., Any],
+) -> None:
+    block = COLLIDING.format(name="relay", job_type=INVENTORY, password="env:BAR BAZ")
+    result = run_import(web_config(block))
+    assert result.exit_code == 0, result.output
+    assert "FLAG relay: Password is 'env:BAR BAZ', and no environment variable" in result.stderr
+    assert "set BAR BAZ" not in result.stderr and "BAR BAZ  <-" not in result.stdout

@@ -3,6 +3,8 @@ killed, not when it is stopped (SIGSTOP) past their timeout, not after a gracefu
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -14,6 +16,10 @@ from pathlib import Path
 
 import pytest
 from support.misbehaving import process_ended
+from support.registrations import build_registry
+
+from jobhooks.dispatch.isolation import run_in_process
+from jobhooks.testing import sample_context
 
 _TESTS = Path(__file__).parents[1]
 
@@ -86,3 +92,32 @@ def test_an_isolated_child_ends_itself_past_its_timeout_when_its_worker_cannot(
         )
         assert not process_ended(worker.pid), "its worker is still there, stopped"
     assert took < 5
+
+
+def test_what_an_isolated_handler_started_is_killed_with_it_at_the_timeout(
+    tmp_path: Path,
+) -> None:
+    """A handler that shells out and hangs: the command it started is killed with its
+    attempt, not left running beside the retry."""
+    registry = build_registry(
+        tmp_path,
+        {
+            "name": "shells-out",
+            "type": "support.misbehaving:HangsWithAChild",
+            "isolation": "process",
+            "timeout": 1.0,
+            "properties": {"path": str(tmp_path / "started.pid")},
+        },
+    )
+    registered = registry.get("shells-out")
+    assert registered is not None
+
+    outcome = asyncio.run(run_in_process(registered, sample_context()))
+
+    assert outcome.error == "timed out after 1 s (killed)"
+    started = int((tmp_path / "started.pid").read_text())
+    try:
+        wait_for(lambda: process_ended(started), 5, "what the handler started still runs")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(started, signal.SIGKILL)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -82,6 +84,19 @@ class HangsWithPid(JobCompleteHandler):
 
     def run_handler(self, context: JobCompleteContext) -> bool:
         Path(self.path).write_text(str(os.getpid()), encoding="utf-8")
+        time.sleep(3600)
+        return True
+
+
+class HangsWithAChild(JobCompleteHandler):
+    """Starts a process of its own that sleeps an hour, writes that process's id to
+    ``path``, then hangs for an hour (a handler that shells out and never returns)."""
+
+    path: str
+
+    def run_handler(self, context: JobCompleteContext) -> bool:
+        started = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
+        Path(self.path).write_text(str(started.pid), encoding="utf-8")
         time.sleep(3600)
         return True
 

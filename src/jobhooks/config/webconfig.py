@@ -94,11 +94,16 @@ class ImportResult:
         return {k: v for handler in self.handlers for k, v in handler.environment.items()}
 
 
-class _Variables:
-    """The environment variable names given out in one import: each secret gets its own."""
+_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+"""What an environment variable's name may hold (a POSIX shell's rule)."""
 
-    def __init__(self) -> None:
-        self._taken: set[str] = set()
+
+class _Variables:
+    """The environment variable names given out in one import: each secret gets its own,
+    never one the source names itself (``source``: its text)."""
+
+    def __init__(self, source: str) -> None:
+        self._taken: set[str] = set(re.findall(r"env:([A-Za-z_][A-Za-z0-9_]*)", source))
 
     def claim(self, handler: str, path: str) -> str:
         """``JOBHOOKS_<HANDLER>_<PROPERTY>``, with ``_2``, ``_3``... once the name is taken."""
@@ -110,10 +115,6 @@ class _Variables:
             variable = f"{base}_{count}"
         self._taken.add(variable)
         return variable
-
-    def reserve(self, variable: str) -> None:
-        """Keep ``variable`` (named by the source itself) from being given out."""
-        self._taken.add(variable)
 
 
 def _hide_secrets(
@@ -132,8 +133,14 @@ def _hide_secrets(
         ]
     if isinstance(value, str) and value.startswith("env:") and len(value) > len("env:"):
         named = value.removeprefix("env:")
-        variables.reserve(named)
-        imported.environment[named] = f"{_printable(path)} of {imported.name} (named in the source)"
+        if _VARIABLE.fullmatch(named):
+            origin = f"{_printable(path)} of {imported.name} (named in the source)"
+            imported.environment[named] = origin
+        else:
+            imported.flags.append(
+                f"{_printable(path)} is {_printable(value)!r}, and no environment variable "
+                "can have that name (letters, digits and _ only): fix it by hand"
+            )
         return value
     if not looks_secret(path, value):
         return value
@@ -354,7 +361,7 @@ def read_webconfig(text: str, *, include_commented: bool = False) -> ImportResul
             f"{len(commented)} registration(s) inside XML comments were not read; "
             "--include-commented imports them too (as enabled = false)"
         )
-    variables = _Variables()
+    variables = _Variables(text)
     for register, known, hidden in blocks:
         source_type = _resolve(register.get("mapTo", ""), known)
         name = register.get("name") or source_type.split(",")[0].rsplit(".", 1)[-1] or "handler"
@@ -464,7 +471,7 @@ def read_manifest(text: str) -> ImportResult:
             "object of interface names"
         )
     result = ImportResult([])
-    variables = _Variables()
+    variables = _Variables(text)
     for interface, entries in extensions.items():
         where = f"extensions.{interface}"
         if not interface.endswith(INTERFACE):

@@ -53,6 +53,9 @@ def _child(
     parent: int,
     timeout: float,
 ) -> None:
+    # A process group of its own: what the handler starts (a shell command, a CLI) is
+    # killed with it at the timeout or a stop, not left running beside the retry.
+    os.setpgid(0, 0)
     _die_with(parent)
     configure_logging(*logs)  # a spawned interpreter logs like its worker
     try:
@@ -88,10 +91,25 @@ def _end_within(seconds: float) -> None:
     # The kernel's timer needs no thread to fire and ends even a handler stuck in C code;
     # the thread stands in if the handler sets an alarm of its own.
     signal.signal(signal.SIGALRM, signal.SIG_DFL)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    watchdog = threading.Timer(seconds, os._exit, (_ORPHANED,))
+    signal.setitimer(signal.ITIMER_REAL, seconds + CANCEL_GRACE)
+    watchdog = threading.Timer(seconds, _end_group)
     watchdog.daemon = True
     watchdog.start()
+
+
+def _end_group() -> None:
+    """End this child and every process of its group (what its handler started)."""
+    with contextlib.suppress(OSError):
+        os.killpg(0, signal.SIGKILL)
+    os._exit(_ORPHANED)
+
+
+def _kill(process: BaseProcess) -> None:
+    """Kill a child and what its handler started (its process group)."""
+    if process.pid is not None:
+        with contextlib.suppress(OSError):
+            os.killpg(process.pid, signal.SIGKILL)
+    process.kill()
 
 
 def _run_blocking(
@@ -148,7 +166,7 @@ def _run_blocking(
     finally:
         receiver.close()
         if process.is_alive():
-            process.kill()
+            _kill(process)
             process.join(5)
         with _children_lock:
             _children.discard(process)
@@ -163,7 +181,7 @@ def kill_children() -> int:
         running = list(_children)  # without is_alive(): its wait would race their thread's
         _killed.update(running)
     for process in running:
-        process.kill()
+        _kill(process)
     return len(running)
 
 
