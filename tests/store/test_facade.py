@@ -89,7 +89,7 @@ def test_a_failed_write_answers_its_caller_with_a_store_error(store_url: str) ->
     finally:
         store.close()
     assert isinstance(error, StoreError)
-    assert "the database refused the write" in str(error), "plain words, not the driver's"
+    assert "the database refused the statement" in str(error), "plain words, not the driver's"
     engine = connect(store_url)
     try:
         assert StoreDb(engine).count(completions, completions.c.id == receipt.id) == 1
