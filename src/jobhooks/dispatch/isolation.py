@@ -88,8 +88,9 @@ def _die_with(parent: int) -> None:
 def _end_within(seconds: float) -> None:
     """End this child ``seconds`` from now at the latest, even if its worker cannot kill it
     (the worker is stopped, or a platform without a parent-death signal lost it)."""
-    # The kernel's timer needs no thread to fire and ends even a handler stuck in C code;
-    # the thread stands in if the handler sets an alarm of its own.
+    # The thread ends the whole group (what the handler started too); the kernel's timer,
+    # a grace later, needs no thread and ends this process even while C code holds the
+    # interpreter.
     signal.signal(signal.SIGALRM, signal.SIG_DFL)
     signal.setitimer(signal.ITIMER_REAL, seconds + CANCEL_GRACE)
     watchdog = threading.Timer(seconds, _end_group)

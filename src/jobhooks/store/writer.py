@@ -410,7 +410,7 @@ class GroupCommitWriter:
         if first:
             logger.error("%s", why)
         waiting: list[Any] = []
-        stop = self._take_queued(waiting, len(waiting) + self._queue.qsize() + 1)
+        stop = self._take_queued(waiting, self._queue.qsize() + 1)
         for item in waiting:
             self._fail(item, StoreError(why))
         if stop:
