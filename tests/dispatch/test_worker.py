@@ -27,7 +27,7 @@ from jobhooks.metrics import Metrics
 from jobhooks.platform.client import build_clients
 from jobhooks.registry import Registry
 from jobhooks.store import Store
-from jobhooks.store.nodes import NodeIdentity
+from jobhooks.store.nodes import STALE_AFTER, NodeIdentity
 from jobhooks.store.ports import LocalWorker, WorkerStore
 from jobhooks.store.records import ClaimedRun, DigestPlan, RunOutcome, RunStatus
 from jobhooks.store.tables import runs
@@ -44,7 +44,6 @@ async def running_worker(
     through: WorkerStore | None = None,
     record_retry: float = 0.5,
     worker_id: str | None = None,
-    clock: Callable[[], float] = time.monotonic,
 ) -> AsyncIterator[Worker]:
     """A running worker on ``store`` (``through`` another view of it); with ``local`` the
     store's check-ins hand it their runs. Stopped on the way out if the test did not."""
@@ -59,7 +58,6 @@ async def running_worker(
         metrics=Metrics(),
         record_retry=record_retry,
         worker_id=worker_id,
-        clock=clock,
     )
     if local:
         store.set_local_worker(worker)
@@ -492,6 +490,15 @@ class _OutageAtFinish:
     async def give_back(self, worker: str, run_ids: Sequence[str]) -> int:
         return await self.store.give_back(worker, run_ids)
 
+    async def hold(self, worker: str, run_ids: Sequence[str]) -> int:
+        return await self.store.hold(worker, run_ids)
+
+    def now(self) -> float:
+        return self.store.now()
+
+    def held_since(self, moment: float) -> bool:
+        return self.store.held_since(moment)
+
     async def leased_to(self, worker: str, *, ended: bool = False) -> list[str]:
         return await self.store.leased_to(worker, ended=ended)
 
@@ -768,14 +775,14 @@ def test_a_stop_leaves_no_isolated_child_running(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("taken_over", [True, False], ids=["taken over", "nobody took them"])
-def test_runs_whose_lease_ran_out_while_they_waited_are_not_started_on_it(
+def test_runs_that_waited_while_the_worker_was_stopped_are_not_started_after(
     tmp_path: Path, taken_over: bool
 ) -> None:
     """Three runs on one thread; while the first holds it, this worker is stopped
-    (SIGSTOP) past their lease. Taken over and finished by another worker meanwhile, the
-    two that waited are not started here when it resumes: each ran once, there. With
-    nobody taking them, they are given back rather than started on an ended lease, and
-    each runs once, on its first attempt."""
+    (SIGSTOP) long enough to be taken for gone, though not past their lease. Taken over
+    and finished by another worker meanwhile, the two that waited are not started here
+    when it resumes: each ran once, there. With nobody taking them, they are given back
+    rather than started, and each runs once, on its first attempt."""
     trace = tmp_path / "trace.log"
     gate = tmp_path / "gate"
     registry = build_registry(
@@ -783,7 +790,7 @@ def test_runs_whose_lease_ran_out_while_they_waited_are_not_started_on_it(
         {
             "name": "gated",
             "type": "support.misbehaving:WaitsForGate",
-            "timeout": 5,
+            "timeout": 30,  # a lease (31 s) longer than the stop
             "properties": {"path": str(trace), "gate": str(gate)},
         },
     )
@@ -794,18 +801,19 @@ def test_runs_whose_lease_ran_out_while_they_waited_are_not_started_on_it(
         await _alive(store, "w1")
         poll = 60 if taken_over else 0.05
         async with running_worker(
-            store, lambda: registry, threads=1, poll=poll, worker_id="w1", clock=clock
+            store, lambda: registry, threads=1, poll=poll, worker_id="w1"
         ) as worker:
             await handing_over(worker)
             receipts = [await store.check_in(new_completion("gated")) for _ in range(3)]
-            assert all(receipt.handed_off for receipt in receipts)
+            # Handed over, or (polling) claimed: either way taken before the stop.
+            assert not taken_over or all(receipt.handed_off for receipt in receipts)
             deadline = time.monotonic() + 5
             while not read_lines(trace):
                 assert time.monotonic() < deadline, "the first run never started"
                 await asyncio.sleep(0.01)
-            clock.advance(60)  # stopped for a minute: a lease is 5 + 1 s
+            clock.advance(STALE_AFTER + 2)  # stopped: silent long enough to be taken over
             if taken_over:
-                taken = await store.claim("w2", 10, {"gated": 6.0}, dead=["w1"])
+                taken = await store.claim("w2", 10, {"gated": 31.0}, dead=["w1"])
                 assert len(taken) == 3
                 now = clock()
                 await store.finish(

@@ -8,15 +8,14 @@ worker every run that ended in one wake-up of the event loop together, so
 their outcomes are stored in one write. The timeout starts when the handler
 starts: waiting for a slot is not part of the attempt. A run that times out
 gives its slot back at once; its thread, when it ever returns, is ignored. A
-run whose deadline (its lease's end) passed while it waited for a slot is not
-started: the lane hands it to ``lapsed`` instead.
+run that waited for a slot is started only if its worker still holds it
+(``held_since`` the time it was taken): otherwise the lane hands it to ``lapsed``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-import math
 import time
 from collections.abc import Callable
 from functools import partial
@@ -41,25 +40,25 @@ class _Attempt(Generic[K]):
     __slots__ = (
         "backoff",
         "context",
-        "deadline",
         "handler",
         "over",
         "run",
         "started",
         "started_at",
+        "taken",
         "timeout",
         "timer",
     )
 
     def __init__(
-        self, run: K, registered: RegisteredHandler, context: JobCompleteContext, deadline: float
+        self, run: K, registered: RegisteredHandler, context: JobCompleteContext, taken: float
     ) -> None:
         self.run = run
         self.handler = registered.handler
         self.backoff = registered.policy.backoff
         self.timeout = registered.policy.timeout
         self.context = context
-        self.deadline = deadline
+        self.taken = taken
         self.over = False
         self.started = 0.0
         self.started_at = 0.0
@@ -76,13 +75,13 @@ class SyncLane(Generic[K]):
         threads: HandlerThreads,
         ended: Callable[[list[Ended[K]]], None],
         lapsed: Callable[[K], None] | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        held_since: Callable[[float], bool] | None = None,
     ) -> None:
         self._slots = slots
         self._threads = threads
         self._ended = ended
         self._lapsed = lapsed
-        self._clock = clock
+        self._held_since = held_since
         self._batch: list[Ended[K]] = []
         self._busy = 0
         self._idle = asyncio.Event()
@@ -100,15 +99,15 @@ class SyncLane(Generic[K]):
         run: K,
         registered: RegisteredHandler,
         context: JobCompleteContext,
-        deadline: float = math.inf,
+        taken: float = 0.0,
     ) -> None:
         """Run ``registered`` on ``context`` once a slot is free; ``run`` names it in the
-        batch it ends in. If ``deadline`` (on the lane's clock) has passed by the time a
-        slot frees up, it is handed to ``lapsed`` instead, not started."""
+        batch it ends in. If its worker no longer holds what it took at ``taken`` by the
+        time a slot frees up (``held_since``), it is handed to ``lapsed``, not started."""
         if self._closed:
             raise RuntimeError("the lane is closed: the worker stopped")
         self._loop = asyncio.get_running_loop()
-        attempt = _Attempt(run, registered, context, deadline)
+        attempt = _Attempt(run, registered, context, taken)
         self._busy += 1
         self._idle.clear()
         if self._slots.take(partial(self._granted, attempt)):
@@ -132,11 +131,12 @@ class SyncLane(Generic[K]):
         await self._idle.wait()
 
     def _granted(self, attempt: _Attempt[K]) -> bool:
-        # A slot for a run that waited: only such a run can have outlived its deadline.
+        # A slot for a run that waited: only such a run can have been lost meanwhile.
         if self._closed:
             return False  # given back by close(): the slot goes on
         self._waiting.discard(attempt)
-        if self._lapsed is not None and attempt.deadline <= self._clock():
+        held = self._held_since
+        if self._lapsed is not None and held is not None and not held(attempt.taken):
             self._busy -= 1
             if not self._busy:
                 self._idle.set()

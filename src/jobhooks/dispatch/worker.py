@@ -112,7 +112,6 @@ class Worker:
         metrics: Metrics | None = None,
         worker_id: str | None = None,
         record_retry: float = RECORD_RETRY,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.id = worker_id or f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
         self._store = store
@@ -124,10 +123,8 @@ class Worker:
         self._poll_interval = poll_interval
         self._metrics = metrics
         self._slots = ThreadSlots(threads)
-        self._clock = clock
-        """What leases are timed with here (the store's own clock times them there)."""
         self._lane: SyncLane[ClaimedRun] = SyncLane(
-            self._slots, handler_threads(), self._ended, self._lapsed, clock
+            self._slots, handler_threads(), self._ended, self._lapsed, store.held_since
         )
         self._lock = threading.Lock()
         self._busy = 0  # runs started or reserved; guarded by _lock
@@ -170,7 +167,7 @@ class Worker:
         """Start runs reserved by :meth:`reserve`, once committed. Thread-safe."""
         loop = self._loop
         if loop is not None:
-            loop.call_soon_threadsafe(self._start_all, runs, self._clock())
+            loop.call_soon_threadsafe(self._start_all, runs, self._store.now())
 
     def wake_at(self, when: float) -> None:
         """Look for due runs at ``when`` (a digest closes then). Thread-safe."""
@@ -186,15 +183,16 @@ class Worker:
             self._wake.set()
 
     def _start_all(self, runs: Sequence[ClaimedRun], taken: float) -> None:
-        """Start runs leased at ``taken`` (on the worker's clock: when it asked for them, or
-        when a check-in handed them over), each before its lease ends or not at all."""
+        """Start runs taken at ``taken`` (the store's time: when this worker asked for
+        them, or when a check-in handed them over), unless this process may have lost
+        them since (see :meth:`_lapsed`)."""
         for run in runs:
             self._held[run.id] = self._held.get(run.id, 0) + 1
         if self._stopping:  # handed over as the worker stopped: not to be started here
             self._spawn(self._give_back(list(runs)))
             return
         registry = self._registry()
-        now = self._clock()
+        held = self._store.held_since(taken)
         unstarted: list[Ended[ClaimedRun]] = []
         unregistered: list[ClaimedRun] = []
         for run in runs:
@@ -202,8 +200,7 @@ class Worker:
             if registered is None:
                 unregistered.append(run)
                 continue
-            deadline = taken + self._leases.lease(registered.policy)
-            if deadline <= now:  # handed over to a process that was stopped meanwhile
+            if not held:  # this process was stopped (or cut off) since it took them
                 self._lapsed(run)
                 continue
             try:
@@ -213,9 +210,9 @@ class Worker:
                 unstarted.append((run, Outcome(False, 0.0, error), registered.policy.backoff))
                 continue
             if registered.policy.isolation == "process" or is_async(registered):
-                self._spawn(self._execute(run, registered, context, deadline))
+                self._spawn(self._execute(run, registered, context, taken))
             else:
-                self._lane.start(run, registered, context, deadline)
+                self._lane.start(run, registered, context, taken)
         if unregistered:
             self._release(len(unregistered))
             self._spawn(self._hand_back(unregistered, hold=True))
@@ -223,9 +220,11 @@ class Worker:
             self._ended(unstarted)
 
     def _lapsed(self, run: ClaimedRun) -> None:
-        """``run`` outlived its lease before it could start (this process was stopped, or
-        its loop stalled, while the run waited): another worker may have taken it over,
-        even finished it, so it is given back rather than started (see :meth:`_hand_back`)."""
+        """``run`` may be lost to this process: its heartbeat went quiet since it took the
+        run (the process was stopped, or cut off from the database) long enough for
+        another node to take it over, even finish it. So it is given back rather than
+        started (the store leaves it alone if another worker holds it, see
+        :meth:`_hand_back`)."""
         if not self._lapsing:
             asyncio.get_running_loop().call_soon(self._give_back_lapsed)
         self._lapsing.append(run)
@@ -234,7 +233,7 @@ class Worker:
         runs, self._lapsing = self._lapsing, []
         self._release(len(runs))
         logger.warning(
-            "%s not started: their lease ran out while they waited (was this process "
+            "%s not started: this process's heartbeat went quiet since it took them (was it "
             "stopped?); given back, unless another worker took them over meanwhile",
             _runs(len(runs)),
         )
@@ -308,7 +307,7 @@ class Worker:
                 try:
                     dead = await self._gone()
                     leases = self._leases.leases(self._registry())
-                    taken = self._clock()
+                    taken = self._store.now()
                     claimed = await self._store.claim(self.id, free, leases, dead)
                 except StoreError as exc:
                     logger.debug("claiming runs failed (%s); trying again shortly", exc)
@@ -411,13 +410,13 @@ class Worker:
         run: ClaimedRun,
         registered: RegisteredHandler,
         context: JobCompleteContext,
-        deadline: float,
+        taken: float,
     ) -> None:
-        """One run of an async or isolated handler, as a task of its own; not started once
-        ``deadline`` (the end of its lease) has passed."""
+        """One run of an async or isolated handler, taken at ``taken``, as a task of its
+        own; not started if this process may have lost it since (see :meth:`_lapsed`)."""
         try:
             outcome = await run_as_registered(
-                registered, context, self._slots, partial(self._past, deadline)
+                registered, context, self._slots, partial(self._lost_since, taken)
             )
         except SlotsClosed:  # the worker stopped while it waited for a slot
             await self._give_back([run])
@@ -438,8 +437,8 @@ class Worker:
             outcome = Outcome(False, 0.0, f"jobhooks could not run the handler: {exc!r}")
         await self._record([(run, outcome, registered.policy.backoff)])
 
-    def _past(self, deadline: float) -> bool:
-        return deadline <= self._clock()
+    def _lost_since(self, taken: float) -> bool:
+        return not self._store.held_since(taken)
 
     async def _give_back(self, runs: list[ClaimedRun]) -> None:
         """Return runs taken but not started to the queue, so whoever runs them next
