@@ -44,6 +44,7 @@ async def running_worker(
     through: WorkerStore | None = None,
     record_retry: float = 0.5,
     worker_id: str | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> AsyncIterator[Worker]:
     """A running worker on ``store`` (``through`` another view of it); with ``local`` the
     store's check-ins hand it their runs. Stopped on the way out if the test did not."""
@@ -58,6 +59,7 @@ async def running_worker(
         metrics=Metrics(),
         record_retry=record_retry,
         worker_id=worker_id,
+        clock=clock,
     )
     if local:
         store.set_local_worker(worker)
@@ -493,12 +495,6 @@ class _OutageAtFinish:
     async def hold(self, worker: str, run_ids: Sequence[str]) -> int:
         return await self.store.hold(worker, run_ids)
 
-    def now(self) -> float:
-        return self.store.now()
-
-    def held_since(self, moment: float) -> bool:
-        return self.store.held_since(moment)
-
     async def leased_to(self, worker: str, *, ended: bool = False) -> list[str]:
         return await self.store.leased_to(worker, ended=ended)
 
@@ -801,7 +797,7 @@ def test_runs_that_waited_while_the_worker_was_stopped_are_not_started_after(
         await _alive(store, "w1")
         poll = 60 if taken_over else 0.05
         async with running_worker(
-            store, lambda: registry, threads=1, poll=poll, worker_id="w1"
+            store, lambda: registry, threads=1, poll=poll, worker_id="w1", clock=clock
         ) as worker:
             await handing_over(worker)
             receipts = [await store.check_in(new_completion("gated")) for _ in range(3)]

@@ -30,7 +30,7 @@ from jobhooks.platform.client import PlatformClients
 from jobhooks.registry.matching import RegisteredHandler, Registry
 from jobhooks.sdk.context import JobCompleteContext
 from jobhooks.sdk.enums import JobResult, OperationType
-from jobhooks.store.nodes import HEARTBEAT_EVERY
+from jobhooks.store.nodes import HEARTBEAT_EVERY, STALE_AFTER
 from jobhooks.store.ports import WorkerStore
 from jobhooks.store.records import ClaimedRun, RunOutcome, RunStatus
 
@@ -45,6 +45,10 @@ RECORD_RETRY = 0.5
 RECORD_RETRY_LONGEST = 30.0
 LEASES_CHECK_EVERY = 30.0
 """Seconds between two looks for runs leased to this worker that it never received."""
+STALL = STALE_AFTER / 2
+"""Seconds the worker's event loop may not run (the process stopped: SIGSTOP, a paused
+virtual machine) before the runs it took count as possibly lost: other nodes take the
+runs of a process silent for STALE_AFTER."""
 
 
 def _runs(count: int) -> str:
@@ -112,6 +116,7 @@ class Worker:
         metrics: Metrics | None = None,
         worker_id: str | None = None,
         record_retry: float = RECORD_RETRY,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.id = worker_id or f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
         self._store = store
@@ -123,8 +128,14 @@ class Worker:
         self._poll_interval = poll_interval
         self._metrics = metrics
         self._slots = ThreadSlots(threads)
+        self._clock = clock
+        """What stalls are timed with."""
+        self._ticked = clock()
+        self._stall_ended: float | None = None
+        """When the loop last ran again after a stall (see :meth:`_held_since`)."""
+        self._ticker: asyncio.Task[None] | None = None
         self._lane: SyncLane[ClaimedRun] = SyncLane(
-            self._slots, handler_threads(), self._ended, self._lapsed, store.held_since
+            self._slots, handler_threads(), self._ended, self._lapsed, self._held_since
         )
         self._lock = threading.Lock()
         self._busy = 0  # runs started or reserved; guarded by _lock
@@ -167,7 +178,7 @@ class Worker:
         """Start runs reserved by :meth:`reserve`, once committed. Thread-safe."""
         loop = self._loop
         if loop is not None:
-            loop.call_soon_threadsafe(self._start_all, runs, self._store.now())
+            loop.call_soon_threadsafe(self._start_all, runs, self._clock())
 
     def wake_at(self, when: float) -> None:
         """Look for due runs at ``when`` (a digest closes then). Thread-safe."""
@@ -192,7 +203,7 @@ class Worker:
             self._spawn(self._give_back(list(runs)))
             return
         registry = self._registry()
-        held = self._store.held_since(taken)
+        held = self._held_since(taken)
         unstarted: list[Ended[ClaimedRun]] = []
         unregistered: list[ClaimedRun] = []
         for run in runs:
@@ -220,11 +231,10 @@ class Worker:
             self._ended(unstarted)
 
     def _lapsed(self, run: ClaimedRun) -> None:
-        """``run`` may be lost to this process: its heartbeat went quiet since it took the
-        run (the process was stopped, or cut off from the database) long enough for
-        another node to take it over, even finish it. So it is given back rather than
-        started (the store leaves it alone if another worker holds it, see
-        :meth:`_hand_back`)."""
+        """``run`` may be lost to this process: it was stopped since it took the run (see
+        :meth:`_held_since`) long enough for another node to take it over, even finish
+        it. So it is given back rather than started (the store leaves it alone if another
+        worker holds it, see :meth:`_hand_back`)."""
         if not self._lapsing:
             asyncio.get_running_loop().call_soon(self._give_back_lapsed)
         self._lapsing.append(run)
@@ -233,9 +243,10 @@ class Worker:
         runs, self._lapsing = self._lapsing, []
         self._release(len(runs))
         logger.warning(
-            "%s not started: this process's heartbeat went quiet since it took them (was it "
-            "stopped?); given back, unless another worker took them over meanwhile",
+            "%s not started: this process was stopped for %g s or more since it took them; "
+            "given back, unless another worker took them over meanwhile",
             _runs(len(runs)),
+            STALL,
         )
         self._spawn(self._hand_back(runs))
 
@@ -288,6 +299,8 @@ class Worker:
     async def run(self) -> None:
         """Claim and run due runs until :meth:`stop`."""
         self._loop = asyncio.get_running_loop()
+        self._ticked = self._clock()
+        self._ticker = asyncio.create_task(self._ticking(), name="jobhooks-worker-tick")
         logger.info("worker %s started (concurrency %d)", self.id, self._capacity)
         while not self._stopping:
             if time.monotonic() - self._leases_checked >= LEASES_CHECK_EVERY:
@@ -307,7 +320,7 @@ class Worker:
                 try:
                     dead = await self._gone()
                     leases = self._leases.leases(self._registry())
-                    taken = self._store.now()
+                    taken = self._clock()
                     claimed = await self._store.claim(self.id, free, leases, dead)
                 except StoreError as exc:
                     logger.debug("claiming runs failed (%s); trying again shortly", exc)
@@ -382,6 +395,8 @@ class Worker:
         self._stopping = True
         self._stopped.set()
         self._wake.set()
+        if self._ticker is not None:
+            self._ticker.cancel()
         unstarted = self._lane.close()
         self._slots.close()
         with contextlib.suppress(TimeoutError):
@@ -438,7 +453,26 @@ class Worker:
         await self._record([(run, outcome, registered.policy.backoff)])
 
     def _lost_since(self, taken: float) -> bool:
-        return not self._store.held_since(taken)
+        return not self._held_since(taken)
+
+    def _held_since(self, taken: float) -> bool:
+        """Whether this process has run without a stall since ``taken`` (:attr:`_clock`):
+        stopped for :data:`STALL` seconds or more, it may have been taken for gone and its
+        runs taken over, even finished, by another node. (A process cut off from the
+        database keeps running: that case is the heartbeat's, see the README.)"""
+        self._tick()
+        return self._stall_ended is None or self._stall_ended <= taken
+
+    def _tick(self) -> None:
+        now = self._clock()
+        if now - self._ticked >= STALL:
+            self._stall_ended = now
+        self._ticked = now
+
+    async def _ticking(self) -> None:
+        while True:
+            self._tick()
+            await asyncio.sleep(1.0)
 
     async def _give_back(self, runs: list[ClaimedRun]) -> None:
         """Return runs taken but not started to the queue, so whoever runs them next

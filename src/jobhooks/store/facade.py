@@ -31,14 +31,7 @@ from jobhooks.store.dialect import RUNS_CHANNEL, notify
 from jobhooks.store.engine import is_sqlite, sqlite_path
 from jobhooks.store.failures import describe_failure
 from jobhooks.store.keys import signing_keys
-from jobhooks.store.nodes import (
-    HEARTBEAT_EVERY,
-    QUIET_AFTER,
-    NodeIdentity,
-    beat,
-    dead_nodes,
-    stop_node,
-)
+from jobhooks.store.nodes import HEARTBEAT_EVERY, NodeIdentity, beat, dead_nodes, stop_node
 from jobhooks.store.ports import LocalWorker
 from jobhooks.store.pull import PullStore
 from jobhooks.store.queue import (
@@ -110,10 +103,6 @@ class Store:
             self._writer.every(1.0, self._checkpointer.catch_up)
         self._node: NodeIdentity | None = None
         self._found_gone: dict[str, float] = {}
-        self._beat_at: float | None = None
-        """When this process's heartbeat was last written (None: it has none)."""
-        self._quiet_until: float | None = None
-        """When its heartbeat last came back after going quiet (see :meth:`held_since`)."""
         """The processes last found gone, each with the heartbeat it was found with."""
         database = Database(self._engine, self._writer)
         self._db = database
@@ -249,7 +238,6 @@ class Store:
         self._node = node
         started = self._clock()
         written = [await self._db.write(self._beat, (node, started))]
-        self._beaten(started)
         clock = self._clock
 
         def renew(connection: Connection) -> float:
@@ -260,33 +248,8 @@ class Store:
         def heartbeat() -> None:
             if self._node is not None and alive():
                 written[0] = self._writer.transaction(renew)
-                self._beaten(clock())
 
         self._writer.every(HEARTBEAT_EVERY, heartbeat)
-
-    def _beaten(self, now: float) -> None:
-        if self._beat_at is not None and now - self._beat_at >= QUIET_AFTER:
-            self._quiet_until = now
-        self._beat_at = now
-
-    def now(self) -> float:
-        """The store's time (what :meth:`held_since` compares with)."""
-        return self._clock()
-
-    def held_since(self, moment: float) -> bool:
-        """Whether this process has held its runs without a break since ``moment``
-        (:meth:`now`): its heartbeat has not gone quiet for :data:`QUIET_AFTER` seconds
-        since, so no other node can have taken them (a process stopped, or cut off from
-        the database, past that may find its runs run elsewhere). True without a
-        heartbeat: then nobody judges this process by one."""
-        beat_at = self._beat_at
-        if beat_at is None:
-            return True
-        if self._clock() - beat_at >= QUIET_AFTER:
-            return False
-        quiet_until = self._quiet_until
-        # A run taken once it beat again was taken by a claim that saw any takeover.
-        return quiet_until is None or quiet_until <= moment
 
     async def dead_nodes(self) -> list[str]:
         """The processes that are gone (their runs and leases may be taken back)."""

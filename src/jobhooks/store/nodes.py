@@ -31,7 +31,6 @@ from jobhooks.store.tables import nodes, poll_state, runs
 
 __all__ = [
     "HEARTBEAT_EVERY",
-    "QUIET_AFTER",
     "STALE_AFTER",
     "NodeIdentity",
     "beat",
@@ -48,10 +47,6 @@ HEARTBEAT_EVERY = 2.0
 """Seconds between two heartbeats of a process."""
 STALE_AFTER = 10.0
 """Seconds without a heartbeat after which a process counts as gone."""
-QUIET_AFTER = STALE_AFTER / 2
-"""Seconds without a heartbeat of its own after which a process can no longer trust that
-it still holds its runs: another node (judging by its own clock, with STALE_AFTER) may
-have taken them."""
 
 
 def _read(path: str) -> str | None:

@@ -63,14 +63,6 @@ class WorkerStore(Protocol):
         """Make runs ``worker`` took but never started wait again, as if never taken."""
         ...
 
-    def now(self) -> float:
-        """The store's time."""
-        ...
-
-    def held_since(self, moment: float) -> bool:
-        """Whether no other node can have taken this process's runs since ``moment``."""
-        ...
-
     async def hold(self, worker: str, run_ids: Sequence[str]) -> int:
         """Hold runs ``worker`` took but cannot start: their registration is gone."""
         ...
