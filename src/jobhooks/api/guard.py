@@ -27,11 +27,13 @@ from jobhooks.api.problems import problem_body
 
 __all__ = [
     "MAX_BODY",
+    "SINGLE_HEADERS",
     "BodyRefused",
     "RequestGuard",
     "check_length",
     "read_body",
     "repeated_header",
+    "repeated_problem",
     "unstorable",
     "with_head",
 ]
