@@ -220,3 +220,148 @@ def test_a_token_url_that_is_not_a_token_endpoint_says_so(
         clients.close()
     assert not isinstance(caught.value, PlatformAuthError)
     assert "answered 404" in str(caught.value) and "[platform] token_url" in str(caught.value)
+
+
+def _flood(sent: list[int], blocks: int = 1500) -> Iterator[bytes]:
+    """About 100 MB of a JSON array, were it read to the end."""
+    row = json.dumps({"JobHistoryId": 5000, "Message": "x" * 150}).encode()
+    block = b",".join([row] * 400)  # about 70 KB
+    yield b"[" + block
+    for _ in range(blocks):
+        sent.append(len(block))
+        yield b"," + block
+    yield b"]"
+
+
+def test_with_oauth_a_flooding_history_page_is_refused_while_it_streams(
+    oauth_platform: KeyfactorServer,
+) -> None:
+    # The auth flow must not read the API's answer whole before the size cap sees it.
+    sent: list[int] = []
+
+    def flood(request: RawRequest) -> bool:
+        if not request.path.endswith("/JobHistory"):
+            return False
+        request.stream(_flood(sent))
+        return True
+
+    oauth_platform.fake.raw_answers.append(flood)
+    clients = build_clients(settings(oauth_platform))
+
+    async def read() -> None:
+        try:
+            api = PlatformApi(clients.async_client, "an OAuth token for client_id 'jobhooks'")
+            await api.history(limit=50)
+        finally:
+            await clients.aclose()
+
+    with pytest.raises(PlatformError) as caught:
+        asyncio.run(read())
+    assert caught.value.kind == "bad_response"
+    assert "answered more than 16 MiB" in str(caught.value)
+    assert sum(sent) < 40_000_000, f"{sum(sent) // 1_000_000} MB were read of the flood"
+
+
+def test_a_flooding_token_answer_is_refused_while_it_streams(
+    oauth_platform: KeyfactorServer,
+) -> None:
+    sent: list[int] = []
+
+    def flood(request: RawRequest) -> bool:
+        if request.path != "/token":
+            return False
+        request.stream(_flood(sent))
+        return True
+
+    oauth_platform.fake.raw_answers.append(flood)
+    clients = build_clients(settings(oauth_platform))
+
+    async def read() -> None:
+        try:
+            api = PlatformApi(clients.async_client, "an OAuth token for client_id 'jobhooks'")
+            await api.history(limit=50)
+        finally:
+            await clients.aclose()
+
+    with pytest.raises(PlatformError) as caught:
+        asyncio.run(read())
+    message = str(caught.value)
+    assert caught.value.kind == "bad_response"
+    assert f"the OAuth token endpoint {oauth_platform.token_url} answered more than" in message
+    assert "[platform] token_url" in message
+    assert sum(sent) < 40_000_000, f"{sum(sent) // 1_000_000} MB were read of the flood"
+    assert oauth_platform.fake.client_secret not in message
+
+
+def test_a_401_with_an_endless_body_is_not_read_whole(oauth_platform: KeyfactorServer) -> None:
+    # The platform refuses the token with a flood; the retry with a new token succeeds.
+    sent: list[int] = []
+    refusals: list[int] = []
+
+    def refuse_once(request: RawRequest) -> bool:
+        if not request.path.endswith("/JobHistory") or refusals:
+            return False
+        refusals.append(1)
+        handler = request.handler
+        handler.send_response(401)
+        handler.send_header("transfer-encoding", "chunked")
+        handler.end_headers()
+        try:
+            for chunk in _flood(sent):
+                handler.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+            handler.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            handler.close_connection = True
+        return True
+
+    oauth_platform.fake.raw_answers.append(refuse_once)
+    clients = build_clients(settings(oauth_platform))
+
+    async def read() -> int:
+        try:
+            api = PlatformApi(clients.async_client, "an OAuth token for client_id 'jobhooks'")
+            return len((await api.history(limit=50)).rows)
+        finally:
+            await clients.aclose()
+
+    assert asyncio.run(read()) == 1
+    assert sum(sent) < 40_000_000, f"{sum(sent) // 1_000_000} MB were read of the 401"
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        # A token under another name: the answer itself is a secret.
+        (200, json.dumps({"accessToken": "tok-Zr4-never-print-me", "expires_in": 300})),
+        # An identity provider that echoes the request it refused.
+        (401, "invalid_client: client_secret=kf-secret-Qw8-never-print-me is not valid"),
+        (
+            400,
+            json.dumps(
+                {
+                    "error": "invalid_request",
+                    "error_description": "got client_secret=kf-secret-Qw8-never-print-me",
+                }
+            ),
+        ),
+    ],
+)
+def test_a_token_answer_never_puts_a_secret_in_the_error(
+    oauth_platform: KeyfactorServer, status: int, body: str
+) -> None:
+    def answer(request: RawRequest) -> bool:
+        if request.path != "/token":
+            return False
+        request.send(status, body.encode(), {"content-type": "application/json"})
+        return True
+
+    oauth_platform.fake.raw_answers.append(answer)
+    clients = build_clients(settings(oauth_platform))
+    try:
+        with pytest.raises(PlatformError) as caught:
+            clients.client.get("OrchestratorJobs/JobHistory")
+    finally:
+        clients.close()
+    message = str(caught.value)
+    assert "never-print-me" not in message, message
+    assert f"the OAuth token endpoint {oauth_platform.token_url}" in message

@@ -7,13 +7,19 @@ platform answers 401 (it may have been revoked or the clocks may disagree).
 Only a 400, 401 or 403 from the token endpoint refuses the credentials; a 408,
 429 or 5xx is the token service failing (:class:`PlatformBusy`, worth retrying),
 and a redirect or another status says ``token_url`` is not the token endpoint.
+
+Only the answers the flow itself consumes are read here, each within a cap: the
+token endpoint's (at most :data:`TOKEN_ANSWER_CAP`) and a 401 that is retried (its
+first :data:`DISCARDED_CAP` bytes). The answer handed back to the caller is left
+unread, so that whoever reads it (``PlatformApi``) applies its own cap.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
+from urllib.parse import quote, quote_plus
 
 import httpx
 
@@ -25,6 +31,60 @@ __all__ = ["ClientCredentialsAuth"]
 
 DEFAULT_LIFETIME = 300.0
 """Seconds a token is assumed to live when the endpoint does not say (no ``expires_in``)."""
+TOKEN_ANSWER_CAP = 256 * 1024
+"""Bytes a token endpoint's answer may have (one carries a token of a few KB)."""
+DISCARDED_CAP = 64 * 1024
+"""Bytes read of an answer the flow discards (a 401 before the retry); the rest is dropped."""
+
+
+class _Capped(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A response's byte stream, ended after ``cap`` bytes: by ``refusal`` (an exception
+    to raise), or quietly (an answer nobody will read, that httpx drains before a retry)."""
+
+    def __init__(
+        self,
+        stream: httpx.SyncByteStream | httpx.AsyncByteStream,
+        cap: int,
+        refusal: Callable[[], Exception] | None = None,
+    ) -> None:
+        self._stream = stream
+        self._cap = cap
+        self._refusal = refusal
+
+    def _over(self, size: int) -> bool:
+        if size <= self._cap:
+            return False
+        if self._refusal is not None:
+            raise self._refusal()
+        return True
+
+    def __iter__(self) -> Iterator[bytes]:
+        size = 0
+        assert isinstance(self._stream, httpx.SyncByteStream)
+        for chunk in self._stream:
+            size += len(chunk)
+            if self._over(size):
+                yield chunk[: len(chunk) - (size - self._cap)]
+                return
+            yield chunk
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        size = 0
+        assert isinstance(self._stream, httpx.AsyncByteStream)
+        async for chunk in self._stream:
+            size += len(chunk)
+            if self._over(size):
+                yield chunk[: len(chunk) - (size - self._cap)]
+                return
+            yield chunk
+
+    def close(self) -> None:
+        if isinstance(self._stream, httpx.SyncByteStream):
+            self._stream.close()
+
+    async def aclose(self) -> None:
+        if isinstance(self._stream, httpx.AsyncByteStream):
+            await self._stream.aclose()
 
 
 class ClientCredentialsAuth(httpx.Auth):
@@ -34,7 +94,8 @@ class ClientCredentialsAuth(httpx.Auth):
     goes out through whichever client is sending, with its TLS settings.
     """
 
-    requires_response_body = True
+    requires_response_body = False
+    """Only the answers the flow consumes are read, and within a cap (see the module)."""
 
     def __init__(
         self,
@@ -85,7 +146,7 @@ class ClientCredentialsAuth(httpx.Auth):
             wait = retry_after(response.headers)
             asked = f"; it asked to retry after {wait:g} s" if wait is not None else ""
             return PlatformBusy(
-                f"{answered} {_oauth_error(response)}: the token service is failing or busy, "
+                f"{answered} {self._said(response)}: the token service is failing or busy, "
                 f"not refusing client_id {self.client_id!r} (will retry{asked})",
                 "server_error" if status >= 500 else "client_error",
                 status,
@@ -94,7 +155,7 @@ class ClientCredentialsAuth(httpx.Auth):
         if status in (400, 401, 403):
             return PlatformAuthError(
                 f"the OAuth token endpoint {self.token_url} refused client_id "
-                f"{self.client_id!r}: {status} {_oauth_error(response)}; "
+                f"{self.client_id!r}: {status} {self._said(response)}; "
                 "check [platform] client_id and client_secret",
                 kind="unauthorized",
                 status=status,
@@ -115,12 +176,22 @@ class ClientCredentialsAuth(httpx.Auth):
                 status=status,
             )
         return PlatformError(
-            f"{answered} {_oauth_error(response)}: is [platform] token_url the token "
+            f"{answered} {self._said(response)}: is [platform] token_url the token "
             "endpoint of the identity provider (for Keycloak, "
             ".../realms/<realm>/protocol/openid-connect/token)?",
             kind="client_error",
             status=status,
         )
+
+    def _said(self, response: httpx.Response) -> str:
+        """What a token endpoint's refusal says, with the client secret blotted out (an
+        identity provider may echo the request it refused)."""
+        text = _oauth_error(response)
+        secret = self._secret.reveal()
+        if secret:
+            for form in {secret, quote_plus(secret), quote(secret, safe="")}:
+                text = text.replace(form, "[client_secret]")
+        return text
 
     def _store(self, response: httpx.Response) -> str:
         if response.status_code != 200:
@@ -129,10 +200,11 @@ class ClientCredentialsAuth(httpx.Auth):
             data = response.json()
             token = data["access_token"]
             lifetime = float(data.get("expires_in") or DEFAULT_LIFETIME)
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
+            # Never the answer itself: it may hold a token under another name.
             raise PlatformError(
                 f"the OAuth token endpoint {self.token_url} answered without an access_token "
-                f"(got {response.text[:200]!r}); is token_url the realm's token endpoint?",
+                f"({_shape(response)}); is token_url the realm's token endpoint?",
                 kind="bad_response",
             ) from None
         if not isinstance(token, str) or not token:
@@ -160,6 +232,60 @@ class ClientCredentialsAuth(httpx.Auth):
         response = yield self._token_request()
         return self._store(response)
 
+    def _too_big(self) -> PlatformError:
+        return PlatformError(
+            f"the OAuth token endpoint {self.token_url} answered more than "
+            f"{TOKEN_ANSWER_CAP // 1024} KiB, which no token answer needs; such an answer is "
+            "refused: is [platform] token_url the token endpoint of the identity provider?",
+            kind="bad_response",
+        )
+
+    def _bound(
+        self, original: httpx.Request, sent: httpx.Request, response: httpx.Response
+    ) -> bool:
+        """Cap what will be read of ``response``; True if the flow reads it itself (a
+        token answer: every request the flow sends other than ``original``)."""
+        if sent is original:
+            return False
+        response.stream = _Capped(response.stream, TOKEN_ANSWER_CAP, self._too_big)
+        return True
+
+    def sync_auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
+        flow = self.auth_flow(request)
+        sent = next(flow)
+        while True:
+            response = yield sent
+            if self._bound(request, sent, response):
+                response.read()
+            try:
+                following = flow.send(response)
+            except StopIteration:
+                return
+            if sent is request:
+                # httpx reads an answer before it sends the next request: cap that read.
+                response.stream = _Capped(response.stream, DISCARDED_CAP)
+            sent = following
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        flow = self.auth_flow(request)
+        sent = next(flow)
+        while True:
+            response = yield sent
+            if self._bound(request, sent, response):
+                await response.aread()
+            try:
+                following = flow.send(response)
+            except StopIteration:
+                return
+            if sent is request:
+                # httpx reads an answer before it sends the next request: cap that read.
+                response.stream = _Capped(response.stream, DISCARDED_CAP)
+            sent = following
+
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         token = self._valid_token()
         if token is None:
@@ -173,6 +299,19 @@ class ClientCredentialsAuth(httpx.Auth):
             token = yield from self._fetch(stale=token)
             request.headers["authorization"] = f"Bearer {token}"
             yield request
+
+
+def _shape(response: httpx.Response) -> str:
+    """What a token answer without an access_token held, without any of its values."""
+    try:
+        data = response.json()
+    except ValueError:
+        kind = response.headers.get("content-type", "no content type")
+        return f"got {len(response.content)} bytes that are not JSON ({kind})"
+    if isinstance(data, dict):
+        keys = ", ".join(repr(str(key)[:40]) for key in list(data)[:10]) or "none"
+        return f"got a JSON object with the keys {keys}"
+    return f"got a JSON {type(data).__name__}"
 
 
 def _oauth_error(response: httpx.Response) -> str:
