@@ -471,6 +471,8 @@ def test_long_runs_are_asked_for_a_few_at_a_time_and_in_turn(
                         1
                         for served in fake.history_requests()[before:]
                         if served.query.get("pq.returnLimit") == "1"
+                        # not the check that the newest id is not below the position
+                        and "pq.queryString" in served.query
                     )
                 )
             for run in long_runs:
@@ -509,3 +511,46 @@ def test_ids_that_never_appear_cost_a_few_requests_a_poll_not_the_backlog(
     asked = asyncio.run(scenario())
     assert max(asked) <= cycle.GAP_READS + 2, asked
     assert len(history_ids(platform.completions())) == 450
+
+
+def test_a_history_reset_below_the_position_is_an_error_that_says_so(
+    platform: Platform, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The platform's database is restored from an older backup (or its history reset):
+    # its new runs take ids the poller has passed already, so they would never be read.
+    fake = platform.fake
+    config = platform.write_config()
+    created: list[int] = []
+    errors: list[PlatformError] = []
+
+    async def scenario() -> None:
+        async with platform.poller(config) as poller:
+            created.append((await poller.poll_once()).created)
+            for _ in range(3):
+                fake.add()
+            created.append((await poller.poll_once()).created)
+            with fake.lock:
+                for identifier in list(fake.rows):
+                    fake.delete(identifier)
+                fake._next_id = 10
+            for _ in range(2):
+                fake.add()
+            for _ in range(2):
+                try:
+                    await poller.poll_once()
+                except PlatformError as exc:
+                    errors.append(exc)
+            with fake.lock:
+                fake._next_id = 1003
+            for _ in range(3):  # its ids pass the position again: read as before
+                fake.add()
+            created.append((await poller.poll_once()).created)
+
+    asyncio.run(scenario())
+    assert created == [0, 3, 3]
+    assert len(errors) == 2, "every poll says so while the newest id is below the position"
+    message = str(errors[0])
+    assert "newest job history row has JobHistoryId 12, below 1003" in message
+    assert "reset or restored from an older backup" in message
+    assert "[server] database" in message
+    assert fake.password not in message

@@ -69,6 +69,10 @@ STRAGGLERS_PER_POLL = 50
 in turn)."""
 MAX_PAGES = 100_000
 """Pages of one read at most: a platform that ignores paging would be read for ever."""
+HEAD_CHECK = 300.0
+"""Seconds between checks, in polls that found nothing new, that the platform's newest
+JobHistoryId has not fallen below the position (a history reset or restored: its new
+ids would all be at or below the position, so never read)."""
 
 
 Plan = Callable[[uuid.UUID], tuple[PlannedRun, ...]]
@@ -115,6 +119,9 @@ class PollCycle:
         """Ids skipped between rows read in keyset mode, and when each was first missed
         (see GAP_WAIT): read from the store at each poll, stored with the pages."""
         self.straggler_turn = 0
+        self.head_checked_at: float | None = None
+        self.fallen_head: int | None = None
+        """The newest JobHistoryId when it was found below the position (else None)."""
 
     # -- one poll ------------------------------------------------------------------
 
@@ -291,6 +298,7 @@ class PollCycle:
                 )
             )
         expected = {o.id for o in recent}
+        read_any = False
         # Pipelined: the next page is fetched and this one parsed while earlier pages
         # commit (in order, on the store's writer thread).
         fetch = asyncio.ensure_future(self._keyset_page(last))
@@ -300,6 +308,7 @@ class PollCycle:
                 rows = await fetch
                 if not rows:
                     break
+                read_any = True
                 ids = [i for i in (row_id(row) for row in rows) if i is not None]
                 if not ids:
                     raise PlatformError(
@@ -352,6 +361,40 @@ class PollCycle:
                 caught_up_at=started,
                 forget_awaited_before=started - GAP_WAIT,
             )
+        )
+        if not read_any and cursor > 0:
+            await self._check_head(caps, cursor, started)
+
+    async def _check_head(self, caps: Capabilities, cursor: int, now: float) -> None:
+        """Raise if the platform's newest JobHistoryId is below ``cursor`` (checked every
+        ``HEAD_CHECK`` seconds, and at every poll while it is)."""
+        if (
+            self.fallen_head is None
+            and self.head_checked_at is not None
+            and now - self.head_checked_at < HEAD_CHECK
+        ):
+            return
+        self.head_checked_at = now
+        head = await self._head(caps)
+        if not 0 < head < cursor:
+            if self.fallen_head is not None:
+                logger.info(
+                    "the platform's newest JobHistoryId is no longer below %d, the last "
+                    "this poller read",
+                    cursor,
+                )
+            self.fallen_head = None
+            return
+        self.fallen_head = head
+        raise PlatformError(
+            f"the platform's newest job history row has JobHistoryId {head}, below {cursor}, "
+            f"the last one this poller read from {self.api.client.base_url}: its job history "
+            "was reset or restored from an older backup, or its newest rows were deleted. "
+            f"New runs are read only once their ids pass {cursor}, so runs with ids up to "
+            f"{cursor} are not turned into completions. If only the newest rows were "
+            "deleted, this clears with the next run; if the history was reset, start "
+            "jobhooks on a new database ([server] database) to follow it from the start",
+            kind="bad_response",
         )
 
     def _stragglers_now(self, stragglers: list[OpenRow]) -> list[OpenRow]:
