@@ -21,48 +21,58 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 FILTERS = ("agent", "machine", "job_type", "job", "result", "since", "until")
+FORM_ORDER = ("agent", "machine", "job_type", "result", "since", "until")
+"""The filters' fields as the form shows them: the first in error gets the focus."""
 
 
-def _time(value: str, label: str, problems: list[str]) -> float | None:
+def _time(value: str, name: str, label: str, problems: dict[str, str]) -> float | None:
     if not value:
         return None
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        problems.append(f"{label}: expected a date and time such as 2026-11-22T10:00")
+        problems[name] = f"{label}: expected a date and time such as 2026-11-22T10:00"
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
 
 
-def _filter(params: Mapping[str, str]) -> tuple[CompletionFilter, dict[str, str], list[str]]:
-    problems: list[str] = []
+def _filter(params: Mapping[str, str]) -> tuple[CompletionFilter, dict[str, str], dict[str, str]]:
+    """The filter in force, the form's values, and what is wrong with them (field -> why).
+
+    A value that parses is shown back as the filter uses it (a GUID in its usual spelling,
+    a result by its name), so the form always says what the list is filtered by."""
+    problems: dict[str, str] = {}
     raw = {name: params.get(name, "").strip()[:512] for name in FILTERS}
 
     def guid(name: str, label: str) -> uuid.UUID | None:
         if not raw[name]:
             return None
         try:
-            return uuid.UUID(raw[name])
+            value = uuid.UUID(raw[name])
         except ValueError:
-            problems.append(f"{label}: not a GUID")
+            problems[name] = f"{label}: not a GUID"
             return None
+        raw[name] = str(value)
+        return value
 
     result = None
     if raw["result"]:
         try:
             result = JobResult.parse(raw["result"])
         except ValueError as exc:
-            problems.append(f"result: {exc}")
+            problems["result"] = f"result: {exc}"
+        else:
+            raw["result"] = result.display
     where = CompletionFilter(
         agent_id=guid("agent", "agent"),
         job_id=guid("job", "job"),
         job_type_id=guid("job_type", "job type"),
         client_machine=raw["machine"] or None,
         result=result,
-        since=_time(raw["since"], "from", problems),
-        until=_time(raw["until"], "to", problems),
+        since=_time(raw["since"], "since", "from", problems),
+        until=_time(raw["until"], "until", "to", problems),
     )
     return where, raw, problems
 
@@ -90,6 +100,7 @@ async def completions(request: Request, session: SignedIn) -> Response:
             filters=raw,
             filtered=bool(kept),
             problems=problems,
+            first_invalid=next((name for name in FORM_ORDER if name in problems), ""),
             choices=choices,
             results=[member.display for member in JobResult],
             next_url=next_url,

@@ -29,9 +29,9 @@ router = APIRouter(prefix="/ui", include_in_schema=False)
 async def runs_page(request: Request, session: SignedIn) -> Response:
     status = request.query_params.get("status") or None
     handler = (request.query_params.get("handler") or "").strip()[:200] or None
-    problems = []
+    problems: dict[str, str] = {}
     if status is not None and status not in RunStatus.ALL:
-        problems.append(f"status: expected one of {', '.join(RunStatus.ALL)}")
+        problems["status"] = f"status: expected one of {', '.join(RunStatus.ALL)}"
         status = None
     before = request.query_params.get("before") or None
     if before is not None and len(before) > 36:
@@ -57,6 +57,7 @@ async def runs_page(request: Request, session: SignedIn) -> Response:
             statuses=RunStatus.ALL,
             handlers=names,
             problems=problems,
+            first_invalid="status" if problems else "",
             next_url=next_url,
             paged=before is not None,
             first_url="/ui/runs?" + urlencode(kept),
