@@ -51,6 +51,33 @@ def test_a_nul_or_broken_text_in_a_parameter_is_a_4xx_naming_it(
     assert any(word in body["detail"] for word in ("NUL", "Unicode", "UTF-8")), body
 
 
+FORM = ("content-type", "application/x-www-form-urlencoded")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "repeated", "body"),
+    [
+        ("GET", "/ui/completions?machine=%00", False, b""),
+        ("GET", "/ui/completions/%ff", False, b""),
+        ("GET", "/ui/runs", True, b""),
+        ("POST", "/ui/signin", False, b"token=" + b"t" * 70_000),
+    ],
+)
+def test_a_refusal_before_any_route_is_never_framed_sniffed_or_cached(
+    api: Api, method: str, path: str, repeated: bool, body: bytes
+) -> None:
+    """The guard answers the dashboard's addresses too: with the headers its pages carry."""
+    (authorization,) = api.auth("admin").items()
+    headers = [authorization, authorization] if repeated else [authorization, FORM]
+    response = api.client.request(method, path, headers=headers, content=body or None)
+
+    assert 400 <= response.status_code < 500, response.text
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["cache-control"] == "no-store"
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+
+
 def test_deeply_nested_json_is_a_400(api: Api) -> None:
     body = b'{"a":' * 5000 + b"1" + b"}" * 5000
 

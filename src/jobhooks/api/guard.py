@@ -135,16 +135,24 @@ def with_head(allow: str) -> str:
     return ", ".join(methods)
 
 
+_REFUSAL_HEADERS = [
+    (b"content-type", b"application/problem+json"),
+    # The guard answers before any route, the dashboard's included: its refusals are
+    # never framed, sniffed as a page, or kept by a cache, wherever they were asked for.
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"cache-control", b"no-store"),
+]
+
+
 async def _answer(send: Send, status: int, detail: str, errors: list[dict[str, str]]) -> None:
     body = problem_body(status, detail, errors or None)
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [
-                (b"content-type", b"application/problem+json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
+            "headers": [*_REFUSAL_HEADERS, (b"content-length", str(len(body)).encode())],
         }
     )
     await send({"type": "http.response.body", "body": body})
