@@ -850,3 +850,37 @@ def test_a_reference_no_variable_can_be_named_is_flagged_not_listed(
     assert result.exit_code == 0, result.output
     assert "FLAG relay: Password is 'env:BAR BAZ', and no environment variable" in result.stderr
     assert "set BAR BAZ" not in result.stderr and "BAR BAZ  <-" not in result.stdout
+
+
+_EXTERNAL = "file:///etc/hostname"
+
+
+@pytest.mark.parametrize(
+    ("doctype", "said"),
+    [
+        # XXE through a parameter entity: was read as if the DTD were not there.
+        (f'<!DOCTYPE c [<!ENTITY % p SYSTEM "{_EXTERNAL}"> %p;]>', "XML entity %p;"),
+        # An external DTD: its entities, undefined here, were dropped without a word.
+        ('<!DOCTYPE c SYSTEM "http://127.0.0.1:9/evil.dtd">', "external DTD"),
+        # XXE and a billion laughs: were refused with expat's words only.
+        (f'<!DOCTYPE c [<!ENTITY x SYSTEM "{_EXTERNAL}">]>', "XML entity &x;"),
+        ('<!DOCTYPE c [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;&a;">]>', "XML entity &a;"),
+    ],
+)  # fmt: skip
+def test_a_document_type_with_entities_or_an_external_dtd_is_refused(
+    run_import: Callable[..., Any], tmp_path: Path, doctype: str, said: str
+) -> None:
+    registration = SAMPLE.replace(f'value="{INVENTORY},{MANAGEMENT}"', 'value="&x;"')
+    text = f'<?xml version="1.0"?>\n{doctype}\n<configuration>{registration}</configuration>\n'
+    result = run_import(text)
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert f"error: {tmp_path / 'web.config'}: line 2: " in result.stderr
+    assert said in result.stderr
+    assert "refused" in result.stderr
+
+
+def test_a_plain_document_type_declaration_is_read() -> None:
+    text = f"<!DOCTYPE configuration>\n<configuration>{SAMPLE}</configuration>"
+    (handler,) = read_webconfig(text).handlers
+    assert handler.job_types == [INVENTORY, MANAGEMENT]

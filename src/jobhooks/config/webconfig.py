@@ -21,7 +21,7 @@ import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TypeAlias
-from xml.parsers.expat import ErrorString
+from xml.parsers.expat import ErrorString, ExpatError, ParserCreate
 from xml.parsers.expat.errors import XML_ERROR_JUNK_AFTER_DOC_ELEMENT, XML_ERROR_NO_ELEMENTS
 
 import tomlkit
@@ -301,12 +301,57 @@ _DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
 _NOT_ONE_ROOT = {XML_ERROR_JUNK_AFTER_DOC_ELEMENT, XML_ERROR_NO_ELEMENTS}
 
 
+class _PrologRead(Exception):
+    """Raised at the first element: the document type declaration, if any, is behind."""
+
+
+def _refuse_entities(text: str) -> None:
+    """Refuse a document type declaration that declares entities or names an external DTD,
+    before anything expands them: an entity can read a local file or another host (XXE) or
+    grow to gigabytes (billion laughs). A web.config has neither.
+
+    Raises ValueError naming the line; syntax errors are left to the parse that follows.
+    """
+    parser = ParserCreate()
+
+    def doctype(name: str, system_id: str | None, public_id: str | None, _subset: int) -> None:
+        if system_id or public_id:
+            raise ValueError(
+                f"line {parser.CurrentLineNumber}: the <!DOCTYPE {_printable(name)}> refers "
+                f"to an external DTD ({_printable(system_id or public_id or '')}), which is "
+                "refused: jobhooks never fetches one (a web.config has none); delete the "
+                "<!DOCTYPE>"
+            )
+
+    def entity(name: str, parameter: bool, *_rest: str | None) -> None:
+        raise ValueError(
+            f"line {parser.CurrentLineNumber}: the file declares the XML entity "
+            f"{'%' if parameter else '&'}{_printable(name)}; in its <!DOCTYPE>, which is "
+            "refused: entities can read other files or hosts, or expand to gigabytes (a "
+            "web.config has none); delete the <!DOCTYPE> and write the values out"
+        )
+
+    def element(*_args: object) -> None:
+        raise _PrologRead
+
+    parser.StartDoctypeDeclHandler = doctype
+    parser.EntityDeclHandler = entity
+    parser.UnparsedEntityDeclHandler = lambda name, *_rest: entity(name, False)
+    parser.StartElementHandler = element
+    try:
+        parser.Parse(text, True)
+    except (_PrologRead, ExpatError):
+        return
+
+
 def _parse(text: str) -> ElementTree.Element:
     """The XML's root element; a fragment without one (``<register>`` elements side by
     side, or only comments, as the documentation shows them) is read as if it had one.
 
-    Raises ValueError naming the line of the first syntax error.
+    Raises ValueError naming the line of the first syntax error, or of a document type
+    declaration with entities or an external DTD (refused, see :func:`_refuse_entities`).
     """
+    _refuse_entities(text)
     try:
         return ElementTree.fromstring(text)
     except ElementTree.ParseError as exc:
