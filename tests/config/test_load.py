@@ -484,3 +484,39 @@ def test_digest_settings_and_their_defaults(write_config: WriteConfig) -> None:
 def test_a_poll_start_before_the_year_one_in_utc_is_a_problem(write_config: WriteConfig) -> None:
     problems = problems_in(write_config, '[poll]\nstart = "0001-01-01T00:00:00+05:30"\n')
     assert "is before the year 1 in UTC" in only(problems, "[poll] start")
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("[server]\n" + "a." * 40_000 + "b = 1\n", 2),  # a key
+        ("[" + "a." * 40_000 + "b]\nc = 1\n", 1),  # a table name
+        ("\n\nx = {" + "'a' . " * 40_000 + "b = 1}\n", 3),  # inside an inline table
+    ],
+    ids=["key", "table", "inline-table"],
+)
+def test_a_key_of_too_many_dotted_parts_is_refused_at_once(
+    write_config: WriteConfig, text: str, line: int
+) -> None:
+    """A 200 kB file of dotted key parts made the TOML reader (whose time grows with the
+    square of the parts) and the line index take minutes and gigabytes: a reload blocked
+    the server meanwhile."""
+    import time
+
+    path = write_config(text)
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as caught:
+        read_config(path)
+    assert time.monotonic() - started < 5
+    (problem,) = caught.value.problems
+    assert problem.startswith(f"jobhooks.toml line {line}: a key or table name has more than 64")
+
+
+def test_a_key_of_a_few_dotted_parts_is_read(write_config: WriteConfig) -> None:
+    config, problems = read_config(
+        write_config(LOG_HANDLER + "[handlers.properties]\n" + "a." * 20 + "b = 1\n")
+    )
+    assert problems == []
+    assert config.handlers[0].properties == {"a": {"a": {"a": {"a": {"a": {"a": {"a": {"a": {
+        "a": {"a": {"a": {"a": {"a": {"a": {"a": {"a": {"a": {"a": {"a": {"a": {"b": 1}}}}}}}}}
+    }}}}}}}}}}}}  # fmt: skip

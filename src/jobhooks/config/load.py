@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from jobhooks.config.origin import ConfigOrigin
+from jobhooks.config.origin import MAX_KEY_PARTS, ConfigOrigin
 from jobhooks.config.schema import HandlerRegistration, JobhooksConfig, UnreadRegistration
 from jobhooks.errors import ConfigError
 
@@ -266,6 +266,15 @@ def read_config(path: str | Path) -> tuple[JobhooksConfig, list[str]]:
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
     text = _decoded(path, content)
+    origin = ConfigOrigin.scan(str(path), text)
+    if origin.overlong is not None:  # before the TOML reader, which takes minutes on it
+        raise ConfigError(
+            [
+                f"{path.name} line {origin.overlong}: a key or table name has more than "
+                f"{MAX_KEY_PARTS} dotted parts; jobhooks.toml needs at most 4"
+            ],
+            source=str(path),
+        )
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -278,7 +287,7 @@ def read_config(path: str | Path) -> tuple[JobhooksConfig, list[str]]:
     except RecursionError:
         raise _nested_too_deeply(path) from None
     try:
-        return parse_config(data, ConfigOrigin.scan(str(path), text))
+        return parse_config(data, origin)
     except RecursionError:
         raise _nested_too_deeply(path) from None
 

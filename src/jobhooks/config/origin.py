@@ -6,14 +6,50 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["ConfigOrigin", "KeyPath"]
+__all__ = ["MAX_KEY_PARTS", "ConfigOrigin", "KeyPath"]
 
 KeyPath = tuple[str | int, ...]
+
+MAX_KEY_PARTS = 64
+"""The most dotted parts a key or table name may have (jobhooks.toml needs four): TOML
+readers take time in the square of the parts, so 50,000 of them take minutes."""
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
 _PART = r"""(?:"(?:[^"\\]|\\.)*"|'[^']*'|[A-Za-z0-9_-]+)"""
 _KEY = re.compile(rf"^\s*({_PART}(?:\s*\.\s*{_PART})*)\s*=")
 _PARTS = re.compile(_PART)
+_TOKEN = re.compile(r"""(?:"(?:[^"\\\n]|\\.)*"|'[^'\n]*'|[A-Za-z0-9_-]+)|[ \t]+|.""", re.S)
+
+
+def _overlong_key(text: str) -> int | None:
+    """The offset of a dotted key of more than :data:`MAX_KEY_PARTS` parts anywhere in
+    ``text``, an inline table's too (the scan of lines does not look inside those); read
+    token by token, in one pass."""
+    if text.count(".") < MAX_KEY_PARTS:
+        return None
+    parts, start, after_part = 0, 0, False
+    for token in _TOKEN.finditer(text):
+        piece = token.group()
+        if piece[0] in " \t":
+            continue
+        if piece == ".":
+            if not after_part:
+                parts = 0
+            after_part = False
+            continue
+        if (piece[0] in "\"'" and len(piece) > 1) or piece[0] in _BARE:
+            if after_part or parts == 0:
+                parts, start = 0, token.start()
+            parts += 1
+            after_part = True
+            continue
+        if piece == "=" and after_part and parts > MAX_KEY_PARTS:
+            return start
+        parts, after_part = 0, False
+    return None
+
+
+_BARE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
 def _unquote(key: str) -> str:
@@ -71,6 +107,8 @@ class ConfigOrigin:
 
     name: str
     lines: dict[KeyPath, int] = field(default_factory=dict)
+    overlong: int | None = None
+    """The line of the first key or table name with more than :data:`MAX_KEY_PARTS` parts."""
 
     @classmethod
     def empty(cls) -> ConfigOrigin:
@@ -84,6 +122,7 @@ class ConfigOrigin:
         table: KeyPath = ()
         counts: dict[str, int] = {}
         scan = _Scan()
+        overlong: int | None = None
         for number, line in enumerate(text.split("\n"), start=1):  # TOML's lines only
             if scan.string is not None or scan.depth:  # inside a string or a value's brackets
                 scan.read(line)
@@ -92,6 +131,9 @@ class ConfigOrigin:
             scan.read(line, header=header is not None)
             if header:
                 parts = _dotted(header.group(2))
+                if len(parts) > MAX_KEY_PARTS:
+                    overlong = overlong or number
+                    continue
                 if header.group(1) == "[[":
                     index = counts.get(parts[0], 0)
                     counts[parts[0]] = index + 1
@@ -106,9 +148,16 @@ class ConfigOrigin:
                 key = _KEY.match(line)
                 if key:
                     path = (*table, *_dotted(key.group(1)))
+                    if len(path) > MAX_KEY_PARTS:
+                        overlong = overlong or number
+                        continue
                     for end in range(len(table) + 1, len(path) + 1):  # a.b = 1 makes a too
                         lines.setdefault(path[:end], number)
-        return cls(name=name, lines=lines)
+        if overlong is None:
+            at = _overlong_key(text)
+            if at is not None:
+                overlong = text.count("\n", 0, at) + 1
+        return cls(name=name, lines=lines, overlong=overlong)
 
     def line_of(self, path: Sequence[str | int]) -> int | None:
         """The line of the deepest known table or key along ``path``."""
