@@ -589,3 +589,27 @@ isolation = "process"
     assert "line 6" in problem
     inline = text.replace('isolation = "process"', 'isolation = "none"')
     assert load(write_config(inline)).registry.handlers[0].name == "locked"
+
+
+def test_the_installed_types_are_read_once_per_load_not_once_per_registration(
+    write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading the environment's entry points takes tens of milliseconds; done for each
+    registration, a file of a few hundred made every reload (run on the server's event
+    loop) stall check-ins for seconds."""
+    from jobhooks.registry import discovery
+
+    scans: list[str] = []
+    real = discovery.entry_points
+
+    def counted(**kwargs: str):  # type: ignore[no-untyped-def]
+        scans.append(kwargs.get("group", ""))
+        return real(**kwargs)
+
+    monkeypatch.setattr(discovery, "entry_points", counted)
+    text = "".join(
+        f'[[handlers]]\nname = "log-{n}"\ntype = "log"\njob_types = "*"\n' for n in range(50)
+    )
+    loaded = load_for_serving(write_config(text))
+    assert len(loaded.registry) == 50
+    assert len(scans) == 1

@@ -8,6 +8,7 @@ import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from importlib.metadata import EntryPoint
 from pathlib import Path
 
 from jobhooks.config.defaults import default_config
@@ -22,7 +23,7 @@ from jobhooks.config.schema import (
     UnreadRegistration,
 )
 from jobhooks.errors import ConfigError
-from jobhooks.registry.discovery import HandlerTypeError, load_handler_type
+from jobhooks.registry.discovery import HandlerTypeError, installed_types, load_handler_type
 from jobhooks.registry.matching import (
     DeliveryPolicy,
     Grouping,
@@ -169,6 +170,7 @@ def _register(
     registration: HandlerRegistration,
     config: JobhooksConfig,
     catalog: Mapping[str, uuid.UUID],
+    installed: Mapping[str, EntryPoint] | None = None,
 ) -> _Built:
     where: Callable[[KeyPath], str] = config.origin.where
     label = f"handlers[{index}] {registration.name!r}"
@@ -193,7 +195,7 @@ def _register(
         return _Built(None, found, job_type_ids, read)
 
     try:
-        handler_class = load_handler_type(registration.type)
+        handler_class = load_handler_type(registration.type, installed)
     except HandlerTypeError as exc:
         problems.append(f"{label}: type: {exc} {where(('handlers', index, 'type'))}")
         return failed(problems)
@@ -325,12 +327,14 @@ def build_registry(
     """
     names = {**(catalog or {}), **config.job_types}
     builder = _Builder(previous)
+    # Read once for the whole file: per registration, a reload of many took seconds.
+    installed = installed_types() if any(":" not in h.type for h in config.handlers) else {}
     problems: list[str] = []
     for position, registration in enumerate(config.handlers):
         if not registration.enabled:
             continue
         index = position if registration.position is None else registration.position
-        built = _register(index, registration, config, names)
+        built = _register(index, registration, config, names, installed)
         problems += built.problems
         duplicate = config.registration_problems.get(index)
         if duplicate:  # the first registration of that name runs; this one cannot

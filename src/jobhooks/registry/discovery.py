@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Mapping
 from importlib.metadata import EntryPoint, entry_points
 
 from jobhooks.config.load import did_you_mean
@@ -44,8 +45,12 @@ def _not_found(type_ref: str, module_name: str, missing: str | None) -> str:
     )
 
 
-def load_handler_type(type_ref: str) -> type[JobCompleteHandler]:
-    """Load the class a registration's ``type`` names.
+def load_handler_type(
+    type_ref: str, installed: Mapping[str, EntryPoint] | None = None
+) -> type[JobCompleteHandler]:
+    """Load the class a registration's ``type`` names; ``installed`` is what
+    :func:`installed_types` returned, when a caller loading many types has it already
+    (reading the environment's entry points takes a while: once per load, not per type).
 
     Raises :class:`HandlerTypeError` with a message that lists what is installed.
     """
@@ -70,13 +75,13 @@ def load_handler_type(type_ref: str) -> type[JobCompleteHandler]:
                 raise HandlerTypeError(f"module {module_name!r} has no attribute {attribute!r}")
         handler_class: object = found
     else:
-        types = installed_types()
+        types = installed_types() if installed is None else installed
         entry = types.get(type_ref)
         if entry is None:
-            installed = ", ".join(types) or "none"
+            listed = ", ".join(types) or "none"
             hint = did_you_mean(type_ref, list(types))
             raise HandlerTypeError(
-                f"unknown handler type {type_ref!r}{hint} (installed types: {installed}; "
+                f"unknown handler type {type_ref!r}{hint} (installed types: {listed}; "
                 "or give 'package.module:Class')"
             )
         try:
