@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support import handlers
 from support.app import Api, TestClient
 from support.handlers import read_lines
 from support.reports import AGENT_A, report
@@ -133,3 +135,37 @@ def test_a_file_that_cannot_be_read_is_refused_whole_and_the_running_one_stays(
     assert api.client.get("/readyz").json()["config"]["last_reload_applied"] is False
     handlers = api.client.get("/api/v1/handlers", headers=api.auth("admin")).json()
     assert [h["name"] for h in handlers["items"]] == ["record"]
+
+
+def test_check_ins_are_answered_while_a_reload_waits_on_a_handlers_setup(
+    quarantined: Api,
+) -> None:
+    """A reload imports handler modules and runs their ``setup()``: one that waits on a slow
+    service must not hold the check-ins (the check-in path of every orchestrator) meanwhile."""
+    api = quarantined
+    for event in (handlers.SETUP_ENTERED, handlers.SETUP_MAY_RETURN, handlers.SETUP_RETURNED):
+        event.clear()
+    config = api.directory / "jobhooks.toml"
+    config.write_text(
+        GOOD.format(directory=api.directory)
+        + '\n[[handlers]]\nname = "slow"\ntype = "support.handlers:SlowSetup"\njob_types = "*"\n',
+        encoding="utf-8",
+    )
+    with ThreadPoolExecutor(1) as pool:
+        reloading = pool.submit(
+            api.client.post, "/api/v1/admin/reload", headers=api.auth("admin")
+        )
+        assert handlers.SETUP_ENTERED.wait(10), "the reload never reached the handler's setup()"
+
+        answer = api.client.post(
+            "/api/v1/job-completions", json=report(), headers=api.auth("agent")
+        )
+        answered_during_setup = not handlers.SETUP_RETURNED.is_set()
+        handlers.SETUP_MAY_RETURN.set()
+        reloaded = reloading.result(timeout=30)
+
+    assert answer.status_code == 202, answer.text
+    assert answered_during_setup, "the check-in waited for the reload's setup() to return"
+    assert reloaded.status_code == 200, reloaded.text
+    listed = api.client.get("/api/v1/handlers", headers=api.auth("admin")).json()
+    assert sorted(h["name"] for h in listed["items"]) == ["record", "slow"]

@@ -207,3 +207,22 @@ class KeepsALock(JobCompleteHandler):
     def run_handler(self, context: JobCompleteContext) -> bool:
         with self.lock:
             return True
+
+
+SETUP_ENTERED = threading.Event()
+SETUP_MAY_RETURN = threading.Event()
+SETUP_RETURNED = threading.Event()
+
+
+class SlowSetup(JobCompleteHandler):
+    """Its ``setup()`` waits (at most 20 s) for :data:`SETUP_MAY_RETURN`, as a handler's
+    setup that calls a slow service would; :data:`SETUP_ENTERED` and
+    :data:`SETUP_RETURNED` say it began and ended."""
+
+    def setup(self) -> None:
+        SETUP_ENTERED.set()
+        SETUP_MAY_RETURN.wait(20)
+        SETUP_RETURNED.set()
+
+    def run_handler(self, context: JobCompleteContext) -> bool:
+        return True

@@ -30,7 +30,7 @@ from jobhooks.store.dialect import RELOAD_CHANNEL, RUNS_CHANNEL
 from jobhooks.store.engine import is_sqlite
 from jobhooks.store.nodes import NodeIdentity
 
-__all__ = ["STALL_FLOOR", "YOUNG_GENERATION", "Runtime"]
+__all__ = ["SLOW_RELOAD", "STALL_FLOOR", "YOUNG_GENERATION", "Runtime"]
 
 logger = logging.getLogger("jobhooks")
 
@@ -49,6 +49,8 @@ def _reload_failure_logged() -> Iterator[None]:
 
 STALL_FLOOR = 5.0
 """Seconds the event loop may stall before the heartbeat stops, whatever ``[server] lease``."""
+SLOW_RELOAD = 10.0
+"""Seconds a reload may read the configuration before a warning says it has not ended."""
 YOUNG_GENERATION = 20_000
 """Objects allocated (net) before the cyclic collector looks at the young ones."""
 
@@ -118,6 +120,7 @@ class Runtime:
         """The collector's thresholds before :meth:`start`, put back by :meth:`stop`."""
         self._wakeup: PostgresWakeup | None = None
         self._tick = time.monotonic()
+        self._reloading = asyncio.Lock()
         self.handle_sighup = False
         """Reload the configuration on SIGHUP (set by the CLI for the main process)."""
 
@@ -128,12 +131,30 @@ class Runtime:
         applied reload is announced, and every other node reloads its own
         configuration file too.
         """
-        status = self.live.reload(await self.store.pull.catalog())
+        status = await self._read_again()
         if status.applied:
             await self.release_held()
             if self._wakeup is not None:
                 await self.store.announce(RELOAD_CHANNEL, self.node.id)
         return status
+
+    async def _read_again(self) -> ReloadStatus:
+        """Read the configuration file again, off the event loop: a reload imports handler
+        modules and runs every handler's ``setup()``, which may take long or never return,
+        and check-ins and runs go on meanwhile with the running configuration. One reload
+        at a time; one still reading after :data:`SLOW_RELOAD` seconds is logged."""
+        async with self._reloading:
+            catalog = await self.store.pull.catalog()
+            reading = asyncio.ensure_future(asyncio.to_thread(self.live.reload, catalog))
+            done, _ = await asyncio.wait({reading}, timeout=SLOW_RELOAD)
+            if not done:
+                logger.warning(
+                    "the reload has been reading the configuration for %g s: a handler's "
+                    "import or setup() has not returned; the running configuration serves "
+                    "meanwhile, and later reloads wait for this one",
+                    SLOW_RELOAD,
+                )
+            return await reading
 
     async def release_held(self) -> int:
         """Let the held runs of every valid registration run (those made while it was
@@ -165,7 +186,7 @@ class Runtime:
 
     async def _catalog_reload(self) -> None:
         with _reload_failure_logged():
-            if self.live.reload(await self.store.pull.catalog()).applied:
+            if (await self._read_again()).applied:
                 await self.release_held()
 
     def _registration_problems(self) -> list[tuple[str, str, int]]:
