@@ -57,6 +57,36 @@ def test_validate_lists_the_registered_handlers(
     assert smtp_password not in result.output
 
 
+@pytest.mark.parametrize(
+    ("width", "name"),
+    [(80, "record-inventory-failures"), (120, "record-failures-of-every-inventory-job")],
+)
+@pytest.mark.parametrize("verb", ["validate", "handlers"])
+def test_registered_names_and_job_type_ids_are_never_broken_across_lines(
+    cli,
+    write_config: WriteConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    width: int,
+    name: str,
+    verb: str,
+) -> None:
+    """An operator copies a registration's name and its job types' GUIDs from here."""
+    from jobhooks.cli.app import console
+
+    monkeypatch.setattr(console, "width", width)
+    path = write_config(
+        f'[job_types]\n"Nightly PEM inventory" = "{INVENTORY}"\n'
+        f'[[handlers]]\nname = "{name}"\ntype = "log"\n'
+        f'job_types = "Nightly PEM inventory, {MANAGEMENT}"\n'
+    )
+
+    result = cli(verb, "--config", str(path))
+
+    assert result.exit_code == 0, result.output
+    for whole in (name, INVENTORY.lower(), MANAGEMENT.lower()):
+        assert any(whole in line for line in result.stdout.splitlines()), (whole, result.stdout)
+
+
 def test_names_and_values_from_the_file_are_shown_as_written(
     cli, write_config: WriteConfig
 ) -> None:

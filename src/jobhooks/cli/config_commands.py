@@ -22,7 +22,7 @@ from rich.table import Table
 
 from jobhooks.cli.app import ConfigOption, app, console, err_console, fail, setup_logging
 from jobhooks.cli.common import choose_config, say_using
-from jobhooks.cli.output import JsonOption, print_json
+from jobhooks.cli.output import Column, JsonOption, listing, print_json
 from jobhooks.config.defaults import default_config, resolve_database
 from jobhooks.config.load import read_config
 from jobhooks.config.locate import ConfigChoice
@@ -78,11 +78,22 @@ def _when_text(registered: RegisteredHandler) -> str:
     return shown
 
 
+_REGISTERED = [
+    Column("name", "id", width=1),
+    Column("type"),
+    Column("job types", "id", width=1),
+    Column("when"),
+    Column("timeout"),
+    Column("attempts"),
+    Column("backoff"),
+    Column("isolation"),
+]
+"""The registered handlers' columns: names and job types (GUIDs) are never broken."""
+
+
 def _registered_table(registry: Registry, *, with_properties: bool = False) -> Table:
-    table = Table(title="Registered handlers", title_justify="left")
-    columns = ["name", "type", "job types", "when", "timeout", "attempts", "backoff", "isolation"]
-    for column in [*columns, "properties"] if with_properties else columns:
-        table.add_column(column, overflow="fold")
+    columns = [*_REGISTERED, Column("properties")] if with_properties else _REGISTERED
+    rows = []
     for registered in registry:
         policy = registered.policy
         row = [
@@ -102,8 +113,8 @@ def _registered_table(registry: Registry, *, with_properties: bool = False) -> T
                     for spec in property_specs(type(registered.handler))
                 )
             )
-        table.add_row(*row)
-    return table
+        rows.append(row)
+    return listing(console, "Registered handlers", columns, rows)
 
 
 def _print_problems(config_path: Path | None, problems: list[str]) -> None:
