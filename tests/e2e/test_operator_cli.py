@@ -57,7 +57,7 @@ def test_replay_runs_a_dead_run_again(pipeline: Pipeline) -> None:
 
     out = _operator(pipeline, "replay", run_id)
 
-    assert out.strip() == f"Run {run_id} was dead; it is pending again."
+    assert out.strip() == f"Run {run_id} is pending again (its status was dead)."
 
     def replayed() -> bool:
         run = next(r for r in pipeline.settled(completion_id)["handler_runs"] if r["id"] == run_id)
@@ -213,7 +213,7 @@ def test_a_run_id_copied_from_the_table_replays_at_any_width(
 
     assert completion_id in UUID.findall(shown)
     replayed = _at_width(pipeline, columns, "replay", copied)
-    assert replayed.strip() == f"Run {run_id} was dead; it is pending again."
+    assert replayed.strip() == f"Run {run_id} is pending again (its status was dead)."
 
 
 def test_times_are_dates_never_seconds_since_the_epoch(

@@ -44,7 +44,7 @@ def test_serve_starts_beside_a_broken_registration_and_runs_its_held_runs_once_f
     agent_token = cli.token(config, "--agent", str(AGENT_A))
     server = start_server(config)
     log = server.log()
-    assert "1 handlers, 2 quarantined" in log
+    assert "1 handler, 2 quarantined" in log
     assert "registration 'later' quarantined (its completions are held" in log
     assert "module 'support.handlers' has no attribute 'Apender'" in log
     assert "environment variable JOBHOOKS_TEST_UNSET_HOOK_URL is not set" in log

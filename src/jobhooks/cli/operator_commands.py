@@ -198,4 +198,4 @@ def replay(
         typer.echo(f"Replaying {answer['replayed']} dead run(s) of {handler}.")
         return
     answer = _call("POST", url, f"/api/v1/handler-runs/{run_id}/replay", token)
-    typer.echo(f"Run {run_id} was {answer['previous_status']}; it is pending again.")
+    typer.echo(f"Run {run_id} is pending again (its status was {answer['previous_status']}).")

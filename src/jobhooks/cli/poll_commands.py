@@ -241,7 +241,7 @@ def _poll_report(
             stored,
         )
     except PlatformError as exc:
-        fail(f"the platform's job history could not be read: {exc}")
+        fail(f"the platform could not be read: {exc}")
     except LeaseLost as exc:
         fail(str(exc))
     except StoreError as exc:

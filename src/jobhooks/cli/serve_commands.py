@@ -45,7 +45,9 @@ def build_server(runtime: Runtime) -> uvicorn.Server:
 def _handlers(runtime: Runtime) -> str:
     registry = runtime.live.registry
     quarantined = len(registry.quarantined)
-    return f"{len(registry)} handlers" + (f", {quarantined} quarantined" if quarantined else "")
+    count = len(registry)
+    named = f"{count} handler" + ("" if count == 1 else "s")
+    return named + (f", {quarantined} quarantined" if quarantined else "")
 
 
 @app.command()

@@ -99,8 +99,8 @@ def ensure_current(engine: Engine) -> None:
     current, head = current_revision(engine), head_revision()
     _known(current)
     if current != head:
-        found = current or "empty"
+        found = f"at revision {current}" if current else "not created yet"
         raise SchemaOutOfDate(
-            f"the database schema is at {found}, this jobhooks needs {head}: "
+            f"the database schema is {found}, this jobhooks needs revision {head}: "
             "run 'jobhooks db upgrade --config PATH' first"
         )
