@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import time
 from collections.abc import Iterator
@@ -291,6 +292,47 @@ def test_a_flooding_token_answer_is_refused_while_it_streams(
     assert "[platform] token_url" in message
     assert sum(sent) < 40_000_000, f"{sum(sent) // 1_000_000} MB were read of the flood"
     assert oauth_platform.fake.client_secret not in message
+
+
+def test_a_token_answer_that_would_inflate_past_the_cap_is_never_inflated(
+    oauth_platform: KeyfactorServer,
+) -> None:
+    """A token endpoint that compresses when the client allows it: 100 MB of answer in
+    100 KB. Asked for it uncompressed, it sends the 100 MB, which the cap refuses early."""
+    inflated = b'{"access_token": "' + b"a" * 100_000_000 + b'"}'
+    packed = gzip.compress(inflated, compresslevel=9)
+    assert len(packed) < 256 * 1024
+    sent: list[int] = []
+
+    def bomb(request: RawRequest) -> bool:
+        if request.path != "/token":
+            return False
+        if "gzip" in request.handler.headers.get("accept-encoding", ""):
+            request.send(200, packed, {"content-encoding": "gzip"})
+            return True
+        request.stream(_counted(inflated, sent))
+        return True
+
+    oauth_platform.fake.raw_answers.append(bomb)
+    clients = build_clients(settings(oauth_platform))
+
+    async def read() -> None:
+        try:
+            api = PlatformApi(clients.async_client, "an OAuth token for client_id 'jobhooks'")
+            await api.history(limit=50)
+        finally:
+            await clients.aclose()
+
+    with pytest.raises(PlatformError) as caught:
+        asyncio.run(read())
+    assert "answered more than 256 KiB" in str(caught.value)
+    assert sum(sent) < 40_000_000, f"{sum(sent) // 1_000_000} MB were sent"
+
+
+def _counted(body: bytes, sent: list[int], size: int = 65_536) -> Iterator[bytes]:
+    for start in range(0, len(body), size):
+        sent.append(size)
+        yield body[start : start + size]
 
 
 def test_a_401_with_an_endless_body_is_not_read_whole(oauth_platform: KeyfactorServer) -> None:

@@ -134,9 +134,10 @@ class ClientCredentialsAuth(httpx.Auth):
         }
         if self._scope:
             form["scope"] = self._scope
-        return httpx.Request(
-            "POST", self.token_url, data=form, headers={"accept": "application/json"}
-        )
+        # Uncompressed: the answer's cap counts the bytes received, and a compressed one
+        # could inflate to gigabytes within it.
+        headers = {"accept": "application/json", "accept-encoding": "identity"}
+        return httpx.Request("POST", self.token_url, data=form, headers=headers)
 
     def _refusal(self, response: httpx.Response) -> PlatformError:
         """Why a token endpoint that did not answer 200 gave no token."""
