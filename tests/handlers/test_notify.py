@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import HttpReceiver
+from conftest import HttpReceiver, SmtpSink
 
 from jobhooks import JobCompleteContext
 from jobhooks.dispatch.execute import run_attempt
@@ -344,3 +344,30 @@ def test_a_run_is_forgotten_once_it_succeeds_or_past_the_bound(
         assert len(http_receiver.requests) == 6, "a run that succeeded is sent whole again"
     finally:
         flaky.close()
+
+
+def test_job_data_is_text_not_markup_in_an_html_service(
+    write_config: WriteConfig, smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An orchestrator's message is data: a service that renders HTML (Apprise's mailto://,
+    here to a real SMTP server) shows it as text, not as a link or an image the
+    recipient's mail reader would render (and fetch)."""
+    monkeypatch.setenv(
+        "NOTIFY_URL",
+        f"mailto://{smtp_sink.host}:{smtp_sink.port}"
+        "?from=jobhooks@example.com&to=oncall@example.com&mode=insecure",
+    )
+    markup = '<a href="https://evil.example/login">re-enter your password</a>'
+    outcome = attempt(
+        write_config(notify_config()),
+        message=markup + '<img src="https://evil.example/pixel.gif">',
+        client_machine="<b>orch07</b>",
+    )
+    assert outcome.succeeded, outcome.error
+    (message,) = smtp_sink.messages
+    html = message.get_body(("html",))
+    if html is not None:  # Apprise sends plain text alone, or an HTML part escaped
+        shown = html.get_content()
+        assert "<a href" not in shown and "<img" not in shown and "<b>" not in shown
+    text = message.get_body(("plain",))
+    assert text is not None and markup in text.get_content()

@@ -4,26 +4,330 @@ Templates come from the operator's configuration; values come from
 orchestrators and are only ever data: they are inserted as text and never
 rendered as templates themselves. An undefined name is an error, so a typo
 in a template fails the attempt with a message instead of sending a blank.
+
+A template is also bounded: the built-in handlers render on the worker's event loop,
+where a template that looped for hours or built a string of gigabytes would stop the
+whole node (check-ins, health checks, every other handler) and no handler timeout could
+end it. A rendering that runs past :data:`RENDER_SECONDS`, or would build a value or an
+output of more than :data:`MAX_TEXT` characters, is stopped and fails the attempt with
+an error that says which limit it hit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import itertools
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sized
+from contextvars import ContextVar
+from types import FrameType
 from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateError
+from jinja2.compiler import CodeGenerator, Frame
+from jinja2.exceptions import SecurityError
+from jinja2.nodes import Concat
+from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
 from jobhooks import JobCompleteContext
 
-__all__ = ["CompiledTemplate", "compile_template", "render", "template_variables"]
+__all__ = [
+    "MAX_TEXT",
+    "RENDER_SECONDS",
+    "CompiledTemplate",
+    "compile_template",
+    "render",
+    "template_variables",
+]
+
+RENDER_SECONDS = 1.0
+"""How long one rendering may run."""
+MAX_TEXT = 1_000_000
+"""Characters (or items) a rendering may output, and any value it builds may have."""
+_MAX_BITS = 4096
+"""Bits an integer a template computes may have."""
+_SOURCE = "<template>"
+"""The file name of the code Jinja compiles a template to."""
+
+_deadline: ContextVar[float | None] = ContextVar("jobhooks_template_deadline", default=None)
+
+
+class TemplateLimitError(SecurityError):
+    """A rendering ran too long or built too much."""
+
+
+def _check_time() -> None:
+    deadline = _deadline.get()
+    if deadline is not None and time.monotonic() > deadline:
+        raise TemplateLimitError(
+            f"stopped after {RENDER_SECONDS:g} s (a loop that does not end, or too much work)"
+        )
+
+
+def _too_big(size: int) -> TemplateLimitError:
+    return TemplateLimitError(
+        f"it would build a value of {size:,} characters or items; the limit is {MAX_TEXT:,}"
+    )
+
+
+def _bound(size: int) -> None:
+    if size > MAX_TEXT:
+        raise _too_big(size)
+
+
+def _checked(value: Any) -> Any:
+    """``value``, unless it is a string, list ... longer than :data:`MAX_TEXT`."""
+    if isinstance(value, Sized) and not isinstance(value, range | _Bounded):
+        _bound(len(value))
+    return value
+
+
+def _length(value: Any) -> int:
+    return len(value) if isinstance(value, Sized) else 0
+
+
+_SPEC = re.compile(r"%[#0 +\-]*(\*|\d+)?(?:\.(\*|\d+))?|\{[^{}]*:[^{}]*\d[^{}]*\}|\{[^{}]*\{")
+
+
+def _check_format(text: str, args: Iterable[Any]) -> None:
+    """A %- or {}-format string may not ask for widths or precisions past the limit."""
+    for spec in _SPEC.finditer(text):
+        numbers = [int(digits) for digits in re.findall(r"\d+", spec.group().split(":")[-1])]
+        if any(number > MAX_TEXT for number in numbers):
+            raise _too_big(max(numbers))
+        if "*" in spec.group() or spec.group().endswith("{"):  # a width from the arguments
+            for arg in args:
+                if isinstance(arg, int) and abs(arg) > MAX_TEXT:
+                    raise _too_big(abs(arg))
+
+
+def _flat(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
+    values = [*args, *kwargs.values()]
+    for value in list(values):
+        if isinstance(value, tuple | list):
+            values += value
+        elif isinstance(value, dict):
+            values += value.values()
+    return values
+
+
+def _arg(args: tuple[Any, ...], kwargs: dict[str, Any], index: int, name: str, default: Any) -> Any:
+    if len(args) > index:
+        return args[index]
+    return kwargs.get(name, default)
+
+
+def _check_growth(name: str, value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Before a filter or a string method that can build much more than it is given runs:
+    what it would build. ``args`` are those after ``value``."""
+    size: int | None = None
+    if name in ("center", "ljust", "rjust", "zfill"):
+        width = _arg(args, kwargs, 0, "width", 80)
+        size = width if isinstance(width, int) else None
+    elif name == "indent" and isinstance(value, str):
+        width = _arg(args, kwargs, 0, "width", 4)
+        width = len(width) if isinstance(width, str) else width
+        if isinstance(width, int):
+            size = len(value) + (value.count("\n") + 1) * width
+    elif name == "expandtabs" and isinstance(value, str):
+        tabs = _arg(args, kwargs, 0, "tabsize", 8)
+        if isinstance(tabs, int):
+            size = len(value) + value.count("\t") * tabs
+    elif name == "replace" and isinstance(value, str):
+        old, new = _arg(args, kwargs, 0, "old", ""), _arg(args, kwargs, 1, "new", "")
+        if isinstance(old, str) and isinstance(new, str) and len(new) > len(old):
+            count = value.count(old) if old else len(value) + 1
+            size = len(value) + count * len(new)
+    elif name == "wordwrap" and isinstance(value, str):
+        width = _arg(args, kwargs, 0, "width", 79)
+        wrap = _arg(args, kwargs, 2, "wrapstring", None) or "\n"
+        if isinstance(width, int) and isinstance(wrap, str):
+            size = len(value) + (len(value) // max(width, 1) + 1) * len(wrap)
+    elif name in ("format", "format_map") and isinstance(value, str):
+        _check_format(value, _flat(args, kwargs))
+    elif name == "tojson":
+        indent = _arg(args, kwargs, 0, "indent", None)
+        if isinstance(indent, int) and indent > 100:
+            raise _too_big(indent)
+    elif name in ("batch", "slice"):
+        count = _arg(args, kwargs, 0, "linecount" if name == "batch" else "slices", 1)
+        if isinstance(count, int):
+            size = count
+    if size is not None:
+        _bound(size)
+
+
+def _join_size(separator: Any, items: list[Any]) -> int:
+    return sum(_length(item) if isinstance(item, str) else 0 for item in items) + _length(
+        separator
+    ) * max(len(items) - 1, 0)
+
+
+def _bounded_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    """A built-in filter that first checks the time and what it would build."""
+    passes = getattr(function, "jinja_pass_arg", None)
+    skip = 0 if passes is None else 1  # the context, eval context or environment first
+
+    @functools.wraps(function)
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        _check_time()
+        value, rest = (args[skip], args[skip + 1 :]) if len(args) > skip else (None, ())
+        if name == "join" and isinstance(value, Iterable) and not isinstance(value, str):
+            value = list(itertools.islice(value, MAX_TEXT + 1))
+            _bound(len(value))
+            args = (*args[:skip], value, *rest)
+            _bound(_join_size(_arg(rest, kwargs, 0, "d", ""), value))
+        else:
+            _check_growth(name, value, rest, kwargs)
+        return _checked(function(*args, **kwargs))
+
+    return bounded
+
+
+class _Bounded:
+    """A sequence a template loops over (``range``, ``group``): each step checks the time,
+    so even a loop that outputs nothing cannot run on."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Any) -> None:
+        self._items = items
+
+    def __iter__(self) -> Iterator[Any]:
+        for item in self._items:
+            _check_time()
+            yield item
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, index: Any) -> Any:
+        item = self._items[index]
+        return _Bounded(item) if isinstance(index, slice) else item
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._items
+
+    def __reversed__(self) -> Iterator[Any]:
+        return iter(_Bounded(self._items[::-1]))
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
+    def __repr__(self) -> str:
+        return repr(self._items)
+
+
+class _Group(list[Any]):
+    """``group``: a list (``tojson`` and the rest take it as one), each step of a loop over
+    it checking the time."""
+
+    def __iter__(self) -> Iterator[Any]:
+        for item in super().__iter__():
+            _check_time()
+            yield item
+
+
+def _range(*args: int) -> _Bounded:
+    items = range(*args)
+    _bound(len(items))
+    return _Bounded(items)
+
+
+def _binop(symbol: str, left: Any, right: Any) -> None:
+    """What ``left <symbol> right`` would build, checked before it is built."""
+    sized = (str, bytes, list, tuple)
+    if symbol == "*":
+        if isinstance(left, int) and isinstance(right, int):
+            if left.bit_length() + right.bit_length() > _MAX_BITS:
+                raise _too_big(left.bit_length() + right.bit_length())
+        elif isinstance(left, sized) and isinstance(right, int):
+            _bound(len(left) * right)
+        elif isinstance(right, sized) and isinstance(left, int):
+            _bound(len(right) * left)
+    elif symbol == "**" and isinstance(left, int) and isinstance(right, int):
+        if abs(left) > 1 and right > 0 and right * left.bit_length() > _MAX_BITS:
+            raise _too_big(right * left.bit_length())
+    elif symbol == "+" and isinstance(left, sized) and isinstance(right, sized):
+        _bound(len(left) + len(right))
+    elif symbol == "%" and isinstance(left, str):
+        _check_format(left, _flat((right,), {}))
+
+
+class _Generator(CodeGenerator):
+    """Writes ``a ~ b`` as a call that checks what it would build."""
+
+    def visit_Concat(self, node: Concat, frame: Frame) -> None:
+        self.write("environment.bounded_join((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("), context)")
+
+
+class _Environment(SandboxedEnvironment):
+    code_generator_class = _Generator
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+
+    def __init__(self) -> None:
+        super().__init__(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+        self.globals["range"] = _range
+        self.globals.pop("lipsum", None)  # paragraphs of filler on request: not for a notice
+        self.filters = {name: _bounded_filter(name, f) for name, f in self.filters.items()}
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        _check_time()
+        _binop(operator, left, right)
+        return _checked(super().call_binop(context, operator, left, right))
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        _check_time()
+        owner = getattr(__obj, "__self__", None)
+        name = getattr(__obj, "__name__", "")
+        if isinstance(owner, str):
+            if name == "join" and args and not isinstance(args[0], str):
+                items = list(itertools.islice(args[0], MAX_TEXT + 1))
+                _bound(len(items))
+                _bound(_join_size(owner, items))
+                args = (items, *args[1:])
+            else:
+                _check_growth(name, owner, args, kwargs)
+        for value in (owner, *args, *kwargs.values()):
+            if isinstance(value, Sized) and not isinstance(value, type):
+                _checked(value)
+        return _checked(super().call(__context, __obj, *args, **kwargs))
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        _check_time()
+        value = super().getattr(obj, attribute)
+        if callable(value) and getattr(value, "__name__", "") == "format":
+            # The sandbox's own str.format: widths checked first.
+            return _checked_format(obj, value)
+        return value
+
+    def bounded_join(self, parts: tuple[Any, ...], context: Context) -> str:
+        _check_time()
+        texts = [str(part) for part in parts]
+        _bound(sum(len(text) for text in texts))
+        return "".join(texts)
+
+
+def _checked_format(text: Any, method: Callable[..., Any]) -> Callable[..., Any]:
+    def formatted(*args: Any, **kwargs: Any) -> Any:
+        if isinstance(text, str):
+            _check_format(text, _flat(args, kwargs))
+        return _checked(method(*args, **kwargs))
+
+    return formatted
 
 
 @functools.cache
 def _environment() -> SandboxedEnvironment:
-    return SandboxedEnvironment(
-        undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
-    )
+    return _Environment()
 
 
 class CompiledTemplate:
@@ -58,14 +362,58 @@ def template_variables(context: JobCompleteContext) -> dict[str, Any]:
     return {
         **context.to_dict(),
         "failed": context.failed,
-        "group": [member.to_dict() for member in context.group],
+        "group": _Group(member.to_dict() for member in context.group),
         "group_size": len(context.group),
     }
+
+
+def _trace(frame: FrameType, event: str, arg: Any) -> Any:
+    """Each line a template's code runs checks the time (a loop over a string, say)."""
+    if frame.f_code.co_filename != _SOURCE:
+        return None
+    _check_time()
+    return _trace_lines
+
+
+def _trace_lines(frame: FrameType, event: str, arg: Any) -> Any:
+    if event == "line":
+        _check_time()
+    return _trace_lines
+
+
+@contextlib.contextmanager
+def _limits() -> Iterator[None]:
+    token = _deadline.set(time.monotonic() + RENDER_SECONDS)
+    # Lines are traced only where no debugger or coverage tool traces already.
+    traced = sys.gettrace() is None
+    if traced:
+        sys.settrace(_trace)
+    try:
+        yield
+    finally:
+        if traced:
+            sys.settrace(None)
+        _deadline.reset(token)
 
 
 def render(template: CompiledTemplate, context: JobCompleteContext, what: str) -> str:
     """Render a template for a context; raises ValueError saying what went wrong."""
     try:
-        return template.template.render(template_variables(context))
+        with _limits():
+            parts: list[str] = []
+            size = 0
+            for part in template.template.generate(template_variables(context)):
+                size += len(part)
+                if size > MAX_TEXT:
+                    raise TemplateLimitError(
+                        f"its output passed {MAX_TEXT:,} characters; stopped there"
+                    )
+                parts.append(part)
+                _check_time()
+            return "".join(parts)
+    except TemplateLimitError as exc:
+        raise ValueError(f"the {what} template failed: {exc}") from None
     except TemplateError as exc:
         raise ValueError(f"the {what} template failed: {exc}") from None
+    except RecursionError:
+        raise ValueError(f"the {what} template failed: it recursed too deeply") from None

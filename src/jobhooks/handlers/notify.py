@@ -167,8 +167,10 @@ class NotifyHandler(JobCompleteHandler):
     ) -> None:
         """Notify ``urls[position]``, and add it to ``delivered`` at once when it took the
         notification (an attempt that times out later still counts it)."""
+        # Text: Apprise escapes it for a service that renders HTML or Markdown (mail,
+        # Teams, Slack ...), so an orchestrator's message is shown, never rendered.
         if await self._targets[position].async_notify(
-            body=body, title=title, notify_type=notify_type
+            body=body, title=title, notify_type=notify_type, body_format=apprise.NotifyFormat.TEXT
         ):
             delivered.add(position)
 
