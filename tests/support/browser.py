@@ -3,15 +3,17 @@ pages watched for dialogs and errors, signing in, screenshots."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from support.reports import report
-from support.server import ServerProcess
+from support.reports import AGENT_A, report
+from support.server import ServerProcess, create_tokens, write_config
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -104,3 +106,24 @@ def screenshot(page: Any, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+@contextlib.contextmanager
+def served_dashboard(directory: Path, config_text: str) -> Iterator[Dashboard]:
+    """``jobhooks serve`` on ``config_text`` and a free loopback port, with admin, viewer
+    and agent tokens made by ``jobhooks token create``; stopped on leaving."""
+    config = write_config(directory, config_text)
+    admin, viewer, agent = create_tokens(config, "--admin", "--viewer", str(AGENT_A))
+    server = ServerProcess(config, directory / "server.log")
+    try:
+        server.start()
+        with server.client(agent) as agent_client, server.client(admin) as admin_client:
+            yield Dashboard(
+                server,
+                directory,
+                {"admin": admin, "viewer": viewer, "agent": agent},
+                agent_client,
+                admin_client,
+            )
+    finally:
+        server.stop()

@@ -21,9 +21,8 @@ from support.browser import (
     VIEWPORTS,
     Dashboard,
     Watched,
+    served_dashboard,
 )
-from support.reports import AGENT_A
-from support.server import ServerProcess, create_tokens, write_config
 
 
 @pytest.fixture(scope="module")
@@ -54,21 +53,8 @@ def browser() -> Iterator[Any]:
 def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     """``jobhooks serve`` on a free loopback port, tokens made by ``jobhooks token create``."""
     directory = tmp_path_factory.mktemp("dashboard")
-    config = write_config(directory, HANDLERS.format(dir=directory, doomed=DOOMED_TYPE))
-    admin, viewer, agent = create_tokens(config, "--admin", "--viewer", str(AGENT_A))
-    server = ServerProcess(config, directory / "server.log")
-    try:
-        server.start()
-        with server.client(agent) as agent_client, server.client(admin) as admin_client:
-            yield Dashboard(
-                server,
-                directory,
-                {"admin": admin, "viewer": viewer, "agent": agent},
-                agent_client,
-                admin_client,
-            )
-    finally:
-        server.stop()
+    with served_dashboard(directory, HANDLERS.format(dir=directory, doomed=DOOMED_TYPE)) as served:
+        yield served
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import expect
-from support.browser import VIEWPORTS, Dashboard, Watched, screenshot, sign_in
+from support.browser import VIEWPORTS, Dashboard, Watched, screenshot, served_dashboard, sign_in
 from support.reports import AGENT_A
-from support.server import ServerProcess, create_tokens, wait_for, write_config
+from support.server import wait_for
 
 ECHO = """
 [[handlers]]
@@ -26,22 +26,8 @@ max_attempts = 1
 @pytest.fixture(scope="module")
 def echo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     """``jobhooks serve`` with one handler that fails quoting the completion's message."""
-    directory = tmp_path_factory.mktemp("hostile")
-    config = write_config(directory, ECHO)
-    admin, viewer, agent = create_tokens(config, "--admin", "--viewer", str(AGENT_A))
-    server = ServerProcess(config, directory / "server.log")
-    try:
-        server.start()
-        with server.client(agent) as agent_client, server.client(admin) as admin_client:
-            yield Dashboard(
-                server,
-                directory,
-                {"admin": admin, "viewer": viewer, "agent": agent},
-                agent_client,
-                admin_client,
-            )
-    finally:
-        server.stop()
+    with served_dashboard(tmp_path_factory.mktemp("hostile"), ECHO) as served:
+        yield served
 
 
 def _dead(dashboard: Dashboard, completion_id: str) -> list[dict[str, Any]] | None:
