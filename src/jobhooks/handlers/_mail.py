@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import hashlib
 import re
+import secrets
+import ssl
 import unicodedata
 from collections.abc import Callable, Sequence
 from email.message import EmailMessage
 from email.policy import Policy
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -27,11 +31,14 @@ from jobhooks import JobCompleteContext, JobCompleteHandler, Secret
 from jobhooks.handlers._digest import digest_lines
 from jobhooks.handlers._templates import compile_template, render
 
-__all__ = ["EmailHandler", "SmtpTlsError", "header_text", "raise_all"]
+__all__ = ["EmailHandler", "SmtpRecipientsError", "SmtpTlsError", "header_text", "raise_all"]
 
 SmtpTls = Literal["auto", "starttls", "implicit", "none"]
 """As ``[smtp] tls``: see :meth:`EmailHandler.send`."""
 _IMPLICIT_PORT = 465
+REMEMBERED_RUNS = 1000
+"""Runs whose recipients that took the mail a handler remembers at most, forgetting the
+oldest first (a run is forgotten once every recipient took it)."""
 
 _LINE = 76
 """Header lines are folded to this length: RFC 2047's limit for lines with encoded words."""
@@ -173,6 +180,18 @@ def _quoted(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _unverified(error: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification failure behind ``error``, if that is what it is."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def raise_all(problems: Sequence[Exception]) -> None:
     """Raise the one problem, or an ``ExceptionGroup`` of several (a registration lists
     each); nothing when there is none."""
@@ -184,7 +203,12 @@ def raise_all(problems: Sequence[Exception]) -> None:
 
 class SmtpTlsError(RuntimeError):
     """Raised when a connection is not encrypted as the TLS mode requires: the server
-    does not offer STARTTLS where it is required, or a password would go in clear."""
+    does not offer STARTTLS where it is required, a password would go in clear, or the
+    server's certificate cannot be verified."""
+
+
+class SmtpRecipientsError(RuntimeError):
+    """Raised when the server refused some recipients (those it took got the mail)."""
 
 
 class EmailHandler(JobCompleteHandler):
@@ -266,15 +290,21 @@ class EmailHandler(JobCompleteHandler):
         return tls or "auto"
 
     def compose(self, context: JobCompleteContext, subject: str, body: str) -> EmailMessage:
-        """The message for a context: the templates when configured, else the defaults."""
+        """The message for a context: the templates when configured, else the defaults.
+
+        Its Message-ID is the same on every attempt of the run (the registration's
+        name and the completion's id), so a mail sent again by a retry (after an
+        attempt the server took but never answered) is one message to the mail
+        stores and readers that drop duplicates."""
         if self._subject is not None:
             subject = render(self._subject, context, "subject")
         if self._body is not None:
             body = render(self._body, context, "body")
-        return self.build_message(subject, body)
+        return self.build_message(subject, body, run=context.completion_id)
 
-    def build_message(self, subject: str, body: str) -> EmailMessage:
-        """A plain-text message from MailFrom to EmailRecipients.
+    def build_message(self, subject: str, body: str, run: str = "") -> EmailMessage:
+        """A plain-text message from MailFrom to EmailRecipients (``run``: what its
+        Message-ID is made from, a random one without it).
 
         The subject is cleaned by header_text and written as text only: a
         reader shows what it says, even when that looks like an encoded word.
@@ -284,9 +314,14 @@ class EmailHandler(JobCompleteHandler):
         message["To"] = _addresses("To", self._to)
         message["Subject"] = _subject(header_text(subject))
         message["Date"] = formatdate(localtime=False, usegmt=True)
-        message["Message-ID"] = make_msgid(domain="jobhooks")
+        message["Message-ID"] = self._message_id(run)
         message.set_content(body)
         return message
+
+    def _message_id(self, run: str) -> str:
+        """``<40 hex digits@jobhooks>``: a hash of the registration's name and ``run``."""
+        seed = f"{getattr(self, 'name', '')}\x1f{run}" if run else secrets.token_hex(20)
+        return f"<{hashlib.sha256(seed.encode('utf-8', 'replace')).hexdigest()[:40]}@jobhooks>"
 
     async def send(self, message: EmailMessage) -> None:
         """Send through the configured SMTP server; raises on any delivery error.
@@ -296,9 +331,22 @@ class EmailHandler(JobCompleteHandler):
         whenever the server offers it. ``starttls`` and ``implicit`` require
         it. A password goes over an unencrypted connection only with ``tls =
         "none``; otherwise the attempt fails with :class:`SmtpTlsError` before
-        the login. The envelope is MailFrom to EmailRecipients, never read back
-        from the message's headers.
+        the login, as it does when the server's certificate cannot be verified.
+        The envelope is MailFrom to EmailRecipients, never read back from the
+        message's headers.
+
+        Recipients the server refuses fail the attempt (:class:`SmtpRecipientsError`,
+        naming each with the server's answer), although those it took got the mail:
+        the handler remembers them by the message's Message-ID (the same on every
+        attempt of a run, see :meth:`compose`), and a retry mails only the others.
+        That memory is the process's own (as ``notify``'s): after a restart, a
+        reload, with ``isolation = "process"`` or past :data:`REMEMBERED_RUNS` runs,
+        a retry mails every recipient again.
         """
+        taken = self._taken(str(message["Message-ID"] or ""))
+        pending = [address for _, address in self._to if address not in taken]
+        if not pending:
+            return
         implicit = self._tls == "implicit" or (
             self._tls == "auto" and self.smtp_port == _IMPLICIT_PORT
         )
@@ -310,12 +358,26 @@ class EmailHandler(JobCompleteHandler):
             cert_bundle=self.ca_bundle,
             timeout=self.smtp_timeout,
         )
-        await client.connect()
         transport = None
         try:
-            await self._converse(client, message, implicit)
+            try:
+                await client.connect()
+                refused = await self._converse(client, message, implicit, pending)
+            except Exception as exc:
+                unverified = _unverified(exc)
+                if unverified is not None:
+                    raise SmtpTlsError(self._unverified_message(unverified)) from exc
+                if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+                    raise SmtpRecipientsError(
+                        self._refused_message(exc.recipients, len(pending))
+                    ) from exc
+                raise
+            taken.update(address for address in pending if address not in refused)
             transport = client.transport
-            await client.quit()
+            # The server took the mail (it answered the data): how it ends the session
+            # changes nothing, and failing here would only send it again.
+            with contextlib.suppress(aiosmtplib.SMTPException):
+                await client.quit()
         finally:
             # After QUIT, or a failure, nothing is left to protect: drop the connection at
             # once rather than await the server's TLS close_notify, which an event loop
@@ -325,10 +387,69 @@ class EmailHandler(JobCompleteHandler):
             client.close()
             if isinstance(transport, asyncio.Transport):
                 transport.abort()
+        if refused:
+            raise SmtpRecipientsError(
+                self._refused_message(
+                    [
+                        aiosmtplib.SMTPRecipientRefused(answer.code, answer.message, address)
+                        for address, answer in refused.items()
+                    ],
+                    len(pending),
+                )
+            )
+        self._taken_by_run().pop(str(message["Message-ID"] or ""), None)
+
+    def _taken_by_run(self) -> dict[str, set[str]]:
+        runs: dict[str, set[str]] | None = self.__dict__.get("_taken_runs")
+        if runs is None:
+            runs = self.__dict__["_taken_runs"] = {}
+        return runs
+
+    def _taken(self, run: str) -> set[str]:
+        """The recipients that took the mail ``run`` (its Message-ID) in earlier attempts,
+        kept for its next attempt; the oldest runs are forgotten past REMEMBERED_RUNS."""
+        runs = self._taken_by_run()
+        if not run:
+            return set()
+        taken = runs.pop(run, set())
+        runs[run] = taken
+        while len(runs) > REMEMBERED_RUNS:
+            del runs[next(iter(runs))]
+        return taken
+
+    def _refused_message(
+        self, refusals: Sequence[aiosmtplib.SMTPRecipientRefused], pending: int
+    ) -> str:
+        each = "; ".join(
+            f"{refusal.recipient}: {refusal.code} {refusal.message} "
+            f"({'temporary' if 400 <= refusal.code < 500 else 'permanent'})"
+            for refusal in refusals
+        )
+        if len(refusals) == pending:
+            return f"{self._server} refused every recipient: {each}"
+        return (
+            f"{self._server} refused {len(refusals)} of {pending} recipients (the others "
+            f"got the mail; a retry mails only these): {each}"
+        )
+
+    def _unverified_message(self, error: ssl.SSLCertVerificationError) -> str:
+        return (
+            f"{self._server}: its TLS certificate could not be verified, so nothing was "
+            f"sent ({error}). If a private CA signed it, name that CA's PEM file in "
+            "ca_bundle ([smtp] ca_bundle, or the handler's CaBundle); if it is for another "
+            "name, set SmtpServer ([smtp] host) to a name the certificate lists. "
+            "Certificates are always verified."
+        )
 
     async def _converse(
-        self, client: aiosmtplib.SMTP, message: EmailMessage, implicit: bool
-    ) -> None:
+        self,
+        client: aiosmtplib.SMTP,
+        message: EmailMessage,
+        implicit: bool,
+        recipients: Sequence[str],
+    ) -> dict[str, aiosmtplib.SMTPResponse]:
+        """Log in if configured and send; the recipients the server refused (it took
+        the others)."""
         if not implicit and self._tls != "none":
             await self._start_tls(client)
         if self.username is not None:
@@ -341,9 +462,10 @@ class EmailHandler(JobCompleteHandler):
                 )
             password = self.password.reveal() if self.password is not None else ""
             await client.login(self.username, password)
-        await client.send_message(
-            message, sender=self._from[1], recipients=[address for _, address in self._to]
+        refused, _answer = await client.send_message(
+            message, sender=self._from[1], recipients=list(recipients)
         )
+        return refused
 
     async def _start_tls(self, client: aiosmtplib.SMTP) -> None:
         """Upgrade with STARTTLS when the server offers it; required unless ``auto``."""
