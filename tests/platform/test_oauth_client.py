@@ -407,3 +407,74 @@ def test_a_token_answer_never_puts_a_secret_in_the_error(
     message = str(caught.value)
     assert "never-print-me" not in message, message
     assert f"the OAuth token endpoint {oauth_platform.token_url}" in message
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "gzip, gzip"])
+def test_a_token_answer_compressed_though_asked_uncompressed_is_never_inflated(
+    oauth_platform: KeyfactorServer, encoding: str
+) -> None:
+    """A token endpoint that compresses whatever it is asked: 100 MB of answer in 100 KB
+    (or far more in two layers). The cap counts bytes received, so the answer is refused
+    before it is inflated."""
+    inflated = b'{"access_token": "' + b"a" * 100_000_000 + b'"}'
+    packed = gzip.compress(inflated, compresslevel=9)
+    if "," in encoding:
+        packed = gzip.compress(packed, compresslevel=9)
+    assert len(packed) < 256 * 1024
+
+    def bomb(request: RawRequest) -> bool:
+        if request.path != "/token":
+            return False
+        try:
+            request.send(200, packed, {"content-encoding": encoding})
+        except OSError:  # refused before it was read: the client hung up
+            request.handler.close_connection = True
+        return True
+
+    oauth_platform.fake.raw_answers.append(bomb)
+    clients = build_clients(settings(oauth_platform))
+
+    async def read() -> None:
+        try:
+            api = PlatformApi(clients.async_client, "an OAuth token for client_id 'jobhooks'")
+            await api.history(limit=50)
+        finally:
+            await clients.aclose()
+
+    started = time.monotonic()
+    with pytest.raises(PlatformError) as caught:
+        asyncio.run(read())
+    assert "compressed" in str(caught.value), caught.value
+    assert time.monotonic() - started < 0.5
+
+
+def test_a_compressed_401_is_never_inflated(oauth_platform: KeyfactorServer) -> None:
+    """A 401 before the retry is discarded: one of a few KB that inflates to a gigabyte
+    (gzip of gzip) is not inflated on the way to the retry."""
+    inflated = b"a" * 1_000_000_000
+    packed = gzip.compress(gzip.compress(inflated, compresslevel=9), compresslevel=9)
+    assert len(packed) < 64 * 1024
+    del inflated
+    refusals: list[int] = []
+
+    def refuse_once(request: RawRequest) -> bool:
+        if not request.path.endswith("/JobHistory") or refusals:
+            return False
+        refusals.append(1)
+        request.send(401, packed, {"content-encoding": "gzip, gzip"})
+        return True
+
+    oauth_platform.fake.raw_answers.append(refuse_once)
+    clients = build_clients(settings(oauth_platform))
+
+    async def read() -> int:
+        try:
+            api = PlatformApi(clients.async_client, "an OAuth token for client_id 'jobhooks'")
+            return len((await api.history(limit=50)).rows)
+        finally:
+            await clients.aclose()
+
+    started = time.monotonic()
+    assert asyncio.run(read()) == 1
+    assert refusals
+    assert time.monotonic() - started < 1

@@ -248,6 +248,18 @@ class ClientCredentialsAuth(httpx.Auth):
         token answer: every request the flow sends other than ``original``)."""
         if sent is original:
             return False
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            # Asked for identity: the cap counts bytes received, and 256 KiB of gzip (of
+            # gzip of gzip ...) inflates to gigabytes, so a compressed answer is not read.
+            raise PlatformError(
+                f"the OAuth token endpoint {self.token_url} answered compressed "
+                f"({_printable(encoding)}) though asked for an uncompressed answer, which is "
+                "refused: a token answer is read only up to "
+                f"{TOKEN_ANSWER_CAP // 1024} KiB as sent; is [platform] token_url the token "
+                "endpoint of the identity provider, or does a proxy before it compress?",
+                kind="bad_response",
+            )
         response.stream = _Capped(response.stream, TOKEN_ANSWER_CAP, self._too_big)
         return True
 
@@ -265,8 +277,7 @@ class ClientCredentialsAuth(httpx.Auth):
             except StopIteration:
                 return
             if sent is request:
-                # httpx reads an answer before it sends the next request: cap that read.
-                response.stream = _Capped(response.stream, DISCARDED_CAP)
+                _discard(response)
             sent = following
 
     async def async_auth_flow(
@@ -283,8 +294,7 @@ class ClientCredentialsAuth(httpx.Auth):
             except StopIteration:
                 return
             if sent is request:
-                # httpx reads an answer before it sends the next request: cap that read.
-                response.stream = _Capped(response.stream, DISCARDED_CAP)
+                _discard(response)
             sent = following
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
@@ -300,6 +310,18 @@ class ClientCredentialsAuth(httpx.Auth):
             token = yield from self._fetch(stale=token)
             request.headers["authorization"] = f"Bearer {token}"
             yield request
+
+
+def _discard(response: httpx.Response) -> None:
+    """Cap what httpx reads of an answer the flow discards (it reads one before it sends the
+    next request), and leave it as sent: a few KB of gzip of gzip inflate to gigabytes."""
+    response.stream = _Capped(response.stream, DISCARDED_CAP)
+    if "content-encoding" in response.headers:
+        del response.headers["content-encoding"]
+
+
+def _printable(text: str) -> str:
+    return repr(text[:40])[1:-1]
 
 
 def _shape(response: httpx.Response) -> str:
