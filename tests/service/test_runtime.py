@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 from support.server import write_config
 
@@ -30,3 +33,71 @@ def test_a_runtime_enlarges_the_collectors_young_generation_while_it_runs(
 
     assert running == (YOUNG_GENERATION, *before[1:])
     assert gc.get_threshold() == before, "put back as it was found"
+
+
+def test_a_reload_whose_setup_never_returns_does_not_hold_the_process_at_stop(
+    tmp_path: Path,
+) -> None:
+    """SIGTERM while a handler's setup() hangs in a reload: the runtime stops, and the
+    event loop closes without waiting for the reload's thread (it waited for ever)."""
+    config = write_config(tmp_path, "")
+    runtime = Runtime(load(config), config)
+    release = threading.Event()
+    entered = threading.Event()
+
+    def hanging(catalog: object) -> object:
+        entered.set()
+        release.wait(60)
+        raise RuntimeError("released")
+
+    runtime.live.reload = hanging  # type: ignore[method-assign]
+
+    async def reload_then_stop() -> None:
+        await runtime.start()
+        reloading = asyncio.create_task(runtime.reload())
+        while not entered.is_set():
+            await asyncio.sleep(0.01)
+        reloading.cancel()
+        await runtime.stop()
+
+    finished = threading.Event()
+    thread = threading.Thread(
+        target=lambda: (asyncio.run(reload_then_stop()), finished.set()), daemon=True
+    )
+    try:
+        thread.start()
+        assert finished.wait(10), "the event loop waited for the reload's thread"
+    finally:
+        release.set()
+        thread.join(10)
+
+
+def test_a_reload_waits_for_a_cancelled_reload_still_reading(tmp_path: Path) -> None:
+    """Reloads never read at once, even when the one before was given up by its caller."""
+    config = write_config(tmp_path, "")
+    runtime = Runtime(load(config), config)
+    reading: list[int] = []
+    most: list[int] = []
+    original = runtime.live.reload
+
+    def slow(catalog: Any) -> Any:
+        reading.append(1)
+        most.append(len(reading))
+        time.sleep(0.3)
+        reading.pop()
+        return original(catalog)
+
+    runtime.live.reload = slow  # type: ignore[method-assign]
+
+    async def two_reloads() -> None:
+        await runtime.start()
+        try:
+            first = asyncio.create_task(runtime.reload())
+            await asyncio.sleep(0.1)
+            first.cancel()
+            await runtime.reload()
+        finally:
+            await runtime.stop()
+
+    asyncio.run(two_reloads())
+    assert max(most) == 1

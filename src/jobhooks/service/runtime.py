@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import gc
 import logging
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from jobhooks.config.defaults import resolve_database
 from jobhooks.dispatch.wakeup import PostgresWakeup
@@ -33,6 +36,7 @@ from jobhooks.store.nodes import NodeIdentity
 __all__ = ["SLOW_RELOAD", "STALL_FLOOR", "YOUNG_GENERATION", "Runtime"]
 
 logger = logging.getLogger("jobhooks")
+T = TypeVar("T")
 
 
 @contextlib.contextmanager
@@ -45,6 +49,35 @@ def _reload_failure_logged() -> Iterator[None]:
         logger.error("reload failed, keeping the running configuration: %s", exc)
     except Exception:
         logger.exception("reload failed, keeping the running configuration")
+
+
+def _in_thread(function: Callable[..., T], *args: object) -> asyncio.Future[T]:
+    """``function(*args)`` in a thread of its own, a daemon: a reload whose handler's
+    setup() never returns must not hold the process at exit, as the event loop's executor
+    would (``asyncio.run`` and the interpreter wait for its threads: ``serve`` never
+    ended on SIGTERM). The future is settled when the thread ends, if the loop still runs."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def run() -> None:
+        try:
+            result, error = context.run(function, *args), None
+        except BaseException as exc:  # settled on the loop, like asyncio.to_thread's
+            result, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name="jobhooks-reload", daemon=True).start()
+    return future
 
 
 STALL_FLOOR = 5.0
@@ -121,6 +154,8 @@ class Runtime:
         self._wakeup: PostgresWakeup | None = None
         self._tick = time.monotonic()
         self._reloading = asyncio.Lock()
+        self._reading: asyncio.Future[ReloadStatus] | None = None
+        """The reload reading in its thread, or the last one (see :meth:`_read_again`)."""
         self.handle_sighup = False
         """Reload the configuration on SIGHUP (set by the CLI for the main process)."""
 
@@ -144,8 +179,12 @@ class Runtime:
         and check-ins and runs go on meanwhile with the running configuration. One reload
         at a time; one still reading after :data:`SLOW_RELOAD` seconds is logged."""
         async with self._reloading:
+            if self._reading is not None and not self._reading.done():
+                # A reload whose waiter was cancelled still reads: this one waits for it.
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._reading)
             catalog = await self.store.pull.catalog()
-            reading = asyncio.ensure_future(asyncio.to_thread(self.live.reload, catalog))
+            reading = self._reading = _in_thread(self.live.reload, catalog)
             done, _ = await asyncio.wait({reading}, timeout=SLOW_RELOAD)
             if not done:
                 logger.warning(
@@ -154,7 +193,7 @@ class Runtime:
                     "meanwhile, and later reloads wait for this one",
                     SLOW_RELOAD,
                 )
-            return await reading
+            return await asyncio.shield(reading)
 
     async def release_held(self) -> int:
         """Let the held runs of every valid registration run (those made while it was
