@@ -204,6 +204,7 @@ RUNAWAY = "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{
         ),
         ("{{ 7 ** 100000000 }}", "characters"),
         ("{% for i in range(100000) %}{{ message }}{% endfor %}", "output passed"),
+        ("{{ ([['x']] * 60000) | sum(start=[]) | length }}", "stopped after"),
     ],
 )
 def test_a_template_that_runs_on_or_builds_too_much_fails_within_a_second(
@@ -218,6 +219,39 @@ def test_a_template_that_runs_on_or_builds_too_much_fails_within_a_second(
         render(template, context, "body")
     assert says in str(failure.value)
     assert time.monotonic() - start < 5
+
+
+LONG = "{% set s = 'x' * 999999 %}{% set a = [s] * 1000 %}"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        LONG + "{{ a }}",
+        LONG + "{{ a ~ '' }}",
+        LONG + "{{ a | string | length }}",
+        LONG + "{{ a | tojson | length }}",
+        LONG + "{{ a | pprint | length }}",
+        LONG + "{{ a | upper | length }}",
+        LONG + "{{ {'k': a} | xmlattr | length }}",
+        LONG + "{{ [a] | join | length }}",
+        LONG + "{{ ('%s' % (a,)) | length }}",
+        LONG + "{{ '{}'.format(a) | length }}",
+        LONG + "{{ ''.join(['{}']).format(a) | length }}",
+        LONG + "{% set ns = namespace(a=a) %}{{ ns }}",
+        LONG + "{{ {'k': a}.items() }}",
+        "{{ [(2 ** 2000) * (2 ** 2000)] * 100000 }}",
+    ],
+)
+def test_a_value_whose_text_is_too_long_is_refused_before_it_is_built(source: str) -> None:
+    """A list of a thousand strings of a million characters is a thousand references, but
+    its text is a billion characters: refused before it is made (it took seconds and
+    gigabytes on the event loop, and more would exhaust the node's memory)."""
+    template = compile_template(source, "body")
+    start = time.monotonic()
+    with pytest.raises(ValueError, match=r"the body template failed: .*characters"):
+        render(template, sample_context(), "body")
+    assert time.monotonic() - start < 0.5
 
 
 def test_templates_within_the_limits_render_as_before() -> None:

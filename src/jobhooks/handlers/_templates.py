@@ -21,7 +21,16 @@ import itertools
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sized
+from collections.abc import (
+    Callable,
+    ItemsView,
+    Iterable,
+    Iterator,
+    KeysView,
+    Mapping,
+    Sized,
+    ValuesView,
+)
 from contextvars import ContextVar
 from types import FrameType
 from typing import Any
@@ -32,6 +41,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.nodes import Concat
 from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
+from jinja2.utils import Namespace
 
 from jobhooks import JobCompleteContext
 
@@ -88,6 +98,52 @@ def _checked(value: Any) -> Any:
 
 def _length(value: Any) -> int:
     return len(value) if isinstance(value, Sized) else 0
+
+
+_WALKED = (list, tuple, set, frozenset, KeysView, ValuesView, ItemsView)
+
+
+def _text_size(value: Any) -> int:
+    """At least how many characters ``str(value)`` has, counted before it is built: a
+    string's length, an integer's digits, and for a list, tuple, set or mapping its items'
+    (each once per place it appears: ``[s] * 1000`` is a thousand ``s``) and a character
+    each. Stops once past :data:`MAX_TEXT`, so it looks at a million items at most."""
+    size = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            size += len(item)
+        elif isinstance(item, bool) or item is None:
+            size += 4
+        elif isinstance(item, int):
+            size += item.bit_length() * 3 // 10 + 1
+        elif isinstance(item, _WALKED):
+            size += 2 + len(item)
+            if size <= MAX_TEXT:
+                stack.extend(item)
+        elif isinstance(item, Mapping):
+            size += 2 + 2 * len(item)
+            if size <= MAX_TEXT:
+                stack.extend(item.keys())
+                stack.extend(item.values())
+        elif isinstance(item, Namespace):
+            stack.append(item._Namespace__attrs)
+        else:
+            size += 1
+        if size > MAX_TEXT:
+            return size
+    return size
+
+
+def _bound_text(*values: Any) -> None:
+    """Refuse values whose text (a list of a thousand long strings, say) would pass
+    :data:`MAX_TEXT`, before anything turns them into text."""
+    size = 0
+    for value in values:
+        if not isinstance(value, str):
+            size += _text_size(value)
+            _bound(size)
 
 
 _SPEC = re.compile(r"%[#0 +\-]*(\*|\d+)?(?:\.(\*|\d+))?|\{[^{}]*:[^{}]*\d[^{}]*\}|\{[^{}]*\{")
@@ -162,9 +218,51 @@ def _check_growth(name: str, value: Any, args: tuple[Any, ...], kwargs: dict[str
 
 
 def _join_size(separator: Any, items: list[Any]) -> int:
-    return sum(_length(item) if isinstance(item, str) else 0 for item in items) + _length(
-        separator
-    ) * max(len(items) - 1, 0)
+    size = _length(separator) * max(len(items) - 1, 0)
+    for item in items:
+        size += len(item) if isinstance(item, str) else _text_size(item)
+        _bound(size)
+    return size
+
+
+_ITEMWISE = frozenset(
+    [
+        "attr",
+        "batch",
+        "count",
+        "d",
+        "default",
+        "dictsort",
+        "first",
+        "groupby",
+        "items",
+        "join",
+        "last",
+        "length",
+        "list",
+        "map",
+        "max",
+        "min",
+        "random",
+        "reject",
+        "rejectattr",
+        "reverse",
+        "select",
+        "selectattr",
+        "slice",
+        "sort",
+        "sum",
+        "unique",
+    ]
+)
+"""The filters that take a list or mapping item by item, never as text; every other one
+may turn what it is given into text (``string``, ``tojson``, ``upper`` ...)."""
+
+
+def _ticking(items: Iterable[Any]) -> Iterator[Any]:
+    for item in items:
+        _check_time()
+        yield item
 
 
 def _bounded_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
@@ -182,6 +280,11 @@ def _bounded_filter(name: str, function: Callable[..., Any]) -> Callable[..., An
             args = (*args[:skip], value, *rest)
             _bound(_join_size(_arg(rest, kwargs, 0, "d", ""), value))
         else:
+            if name == "sum" and isinstance(value, Iterable):
+                # sum() is one call of C: of lists, it runs in the square of their number.
+                args = (*args[:skip], _ticking(value), *rest)
+            elif name not in _ITEMWISE:
+                _bound_text(value, *rest, *kwargs.values())
             _check_growth(name, value, rest, kwargs)
         return _checked(function(*args, **kwargs))
 
@@ -256,6 +359,7 @@ def _binop(symbol: str, left: Any, right: Any) -> None:
         _bound(len(left) + len(right))
     elif symbol == "%" and isinstance(left, str):
         _check_format(left, _flat((right,), {}))
+        _bound_text(right)
 
 
 class _Generator(CodeGenerator):
@@ -274,7 +378,12 @@ class _Environment(SandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**", "+", "%"})
 
     def __init__(self) -> None:
-        super().__init__(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+        super().__init__(
+            undefined=StrictUndefined,
+            autoescape=False,
+            keep_trailing_newline=True,
+            finalize=_finalize,
+        )
         self.globals["range"] = _range
         self.globals.pop("lipsum", None)  # paragraphs of filler on request: not for a notice
         self.filters = {name: _bounded_filter(name, f) for name, f in self.filters.items()}
@@ -296,6 +405,7 @@ class _Environment(SandboxedEnvironment):
                 args = (items, *args[1:])
             else:
                 _check_growth(name, owner, args, kwargs)
+                _bound_text(*args, *kwargs.values())
         for value in (owner, *args, *kwargs.values()):
             if isinstance(value, Sized) and not isinstance(value, type):
                 _checked(value)
@@ -311,15 +421,24 @@ class _Environment(SandboxedEnvironment):
 
     def bounded_join(self, parts: tuple[Any, ...], context: Context) -> str:
         _check_time()
+        _bound_text(*parts)
         texts = [str(part) for part in parts]
         _bound(sum(len(text) for text in texts))
         return "".join(texts)
+
+
+def _finalize(value: Any) -> Any:
+    """A value a template outputs (``{{ value }}``), refused before it is made text if
+    that text would pass :data:`MAX_TEXT`."""
+    _bound_text(value)
+    return value
 
 
 def _checked_format(text: Any, method: Callable[..., Any]) -> Callable[..., Any]:
     def formatted(*args: Any, **kwargs: Any) -> Any:
         if isinstance(text, str):
             _check_format(text, _flat(args, kwargs))
+            _bound_text(*args, *kwargs.values())
         return _checked(method(*args, **kwargs))
 
     return formatted
