@@ -205,6 +205,17 @@ RUNAWAY = "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{
         ("{{ 7 ** 100000000 }}", "characters"),
         ("{% for i in range(100000) %}{{ message }}{% endfor %}", "output passed"),
         ("{{ ([['x']] * 60000) | sum(start=[]) | length }}", "stopped after"),
+        (
+            "{% set big = [1] * 100000 %}"
+            "{% for x in big %}{% for y in big if y %}{% endfor %}{% endfor %}",
+            "stopped after",
+        ),
+        (
+            "{% set big = [1] * 100000 %}{% for x in big %}{% for y in big %}{% endfor %}"
+            "{% endfor %}",
+            "stopped after",
+        ),
+        ("{{ 1 / 0 }}", "ZeroDivisionError"),
     ],
 )
 def test_a_template_that_runs_on_or_builds_too_much_fails_within_a_second(

@@ -19,7 +19,6 @@ import contextlib
 import functools
 import itertools
 import re
-import sys
 import time
 from collections.abc import (
     Callable,
@@ -32,13 +31,12 @@ from collections.abc import (
     ValuesView,
 )
 from contextvars import ContextVar
-from types import FrameType
 from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
-from jinja2.nodes import Concat
+from jinja2.nodes import Call, Concat, EnvironmentAttribute, For, Node
 from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 from jinja2.utils import Namespace
@@ -60,8 +58,6 @@ MAX_TEXT = 1_000_000
 """Characters (or items) a rendering may output, and any value it builds may have."""
 _MAX_BITS = 4096
 """Bits an integer a template computes may have."""
-_SOURCE = "<template>"
-"""The file name of the code Jinja compiles a template to."""
 
 _deadline: ContextVar[float | None] = ContextVar("jobhooks_template_deadline", default=None)
 
@@ -363,7 +359,23 @@ def _binop(symbol: str, left: Any, right: Any) -> None:
 
 
 class _Generator(CodeGenerator):
-    """Writes ``a ~ b`` as a call that checks what it would build."""
+    """Writes ``a ~ b`` as a call that checks what it would build, and every loop's
+    iterable as one whose steps check the time."""
+
+    def visit_For(self, node: For, frame: Frame) -> None:
+        # Any loop, even one over plain data with nothing in its body, checks the time
+        # at each step (the iterable is wrapped once: its compiled code is kept).
+        if not _is_stepped(node.iter):
+            lineno = node.iter.lineno
+            node.iter = Call(
+                EnvironmentAttribute("steps", lineno=lineno),
+                [node.iter],
+                [],
+                None,
+                None,
+                lineno=lineno,
+            ).set_environment(self.environment)
+        super().visit_For(node, frame)
 
     def visit_Concat(self, node: Concat, frame: Frame) -> None:
         self.write("environment.bounded_join((")
@@ -371,6 +383,14 @@ class _Generator(CodeGenerator):
             self.visit(arg, frame)
             self.write(", ")
         self.write("), context)")
+
+
+def _is_stepped(node: Node) -> bool:
+    return (
+        isinstance(node, Call)
+        and isinstance(node.node, EnvironmentAttribute)
+        and node.node.name == "steps"
+    )
 
 
 class _Environment(SandboxedEnvironment):
@@ -418,6 +438,11 @@ class _Environment(SandboxedEnvironment):
             # The sandbox's own str.format: widths checked first.
             return _checked_format(obj, value)
         return value
+
+    @staticmethod
+    def steps(items: Iterable[Any]) -> Iterator[Any]:
+        """A loop's iterable, each step checking the time."""
+        return _ticking(items)
 
     def bounded_join(self, parts: tuple[Any, ...], context: Context) -> str:
         _check_time()
@@ -486,32 +511,12 @@ def template_variables(context: JobCompleteContext) -> dict[str, Any]:
     }
 
 
-def _trace(frame: FrameType, event: str, arg: Any) -> Any:
-    """Each line a template's code runs checks the time (a loop over a string, say)."""
-    if frame.f_code.co_filename != _SOURCE:
-        return None
-    _check_time()
-    return _trace_lines
-
-
-def _trace_lines(frame: FrameType, event: str, arg: Any) -> Any:
-    if event == "line":
-        _check_time()
-    return _trace_lines
-
-
 @contextlib.contextmanager
 def _limits() -> Iterator[None]:
     token = _deadline.set(time.monotonic() + RENDER_SECONDS)
-    # Lines are traced only where no debugger or coverage tool traces already.
-    traced = sys.gettrace() is None
-    if traced:
-        sys.settrace(_trace)
     try:
         yield
     finally:
-        if traced:
-            sys.settrace(None)
         _deadline.reset(token)
 
 
@@ -530,9 +535,9 @@ def render(template: CompiledTemplate, context: JobCompleteContext, what: str) -
                 parts.append(part)
                 _check_time()
             return "".join(parts)
-    except TemplateLimitError as exc:
-        raise ValueError(f"the {what} template failed: {exc}") from None
-    except TemplateError as exc:
+    except TemplateError as exc:  # a limit (TemplateLimitError) among them
         raise ValueError(f"the {what} template failed: {exc}") from None
     except RecursionError:
         raise ValueError(f"the {what} template failed: it recursed too deeply") from None
+    except Exception as exc:  # what the template's own expressions raise (1/0, ...)
+        raise ValueError(f"the {what} template failed: {type(exc).__name__}: {exc}") from None
