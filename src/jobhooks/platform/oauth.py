@@ -267,35 +267,23 @@ class ClientCredentialsAuth(httpx.Auth):
         self, request: httpx.Request
     ) -> Generator[httpx.Request, httpx.Response, None]:
         flow = self.auth_flow(request)
-        sent = next(flow)
-        while True:
+        sent: httpx.Request | None = next(flow)
+        while sent is not None:
             response = yield sent
             if self._bound(request, sent, response):
                 response.read()
-            try:
-                following = flow.send(response)
-            except StopIteration:
-                return
-            if sent is request:
-                _discard(response)
-            sent = following
+            sent = _following(flow, request, sent, response)
 
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         flow = self.auth_flow(request)
-        sent = next(flow)
-        while True:
+        sent: httpx.Request | None = next(flow)
+        while sent is not None:
             response = yield sent
             if self._bound(request, sent, response):
                 await response.aread()
-            try:
-                following = flow.send(response)
-            except StopIteration:
-                return
-            if sent is request:
-                _discard(response)
-            sent = following
+            sent = _following(flow, request, sent, response)
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         token = self._valid_token()
@@ -310,6 +298,23 @@ class ClientCredentialsAuth(httpx.Auth):
             token = yield from self._fetch(stale=token)
             request.headers["authorization"] = f"Bearer {token}"
             yield request
+
+
+def _following(
+    flow: Generator[httpx.Request, httpx.Response, None],
+    original: httpx.Request,
+    sent: httpx.Request,
+    response: httpx.Response,
+) -> httpx.Request | None:
+    """The request the flow sends after ``response`` (to ``sent``), or None when it is done;
+    an answer to ``original`` that the flow goes past is discarded (see :func:`_discard`)."""
+    try:
+        following = flow.send(response)
+    except StopIteration:
+        return None
+    if sent is original:
+        _discard(response)
+    return following
 
 
 def _discard(response: httpx.Response) -> None:
