@@ -9,6 +9,7 @@ import asyncio
 import gzip
 import json
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -187,17 +188,8 @@ def test_a_failing_token_service_is_not_a_refused_client(
         return True
 
     oauth_platform.fake.raw_answers.append(failing)
-    clients = build_clients(settings(oauth_platform))
-
-    async def read() -> None:
-        try:
-            api = PlatformApi(clients.async_client, "an OAuth token for client_id 'jobhooks'")
-            await api.history(limit=5)
-        finally:
-            await clients.aclose()
-
     with pytest.raises(PlatformError) as caught:
-        asyncio.run(read())
+        read_history(oauth_platform, limit=5)
     error = caught.value
     assert isinstance(error, PlatformBusy) and not isinstance(error, PlatformAuthError)
     assert (error.kind, error.status, error.retry_after) == (kind, status, 30.0)
@@ -221,6 +213,21 @@ def test_a_token_url_that_is_not_a_token_endpoint_says_so(
         clients.close()
     assert not isinstance(caught.value, PlatformAuthError)
     assert "answered 404" in str(caught.value) and "[platform] token_url" in str(caught.value)
+
+
+def read_history(platform: KeyfactorServer, limit: int) -> int:
+    """Read the stand-in's job history through the async client, as the poller does, with
+    OAuth: how many rows came back."""
+    clients = build_clients(settings(platform))
+
+    async def read() -> int:
+        try:
+            api = PlatformApi(clients.async_client, "an OAuth token for client_id 'jobhooks'")
+            return len((await api.history(limit=limit)).rows)
+        finally:
+            await clients.aclose()
+
+    return asyncio.run(read())
 
 
 def _flood(sent: list[int], blocks: int = 1500) -> Iterator[bytes]:
@@ -247,17 +254,8 @@ def test_with_oauth_a_flooding_history_page_is_refused_while_it_streams(
         return True
 
     oauth_platform.fake.raw_answers.append(flood)
-    clients = build_clients(settings(oauth_platform))
-
-    async def read() -> None:
-        try:
-            api = PlatformApi(clients.async_client, "an OAuth token for client_id 'jobhooks'")
-            await api.history(limit=50)
-        finally:
-            await clients.aclose()
-
     with pytest.raises(PlatformError) as caught:
-        asyncio.run(read())
+        read_history(oauth_platform, limit=50)
     assert caught.value.kind == "bad_response"
     assert "answered more than 16 MiB" in str(caught.value)
     assert sum(sent) < 40_000_000, f"{sum(sent) // 1_000_000} MB were read of the flood"
@@ -275,17 +273,8 @@ def test_a_flooding_token_answer_is_refused_while_it_streams(
         return True
 
     oauth_platform.fake.raw_answers.append(flood)
-    clients = build_clients(settings(oauth_platform))
-
-    async def read() -> None:
-        try:
-            api = PlatformApi(clients.async_client, "an OAuth token for client_id 'jobhooks'")
-            await api.history(limit=50)
-        finally:
-            await clients.aclose()
-
     with pytest.raises(PlatformError) as caught:
-        asyncio.run(read())
+        read_history(oauth_platform, limit=50)
     message = str(caught.value)
     assert caught.value.kind == "bad_response"
     assert f"the OAuth token endpoint {oauth_platform.token_url} answered more than" in message
@@ -314,17 +303,8 @@ def test_a_token_answer_that_would_inflate_past_the_cap_is_never_inflated(
         return True
 
     oauth_platform.fake.raw_answers.append(bomb)
-    clients = build_clients(settings(oauth_platform))
-
-    async def read() -> None:
-        try:
-            api = PlatformApi(clients.async_client, "an OAuth token for client_id 'jobhooks'")
-            await api.history(limit=50)
-        finally:
-            await clients.aclose()
-
     with pytest.raises(PlatformError) as caught:
-        asyncio.run(read())
+        read_history(oauth_platform, limit=50)
     assert "answered more than 256 KiB" in str(caught.value)
     assert sum(sent) < 40_000_000, f"{sum(sent) // 1_000_000} MB were sent"
 
@@ -357,16 +337,7 @@ def test_a_401_with_an_endless_body_is_not_read_whole(oauth_platform: KeyfactorS
         return True
 
     oauth_platform.fake.raw_answers.append(refuse_once)
-    clients = build_clients(settings(oauth_platform))
-
-    async def read() -> int:
-        try:
-            api = PlatformApi(clients.async_client, "an OAuth token for client_id 'jobhooks'")
-            return len((await api.history(limit=50)).rows)
-        finally:
-            await clients.aclose()
-
-    assert asyncio.run(read()) == 1
+    assert read_history(oauth_platform, limit=50) == 1
     assert sum(sent) < 40_000_000, f"{sum(sent) // 1_000_000} MB were read of the 401"
 
 
@@ -432,18 +403,9 @@ def test_a_token_answer_compressed_though_asked_uncompressed_is_never_inflated(
         return True
 
     oauth_platform.fake.raw_answers.append(bomb)
-    clients = build_clients(settings(oauth_platform))
-
-    async def read() -> None:
-        try:
-            api = PlatformApi(clients.async_client, "an OAuth token for client_id 'jobhooks'")
-            await api.history(limit=50)
-        finally:
-            await clients.aclose()
-
     started = time.monotonic()
     with pytest.raises(PlatformError) as caught:
-        asyncio.run(read())
+        read_history(oauth_platform, limit=50)
     assert "compressed" in str(caught.value), caught.value
     assert time.monotonic() - started < 0.5
 
@@ -451,10 +413,11 @@ def test_a_token_answer_compressed_though_asked_uncompressed_is_never_inflated(
 def test_a_compressed_401_is_never_inflated(oauth_platform: KeyfactorServer) -> None:
     """A 401 before the retry is discarded: one of a few KB that inflates to a gigabyte
     (gzip of gzip) is not inflated on the way to the retry."""
-    inflated = b"a" * 1_000_000_000
-    packed = gzip.compress(gzip.compress(inflated, compresslevel=9), compresslevel=9)
+    once = zlib.compressobj(1, zlib.DEFLATED, 31)  # gzip, fed a megabyte at a time
+    megabyte = b"a" * (1 << 20)
+    inner = b"".join(once.compress(megabyte) for _ in range(1000)) + once.flush()
+    packed = gzip.compress(inner, compresslevel=9)
     assert len(packed) < 64 * 1024
-    del inflated
     refusals: list[int] = []
 
     def refuse_once(request: RawRequest) -> bool:
@@ -465,16 +428,7 @@ def test_a_compressed_401_is_never_inflated(oauth_platform: KeyfactorServer) -> 
         return True
 
     oauth_platform.fake.raw_answers.append(refuse_once)
-    clients = build_clients(settings(oauth_platform))
-
-    async def read() -> int:
-        try:
-            api = PlatformApi(clients.async_client, "an OAuth token for client_id 'jobhooks'")
-            return len((await api.history(limit=50)).rows)
-        finally:
-            await clients.aclose()
-
     started = time.monotonic()
-    assert asyncio.run(read()) == 1
+    assert read_history(oauth_platform, limit=50) == 1
     assert refusals
     assert time.monotonic() - started < 1
