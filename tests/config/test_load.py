@@ -520,3 +520,12 @@ def test_a_key_of_a_few_dotted_parts_is_read(write_config: WriteConfig) -> None:
     assert config.handlers[0].properties == {"a": {"a": {"a": {"a": {"a": {"a": {"a": {"a": {
         "a": {"a": {"a": {"a": {"a": {"a": {"a": {"a": {"a": {"a": {"a": {"a": {"b": 1}}}}}}}}}
     }}}}}}}}}}}}  # fmt: skip
+
+
+@pytest.mark.parametrize("header", ["[[]]", "[[.]]", "[[=]]", '[["]]', "[]"])
+def test_a_table_header_without_a_name_is_not_toml(write_config: WriteConfig, header: str) -> None:
+    """Said as the TOML reader says it (it was an IndexError traceback: the line index
+    reads the file first)."""
+    with pytest.raises(ConfigError) as caught:
+        read_config(write_config(f"[server]\n{header}\n"))
+    assert "not valid TOML" in str(caught.value), caught.value

@@ -131,6 +131,8 @@ class ConfigOrigin:
             scan.read(line, header=header is not None)
             if header:
                 parts = _dotted(header.group(2))
+                if not parts:  # not a table name at all: the TOML reader says so
+                    continue
                 if len(parts) > MAX_KEY_PARTS:
                     overlong = overlong or number
                     continue
