@@ -348,6 +348,8 @@ def test_a_401_with_an_endless_body_is_not_read_whole(oauth_platform: KeyfactorS
         (200, json.dumps({"accessToken": "tok-Zr4-never-print-me", "expires_in": 300})),
         # An identity provider that echoes the request it refused.
         (401, "invalid_client: client_secret=kf-secret-Qw8-never-print-me is not valid"),
+        # ... where the error's cut at 200 characters would split it.
+        (401, "invalid_client: " + "x" * 170 + "kf-secret-Qw8-never-print-me"),
         (
             400,
             json.dumps(
@@ -376,7 +378,7 @@ def test_a_token_answer_never_puts_a_secret_in_the_error(
     finally:
         clients.close()
     message = str(caught.value)
-    assert "never-print-me" not in message, message
+    assert "never-print-me" not in message and "Qw8" not in message, message
     assert f"the OAuth token endpoint {oauth_platform.token_url}" in message
 
 

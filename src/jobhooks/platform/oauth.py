@@ -187,12 +187,15 @@ class ClientCredentialsAuth(httpx.Auth):
     def _said(self, response: httpx.Response) -> str:
         """What a token endpoint's refusal says, with the client secret blotted out (an
         identity provider may echo the request it refused)."""
-        text = _oauth_error(response)
         secret = self._secret.reveal()
-        if secret:
-            for form in {secret, quote_plus(secret), quote(secret, safe="")}:
-                text = text.replace(form, "[client_secret]")
-        return text
+
+        def blot(text: str) -> str:
+            if secret:
+                for form in {secret, quote_plus(secret), quote(secret, safe="")}:
+                    text = text.replace(form, "[client_secret]")
+            return text
+
+        return _oauth_error(response, blot)
 
     def _store(self, response: httpx.Response) -> str:
         if response.status_code != 200:
@@ -342,12 +345,15 @@ def _shape(response: httpx.Response) -> str:
     return f"got a JSON {type(data).__name__}"
 
 
-def _oauth_error(response: httpx.Response) -> str:
+def _oauth_error(response: httpx.Response, blot: Callable[[str], str]) -> str:
+    """What a refusal says (``blot`` applied before it is cut short: a secret the cut
+    would split is blotted out whole)."""
     try:
         data = response.json()
     except ValueError:
-        return response.text[:200] or response.reason_phrase
+        return blot(response.text)[:200] or response.reason_phrase
     if isinstance(data, dict) and "error" in data:
         description = data.get("error_description")
-        return f"{data['error']}: {description}" if description else str(data["error"])
-    return response.text[:200]
+        said = f"{data['error']}: {description}" if description else str(data["error"])
+        return blot(said)[:300]
+    return blot(response.text)[:200]
