@@ -197,21 +197,20 @@ def test_a_connection_dropped_before_the_answer_to_data_is_a_failed_attempt(
     assert len(sink.messages) == 1
 
 
-def test_a_retry_after_an_unanswered_data_keeps_the_message_id(
+def test_every_attempt_mails_a_message_of_its_own(
     write_config: WriteConfig, serve: Callable[..., SmtpSink]
 ) -> None:
-    """A mail sent again by a retry has the Message-ID of the first, so mail stores and
-    readers that drop duplicates show it once."""
+    """A mail sent again (after an attempt whose answer never came, or by a replay) has a
+    Message-ID of its own: mail stores that drop duplicates by Message-ID would otherwise
+    hide a replayed run's mail while jobhooks reports it sent."""
     sink = serve(DroppingSink())
     registered = registration(write_config, sink)
     completion = "0191d7a2-0000-7000-8000-00000000cccc"
     attempt(registered, completion_id=completion)
     attempt(registered, completion_id=completion, attempt=2)
-    other = "0191d7a2-0000-7000-8000-00000000dddd"
-    attempt(registered, completion_id=other)
     ids = [message["Message-ID"] for message in sink.messages]
-    assert len(ids) == 3
-    assert ids[0] == ids[1] != ids[2]
+    assert len(ids) == 2
+    assert ids[0] != ids[1]
 
 
 @pytest.mark.parametrize("server", ["127.0.0.2", "127.0.0.1"])

@@ -13,15 +13,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import hashlib
 import re
-import secrets
 import ssl
 import unicodedata
 from collections.abc import Callable, Sequence
 from email.message import EmailMessage
 from email.policy import Policy
-from email.utils import formatdate
+from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -290,21 +288,21 @@ class EmailHandler(JobCompleteHandler):
         return tls or "auto"
 
     def compose(self, context: JobCompleteContext, subject: str, body: str) -> EmailMessage:
-        """The message for a context: the templates when configured, else the defaults.
-
-        Its Message-ID is the same on every attempt of the run (the registration's
-        name and the completion's id), so a mail sent again by a retry (after an
-        attempt the server took but never answered) is one message to the mail
-        stores and readers that drop duplicates."""
+        """The message for a context: the templates when configured, else the defaults."""
         if self._subject is not None:
             subject = render(self._subject, context, "subject")
         if self._body is not None:
             body = render(self._body, context, "body")
-        return self.build_message(subject, body, run=context.completion_id)
+        return self.build_message(subject, body)
 
-    def build_message(self, subject: str, body: str, run: str = "") -> EmailMessage:
-        """A plain-text message from MailFrom to EmailRecipients (``run``: what its
-        Message-ID is made from, a random one without it).
+    async def deliver(self, context: JobCompleteContext, subject: str, body: str) -> None:
+        """Compose the mail for ``context`` and send it (see :meth:`send`): a retry of the
+        same run mails only the recipients that did not take it."""
+        await self.send(self.compose(context, subject, body), run=context.completion_id)
+
+    def build_message(self, subject: str, body: str) -> EmailMessage:
+        """A plain-text message from MailFrom to EmailRecipients, with a Message-ID of its
+        own (a replayed run's mail is a new message, never dropped as a duplicate).
 
         The subject is cleaned by header_text and written as text only: a
         reader shows what it says, even when that looks like an encoded word.
@@ -314,16 +312,11 @@ class EmailHandler(JobCompleteHandler):
         message["To"] = _addresses("To", self._to)
         message["Subject"] = _subject(header_text(subject))
         message["Date"] = formatdate(localtime=False, usegmt=True)
-        message["Message-ID"] = self._message_id(run)
+        message["Message-ID"] = make_msgid(domain="jobhooks")
         message.set_content(body)
         return message
 
-    def _message_id(self, run: str) -> str:
-        """``<40 hex digits@jobhooks>``: a hash of the registration's name and ``run``."""
-        seed = f"{getattr(self, 'name', '')}\x1f{run}" if run else secrets.token_hex(20)
-        return f"<{hashlib.sha256(seed.encode('utf-8', 'replace')).hexdigest()[:40]}@jobhooks>"
-
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: EmailMessage, run: str = "") -> None:
         """Send through the configured SMTP server; raises on any delivery error.
 
         TLS as Keyfactor Command's MailKit ``Connect(host, port)`` chooses it when
@@ -337,13 +330,13 @@ class EmailHandler(JobCompleteHandler):
 
         Recipients the server refuses fail the attempt (:class:`SmtpRecipientsError`,
         naming each with the server's answer), although those it took got the mail:
-        the handler remembers them by the message's Message-ID (the same on every
-        attempt of a run, see :meth:`compose`), and a retry mails only the others.
+        the handler remembers them by ``run`` (the completion a run is for, see
+        :meth:`deliver`), and a retry mails only the others.
         That memory is the process's own (as ``notify``'s): after a restart, a
         reload, with ``isolation = "process"`` or past :data:`REMEMBERED_RUNS` runs,
         a retry mails every recipient again.
         """
-        taken = self._taken(str(message["Message-ID"] or ""))
+        taken = self._taken(run)
         pending = [address for _, address in self._to if address not in taken]
         if not pending:
             return
@@ -397,7 +390,7 @@ class EmailHandler(JobCompleteHandler):
                     len(pending),
                 )
             )
-        self._taken_by_run().pop(str(message["Message-ID"] or ""), None)
+        self._taken_by_run().pop(run, None)
 
     def _taken_by_run(self) -> dict[str, set[str]]:
         runs: dict[str, set[str]] | None = self.__dict__.get("_taken_runs")
@@ -406,7 +399,7 @@ class EmailHandler(JobCompleteHandler):
         return runs
 
     def _taken(self, run: str) -> set[str]:
-        """The recipients that took the mail ``run`` (its Message-ID) in earlier attempts,
+        """The recipients that took the mail of ``run`` in its earlier attempts,
         kept for its next attempt; the oldest runs are forgotten past REMEMBERED_RUNS."""
         runs = self._taken_by_run()
         if not run:

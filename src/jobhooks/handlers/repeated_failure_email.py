@@ -67,7 +67,7 @@ class RepeatedFailureEmailHandler(EmailHandler):
         if trigger is not None and trigger.kind == "recovered":
             subject = f"Orchestrator {context.job_type} Job Recovered"
             body = f"{trigger.reason}.\n\n" + self.details(context)
-            await self.send(self.compose(context, subject, body))
+            await self.deliver(context, subject, body)
             return True
         subject = f"Orchestrator {context.job_type} Job Failed"
         # The rules chose this moment, not the threshold: say what did.
@@ -83,7 +83,7 @@ class RepeatedFailureEmailHandler(EmailHandler):
             f"\tRetries: {context.current_retry_count}\n"
             "\n" + why + self.details(context)
         )
-        await self.send(self.compose(context, subject, body))
+        await self.deliver(context, subject, body)
         return True
 
     async def _send_digest(self, context: JobCompleteContext) -> bool:
@@ -99,5 +99,5 @@ class RepeatedFailureEmailHandler(EmailHandler):
         subject = (
             f"Orchestrator Jobs {'Recovered' if recovered else 'Failed'}: {digest_title(digest)}"
         )
-        await self.send(self.compose(digest, subject, self.digest_body(digest)))
+        await self.deliver(digest, subject, self.digest_body(digest))
         return True

@@ -14,11 +14,11 @@ class SendEmailHandler(EmailHandler):
     async def run_handler(self, context: JobCompleteContext) -> bool:
         if context.is_digest:
             subject = f"Orchestrator digest: {digest_title(context)}"
-            await self.send(self.compose(context, subject, self.digest_body(context)))
+            await self.deliver(context, subject, self.digest_body(context))
             return True
         subject = (
             f"Orchestrator {context.job_type} job {context.job_result.display} "
             f"on {context.client_machine}"
         )
-        await self.send(self.compose(context, subject, self.details(context)))
+        await self.deliver(context, subject, self.details(context))
         return True
