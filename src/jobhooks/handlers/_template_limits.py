@@ -34,7 +34,7 @@ from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
 from jinja2.nodes import Call, Concat, EnvironmentAttribute, For, Node
 from jinja2.runtime import Context
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
 from jinja2.utils import Namespace
 
 __all__ = [
@@ -141,15 +141,16 @@ _SPEC = re.compile(r"%[#0 +\-]*(\*|\d+)?(?:\.(\*|\d+))?|\{[^{}]*:[^{}]*\d[^{}]*\
 
 
 def _check_format(text: str, args: Iterable[Any]) -> None:
-    """A %- or {}-format string may not ask for widths or precisions past the limit."""
+    """A %- or {}-format string may not ask for widths or precisions past the limit, each
+    or all together (a hundred widths of 999,999 build a hundred million characters)."""
+    widths = [abs(arg) for arg in args if isinstance(arg, int) and not isinstance(arg, bool)]
+    total = 0
     for spec in _SPEC.finditer(text):
         numbers = [int(digits) for digits in re.findall(r"\d+", spec.group().split(":")[-1])]
-        if any(number > MAX_TEXT for number in numbers):
-            raise _too_big(max(numbers))
+        total += max(numbers, default=0)
         if "*" in spec.group() or spec.group().endswith("{"):  # a width from the arguments
-            for arg in args:
-                if isinstance(arg, int) and abs(arg) > MAX_TEXT:
-                    raise _too_big(abs(arg))
+            total += sum(widths)
+        _bound(total)
 
 
 def _flat(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
@@ -198,8 +199,9 @@ def _check_growth(name: str, value: Any, args: tuple[Any, ...], kwargs: dict[str
         _check_format(value, _flat(args, kwargs))
     elif name == "tojson":
         indent = _arg(args, kwargs, 0, "indent", None)
-        if isinstance(indent, int) and indent > 100:
-            raise _too_big(indent)
+        width = len(indent) if isinstance(indent, str) else indent
+        if isinstance(width, int) and width > 100:
+            raise _too_big(width)
     elif name in ("batch", "slice"):
         count = _arg(args, kwargs, 0, "linecount" if name == "batch" else "slices", 1)
         if isinstance(count, int):
@@ -341,13 +343,16 @@ def _binop(symbol: str, left: Any, right: Any) -> None:
                 raise _too_big(left.bit_length() + right.bit_length())
         elif isinstance(left, sized) and isinstance(right, int):
             _bound(len(left) * right)
+            _bound(_text_size(left) * right)  # [s] * n: n times the text of s
         elif isinstance(right, sized) and isinstance(left, int):
             _bound(len(right) * left)
+            _bound(_text_size(right) * left)
     elif symbol == "**" and isinstance(left, int) and isinstance(right, int):
         if abs(left) > 1 and right > 0 and right * left.bit_length() > _MAX_BITS:
             raise _too_big(right * left.bit_length())
     elif symbol == "+" and isinstance(left, sized) and isinstance(right, sized):
         _bound(len(left) + len(right))
+        _bound(_text_size(left) + _text_size(right))
     elif symbol == "%" and isinstance(left, str):
         _check_format(left, _flat((right,), {}))
         _bound_text(right)
@@ -388,7 +393,7 @@ def _is_stepped(node: Node) -> bool:
     )
 
 
-class _Environment(SandboxedEnvironment):
+class _Environment(ImmutableSandboxedEnvironment):
     code_generator_class = _Generator
     intercepted_binops = frozenset({"*", "**", "+", "%"})
 
