@@ -9,9 +9,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from support.server import write_config
 
 from jobhooks.registry import load
+from jobhooks.registry.live import ReloadStatus
+from jobhooks.service import runtime as runtime_module
 from jobhooks.service.runtime import YOUNG_GENERATION, Runtime
 
 
@@ -101,3 +104,45 @@ def test_a_reload_waits_for_a_cancelled_reload_still_reading(tmp_path: Path) -> 
 
     asyncio.run(two_reloads())
     assert max(most) == 1
+
+
+def test_a_reload_asked_for_while_one_is_stuck_is_refused_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reload whose handler's setup() never returns: the reloads asked for after it has
+    read for SLOW_RELOAD are refused at once, saying why (they waited for ever: SIGHUP did
+    nothing and POST /admin/reload never answered)."""
+    monkeypatch.setattr(runtime_module, "SLOW_RELOAD", 0.2)
+    config = write_config(tmp_path, "")
+    runtime = Runtime(load(config), config)
+    release = threading.Event()
+    entered = threading.Event()
+    original = runtime.live.reload
+
+    def hanging(catalog: Any) -> Any:
+        entered.set()
+        release.wait(30)
+        return original(catalog)
+
+    runtime.live.reload = hanging  # type: ignore[method-assign]
+
+    async def reload_twice() -> ReloadStatus:
+        await runtime.start()
+        try:
+            first = asyncio.create_task(runtime.reload())
+            while not entered.is_set():
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.3)  # past SLOW_RELOAD (0.2 s here)
+            second = await asyncio.wait_for(runtime.reload(), 5)
+            release.set()
+            assert (await first).applied
+            return second
+        finally:
+            release.set()
+            await runtime.stop()
+
+    refused = asyncio.run(reload_twice())
+    assert not refused.applied
+    (problem,) = refused.problems
+    assert "a reload has been reading the configuration for" in problem
+    assert "restart jobhooks" in problem

@@ -155,6 +155,7 @@ class Runtime:
         self._tick = time.monotonic()
         self._reloading = asyncio.Lock()
         self._reading: asyncio.Future[ReloadStatus] | None = None
+        self._reading_since = 0.0
         """The reload reading in its thread, or the last one (see :meth:`_read_again`)."""
         self.handle_sighup = False
         """Reload the configuration on SIGHUP (set by the CLI for the main process)."""
@@ -177,7 +178,19 @@ class Runtime:
         """Read the configuration file again, off the event loop: a reload imports handler
         modules and runs every handler's ``setup()``, which may take long or never return,
         and check-ins and runs go on meanwhile with the running configuration. One reload
-        at a time; one still reading after :data:`SLOW_RELOAD` seconds is logged."""
+        at a time; one still reading after :data:`SLOW_RELOAD` seconds is logged, and
+        the reloads asked for after that are refused at once (its handler's import or
+        setup() may never return: they would wait for ever) until it ends."""
+        if self._reading is not None and not self._reading.done():
+            since = time.monotonic() - self._reading_since
+            if since >= SLOW_RELOAD:
+                problem = (
+                    f"a reload has been reading the configuration for {since:.0f} s (a "
+                    "handler's import or setup() has not returned), so this one is refused; "
+                    "the running configuration stays; if it never ends, restart jobhooks"
+                )
+                logger.error("reload refused: %s", problem)
+                return ReloadStatus(time.time(), False, (problem,))
         async with self._reloading:
             if self._reading is not None and not self._reading.done():
                 # A reload whose waiter was cancelled still reads: this one waits for it.
@@ -185,12 +198,13 @@ class Runtime:
                     await asyncio.shield(self._reading)
             catalog = await self.store.pull.catalog()
             reading = self._reading = _in_thread(self.live.reload, catalog)
+            self._reading_since = time.monotonic()
             done, _ = await asyncio.wait({reading}, timeout=SLOW_RELOAD)
             if not done:
                 logger.warning(
                     "the reload has been reading the configuration for %g s: a handler's "
                     "import or setup() has not returned; the running configuration serves "
-                    "meanwhile, and later reloads wait for this one",
+                    "meanwhile, and later reloads are refused until it ends",
                     SLOW_RELOAD,
                 )
             return await asyncio.shield(reading)
