@@ -1,8 +1,10 @@
-"""The public SDK is exactly what DESIGN.md names, and each name is what it says."""
+"""The public SDK is what DESIGN.md names plus what the README adds to it, and each
+name is what it says."""
 
 import enum
 import importlib.metadata
 import importlib.resources
+from pathlib import Path
 
 import jobhooks
 
@@ -14,11 +16,20 @@ DESIGN_NAMES = {
     "Secret",
     "__version__",
 }
+ADDED_NAMES = {"PermanentFailure"}
+"""Beyond the design, each documented in the README's SDK section."""
 
 
-def test_all_is_exactly_the_designed_surface() -> None:
-    assert set(jobhooks.__all__) == DESIGN_NAMES
-    assert len(jobhooks.__all__) == len(DESIGN_NAMES), "no name is listed twice"
+def test_all_is_exactly_the_designed_surface_and_what_the_readme_adds() -> None:
+    assert set(jobhooks.__all__) == DESIGN_NAMES | ADDED_NAMES
+    assert len(jobhooks.__all__) == len(DESIGN_NAMES | ADDED_NAMES), "no name is listed twice"
+
+
+def test_each_added_name_is_documented_in_the_readme() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    sdk = readme.split("## The handler SDK", 1)[1].split("\n## ", 1)[0]
+    for name in ADDED_NAMES:
+        assert f"`{name}`" in sdk, name
 
 
 def test_all_is_sorted() -> None:
@@ -36,6 +47,7 @@ def test_exported_kinds() -> None:
     assert isinstance(jobhooks.JobCompleteHandler, type)
     assert issubclass(jobhooks.JobResult, enum.IntEnum)
     assert issubclass(jobhooks.OperationType, enum.IntEnum)
+    assert issubclass(jobhooks.PermanentFailure, Exception)
     assert jobhooks.JobCompleteContext.__dataclass_params__.frozen  # type: ignore[attr-defined]
 
 

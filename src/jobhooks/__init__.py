@@ -5,6 +5,7 @@ The handler SDK is this module's ``__all__``.
 
 from jobhooks.sdk.context import JobCompleteContext
 from jobhooks.sdk.enums import JobResult, OperationType
+from jobhooks.sdk.failure import PermanentFailure
 from jobhooks.sdk.handler import JobCompleteHandler
 from jobhooks.sdk.secret import Secret
 
@@ -13,6 +14,7 @@ __all__ = [
     "JobCompleteHandler",
     "JobResult",
     "OperationType",
+    "PermanentFailure",
     "Secret",
     "__version__",
 ]

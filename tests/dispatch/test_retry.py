@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jobhooks.dispatch.retry import JITTER, MAX_DELAY, backoff_delay, decide
+from jobhooks.dispatch.retry import JITTER, MAX_DELAY, RetryDecision, backoff_delay, decide
+from jobhooks.store.records import RunStatus
 
 backoffs = st.floats(min_value=0, max_value=86_400, allow_nan=False, allow_infinity=False)
 attempts = st.integers(min_value=1, max_value=100)
@@ -80,3 +81,13 @@ def test_an_attempt_past_the_limit_is_dead_too(
 ) -> None:
     # A run replayed after max_attempts was lowered by a reload.
     assert decide(False, max_attempts + 1, max_attempts, backoff, NOW, jitter).status == "dead"
+
+
+@given(st.integers(min_value=1, max_value=100), st.integers(min_value=0, max_value=99))
+def test_a_final_failure_is_dead_whatever_attempts_are_left(max_attempts: int, left: int) -> None:
+    attempt = max(1, max_attempts - left)
+    decision = decide(False, attempt, max_attempts, 10.0, NOW, 0.5, final=True)
+    assert decision == RetryDecision(RunStatus.DEAD, NOW)
+    assert decide(True, attempt, max_attempts, 10.0, NOW, 0.5, final=True).status == (
+        RunStatus.SUCCEEDED
+    )

@@ -161,6 +161,40 @@ def test_runs_stored_elsewhere_are_claimed_retried_and_end_dead(tmp_path: Path) 
         store.close()
 
 
+def test_a_permanent_failure_is_dead_at_once_however_the_handler_runs(tmp_path: Path) -> None:
+    givers = {
+        "in-a-thread": {"type": "support.handlers:GivesUp"},
+        "on-the-loop": {"type": "support.handlers:AsyncGivesUp"},
+        "in-a-process": {"type": "support.handlers:GivesUp", "isolation": "process"},
+    }
+    registry = build_registry(
+        tmp_path,
+        *({"name": name, "backoff": 0.01, **kind} for name, kind in givers.items()),
+        {"name": "doomed", "type": "support.handlers:Raises", "backoff": 0.01},
+    )
+    store = Store(f"sqlite:///{tmp_path / 'w.db'}")
+
+    async def main() -> None:
+        receipt = await store.check_in(new_completion(*givers, "doomed", max_attempts=3))
+        async with running_worker(store, lambda: registry, local=False):
+            detail = await settled(store, receipt.id)
+        runs = {run["handler"]: run for run in detail["handler_runs"]}
+        for name in givers:
+            assert runs[name]["status"] == "dead", name
+            assert [a["outcome"] for a in runs[name]["attempt_history"]] == ["failed"], name
+            assert runs[name]["last_error"] == (
+                "PermanentFailure: the receiver was removed (410 Gone) "
+                "(a permanent failure: not retried)"
+            ), name
+        # Any other failure is retried as before.
+        assert runs["doomed"]["attempts"] == 3
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
+
+
 def test_a_run_of_a_handler_disabled_by_a_reload_is_held_without_an_attempt(
     tmp_path: Path,
 ) -> None:

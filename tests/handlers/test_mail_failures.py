@@ -104,6 +104,7 @@ def test_a_recipient_refused_for_now_fails_the_attempt_and_its_retry_mails_only_
 
     first = attempt(registered, completion_id=completion)
     assert not first.succeeded, "on-call never got the mail, yet the run succeeded"
+    assert not first.final, "a mailbox busy for now is retried"
     assert ONCALL in (first.error or "") and "450" in (first.error or "")
     assert PKI not in (first.error or "")
 
@@ -119,9 +120,31 @@ def test_a_recipient_refused_for_good_is_named_with_the_servers_answer(
     sink = serve(RefusingSink(ONCALL, "550 5.1.1 no such user"))
     outcome = attempt(registration(write_config, sink))
     assert not outcome.succeeded
-    error = outcome.error or ""
-    assert ONCALL in error and "550" in error and "no such user" in error
+    # The mailbox does not exist: no retry can reach it, so the run is not retried.
+    assert outcome.final
+    assert outcome.error == (
+        f"SmtpRejectedError: SMTP server {sink.host}:{sink.port} refused 1 of 2 recipients "
+        f"(the others got the mail): {ONCALL}: 550 5.1.1 no such user (permanent) "
+        "(a permanent failure: not retried)"
+    )
     assert [rcpts for _sender, rcpts in sink.envelopes] == [[PKI]]
+
+
+def test_recipients_refused_some_for_now_some_for_good_are_retried(
+    write_config: WriteConfig, serve: Callable[..., SmtpSink]
+) -> None:
+    class TwoRefusals(SmtpSink):
+        async def handle_RCPT(
+            self, server: Any, session: Any, envelope: Any, address: str, options: Any
+        ) -> str:
+            return "550 5.1.1 no such user" if address == ONCALL else "452 4.2.2 mailbox full"
+
+    sink = serve(TwoRefusals())
+    outcome = attempt(registration(write_config, sink))
+    assert not outcome.succeeded and not outcome.final
+    assert (outcome.error or "").startswith(
+        f"SmtpRecipientsError: SMTP server {sink.host}:{sink.port} refused every recipient: "
+    )
 
 
 def test_another_completion_is_mailed_to_every_recipient_again(
@@ -145,9 +168,12 @@ class RejectingSink(SmtpSink):
         return self.answer
 
 
-@pytest.mark.parametrize("answer", ["451 4.3.0 try again later", "554 5.7.1 message refused"])
+@pytest.mark.parametrize(
+    ("answer", "for_good"),
+    [("451 4.3.0 try again later", False), ("554 5.7.1 message refused", True)],
+)
 def test_a_message_refused_at_data_is_a_failed_attempt_naming_the_answer(
-    write_config: WriteConfig, serve: Callable[..., SmtpSink], answer: str
+    write_config: WriteConfig, serve: Callable[..., SmtpSink], answer: str, for_good: bool
 ) -> None:
     sink = serve(RejectingSink(answer))
     registered = registration(write_config, sink)
@@ -155,6 +181,7 @@ def test_a_message_refused_at_data_is_a_failed_attempt_naming_the_answer(
         outcome = attempt(registered)
         assert not outcome.succeeded
         assert answer.split()[0] in (outcome.error or "")
+        assert outcome.final is for_good, "a 5xx answer is final, a 4xx one is retried"
     # Nothing was taken, so every retry offers the mail to every recipient again.
     assert sink.tries == 2
 

@@ -379,13 +379,18 @@ def test_a_wrong_password_is_a_failed_attempt_that_says_so(
     config = write_config(send_email_config(sink, properties))
     outcome = attempt(config)
     assert not outcome.succeeded
-    assert outcome.error is not None
-    assert outcome.error.startswith("SMTPAuthenticationError")
-    assert "535" in outcome.error and "Authentication credentials invalid" in outcome.error
+    # Tried again, a wrong password may lock the relay's account: not retried.
+    assert outcome.final
+    assert outcome.error == (
+        f"SmtpRejectedError: SMTP server {sink.host}:{sink.port} refused the mail: 535 5.7.8 "
+        "Authentication credentials invalid (a permanent failure: not retried)"
+    )
     assert sink.messages == []
     result = cli("test-handler", "mail-pki", "-c", str(config))
     assert result.exit_code == 1
-    assert "SMTPAuthenticationError" in result.stdout
+    assert "535 5.7.8 Authentication credentials invalid (a permanent failure: not retried)" in (
+        result.stdout
+    )
     assert "not-the-password-3Zx" not in result.output
 
 

@@ -138,6 +138,23 @@ def test_custom_headers_arrive_and_without_a_secret_nothing_is_signed(
     assert json.loads(request.body)["type"] == "job.completed"
 
 
+@pytest.mark.parametrize(("status", "final"), [(410, True), (404, False), (429, False)])
+def test_only_410_gone_ends_the_run_without_retries(
+    write_config: WriteConfig, http_receiver: HttpReceiver, status: int, final: bool
+) -> None:
+    http_receiver.respond = lambda request: (status, b"")
+    config = write_config(webhook_config(http_receiver.url))
+    (outcome,) = deliver(registered(config), sample_context())
+    assert not outcome.succeeded
+    assert outcome.final is final
+    error = f"POST to {http_receiver.url[7:]} answered {status}"
+    if final:
+        assert (outcome.error or "").startswith(f"WebhookGoneError: {error} Gone")
+        assert (outcome.error or "").endswith("(a permanent failure: not retried)")
+    else:
+        assert (outcome.error or "").startswith(f"WebhookError: {error}")
+
+
 def test_a_retry_after_a_500_carries_the_same_webhook_id(
     write_config: WriteConfig, http_receiver: HttpReceiver, webhook_secret: str
 ) -> None:

@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from jobhooks import JobCompleteContext, JobCompleteHandler
+from jobhooks import JobCompleteContext, JobCompleteHandler, PermanentFailure
 
 
 def append_line(path: str, line: str) -> None:
@@ -78,6 +78,20 @@ class Raises(JobCompleteHandler):
 
     def run_handler(self, context: JobCompleteContext) -> bool:
         raise RuntimeError("handler exploded on purpose")
+
+
+class GivesUp(JobCompleteHandler):
+    """Raises ``PermanentFailure``: trying again cannot help."""
+
+    def run_handler(self, context: JobCompleteContext) -> bool:
+        raise PermanentFailure("the receiver was removed (410 Gone)")
+
+
+class AsyncGivesUp(JobCompleteHandler):
+    """Raises ``PermanentFailure`` from ``async def``."""
+
+    async def run_handler(self, context: JobCompleteContext) -> bool:
+        raise PermanentFailure("the receiver was removed (410 Gone)")
 
 
 class ReturnsFalse(JobCompleteHandler):

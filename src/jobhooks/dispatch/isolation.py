@@ -69,7 +69,7 @@ def _child(
             outcome = returned(result, started, started_at)
         except BaseException as exc:
             outcome = failed(exc, started, started_at)
-        pipe.send((outcome.succeeded, outcome.error, outcome.traceback))
+        pipe.send((outcome.succeeded, outcome.error, outcome.traceback, outcome.final))
     finally:
         pipe.close()
 
@@ -153,7 +153,7 @@ def _run_blocking(
                 started_at=started_at,
             )
         try:
-            ok, error, trace = receiver.recv()
+            ok, error, trace, final = receiver.recv()
         except EOFError:
             process.join(5)
             if process in _killed:
@@ -163,7 +163,7 @@ def _run_blocking(
                 error += "before reporting"
             return Outcome(False, time.perf_counter() - started, error, started_at=started_at)
         process.join(5)
-        return Outcome(ok, time.perf_counter() - started, error, trace, started_at)
+        return Outcome(ok, time.perf_counter() - started, error, trace, started_at, final)
     finally:
         receiver.close()
         if process.is_alive():

@@ -12,6 +12,8 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
+from jobhooks.sdk.failure import PermanentFailure
+
 __all__ = [
     "CANCEL_GRACE",
     "Outcome",
@@ -25,6 +27,8 @@ __all__ = [
 ]
 
 _MAX_ERROR = 8_000
+_MAX_SUMMARY = 1_000
+_NOT_RETRIED = " (a permanent failure: not retried)"
 CANCEL_GRACE = 1.0
 """Seconds a timed-out async handler gets to end after its cancellation before it is
 abandoned."""
@@ -46,6 +50,8 @@ class Outcome:
     """The Python traceback, when the handler raised."""
     started_at: float = field(default_factory=time.time)
     """When the handler started (after any wait for a free thread), seconds since the epoch."""
+    final: bool = False
+    """The handler raised :class:`PermanentFailure`: the run is not retried."""
 
 
 def describe(exc: BaseException) -> str:
@@ -71,12 +77,16 @@ def failed(
     exc: BaseException, started: float, started_at: float, summary: str | None = None
 ) -> Outcome:
     """The outcome of an attempt that raised ``exc`` (its traceback kept, bounded);
-    ``summary`` says what happened when ``exc`` alone would not."""
+    ``summary`` says what happened when ``exc`` alone would not. A
+    :class:`PermanentFailure` is final, and its error line says it is not retried."""
     text = "".join(traceback.format_exception(exc)).strip()
     if len(text) > _MAX_ERROR:
         text = text[:_MAX_ERROR] + "\n... (truncated)"
-    summary = summary or describe(exc)
-    return Outcome(False, time.perf_counter() - started, summary[:1000], text, started_at)
+    summary = (summary or describe(exc))[: _MAX_SUMMARY - len(_NOT_RETRIED)]
+    final = isinstance(exc, PermanentFailure)
+    if final:
+        summary += _NOT_RETRIED
+    return Outcome(False, time.perf_counter() - started, summary, text, started_at, final)
 
 
 def timed_out(timeout: float, started: float, started_at: float) -> Outcome:

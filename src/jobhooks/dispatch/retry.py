@@ -37,10 +37,12 @@ def decide(
     backoff: float,
     now: float,
     jitter: float,
+    final: bool = False,
 ) -> RetryDecision:
-    """succeeded; failed with a retry due later; or dead when no attempts are left."""
+    """succeeded; failed with a retry due later; or dead when no attempts are left, or
+    at once when the failure is ``final`` (the handler raised ``PermanentFailure``)."""
     if succeeded:
         return RetryDecision(RunStatus.SUCCEEDED, now)
-    if attempt >= max_attempts:
+    if final or attempt >= max_attempts:
         return RetryDecision(RunStatus.DEAD, now)
     return RetryDecision(RunStatus.FAILED, now + backoff_delay(backoff, attempt, jitter))

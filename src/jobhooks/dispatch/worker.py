@@ -574,6 +574,7 @@ class Worker:
             backoff,
             finished,
             self._random.random(),
+            outcome.final,
         )
         return RunOutcome(
             run_id=run.id,

@@ -25,11 +25,18 @@ from typing import Any, ClassVar, Literal
 
 import aiosmtplib
 
-from jobhooks import JobCompleteContext, JobCompleteHandler, Secret
+from jobhooks import JobCompleteContext, JobCompleteHandler, PermanentFailure, Secret
 from jobhooks.handlers._digest import digest_lines
 from jobhooks.handlers._templates import compile_template, render
 
-__all__ = ["EmailHandler", "SmtpRecipientsError", "SmtpTlsError", "header_text", "raise_all"]
+__all__ = [
+    "EmailHandler",
+    "SmtpRecipientsError",
+    "SmtpRejectedError",
+    "SmtpTlsError",
+    "header_text",
+    "raise_all",
+]
 
 SmtpTls = Literal["auto", "starttls", "implicit", "none"]
 """As ``[smtp] tls``: see :meth:`EmailHandler.send`."""
@@ -190,6 +197,11 @@ def _unverified(error: BaseException) -> ssl.SSLCertVerificationError | None:
     return None
 
 
+def _permanent(code: int) -> bool:
+    """Whether an SMTP answer refuses for good (5xx), not for now (4xx)."""
+    return 500 <= code < 600
+
+
 def raise_all(problems: Sequence[Exception]) -> None:
     """Raise the one problem, or an ``ExceptionGroup`` of several (a registration lists
     each); nothing when there is none."""
@@ -206,7 +218,15 @@ class SmtpTlsError(RuntimeError):
 
 
 class SmtpRecipientsError(RuntimeError):
-    """Raised when the server refused some recipients (those it took got the mail)."""
+    """Raised when the server refused some recipients for now (a 4xx answer to one of
+    them at least; those it took got the mail): retried, mailing only those refused."""
+
+
+class SmtpRejectedError(PermanentFailure):
+    """Raised when the server refused the mail for good (RFC 5321's 5xx answers): to
+    the sender, the login, the message, or to every recipient it refused. Sending it
+    again cannot help (and a wrong password tried again may lock the account), so the
+    run is not retried."""
 
 
 class EmailHandler(JobCompleteHandler):
@@ -361,8 +381,10 @@ class EmailHandler(JobCompleteHandler):
                 if unverified is not None:
                     raise SmtpTlsError(self._unverified_message(unverified)) from exc
                 if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
-                    raise SmtpRecipientsError(
-                        self._refused_message(exc.recipients, len(pending))
+                    raise self._refusal(exc.recipients, len(pending)) from exc
+                if isinstance(exc, aiosmtplib.SMTPResponseException) and _permanent(exc.code):
+                    raise SmtpRejectedError(
+                        f"{self._server} refused the mail: {exc.code} {exc.message}"
                     ) from exc
                 raise
             taken.update(address for address in pending if address not in refused)
@@ -381,14 +403,12 @@ class EmailHandler(JobCompleteHandler):
             if isinstance(transport, asyncio.Transport):
                 transport.abort()
         if refused:
-            raise SmtpRecipientsError(
-                self._refused_message(
-                    [
-                        aiosmtplib.SMTPRecipientRefused(answer.code, answer.message, address)
-                        for address, answer in refused.items()
-                    ],
-                    len(pending),
-                )
+            raise self._refusal(
+                [
+                    aiosmtplib.SMTPRecipientRefused(answer.code, answer.message, address)
+                    for address, answer in refused.items()
+                ],
+                len(pending),
             )
         self._taken_by_run().pop(run, None)
 
@@ -410,20 +430,25 @@ class EmailHandler(JobCompleteHandler):
             del runs[next(iter(runs))]
         return taken
 
-    def _refused_message(
+    def _refusal(
         self, refusals: Sequence[aiosmtplib.SMTPRecipientRefused], pending: int
-    ) -> str:
+    ) -> SmtpRecipientsError | SmtpRejectedError:
+        """The error for recipients refused: for good when every answer was a 5xx."""
+        for_good = all(_permanent(refusal.code) for refusal in refusals)
         each = "; ".join(
             f"{refusal.recipient}: {refusal.code} {refusal.message} "
-            f"({'temporary' if 400 <= refusal.code < 500 else 'permanent'})"
+            f"({'permanent' if _permanent(refusal.code) else 'temporary'})"
             for refusal in refusals
         )
         if len(refusals) == pending:
-            return f"{self._server} refused every recipient: {each}"
-        return (
-            f"{self._server} refused {len(refusals)} of {pending} recipients (the others "
-            f"got the mail; a retry mails only these): {each}"
-        )
+            message = f"{self._server} refused every recipient: {each}"
+        else:
+            retry = "" if for_good else "; a retry mails only these"
+            message = (
+                f"{self._server} refused {len(refusals)} of {pending} recipients (the "
+                f"others got the mail{retry}): {each}"
+            )
+        return SmtpRejectedError(message) if for_good else SmtpRecipientsError(message)
 
     def _unverified_message(self, error: ssl.SSLCertVerificationError) -> str:
         return (

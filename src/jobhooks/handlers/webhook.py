@@ -42,7 +42,7 @@ from urllib.parse import parse_qsl, quote, quote_plus
 import httpx
 from standardwebhooks import Webhook
 
-from jobhooks import JobCompleteContext, JobCompleteHandler, Secret
+from jobhooks import JobCompleteContext, JobCompleteHandler, PermanentFailure, Secret
 from jobhooks.handlers._redact import redaction, url_parts
 from jobhooks.sdk.secret import MASK
 
@@ -56,7 +56,12 @@ _READ_BODY = _SHOWN_BODY * 20
 
 
 class WebhookError(RuntimeError):
-    """The receiver did not accept the delivery."""
+    """The receiver did not accept the delivery (retried)."""
+
+
+class WebhookGoneError(PermanentFailure):
+    """The receiver answered ``410 Gone``: it was removed for good, as Standard Webhooks
+    senders read that answer, so the run is not retried."""
 
 
 class WebhookHandler(JobCompleteHandler):
@@ -164,11 +169,12 @@ class WebhookHandler(JobCompleteHandler):
             # it out of the stored traceback too.
             raise WebhookError(f"POST to {self._where} failed: {_reason(exc)}") from None
         if not 200 <= status < 300:
+            refusal = WebhookGoneError if status == http.HTTPStatus.GONE else WebhookError
             answered = f"POST to {self._where} answered {status} {_phrase(status)}"
             if not self.show_answer:
-                raise WebhookError(answered)
+                raise refusal(answered)
             shown = self._redacted.sub(MASK, answer)[:_SHOWN_BODY]
-            raise WebhookError(f"{answered}: {shown!r}")
+            raise refusal(f"{answered}: {shown!r}")
         return True
 
 
