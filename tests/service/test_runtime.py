@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -146,3 +148,42 @@ def test_a_reload_asked_for_while_one_is_stuck_is_refused_at_once(
     (problem,) = refused.problems
     assert "a reload has been reading the configuration for" in problem
     assert "restart jobhooks" in problem
+
+
+def test_a_storm_of_sighups_reloads_twice_at_most(tmp_path: Path) -> None:
+    """SIGHUPs that arrive while a reload reads are merged into one reload after it (which
+    reads the file as it is then): each used to queue a reload of its own."""
+    config = write_config(tmp_path, "")
+    runtime = Runtime(load(config), config)
+    runtime.handle_sighup = True
+    release = threading.Event()
+    reads: list[float] = []
+    original = runtime.live.reload
+
+    def gated(catalog: Any) -> Any:
+        reads.append(time.monotonic())
+        release.wait(10)
+        return original(catalog)
+
+    runtime.live.reload = gated  # type: ignore[method-assign]
+
+    async def storm() -> None:
+        await runtime.start()
+        try:
+            os.kill(os.getpid(), signal.SIGHUP)
+            while not reads:
+                await asyncio.sleep(0.01)
+            for _ in range(50):
+                os.kill(os.getpid(), signal.SIGHUP)
+                await asyncio.sleep(0)
+            await asyncio.sleep(0.1)
+            release.set()
+            while len(reads) < 2:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.3)  # time enough for any further reload to begin
+        finally:
+            release.set()
+            await runtime.stop()
+
+    asyncio.run(storm())
+    assert len(reads) == 2, "the SIGHUPs during the first reload make one more, not 50"

@@ -11,7 +11,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -157,6 +157,8 @@ class Runtime:
         self._reading: asyncio.Future[ReloadStatus] | None = None
         self._reading_since = 0.0
         """The reload reading in its thread, or the last one (see :meth:`_read_again`)."""
+        self._waiting_reloads: dict[str, asyncio.Task[None]] = {}
+        """Background reloads that have not begun to read, by what asked for them."""
         self.handle_sighup = False
         """Reload the configuration on SIGHUP (set by the CLI for the main process)."""
 
@@ -196,6 +198,7 @@ class Runtime:
                 # A reload whose waiter was cancelled still reads: this one waits for it.
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self._reading)
+            self._begin_reading()
             catalog = await self.store.pull.catalog()
             reading = self._reading = _in_thread(self.live.reload, catalog)
             self._reading_since = time.monotonic()
@@ -226,21 +229,46 @@ class Runtime:
         return count
 
     def _reload_in_background(self) -> None:
-        self._tasks.append(asyncio.create_task(self._quiet_reload(), name="jobhooks-reload"))
-
-    async def _quiet_reload(self) -> None:
-        with _reload_failure_logged():
-            await self.reload()
+        self._queue_reload("SIGHUP", self.reload)
 
     def _reload_announced(self, origin: str) -> None:
         if origin != self.node.id:
             logger.info("another node reloaded its configuration; reloading this one")
-            self._tasks.append(asyncio.create_task(self._catalog_reload(), name="jobhooks-reload"))
+            self._queue_reload("another node", self._catalog_reload)
 
-    async def _catalog_reload(self) -> None:
-        with _reload_failure_logged():
-            if (await self._read_again()).applied:
-                await self.release_held()
+    async def _catalog_reload(self) -> ReloadStatus:
+        status = await self._read_again()
+        if status.applied:
+            await self.release_held()
+        return status
+
+    def _queue_reload(self, asker: str, reload: Callable[[], Awaitable[ReloadStatus]]) -> None:
+        """Reload in the background, unless a reload ``asker`` asked for before still waits
+        to begin reading: that one reads the file as it will be then, so this request is
+        merged into it (a storm of SIGHUPs reloads twice at most, not once per signal)."""
+        if asker in self._waiting_reloads:
+            logger.info("a reload asked for by %s already waits to read; merged into it", asker)
+            return
+        task = asyncio.create_task(self._reload_logged(asker, reload), name="jobhooks-reload")
+        self._waiting_reloads[asker] = task
+        self._tasks = [other for other in self._tasks if not other.done()]
+        self._tasks.append(task)
+
+    async def _reload_logged(
+        self, asker: str, reload: Callable[[], Awaitable[ReloadStatus]]
+    ) -> None:
+        try:
+            with _reload_failure_logged():
+                await reload()
+        finally:
+            self._begin_reading()  # or refused: later requests are not merged into it
+
+    def _begin_reading(self) -> None:
+        """The current task begins to read: requests after this need a reload of their own."""
+        current = asyncio.current_task()
+        for asker, task in list(self._waiting_reloads.items()):
+            if task is current:
+                del self._waiting_reloads[asker]
 
     def _registration_problems(self) -> list[tuple[str, str, int]]:
         return [
