@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from jobhooks.errors import SchemaOutOfDate, StoreError
 from jobhooks.store.deadline import overdue, watch
 from jobhooks.store.engine import sqlite_path
 from jobhooks.store.failures import describe_failure
+from jobhooks.store.nodes import STALE_AFTER, NodeIdentity, process_exists
+from jobhooks.store.tables import nodes
 
 __all__ = ["current_revision", "ensure_current", "head_revision", "upgrade"]
 
@@ -81,16 +84,79 @@ def _known(revision: str | None) -> None:
         )
 
 
-def upgrade(engine: Engine) -> None:
-    """Run every migration the database lacks."""
+def _breaking(current: str | None) -> list[tuple[str, str]]:
+    """The migrations from ``current`` to the head that a jobhooks still running at
+    ``current`` cannot work with, each with why (its ``stops_older_nodes``), oldest first."""
+    script = ScriptDirectory.from_config(_config())
+    found = []
+    for migration in script.iterate_revisions("head", current or "base"):
+        why = getattr(migration.module, "stops_older_nodes", None)
+        if why:
+            found.append((migration.revision, str(why)))
+    return found[::-1]
+
+
+def _running(connection: Connection, now: float) -> list[str]:
+    """The jobhooks processes running on the database, by their heartbeats (as
+    :mod:`jobhooks.store.nodes` tells the gone from the alive)."""
+    if not inspect(connection).has_table(nodes.name):
+        return []
+    me = NodeIdentity.of_this_process()
+    query = select(
+        nodes.c.id,
+        nodes.c.host,
+        nodes.c.boot_id,
+        nodes.c.pid,
+        nodes.c.pid_started,
+        nodes.c.heartbeat_at,
+    ).where(nodes.c.stopped_at.is_(None), nodes.c.heartbeat_at >= now - STALE_AFTER)
+    running = []
+    for row in connection.execute(query.order_by(nodes.c.id)):
+        if me.same_machine(row.host, row.boot_id) and not process_exists(row.pid, row.pid_started):
+            continue
+        running.append(f"{row.id} (heartbeat {max(now - row.heartbeat_at, 0):.0f} s ago)")
+    return running
+
+
+def _refuse_under_older_nodes(connection: Connection, current: str | None, now: float) -> None:
+    """Raise :class:`StoreError` when a migration still to run breaks the jobhooks processes
+    running on the database (they are at ``current``, or they would not have started)."""
+    breaking = _breaking(current)
+    if not breaking:
+        return
+    running = _running(connection, now)
+    if not running:
+        return
+    revision, why = breaking[0]
+    raise StoreError(
+        f"cannot upgrade the schema from {current} to {head_revision()} while jobhooks runs "
+        f"on the database: revision {revision} is not additive ({why}). Stop every serve, "
+        f"worker and poll process using it ({', '.join(running)}), run the upgrade, then "
+        "start them with this version"
+    )
+
+
+def upgrade(engine: Engine, *, clock: Callable[[], float] = time.time) -> None:
+    """Run every migration the database lacks.
+
+    Refused (:class:`StoreError`) while jobhooks processes run on the database and one of
+    those migrations is one they cannot work with; on SQLite, also when the database
+    cannot be written (it would otherwise open, and fail at its first write).
+    """
     config = _config()
     with _exclusive(engine), engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             # Two nodes upgrading at once: the second waits, then finds nothing to do.
             connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7262514)")
-        _known(MigrationContext.configure(connection).get_current_revision())
+        current = MigrationContext.configure(connection).get_current_revision()
+        _known(current)
+        _refuse_under_older_nodes(connection, current, clock())
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+        if connection.dialect.name == "sqlite":
+            # A read-only file (or folder) opens, and reads, without a complaint: a write
+            # here says so now, not at the first heartbeat or check-in.
+            connection.exec_driver_sql("UPDATE alembic_version SET version_num = version_num")
 
 
 def ensure_current(engine: Engine) -> None:

@@ -19,6 +19,14 @@ down_revision = "0006"
 branch_labels = None
 depends_on = None
 
+# Not additive: a jobhooks from before this revision still running on the database would
+# write streaks without an agent (and ON CONFLICT on keys that no longer exist), so every
+# failed check-in it took was refused. The upgrade is refused while such a node runs.
+stops_older_nodes = (
+    "it keys job_streaks and rule_state by agent, which a jobhooks from before it cannot "
+    "write: it would refuse every failed check-in"
+)
+
 # The agent of each streak's job, from its newest completion: one pass over the
 # completions with a window function (completions have no index on job_id, so a lookup
 # per streak row would scan them once per row).
