@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from concurrent.futures import Future
+from typing import Any, Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, GCCollector, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -14,6 +16,42 @@ __all__ = ["Metrics"]
 
 
 _M = TypeVar("_M", Counter, Histogram)
+_T = TypeVar("_T")
+
+READ_WAIT = 2.5
+"""Seconds a scrape waits for each figure it reads from the database (the backlog, the
+held runs). A database that does not answer (a frozen server, a lock) would otherwise
+hold the scrape for its whole deadline, 30 s, past Prometheus's scrape timeout (10 s by
+default), and every metric of the node would be lost while it is most wanted: the figure
+is left out of that scrape instead, and the others are exported."""
+
+
+class _Bounded(Generic[_T]):
+    """A read from the database, made on a thread of its own and waited for at most
+    :data:`READ_WAIT` seconds (raising :class:`TimeoutError` past it). While one is still
+    under way, later scrapes wait for it rather than start another: scrapes of a database
+    that does not answer never pile up threads."""
+
+    def __init__(self, read: Callable[[], _T]) -> None:
+        self._read = read
+        self._lock = threading.Lock()
+        self._pending: Future[_T] | None = None
+
+    def __call__(self) -> _T:
+        with self._lock:
+            pending = self._pending
+            if pending is None or pending.done():
+                pending = self._pending = Future()
+                threading.Thread(
+                    target=self._run, args=(pending,), name="jobhooks-metrics-read", daemon=True
+                ).start()
+        return pending.result(timeout=READ_WAIT)
+
+    def _run(self, future: Future[_T]) -> None:
+        try:
+            future.set_result(self._read())
+        except BaseException as exc:  # handed to the scrape, which leaves the figure out
+            future.set_exception(exc)
 
 
 def _child(children: dict[tuple[object, ...], Any], metric: _M, *labels: str) -> _M:
@@ -113,7 +151,7 @@ class Metrics:
         )
         self.started = time.time()
         if read_backlog is not None:
-            self.registry.register(_BacklogCollector(read_backlog))
+            self.registry.register(_BacklogCollector(_Bounded(read_backlog)))
 
     def count_completions(self, result: str, source: str, count: int = 1) -> None:
         """Count stored completions of one result from one source (check-in or poll)."""
@@ -131,7 +169,7 @@ class Metrics:
     ) -> None:
         """Export the registrations with problems, as (name, ``quarantined`` or ``kept``,
         how many problems), and how many runs are held for the quarantined ones."""
-        self.registry.register(_RegistrationsCollector(problems, held))
+        self.registry.register(_RegistrationsCollector(problems, _Bounded(held)))
 
     def watch_store(self, grouped: Callable[[], tuple[int, int]]) -> None:
         """Export the store's group commit: ``grouped`` returns how many transactions the
