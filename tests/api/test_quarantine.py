@@ -152,9 +152,7 @@ def test_check_ins_are_answered_while_a_reload_waits_on_a_handlers_setup(
         encoding="utf-8",
     )
     with ThreadPoolExecutor(1) as pool:
-        reloading = pool.submit(
-            api.client.post, "/api/v1/admin/reload", headers=api.auth("admin")
-        )
+        reloading = pool.submit(api.client.post, "/api/v1/admin/reload", headers=api.auth("admin"))
         assert handlers.SETUP_ENTERED.wait(10), "the reload never reached the handler's setup()"
 
         answer = api.client.post(
