@@ -449,6 +449,24 @@ def test_bytes_that_cannot_be_decoded_are_an_error_naming_the_line(
     assert problem in str(raised.value)
 
 
+@pytest.mark.parametrize("encoding", ["hex", "base64", "rot13", "zlib", "idna", "undefined"])
+def test_a_declared_encoding_that_is_no_text_encoding_is_an_error_naming_it(
+    run_import: Callable[..., Any], tmp_path: Path, encoding: str
+) -> None:
+    # These are codecs Python knows, of bytes to bytes or that refuse most text: the
+    # import ended with a LookupError's traceback, or without the line or what to do.
+    text = web_config(SAMPLE).replace('encoding="utf-8"', f'encoding="{encoding}"')
+    result = run_import(text)
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert (
+        f"error: {tmp_path / 'web.config'}: line 1: the XML declaration names the encoding "
+        f"{encoding!r}, which is not a text encoding; save the file as UTF-8 and declare "
+        'encoding="utf-8"'
+    ) in result.stderr
+
+
 def custom_handler(*properties: tuple[str, str], name: str = "OpenTicket") -> str:
     given = "".join(
         f'<property name="{key}" value="{escape(value, {chr(34): "&quot;"})}" />'

@@ -54,7 +54,15 @@ def _choose_encoding(data: bytes) -> tuple[str, int, str]:
             f"line 1: the XML declaration names the encoding {name!r}, which is unknown; "
             'save the file as UTF-8 and declare encoding="utf-8"'
         ) from None
-    if "<?xml".encode(codec.name, errors="replace") != b"<?xml":
+    try:
+        marker = "<?xml".encode(codec.name, errors="replace")
+    except (LookupError, UnicodeError):
+        # A codec of bytes to bytes (hex, base64, zlib...) or one that encodes no text.
+        raise ValueError(
+            f"line 1: the XML declaration names the encoding {name!r}, which is not a text "
+            'encoding; save the file as UTF-8 and declare encoding="utf-8"'
+        ) from None
+    if marker != b"<?xml":
         # A declaration read as ASCII cannot be right about a 16- or 32-bit encoding:
         # the file was saved again without changing it. Read it as UTF-8, as libxml2 does.
         return "UTF-8", 0, f"its XML declaration names {name}, which its bytes are not"
