@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -334,6 +335,40 @@ def test_a_commented_fragment_as_documented_is_imported_when_asked(
         "note: 1 registration(s) inside XML comments were not read; --include-commented "
         "imports them too (as enabled = false)"
     ) in without.stderr
+
+
+def test_only_xml_comments_are_read_as_commented_registrations(
+    run_import: Callable[..., Any],
+) -> None:
+    # Text that looks like a comment inside a CDATA section was imported as a commented
+    # registration, and looking for comments in the text took time growing with the
+    # square of the file: this file of 210 kB took 20 s, one of 1 MB ten minutes.
+    quoted = f"<notes><![CDATA[an example: <!--{SAMPLE}-->]]></notes>"
+    unclosed = "<notes><![CDATA[" + "<!--<register" * 16_000 + "]]></notes>"
+    text = (
+        web_config(BUILT_IN.replace('value=""', f'value="{INVENTORY}"', 1))
+        .replace("<configSections>", quoted + "<configSections>")
+        .replace("</configuration>", unclosed + "</configuration>")
+    )
+    started = time.monotonic()
+    result = run_import(text, "--include-commented")
+    assert time.monotonic() - started < 5
+    assert result.exit_code == 0, result.output
+    names = [handler["name"] for handler in tomlkit.parse(result.stdout)["handlers"]]
+    assert names == ["SendEmailOrchestratorJobCompleteHandler"]
+    assert "note:" not in result.stderr
+
+
+def test_a_commented_registration_that_is_not_xml_is_noted_with_its_line(
+    run_import: Callable[..., Any],
+) -> None:
+    broken = SAMPLE.replace('<property name="SmtpPort" value="587" />', "<property>")
+    result = run_import(web_config(BUILT_IN, commented=broken), "--include-commented")
+    assert result.exit_code == 0, result.output
+    assert (
+        "note: line 21: the commented-out block that begins on line 12 is not well-formed "
+        "XML (mismatched tag): it was skipped"
+    ) in result.stderr
 
 
 def test_a_fragment_that_is_not_xml_names_the_line(

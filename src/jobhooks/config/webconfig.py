@@ -344,25 +344,41 @@ def _refuse_entities(text: str) -> None:
         return
 
 
-def _parse(text: str) -> ElementTree.Element:
-    """The XML's root element; a fragment without one (``<register>`` elements side by
-    side, or only comments, as the documentation shows them) is read as if it had one.
+def _parse(text: str) -> tuple[ElementTree.Element, str]:
+    """The XML's root element, and the text it was read from: a fragment without one
+    (``<register>`` elements side by side, or only comments, as the documentation shows
+    them) is read as if it had one.
 
     Raises ValueError naming the line of the first syntax error, or of a document type
     declaration with entities or an external DTD (refused, see :func:`_refuse_entities`).
     """
     _refuse_entities(text)
     try:
-        return ElementTree.fromstring(text)
+        return ElementTree.fromstring(text), text
     except ElementTree.ParseError as exc:
         if ErrorString(exc.code) not in _NOT_ONE_ROOT or not text.strip():
             raise ValueError(f"not well-formed XML: {exc}") from None
     # On the first line, so that an error's line number is the file's.
     wrapped = "<fragment>" + _DECLARATION.sub("", text, count=1) + "</fragment>"
     try:
-        return ElementTree.fromstring(wrapped)
+        return ElementTree.fromstring(wrapped), wrapped
     except ElementTree.ParseError as exc:
         raise ValueError(f"not well-formed XML: {exc}") from None
+
+
+def _comments(text: str) -> list[tuple[str, int]]:
+    """The XML comments of ``text`` (well-formed, see :func:`_parse`), each with its line:
+    those the parser reads as comments, not text that looks like one in a CDATA section
+    or a processing instruction."""
+    found: list[tuple[str, int]] = []
+    parser = ParserCreate()
+
+    def comment(data: str) -> None:
+        found.append((data, parser.CurrentLineNumber))
+
+    parser.CommentHandler = comment
+    parser.Parse(text, True)
+    return found
 
 
 def _commented_blocks(
@@ -371,13 +387,18 @@ def _commented_blocks(
     """The registrations inside XML comments, each with the aliases that apply to it (the
     document's and its comment's); a comment that is not XML is noted, skipped."""
     blocks: list[tuple[ElementTree.Element, dict[str, str]]] = []
-    for comment in re.findall(r"<!--(.*?)-->", text, flags=re.S):
+    for comment, line in _comments(text):
         if "<register" not in comment:
             continue
         try:
             fragment = ElementTree.fromstring(f"<commented>{comment}</commented>")
-        except ElementTree.ParseError:
-            result.notes.append("a commented-out block that is not well-formed XML was skipped")
+        except ElementTree.ParseError as exc:
+            where = line + exc.position[0] - 1
+            why = str(exc).split(":", 1)[0]
+            result.notes.append(
+                f"line {where}: the commented-out block that begins on line {line} is not "
+                f"well-formed XML ({why}): it was skipped"
+            )
             continue
         known = aliases | _aliases(fragment)
         blocks += [(register, known) for register in _register_blocks(fragment, known)]
@@ -394,11 +415,11 @@ def read_webconfig(text: str, *, include_commented: bool = False) -> ImportResul
     ``commented_out`` set; without it, a note says how many were left.
     Text from bytes should come through :func:`~jobhooks.config.xml_text.decode_source`.
     """
-    root = _parse(text)
+    root, parsed = _parse(text)
     aliases = _aliases(root)
     result = ImportResult([])
     blocks = [(register, aliases, False) for register in _register_blocks(root, aliases)]
-    commented = _commented_blocks(text, aliases, result)
+    commented = _commented_blocks(parsed, aliases, result)
     if include_commented:
         blocks += [(register, known, True) for register, known in commented]
     elif commented:
