@@ -167,6 +167,32 @@ def test_the_commented_built_in_is_read_only_when_asked(
     assert "1 handler registered" in valid.stdout, "the disabled one is checked, not registered"
 
 
+def test_a_registration_a_later_one_of_its_name_replaces_is_imported_disabled(
+    cli: Any, run_import: Callable[..., Any], write_config: WriteConfig,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    # Unity keeps the last registration of a name: the platform mailed the second list.
+    # Both were imported enabled, 'validate' refused the file for a duplicate name, and
+    # serving it ran the first (the second was quarantined).
+    edited = SAMPLE.replace("the.recipient@smtp.email,second@smtp.email", "new@smtp.email")
+    result = run_import(web_config(SAMPLE, edited))
+    assert result.exit_code == 0, result.output
+    first, second = tomlkit.parse(result.stdout)["handlers"]
+    assert first["enabled"] is False
+    assert "enabled" not in second
+    assert second["properties"]["EmailRecipients"] == "new@smtp.email"
+    assert (
+        "FLAG SendEmail_RepeatedFailureHandler: a later registration named "
+        "'SendEmail_RepeatedFailureHandler' replaces this one (Unity keeps the last of a "
+        "name, so the platform never ran it): enabled = false"
+    ) in result.stderr
+    monkeypatch.setenv(SAMPLE_VARIABLE, SAMPLE_PASSWORD)
+    monkeypatch.setenv(f"{SAMPLE_VARIABLE}_2", SAMPLE_PASSWORD)
+    valid = validate(cli, write_config, result.stdout)
+    assert valid.exit_code == 0, valid.output
+    assert "1 handler registered" in valid.stdout
+
+
 def test_the_built_in_uncommented_needs_smtp_settings(
     cli: Any, run_import: Callable[..., Any], write_config: WriteConfig
 ) -> None:

@@ -79,6 +79,8 @@ class ImportedHandler:
     environment: dict[str, str] = field(default_factory=dict)
     """Environment variables to set, with where each value came from."""
     commented_out: bool = False
+    replaced: bool = False
+    """A later registration of the same name replaced it (Unity keeps the last)."""
 
 
 @dataclass
@@ -433,9 +435,27 @@ def read_webconfig(text: str, *, include_commented: bool = False) -> ImportResul
         name = register.get("name") or source_type.split(",")[0].rsplit(".", 1)[-1] or "handler"
         properties = _properties(register)
         result.handlers.append(_convert(name, source_type, properties, variables, commented=hidden))
+    _disable_replaced(result.handlers)
     if not result.handlers and not commented:
         result.notes.append(f'no <register type="{INTERFACE}"> block was found')
     return result
+
+
+def _disable_replaced(handlers: list[ImportedHandler]) -> None:
+    """Disable, flagged, each active registration that a later one of the same name
+    replaces: Unity keeps the last registration of a name, so the platform never ran it."""
+    last: dict[str, ImportedHandler] = {}
+    for handler in handlers:
+        if not handler.commented_out:
+            last[handler.name] = handler
+    for handler in handlers:
+        if not handler.commented_out and last[handler.name] is not handler:
+            handler.replaced = True
+            handler.flags.append(
+                f"a later registration named {handler.name!r} replaces this one (Unity keeps "
+                "the last of a name, so the platform never ran it): enabled = false; delete "
+                "it, or give it a name of its own to run both"
+            )
 
 
 _MAX_DEPTH = 10
@@ -590,7 +610,7 @@ def _handler_table(imported: ImportedHandler) -> Table:
     table.add("name", imported.name)
     table.add("type", imported.type or "")
     table.add("job_types", imported.job_types)
-    if imported.commented_out:
+    if imported.commented_out or imported.replaced:
         table.add("enabled", False)
     if imported.properties:
         properties = tomlkit.table()
