@@ -92,6 +92,29 @@ def test_a_completion_that_fired_nothing_says_why_and_its_runs_say_why_they_exis
     assert "3rd consecutive failure of Inventory job" in json.loads(triggers["page"])["reason"]
 
 
+def test_a_streak_lowered_past_an_ongoing_streak_fires_at_the_next_failure_once(
+    db: StoreDb,
+) -> None:
+    """A reload that lowers ``streak`` (or adds the registration) while a job fails: its
+    streak is past the new Nth failure, which was never reached under that rule. The
+    outage went unpaged until the job recovered and failed N times again."""
+    job = uuid.uuid4()
+
+    def report(rule: NotificationRule, result: str, hour: int) -> str | None:
+        item = new_completion("page", rules={"page": rule}, job_id=job, job_result=result)
+        (receipt,) = db.apply(insert_checkins, [item], NOW + hour * HOUR)
+        (run,) = receipt.runs or [None]
+        return run.trigger.kind if run and run.trigger else None
+
+    at_5 = NotificationRule(WhenRules(("failure-streak", "recovered"), 5, None))
+    at_3 = NotificationRule(WhenRules(("failure-streak", "recovered"), 3, None))
+    assert [report(at_5, "Failure", hour) for hour in range(4)] == [None] * 4
+    assert [report(at_3, "Failure", hour) for hour in range(4, 7)] == [
+        "failure-streak", None, None
+    ]  # fmt: skip
+    assert report(at_3, "Success", 7) == "recovered"
+
+
 def test_streaks_are_per_job_and_a_batch_is_stored_in_order(db: StoreDb) -> None:
     one, two = uuid.uuid4(), uuid.uuid4()
     batch = [

@@ -35,7 +35,7 @@ _ORDER = (
 """When a completion fires several of a registration's triggers, the one its run records."""
 _MARKS = frozenset({"failure", "first-failure", "failure-streak", "still-failing"})
 """Triggers that count as the registration having fired for the job's streak."""
-_STATEFUL = frozenset({"still-failing", "recovered"})
+_STATEFUL = frozenset({"failure-streak", "still-failing", "recovered"})
 _CACHED = 1024
 """How many "not sent" decisions a rule keeps (they repeat: most completions fire nothing)."""
 
@@ -110,7 +110,12 @@ class NotificationRule:
         if kind == "first-failure":
             return failed and moment.before == 0
         if kind == "failure-streak":
-            return failed and moment.streak == self.rules.streak
+            # Past the Nth failure too while the streak never fired it: its ``streak`` was
+            # lowered, or it was registered, while the job was failing.
+            at = self.rules.streak
+            return failed and (
+                moment.streak == at or (moment.streak > at and moment.fired_at is None)
+            )
         if kind == "still-failing":
             every = self.rules.repeat_every
             return (
