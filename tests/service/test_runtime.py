@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import os
 import signal
 import threading
@@ -12,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.reports import report
 from support.server import write_config
+from support.tokens import make_token_info
 
 from jobhooks.registry import load
 from jobhooks.registry.live import ReloadStatus
@@ -187,3 +190,49 @@ def test_a_storm_of_sighups_reloads_twice_at_most(tmp_path: Path) -> None:
 
     asyncio.run(storm())
     assert len(reads) == 2, "the SIGHUPs during the first reload make one more, not 50"
+
+
+DIGEST = """
+[[handlers]]
+name = "machine-down"
+type = "log"
+job_types = "*"
+group_by = ["client_machine"]
+group_wait = "{wait}"
+"""
+
+
+def test_a_reload_that_shortens_group_wait_closes_the_digests_collecting_sooner(
+    tmp_path: Path,
+) -> None:
+    """A group_wait of "1d" meant as "1h" is fixed by a reload: the digest already
+    collecting kept its day, and every failure of its machine meanwhile joined it, so
+    nothing was sent for a day after the fix."""
+    now = [1_800_000_000.0]
+    config = write_config(tmp_path, DIGEST.format(wait="1d"))
+    runtime = Runtime(load(config), config, with_worker=False, clock=lambda: now[0])
+    _token, admin = make_token_info(runtime.store, "admin")
+
+    async def fail_at(at: float, key: str) -> tuple[str, float | None]:
+        now[0] = at
+        body = json.dumps(report(client_machine="store01.example.com")).encode()
+        receipt = await runtime.intake.check_in(body, admin, key)
+        (run,) = receipt.runs
+        return run.id, run.closes_at
+
+    async def scenario() -> list[tuple[str, float | None]]:
+        await runtime.start()
+        try:
+            first = await fail_at(1_800_000_000.0, "first")
+            config.write_text(config.read_text().replace('"1d"', '"30m"'), encoding="utf-8")
+            assert (await runtime.reload()).applied
+            again = await fail_at(1_800_000_060.0, "first")  # the first, sent again
+            later = await fail_at(1_800_003_600.0, "later")
+            return [first, again, later]
+        finally:
+            await runtime.stop()
+
+    (first_id, opened), (again_id, closes), (later_id, _) = asyncio.run(scenario())
+    assert opened == 1_800_000_000.0 + 86_400
+    assert (again_id, closes) == (first_id, 1_800_000_000.0 + 1800)
+    assert later_id != first_id, "an hour later, the next failure opens the next digest"

@@ -214,7 +214,8 @@ class Runtime:
 
     async def release_held(self) -> int:
         """Let the held runs of every valid registration run (those made while it was
-        quarantined, on this node or another); returns how many."""
+        quarantined, on this node or another); returns how many. The digests collecting
+        close by each registration's group_wait as it is now, if that is sooner."""
         registry = self.live.registry
         try:
             count = await self.store.release_held(
@@ -225,6 +226,15 @@ class Runtime:
             return 0
         if count:
             logger.info("%d held run(s) released: their registrations are valid now", count)
+            self.poke_worker()
+        waits = [(h.name, h.grouping.wait) for h in registry if h.grouping is not None]
+        try:
+            shortened = await self.store.shorten_digests(waits)
+        except StoreError as exc:
+            logger.error("digests could not be given a shorter group_wait: %s", exc)
+            return count
+        if shortened:
+            logger.info("%d collecting digest(s) close sooner: group_wait is shorter", shortened)
             self.poke_worker()
         return count
 

@@ -22,7 +22,7 @@ deadlock.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +35,7 @@ from jobhooks.store.ids import new_id
 from jobhooks.store.records import DigestPlan, PlannedRun, RunReceipt, RunStatus
 from jobhooks.store.tables import digest_members, open_digests, runs
 
-__all__ = ["DigestBook", "close_digests", "group_key", "members_of"]
+__all__ = ["DigestBook", "close_digests", "group_key", "members_of", "shorten_digests"]
 
 _LOCK_SPACE = 7262517
 """The first key of this module's PostgreSQL advisory locks (the second is the group's hash)."""
@@ -219,6 +219,44 @@ def close_digests(connection: Connection, run_ids: Iterable[str]) -> None:
     ids = list(run_ids)
     if ids:
         connection.execute(delete(open_digests).where(open_digests.c.run_id.in_(ids)))
+
+
+_SHORTEN_RUN = (
+    update(runs)
+    .where(runs.c.id == bindparam("r"), runs.c.status == RunStatus.COLLECTING)
+    .values(due_at=bindparam("due"))
+)
+_SHORTEN_OPEN = (
+    update(open_digests)
+    .where(open_digests.c.run_id == bindparam("r"))
+    .values(closes_at=bindparam("due"))
+)
+
+
+def shorten_digests(
+    connection: Connection, waits: Sequence[tuple[str, float]], _now: float
+) -> list[int]:
+    """Make the digests collecting for each (handler, group_wait) close at most that long
+    after they opened: a reload that shortened ``group_wait`` applies to them too (they
+    kept the window they opened with, up to a year). Returns how many per handler.
+
+    The run row is updated before the open row, as a claim does, so the two wait for
+    each other rather than deadlock."""
+    counts = []
+    for handler, wait in waits:
+        longer = connection.execute(
+            select(runs.c.id, runs.c.created_at).where(
+                runs.c.handler == handler,
+                runs.c.status == RunStatus.COLLECTING,
+                runs.c.due_at > runs.c.created_at + wait,
+            )
+        ).all()
+        rows = [{"r": run_id, "due": created_at + wait} for run_id, created_at in longer]
+        if rows:
+            execute_many(connection, _SHORTEN_RUN, rows)
+            execute_many(connection, _SHORTEN_OPEN, rows)
+        counts.append(len(rows))
+    return counts
 
 
 def members_of(

@@ -28,6 +28,7 @@ from jobhooks.store.clock import DatabaseClock
 from jobhooks.store.database import FileIdentity, open_database
 from jobhooks.store.deadline import watch
 from jobhooks.store.dialect import RUNS_CHANNEL, notify
+from jobhooks.store.digests import shorten_digests
 from jobhooks.store.engine import is_sqlite, sqlite_path
 from jobhooks.store.failures import describe_failure
 from jobhooks.store.keys import signing_keys
@@ -133,6 +134,9 @@ class Store:
         )
         self._release: BatchOperation[tuple[str, int], int] = BatchOperation(
             "release_held", _waking(release_held)
+        )
+        self._shorten: BatchOperation[tuple[str, float], int] = BatchOperation(
+            "shorten_digests", _waking(shorten_digests)
         )
         self._notify: BatchOperation[tuple[str, str], None] = BatchOperation(
             "notify", _notify, repeatable=True
@@ -319,6 +323,12 @@ class Store:
     async def release_held(self, registrations: Sequence[tuple[str, int]]) -> int:
         """Make the held runs of each (handler, max_attempts) due now; returns how many."""
         writes = [self._db.write(self._release, item) for item in registrations]
+        return sum(await asyncio.gather(*writes))
+
+    async def shorten_digests(self, waits: Sequence[tuple[str, float]]) -> int:
+        """Make the digests collecting for each (handler, group_wait) close at most that
+        long after they opened; returns how many closed sooner."""
+        writes = [self._db.write(self._shorten, item) for item in waits]
         return sum(await asyncio.gather(*writes))
 
     # -- the rest ------------------------------------------------------------
