@@ -17,6 +17,7 @@ from support.storedb import StoreDb
 from jobhooks.intake.rules import NotificationRule
 from jobhooks.registry import WhenRules
 from jobhooks.store.checkins import insert_checkins
+from jobhooks.store.digests import shorten_digests
 from jobhooks.store.engine import connect
 from jobhooks.store.queue import ClaimRequest, claim_runs
 from jobhooks.store.records import CheckinReceipt, ClaimedRun, DigestPlan, RunStatus
@@ -231,3 +232,22 @@ def test_a_claim_racing_check_ins_delivers_each_completion_exactly_once(store_ur
     finally:
         for db in [intake, *workers]:
             db.engine.dispose()
+
+
+def test_a_shorter_group_wait_closes_the_collecting_digests_from_when_they_opened(
+    db: StoreDb,
+) -> None:
+    day = DigestPlan(("client_machine",), 86_400.0, 100)
+    opened = digest_of(fail_on(db, "orch01", NOW, day))
+    late = digest_of(fail_on(db, "orch02", NOW + 3_000, day))
+
+    counts = db.apply(shorten_digests, [("digest", 1_800.0), ("log", 1.0)], NOW + 3_100)
+
+    assert counts == [2, 0]
+    assert db.apply(shorten_digests, [("digest", 1_800.0)], NOW + 3_100) == [0]
+    assert db.apply(shorten_digests, [("digest", 3_600.0)], NOW + 3_100) == [0], "only sooner"
+    assert [run.id for run in claim(db, NOW + 1_799)] == []
+    assert [run.id for run in claim(db, NOW + 1_800)] == [opened.id]
+    assert digest_of(fail_on(db, "orch01", NOW + 1_801, day)).id != opened.id
+    assert late.id not in [run.id for run in claim(db, NOW + 4_799)]
+    assert late.id in [run.id for run in claim(db, NOW + 4_800)]
