@@ -4,6 +4,7 @@ in :mod:`jobhooks.cli.poll_commands`, beside its ``sync``)."""
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import httpx
 import typer
@@ -21,6 +22,14 @@ TokenOption = Annotated[
     typer.Option(envvar="JOBHOOKS_TOKEN", help="An admin (or, to read, viewer) token."),
 ]
 DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+def _segment(value: str) -> str:
+    """``value`` as one segment of a URL path: '/', '?', '#', '%' and spaces encoded, and
+    '.' or '..' too, so an id or a name never reaches another address."""
+    if value in (".", ".."):
+        return value.replace(".", "%2E")
+    return quote(value, safe="")
 
 
 def _call(method: str, url: str, path: str, token: str | None, **params: Any) -> Any:
@@ -113,7 +122,7 @@ def completions(
 ) -> None:
     """List recent completions, or show one with its handler runs."""
     if completion_id:
-        detail = _call("GET", url, f"/api/v1/job-completions/{completion_id}", token)
+        detail = _call("GET", url, f"/api/v1/job-completions/{_segment(completion_id)}", token)
         if as_json:
             print_json(detail)
             return
@@ -194,8 +203,9 @@ def replay(
     if handler is not None:
         if not dead:
             fail("--handler replays dead runs only: add --dead to confirm")
-        answer = _call("POST", url, f"/api/v1/handlers/{handler}/replay-dead", token)
+        answer = _call("POST", url, f"/api/v1/handlers/{_segment(handler)}/replay-dead", token)
         typer.echo(f"Replaying {answer['replayed']} dead run(s) of {handler}.")
         return
-    answer = _call("POST", url, f"/api/v1/handler-runs/{run_id}/replay", token)
+    assert run_id is not None  # one of the two, checked above
+    answer = _call("POST", url, f"/api/v1/handler-runs/{_segment(run_id)}/replay", token)
     typer.echo(f"Run {run_id} is pending again (its status was {answer['previous_status']}).")
