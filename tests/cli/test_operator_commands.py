@@ -3,6 +3,8 @@ they send, and how they fail on arguments or servers they cannot use."""
 
 from __future__ import annotations
 
+import http.server
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +16,7 @@ import pytest
 from sqlalchemy import select, update
 from support import cli
 from support.app import TestClient
+from support.loopback import LoopbackServer
 from support.reports import new_completion
 from support.server import write_config
 from support.tokens import database, make_token
@@ -111,3 +114,75 @@ def test_a_run_id_never_replays_anything_but_that_run(served: Served) -> None:
     assert result.exit_code == 1
     assert "answered 404" in result.stderr, result.stderr
     assert _status(runtime, run_id) == "dead"
+
+
+class _NotJobhooks(http.server.BaseHTTPRequestHandler):
+    """A server at the wrong URL: a web page for one path, some other JSON for the rest."""
+
+    def do_GET(self) -> None:
+        page = self.path.startswith("/page")
+        body = b"<html>sign in</html>" if page else json.dumps({"openapi": "3.1.0"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html" if page else "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_POST = do_GET
+
+    def log_message(self, *_args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def elsewhere() -> Iterator[str]:
+    """The origin of a server that answers 200 but is no jobhooks API."""
+    server = LoopbackServer(_NotJobhooks)
+    try:
+        yield server.origin
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("runs",),
+        ("completions",),
+        ("completions", "01a2502e-8c5b-723d-8df9-5918e247ec16"),
+        ("replay", "01a2502e-8c5b-723d-8df9-5918e247ec16"),
+        ("job-types",),
+    ],
+)
+@pytest.mark.parametrize("prefix", ["/page", "/json"])
+def test_a_url_that_is_no_jobhooks_api_is_one_clear_error(
+    elsewhere: str, args: tuple[str, ...], prefix: str
+) -> None:
+    """A sign-in page crashed with a JSONDecodeError traceback, other JSON with a KeyError."""
+    result = cli.jobhooks(*args, "--url", elsewhere + prefix, "--token", "jh_x")
+
+    assert result.exit_code == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "not a jobhooks API answer" in line, line
+
+
+@pytest.mark.parametrize(
+    ("url", "token", "shown"),
+    [
+        ("http://[::1", "jh_x", "--url: 'http://[::1' is not a usable URL"),
+        ("http://127.0.0.1:8080", "jh_é", "the token holds a character other than"),
+        ("http://127.0.0.1:8080", "jh_secret\nline", "the token holds a character other than"),
+    ],
+)
+def test_a_url_or_token_that_cannot_be_sent_is_one_clear_error(
+    url: str, token: str, shown: str
+) -> None:
+    """An IPv6 address without its ']' and a token with an accented letter crashed with a
+    traceback; one with a line break was 'cannot reach jobhooks', quoting the token."""
+    for args in (("runs",), ("replay", "01a2502e-8c5b-723d-8df9-5918e247ec16"), ("job-types",)):
+        result = cli.jobhooks(*args, "--url", url, "--token", token)
+
+        assert result.exit_code == 1
+        (line,) = result.stderr.strip().splitlines()
+        assert shown in line, line
+        assert "secret" not in line

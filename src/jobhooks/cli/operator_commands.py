@@ -32,27 +32,47 @@ def _segment(value: str) -> str:
     return quote(value, safe="")
 
 
-def _call(method: str, url: str, path: str, token: str | None, **params: Any) -> Any:
+def _call(
+    method: str, url: str, path: str, token: str | None, *keys: str, **params: Any
+) -> dict[str, Any]:
+    """The JSON object the API answers, which has ``keys``; exit 1 saying why not."""
     if not token:
         fail("an operator token is needed: pass --token or set JOBHOOKS_TOKEN")
+    if not (token.isascii() and token.isprintable()):
+        # Never quoted: it may be a real token with a stray character.
+        fail(
+            "the token holds a character other than printable ASCII, so it is none "
+            "jobhooks issued: check --token or JOBHOOKS_TOKEN"
+        )
     query = {key: value for key, value in params.items() if value is not None}
+    try:
+        target = httpx.URL(url.rstrip("/") + path)
+    except httpx.InvalidURL as exc:
+        fail(f"--url: {url!r} is not a usable URL ({exc})")
     try:
         response = httpx.request(
             method,
-            url.rstrip("/") + path,
+            target,
             params=query,
             headers={"Authorization": f"Bearer {token}"},
             timeout=30,
         )
     except httpx.HTTPError as exc:
         fail(f"cannot reach jobhooks at {url}: {exc}")
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
     if response.status_code >= 400:
-        try:
-            detail = response.json().get("detail", response.text)
-        except ValueError:
-            detail = response.text
-        fail(f"{method} {path} answered {response.status_code}: {detail}")
-    return response.json()
+        detail = body.get("detail") if isinstance(body, dict) else None
+        shown = str(detail) if detail is not None else response.text[:200]
+        fail(f"{method} {path} answered {response.status_code}: {shown}")
+    if not isinstance(body, dict) or any(key not in body for key in keys):
+        fail(
+            f"{method} {path} answered {response.status_code}, but not a jobhooks API answer: "
+            f"is {url} the address of a jobhooks server?"
+        )
+    return body
 
 
 RUN_COLUMNS = (
@@ -122,7 +142,9 @@ def completions(
 ) -> None:
     """List recent completions, or show one with its handler runs."""
     if completion_id:
-        detail = _call("GET", url, f"/api/v1/job-completions/{_segment(completion_id)}", token)
+        detail = _call(
+            "GET", url, f"/api/v1/job-completions/{_segment(completion_id)}", token, "handler_runs"
+        )
         if as_json:
             print_json(detail)
             return
@@ -142,6 +164,7 @@ def completions(
         url,
         "/api/v1/job-completions",
         token,
+        "items",
         agent_id=agent,
         job_id=job,
         job_type=job_type,
@@ -179,7 +202,14 @@ def runs(
 ) -> None:
     """List handler runs by status and handler."""
     page = _call(
-        "GET", url, "/api/v1/handler-runs", token, status=status, handler=handler, limit=limit
+        "GET",
+        url,
+        "/api/v1/handler-runs",
+        token,
+        "items",
+        status=status,
+        handler=handler,
+        limit=limit,
     )
     if as_json:
         print_json(page["items"])
@@ -203,9 +233,13 @@ def replay(
     if handler is not None:
         if not dead:
             fail("--handler replays dead runs only: add --dead to confirm")
-        answer = _call("POST", url, f"/api/v1/handlers/{_segment(handler)}/replay-dead", token)
+        answer = _call(
+            "POST", url, f"/api/v1/handlers/{_segment(handler)}/replay-dead", token, "replayed"
+        )
         typer.echo(f"Replaying {answer['replayed']} dead run(s) of {handler}.")
         return
     assert run_id is not None  # one of the two, checked above
-    answer = _call("POST", url, f"/api/v1/handler-runs/{_segment(run_id)}/replay", token)
+    answer = _call(
+        "POST", url, f"/api/v1/handler-runs/{_segment(run_id)}/replay", token, "previous_status"
+    )
     typer.echo(f"Run {run_id} is pending again (its status was {answer['previous_status']}).")

@@ -304,7 +304,7 @@ def _served_job_types(url: str, token: str | None) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     cursor = None
     while True:
-        page = _call("GET", url, "/api/v1/job-types", token, limit=500, before=cursor)
+        page = _call("GET", url, "/api/v1/job-types", token, "items", limit=500, before=cursor)
         rows += page["items"]
         cursor = page.get("next")
         if not cursor:
