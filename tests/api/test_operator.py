@@ -6,11 +6,13 @@ import time
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 from support.app import Api
 from support.reports import new_completion, report
 from support.tokens import database
 
 from jobhooks.store.checkins import insert_checkins
+from jobhooks.store.tables import runs
 
 READS = [
     ("GET", "/api/v1/job-completions"),
@@ -153,6 +155,40 @@ def test_a_page_position_that_is_no_id_is_refused_naming_it(
 
     assert response.status_code == 422, response.text
     assert [error["field"] for error in response.json()["errors"]] == ["before"]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/job-completions", "/api/v1/handler-runs"])
+def test_an_id_in_capitals_is_the_same_page_position(api: Api, path: str) -> None:
+    """A UUID is the same in either case (Keyfactor Command writes them in capitals), and
+    the position's pattern takes both: in capitals it answered an empty page."""
+    for _ in range(3):
+        api.client.post("/api/v1/job-completions", json=report(), headers=api.auth("agent"))
+    admin = api.auth("admin")
+    position = api.client.get(path, params={"limit": 1}, headers=admin).json()["next"]
+
+    pages = [
+        api.client.get(path, params={"limit": 500, "before": before}, headers=admin).json()
+        for before in (position, position.upper())
+    ]
+
+    lower, upper = ([item["id"] for item in page["items"]] for page in pages)
+    assert len(lower) >= 2 and upper == lower
+
+
+def test_an_id_in_capitals_names_the_same_completion_and_run(api: Api) -> None:
+    with database(api.runtime.store) as engine, engine.begin() as connection:
+        [receipt] = insert_checkins(connection, [new_completion("record")], time.time())
+        run_id = receipt.runs[0].id
+        connection.execute(update(runs).where(runs.c.id == run_id).values(status="dead"))
+    admin = api.auth("admin")
+
+    shown = api.client.get(f"/api/v1/job-completions/{receipt.id.upper()}", headers=admin)
+    replayed = api.client.post(f"/api/v1/handler-runs/{run_id.upper()}/replay", headers=admin)
+
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["id"] == receipt.id
+    assert replayed.status_code == 200, replayed.text
+    assert replayed.json() == {"id": run_id, "previous_status": "dead", "status": "pending"}
 
 
 def test_replaying_the_dead_runs_of_a_handler_nobody_knows_is_a_404(api: Api) -> None:

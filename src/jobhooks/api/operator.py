@@ -58,6 +58,12 @@ Before = Annotated[
 ]
 
 
+def _position(before: str | None) -> str | None:
+    """A page position as ids compare: in lower case (a UUID is the same in capitals, and
+    the pattern takes them); empty is the first page."""
+    return before.lower() if before else None
+
+
 TIME: dict[str, Any] = {"max_length": 64, "json_schema_extra": {"format": "date-time"}}
 """A time in a query: ISO 8601 (RFC 3339), UTC unless it has an offset."""
 
@@ -123,7 +129,7 @@ async def list_completions(
         since=_epoch("since", since),
         until=_epoch("until", until),
     )
-    page = await runtime.store.reads.completions(where, limit, before or None)  # "": first page
+    page = await runtime.store.reads.completions(where, limit, _position(before))
     return page.as_json()
 
 
@@ -131,7 +137,7 @@ async def list_completions(
 async def show_completion(runtime: Current, _token: Reader, completion_id: str) -> dict[str, Any]:
     detail = None
     if len(completion_id) <= 36:
-        detail = await runtime.store.reads.completion(completion_id)
+        detail = await runtime.store.reads.completion(completion_id.lower())
     if detail is None:
         raise ApiProblem(404, f"no completion {completion_id[:40]!r}")
     return detail.as_json()
@@ -156,7 +162,7 @@ async def list_runs(
         message = f"unknown status {status!r}; expected one of {', '.join(RunStatus.ALL)}"
         raise ApiProblem(422, message, [{"field": "status", "message": message}])
     registered = [h.name for h in runtime.live.registry]
-    page = await runtime.store.reads.runs(status, handler, registered, limit, before or None)
+    page = await runtime.store.reads.runs(status, handler, registered, limit, _position(before))
     return page.as_json()
 
 
@@ -164,6 +170,7 @@ async def list_runs(
 async def replay_run(runtime: Current, _token: Admin, run_id: str) -> dict[str, Any]:
     if len(run_id) > 36:
         raise ApiProblem(404, f"no handler run {run_id[:40]!r}")
+    run_id = run_id.lower()  # ids are stored in lower case; a UUID reads the same in either
     previous = await runtime.store.replay(run_id)
     if previous is None:
         raise ApiProblem(404, f"no handler run {run_id!r}")
