@@ -715,6 +715,27 @@ def test_test_handler_evaluates_the_rules_for_a_streak_and_says_why(
         assert trigger["kind"] == said.split(":")[0] and trigger["reason"]
 
 
+def test_test_handler_refuses_a_streak_no_rule_counts_to(
+    cli, write_config: WriteConfig, handler_types: str, tmp_path: Path
+) -> None:
+    """A streak past any a rule counts to was played through failure by failure (100,000,000
+    took twelve minutes with still-failing, nothing said); a failure's streak of 0 was
+    rehearsed as its "0th" failure."""
+    out = tmp_path / "context.json"
+    text = recorder(handler_types, out).replace(
+        "[handlers.properties]", 'when = ["failure-streak"]\n[handlers.properties]'
+    )
+    config = str(write_config(text))
+
+    huge = run_cli("test-handler", "recorder", "-c", config, "--streak", "100000000", timeout=20)
+    assert huge.returncode == 2, huge.stdout
+    assert "--streak" in huge.stderr and "1000000" in huge.stderr, huge.stderr
+    zero = cli("test-handler", "recorder", "-c", config, "--result", "failure", "--streak", "0")
+    assert zero.exit_code == 1
+    assert "--streak: a failure is the 1st consecutive failure" in zero.output
+    assert not out.exists(), "the handler did not run"
+
+
 def test_test_handler_runs_a_process_isolated_handler_as_a_worker_would(
     write_config: WriteConfig,
 ) -> None:

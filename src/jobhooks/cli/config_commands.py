@@ -26,7 +26,7 @@ from jobhooks.cli.output import Column, JsonOption, listing, print_json
 from jobhooks.config.defaults import default_config, resolve_database
 from jobhooks.config.load import read_config
 from jobhooks.config.locate import ConfigChoice
-from jobhooks.config.schema import JobhooksConfig
+from jobhooks.config.schema import MAX_STREAK, JobhooksConfig
 from jobhooks.config.webconfig import read_manifest, read_webconfig, to_toml
 from jobhooks.config.xml_text import decode_source
 from jobhooks.dispatch.isolation import run_as_registered
@@ -269,6 +269,7 @@ def test_handler(
         int | None,
         typer.Option(
             min=0,
+            max=MAX_STREAK,
             help="The job's consecutive failures (with this completion, for a failure; before "
             "it, for a success): evaluates the handler's rules (when) first and says whether "
             "and why they fire.",
@@ -312,6 +313,10 @@ def test_handler(
             overrides["job_result"] = JobResult.parse(result or "failure")
         except ValueError as exc:
             fail(f"--result: {exc}")
+    if streak == 0 and overrides["job_result"] is JobResult.FAILURE:
+        fail(
+            "--streak: a failure is the 1st consecutive failure of its job at least: give 1 or more"
+        )
     if retry_count is not None or "current_retry_count" not in overrides:
         failures = streak or 0
         if streak and overrides["job_result"] is JobResult.FAILURE:
@@ -334,7 +339,11 @@ def test_handler(
         decision = rehearse(
             NotificationRule(registered.when),
             context.job_result,
-            streak if streak is not None else context.current_retry_count + context.failed,
+            # Played through failure by failure: a retry count from a context file is
+            # counted as the longest streak a rule knows at most.
+            streak
+            if streak is not None
+            else min(context.current_retry_count + context.failed, MAX_STREAK),
             job_type=context.job_type,
             job_id=str(context.job_id),
             client_machine=context.client_machine,

@@ -35,6 +35,7 @@ __all__ = [
     "DEFAULT_GROUP_WAIT",
     "DEFAULT_LISTEN",
     "GROUP_FIELDS",
+    "MAX_STREAK",
     "HandlerRegistration",
     "JobhooksConfig",
     "PlatformSettings",
@@ -51,6 +52,8 @@ GROUP_FIELDS = ("job_type", "job_type_id", "client_machine", "agent_id", "job_re
 DEFAULT_GROUP_WAIT = 30.0
 DEFAULT_GROUP_MAX = 100
 DEFAULT_DATABASE = "sqlite:///jobhooks-data/jobhooks.db"
+MAX_STREAK = 1_000_000
+"""The longest failure streak a rule counts to (``streak``, ``test-handler --streak``)."""
 
 PositiveSeconds = Annotated[float, Field(gt=0, le=86_400)]
 
@@ -303,7 +306,7 @@ class HandlerRegistration(_Section):
     enabled: bool = True
     when: str | list[str] = "always"
     """The moments it runs for (see :data:`~jobhooks.sdk.trigger.TRIGGERS`)."""
-    streak: Annotated[int, Field(ge=1, le=1_000_000)] = 3
+    streak: Annotated[int, Field(ge=1, le=MAX_STREAK)] = 3
     """``failure-streak``: the consecutive failure of a job that fires it."""
     repeat_every: Duration | None = None
     """``still-failing``: how often, at most, while the streak lasts."""
