@@ -194,7 +194,7 @@ def runs(
     token: TokenOption = None,
     status: Annotated[
         str | None,
-        typer.Option(help="collecting, pending, running, succeeded, failed or dead."),
+        typer.Option(help="collecting, pending, running, succeeded, failed, dead or held."),
     ] = None,
     handler: Annotated[str | None, typer.Option(help="Handler name.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
