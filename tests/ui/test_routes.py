@@ -226,6 +226,15 @@ def test_an_unknown_completion_is_a_404_page(ui: Ui) -> None:
     assert "There is no completion" in answer.text
 
 
+def test_a_completion_is_found_by_its_id_in_capitals(ui: Ui) -> None:
+    """As Keyfactor Command writes GUIDs (the page was a 404)."""
+    completion_id = _completion(ui)
+    ui.sign_in("viewer")
+    answer = ui.client.get(f"/ui/completions/{completion_id.upper()}")
+    assert answer.status_code == 200, answer.text
+    assert completion_id in answer.text
+
+
 @pytest.mark.parametrize(
     ("method", "path", "status"),
     [

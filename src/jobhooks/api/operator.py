@@ -14,6 +14,7 @@ from jobhooks.registry import Registry
 from jobhooks.sdk.enums import JobResult
 from jobhooks.service.runtime import Runtime
 from jobhooks.store import catalog
+from jobhooks.store.ids import stored_id
 from jobhooks.store.reads import MAX_PAGE, CompletionFilter
 from jobhooks.store.records import RunStatus
 from jobhooks.store.tokens import TokenInfo
@@ -56,12 +57,6 @@ Before = Annotated[
         description="Page: the id of the last row of the previous page (empty: the first).",
     ),
 ]
-
-
-def _position(before: str | None) -> str | None:
-    """A page position as ids compare: in lower case (a UUID is the same in capitals, and
-    the pattern takes them); empty is the first page."""
-    return before.lower() if before else None
 
 
 TIME: dict[str, Any] = {"max_length": 64, "json_schema_extra": {"format": "date-time"}}
@@ -129,7 +124,7 @@ async def list_completions(
         since=_epoch("since", since),
         until=_epoch("until", until),
     )
-    page = await runtime.store.reads.completions(where, limit, _position(before))
+    page = await runtime.store.reads.completions(where, limit, before or None)  # "": first page
     return page.as_json()
 
 
@@ -137,7 +132,7 @@ async def list_completions(
 async def show_completion(runtime: Current, _token: Reader, completion_id: str) -> dict[str, Any]:
     detail = None
     if len(completion_id) <= 36:
-        detail = await runtime.store.reads.completion(completion_id.lower())
+        detail = await runtime.store.reads.completion(completion_id)
     if detail is None:
         raise ApiProblem(404, f"no completion {completion_id[:40]!r}")
     return detail.as_json()
@@ -162,7 +157,7 @@ async def list_runs(
         message = f"unknown status {status!r}; expected one of {', '.join(RunStatus.ALL)}"
         raise ApiProblem(422, message, [{"field": "status", "message": message}])
     registered = [h.name for h in runtime.live.registry]
-    page = await runtime.store.reads.runs(status, handler, registered, limit, _position(before))
+    page = await runtime.store.reads.runs(status, handler, registered, limit, before or None)
     return page.as_json()
 
 
@@ -170,7 +165,6 @@ async def list_runs(
 async def replay_run(runtime: Current, _token: Admin, run_id: str) -> dict[str, Any]:
     if len(run_id) > 36:
         raise ApiProblem(404, f"no handler run {run_id[:40]!r}")
-    run_id = run_id.lower()  # ids are stored in lower case; a UUID reads the same in either
     previous = await runtime.store.replay(run_id)
     if previous is None:
         raise ApiProblem(404, f"no handler run {run_id!r}")
@@ -185,7 +179,7 @@ async def replay_run(runtime: Current, _token: Admin, run_id: str) -> dict[str, 
             409, f"run {run_id} is {previous}; only a finished or failed run can be replayed"
         )
     runtime.poke_worker()
-    return {"id": run_id, "previous_status": previous, "status": RunStatus.PENDING}
+    return {"id": stored_id(run_id), "previous_status": previous, "status": RunStatus.PENDING}
 
 
 @router.post("/handlers/{name}/replay-dead", summary="Run every dead run of a handler again")

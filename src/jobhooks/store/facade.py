@@ -31,6 +31,7 @@ from jobhooks.store.dialect import RUNS_CHANNEL, notify
 from jobhooks.store.digests import shorten_digests
 from jobhooks.store.engine import is_sqlite, sqlite_path
 from jobhooks.store.failures import describe_failure
+from jobhooks.store.ids import stored_id
 from jobhooks.store.keys import signing_keys
 from jobhooks.store.nodes import HEARTBEAT_EVERY, NodeIdentity, beat, dead_nodes, stop_node
 from jobhooks.store.ports import LocalWorker
@@ -314,7 +315,7 @@ class Store:
 
     async def replay(self, run_id: str) -> str | None:
         """Make a finished run due again; returns its status before, None if unknown."""
-        return await self._db.write(self._replay, run_id)
+        return await self._db.write(self._replay, stored_id(run_id))
 
     async def replay_dead(self, handler: str) -> int:
         """Make every dead run of a handler due again; returns how many."""

@@ -7,7 +7,7 @@ import random
 import threading
 import time
 
-__all__ = ["guid_text", "new_id"]
+__all__ = ["guid_text", "new_id", "stored_id"]
 
 _lock = threading.Lock()
 _random = random.Random()
@@ -33,6 +33,12 @@ def new_id() -> str:
         _last = value
     text = f"{value:032x}"
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+def stored_id(text: str) -> str:
+    """An id someone typed, as the store keeps ids: in lower case (a UUID in capitals, as
+    Keyfactor Command writes GUIDs, names the same row)."""
+    return text.lower()
 
 
 @functools.lru_cache(maxsize=4096)

@@ -22,7 +22,7 @@ from jobhooks.sdk.enums import JobResult, OperationType
 from jobhooks.store.access import Database
 from jobhooks.store.catalog import job_type_names, job_type_order, job_type_page
 from jobhooks.store.digests import members_of
-from jobhooks.store.ids import id_floor
+from jobhooks.store.ids import id_floor, stored_id
 from jobhooks.store.queue import shown_condition
 from jobhooks.store.records import RunStatus
 from jobhooks.store.stats import ALL, BY_AGENT, BY_TYPE
@@ -673,11 +673,12 @@ class ReadModel:
         self, where: CompletionFilter, limit: int = 50, before: str | None = None
     ) -> CompletionPage:
         """A page of completions (see :func:`completion_page`)."""
-        return await self._db.read(completion_page, where, limit, before)
+        position = stored_id(before) if before else None
+        return await self._db.read(completion_page, where, limit, position)
 
     async def completion(self, completion_id: str) -> CompletionDetail | None:
         """One completion with its runs and attempts."""
-        return await self._db.read(completion_detail, completion_id)
+        return await self._db.read(completion_detail, stored_id(completion_id))
 
     async def runs(
         self,
@@ -688,7 +689,8 @@ class ReadModel:
         before: str | None = None,
     ) -> RunPage:
         """A page of runs (see :func:`run_page`)."""
-        return await self._db.read(run_page, status, handler, registered, limit, before)
+        position = stored_id(before) if before else None
+        return await self._db.read(run_page, status, handler, registered, limit, position)
 
     async def handlers(self, registered: Sequence[str]) -> list[HandlerHealth]:
         """Each handler's runs now and over the last day."""
