@@ -554,3 +554,28 @@ def test_a_history_reset_below_the_position_is_an_error_that_says_so(
     assert "reset or restored from an older backup" in message
     assert "[server] database" in message
     assert fake.password not in message
+
+
+def test_a_run_dated_far_in_the_future_does_not_carry_the_window_past_later_runs(
+    platform: Platform,
+) -> None:
+    """Read by time window (the documented fields only), one run whose OperationStart is
+    years ahead (the platform's database clock jumped, or a row written by hand) must not
+    move the window there: the runs after it, dated now, must still be read."""
+    fake = platform.fake
+    fake.strict = True
+    config = platform.write_config()
+    expected: list[int] = []
+
+    async def scenario() -> str:
+        async with platform.poller(config) as poller:
+            await poller.poll_once()
+            expected.append(fake.add(result=FAILURE, at=past(-10 * 365 * 86_400)))
+            for _ in range(3):
+                await poller.poll_once()
+                expected.append(fake.add(result=FAILURE))
+            await poller.poll_once()
+            return poller.caps.mode if poller.caps else ""
+
+    assert asyncio.run(scenario()) == "window"
+    assert history_ids(platform.completions()) == expected

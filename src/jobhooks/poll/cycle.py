@@ -482,7 +482,11 @@ class PollCycle:
         newest: float | None = None
         pages = _Pages(query or "the whole history")
         while True:
-            rows = (await self.api.history(query, sort=sort, page=page, limit=limit)).rows
+            answer = await self.api.history(query, sort=sort, page=page, limit=limit)
+            rows = answer.rows
+            # A run dated after the platform's own clock (its database clock jumped ahead)
+            # moves the window no further than that clock: the runs after it are dated now.
+            platform_now = answer.date.timestamp() if answer.date is not None else self.clock()
             if self.on_rows is not None:
                 self.on_rows(len(rows))
             if not rows:
@@ -509,8 +513,9 @@ class PollCycle:
                         f"({candidate.id}) for {query}",
                         "date",
                     )
-                if start is not None and (newest is None or start > newest):
-                    newest = start
+                if start is not None:
+                    start = min(start, platform_now)
+                    newest = start if newest is None else max(newest, start)
             seen.update(c.id for c in candidates)
             await sink.write(PageWrite(self.feed, self.owner, self.lease, candidates))
             if restart:
