@@ -226,6 +226,7 @@ def test_a_malformed_row_is_logged_counted_and_the_rows_after_it_still_come(
             await poller.poll_once()
             good = [fake.add(result=FAILURE)]
             fake.add_raw({"JobHistoryId": None, "JobId": "junk"})  # nothing identifies it
+            fake.add_raw({"JobHistoryId": "²", "JobId": "junk"})  # a digit int() refuses
             worse = fake.add_raw({})
             fake.rows[worse].raw = {"JobHistoryId": worse, "JobId": "not-a-guid", "Status": 3}
             good.append(fake.add(result=FAILURE))

@@ -104,6 +104,9 @@ def test_a_running_row_is_not_finished(status: object) -> None:
         ({"JobHistoryId": None}, None, "JobHistoryId is missing"),
         ({"JobHistoryId": -3}, None, "not a positive integer"),
         ({"JobHistoryId": 2**63 + 5}, None, "not a positive integer"),
+        # Digits to str.isdigit, not to int(): a row no different from one without an id.
+        ({"JobHistoryId": "²"}, None, "not a positive integer"),
+        ({"JobHistoryId": "①"}, None, "not a positive integer"),
     ],
 )
 def test_a_malformed_row_says_which_field(

@@ -143,8 +143,8 @@ def row_id(data: object) -> int | None:
         return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        value = int(value.strip())  # str.isdigit takes '²' too, which int() refuses
     return value if isinstance(value, int) and 0 < value <= MAX_ID else None
 
 
