@@ -270,3 +270,26 @@ def test_a_retry_after_that_is_no_number_of_seconds_is_ignored(value: str) -> No
     """str.isdigit() holds for superscript digits, which float() refuses: a header that
     odd must not turn a busy answer into an internal error."""
     assert retry_after(httpx.Headers([(b"retry-after", value.encode("latin-1"))])) is None
+
+
+@pytest.mark.parametrize("status", [200, 503])
+def test_a_date_header_past_year_9999_in_utc_is_no_date(status: int) -> None:
+    """'Fri, 31 Dec 9999 23:59:59 -0500' parses, then overflows in UTC: a proxy or a
+    platform writing it must not turn every answer into an internal error."""
+    late = "Fri, 31 Dec 9999 23:59:59 -0500"
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        wait = "Fri, 31 Dec 9999 23:59:59 GMT"  # read against the Date, else this host's
+        return httpx.Response(status, json=[], headers={"date": late, "retry-after": wait})
+
+    async def read() -> Page:
+        transport = httpx.MockTransport(answer)
+        async with httpx.AsyncClient(base_url="http://kf.test/", transport=transport) as client:
+            return await PlatformApi(client, "user 'svc'").history(limit=5)
+
+    if status == 200:
+        assert asyncio.run(read()).date is None
+        return
+    with pytest.raises(PlatformBusy) as caught:
+        asyncio.run(read())
+    assert caught.value.retry_after == MAX_RETRY_AFTER
