@@ -184,3 +184,23 @@ def test_a_redirect_exits_1_naming_where_it_points_and_what_to_set(platform: Pla
     )
     assert "redirects are not followed: set [platform] url to the final address" in error
     assert "sig=" not in result.output
+
+
+def test_a_url_carrying_credentials_is_refused_without_printing_them(platform: Platform) -> None:
+    """httpx would authenticate with 'user:password@' in [platform] url, and every log
+    line naming the platform (the first poll's, each error's) would print the password."""
+    config = platform.write_config()
+    secret = platform.fake.password
+    with_credentials = platform.server.url.replace("://", f"://DOMAIN%5Csvc-jobhooks:{secret}@")
+    text = config.read_text().replace(
+        f'url = "{platform.server.url}"', f'url = "{with_credentials}"'
+    )
+    config.write_text(text.replace("username =", "# username =").replace("password =", "# p ="))
+    assert with_credentials in config.read_text()
+
+    result = poll(config, "--log-level", "info")
+    assert result.exit_code == 1, result.output
+    assert "[platform] url" in result.stderr and "carries credentials" in result.stderr
+    assert "username and password" in result.stderr
+    assert secret not in result.output
+    assert platform.fake.history_requests() == []

@@ -45,13 +45,17 @@ from jobhooks.store.nodes import NodeIdentity
 
 
 def _platform_config(choice: ConfigChoice) -> JobhooksConfig:
+    problems: list[str] = []
     if choice.path is None:
         parsed = default_config()
     else:
         try:
-            parsed, _problems = read_config(choice.path)
+            parsed, problems = read_config(choice.path)
         except ConfigError as exc:
             fail(f"cannot use {choice.path}", *exc.problems)
+    refused = [problem for problem in problems if problem.startswith("[platform] url")]
+    if refused:  # a url refused is left out of what was read: it is not "not set"
+        fail(f"cannot use {choice.describe()}", *refused)
     if not parsed.platform.url:
         fail(
             f"{choice.describe()}: [platform] url is not set",

@@ -172,6 +172,13 @@ class PlatformSettings(_Section):
     def _check_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+        if value is not None and "@" in value.split("/", 3)[2]:
+            # It would authenticate, and be printed whole in every log line naming the URL.
+            raise ValueError(
+                "carries credentials (user:password@ before the host): give them as "
+                "[platform] username and password (or client_id and client_secret), which "
+                "are never printed"
+            )
         return value.rstrip("/") if value else value
 
     @model_validator(mode="after")
