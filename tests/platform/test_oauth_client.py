@@ -434,3 +434,24 @@ def test_a_compressed_401_is_never_inflated(oauth_platform: KeyfactorServer) -> 
     assert read_history(oauth_platform, limit=50) == 1
     assert refusals
     assert time.monotonic() - started < 1
+
+
+@pytest.mark.parametrize("status", [200, 400])
+def test_a_token_answer_nested_too_deep_to_decode_says_what_came(
+    oauth_platform: KeyfactorServer, status: int
+) -> None:
+    def nested(request: RawRequest) -> bool:
+        if request.path != "/token":
+            return False
+        request.send(status, b'{"a":' * 30_000, {"content-type": "application/json"})
+        return True
+
+    oauth_platform.fake.raw_answers.append(nested)
+    with pytest.raises(PlatformError) as caught:
+        read_history(oauth_platform, limit=5)
+    message = str(caught.value)
+    assert f"the OAuth token endpoint {oauth_platform.token_url}" in message
+    if status == 200:
+        assert "answered without an access_token (got 150000 bytes that are not JSON" in message
+    else:
+        assert isinstance(caught.value, PlatformAuthError) and "refused client_id" in message

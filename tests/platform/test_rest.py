@@ -293,3 +293,22 @@ def test_a_date_header_past_year_9999_in_utc_is_no_date(status: int) -> None:
     with pytest.raises(PlatformBusy) as caught:
         asyncio.run(read())
     assert caught.value.retry_after == MAX_RETRY_AFTER
+
+
+@pytest.mark.parametrize("status", [200, 503])
+def test_json_nested_too_deep_to_decode_is_a_bad_answer_not_an_internal_error(
+    keyfactor: KeyfactorServer, status: int
+) -> None:
+    """100,000 '[' are 100 KB, well within the caps, and exhaust the JSON decoder's
+    recursion: a page (or an error's body) like that is the platform's fault."""
+
+    def nested(request: RawRequest) -> None:
+        request.send(status, b"[" * 100_000, {"content-type": "application/json"})
+
+    keyfactor.fake.raw_answers.append(on_history(nested))
+    error = failure(history(limit=5), httpx.AsyncClient(base_url=keyfactor.url + "/"))
+    if status == 200:
+        assert error.kind == "bad_response"
+        assert "with something that is not JSON ('[[[[" in str(error)
+    else:
+        assert isinstance(error, PlatformBusy) and error.status == 503

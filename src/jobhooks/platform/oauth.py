@@ -204,7 +204,7 @@ class ClientCredentialsAuth(httpx.Auth):
             data = response.json()
             token = data["access_token"]
             lifetime = float(data.get("expires_in") or DEFAULT_LIFETIME)
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             # Never the answer itself: it may hold a token under another name.
             raise PlatformError(
                 f"the OAuth token endpoint {self.token_url} answered without an access_token "
@@ -336,7 +336,7 @@ def _shape(response: httpx.Response) -> str:
     """What a token answer without an access_token held, without any of its values."""
     try:
         data = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested too deep to decode
         kind = response.headers.get("content-type", "no content type")
         return f"got {len(response.content)} bytes that are not JSON ({kind})"
     if isinstance(data, dict):
@@ -350,7 +350,7 @@ def _oauth_error(response: httpx.Response, blot: Callable[[str], str]) -> str:
     would split is blotted out whole)."""
     try:
         data = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return blot(response.text)[:200] or response.reason_phrase
     if isinstance(data, dict) and "error" in data:
         description = data.get("error_description")

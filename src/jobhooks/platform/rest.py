@@ -137,7 +137,7 @@ class PlatformApi:
         )
         try:
             data = json.loads(answer.body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # '[' * 100_000: too deep
             sample = answer.body[:120].decode("utf-8", "replace")
             raise PlatformError(
                 f"GET {path} answered {answer.response.status_code} with something that is "
@@ -383,7 +383,7 @@ def _certificate_problem(exc: BaseException) -> str | None:
 def _detail(body: bytes) -> str:
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         text = body.decode("utf-8", "replace").strip()[:200]
         return f" ({text})" if text else ""
     if isinstance(data, dict):
