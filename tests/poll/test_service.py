@@ -8,6 +8,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -354,3 +355,24 @@ def test_a_stale_page_costs_keyset_mode_for_an_hour_not_for_good(
     assert "60 minutes after it broke the JobHistoryId filter and sort" in back[0]
     assert "now read in mode keyset" in back[0]
     assert history_ids(platform.completions()) == ids, "each finished run exactly once"
+
+
+def test_a_job_type_name_no_database_stores_does_not_keep_serve_from_starting(
+    platform: Platform,
+) -> None:
+    """A store type whose ShortName holds half a surrogate pair (JSON "\\ud800") or a NUL
+    (which PostgreSQL refuses): the catalog synced before serve starts must still be
+    stored, and the check-in API must come up."""
+    odd = "a1b2c3d4-0000-4a7b-8c9d-0e1f2a3b4c5e"
+    platform.fake.store_types.append({"ShortName": "Odd\ud800\x00", "InventoryJobType": odd})
+    config = platform.write_config()
+    runtime = runtime_for(config)
+    with TestClient(create_app(runtime)) as client:
+        assert client.get("/readyz").status_code == 200
+    store = Store(platform.database(config))
+    try:
+        names = asyncio.run(store.pull.catalog())
+    finally:
+        store.close()
+    assert names["Odd\ufffd\ufffdInventory"] == uuid.UUID(odd)
+    assert names["WinCertManagement"] == MANAGEMENT_ID

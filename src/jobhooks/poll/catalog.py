@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobhooks.platform.rest import CUSTOM_JOB_TYPES, STORE_TYPES, PlatformApi
-from jobhooks.poll.rows import NIL
+from jobhooks.poll.rows import NIL, storable
 from jobhooks.sdk.enums import normalise_name
 
 __all__ = ["CatalogEntry", "JobTypeResolver", "catalog_entries", "fetch_catalog"]
@@ -59,7 +59,7 @@ def catalog_entries(store_types: Iterable[Any], custom: Iterable[Any]) -> list[C
     for item in store_types:
         if not isinstance(item, dict) or not isinstance(item.get("ShortName"), str):
             continue
-        short = item["ShortName"]
+        short = storable(item["ShortName"])  # stored before serve starts: never refused
         for suffix, field in STORE_JOB_TYPES:
             guid = _guid(item.get(field))
             if guid is not None:
@@ -69,7 +69,7 @@ def catalog_entries(store_types: Iterable[Any], custom: Iterable[Any]) -> list[C
             continue
         guid = _guid(item.get("Id"))
         if guid is not None:
-            entries.append(CatalogEntry(item["JobTypeName"], guid, "custom job type"))
+            entries.append(CatalogEntry(storable(item["JobTypeName"]), guid, "custom job type"))
     return entries
 
 

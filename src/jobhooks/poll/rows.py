@@ -35,6 +35,7 @@ __all__ = [
     "parse_row",
     "parse_time",
     "row_id",
+    "storable",
 ]
 
 NIL = uuid.UUID(int=0)
@@ -232,6 +233,12 @@ def parse_row(data: object) -> HistoryRow:
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
+def storable(text: str) -> str:
+    """``text`` with each NUL or half a surrogate pair, which no database stores (SQLite
+    refuses the half pair, PostgreSQL both), replaced by U+FFFD."""
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
 def _checked(value: str | None, name: str, limit: int) -> str:
     """Text a check-in would accept in this field: at most ``limit`` characters (raises
     ValueError naming the field otherwise); a NUL or half a surrogate pair, which no
@@ -239,7 +246,7 @@ def _checked(value: str | None, name: str, limit: int) -> str:
     text = value or ""
     if len(text) > limit:
         raise ValueError(f"{name}: too long: {len(text)} characters, at most {limit}")
-    return _UNSTORABLE.sub("\ufffd", text)
+    return storable(text)
 
 
 def completion_fields(
