@@ -455,3 +455,24 @@ def test_a_token_answer_nested_too_deep_to_decode_says_what_came(
         assert "answered without an access_token (got 150000 bytes that are not JSON" in message
     else:
         assert isinstance(caught.value, PlatformAuthError) and "refused client_id" in message
+
+
+@pytest.mark.parametrize("expires_in", ["an hour", [3600], {"seconds": 3600}])
+def test_a_token_with_an_expiry_that_is_no_number_is_used(
+    oauth_platform: KeyfactorServer, expires_in: object
+) -> None:
+    """The answer holds an access_token: an expires_in that cannot be read is as none
+    (the token lives the default), not 'answered without an access_token'."""
+    fake = oauth_platform.fake
+
+    def odd_expiry(request: RawRequest) -> bool:
+        if request.path != "/token":
+            return False
+        form = {"client_id": fake.client_id, "client_secret": fake.client_secret}
+        status, answer = fake.issue_token({"grant_type": "client_credentials", **form})
+        request.send_json(status, {**answer, "expires_in": expires_in})
+        return True
+
+    fake.raw_answers.append(odd_expiry)
+    fake.add()
+    assert read_history(oauth_platform, limit=5) == len(fake.rows)

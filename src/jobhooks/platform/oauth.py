@@ -16,6 +16,7 @@ unread, so that whoever reads it (``PlatformApi``) applies its own cap.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
@@ -203,7 +204,7 @@ class ClientCredentialsAuth(httpx.Auth):
         try:
             data = response.json()
             token = data["access_token"]
-            lifetime = float(data.get("expires_in") or DEFAULT_LIFETIME)
+            lifetime = _lifetime(data.get("expires_in"))
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             # Never the answer itself: it may hold a token under another name.
             raise PlatformError(
@@ -326,6 +327,18 @@ def _discard(response: httpx.Response) -> None:
     response.stream = _Capped(response.stream, DISCARDED_CAP)
     if "content-encoding" in response.headers:
         del response.headers["content-encoding"]
+
+
+def _lifetime(value: object) -> float:
+    """Seconds a token lives by its ``expires_in``: :data:`DEFAULT_LIFETIME` when that is
+    missing, zero, or no number (``"an hour"``, a list): the token is there all the same."""
+    if not value or isinstance(value, bool) or not isinstance(value, int | float | str):
+        return DEFAULT_LIFETIME
+    try:
+        seconds = float(value)
+    except ValueError:
+        return DEFAULT_LIFETIME
+    return DEFAULT_LIFETIME if math.isnan(seconds) else seconds
 
 
 def _printable(text: str) -> str:
