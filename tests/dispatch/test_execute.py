@@ -11,7 +11,7 @@ from support.handlers import read_lines
 from support.registrations import Register
 
 from jobhooks.dispatch.execute import run_attempt
-from jobhooks.dispatch.isolation import run_in_process
+from jobhooks.dispatch.isolation import run_as_registered, run_in_process
 from jobhooks.dispatch.outcome import Outcome
 from jobhooks.dispatch.slots import ThreadSlots
 from jobhooks.registry import RegisteredHandler
@@ -273,3 +273,26 @@ def test_an_attempt_held_up_by_another_blocking_the_loop_is_judged_by_its_result
 
     assert waited.succeeded, waited.error
     assert blocked.succeeded, blocked.error
+
+
+@pytest.mark.parametrize("isolation", ["none", "process"])
+@pytest.mark.parametrize(
+    ("handler_type", "error"),
+    [
+        ("RaisesUnstorable", "ValueError: bad\\x00byte, lone \\ud800 half"),
+        ("ReturnsUnstorable", "run_handler returned <bad\\x00byte, lone \\ud800 half>, not True"),
+    ],
+)
+def test_a_nul_or_a_lone_surrogate_in_an_error_is_written_as_an_escape(
+    register: Register, handler_type: str, error: str, isolation: str
+) -> None:
+    """Text no database stores (PostgreSQL refuses a NUL, SQLite and PostgreSQL a lone
+    surrogate) would leave the attempt's outcome unstored and its run "running"."""
+    registered = _misbehaving(register, handler_type, isolation=isolation, timeout=30)
+
+    outcome = asyncio.run(run_as_registered(registered, sample_context()))
+
+    assert outcome.error == error
+    for text in (outcome.error, outcome.traceback or ""):
+        assert "\x00" not in text
+        text.encode("utf-8")  # no lone surrogate

@@ -728,14 +728,21 @@ def test_a_stop_gives_back_isolated_runs_waiting_for_a_slot(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize(
-    "handler_type", ["AsyncRaisesCancelled", "AsyncAwaitsCancelled", "RaisesUnprintable"]
+    "handler_type",
+    [
+        "AsyncRaisesCancelled",
+        "AsyncAwaitsCancelled",
+        "RaisesUnprintable",
+        "RaisesUnstorable",
+        "ReturnsUnstorable",
+    ],
 )
 def test_a_run_whose_handler_breaks_the_rules_fails_is_retried_and_frees_its_slot(
     tmp_path: Path, handler_type: str
 ) -> None:
-    """A CancelledError the handler raises itself, or an exception that cannot be shown:
-    each attempt fails like any other (retried, then dead), never left "running" with
-    its slot held."""
+    """A CancelledError the handler raises itself, an exception that cannot be shown, or
+    an error text no database stores as it is (a NUL, a lone surrogate): each attempt
+    fails like any other (retried, then dead), never left "running" with its slot held."""
     registry = build_registry(
         tmp_path,
         {

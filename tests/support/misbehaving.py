@@ -29,6 +29,11 @@ class _Unrepresentable:
         raise ValueError("no repr")
 
 
+class _Unstorable:
+    def __repr__(self) -> str:
+        return "<bad\x00byte, lone \ud800 half>"
+
+
 class RaisesUnprintable(JobCompleteHandler):
     """Raises an exception whose ``__str__`` raises."""
 
@@ -115,6 +120,21 @@ class WaitsForGate(JobCompleteHandler):
         while not Path(self.gate).exists() and time.monotonic() < deadline:
             time.sleep(0.01)
         return True
+
+
+class RaisesUnstorable(JobCompleteHandler):
+    """Raises an exception whose message holds a NUL and a lone surrogate (text no
+    database stores: PostgreSQL refuses the NUL, SQLite and PostgreSQL the surrogate)."""
+
+    def run_handler(self, context: JobCompleteContext) -> bool:
+        raise ValueError("bad\x00byte, lone \ud800 half")
+
+
+class ReturnsUnstorable(JobCompleteHandler):
+    """Returns an object whose ``repr`` holds a NUL and a lone surrogate."""
+
+    def run_handler(self, context: JobCompleteContext) -> object:
+        return _Unstorable()
 
 
 def process_ended(pid: int) -> bool:

@@ -73,16 +73,30 @@ def shown(value: object) -> str:
         return f"a {type(value).__name__} (its repr() raised {type(error).__name__})"
 
 
+def _storable(text: str) -> str:
+    """``text`` as every database stores it: a NUL (PostgreSQL refuses one in text) and a
+    lone surrogate (not UTF-8, refused by SQLite and PostgreSQL alike) written as
+    Python escapes (``\\x00``, ``\\ud800``). A handler's exception or result may hold
+    either: its attempt's error must still be stored, or the run stays "running"."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def failed(
     exc: BaseException, started: float, started_at: float, summary: str | None = None
 ) -> Outcome:
     """The outcome of an attempt that raised ``exc`` (its traceback kept, bounded);
     ``summary`` says what happened when ``exc`` alone would not. A
     :class:`PermanentFailure` is final, and its error line says it is not retried."""
-    text = "".join(traceback.format_exception(exc)).strip()
+    text = _storable("".join(traceback.format_exception(exc)).strip())
     if len(text) > _MAX_ERROR:
         text = text[:_MAX_ERROR] + "\n... (truncated)"
-    summary = (summary or describe(exc))[: _MAX_SUMMARY - len(_NOT_RETRIED)]
+    summary = _storable(summary or describe(exc))[: _MAX_SUMMARY - len(_NOT_RETRIED)]
     final = isinstance(exc, PermanentFailure)
     if final:
         summary += _NOT_RETRIED
@@ -102,9 +116,8 @@ def returned(result: Any, started: float, started_at: float) -> Outcome:
     duration = time.perf_counter() - started
     if result is True:
         return Outcome(True, duration, started_at=started_at)
-    return Outcome(
-        False, duration, f"run_handler returned {shown(result)}, not True", started_at=started_at
-    )
+    error = f"run_handler returned {_storable(shown(result))}, not True"
+    return Outcome(False, duration, error, started_at=started_at)
 
 
 async def settle(result: Any, timeout: float, started: float, started_at: float) -> Outcome:
