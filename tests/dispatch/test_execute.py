@@ -236,6 +236,28 @@ def test_an_exception_or_result_that_cannot_be_shown_is_a_failed_attempt_saying_
 
 
 @pytest.mark.parametrize(
+    "handler_type", ["ReturnsExitingCoroutine", "AsyncReturnsExitingCoroutine"]
+)
+def test_sys_exit_in_a_coroutine_a_handler_returns_is_a_failed_attempt_not_the_end_of_the_worker(
+    register: Register, handler_type: str
+) -> None:
+    """A task whose coroutine raises SystemExit re-raises it out of the event loop: the
+    awaitable a run_handler returns must be guarded as run_handler itself is."""
+    registered = _misbehaving(register, handler_type)
+
+    async def main() -> tuple[Outcome, Outcome]:
+        outcome = await run_attempt(registered, sample_context())
+        await asyncio.sleep(0.05)  # the loop still runs after the attempt ended
+        return outcome, await run_attempt(registered, sample_context())
+
+    first, second = asyncio.run(main())
+
+    for outcome in (first, second):
+        assert not outcome.succeeded
+        assert outcome.error == "RuntimeError: SystemExit: 3", outcome.error
+
+
+@pytest.mark.parametrize(
     ("handler_type", "error"),
     [
         ("RaisesUnprintable", "_Unprintable: (its message could not be read"),

@@ -122,6 +122,24 @@ class WaitsForGate(JobCompleteHandler):
         return True
 
 
+async def _exits() -> bool:
+    sys.exit(3)
+
+
+class ReturnsExitingCoroutine(JobCompleteHandler):
+    """A sync ``run_handler`` that returns a coroutine, which calls ``sys.exit(3)``."""
+
+    def run_handler(self, context: JobCompleteContext) -> object:
+        return _exits()
+
+
+class AsyncReturnsExitingCoroutine(JobCompleteHandler):
+    """An async ``run_handler`` that returns a coroutine, which calls ``sys.exit(3)``."""
+
+    async def run_handler(self, context: JobCompleteContext) -> object:
+        return _exits()
+
+
 class RaisesUnstorable(JobCompleteHandler):
     """Raises an exception whose message holds a NUL and a lone surrogate (text no
     database stores: PostgreSQL refuses the NUL, SQLite and PostgreSQL the surrogate)."""

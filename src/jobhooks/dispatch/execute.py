@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from jobhooks.dispatch.lane import Ended, SyncLane
 from jobhooks.dispatch.outcome import Outcome, within
 from jobhooks.dispatch.slots import ThreadSlots
-from jobhooks.dispatch.threads import handler_threads, ordinary_error
+from jobhooks.dispatch.threads import handler_threads
 from jobhooks.registry.matching import RegisteredHandler
 from jobhooks.sdk.context import JobCompleteContext
 
@@ -32,12 +32,7 @@ async def run_in_thread(call: Callable[[], T]) -> T:
 
 
 async def _call_async(registered: RegisteredHandler, context: JobCompleteContext) -> Any:
-    try:
-        return await registered.handler.run_handler(context)  # type: ignore[misc]
-    except (Exception, asyncio.CancelledError):
-        raise
-    except BaseException as exc:
-        raise ordinary_error(exc) from exc
+    return await registered.handler.run_handler(context)  # type: ignore[misc]
 
 
 async def run_attempt(

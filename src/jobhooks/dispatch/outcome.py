@@ -19,6 +19,7 @@ __all__ = [
     "Outcome",
     "describe",
     "failed",
+    "ordinary_error",
     "returned",
     "settle",
     "shown",
@@ -63,6 +64,12 @@ def describe(exc: BaseException) -> str:
         message = f"(its message could not be read: {type(error).__name__} in __str__)"
     name = type(exc).__name__
     return f"{name}: {message}".strip() if message else name
+
+
+def ordinary_error(exc: BaseException) -> Exception:
+    """``exc`` as an ``Exception``: SystemExit and the like end a handler's attempt, never
+    the event loop."""
+    return exc if isinstance(exc, Exception) else RuntimeError(describe(exc))
 
 
 def shown(value: object) -> str:
@@ -141,7 +148,7 @@ async def within(
     ``CancelledError`` the handler raised itself (not a cancellation of this attempt:
     that would reach the caller's ``await``) is a failure like any other.
     """
-    task = asyncio.ensure_future(call)
+    task = asyncio.ensure_future(_ordinary(call))
     left = max(0.0, timeout - (time.perf_counter() - started))
     done, _pending = await asyncio.wait({task}, timeout=left)
     if not done:
@@ -160,6 +167,18 @@ async def within(
     except Exception as exc:
         return failed(exc, started, started_at)
     return await settle(result, timeout, started, started_at)
+
+
+async def _ordinary(call: Awaitable[Any]) -> Any:
+    # A task whose coroutine raises SystemExit or KeyboardInterrupt re-raises it out of the
+    # event loop: a handler's awaitable (even one a sync run_handler returned) must not
+    # end the worker.
+    try:
+        return await call
+    except (Exception, asyncio.CancelledError):
+        raise
+    except BaseException as exc:
+        raise ordinary_error(exc) from exc
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar
 
-from jobhooks.dispatch.outcome import describe
+from jobhooks.dispatch.outcome import ordinary_error
 
 __all__ = ["IDLE_EXIT", "HandlerThreads", "Then", "handler_threads", "ordinary_error"]
 
@@ -34,12 +34,6 @@ IDLE_EXIT = 30.0
 Then = Callable[[Any, "BaseException | None"], None]
 """What is called on the event loop with a call's result, or the exception it raised."""
 _Job = tuple[asyncio.AbstractEventLoop, Then, Callable[[], Any]]
-
-
-def ordinary_error(exc: BaseException) -> Exception:
-    """``exc`` as an ``Exception``: SystemExit and the like end a handler's attempt, never
-    the event loop."""
-    return exc if isinstance(exc, Exception) else RuntimeError(describe(exc))
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
