@@ -318,3 +318,22 @@ def test_a_nul_or_a_lone_surrogate_in_an_error_is_written_as_an_escape(
     for text in (outcome.error, outcome.traceback or ""):
         assert "\x00" not in text
         text.encode("utf-8")  # no lone surrogate
+
+
+@pytest.mark.parametrize("isolation", ["none", "process"])
+def test_an_exception_whose_traceback_cannot_be_formatted_is_a_failed_attempt_saying_so(
+    register: Register, isolation: str
+) -> None:
+    registered = _misbehaving(register, "RaisesWithBrokenNotes", isolation=isolation, timeout=30)
+
+    async def main() -> Outcome:
+        return await asyncio.wait_for(run_as_registered(registered, sample_context()), 15)
+
+    outcome = asyncio.run(main())
+
+    assert not outcome.succeeded
+    assert outcome.error == "_BrokenNotes: notes break"
+    assert outcome.traceback == (
+        "_BrokenNotes: notes break\n"
+        "(its traceback could not be formatted: ValueError while formatting it)"
+    )

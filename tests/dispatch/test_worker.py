@@ -733,6 +733,7 @@ def test_a_stop_gives_back_isolated_runs_waiting_for_a_slot(tmp_path: Path) -> N
         "AsyncRaisesCancelled",
         "AsyncAwaitsCancelled",
         "RaisesUnprintable",
+        "RaisesWithBrokenNotes",
         "RaisesUnstorable",
         "ReturnsUnstorable",
     ],

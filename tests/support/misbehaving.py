@@ -24,6 +24,12 @@ class _UnprintableExit(SystemExit):
         raise AttributeError("no message")
 
 
+class _BrokenNotes(Exception):
+    @property
+    def __notes__(self) -> list[str]:
+        raise ValueError("no notes")
+
+
 class _Unrepresentable:
     def __repr__(self) -> str:
         raise ValueError("no repr")
@@ -39,6 +45,13 @@ class RaisesUnprintable(JobCompleteHandler):
 
     def run_handler(self, context: JobCompleteContext) -> bool:
         raise _Unprintable()
+
+
+class RaisesWithBrokenNotes(JobCompleteHandler):
+    """Raises an exception whose ``__notes__`` raises (its traceback cannot be formatted)."""
+
+    def run_handler(self, context: JobCompleteContext) -> bool:
+        raise _BrokenNotes("notes break")
 
 
 class ExitsUnprintable(JobCompleteHandler):

@@ -100,7 +100,7 @@ def failed(
     """The outcome of an attempt that raised ``exc`` (its traceback kept, bounded);
     ``summary`` says what happened when ``exc`` alone would not. A
     :class:`PermanentFailure` is final, and its error line says it is not retried."""
-    text = _storable("".join(traceback.format_exception(exc)).strip())
+    text = _storable(_formatted(exc))
     if len(text) > _MAX_ERROR:
         text = text[:_MAX_ERROR] + "\n... (truncated)"
     summary = _storable(summary or describe(exc))[: _MAX_SUMMARY - len(_NOT_RETRIED)]
@@ -108,6 +108,18 @@ def failed(
     if final:
         summary += _NOT_RETRIED
     return Outcome(False, time.perf_counter() - started, summary, text, started_at, final)
+
+
+def _formatted(exc: BaseException) -> str:
+    """``exc``'s traceback, or what can be said of it when formatting it raises (the
+    handler's exception may be broken: a ``__notes__`` property that raises)."""
+    try:
+        return "".join(traceback.format_exception(exc)).strip()
+    except BaseException as error:  # the handler's code: whatever it raises
+        return (
+            f"{describe(exc)}\n(its traceback could not be formatted: "
+            f"{type(error).__name__} while formatting it)"
+        )
 
 
 def timed_out(timeout: float, started: float, started_at: float) -> Outcome:
