@@ -440,6 +440,40 @@ Level = 9
     assert "property Level: at most 3" in problem
 
 
+@pytest.mark.parametrize(
+    ("handler_type", "problem"),
+    [
+        ("SetupExits", "'broken': SystemExit: no settings file"),
+        (
+            "SetupRaisesUnprintable",
+            "'broken': _Unprintable: (its message could not be read: AttributeError in __str__)",
+        ),
+    ],
+)
+def test_a_setup_that_exits_or_raises_the_unprintable_quarantines_only_its_registration(
+    write_config: WriteConfig, handler_types: str, handler_type: str, problem: str
+) -> None:
+    """sys.exit() in setup() (a ported script) ended the node's start, or a reload's
+    process; an exception whose message cannot be read did the same."""
+    text = f"""
+[[handlers]]
+name = "broken"
+type = "support.misbehaving:{handler_type}"
+job_types = "*"
+[[handlers]]
+name = "fine"
+type = "{handler_types}:ReturnsFalse"
+job_types = "*"
+"""
+    loaded = load_for_serving(write_config(text))
+
+    assert [registered.name for registered in loaded.registry.handlers] == ["fine"]
+    [quarantined] = loaded.registry.problems
+    assert quarantined.name == "broken"
+    [found] = quarantined.problems
+    assert problem in found, found
+
+
 def test_typed_properties_from_web_config_strings(
     write_config: WriteConfig, handler_types: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -168,6 +168,26 @@ class ReturnsUnstorable(JobCompleteHandler):
         return _Unstorable()
 
 
+class SetupExits(JobCompleteHandler):
+    """Calls ``sys.exit()`` in ``setup()``, as a script ported to a handler may."""
+
+    def setup(self) -> None:
+        sys.exit("no settings file")
+
+    def run_handler(self, context: JobCompleteContext) -> bool:
+        return True
+
+
+class SetupRaisesUnprintable(JobCompleteHandler):
+    """Raises an exception whose ``__str__`` raises in ``setup()``."""
+
+    def setup(self) -> None:
+        raise _Unprintable()
+
+    def run_handler(self, context: JobCompleteContext) -> bool:
+        return True
+
+
 def process_ended(pid: int) -> bool:
     """True once process ``pid`` has exited (a zombie nobody reaped yet has too)."""
     try:

@@ -217,7 +217,9 @@ def _register(
     # Its own checks run even when its job types are wrong: every problem in one pass.
     try:
         handler = configured_handler(handler_class, values, registration.name)
-    except Exception as exc:
+    except KeyboardInterrupt:
+        raise  # Ctrl-C as the node starts: it stops, as it would anywhere else
+    except BaseException as exc:  # sys.exit() in setup() refuses the registration, no more
         smtp_given = set(config.smtp.model_fields_set)
         problems += place_setup_problems(
             exc,

@@ -29,8 +29,17 @@ def _leaves(exc: BaseException) -> Iterator[BaseException]:
         yield exc
 
 
+def _text(exc: BaseException) -> str:
+    """``str(exc)``, or what can be said when its ``__str__`` raises (setup()'s own
+    exception class may be broken: the registration is still refused, saying so)."""
+    try:
+        return str(exc)
+    except BaseException as error:  # the handler's code: whatever it raises
+        return f"(its message could not be read: {type(error).__name__} in __str__)"
+
+
 def place_setup_problems(
-    exc: Exception,
+    exc: BaseException,
     *,
     index: int,
     label: str,
@@ -47,7 +56,8 @@ def place_setup_problems(
     """
     placed: list[str] = []
     for leaf in _leaves(exc):
-        message = str(leaf) if isinstance(leaf, ValueError) else f"{type(leaf).__name__}: {leaf}"
+        text = _text(leaf)
+        message = text if isinstance(leaf, ValueError) else f"{type(leaf).__name__}: {text}"
         match = _PROPERTY.match(message) if isinstance(leaf, ValueError) else None
         key = normalise_name(match["name"]) if match else None
         if key is not None and key in given:
