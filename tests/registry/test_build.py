@@ -474,6 +474,44 @@ job_types = "*"
     assert problem in found, found
 
 
+@pytest.mark.parametrize(
+    ("handler_type", "problem"),
+    [
+        (
+            "UnreadableProperty",
+            "cannot be used: the annotations of UnreadableProperty cannot be read "
+            "(NameError: name 'Endpiont' is not defined)",
+        ),
+        (
+            "UnusableProperty",
+            "cannot be used: property connection: its type <class 'socket.socket'> is not "
+            "one a property can have",
+        ),
+    ],
+)
+def test_a_type_whose_property_annotation_cannot_be_used_quarantines_only_its_registration(
+    write_config: WriteConfig, handler_types: str, handler_type: str, problem: str
+) -> None:
+    """An annotation that names nothing, or a type no property can have, broke the whole
+    load with a raw NameError or pydantic error: no node started, no reload applied."""
+    text = f"""
+[[handlers]]
+name = "broken"
+type = "support.misbehaving:{handler_type}"
+job_types = "*"
+[[handlers]]
+name = "fine"
+type = "{handler_types}:ReturnsFalse"
+job_types = "*"
+"""
+    loaded = load_for_serving(write_config(text))
+
+    assert [registered.name for registered in loaded.registry.handlers] == ["fine"]
+    [quarantined] = loaded.registry.problems
+    [found] = quarantined.problems
+    assert f"'broken': type: 'support.misbehaving:{handler_type}' {problem}" in found, found
+
+
 def test_typed_properties_from_web_config_strings(
     write_config: WriteConfig, handler_types: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -183,6 +184,24 @@ class SetupRaisesUnprintable(JobCompleteHandler):
 
     def setup(self) -> None:
         raise _Unprintable()
+
+    def run_handler(self, context: JobCompleteContext) -> bool:
+        return True
+
+
+class UnreadableProperty(JobCompleteHandler):
+    """Declares a property whose annotation names nothing (a typo, a missing import)."""
+
+    endpoint: Endpiont  # type: ignore[name-defined]  # noqa: F821
+
+    def run_handler(self, context: JobCompleteContext) -> bool:
+        return True
+
+
+class UnusableProperty(JobCompleteHandler):
+    """Declares a property of a type no value in a file can be (a socket)."""
+
+    connection: socket.socket
 
     def run_handler(self, context: JobCompleteContext) -> bool:
         return True

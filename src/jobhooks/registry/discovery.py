@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from importlib.metadata import EntryPoint, entry_points
 
 from jobhooks.config.load import did_you_mean
+from jobhooks.registry.properties import property_specs
 from jobhooks.sdk.handler import JobCompleteHandler
 
 __all__ = ["ENTRY_POINT_GROUP", "HandlerTypeError", "installed_types", "load_handler_type"]
@@ -93,4 +94,8 @@ def load_handler_type(
             ) from None
     if not (isinstance(handler_class, type) and issubclass(handler_class, JobCompleteHandler)):
         raise HandlerTypeError(f"{type_ref!r} is not a subclass of jobhooks.JobCompleteHandler")
+    try:
+        property_specs(handler_class)
+    except TypeError as exc:
+        raise HandlerTypeError(f"{type_ref!r} cannot be used: {exc}") from None
     return handler_class

@@ -103,7 +103,8 @@ def _is_list(annotation: Any) -> bool:
 
 
 def property_specs(handler_class: type[JobCompleteHandler]) -> tuple[PropertySpec, ...]:
-    """The properties a handler class declares, in declaration order."""
+    """The properties a handler class declares, in declaration order. Raises
+    ``TypeError`` naming the property when an annotation cannot be read or used."""
     found: tuple[PropertySpec, ...] = _property_specs(handler_class)  # type: ignore[arg-type]
     return found
 
@@ -119,17 +120,27 @@ def _property_specs(handler_class: Any) -> tuple[PropertySpec, ...]:
             or not issubclass(klass, JobCompleteHandler)
         ):
             continue
-        hints = typing.get_type_hints(klass, include_extras=True)
+        try:
+            hints = typing.get_type_hints(klass, include_extras=True)
+        except Exception as exc:
+            raise TypeError(
+                f"the annotations of {klass.__qualname__} cannot be read "
+                f"({type(exc).__name__}: {exc})"
+            ) from None
         for name in inspect.get_annotations(klass):
             annotation = hints[name]
             if name.startswith("_") or name in base_names or get_origin(annotation) is ClassVar:
                 continue
             default = getattr(klass, name, _MISSING)
+            try:
+                adapter = TypeAdapter(annotation, config=_LENIENT)
+            except Exception:
+                raise TypeError(
+                    f"property {name}: its type {annotation!r} is not one a property can "
+                    "have (str, int, float, bool, a list, Literal[...], Secret, optional ones)"
+                ) from None
             specs[name] = PropertySpec(
-                name=name,
-                annotation=annotation,
-                default=default,
-                adapter=TypeAdapter(annotation, config=_LENIENT),
+                name=name, annotation=annotation, default=default, adapter=adapter
             )
     return tuple(specs.values())
 
