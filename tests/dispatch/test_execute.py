@@ -337,3 +337,18 @@ def test_an_exception_whose_traceback_cannot_be_formatted_is_a_failed_attempt_sa
         "_BrokenNotes: notes break\n"
         "(its traceback could not be formatted: ValueError while formatting it)"
     )
+
+
+@pytest.mark.parametrize("isolation", ["none", "process"])
+def test_a_huge_return_value_is_shown_cut_short(register: Register, isolation: str) -> None:
+    """The whole repr of a 10 MB value was the attempt's error: stored in the run and in
+    its attempt, and logged as one 10 MB WARNING line."""
+    registered = _misbehaving(register, "ReturnsHuge", isolation=isolation, timeout=30)
+
+    outcome = asyncio.run(run_as_registered(registered, sample_context()))
+
+    assert not outcome.succeeded
+    assert outcome.error is not None
+    assert outcome.error.startswith("run_handler returned 'xxxxxxxx")
+    assert outcome.error.endswith("... (10,000,002 characters), not True")
+    assert len(outcome.error) < 300

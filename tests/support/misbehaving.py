@@ -154,6 +154,13 @@ class AsyncReturnsExitingCoroutine(JobCompleteHandler):
         return _exits()
 
 
+class ReturnsHuge(JobCompleteHandler):
+    """Returns a 10 MB string instead of True (a response body, say)."""
+
+    def run_handler(self, context: JobCompleteContext) -> object:
+        return "x" * 10_000_000
+
+
 class RaisesUnstorable(JobCompleteHandler):
     """Raises an exception whose message holds a NUL and a lone surrogate (text no
     database stores: PostgreSQL refuses the NUL, SQLite and PostgreSQL the surrogate)."""

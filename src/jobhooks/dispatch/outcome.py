@@ -29,6 +29,8 @@ __all__ = [
 
 _MAX_ERROR = 8_000
 _MAX_SUMMARY = 1_000
+_MAX_RESULT = 200
+"""Characters of a return value other than True that its attempt's error shows."""
 _NOT_RETRIED = " (a permanent failure: not retried)"
 CANCEL_GRACE = 1.0
 """Seconds a timed-out async handler gets to end after its cancellation before it is
@@ -135,7 +137,10 @@ def returned(result: Any, started: float, started_at: float) -> Outcome:
     duration = time.perf_counter() - started
     if result is True:
         return Outcome(True, duration, started_at=started_at)
-    error = f"run_handler returned {_storable(shown(result))}, not True"
+    value = _storable(shown(result))
+    if len(value) > _MAX_RESULT:
+        value = value[:_MAX_RESULT] + f"... ({len(value):,} characters)"
+    error = f"run_handler returned {value}, not True"
     return Outcome(False, duration, error, started_at=started_at)
 
 
