@@ -82,3 +82,28 @@ def test_exceptions_reach_the_caller_and_system_exit_is_an_ordinary_error() -> N
         assert await threads.call(lambda: "still serving") == "still serving"
 
     asyncio.run(main())
+
+
+def test_a_call_no_thread_could_be_started_for_is_refused_and_never_made_later(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The process may start no more threads (a thread or process limit, threads held by
+    handlers that never returned): the call is refused, and not left queued for the next
+    thread to make after its caller counted it as failed (the handler ran after all)."""
+    threads = HandlerThreads()
+    made: list[str] = []
+    start = threading.Thread.start
+
+    def refuse(thread: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    async def main() -> None:
+        monkeypatch.setattr(threading.Thread, "start", refuse)
+        with pytest.raises(RuntimeError, match="can't start new thread"):
+            threads.call(lambda: made.append("refused"))
+        monkeypatch.setattr(threading.Thread, "start", start)
+        await threads.call(lambda: made.append("second"))
+        await threads.call(lambda: made.append("third"))
+
+    asyncio.run(main())
+    assert made == ["second", "third"]

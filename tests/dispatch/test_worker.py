@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -19,7 +20,7 @@ from support.registrations import build_registry
 from support.reports import new_completion
 
 from jobhooks.config.schema import PlatformSettings
-from jobhooks.dispatch import isolation
+from jobhooks.dispatch import isolation, threads
 from jobhooks.dispatch.worker import Worker
 from jobhooks.errors import StoreError
 from jobhooks.intake import LeasePolicy
@@ -639,6 +640,52 @@ def test_a_run_jobhooks_cannot_start_fails_and_is_retried_not_left_running(
     assert (run["status"], run["attempts"]) == ("dead", 2)
     assert "jobhooks could not run the handler" in run["last_error"]
     assert "Resource temporarily unavailable" in run["last_error"]
+    assert not trace.exists()
+
+
+def test_a_sync_run_no_thread_can_be_started_for_fails_and_is_retried_not_left_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process may start no more threads (a thread or process limit, or threads held
+    by handlers that never returned): each attempt fails saying why, and the run ends dead
+    after its attempts instead of staying "running" with its slot held."""
+    trace = tmp_path / "trace.log"
+    registry = build_registry(
+        tmp_path,
+        {
+            "name": "sync",
+            "type": "support.handlers:Appender",
+            "max_attempts": 2,
+            "backoff": 0.01,
+            "properties": {"path": str(trace)},
+        },
+    )
+    start = threading.Thread.start
+
+    def refuse(thread: threading.Thread) -> None:
+        if thread.name == "jobhooks-handler":
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    monkeypatch.setattr(threads, "_SHARED", threads.HandlerThreads())  # none idle
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    store = Store(f"sqlite:///{tmp_path / 'w.db'}")
+
+    async def main() -> tuple[dict[str, Any], int]:
+        async with running_worker(store, lambda: registry) as worker:
+            receipt = await store.check_in(new_completion("sync", max_attempts=2))
+            return await settled(store, receipt.id, 5), worker.busy
+
+    try:
+        detail, busy = asyncio.run(main())
+    finally:
+        store.close()
+    [run] = detail["handler_runs"]
+    assert (run["status"], run["attempts"]) == ("dead", 2)
+    assert run["last_error"] == (
+        'jobhooks could not run the handler: RuntimeError("can\'t start new thread")'
+    )
+    assert busy == 0
     assert not trace.exists()
 
 

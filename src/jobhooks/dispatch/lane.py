@@ -148,11 +148,16 @@ class SyncLane(Generic[K]):
     def _launch(self, attempt: _Attempt[K]) -> None:
         attempt.started, attempt.started_at = time.perf_counter(), time.time()
         attempt.timer = self._loop.call_later(attempt.timeout, self._expire, attempt)
-        self._threads.start(
-            partial(attempt.handler.run_handler, attempt.context),
-            partial(self._end, attempt),
-            self._loop,
-        )
+        try:
+            self._threads.start(
+                partial(attempt.handler.run_handler, attempt.context),
+                partial(self._end, attempt),
+                self._loop,
+            )
+        except Exception as exc:  # no thread could be started: a process or thread limit
+            self._over(attempt)
+            error = f"jobhooks could not run the handler: {exc!r}"
+            self._add(attempt, failed(exc, attempt.started, attempt.started_at, error))
 
     def _end(self, attempt: _Attempt[K], result: Any, error: BaseException | None) -> None:
         if attempt.over:

@@ -103,7 +103,8 @@ class HandlerThreads:
     ) -> None:
         """Start ``function`` on a thread now; ``then(result, error)`` is called on
         ``loop`` (the running one by default) when it ends, with the other calls that
-        ended meanwhile."""
+        ended meanwhile. Raises ``RuntimeError`` when no thread can be started (the call
+        is then not made)."""
         loop = loop or asyncio.get_running_loop()
         with self._lock:
             if loop not in self._results:
@@ -114,9 +115,11 @@ class HandlerThreads:
             claimed = self._idle > 0
             if claimed:
                 self._idle -= 1
-        self._jobs.put((loop, then, function))
         if not claimed:
+            # Started before the call is queued: when no thread can be started (a process
+            # or thread limit) this raises, and the call is not left queued to run later.
             threading.Thread(target=self._serve, name="jobhooks-handler", daemon=True).start()
+        self._jobs.put((loop, then, function))
 
     def _serve(self) -> None:
         while True:
