@@ -6,6 +6,7 @@ shadow the standard library's module of that name.)
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import textwrap
@@ -15,6 +16,9 @@ from typing import Any
 
 import pytest
 from conftest import HttpReceiver, Received, TestCertificates
+
+from jobhooks.config.schema import PlatformSettings
+from jobhooks.platform.client import build_clients
 
 WriteConfig = Callable[..., Path]
 
@@ -248,3 +252,26 @@ def test_https_without_the_ca_bundle_refuses_the_certificate(
     assert "ConnectError" in result.stdout and "CERTIFICATE_VERIFY_FAILED" in result.stdout
     assert https_platform.requests == [], "no request was sent to an unverified server"
     assert TOKEN not in result.output
+
+
+def test_a_handler_that_closes_the_shared_clients_leaves_them_open_for_the_next_runs() -> None:
+    """``with context.client as client:`` is the usual httpx idiom: it closed the client
+    every run shares, and each later run (of any handler) failed with "Cannot reopen a
+    client instance, once it has been closed"."""
+    clients = build_clients(PlatformSettings(url="https://kf.example.com/KeyfactorAPI"))
+
+    async def runs() -> None:
+        for _run in range(2):
+            with clients.client as client:
+                assert client is clients.client
+            clients.client.close()
+            async with clients.async_client as async_client:
+                assert async_client is clients.async_client
+            await clients.async_client.aclose()
+        assert not clients.client.is_closed
+        assert not clients.async_client.is_closed
+        await clients.aclose()  # as the process stops
+
+    asyncio.run(runs())
+    assert clients.client.is_closed
+    assert clients.async_client.is_closed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
+from types import TracebackType
 
 import httpx
 
@@ -30,6 +31,44 @@ def platform_headers(settings: PlatformSettings) -> dict[str, str]:
     }
 
 
+class _SharedClient(httpx.Client):
+    """The platform's sync client, shared by every run: a handler that closes it (``with
+    context.client:`` included, the usual httpx idiom) leaves it open for the runs after
+    it; :meth:`PlatformClients.close` closes it."""
+
+    def __enter__(self) -> _SharedClient:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None = None,
+        error: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _SharedAsyncClient(httpx.AsyncClient):
+    """The async twin of :class:`_SharedClient`."""
+
+    async def __aenter__(self) -> _SharedAsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None = None,
+        error: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+
 @dataclass(frozen=True)
 class PlatformClients:
     """A sync and an async client for the platform (unconfigured ones raise on use)."""
@@ -40,13 +79,13 @@ class PlatformClients:
     def close(self) -> None:
         """Close the sync client (the async one is closed by :meth:`aclose`)."""
         if self.client is not unconfigured_client():
-            self.client.close()
+            httpx.Client.close(self.client)  # a handler's close() leaves a shared one open
 
     async def aclose(self) -> None:
         """Close both clients."""
         self.close()
         if self.async_client is not unconfigured_async_client():
-            await self.async_client.aclose()
+            await httpx.AsyncClient.aclose(self.async_client)
 
 
 def _verify(settings: PlatformSettings) -> ssl.SSLContext | bool:
@@ -121,4 +160,4 @@ def build_clients(settings: PlatformSettings) -> PlatformClients:
         "verify": _verify(settings),
         "follow_redirects": False,
     }
-    return PlatformClients(httpx.Client(**options), httpx.AsyncClient(**options))  # type: ignore[arg-type]
+    return PlatformClients(_SharedClient(**options), _SharedAsyncClient(**options))  # type: ignore[arg-type]
