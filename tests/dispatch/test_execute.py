@@ -352,3 +352,20 @@ def test_a_huge_return_value_is_shown_cut_short(register: Register, isolation: s
     assert outcome.error.startswith("run_handler returned 'xxxxxxxx")
     assert outcome.error.endswith("... (10,000,002 characters), not True")
     assert len(outcome.error) < 300
+
+
+@pytest.mark.parametrize(("flaky", "final"), [(False, True), (True, False)])
+def test_permanent_failures_raised_in_a_task_group_are_permanent_with_nothing_else(
+    register: Register, flaky: bool, final: bool
+) -> None:
+    """asyncio.TaskGroup raises a handler's PermanentFailure in an ExceptionGroup: it was
+    retried max_attempts times, as any failure. A group of nothing but permanent failures
+    is final now; one with any other failure in it is retried."""
+    registered = register("GivesUpInATaskGroup", properties={"flaky": flaky})
+
+    outcome = _attempt(registered)
+
+    assert not outcome.succeeded
+    assert outcome.final is final
+    assert outcome.error is not None
+    assert outcome.error.endswith("(a permanent failure: not retried)") is final

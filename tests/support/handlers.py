@@ -94,6 +94,24 @@ class AsyncGivesUp(JobCompleteHandler):
         raise PermanentFailure("the receiver was removed (410 Gone)")
 
 
+class GivesUpInATaskGroup(JobCompleteHandler):
+    """Sends to two receivers in an ``asyncio.TaskGroup``: the first raises
+    ``PermanentFailure``, the second too or, with ``flaky``, a ``ConnectionError``."""
+
+    flaky: bool = False
+
+    async def run_handler(self, context: JobCompleteContext) -> bool:
+        async def send(gone: bool) -> None:
+            if gone:
+                raise PermanentFailure("the receiver was removed (410 Gone)")
+            raise ConnectionError("connection reset")
+
+        async with asyncio.TaskGroup() as group:
+            group.create_task(send(gone=True))
+            group.create_task(send(gone=not self.flaky))
+        return True
+
+
 class ReturnsFalse(JobCompleteHandler):
     """Reports failure the seed's way: by returning False."""
 

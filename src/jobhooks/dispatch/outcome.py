@@ -101,15 +101,24 @@ def failed(
 ) -> Outcome:
     """The outcome of an attempt that raised ``exc`` (its traceback kept, bounded);
     ``summary`` says what happened when ``exc`` alone would not. A
-    :class:`PermanentFailure` is final, and its error line says it is not retried."""
+    :class:`PermanentFailure` (or a group of them) is final, and its error line says it
+    is not retried."""
     text = _storable(_formatted(exc))
     if len(text) > _MAX_ERROR:
         text = text[:_MAX_ERROR] + "\n... (truncated)"
     summary = _storable(summary or describe(exc))[: _MAX_SUMMARY - len(_NOT_RETRIED)]
-    final = isinstance(exc, PermanentFailure)
+    final = _permanent(exc)
     if final:
         summary += _NOT_RETRIED
     return Outcome(False, time.perf_counter() - started, summary, text, started_at, final)
+
+
+def _permanent(exc: BaseException) -> bool:
+    """A :class:`PermanentFailure`, or a group of nothing else (``asyncio.TaskGroup`` raises
+    one in an ``ExceptionGroup``)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_permanent(inner) for inner in exc.exceptions)
+    return isinstance(exc, PermanentFailure)
 
 
 def _formatted(exc: BaseException) -> str:
