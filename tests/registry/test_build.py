@@ -512,6 +512,36 @@ job_types = "*"
     assert f"'broken': type: 'support.misbehaving:{handler_type}' {problem}" in found, found
 
 
+def test_a_module_that_exits_as_it_is_imported_quarantines_only_its_registration(
+    write_config: WriteConfig,
+    handler_types: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A script turned into a handler module that calls sys.exit() at import (no settings
+    file) ended 'jobhooks serve' at start, and a reload that met it ended the node."""
+    (tmp_path / "exits_on_import.py").write_text(
+        "import sys\n\nsys.exit('no settings file')\n", encoding="utf-8"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    text = f"""
+[[handlers]]
+name = "broken"
+type = "exits_on_import:Handler"
+job_types = "*"
+[[handlers]]
+name = "fine"
+type = "{handler_types}:ReturnsFalse"
+job_types = "*"
+"""
+    loaded = load_for_serving(write_config(text))
+
+    assert [registered.name for registered in loaded.registry.handlers] == ["fine"]
+    [quarantined] = loaded.registry.problems
+    [found] = quarantined.problems
+    assert "importing 'exits_on_import' failed: SystemExit: no settings file" in found, found
+
+
 def test_typed_properties_from_web_config_strings(
     write_config: WriteConfig, handler_types: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -65,7 +65,9 @@ def load_handler_type(
             raise HandlerTypeError(
                 f"cannot import module {module_name!r} for type {type_ref!r}: {exc}"
             ) from None
-        except Exception as exc:
+        except KeyboardInterrupt:
+            raise  # Ctrl-C as the node starts: it stops, as it would anywhere else
+        except BaseException as exc:  # sys.exit() at import refuses the registration, no more
             raise HandlerTypeError(
                 f"importing {module_name!r} failed: {type(exc).__name__}: {exc}"
             ) from None
@@ -87,7 +89,9 @@ def load_handler_type(
             )
         try:
             handler_class = entry.load()
-        except Exception as exc:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
             raise HandlerTypeError(
                 f"handler type {type_ref!r} ({entry.value}) failed to load: "
                 f"{type(exc).__name__}: {exc}"
