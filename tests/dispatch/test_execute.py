@@ -219,6 +219,7 @@ def test_a_cancelled_error_the_handler_raises_itself_is_a_failed_attempt(
         ("RaisesUnprintable", "_Unprintable: (its message could not be read"),
         ("ExitsUnprintable", "RuntimeError: _UnprintableExit: (its message could not be read"),
         ("ReturnsUnprintable", "run_handler returned a _Unrepresentable (its repr() raised"),
+        ("ReturnsClassless", "run_handler returned <classless>, not True"),
     ],
 )
 def test_an_exception_or_result_that_cannot_be_shown_is_a_failed_attempt_saying_so(

@@ -41,6 +41,22 @@ class _Unstorable:
         return "<bad\x00byte, lone \ud800 half>"
 
 
+class _Classless:
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        raise ValueError("no class")
+
+    def __repr__(self) -> str:
+        return "<classless>"
+
+
+class ReturnsClassless(JobCompleteHandler):
+    """Returns an object whose ``__class__`` raises (so does ``inspect.isawaitable`` on it)."""
+
+    def run_handler(self, context: JobCompleteContext) -> object:
+        return _Classless()
+
+
 class RaisesUnprintable(JobCompleteHandler):
     """Raises an exception whose ``__str__`` raises."""
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import inspect
 import multiprocessing
 import os
 import signal
@@ -19,7 +18,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from jobhooks.dispatch.execute import run_attempt, run_in_thread
-from jobhooks.dispatch.outcome import CANCEL_GRACE, Outcome, failed, returned
+from jobhooks.dispatch.outcome import CANCEL_GRACE, Outcome, awaitable, failed, returned
 from jobhooks.dispatch.slots import Lapsed, ThreadSlots
 from jobhooks.logs import LogSetup, configure_logging, current_setup
 from jobhooks.registry.matching import RegisteredHandler
@@ -64,8 +63,8 @@ def _child(
         started, started_at = time.perf_counter(), time.time()
         try:
             result: Any = handler.run_handler(context)
-            if inspect.isawaitable(result):
-                result = asyncio.run(result)  # type: ignore[arg-type]
+            if awaitable(result):
+                result = asyncio.run(result)
             outcome = returned(result, started, started_at)
         except BaseException as exc:
             outcome = failed(exc, started, started_at)

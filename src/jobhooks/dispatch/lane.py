@@ -15,13 +15,12 @@ run that waited for a slot is started only if its worker still holds it
 from __future__ import annotations
 
 import asyncio
-import inspect
 import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any, Generic, TypeVar
 
-from jobhooks.dispatch.outcome import Outcome, failed, returned, settle, timed_out
+from jobhooks.dispatch.outcome import Outcome, awaitable, failed, returned, settle, timed_out
 from jobhooks.dispatch.slots import ThreadSlots
 from jobhooks.dispatch.threads import HandlerThreads
 from jobhooks.registry.matching import RegisteredHandler
@@ -162,7 +161,7 @@ class SyncLane(Generic[K]):
     def _end(self, attempt: _Attempt[K], result: Any, error: BaseException | None) -> None:
         if attempt.over:
             return  # timed out earlier: already reported
-        if error is None and result is not True and inspect.isawaitable(result):
+        if error is None and result is not True and awaitable(result):
             # A synchronous run_handler that returned an awaitable: awaited on the loop,
             # within what is left of its timeout, still holding its slot.
             self._over(attempt, give=False)

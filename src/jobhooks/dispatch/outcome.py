@@ -17,6 +17,7 @@ from jobhooks.sdk.failure import PermanentFailure
 __all__ = [
     "CANCEL_GRACE",
     "Outcome",
+    "awaitable",
     "describe",
     "failed",
     "ordinary_error",
@@ -153,9 +154,18 @@ def returned(result: Any, started: float, started_at: float) -> Outcome:
     return Outcome(False, duration, error, started_at=started_at)
 
 
+def awaitable(result: Any) -> bool:
+    """``inspect.isawaitable(result)``, False when even that raises (a handler's object
+    whose ``__class__`` raises: its attempt must still end, judged by its value)."""
+    try:
+        return inspect.isawaitable(result)
+    except BaseException:  # the handler's code: whatever it raises
+        return False
+
+
 async def settle(result: Any, timeout: float, started: float, started_at: float) -> Outcome:
     """:func:`returned`, but an awaitable is awaited within what is left of the timeout."""
-    if inspect.isawaitable(result):
+    if awaitable(result):
         return await within(result, timeout, started, started_at)
     return returned(result, started, started_at)
 
