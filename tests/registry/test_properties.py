@@ -138,6 +138,15 @@ def test_wrong_type_names_property_and_expected_type() -> None:
     assert "'info'" in problems["Level"] and "'error'" in problems["Level"]
 
 
+def test_a_huge_wrong_value_is_shown_cut_short() -> None:
+    """A megabyte pasted into the wrong property was shown whole in its problem: logged,
+    printed by validate and served by /readyz on every request."""
+    _values, problems = coerce(SmtpPort="9" * 99 + "x" * 1_000_000)
+    assert problems["SmtpPort"] == (
+        f"expected an integer, got '{'9' * 99}... (1,000,101 characters)"
+    )
+
+
 def test_missing_required_properties() -> None:
     _values, problems = coerce_properties(Mailer, {})
     assert set(problems) == {

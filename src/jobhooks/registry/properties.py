@@ -23,6 +23,8 @@ H = TypeVar("H", bound=JobCompleteHandler)
 
 _MISSING: Any = object()
 _LENIENT = ConfigDict(coerce_numbers_to_str=True)
+_MAX_SHOWN = 100
+"""Characters of a refused value that its problem shows."""
 
 
 @dataclass(frozen=True)
@@ -181,12 +183,21 @@ def coerce_properties(
             if error["type"] == "value_error":
                 problems.append((key, describe_error(error)))
             else:
-                shown = "a value that is not a string" if spec.secret else repr(raw)
+                shown = "a value that is not a string" if spec.secret else _shown(raw)
                 problems.append((key, f"expected {spec.type_text}, got {shown}"))
     for spec in specs:
         if spec.required and spec.name not in values and spec.name not in seen:
             problems.append((spec.pascal_name, f"is required ({spec.type_text})"))
     return values, problems
+
+
+def _shown(value: object) -> str:
+    """``repr(value)``, cut to :data:`_MAX_SHOWN` characters (a problem line is logged,
+    printed and served by ``/readyz``: not a megabyte pasted into the wrong property)."""
+    text = repr(value)
+    if len(text) <= _MAX_SHOWN:
+        return text
+    return f"{text[:_MAX_SHOWN]}... ({len(text):,} characters)"
 
 
 def configured_handler(handler_class: type[H], values: Mapping[str, Any], name: str) -> H:
