@@ -542,6 +542,32 @@ job_types = "*"
     assert "importing 'exits_on_import' failed: SystemExit: no settings file" in found, found
 
 
+def test_a_list_default_a_setup_adds_to_is_each_registrations_own(
+    write_config: WriteConfig,
+) -> None:
+    """The class's default list was every instance's: each registration of the type, and
+    each reload, appended to the same list (two registrations and one reload: the
+    auditor three times in each)."""
+    text = """
+[[handlers]]
+name = "first"
+type = "support.handlers:AddsAnAuditor"
+job_types = "*"
+[[handlers]]
+name = "second"
+type = "support.handlers:AddsAnAuditor"
+job_types = "*"
+"""
+    path = write_config(text)
+    load(path)  # as validate or an earlier load did
+    handlers = [registered.handler for registered in load(path).registry.handlers]
+
+    assert [handler.recipients for handler in handlers] == [  # type: ignore[attr-defined]
+        ["audit@example.com"],
+        ["audit@example.com"],
+    ]
+
+
 def test_typed_properties_from_web_config_strings(
     write_config: WriteConfig, handler_types: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

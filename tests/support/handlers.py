@@ -258,3 +258,15 @@ class SlowSetup(JobCompleteHandler):
 
     def run_handler(self, context: JobCompleteContext) -> bool:
         return True
+
+
+class AddsAnAuditor(JobCompleteHandler):
+    """Adds ``audit@example.com`` to its ``recipients`` (by default none) in ``setup()``."""
+
+    recipients: list[str] = []  # noqa: RUF012 (a default, as authors write it)
+
+    def setup(self) -> None:
+        self.recipients.append("audit@example.com")
+
+    def run_handler(self, context: JobCompleteContext) -> bool:
+        return True

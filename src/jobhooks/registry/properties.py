@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import types
@@ -202,9 +203,15 @@ def _shown(value: object) -> str:
 
 def configured_handler(handler_class: type[H], values: Mapping[str, Any], name: str) -> H:
     """An instance of ``handler_class`` as a registration makes it: the coerced ``values``
-    (from :func:`coerce_properties`) set as its properties, ``name`` set, then ``setup()``
-    called. Whatever ``setup()`` raises propagates."""
+    (from :func:`coerce_properties`) set as its properties (a copy of each list, dict or
+    set default of those not given), ``name`` set, then ``setup()`` called. Whatever
+    ``setup()`` raises propagates."""
     handler = handler_class()
+    for spec in property_specs(handler_class):
+        if spec.name not in values and isinstance(spec.default, list | dict | set):
+            # A copy of its own: the class's list, appended to by one instance's setup()
+            # or run_handler, would grow in every registration of the type, at each reload.
+            setattr(handler, spec.name, copy.deepcopy(spec.default))
     for attribute, value in values.items():
         setattr(handler, attribute, value)
     handler.name = name  # type: ignore[misc]
