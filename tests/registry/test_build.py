@@ -448,13 +448,20 @@ Level = 9
             "SetupRaisesUnprintable",
             "'broken': _Unprintable: (its message could not be read: AttributeError in __str__)",
         ),
+        (
+            # Called and never awaited: its checks never ran, and validate said "valid".
+            "AsyncSetup",
+            "'broken': TypeError: setup() is async: jobhooks calls it without awaiting it, "
+            "so it would never run; make it a plain def (run_handler may be async)",
+        ),
     ],
 )
-def test_a_setup_that_exits_or_raises_the_unprintable_quarantines_only_its_registration(
+def test_a_setup_that_exits_raises_the_unprintable_or_is_async_is_refused_alone(
     write_config: WriteConfig, handler_types: str, handler_type: str, problem: str
 ) -> None:
     """sys.exit() in setup() (a ported script) ended the node's start, or a reload's
-    process; an exception whose message cannot be read did the same."""
+    process; an exception whose message cannot be read broke the whole load; an async
+    setup() never ran. Each is its registration's problem alone."""
     text = f"""
 [[handlers]]
 name = "broken"

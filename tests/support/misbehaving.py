@@ -212,6 +212,19 @@ class SetupRaisesUnprintable(JobCompleteHandler):
         return True
 
 
+class AsyncSetup(JobCompleteHandler):
+    """Checks its folder in an ``async def setup``: the folder never exists."""
+
+    folder: str = "/nonexistent/folder"
+
+    async def setup(self) -> None:  # type: ignore[override]
+        if not Path(self.folder).is_dir():
+            raise ValueError(f"property Folder: {self.folder} does not exist")
+
+    def run_handler(self, context: JobCompleteContext) -> bool:
+        return True
+
+
 class UnreadableProperty(JobCompleteHandler):
     """Declares a property whose annotation names nothing (a typo, a missing import)."""
 

@@ -205,7 +205,7 @@ def configured_handler(handler_class: type[H], values: Mapping[str, Any], name: 
     """An instance of ``handler_class`` as a registration makes it: the coerced ``values``
     (from :func:`coerce_properties`) set as its properties (a copy of each list, dict or
     set default of those not given), ``name`` set, then ``setup()`` called. Whatever
-    ``setup()`` raises propagates."""
+    ``setup()`` raises propagates; an ``async def setup`` raises ``TypeError``."""
     handler = handler_class()
     for spec in property_specs(handler_class):
         if spec.name not in values and isinstance(spec.default, list | dict | set):
@@ -215,5 +215,12 @@ def configured_handler(handler_class: type[H], values: Mapping[str, Any], name: 
     for attribute, value in values.items():
         setattr(handler, attribute, value)
     handler.name = name  # type: ignore[misc]
-    handler.setup()
+    ready: object = handler.setup()
+    if inspect.isawaitable(ready):
+        if inspect.iscoroutine(ready):
+            ready.close()  # not awaited, and not warned about as never awaited
+        raise TypeError(
+            "setup() is async: jobhooks calls it without awaiting it, so it would never "
+            "run; make it a plain def (run_handler may be async)"
+        )
     return handler
