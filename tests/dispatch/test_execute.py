@@ -261,6 +261,40 @@ def test_sys_exit_in_a_coroutine_a_handler_returns_is_a_failed_attempt_not_the_e
 @pytest.mark.parametrize(
     ("handler_type", "error"),
     [
+        ("AsyncGathersAnExit", "RuntimeError: SystemExit: 3"),
+        ("AsyncTaskGroupExit", "ExceptionGroup: unhandled errors in a TaskGroup (1 sub-exception)"),
+    ],
+)
+def test_sys_exit_in_a_task_a_handler_starts_is_a_failed_attempt_not_the_end_of_the_worker(
+    register: Register, handler_type: str, error: str
+) -> None:
+    """asyncio re-raises SystemExit out of the event loop from any task: one a handler
+    started (asyncio.gather, a TaskGroup) ended the worker, with exit code 0 for
+    sys.exit(0). The loop's own tasks are left as they are."""
+    registered = _misbehaving(register, handler_type)
+
+    async def own() -> str:
+        return "jobhooks' own"
+
+    async def main() -> tuple[Outcome, Outcome, bool]:
+        outcome = await run_attempt(registered, sample_context())
+        await asyncio.sleep(0.05)  # the loop still runs after the attempt ended
+        task = asyncio.create_task(own())
+        await task
+        unwrapped = task.get_coro().__name__ == "own"  # type: ignore[union-attr]
+        return outcome, await run_attempt(registered, sample_context()), unwrapped
+
+    first, second, unwrapped = asyncio.run(main())
+
+    for outcome in (first, second):
+        assert not outcome.succeeded
+        assert outcome.error == error, outcome.error
+    assert unwrapped
+
+
+@pytest.mark.parametrize(
+    ("handler_type", "error"),
+    [
         ("RaisesUnprintable", "_Unprintable: (its message could not be read"),
         ("ReturnsUnprintable", "run_handler returned a _Unrepresentable (its repr() raised"),
     ],

@@ -177,6 +177,24 @@ class ReturnsHuge(JobCompleteHandler):
         return "x" * 10_000_000
 
 
+class AsyncGathersAnExit(JobCompleteHandler):
+    """Awaits ``asyncio.gather`` of a coroutine that calls ``sys.exit(3)`` (as a click
+    command's ``main()`` does when it ends)."""
+
+    async def run_handler(self, context: JobCompleteContext) -> bool:
+        await asyncio.gather(_exits())
+        return True
+
+
+class AsyncTaskGroupExit(JobCompleteHandler):
+    """Starts a task in an ``asyncio.TaskGroup`` that calls ``sys.exit(3)``."""
+
+    async def run_handler(self, context: JobCompleteContext) -> bool:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(_exits())
+        return True
+
+
 class RaisesUnstorable(JobCompleteHandler):
     """Raises an exception whose message holds a NUL and a lone surrogate (text no
     database stores: PostgreSQL refuses the NUL, SQLite and PostgreSQL the surrogate)."""

@@ -8,7 +8,8 @@ import inspect
 import logging
 import time
 import traceback
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from contextvars import Context, ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,6 +185,7 @@ async def within(
     ``CancelledError`` the handler raised itself (not a cancellation of this attempt:
     that would reach the caller's ``await``) is a failure like any other.
     """
+    _guard_tasks(asyncio.get_running_loop())
     task = asyncio.ensure_future(_ordinary(call))
     left = max(0.0, timeout - (time.perf_counter() - started))
     done, _pending = await asyncio.wait({task}, timeout=left)
@@ -208,13 +210,74 @@ async def within(
 async def _ordinary(call: Awaitable[Any]) -> Any:
     # A task whose coroutine raises SystemExit or KeyboardInterrupt re-raises it out of the
     # event loop: a handler's awaitable (even one a sync run_handler returned) must not
-    # end the worker.
+    # end the worker, nor must the tasks it starts (see _guard_tasks).
+    _HANDLER_CODE.set(True)  # in this task's own context, and the tasks it starts
     try:
         return await call
     except (Exception, asyncio.CancelledError):
         raise
     except BaseException as exc:
         raise ordinary_error(exc) from exc
+
+
+_HANDLER_CODE: ContextVar[bool] = ContextVar("jobhooks_handler_code", default=False)
+"""True in a handler's task and in the tasks it starts."""
+
+
+class _Guarded(Coroutine[Any, Any, Any]):
+    """A handler's coroutine, run by a task as it is, but for SystemExit and the like,
+    which end it in an ordinary error. (Not a wrapping coroutine: a task cancelled before
+    it starts would leave the handler's coroutine never awaited.)"""
+
+    def __init__(self, inner: Coroutine[Any, Any, Any]) -> None:
+        self._inner = inner
+
+    def send(self, value: Any) -> Any:
+        return self._guard(self._inner.send, value)
+
+    def throw(self, *args: Any) -> Any:
+        return self._guard(self._inner.throw, *args)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return (yield from self._inner.__await__())
+
+    @staticmethod
+    def _guard(step: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return step(*args)
+        except (Exception, asyncio.CancelledError):  # StopIteration: its return
+            raise
+        except BaseException as exc:
+            raise ordinary_error(exc) from exc
+
+
+def _guard_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    """Make the tasks a handler starts on ``loop`` (``asyncio.gather``, ``create_task``, a
+    ``TaskGroup``) end in an ordinary error where they would raise SystemExit (a click
+    command's ``main()``, say) or KeyboardInterrupt: asyncio re-raises those out of the
+    event loop, and the worker ended (with exit code 0 for ``sys.exit(0)``). Installed
+    once per loop, in front of any task factory it had; jobhooks' own tasks are left as
+    they are."""
+    previous = loop.get_task_factory()
+    if getattr(previous, "jobhooks_guard", False):
+        return
+
+    def factory(
+        loop: asyncio.AbstractEventLoop, coro: Any, context: Context | None = None
+    ) -> asyncio.Future[Any]:
+        if _HANDLER_CODE.get() and asyncio.iscoroutine(coro):
+            coro = _Guarded(coro)
+        if previous is None:
+            return asyncio.Task(coro, loop=loop, context=context)
+        if context is None:
+            return previous(loop, coro)
+        return previous(loop, coro, context=context)  # type: ignore[call-arg]
+
+    factory.jobhooks_guard = True  # type: ignore[attr-defined]
+    loop.set_task_factory(factory)
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:
