@@ -127,6 +127,32 @@ def test_sign_in_needs_the_forms_csrf_token(ui: Ui) -> None:
     assert SESSION_COOKIE not in answer.headers.get("set-cookie", "")
 
 
+@pytest.mark.parametrize(
+    ("role", "status", "said"),
+    [
+        ("", 400, "Paste a token"),
+        ("jh_0123456789ab_not-a-token-of-ours", 403, "unknown or revoked"),
+        ("agent", 403, "That is an agent token"),
+    ],
+)
+def test_a_refused_sign_in_is_a_4xx_that_says_why(
+    ui: Ui, role: str, status: int, said: str
+) -> None:
+    """A proxy's access log (and fail2ban reading it) tells a refused sign-in from one that
+    worked only by its status."""
+    form = ui.client.get("/ui/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert csrf is not None
+    token = ui.tokens.get(role, role)
+
+    answer = ui.client.post("/ui/login", data={"csrf": csrf.group(1), "token": token})
+
+    assert answer.status_code == status
+    assert said in answer.text and 'name="token"' in answer.text
+    assert SESSION_COOKIE not in answer.headers.get("set-cookie", "")
+    assert ui.client.get("/ui/agents").status_code == 303
+
+
 def test_the_next_page_after_sign_in_stays_on_the_dashboard(ui: Ui) -> None:
     for target in ("https://evil.example/", "//evil.example/ui/", "/api/v1/handlers"):
         ui.client.cookies.clear()

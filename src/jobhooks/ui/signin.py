@@ -122,13 +122,14 @@ async def login(request: Request) -> Response:
     runtime = runtime_of(request)
     info = await runtime.tokens.lookup(token) if 0 < len(token) <= 512 else None
     if info is None:
-        if token:
-            logger.warning(
-                "dashboard sign-in refused from %s: an unknown or revoked token",
-                request.client.host if request.client else "an unknown address",
-            )
+        if not token:
+            return _login_page(request, signer, "Paste a token to sign in.", 400)
+        logger.warning(
+            "dashboard sign-in refused from %s: an unknown or revoked token",
+            request.client.host if request.client else "an unknown address",
+        )
         message = "That token is unknown or revoked. Paste an admin or viewer token."
-        return _login_page(request, signer, message if token else "Paste a token to sign in.")
+        return _login_page(request, signer, message, 403)
     if info.role not in ("admin", "viewer"):
         logger.warning("dashboard sign-in refused: token %s is for an %s", info.id, info.role)
         return _login_page(
@@ -136,6 +137,7 @@ async def login(request: Request) -> Response:
             signer,
             f"That is an {info.role} token; the dashboard takes an admin or a viewer token "
             "(jobhooks token create --viewer).",
+            403,
         )
     session_id = secrets.token_urlsafe(16)
     await runtime.store.sessions.start(session_id, info.id, now + SESSION_SECONDS)
