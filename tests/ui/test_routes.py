@@ -3,6 +3,7 @@ sessions, redirects, CSRF, roles and headers, without a browser."""
 
 from __future__ import annotations
 
+import html
 import logging
 import re
 from collections.abc import Iterator
@@ -575,3 +576,28 @@ def test_a_refused_sign_in_leaves_a_trace_in_the_log(
 
     assert "dashboard sign-in refused from" in caplog.text
     assert "jh_guess_guess" not in caplog.text
+
+
+def test_a_machine_filter_with_a_mark_shown_as_an_escape_is_kept_as_it_is_in_its_field(
+    ui: Ui,
+) -> None:
+    """The page shows a left-to-right mark in a machine's name as ``\\u200e``; the filter's
+    field keeps the name itself, so filtering again (by result, say) still finds it."""
+    machine = "orch\u200e01.example.com"
+    ui.client.post(
+        "/api/v1/job-completions",
+        json=report(client_machine=machine),
+        headers={"Authorization": f"Bearer {ui.tokens['agent']}"},
+    )
+    ui.sign_in("viewer")
+    listed = ui.client.get("/ui/completions", params={"machine": machine})
+    assert "orch\\u200e01.example.com</td>" in listed.text
+    field = re.search(r'name="machine" value="([^"]*)"', listed.text)
+    assert field is not None
+
+    again = ui.client.get(
+        "/ui/completions", params={"machine": html.unescape(field.group(1)), "result": "Failure"}
+    )
+
+    assert field.group(1) == machine
+    assert "orch\\u200e01.example.com</td>" in again.text

@@ -98,6 +98,13 @@ def css_class(text: str | None) -> str:
     return "".join(ch for ch in (text or "").lower() if ch.isalnum() or ch == "-")
 
 
+def verbatim(value: str | None) -> Markup:
+    """A form field's value as it is (HTML-escaped, no character written as an escape): a
+    field holds the text a filter is sent again with, and a field's text cannot act on the
+    page around it."""
+    return escape(value or "")
+
+
 def _shown(value: object) -> object:
     """Every value a template prints: text from outside with the characters that would act
     on the page's text around it (a bidi override reversing the rest of a line, control
@@ -126,6 +133,7 @@ def environment() -> jinja2.Environment:
         number=number,
         short=short,
         css=css_class,
+        verbatim=verbatim,
     )
     env.globals["escape"] = escape
     return env
