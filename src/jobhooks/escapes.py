@@ -3,8 +3,9 @@ terminal, a log line, a comment in a file jobhooks writes.
 
 The characters that would act instead of being shown (escape sequences, a carriage
 return that overwrites a line, a line break that starts a forged log line, 8-bit
-controls, marks that reorder the text around them) are written as escapes, as Python
-writes them (``\\n``, ``\\x1b``, ``\\u202e``); everything else is left as it is.
+controls, marks that reorder the text around them, characters that show as nothing) are
+written as escapes, as Python writes them (``\\n``, ``\\x1b``, ``\\u202e``); everything
+else is left as it is.
 """
 
 from __future__ import annotations
@@ -14,9 +15,14 @@ import re
 
 __all__ = ["escape_controls", "json_without_controls"]
 
-_ACTING = "\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
-"""Control characters (C0, DEL, C1), bidirectional marks and overrides, and the Unicode
-line and paragraph separators."""
+_ACTING = (
+    "\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+    "\u00ad\u180e\u200b\u2060-\u2064\ufeff"
+)
+"""Control characters (C0, DEL, C1), bidirectional marks and overrides, the Unicode
+line and paragraph separators, and the characters that show as nothing at all (a zero
+width space, a word joiner, a soft hyphen, a byte order mark): ``orch\\u200b01`` would
+look like ``orch01``. (The zero width joiners, which join letters and emoji, are kept.)"""
 
 
 @functools.cache

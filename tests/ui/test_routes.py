@@ -564,6 +564,23 @@ def test_characters_that_would_reorder_the_page_are_shown_as_escapes(ui: Ui) -> 
     assert "\\u202eyrotnevnI" in page and "orch\\x9b01" in page
 
 
+def test_a_machine_name_with_an_invisible_character_does_not_pass_for_another(ui: Ui) -> None:
+    """An agent reporting as ``orch\\u200b01`` (a zero width space) would be listed as a
+    second ``orch01`` on the agents page, indistinguishable from the real one."""
+    ui.client.post(
+        "/api/v1/job-completions",
+        json=report(client_machine="orch\u200b01.example.com", username="EX\u2060AMPLE\\svc"),
+        headers={"Authorization": f"Bearer {ui.tokens['agent']}"},
+    )
+    ui.sign_in("viewer")
+
+    for path in ("/ui/agents", "/ui/completions"):
+        page = ui.client.get(path).text
+        assert "\u200b" not in page and "\u2060" not in page, path
+        assert "orch\\u200b01.example.com" in page, path
+    assert "EX\\u2060AMPLE" in ui.client.get("/ui/agents").text
+
+
 def test_a_refused_sign_in_leaves_a_trace_in_the_log(
     ui: Ui, caplog: pytest.LogCaptureFixture
 ) -> None:
