@@ -204,6 +204,29 @@ def test_a_form_refused_behind_a_proxy_that_changed_the_host_says_what_to_do(ui:
     assert "proxy_set_header Host $host" in answer.text
 
 
+def test_signing_in_through_a_proxy_on_another_port_that_passes_host_works(ui: Ui) -> None:
+    """nginx ``listen 8443 ssl`` with ``proxy_set_header Host $host`` (as the refusal and the
+    README advise) passes the host name without the port the browser's Origin carries."""
+    browser = {"Origin": "https://jobhooks.example.com:8443", "Host": "jobhooks.example.com"}
+    form = ui.client.get("/ui/login", headers=browser)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert csrf is not None
+
+    signed_in = ui.client.post(
+        "/ui/login", data={"csrf": csrf.group(1), "token": ui.tokens["admin"]}, headers=browser
+    )
+
+    assert signed_in.status_code == 303, signed_in.text
+    assert ui.client.get("/ui/agents", headers=browser).status_code == 200
+    elsewhere = {**browser, "Origin": "https://evil.example:8443"}
+    page = ui.client.get("/ui/", headers=browser).text
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert found is not None
+    refused = ui.client.post("/ui/logout", data={"csrf": found.group(1)}, headers=elsewhere)
+    assert refused.status_code == 403
+    assert ui.client.get("/ui/agents", headers=browser).status_code == 200
+
+
 def test_a_viewer_cannot_replay_even_with_a_good_csrf_token(ui: Ui) -> None:
     completion_id = _completion(ui)
     with database(ui.runtime.store) as engine, engine.connect() as connection:

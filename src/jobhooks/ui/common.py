@@ -125,13 +125,27 @@ def check_origin(request: Request) -> None:
     to. (Behind a reverse proxy the proxy must pass the browser's ``Host`` on.)"""
     origin = request.headers.get("origin")
     host = request.headers.get("host")
-    if origin and origin != "null" and urlsplit(origin).netloc != host:
+    if origin and origin != "null" and not _same_host(origin, host):
         raise Refused(
             403,
             f"This form was sent from another site ({origin[:200]}) than the one it was sent "
             f"to ({(host or 'no Host')[:200]}); it was refused. Behind a reverse proxy, have it "
             "pass the Host header on (nginx: proxy_set_header Host $host).",
         )
+
+
+def _same_host(origin: str, host: str | None) -> bool:
+    """True when ``origin`` names ``host``; a ``Host`` without a port names the host on any
+    port (a proxy passing nginx's ``$host`` leaves out the port the browser used)."""
+    if host is None:
+        return False
+    try:
+        sent, to = urlsplit(origin), urlsplit(f"//{host}")
+        if sent.netloc == host:
+            return True
+        return to.port is None and bool(to.hostname) and sent.hostname == to.hostname
+    except ValueError:  # a port that is no number
+        return False
 
 
 async def check_form(request: Request, session: Session) -> dict[str, str]:
