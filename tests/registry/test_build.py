@@ -462,22 +462,9 @@ def test_a_setup_that_exits_raises_the_unprintable_or_is_async_is_refused_alone(
     """sys.exit() in setup() (a ported script) ended the node's start, or a reload's
     process; an exception whose message cannot be read broke the whole load; an async
     setup() never ran. Each is its registration's problem alone."""
-    text = f"""
-[[handlers]]
-name = "broken"
-type = "support.misbehaving:{handler_type}"
-job_types = "*"
-[[handlers]]
-name = "fine"
-type = "{handler_types}:ReturnsFalse"
-job_types = "*"
-"""
-    loaded = load_for_serving(write_config(text))
-
-    assert [registered.name for registered in loaded.registry.handlers] == ["fine"]
-    [quarantined] = loaded.registry.problems
-    assert quarantined.name == "broken"
-    [found] = quarantined.problems
+    found = the_problem_of_broken_beside_fine(
+        write_config, handler_types, f"support.misbehaving:{handler_type}"
+    )
     assert problem in found, found
 
 
@@ -501,21 +488,9 @@ def test_a_type_whose_property_annotation_cannot_be_used_quarantines_only_its_re
 ) -> None:
     """An annotation that names nothing, or a type no property can have, broke the whole
     load with a raw NameError or pydantic error: no node started, no reload applied."""
-    text = f"""
-[[handlers]]
-name = "broken"
-type = "support.misbehaving:{handler_type}"
-job_types = "*"
-[[handlers]]
-name = "fine"
-type = "{handler_types}:ReturnsFalse"
-job_types = "*"
-"""
-    loaded = load_for_serving(write_config(text))
-
-    assert [registered.name for registered in loaded.registry.handlers] == ["fine"]
-    [quarantined] = loaded.registry.problems
-    [found] = quarantined.problems
+    found = the_problem_of_broken_beside_fine(
+        write_config, handler_types, f"support.misbehaving:{handler_type}"
+    )
     assert f"'broken': type: 'support.misbehaving:{handler_type}' {problem}" in found, found
 
 
@@ -531,21 +506,9 @@ def test_a_module_that_exits_as_it_is_imported_quarantines_only_its_registration
         "import sys\n\nsys.exit('no settings file')\n", encoding="utf-8"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    text = f"""
-[[handlers]]
-name = "broken"
-type = "exits_on_import:Handler"
-job_types = "*"
-[[handlers]]
-name = "fine"
-type = "{handler_types}:ReturnsFalse"
-job_types = "*"
-"""
-    loaded = load_for_serving(write_config(text))
-
-    assert [registered.name for registered in loaded.registry.handlers] == ["fine"]
-    [quarantined] = loaded.registry.problems
-    [found] = quarantined.problems
+    found = the_problem_of_broken_beside_fine(
+        write_config, handler_types, "exits_on_import:Handler"
+    )
     assert "importing 'exits_on_import' failed: SystemExit: no settings file" in found, found
 
 
@@ -748,3 +711,27 @@ def test_the_installed_types_are_read_once_per_load_not_once_per_registration(
     loaded = load_for_serving(write_config(text))
     assert len(loaded.registry) == 50
     assert len(scans) == 1
+
+
+def the_problem_of_broken_beside_fine(
+    write_config: WriteConfig, handler_types: str, broken_type: str
+) -> str:
+    """Load a registration "broken" of ``broken_type`` beside a good one, "fine": only
+    "broken" is refused (with one problem, returned), and "fine" is served."""
+    text = f"""
+[[handlers]]
+name = "broken"
+type = "{broken_type}"
+job_types = "*"
+[[handlers]]
+name = "fine"
+type = "{handler_types}:ReturnsFalse"
+job_types = "*"
+"""
+    loaded = load_for_serving(write_config(text))
+
+    assert [registered.name for registered in loaded.registry.handlers] == ["fine"]
+    [quarantined] = loaded.registry.problems
+    assert quarantined.name == "broken"
+    [found] = quarantined.problems
+    return found
