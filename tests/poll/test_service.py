@@ -376,3 +376,14 @@ def test_a_job_type_name_no_database_stores_does_not_keep_serve_from_starting(
         store.close()
     assert names["Odd\ufffd\ufffdInventory"] == uuid.UUID(odd)
     assert names["WinCertManagement"] == MANAGEMENT_ID
+
+    # A run of that type is of that type, though its name is stored with U+FFFD for them.
+    ran = platform.fake.add(job_type="Odd\ud800\x00Inventory")
+
+    async def poll() -> None:
+        async with platform.poller(config) as poller:
+            await poller.poll_once()
+
+    asyncio.run(poll())
+    [stored] = [c for c in platform.completions() if c["job_history_id"] == ran]
+    assert (stored["job_type"], stored["job_type_id"]) == ("Odd\ufffd\ufffdInventory", odd)

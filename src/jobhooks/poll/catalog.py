@@ -114,7 +114,7 @@ class JobTypeResolver:
 
     async def resolve(self, name: str) -> uuid.UUID:
         """The GUID of ``name``, or the nil GUID (logged once per name) if unknown."""
-        key = normalise_name(name)
+        key = normalise_name(storable(name))  # as the catalog's names were stored
         configured = self._configured_source()
         if configured is not self._configured_from:  # a reload changed [job_types]
             self._configured = {normalise_name(n): guid for n, guid in configured.items()}
