@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.handlers import read_lines
@@ -211,6 +212,45 @@ def test_a_cancelled_error_the_handler_raises_itself_is_a_failed_attempt(
     assert not outcome.succeeded
     assert outcome.error is not None and outcome.error.startswith("CancelledError")
     assert outcome.traceback is not None and "CancelledError" in outcome.traceback
+
+
+def test_a_cancel_scope_in_a_handler_cancels_the_tasks_it_started(register: Register) -> None:
+    """anyio delivers a cancellation only to a task whose coroutine's state it can read:
+    the guard on a handler's tasks hid it, and a 0.3 s scope waited the whole 2 s."""
+    registered = _misbehaving(register, "AsyncCancelsAThreadsCall")
+
+    outcome = asyncio.run(run_attempt(registered, sample_context()))
+
+    assert outcome.succeeded, outcome.error
+    assert outcome.duration < 1.5
+
+
+def test_the_guard_passes_on_what_create_task_gives_it(register: Register) -> None:
+    """Newer Pythons (and uvloop on Python 3.13) call a task factory with name= and
+    eager_start=: the guard refused them, and every task of the loop failed after the
+    first async attempt."""
+    registered = _misbehaving(register, "AsyncGathersAnExit")
+    given: list[dict[str, object]] = []
+
+    def recording(
+        loop: asyncio.AbstractEventLoop, coro: Any, **options: object
+    ) -> asyncio.Future[Any]:
+        given.append(options)
+        return asyncio.Task(coro, loop=loop)
+
+    async def own() -> None:
+        pass
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_task_factory(recording)
+        await run_attempt(registered, sample_context())
+        factory = loop.get_task_factory()
+        assert factory is not None
+        await factory(loop, own(), name="own", eager_start=False)  # type: ignore[call-arg]
+
+    asyncio.run(main())
+    assert {"name": "own", "eager_start": False} in given
 
 
 @pytest.mark.parametrize(

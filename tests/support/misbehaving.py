@@ -271,3 +271,17 @@ def process_ended(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z"
     except FileNotFoundError:
         return True
+
+
+class AsyncCancelsAThreadsCall(JobCompleteHandler):
+    """Gives up after 0.3 s (an anyio cancel scope) on a call its thread makes back on the
+    event loop, which would take 2 s."""
+
+    async def run_handler(self, context: JobCompleteContext) -> bool:
+        import anyio
+        import anyio.from_thread
+        import anyio.to_thread
+
+        with anyio.move_on_after(0.3):
+            await anyio.to_thread.run_sync(lambda: anyio.from_thread.run(anyio.sleep, 2))
+        return True

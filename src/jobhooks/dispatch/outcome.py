@@ -9,7 +9,7 @@ import logging
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Coroutine, Generator
-from contextvars import Context, ContextVar
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -244,6 +244,12 @@ class _Guarded(Coroutine[Any, Any, Any]):
     def __await__(self) -> Generator[Any, None, Any]:
         return (yield from self._inner.__await__())
 
+    def __getattr__(self, name: str) -> Any:
+        # The rest of a coroutine's face (cr_running, cr_frame, __qualname__...), which
+        # inspect.getcoroutinestate reads: anyio delivers a cancellation only to a task
+        # whose coroutine's state it can read.
+        return getattr(self._inner, name)
+
     @staticmethod
     def _guard(step: Callable[..., Any], *args: Any) -> Any:
         try:
@@ -265,16 +271,14 @@ def _guard_tasks(loop: asyncio.AbstractEventLoop) -> None:
     if getattr(previous, "jobhooks_guard", False):
         return
 
-    def factory(
-        loop: asyncio.AbstractEventLoop, coro: Any, context: Context | None = None
-    ) -> asyncio.Future[Any]:
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **options: Any) -> asyncio.Future[Any]:
+        # ``options``: what this Python's create_task passes (context; name and
+        # eager_start on newer ones, as uvloop on Python 3.13 does), passed on as given.
         if _HANDLER_CODE.get() and asyncio.iscoroutine(coro):
             coro = _Guarded(coro)
         if previous is None:
-            return asyncio.Task(coro, loop=loop, context=context)
-        if context is None:
-            return previous(loop, coro)
-        return previous(loop, coro, context=context)  # type: ignore[call-arg]
+            return asyncio.Task(coro, loop=loop, **options)
+        return previous(loop, coro, **options)
 
     factory.jobhooks_guard = True  # type: ignore[attr-defined]
     loop.set_task_factory(factory)
