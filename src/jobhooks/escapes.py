@@ -13,16 +13,23 @@ from __future__ import annotations
 import functools
 import re
 
-__all__ = ["escape_controls", "json_without_controls"]
+__all__ = ["escape_controls", "has_controls", "json_without_controls"]
 
-_ACTING = (
-    "\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
-    "\u00ad\u180e\u200b\u2060-\u2064\ufeff"
-)
-"""Control characters (C0, DEL, C1), bidirectional marks and overrides, the Unicode
-line and paragraph separators, and the characters that show as nothing at all (a zero
-width space, a word joiner, a soft hyphen, a byte order mark): ``orch\\u200b01`` would
-look like ``orch01``. (The zero width joiners, which join letters and emoji, are kept.)"""
+_CONTROLS = "\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+"""Control characters (C0, DEL, C1), bidirectional marks and overrides, and the Unicode
+line and paragraph separators."""
+_ACTING = _CONTROLS + "\u00ad\u180e\u200b\u2060-\u2064\ufeff"
+"""Those, and the characters that show as nothing at all (a zero width space, a word
+joiner, a soft hyphen, a byte order mark): ``orch\\u200b01`` would look like ``orch01``.
+(The zero width joiners, which join letters and emoji, are kept.)"""
+_HAS_CONTROLS = re.compile(f"[{_CONTROLS}]")
+
+
+def has_controls(text: str) -> bool:
+    """True when ``text`` holds a control character or a direction mark (what a name
+    must not hold; a soft hyphen or a Mongolian vowel separator may be part of one, and
+    is only shown as an escape)."""
+    return _HAS_CONTROLS.search(text) is not None
 
 
 @functools.cache

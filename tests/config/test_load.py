@@ -209,6 +209,18 @@ def test_a_name_that_cannot_stand_in_an_address_or_a_line_is_refused(
     assert "line 3" in only(problems, "name:", said)
 
 
+@pytest.mark.parametrize("name", ["Benach\u00adrichtigung", "\u182e\u1822\u182d\u1821\u180e\u1820"])
+def test_a_name_with_a_character_that_shows_as_nothing_is_still_a_name(
+    write_config: WriteConfig, name: str
+) -> None:
+    """A soft hyphen, a Mongolian vowel separator: parts of words, shown as escapes where
+    they could mislead, and names before this version took them (a file that validated
+    must still validate)."""
+    config, problems = read_config(write_config(LOG_HANDLER.replace('"audit"', f'"{name}"')))
+    assert problems == []
+    assert [handler.name for handler in config.handlers] == [name]
+
+
 def test_positions_stay_true_after_an_invalid_handler(write_config: WriteConfig) -> None:
     config, problems = read_config(
         write_config(

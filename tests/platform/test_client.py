@@ -192,6 +192,17 @@ def test_incomplete_platform_settings_are_validation_errors(
     assert PASSWORD not in result.output
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["https://kf.example.com?tenant=pki@example.com", "https://kf.example.com/@me"],
+)
+def test_an_at_sign_after_the_host_is_no_credential(url: str) -> None:
+    """Only 'user:password@' before the host is refused: an '@' in a query (a tenant
+    given as a mail address) was refused as credentials."""
+    settings = PlatformSettings(url=url, token_url=url, client_id="jobhooks", client_secret="s")
+    assert (settings.url, settings.token_url) == (url, url)
+
+
 @pytest.mark.parametrize("probe", ["PlatformProbe", "AsyncPlatformProbe"])
 def test_without_a_url_the_client_says_what_to_configure(
     cli: Any, write_config: WriteConfig, probes: Path, probe: str

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -25,7 +26,7 @@ from pydantic import (
 )
 
 from jobhooks.config.origin import ConfigOrigin
-from jobhooks.escapes import escape_controls
+from jobhooks.escapes import has_controls
 from jobhooks.sdk.secret import MASK, Secret
 from jobhooks.sdk.trigger import TRIGGERS
 
@@ -172,7 +173,7 @@ class PlatformSettings(_Section):
     def _check_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
-        if value is not None and "@" in value.split("/", 3)[2]:
+        if value is not None and "@" in urlsplit(value).netloc:
             # It would authenticate, and be printed whole in every log line naming the URL.
             raise ValueError(
                 "carries credentials (user:password@ before the host): give them as "
@@ -333,7 +334,7 @@ class HandlerRegistration(_Section):
                 "must not contain '/': a handler's name is a part of the dashboard's and the "
                 "API's addresses (/api/v1/handlers/<name>/replay-dead)"
             )
-        if escape_controls(value) != value:
+        if has_controls(value):
             raise ValueError("must not contain control characters or direction marks")
         if value != value.strip():
             raise ValueError("must not begin or end with spaces")
