@@ -25,6 +25,7 @@ from sqlalchemy import Engine, inspect
 
 from jobhooks.errors import SchemaOutOfDate, StoreError
 from jobhooks.store.checkins import completion_row
+from jobhooks.store.clock import DatabaseClock
 from jobhooks.store.engine import connect
 from jobhooks.store.migrate import current_revision, ensure_current, head_revision, upgrade
 from jobhooks.store.nodes import STALE_AFTER
@@ -294,3 +295,19 @@ def test_db_upgrade_under_an_older_node_exits_saying_why_in_one_line(tmp_path: P
         assert current_revision(engine) == "0006"
     finally:
         engine.dispose()
+
+
+def test_without_a_clock_the_upgrade_reads_heartbeats_in_the_databases_time(
+    engine: Engine,
+) -> None:
+    """Heartbeats are written in the database server's time on PostgreSQL: a machine
+    running 'db upgrade' with its clock off must not take a node beating now for gone."""
+    migrate_to(engine, "0006")
+    with engine.connect() as connection:
+        clock = DatabaseClock()
+        clock.measure(connection)
+    node_beating(engine, clock())
+
+    with pytest.raises(StoreError, match="revision 0007 is not additive"):
+        upgrade(engine)
+    assert current_revision(engine) == "0006"

@@ -250,6 +250,8 @@ def shorten_digests(
                 runs.c.status == RunStatus.COLLECTING,
                 runs.c.due_at > runs.c.created_at + wait,
             )
+            # One order on every node: two nodes reloading at once lock the rows alike.
+            .order_by(runs.c.id)
         ).all()
         rows = [{"r": run_id, "due": created_at + wait} for run_id, created_at in longer]
         if rows:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import time
 from collections.abc import Callable, Iterator
 
 from alembic import command
@@ -15,6 +14,7 @@ from sqlalchemy import Connection, Engine, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from jobhooks.errors import SchemaOutOfDate, StoreError
+from jobhooks.store.clock import DatabaseClock
 from jobhooks.store.deadline import overdue, watch
 from jobhooks.store.engine import sqlite_path
 from jobhooks.store.failures import describe_failure
@@ -136,7 +136,7 @@ def _refuse_under_older_nodes(connection: Connection, current: str | None, now: 
     )
 
 
-def upgrade(engine: Engine, *, clock: Callable[[], float] = time.time) -> None:
+def upgrade(engine: Engine, *, clock: Callable[[], float] | None = None) -> None:
     """Run every migration the database lacks.
 
     Refused (:class:`StoreError`) while jobhooks processes run on the database and one of
@@ -150,7 +150,11 @@ def upgrade(engine: Engine, *, clock: Callable[[], float] = time.time) -> None:
             connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7262514)")
         current = MigrationContext.configure(connection).get_current_revision()
         _known(current)
-        _refuse_under_older_nodes(connection, current, clock())
+        if clock is None:  # heartbeats are written in the database server's time
+            clock = DatabaseClock()
+            clock.measure(connection)
+        now = clock()
+        _refuse_under_older_nodes(connection, current, now)
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
         if connection.dialect.name == "sqlite":
