@@ -245,7 +245,8 @@ def shorten_digests(
     counts = []
     for handler, wait in waits:
         longer = connection.execute(
-            select(runs.c.id, runs.c.created_at).where(
+            select(runs.c.id, runs.c.created_at)
+            .where(
                 runs.c.handler == handler,
                 runs.c.status == RunStatus.COLLECTING,
                 runs.c.due_at > runs.c.created_at + wait,
