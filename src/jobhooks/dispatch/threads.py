@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from jobhooks.dispatch.outcome import ordinary_error
 
-__all__ = ["IDLE_EXIT", "HandlerThreads", "Then", "handler_threads", "ordinary_error"]
+__all__ = ["IDLE_EXIT", "HandlerThreads", "Then", "handler_threads"]
 
 T = TypeVar("T")
 
