@@ -16,6 +16,7 @@ from jobhooks import __version__
 from jobhooks.api import health, operator
 from jobhooks.api.checkin import PATH, CheckinEndpoint, check_in
 from jobhooks.api.guard import MAX_BODY, RequestGuard, with_head
+from jobhooks.api.hosts import HostCheck
 from jobhooks.api.problems import PROBLEM_SCHEMA, ApiProblem, problem_response
 from jobhooks.api.schemas import STORABLE, CheckinAnswer, CompletionReport
 from jobhooks.errors import StoreError
@@ -123,14 +124,13 @@ async def _checkin_route(request: Request) -> Response:
     return Response(body, status_code=status, media_type=kind)
 
 
-def create_app(
-    runtime: Runtime, extensions: Sequence[Callable[[FastAPI], None]] = ()
-) -> CheckinEndpoint:
+def create_app(runtime: Runtime, extensions: Sequence[Callable[[FastAPI], None]] = ()) -> HostCheck:
     """The API for a :class:`~jobhooks.service.runtime.Runtime`; its lifespan starts and stops
     it. Each of ``extensions`` adds to the app (the dashboard mounts its pages so).
 
     The check-in is answered by a bare ASGI endpoint in front of FastAPI;
-    everything else (and the OpenAPI document) by FastAPI.
+    everything else (and the OpenAPI document) by FastAPI. In front of both, requests sent
+    under a name not in ``[server] allowed_hosts`` are refused.
     """
 
     @asynccontextmanager
@@ -211,4 +211,5 @@ def create_app(
     # Last, so an extension sees the API's handlers (and may defer to them).
     for extend in extensions:
         extend(app)
-    return CheckinEndpoint(runtime, RequestGuard(app))
+    endpoint = CheckinEndpoint(runtime, RequestGuard(app))
+    return HostCheck(endpoint, lambda: runtime.live.config.server.allowed_hosts)

@@ -30,6 +30,7 @@ __all__ = [
     "SINGLE_HEADERS",
     "BodyRefused",
     "RequestGuard",
+    "answer_problem",
     "check_length",
     "read_body",
     "repeated_header",
@@ -146,7 +147,10 @@ _REFUSAL_HEADERS = [
 ]
 
 
-async def _answer(send: Send, status: int, detail: str, errors: list[dict[str, str]]) -> None:
+async def answer_problem(
+    send: Send, status: int, detail: str, errors: list[dict[str, str]]
+) -> None:
+    """Answer with a problem document, before any route (see :data:`_REFUSAL_HEADERS`)."""
     body = problem_body(status, detail, errors or None)
     await send(
         {
@@ -190,11 +194,11 @@ class RequestGuard:
         if scope["method"] in _SERVED:
             problem = self._text_problem(scope)
             if problem is not None:
-                await _answer(send, *problem)
+                await answer_problem(send, *problem)
                 return
         repeated = repeated_header(scope["headers"])
         if repeated is not None:
-            await _answer(send, 400, repeated_problem(repeated), [])
+            await answer_problem(send, 400, repeated_problem(repeated), [])
             return
         headers = dict(scope["headers"])
         declared = headers.get(b"content-length")
@@ -206,7 +210,7 @@ class RequestGuard:
             body = await read_body(receive, self.max_body)
         except BodyRefused as refused:
             if not refused.client_gone:
-                await _answer(send, refused.status, refused.detail, [])
+                await answer_problem(send, refused.status, refused.detail, [])
             return
         replayed = False
 

@@ -48,6 +48,9 @@ __all__ = [
 ]
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
+_HOST_NAME = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?", re.ASCII)
+"""A name a ``Host`` header may carry (an IPv4 address fits too; addresses are always
+answered, so IPv6 ones need no entry)."""
 GROUP_FIELDS = ("job_type", "job_type_id", "client_machine", "agent_id", "job_result", "job_id")
 """The context fields a registration's digests may be grouped by (``group_by``)."""
 DEFAULT_GROUP_WAIT = 30.0
@@ -123,6 +126,9 @@ class ServerSettings(_Section):
     """Least severe level logged by serve, worker and poll (None: each command's own)."""
     log_format: Literal["text", "json"] = "text"
     """``json``: one JSON object per line, for a log collector."""
+    allowed_hosts: tuple[str, ...] = ()
+    """The names the API and dashboard answer to (addresses and ``localhost`` always are);
+    empty: any name. Applied at a reload."""
 
     @field_validator("listen")
     @classmethod
@@ -131,6 +137,19 @@ class ServerSettings(_Section):
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"expected HOST:PORT such as {DEFAULT_LISTEN!r}, got {value!r}")
         return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _check_allowed_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        names = []
+        for name in value:
+            if not _HOST_NAME.fullmatch(name):
+                raise ValueError(
+                    "expected host names such as 'jobhooks.example.com' (no scheme, port or "
+                    f"path), got {name[:100]!r}"
+                )
+            names.append(name.lower().removesuffix("."))
+        return tuple(names)
 
     @field_validator("database")
     @classmethod
