@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.app import TestClient
@@ -552,6 +553,47 @@ def test_a_digest_is_shown_collecting_with_its_completions_linked_from_each(ui: 
         for other in ids:
             if other != own:
                 assert f'<a href="/ui/completions/{other}"><code>{other}</code></a>' in page
+
+
+FAILURE_DIGEST = DIGEST.replace(
+    'group_by = ["client_machine"]', 'when = "failure"\ngroup_by = ["client_machine"]'
+)
+
+
+def _digest_run(completion: dict[str, Any]) -> dict[str, Any]:
+    (run,) = (run for run in completion["handler_runs"] if run["handler"] == "machine-down")
+    found: dict[str, Any] = run
+    return found
+
+
+@pytest.mark.parametrize("handlers", [FAILURE_DIGEST])
+def test_each_member_of_a_digest_says_why_it_joined_as_its_check_in_did(ui: Ui) -> None:
+    """The digest's run opened on the first failure; the second, of another job, joined it
+    for its own failure, which its page and the API say, as its check-in's answer did."""
+    ui.sign_in("viewer")
+    answers = []
+    for _ in range(2):
+        answer = ui.client.post(
+            "/api/v1/job-completions",
+            json=report(client_machine="store07.example.com", job_result="Failure"),
+            headers={"Authorization": f"Bearer {ui.tokens['agent']}"},
+        )
+        assert answer.status_code == 202, answer.text
+        answers.append(answer.json())
+    first, second = (_digest_run(a) for a in answers)
+    assert first["id"] == second["id"], "one digest"
+    assert first["trigger"]["reason"] != second["trigger"]["reason"], "two jobs"
+
+    for answer in answers:
+        run = _digest_run(answer)
+        own = run["trigger"]["reason"]
+        detail = ui.client.get(
+            f"/api/v1/job-completions/{answer['id']}",
+            headers={"Authorization": f"Bearer {ui.tokens['admin']}"},
+        ).json()
+        assert _digest_run(detail)["trigger"] == run["trigger"]
+        page = ui.client.get(f"/ui/completions/{answer['id']}").text
+        assert html.escape(own, quote=False) in page
 
 
 @pytest.mark.parametrize("handlers", [DIGEST])

@@ -268,14 +268,20 @@ def completion_detail(connection: Connection, completion_id: str) -> CompletionD
                 attempt.traceback,
             )
         )
-    details = [
-        RunDetail(
-            **_run_fields(run, len(members[run.id]) if run.id in members else None),
-            attempt_history=history[run.id],
-            group=[member for member, _trigger in members.get(run.id, ())],
+    details = []
+    for run in run_rows:
+        fields = _run_fields(run, len(members[run.id]) if run.id in members else None)
+        for member, trigger in members.get(run.id, ()):
+            if member == completion_id:
+                # A digest opened on its first member; this one joined it for its own reason.
+                fields["trigger"] = json.loads(trigger) if trigger else None
+        details.append(
+            RunDetail(
+                **fields,
+                attempt_history=history[run.id],
+                group=[member for member, _trigger in members.get(run.id, ())],
+            )
         )
-        for run in run_rows
-    ]
     view = completion_view(row)
     return CompletionDetail(**{**view.as_json(), "handler_runs": details})
 
