@@ -476,3 +476,32 @@ def test_a_token_with_an_expiry_that_is_no_number_is_used(
     fake.raw_answers.append(odd_expiry)
     fake.add()
     assert read_history(oauth_platform, limit=5) == len(fake.rows)
+
+
+@pytest.mark.parametrize("expires_in", [-1, -3600, "-5"])
+def test_a_token_with_an_expiry_in_the_past_is_kept_not_fetched_per_request(
+    oauth_platform: KeyfactorServer, expires_in: object
+) -> None:
+    """A negative expires_in says nothing usable about the token, which the platform takes:
+    it lives the default (a 401 would fetch another), instead of one token endpoint request
+    per platform request."""
+    fake = oauth_platform.fake
+    issued = []
+
+    def past_expiry(request: RawRequest) -> bool:
+        if request.path != "/token":
+            return False
+        issued.append(request.path)
+        form = {"client_id": fake.client_id, "client_secret": fake.client_secret}
+        status, answer = fake.issue_token({"grant_type": "client_credentials", **form})
+        request.send_json(status, {**answer, "expires_in": expires_in})
+        return True
+
+    fake.raw_answers.append(past_expiry)
+    clients = build_clients(settings(oauth_platform))
+    try:
+        for _ in range(5):
+            assert clients.client.get("OrchestratorJobs/JobHistory").status_code == 200
+    finally:
+        clients.close()
+    assert len(issued) == 1

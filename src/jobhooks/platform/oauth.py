@@ -331,14 +331,15 @@ def _discard(response: httpx.Response) -> None:
 
 def _lifetime(value: object) -> float:
     """Seconds a token lives by its ``expires_in``: :data:`DEFAULT_LIFETIME` when that is
-    missing, zero, or no number (``"an hour"``, a list): the token is there all the same."""
+    missing, zero or below, or no number (``"an hour"``, a list): the token is there all the
+    same (and a 401 fetches another)."""
     if not value or isinstance(value, bool) or not isinstance(value, int | float | str):
         return DEFAULT_LIFETIME
     try:
         seconds = float(value)
     except ValueError:
         return DEFAULT_LIFETIME
-    return DEFAULT_LIFETIME if math.isnan(seconds) else seconds
+    return DEFAULT_LIFETIME if math.isnan(seconds) or seconds <= 0 else seconds
 
 
 def _printable(text: str) -> str:
