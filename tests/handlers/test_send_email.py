@@ -276,6 +276,18 @@ def test_a_password_is_not_sent_in_clear_to_a_server_without_starttls(
     assert sink.logins == [] and sink.messages == []
 
 
+def test_an_empty_username_and_password_mean_no_login(
+    write_config: WriteConfig, start_smtp: StartSmtp
+) -> None:
+    # As the sample's web.config gives them for a relay that takes mail without a login.
+    sink = start_smtp(auth=True, auth_require_tls=False)
+    properties = 'Username = ""\nPassword = ""'
+    outcome = attempt(write_config(send_email_config(sink, properties)))
+    assert outcome.succeeded, outcome.error
+    assert sink.logins == []
+    assert sink.deliveries == [Delivery(encrypted=False, login=None)]
+
+
 def test_tls_none_given_explicitly_sends_the_password_in_clear(
     write_config: WriteConfig, start_smtp: StartSmtp, relay_password: str
 ) -> None:

@@ -277,7 +277,9 @@ class EmailHandler(JobCompleteHandler):
             problems.append(ValueError("property EmailRecipients: list at least one address"))
         check(self._check_recipients)
         check(self._read_tls)
-        if self.password is not None and not self.username:
+        # An empty Username or Password is not set, as in the sample's web.config for a
+        # relay that takes mail without a login.
+        if self.password is not None and self.password.reveal() and not self.username:
             problems.append(ValueError("property Password is set but Username is not"))
         if self.ca_bundle is not None and not Path(self.ca_bundle).is_file():
             problems.append(ValueError(f"property CaBundle: no such file: {self.ca_bundle}"))
@@ -470,7 +472,7 @@ class EmailHandler(JobCompleteHandler):
         the others)."""
         if not implicit and self._tls != "none":
             await self._start_tls(client)
-        if self.username is not None:
+        if self.username:
             encrypted = client.get_transport_info("sslcontext") is not None
             if not encrypted and self._tls != "none":
                 raise SmtpTlsError(
