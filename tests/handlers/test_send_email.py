@@ -288,6 +288,34 @@ def test_an_empty_username_and_password_mean_no_login(
     assert sink.deliveries == [Delivery(encrypted=False, login=None)]
 
 
+def test_the_smtp_section_login_is_not_sent_to_a_server_the_handler_names(
+    write_config: WriteConfig, start_smtp: StartSmtp, relay_password: str
+) -> None:
+    sink = start_smtp(auth=True, auth_require_tls=False)
+    config = write_config(
+        f"""
+        [smtp]
+        host = "smtp.invalid"
+        username = "{LOGIN}"
+        password = "env:RELAY_PASSWORD"
+        mail_from = "jobhooks@example.com"
+
+        [[handlers]]
+        name = "mail-pki"
+        type = "send-email"
+        job_types = "*"
+        [handlers.properties]
+        SmtpServer = "{sink.host}"
+        SmtpPort = "{sink.port}"
+        EmailRecipients = ["pki-team@example.com"]
+        """
+    )
+    outcome = attempt(config)
+    assert outcome.succeeded, outcome.error
+    assert sink.logins == []
+    assert sink.deliveries == [Delivery(encrypted=False, login=None)]
+
+
 def test_tls_none_given_explicitly_sends_the_password_in_clear(
     write_config: WriteConfig, start_smtp: StartSmtp, relay_password: str
 ) -> None:

@@ -360,6 +360,35 @@ SmtpPort = 587
     assert handler.password is not None and handler.password.reveal() == "from-smtp-section"
 
 
+@pytest.mark.parametrize(
+    ("server", "login"), [("SMTP.example.com", "relay"), ("relay-b.example.com", None)]
+)
+def test_the_smtp_section_login_goes_to_its_own_host_only(
+    write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch, server: str, login: str | None
+) -> None:
+    monkeypatch.setenv("SMTP_PASSWORD", "from-smtp-section")
+    text = f"""
+[smtp]
+host = "smtp.example.com"
+username = "relay"
+password = "env:SMTP_PASSWORD"
+mail_from = "jobhooks@example.com"
+
+[[handlers]]
+name = "mail"
+type = "repeated-failure-email"
+job_types = ["{INVENTORY}"]
+[handlers.properties]
+SmtpServer = "{server}"
+EmailRecipients = "pki@example.com"
+"""
+    handler = load(write_config(text)).registry.handlers[0].handler
+    assert isinstance(handler, RepeatedFailureEmailHandler)
+    assert handler.username == login
+    assert (handler.password is not None) == (login is not None)
+    assert handler.mail_from == "jobhooks@example.com", "the rest still comes from [smtp]"
+
+
 def test_email_handler_without_any_smtp_server_is_refused(write_config: WriteConfig) -> None:
     text = f"""
 [[handlers]]

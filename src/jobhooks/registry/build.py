@@ -142,12 +142,33 @@ _TLS_PROPERTIES = {normalise_name("tls"), normalise_name("starttls")}
 keeps ``[smtp]``'s mode out."""
 
 
+_CREDENTIALS = {"username", "password"}
+"""``[smtp]`` settings that belong to its host: a handler naming another server never
+gets them (its relay would be sent another relay's login)."""
+
+
+def _smtp_supplied(properties: Mapping[str, object], smtp: SmtpSettings) -> dict[str, str]:
+    """The properties ``[smtp]`` supplies to an email handler's ``properties``
+    (property -> ``[smtp]`` setting): those it leaves out, but for the login when its
+    own ``SmtpServer`` is another host than ``[smtp] host``."""
+    given = {normalise_name(key): value for key, value in properties.items()}
+    server = given.get("smtpserver")
+    own = server.strip().lower() if isinstance(server, str) else ""
+    host = (smtp.host or "").strip().lower()
+    elsewhere = bool(own and host and own != host)
+    return {
+        prop: setting
+        for setting, prop in _SMTP_PROPERTIES.items()
+        if normalise_name(prop) not in given and not (elsewhere and setting in _CREDENTIALS)
+    }
+
+
 def _with_smtp_defaults(properties: dict[str, object], smtp: SmtpSettings) -> dict[str, object]:
     given = {normalise_name(key) for key in properties}
     merged = dict(properties)
-    for setting, prop in _SMTP_PROPERTIES.items():
+    for prop, setting in _smtp_supplied(properties, smtp).items():
         value = getattr(smtp, setting)
-        if value is not None and normalise_name(prop) not in given:
+        if value is not None:
             merged[prop] = value
     if smtp.tls_mode is not None and not given & _TLS_PROPERTIES:
         merged["tls"] = smtp.tls_mode
@@ -202,12 +223,11 @@ def _register(
     given = {normalise_name(key): key for key in properties}
     from_smtp: dict[str, str] = {}
     if getattr(handler_class, "smtp_defaults", False):
-        properties = _with_smtp_defaults(properties, config.smtp)
         from_smtp = {
             normalise_name(prop): setting
-            for setting, prop in _SMTP_PROPERTIES.items()
-            if normalise_name(prop) not in given
+            for prop, setting in _smtp_supplied(properties, config.smtp).items()
         }
+        properties = _with_smtp_defaults(properties, config.smtp)
     values, property_problems = coerce_properties(handler_class, properties)
     for key, problem in property_problems:
         path: KeyPath = ("handlers", index, "properties", key)
