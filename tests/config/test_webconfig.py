@@ -250,6 +250,24 @@ def test_an_unknown_type_is_flagged_and_kept_for_the_operator(
     assert "'OpenTicket'" in invalid.stderr and "type" in invalid.stderr
 
 
+def test_a_misspelt_built_in_class_is_flagged_with_the_type_it_is_near(
+    run_import: Callable[..., Any],
+) -> None:
+    misspelt = SAMPLE.replace(
+        ".SendEmail_RepeatedFailureHandler,", ".SendEmial_RepeatedFailureHandler,"
+    )
+    result = run_import(web_config(misspelt))
+    assert result.exit_code == 0, result.output
+    flag = (
+        "FLAG SendEmail_RepeatedFailureHandler: no jobhooks type for the C# handler "
+        "'SampleJobCompletionHandlers.SendEmial_RepeatedFailureHandler': did you mean "
+        "SendEmail_RepeatedFailureHandler? Its jobhooks type is 'repeated-failure-email'"
+    )
+    assert flag in " ".join(result.stderr.split())
+    (handler,) = tomlkit.parse(result.stdout)["handlers"]
+    assert handler["type"] == "", "a near match is only a guess: the operator decides"
+
+
 def test_unknown_properties_of_a_known_type_are_flagged_and_left_out(
     run_import: Callable[..., Any],
 ) -> None:

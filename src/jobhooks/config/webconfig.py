@@ -14,6 +14,7 @@ for input it cannot read.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 import uuid
@@ -161,6 +162,20 @@ def _jobhooks_type(source_type: str) -> str | None:
     return KNOWN_TYPES.get(class_name) or KNOWN_TYPES.get(class_name.rsplit(".", 1)[-1])
 
 
+def _near_known_type(source_type: str) -> str:
+    """``did you mean X? Its jobhooks type is 'y': ...`` when the class is spelt nearly as
+    a handler jobhooks maps (a typo the platform could not load either), else ``""``."""
+    short = source_type.split(",")[0].strip().rsplit(".", 1)[-1]
+    names = [name for name in KNOWN_TYPES if "." not in name]
+    matches = difflib.get_close_matches(short, names, n=1, cutoff=0.8)
+    if not matches:
+        return ""
+    return (
+        f"did you mean {matches[0]}? Its jobhooks type is {KNOWN_TYPES[matches[0]]!r}: put "
+        "that in type if so; else "
+    )
+
+
 def _job_types(value: PropertyValue, flags: list[str]) -> list[str]:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
@@ -233,7 +248,8 @@ def _convert(
     _gather(raw, imported)
     if imported.type is None:
         imported.flags.append(
-            f"no jobhooks type for the C# handler {source_type.split(',')[0]!r}: write it as a "
+            f"no jobhooks type for the C# handler {source_type.split(',')[0]!r}: "
+            f"{_near_known_type(source_type)}write it as a "
             "Python handler package and put its entry point's name in type"
         )
     elif imported.type in ("send-email", "repeated-failure-email"):
