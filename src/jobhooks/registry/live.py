@@ -73,7 +73,11 @@ class LiveConfig:
                 self._loaded = load_for_serving(self.path, catalog, previous=self.registry)
             except ConfigError as exc:
                 status = ReloadStatus(time.time(), False, exc.problems)
-                logger.error("reload refused, keeping the running configuration: %s", exc)
+                # One line, its problems side by side: a log line holds no line breaks.
+                logger.error(
+                    "reload refused, keeping the running configuration: %s",
+                    "; ".join(exc.problems),
+                )
             else:
                 status = ReloadStatus(time.time(), True, _problems_of(self.registry))
                 logger.info("configuration reloaded: %d handlers", len(self.registry))
