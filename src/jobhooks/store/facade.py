@@ -99,6 +99,7 @@ class Store:
         self._writer = GroupCommitWriter(
             self._engine,
             verify=self._verify_file if self._path is not None else None,
+            before=self._checkpointer.make_room if self._checkpointer is not None else None,
             clock=clock,
         )
         if self._checkpointer is not None:

@@ -177,7 +177,11 @@ class GroupCommitWriter:
 
     ``verify`` runs after each commit, before anyone is told: when it raises
     :class:`DatabaseLost` (the database file is not the one that was opened),
-    the group fails and so does every write after it.
+    the group fails and so does every write after it. ``before`` runs on the writer
+    thread before each transaction: what it raises fails that transaction's writes
+    (counted in :attr:`health`) with nothing written (SQLite's checkpoint, while the
+    disk has no room for the log's pages: each write would take more of the room it
+    needs, and the log could never start over).
     """
 
     def __init__(
@@ -186,11 +190,13 @@ class GroupCommitWriter:
         *,
         max_batch: int = 1024,
         verify: Callable[[], None] | None = None,
+        before: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._engine = engine
         self._max_batch = max_batch
         self._verify = verify
+        self._before = before
         self._clock = clock
         self._periodic: list[tuple[Periodic, list[float]]] = []
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -280,6 +286,7 @@ class GroupCommitWriter:
         lost = self.lost
         if lost is not None:
             raise lost
+        self._prepare()
         session: Session | None = None
         try:
             with watch() as watched:
@@ -295,6 +302,16 @@ class GroupCommitWriter:
             self._failed(exc)
             raise exc
         return result
+
+    def _prepare(self) -> None:
+        """Run ``before``; what it raises counts as a failed write, and is raised."""
+        if self._before is None:
+            return
+        try:
+            self._before()
+        except Exception as exc:
+            self._failed(exc)
+            raise
 
     # -- health ------------------------------------------------------------------
 
@@ -512,6 +529,12 @@ class GroupCommitWriter:
         if self._lost is not None:
             for item in batch:
                 self._fail(item, DatabaseLost(str(self._lost)))
+            return
+        try:
+            self._prepare()
+        except Exception as exc:
+            for item in batch:
+                self._fail(item, exc)
             return
         unreached: Exception | None = None
         try:
