@@ -661,7 +661,7 @@ def test_a_file_found_damaged_as_the_writer_connects_refuses_every_write(
             asyncio.run(store.check_in(new_completion()))
 
         assert "changed under jobhooks" in str(refused.value)
-        assert "restore or move the file" in str(refused.value)
+        assert "restore the file from a backup or move it aside" in str(refused.value)
     finally:
         store.close()
 

@@ -341,9 +341,10 @@ class GroupCommitWriter:
         if is_damaged(exc):
             self._lose(
                 DatabaseLost(
-                    f"{describe_failure(exc)}: it was changed under jobhooks (copied over "
-                    "while running?); every write is refused. Stop jobhooks, restore or "
-                    "move the file, and start it again"
+                    f"{describe_failure(exc)}: the file is damaged (changed under jobhooks, "
+                    "copied over while running, or a disk fault); every write is refused. "
+                    "Stop jobhooks, restore the file from a backup or move it aside, and "
+                    "start it again"
                 )
             )
             return
