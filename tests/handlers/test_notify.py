@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import HttpReceiver, SmtpSink
+from conftest import HttpReceiver, Received, SmtpSink
 
 from jobhooks import JobCompleteContext
 from jobhooks.dispatch.execute import run_attempt
@@ -371,3 +371,49 @@ def test_job_data_is_text_not_markup_in_an_html_service(
         assert "<a href" not in shown and "<img" not in shown and "<b>" not in shown
     text = message.get_body(("plain",))
     assert text is not None and markup in text.get_content()
+
+
+def test_receivers_that_never_finish_answering_hold_up_no_other_handler(
+    write_config: WriteConfig, http_receiver: HttpReceiver
+) -> None:
+    """A send Apprise makes cannot be stopped once it started, and a receiver that takes
+    the request but never answers keeps it going past every timeout: however many such
+    sends are left running, other handlers' notifications still go out at once."""
+    stuck = 40  # more than a thread pool of a fixed size Apprise could share holds
+
+    def respond(request: Received) -> tuple[int, bytes]:
+        if request.path == "/stuck":
+            http_receiver.release.wait(30)
+        return 200, b""
+
+    http_receiver.respond = respond
+    config = write_config(f"""
+        [[handlers]]
+        name = "stuck"
+        type = "notify"
+        job_types = "*"
+        timeout = 0.5
+        [handlers.properties]
+        urls = ["json://127.0.0.1:{http_receiver.port}/stuck?rto=30"]
+
+        [[handlers]]
+        name = "page-oncall"
+        type = "notify"
+        job_types = "*"
+        timeout = 5
+        [handlers.properties]
+        urls = ["json://127.0.0.1:{http_receiver.port}/oncall"]
+    """)
+    registry = load(config).registry
+    hanging, healthy = registry.get("stuck"), registry.get("page-oncall")
+    assert hanging is not None and healthy is not None
+
+    async def run() -> tuple[list[Outcome], Outcome]:
+        contexts = [sample_context() for _ in range(stuck)]
+        timed_out = await asyncio.gather(*(run_attempt(hanging, c) for c in contexts))
+        return timed_out, await run_attempt(healthy, sample_context())
+
+    timed_out, outcome = asyncio.run(run())
+    assert [o.error for o in timed_out] == ["timed out after 0.5 s"] * stuck
+    assert outcome.succeeded, outcome.error
+    assert outcome.duration < 2

@@ -11,16 +11,25 @@ ntfy://ntfy.example.com``), and every other part of the URLs is masked in what
 Apprise logs. Each URL is notified on its own; a retry notifies only those that
 failed before, as remembered by the handler (so after a restart or a reload,
 all of them again).
+
+Each send runs on a thread of its own, never on a pool shared with other sends:
+Apprise's services block on their sockets and cannot be stopped, and a
+receiver that takes a request but never ends its answer holds its send past
+every timeout (a read timeout is per read). Such a send holds its thread until
+the receiver lets go, and nothing else.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import ipaddress
 import logging
 import re
+import threading
 import weakref
+from collections.abc import Callable
 from urllib.parse import SplitResult, urlsplit
 
 import apprise
@@ -93,7 +102,12 @@ class NotifyHandler(JobCompleteHandler):
         weakref.finalize(self, self._redact.uninstall)
         self._targets: list[apprise.Apprise] = []
         for position, text in enumerate(texts):
-            target = apprise.Apprise()
+            # Sending in the calling thread (see _in_a_thread), with no deadline: with one,
+            # Apprise moves a send onto its process-wide pool of a few threads, which as
+            # many sends stuck on receivers that never answer hold for good.
+            target = apprise.Apprise(
+                asset=apprise.AppriseAsset(async_mode=False, service_timeout=0)
+            )
             if not target.add(text):
                 raise ValueError(_unrecognised(position))
             self._targets.append(target)
@@ -167,12 +181,20 @@ class NotifyHandler(JobCompleteHandler):
     ) -> None:
         """Notify ``urls[position]``, and add it to ``delivered`` at once when it took the
         notification (an attempt that times out later still counts it)."""
-        # Text: Apprise escapes it for a service that renders HTML or Markdown (mail,
-        # Teams, Slack ...), so an orchestrator's message is shown, never rendered.
-        if await self._targets[position].async_notify(
-            body=body, title=title, notify_type=notify_type, body_format=apprise.NotifyFormat.TEXT
-        ):
-            delivered.add(position)
+        target = self._targets[position]
+
+        def send() -> None:
+            # Text: Apprise escapes it for a service that renders HTML or Markdown (mail,
+            # Teams, Slack ...), so an orchestrator's message is shown, never rendered.
+            if target.notify(
+                body=body,
+                title=title,
+                notify_type=notify_type,
+                body_format=apprise.NotifyFormat.TEXT,
+            ):
+                delivered.add(position)
+
+        await _in_a_thread(send)
 
 
 class _Redact(logging.Filter):
@@ -216,6 +238,34 @@ class _Redact(logging.Filter):
         if record.stack_info:
             record.stack_info = self._secret.sub(MASK, record.stack_info)
         return True
+
+
+async def _in_a_thread(call: Callable[[], None]) -> None:
+    """Run ``call`` on a daemon thread of its own and await its end (or its exception).
+    Nothing waits for the thread once the caller stops waiting: a call that never returns
+    holds that thread alone."""
+    loop = asyncio.get_running_loop()
+    ended: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: BaseException | None) -> None:
+        if ended.done():  # the attempt was cancelled (timed out) meanwhile
+            return
+        if error is None:
+            ended.set_result(None)
+        else:
+            ended.set_exception(error)
+
+    def run() -> None:
+        error: BaseException | None = None
+        try:
+            call()
+        except Exception as exc:
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the event loop closed in the meantime
+            loop.call_soon_threadsafe(settle, error)
+
+    threading.Thread(target=run, name="jobhooks-notify", daemon=True).start()
+    await ended
 
 
 def _unrecognised(position: int) -> str:
