@@ -298,6 +298,65 @@ def test_a_huge_answer_is_not_read_whole(
     assert receiver.sent < receiver.size // 4, f"read {receiver.sent} of {receiver.size} bytes"
 
 
+class TrickledAnswer:
+    """A real HTTP receiver on loopback that answers every POST at once with ``status`` and
+    headers, then a body a byte at a time, every 50 ms, until closed: each read gets a byte
+    well within any read timeout, but the answer never ends."""
+
+    def __init__(self, status: int) -> None:
+        self.requests = 0
+        self.stop = threading.Event()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length") or 0))
+                receiver.requests += 1
+                self.send_response(status)
+                self.send_header("content-length", "1000000")
+                self.end_headers()
+                self.close_connection = True
+                try:
+                    while not receiver.stop.wait(0.05):
+                        self.wfile.write(b"x")
+                        self.wfile.flush()
+                except OSError:
+                    pass  # the client hung up
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._serving = LoopbackServer(Handler)
+        self.url = self._serving.origin
+
+    def close(self) -> None:
+        self.stop.set()
+        self._serving.close()
+
+
+@pytest.mark.parametrize("status", [200, 500])
+def test_an_answer_that_never_ends_is_judged_by_its_status(
+    write_config: WriteConfig, status: int
+) -> None:
+    """A receiver that accepted the delivery (2xx) got it, however long the rest of its
+    answer takes: an attempt that timed out reading it would be retried and deliver twice."""
+    receiver = TrickledAnswer(status)
+    try:
+        config = write_config(webhook_config(receiver.url, "show_answer = true", timeout=3))
+        (outcome,) = deliver(registered(config), sample_context())
+    finally:
+        receiver.close()
+    assert receiver.requests == 1
+    if status == 200:
+        assert outcome.succeeded, outcome.error
+    else:
+        answered = f"WebhookError: POST to {receiver.url[7:]} answered 500 Internal Server Error"
+        assert (outcome.error or "").startswith(f"{answered}: 'x"), outcome.error
+    assert outcome.duration < 2.5
+
+
 def test_a_compressed_answer_is_never_inflated(
     write_config: WriteConfig, http_receiver: HttpReceiver
 ) -> None:

@@ -19,12 +19,15 @@ what they were sent in ways no mask can foresee (a path segment, a query
 value decoded, the Basic header in base64); ``show_answer = true`` adds its
 first 200 characters, each secret part (in any case, escaped or encoded)
 masked, for a receiver known not to echo. Of any answer at most its first
-4,000 bytes are read, never decompressed, then the connection is closed: a
-receiver may answer with gigabytes, or with a few compressed ones.
+4,000 bytes are read, never decompressed, for at most a second, then the
+connection is closed: a receiver may answer with gigabytes, or with a few
+compressed ones, or never end its answer. Its status alone decides: a receiver
+that accepted the delivery got it, however the rest of its answer goes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
@@ -53,6 +56,10 @@ _SHOWN_BODY = 200
 _READ_BODY = _SHOWN_BODY * 20
 """Bytes of an answer read at most: what ``show_answer`` masks, then cuts to
 ``_SHOWN_BODY`` characters (so no secret is left half shown at the cut)."""
+_READ_TIME = 1.0
+"""Seconds the rest of an answer is read at most once its status has come: a receiver
+that sends a byte now and then, never ending its answer, must not take the attempt to its
+timeout (a 2xx would then be retried, delivered twice)."""
 
 
 class WebhookError(RuntimeError):
@@ -187,13 +194,13 @@ def _where(url: httpx.URL) -> str:
 async def _start_of(response: httpx.Response) -> str:
     """The first ``_READ_BODY`` bytes of an answer as they arrived, never decompressed (a
     receiver that compresses although asked not to shows as it sent), as text; what
-    arrived before the connection broke, if it did."""
+    arrived before the connection broke, or within ``_READ_TIME``, if it did not all."""
     raw = b""
     # aiter_raw is an async generator (typed as an iterator): closed here, not when
     # collected, so it ends before the response does.
     chunks = cast(AsyncGenerator[bytes, None], response.aiter_raw())
-    with contextlib.suppress(httpx.HTTPError):
-        async with contextlib.aclosing(chunks):
+    with contextlib.suppress(httpx.HTTPError, TimeoutError):
+        async with asyncio.timeout(_READ_TIME), contextlib.aclosing(chunks):
             async for chunk in chunks:
                 raw += chunk[: _READ_BODY - len(raw)]
                 if len(raw) >= _READ_BODY:
