@@ -10,6 +10,7 @@ import gzip
 import http
 import http.server
 import json
+import ssl
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -483,6 +484,38 @@ def test_a_receiver_behind_a_private_ca_is_trusted_through_ca_bundle(
     assert not without_ca[0].succeeded
     assert "CERTIFICATE_VERIFY_FAILED" in (without_ca[0].error or "")
     assert len(receiver.requests) == 1
+
+
+def test_a_receiver_behind_a_private_ca_is_trusted_in_a_child_process_too(
+    write_config: Callable[[str], Path], test_certificates: TestCertificates
+) -> None:
+    receiver = HttpReceiver(tls=test_certificates.server_context())
+    try:
+        properties = f'ca_bundle = "{test_certificates.ca}"'
+        config = write_config(webhook_config(receiver.url, properties, isolation="process"))
+        (outcome,) = deliver(registered(config), sample_context())
+    finally:
+        receiver.close()
+    assert outcome.succeeded, outcome.error
+    assert len(receiver.requests) == 1
+
+
+def test_the_trusted_certificates_are_loaded_once_not_on_every_delivery(
+    write_config: WriteConfig, http_receiver: HttpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loading a CA bundle takes milliseconds of the event loop every check-in shares."""
+    loads: list[object] = []
+    load_verify_locations = ssl.SSLContext.load_verify_locations
+
+    def counted(context: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
+        loads.append(args or kwargs)
+        load_verify_locations(context, *args, **kwargs)
+
+    handler = registered(write_config(webhook_config(http_receiver.url)))
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counted)
+    outcomes = deliver(handler, *(sample_context() for _ in range(5)))
+    assert all(outcome.succeeded for outcome in outcomes)
+    assert len(loads) <= 1
 
 
 # The url and headers carry credentials: no error, log line or API answer may show them.

@@ -100,10 +100,10 @@ class WebhookHandler(JobCompleteHandler):
             raise ValueError(f"property url{reference}: the URL names no host")
         self._where = _where(url)
         self._redacted = _secret_parts(url, self.url.reveal(), self.headers.values())
-        self._verify: ssl.SSLContext | bool = self.verify_tls
+        self._tls: ssl.SSLContext | None = None
         if self.ca_bundle is not None and self.verify_tls:
             try:
-                self._verify = ssl.create_default_context(cafile=self.ca_bundle)
+                self._tls_context()
             except (OSError, ssl.SSLError) as exc:
                 raise ValueError(
                     f"property ca_bundle: cannot load {self.ca_bundle}: {exc}"
@@ -122,6 +122,21 @@ class WebhookHandler(JobCompleteHandler):
         clashes = sorted(name for name in self.headers if name.lower() in _RESERVED)
         if clashes:
             raise ValueError(f"property headers: {', '.join(clashes)} are set by jobhooks")
+
+    def __getstate__(self) -> dict[str, object]:
+        # An SSL context cannot be pickled (sent to a child process, isolation =
+        # "process"): the child makes its own on its first delivery.
+        return {**self.__dict__, "_tls": None}
+
+    def _tls_context(self) -> ssl.SSLContext:
+        """The TLS settings of every delivery, made once: loading the trusted certificates
+        takes milliseconds of the event loop, which check-ins share."""
+        if self._tls is None:
+            if self.ca_bundle is not None and self.verify_tls:
+                self._tls = ssl.create_default_context(cafile=self.ca_bundle)
+            else:
+                self._tls = httpx.create_ssl_context(verify=self.verify_tls)
+        return self._tls
 
     def message_id(self, context: JobCompleteContext) -> str:
         """A stable id for this handler's run on this completion (the same on retries)."""
@@ -162,7 +177,9 @@ class WebhookHandler(JobCompleteHandler):
         # idle connection would outlive the event loop it was made on.
         try:
             async with (
-                httpx.AsyncClient(timeout=self.request_timeout, verify=self._verify) as client,
+                httpx.AsyncClient(
+                    timeout=self.request_timeout, verify=self._tls_context()
+                ) as client,
                 client.stream(
                     "POST", self.url.reveal(), content=body.encode(), headers=headers
                 ) as response,
