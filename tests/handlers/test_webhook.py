@@ -233,6 +233,27 @@ def test_a_non_2xx_answer_is_a_failed_attempt_naming_the_status(
     assert len(http_receiver.requests) == 1, "a redirect is not followed"
 
 
+@pytest.mark.parametrize("status", [302, 307, 308])
+def test_a_redirect_to_another_host_is_not_followed(
+    write_config: WriteConfig, http_receiver: HttpReceiver, webhook_secret: str, status: int
+) -> None:
+    elsewhere = HttpReceiver()
+    http_receiver.respond = lambda request: (status, b"", {"location": f"{elsewhere.url}/x"})
+    try:
+        config = write_config(
+            webhook_config(
+                http_receiver.url,
+                'secret = "env:WEBHOOK_SECRET"\nheaders = { authorization = "Bearer k-Zt4" }',
+            )
+        )
+        (outcome,) = deliver(registered(config), sample_context())
+    finally:
+        elsewhere.close()
+    assert not outcome.succeeded
+    assert f"answered {status} " in (outcome.error or "")
+    assert elsewhere.requests == []
+
+
 class HugeAnswer:
     """A real HTTP receiver on loopback that answers every POST with ``status`` and a body of
     ``size`` bytes, written 64 KiB at a time until the client hangs up; ``sent`` counts the
