@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import pytest
-from sqlalchemy import update
+from pg import PostgresServer
+from psycopg import sql
+from sqlalchemy import select, update
+from sqlalchemy.engine import make_url
+from support.clock import ManualClock
 from support.reports import new_completion
 from support.storedb import StoreDb
 
 from jobhooks.errors import DatabaseLost, StoreError
 from jobhooks.store import Store
 from jobhooks.store.engine import connect
-from jobhooks.store.nodes import HEARTBEAT_EVERY, NodeIdentity
+from jobhooks.store.nodes import HEARTBEAT_EVERY, STALE_AFTER, NodeIdentity, beat
 from jobhooks.store.records import CheckinReceipt, RunOutcome, RunStatus
 from jobhooks.store.tables import completions, nodes, runs
 
@@ -124,5 +129,84 @@ def test_a_database_that_goes_back_in_time_refuses_every_write(store_url: str) -
     try:
         asyncio.run(main())
         assert "went back in time" in (store.unready() or "")
+    finally:
+        store.close()
+
+
+def _allow_connections(server: PostgresServer, database: str, allow: bool) -> None:
+    """Let sessions into ``database``, or refuse them and end those there (an outage)."""
+    with server.admin() as connection:
+        connection.execute(
+            sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS {}").format(
+                sql.Identifier(database), sql.Literal(allow)
+            )
+        )
+        if not allow:
+            connection.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (database,),
+            )
+
+
+async def _until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 5 * HEARTBEAT_EVERY
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+def test_after_an_outage_of_the_database_its_nodes_are_not_taken_for_gone_at_once(
+    pg_server: PostgresServer, pg_database: str
+) -> None:
+    """Every node is cut off alike: the first one back must not take the others' runs
+    (and run them again) before they could beat again; one still silent after a whole
+    heartbeat's staleness since it came back is gone."""
+    database = make_url(pg_database).database or ""
+    clock = ManualClock()
+    store = Store(pg_database, clock=clock)
+    other = NodeIdentity("other-machine:1:cut-off", "other-machine", "another boot", 1, None)
+    me = NodeIdentity.of_this_process()
+
+    def beaten_at(node: NodeIdentity) -> float | None:
+        engine = connect(pg_database, pool_size=1)
+        try:
+            with engine.connect() as connection:
+                query = select(nodes.c.heartbeat_at).where(nodes.c.id == node.id)
+                return connection.execute(query).scalar()
+        finally:
+            engine.dispose()
+
+    async def main() -> None:
+        await store.check_in(new_completion("mail"))
+        [held] = await store.claim(other.id, 1, {"mail": 60.0})
+        engine = connect(pg_database, pool_size=1)
+        try:
+            with engine.begin() as connection:  # the other node, alive until the outage
+                beat(connection, other, clock(), clock())
+        finally:
+            engine.dispose()
+        await store.start_heartbeat(me, lambda: True)
+        assert await store.dead_nodes() == []
+
+        _allow_connections(pg_server, database, False)
+        try:
+            clock.advance(STALE_AFTER + 3)  # the outage lasts longer than a heartbeat's staleness
+            await _until(lambda: not store.health.ok, "a heartbeat to fail")
+        finally:
+            _allow_connections(pg_server, database, True)
+        await _until(lambda: beaten_at(me) == clock(), "the heartbeat after the outage")
+        assert await store.dead_nodes() == [], "the other node had no chance to beat yet"
+        assert await store.claim(me.id, 10, {"mail": 60.0}) == []
+
+        back = clock()
+        while clock() - back <= STALE_AFTER:  # still silent a staleness after this one's return
+            clock.advance(HEARTBEAT_EVERY * 2)
+            await _until(lambda: beaten_at(me) == clock(), "a heartbeat")
+        assert await store.dead_nodes() == [other.id]
+        [taken] = await store.claim(me.id, 10, {"mail": 60.0}, [other.id])
+        assert (taken.id, taken.number) == (held.id, 2)
+
+    try:
+        asyncio.run(main())
     finally:
         store.close()

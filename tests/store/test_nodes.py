@@ -6,6 +6,7 @@ Times are passed in explicitly: a heartbeat goes stale without waiting.
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from dataclasses import replace
@@ -16,8 +17,10 @@ from support.storedb import StoreDb
 
 from jobhooks.store.checkins import insert_checkins
 from jobhooks.store.nodes import (
+    BEAT_GAP,
     STALE_AFTER,
     NodeIdentity,
+    Watch,
     beat,
     dead_nodes,
     forget_nodes,
@@ -212,3 +215,26 @@ def test_a_process_found_gone_that_beats_again_before_the_claim_keeps_its_runs(
         db, NOW + 2 * STALE_AFTER + 9, _found_gone(db, NOW + 2 * STALE_AFTER + 9)
     )
     assert taken.id == run_id, "silent again for good: taken back"
+
+
+def test_silence_counts_only_from_when_this_process_watches_again(db: StoreDb) -> None:
+    other = _node("cut-off")
+    _beat(db, other, NOW)
+    late = NOW + STALE_AFTER + 3
+    with db.engine.connect() as connection:
+        assert list(dead_nodes(connection, ME, late)) == [other.id]
+        assert dead_nodes(connection, ME, late, watched_since=late) == {}
+        back = dead_nodes(connection, ME, late + STALE_AFTER + 1, watched_since=late)
+    assert list(back) == [other.id]
+
+
+def test_a_watch_begins_again_after_a_failed_or_late_heartbeat() -> None:
+    watch = Watch()
+    watch.beaten(NOW)
+    watch.beaten(NOW + BEAT_GAP)
+    assert watch.since == -math.inf, "an unbroken watch since the start"
+    watch.failed()
+    watch.beaten(NOW + BEAT_GAP + 1)
+    assert watch.since == NOW + BEAT_GAP + 1
+    watch.beaten(NOW + 3 * BEAT_GAP)
+    assert watch.since == NOW + 3 * BEAT_GAP

@@ -33,7 +33,15 @@ from jobhooks.store.engine import is_sqlite, sqlite_path
 from jobhooks.store.failures import describe_failure
 from jobhooks.store.ids import stored_id
 from jobhooks.store.keys import signing_keys
-from jobhooks.store.nodes import HEARTBEAT_EVERY, NodeIdentity, beat, dead_nodes, stop_node
+from jobhooks.store.nodes import (
+    HEARTBEAT_EVERY,
+    STALE_AFTER,
+    NodeIdentity,
+    Watch,
+    beat,
+    dead_nodes,
+    stop_node,
+)
 from jobhooks.store.ports import LocalWorker
 from jobhooks.store.pull import PullStore
 from jobhooks.store.queue import (
@@ -106,6 +114,8 @@ class Store:
             self._writer.every(1.0, self._checkpointer.catch_up)
         self._node: NodeIdentity | None = None
         self._found_gone: dict[str, float] = {}
+        self._watch = Watch()
+        """Since when this process's heartbeats commit without a break."""
         """The processes last found gone, each with the heartbeat it was found with."""
         database = Database(self._engine, self._writer)
         self._db = database
@@ -244,6 +254,7 @@ class Store:
         self._node = node
         started = self._clock()
         written = [await self._db.write(self._beat, (node, started))]
+        self._watch.beaten(written[0])
         clock = self._clock
 
         def renew(connection: Connection) -> float:
@@ -253,7 +264,12 @@ class Store:
 
         def heartbeat() -> None:
             if self._node is not None and alive():
-                written[0] = self._writer.transaction(renew)
+                try:
+                    written[0] = self._writer.transaction(renew)
+                except Exception:
+                    self._watch.failed()
+                    raise
+                self._watch.beaten(written[0])
 
         self._writer.every(HEARTBEAT_EVERY, heartbeat)
 
@@ -262,7 +278,7 @@ class Store:
         node = self._node
         if node is None:
             return []
-        found = await self._db.read(dead_nodes, node, self._clock())
+        found = await self._db.read(dead_nodes, node, self._clock(), STALE_AFTER, self._watch.since)
         self._found_gone = found
         return list(found)
 

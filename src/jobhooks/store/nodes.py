@@ -10,10 +10,15 @@ taken back without waiting for a lease to run out.
 "This machine" means the same boot *and* the same PID namespace: a container
 sharing the host's name sees other process numbers, so its processes are
 judged by their heartbeats only.
+
+A process judges others silent only over time it could write itself (see
+:class:`Watch`): an outage that cut every node off gave the others no more
+chance to beat than it had.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import socket
@@ -30,9 +35,11 @@ from jobhooks.store.records import RunStatus
 from jobhooks.store.tables import nodes, poll_state, runs
 
 __all__ = [
+    "BEAT_GAP",
     "HEARTBEAT_EVERY",
     "STALE_AFTER",
     "NodeIdentity",
+    "Watch",
     "beat",
     "dead_nodes",
     "forget_nodes",
@@ -47,6 +54,9 @@ HEARTBEAT_EVERY = 2.0
 """Seconds between two heartbeats of a process."""
 STALE_AFTER = 10.0
 """Seconds without a heartbeat after which a process counts as gone."""
+BEAT_GAP = STALE_AFTER / 2
+"""Seconds between two heartbeats of this process past which it was cut off (or stalled)
+itself meanwhile: the others' silence then starts counting again (see :class:`Watch`)."""
 
 
 def _read(path: str) -> str | None:
@@ -170,19 +180,55 @@ def beat(
     return now
 
 
+class Watch:
+    """Since when this process has seen the database without a break (its own heartbeats
+    committing every few seconds), as :func:`dead_nodes` needs it.
+
+    A database outage (a restart, a failover, a network cut) silences every node at
+    once. The first one back would otherwise take every other node for gone, and run
+    their runs again, a second before their own heartbeats commit: so silence counts
+    only from when this process could write again. A node cut off alone is still
+    taken for gone after :data:`STALE_AFTER` seconds.
+    """
+
+    def __init__(self) -> None:
+        self.since = -math.inf
+        """When the current unbroken watch began (before any break: always)."""
+        self._last: float | None = None
+
+    def beaten(self, at: float) -> None:
+        """This process's heartbeat ``at`` committed; one after a failure, or more than
+        :data:`BEAT_GAP` seconds after the last, begins a new watch."""
+        if self._last is not None and at - self._last > BEAT_GAP:
+            self.since = at
+        self._last = at
+
+    def failed(self) -> None:
+        """A heartbeat of this process failed: the next one begins a new watch."""
+        self._last = -math.inf
+
+
 def stop_node(connection: Connection, node_id: str, now: float) -> None:
     """Record that a process stopped: what it still holds may be taken back at once."""
     connection.execute(update(nodes).where(nodes.c.id == node_id).values(stopped_at=now))
 
 
 def dead_nodes(
-    connection: Connection, me: NodeIdentity, now: float, stale_after: float = STALE_AFTER
+    connection: Connection,
+    me: NodeIdentity,
+    now: float,
+    stale_after: float = STALE_AFTER,
+    watched_since: float = -math.inf,
 ) -> dict[str, float]:
     """The processes that are gone (see the module's docstring), never ``me``: each id
-    with the heartbeat it was found with (see :func:`still_gone`)."""
+    with the heartbeat it was found with (see :func:`still_gone`). A heartbeat is stale
+    once ``stale_after`` seconds old and ``me`` has watched that long without a break
+    since ``watched_since`` (see :class:`Watch`)."""
     found = {}
     for row in connection.execute(select(nodes).where(nodes.c.id != me.id)):
-        silent = row.stopped_at is not None or row.heartbeat_at < now - stale_after
+        silent = (
+            row.stopped_at is not None or max(row.heartbeat_at, watched_since) < now - stale_after
+        )
         if silent or (
             me.same_machine(row.host, row.boot_id) and not process_exists(row.pid, row.pid_started)
         ):
