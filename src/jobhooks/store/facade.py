@@ -114,9 +114,9 @@ class Store:
             self._writer.every(1.0, self._checkpointer.catch_up)
         self._node: NodeIdentity | None = None
         self._found_gone: dict[str, float] = {}
+        """The processes last found gone, each with the heartbeat it was found with."""
         self._watch = Watch()
         """Since when this process's heartbeats commit without a break."""
-        """The processes last found gone, each with the heartbeat it was found with."""
         database = Database(self._engine, self._writer)
         self._db = database
         self._checkins = CheckinWrites()
