@@ -60,6 +60,15 @@ _REFUSED_AT_CONNECT = (
 )
 
 
+_WRITE_REFUSED = "SQLITE_IOERR_WRITE"
+"""SQLite's name for a write the disk refused (a file system remounted read-only after an
+error, or failing): its text is only "disk I/O error", as for a failed ``fsync``."""
+
+
+def _sqlite_error_name(exc: BaseException) -> str | None:
+    return getattr(getattr(exc, "orig", None) or exc, "sqlite_errorname", None)
+
+
 def is_damaged(exc: BaseException) -> bool:
     """True when SQLite says the file itself is damaged (overwritten under it, say): no
     write to it can be trusted any more."""
@@ -69,13 +78,19 @@ def is_damaged(exc: BaseException) -> bool:
 
 _REFUSED_BEFORE_WRITING = ("database or disk is full", "file is too large", "readonly database")
 """What SQLite says when a COMMIT could not write its transaction at all: it is rolled
-back, not half kept (a failed ``fsync`` is another matter: what it wrote may be read back)."""
+back, not half kept (a failed ``fsync`` is another matter: what it wrote may be read back).
+A write the disk refused (:data:`_WRITE_REFUSED`) is the same: SQLite writes a commit's
+last frame, the one that makes it a commit, after the others, and stops at the first
+write that fails."""
 
 
 def refused_before_writing(exc: BaseException) -> bool:
-    """True when SQLite refused a write for want of room or permission: nothing of the
-    transaction it was in is stored, even when it failed at its COMMIT."""
+    """True when SQLite refused a write for want of room or permission, or the disk refused
+    it (read-only): nothing of the transaction it was in is stored, even when it failed at
+    its COMMIT."""
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EROFS):
+        return True
+    if _sqlite_error_name(exc) == _WRITE_REFUSED:
         return True
     text = str(getattr(exc, "orig", None) or exc).casefold()
     return any(marker in text for marker in _REFUSED_BEFORE_WRITING)
@@ -97,6 +112,8 @@ def describe_failure(exc: BaseException) -> str:
         return str(exc)
     if isinstance(exc, OSError) and exc.errno in _OS_CAUSES:
         return _OS_CAUSES[exc.errno]
+    if _sqlite_error_name(exc) == _WRITE_REFUSED:
+        return "the disk holding the database failed to write (read-only, or failing)"
     text = str(getattr(exc, "orig", None) or exc).casefold()
     for marker, cause in _SQLITE_CAUSES:
         if marker in text:
