@@ -6,6 +6,7 @@ says so: "not stored", as for a full disk, never "may have been stored"."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -66,5 +67,30 @@ def test_a_check_in_refused_at_its_commit_by_a_read_only_disk_is_said_not_stored
         assert not isinstance(refused.value, CommitUnconfirmed), str(refused.value)
         assert "failed to write" in str(refused.value)
         assert asyncio.run(store.reads.completion(report.id)) is None, "nothing of it is stored"
+    finally:
+        store.close()
+
+
+def test_a_transaction_that_wrote_nothing_does_not_say_a_read_only_disk_takes_writes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A claim that finds nothing due writes nothing, and commits on a read-only disk too:
+    it proves nothing about writes, so the node stays unready and the outage is one ERROR
+    line, not one each second with a "takes writes again" between."""
+    store = Store(f"sqlite:///{tmp_path / 'jobhooks.db'}")
+
+    async def scenario() -> None:
+        for _ in range(3):
+            with pytest.raises(StoreError, match="failed to write"):
+                await store.check_in(new_completion("log"))
+            assert await store.claim("worker-1", 10, {}) == []
+
+    try:
+        with caplog.at_level(logging.INFO, "jobhooks.store"), read_only_disk(store):
+            asyncio.run(scenario())
+            assert "failed to write" in (store.unready() or "")
+        errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
+        assert len(errors) == 1, [record.getMessage() for record in errors]
+        assert "takes writes again" not in caplog.text
     finally:
         store.close()

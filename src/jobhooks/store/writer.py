@@ -292,10 +292,11 @@ class GroupCommitWriter:
             with watch() as watched:
                 connection = self._connect()
                 watched.bind(connection)
+                changes = _changes(connection)
                 with connection.begin():
                     session = session_of(connection)
                     result = work(connection)
-            self._committed()
+            self._committed(wrote=_wrote(connection, changes))
         except Exception as exc:
             exc = overdue(exc) if watched.tripped else exc
             self._give_up(exc, session, None)
@@ -315,7 +316,9 @@ class GroupCommitWriter:
 
     # -- health ------------------------------------------------------------------
 
-    def _committed(self) -> None:
+    def _committed(self, wrote: bool = True) -> None:
+        """A transaction committed; one that ``wrote`` nothing (a claim that found nothing
+        due) says nothing of writes, and ends no outage: on a read-only disk it commits."""
         if self._verify is not None:
             try:
                 self._verify()
@@ -324,6 +327,8 @@ class GroupCommitWriter:
                 raise
         now = self._clock()
         health = self._health
+        if not health.ok and not wrote:
+            return
         if not health.ok:
             logger.warning("the database takes writes again (after: %s)", health.problem)
         self._health = StoreHealth(
@@ -602,6 +607,7 @@ class GroupCommitWriter:
                 connection = self._connect()
                 watched.bind(connection)
                 self._reached = True
+                changes = _changes(connection)
                 with connection.begin():
                     session = session_of(connection)  # PostgreSQL's, once per connection
                     if again:
@@ -618,7 +624,8 @@ class GroupCommitWriter:
                         noted = True
                         xid = transaction_id(connection)  # None: it wrote nothing
                     self._at_commit = True  # what fails from here on may have been stored
-            self._committed()
+            # Applied again, a write that reads back what its failed group stored is one.
+            self._committed(wrote=again or _wrote(connection, changes))
         except Exception as exc:
             exc = overdue(exc) if watched.tripped else exc
             fate = self._give_up(exc, session, xid if self._at_commit else None)
@@ -697,6 +704,21 @@ class GroupCommitWriter:
         error = exc if isinstance(exc, StoreError) else StoreError(describe_failure(exc))
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(_reject, future, error)
+
+
+def _changes(connection: Connection) -> int | None:
+    """The rows SQLite's connection has changed since it opened (None on PostgreSQL, where
+    every transaction counts as a write)."""
+    if connection.dialect.name != "sqlite":
+        return None
+    changes: int = connection.connection.dbapi_connection.total_changes  # type: ignore[union-attr]
+    return changes
+
+
+def _wrote(connection: Connection, changes: int | None) -> bool:
+    """Whether the transaction just committed on ``connection`` changed a row, given the
+    :func:`_changes` before it (always True on PostgreSQL)."""
+    return changes is None or _changes(connection) != changes
 
 
 def _resolve(pairs: list[tuple[asyncio.Future[Any], Any]]) -> None:
