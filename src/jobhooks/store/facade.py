@@ -35,9 +35,8 @@ from jobhooks.store.ids import stored_id
 from jobhooks.store.keys import signing_keys
 from jobhooks.store.nodes import (
     HEARTBEAT_EVERY,
-    STALE_AFTER,
     NodeIdentity,
-    Watch,
+    Sightings,
     beat,
     dead_nodes,
     stop_node,
@@ -80,7 +79,8 @@ class Store:
     Every write goes through one :class:`GroupCommitWriter`; reads use the
     engine's pool from worker threads so they never block the event loop.
     ``clock`` (seconds since the epoch) dates every write and read, so tests
-    can move time instead of waiting.
+    can move time instead of waiting; ``elapsed`` (a clock the wall clock's steps do
+    not move) times how long other processes have been silent.
     """
 
     def __init__(
@@ -90,6 +90,7 @@ class Store:
         default_lease: float = 60.0,
         migrate: bool | None = None,
         clock: Callable[[], float] | None = None,
+        elapsed: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url
         self.default_lease = default_lease
@@ -115,8 +116,8 @@ class Store:
         self._node: NodeIdentity | None = None
         self._found_gone: dict[str, float] = {}
         """The processes last found gone, each with the heartbeat it was found with."""
-        self._watch = Watch()
-        """Since when this process's heartbeats commit without a break."""
+        self._sightings = Sightings(elapsed)
+        """What this process saw of the others' heartbeats, and of its own."""
         database = Database(self._engine, self._writer)
         self._db = database
         self._checkins = CheckinWrites()
@@ -254,7 +255,7 @@ class Store:
         self._node = node
         started = self._clock()
         written = [await self._db.write(self._beat, (node, started))]
-        self._watch.beaten(written[0])
+        self._sightings.beaten()
         clock = self._clock
 
         def renew(connection: Connection) -> float:
@@ -267,9 +268,9 @@ class Store:
                 try:
                     written[0] = self._writer.transaction(renew)
                 except Exception:
-                    self._watch.failed()
+                    self._sightings.failed()
                     raise
-                self._watch.beaten(written[0])
+                self._sightings.beaten()
 
         self._writer.every(HEARTBEAT_EVERY, heartbeat)
 
@@ -278,7 +279,7 @@ class Store:
         node = self._node
         if node is None:
             return []
-        found = await self._db.read(dead_nodes, node, self._clock(), STALE_AFTER, self._watch.since)
+        found = await self._db.read(dead_nodes, node, self._clock(), sightings=self._sightings)
         self._found_gone = found
         return list(found)
 

@@ -11,9 +11,10 @@ taken back without waiting for a lease to run out.
 sharing the host's name sees other process numbers, so its processes are
 judged by their heartbeats only.
 
-A process judges others silent only over time it could write itself (see
-:class:`Watch`): an outage that cut every node off gave the others no more
-chance to beat than it had.
+Silence is counted as this process saw it (see :class:`Sightings`): on a clock
+the wall clock's steps do not move, and only over time this process could reach
+the database itself (an outage that cut every node off gave the others no more
+chance to beat than it had).
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ import math
 import os
 import secrets
 import socket
-from collections.abc import Mapping, Sequence
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +42,7 @@ __all__ = [
     "HEARTBEAT_EVERY",
     "STALE_AFTER",
     "NodeIdentity",
-    "Watch",
+    "Sightings",
     "beat",
     "dead_nodes",
     "forget_nodes",
@@ -56,7 +59,7 @@ STALE_AFTER = 10.0
 """Seconds without a heartbeat after which a process counts as gone."""
 BEAT_GAP = STALE_AFTER / 2
 """Seconds between two heartbeats of this process past which it was cut off (or stalled)
-itself meanwhile: the others' silence then starts counting again (see :class:`Watch`)."""
+itself meanwhile: the others' silence then starts counting again (see :class:`Sightings`)."""
 
 
 def _read(path: str) -> str | None:
@@ -180,37 +183,65 @@ def beat(
     return now
 
 
-class Watch:
-    """Since when this process has seen the database without a break (its own heartbeats
-    committing every few seconds), as :func:`dead_nodes` needs it.
-
-    A database outage (a restart, a failover, a network cut) silences every node at
-    once. The first one back would otherwise take every other node for gone, and run
-    their runs again, a second before their own heartbeats commit: so silence counts
-    only from when this process could write again. A node cut off alone is still
-    taken for gone after :data:`STALE_AFTER` seconds.
-    """
-
-    def __init__(self) -> None:
-        self.since = -math.inf
-        """When the current unbroken watch began (before any break: always)."""
-        self._last: float | None = None
-
-    def beaten(self, at: float) -> None:
-        """This process's heartbeat ``at`` committed; one after a failure, or more than
-        :data:`BEAT_GAP` seconds after the last, begins a new watch."""
-        if self._last is not None and at - self._last > BEAT_GAP:
-            self.since = at
-        self._last = at
-
-    def failed(self) -> None:
-        """A heartbeat of this process failed: the next one begins a new watch."""
-        self._last = -math.inf
-
-
 def stop_node(connection: Connection, node_id: str, now: float) -> None:
     """Record that a process stopped: what it still holds may be taken back at once."""
     connection.execute(update(nodes).where(nodes.c.id == node_id).values(stopped_at=now))
+
+
+class Sightings:
+    """The heartbeat last seen of each other process, and since when, as ``elapsed``
+    counts (a clock the wall clock's steps do not move); and since when this process
+    has reached the database without a break (its own heartbeats committing).
+
+    Judged by the wall clock alone, a process's heartbeat goes stale when the clock
+    steps forward (NTP correcting a clock that drifted, a virtual machine resumed):
+    every process on the machine looks silent until it beats again, and another one
+    would take the runs a live one holds. Seen before, a process is silent once its
+    heartbeat has not changed for ``stale_after`` seconds of ``elapsed``, whatever the
+    wall clock says (stepped back, it would otherwise hide a dead process for as long).
+
+    A database outage (a restart, a failover, a network cut) silences every process at
+    once: the first one back would take the others for gone, and run their runs again,
+    a second before their own heartbeats commit. So silence counts only from when this
+    process's heartbeat commits again after a failure or a gap of :data:`BEAT_GAP`. A
+    process cut off alone is still found gone after ``stale_after`` seconds.
+    """
+
+    def __init__(self, elapsed: Callable[[], float] = time.monotonic) -> None:
+        self._elapsed = elapsed
+        self._seen: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+        self._watched_since = -math.inf
+        """When this process's current unbroken stretch of heartbeats began."""
+        self._last_beat: float | None = None
+
+    def beaten(self) -> None:
+        """This process's heartbeat committed; one after a failure, or more than
+        :data:`BEAT_GAP` seconds after the last, begins a new unbroken stretch."""
+        now = self._elapsed()
+        with self._lock:
+            if self._last_beat is not None and now - self._last_beat > BEAT_GAP:
+                self._watched_since = now
+            self._last_beat = now
+
+    def failed(self) -> None:
+        """A heartbeat of this process failed: the next one begins a new stretch."""
+        with self._lock:
+            self._last_beat = -math.inf
+
+    def silent(self, node: str, heartbeat: float, stale: bool, stale_after: float) -> bool:
+        """Whether ``node``, found with ``heartbeat``, has been silent ``stale_after``
+        seconds while this process watched; ``stale`` is the wall clock's answer, taken
+        at the first sighting."""
+        now = self._elapsed()
+        with self._lock:
+            since = self._watched_since
+            seen = self._seen.get(node)
+            if seen is None or seen[0] != heartbeat:
+                self._seen[node] = (heartbeat, now)
+                # Changed: it beat since it was last seen.
+                return seen is None and stale and now - since >= stale_after
+            return now - max(seen[1], since) >= stale_after
 
 
 def dead_nodes(
@@ -218,17 +249,18 @@ def dead_nodes(
     me: NodeIdentity,
     now: float,
     stale_after: float = STALE_AFTER,
-    watched_since: float = -math.inf,
+    *,
+    sightings: Sightings | None = None,
 ) -> dict[str, float]:
     """The processes that are gone (see the module's docstring), never ``me``: each id
-    with the heartbeat it was found with (see :func:`still_gone`). A heartbeat is stale
-    once ``stale_after`` seconds old and ``me`` has watched that long without a break
-    since ``watched_since`` (see :class:`Watch`)."""
+    with the heartbeat it was found with (see :func:`still_gone`). With ``sightings``, a
+    process seen before is silent by how long its heartbeat has not changed."""
     found = {}
     for row in connection.execute(select(nodes).where(nodes.c.id != me.id)):
-        silent = (
-            row.stopped_at is not None or max(row.heartbeat_at, watched_since) < now - stale_after
-        )
+        stale = row.heartbeat_at < now - stale_after
+        if sightings is not None:
+            stale = sightings.silent(row.id, row.heartbeat_at, stale, stale_after)
+        silent = row.stopped_at is not None or stale
         if silent or (
             me.same_machine(row.host, row.boot_id) and not process_exists(row.pid, row.pid_started)
         ):
