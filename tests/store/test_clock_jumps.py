@@ -14,7 +14,9 @@ from support.reports import new_completion
 from support.storedb import StoreDb
 
 from jobhooks.store import Store
+from jobhooks.store.checkins import insert_checkins
 from jobhooks.store.nodes import STALE_AFTER, NodeIdentity, Sightings, beat, dead_nodes
+from jobhooks.store.queue import ClaimRequest, claim_runs
 
 NOW = 1_800_000_000.0
 ME = NodeIdentity.of_this_process()
@@ -82,3 +84,29 @@ def test_a_process_silent_long_enough_is_gone_whatever_the_wall_clock_says(db: S
         beat_at(beating, wall)
         gone = found(wall)
     assert gone == [silent.id]
+
+
+def test_a_process_found_gone_that_beats_after_the_clock_stepped_back_keeps_its_runs(
+    db: StoreDb,
+) -> None:
+    """Found silent (paused), it resumes on a clock stepped back: its new heartbeat is
+    older than the one it was found with, and it is alive all the same."""
+    paused = _node("paused")
+    db.apply(lambda connection, _items, _now: beat(connection, paused, NOW, NOW), [None], NOW)
+    [receipt] = db.apply(
+        lambda connection, items, now: insert_checkins(
+            connection, items, now, reserve=lambda count: (paused.id, count)
+        ),
+        [new_completion("mail")],
+        NOW,
+    )
+    with db.engine.connect() as connection:
+        found = dead_nodes(connection, ME, NOW + STALE_AFTER + 1)
+    assert list(found) == [paused.id]
+
+    resumed = NOW - HOUR
+    db.apply(lambda connection, _items, _now: beat(connection, paused, NOW, resumed), [None], 0)
+
+    request = ClaimRequest("w2", 10, {"mail": 30.0}, 60.0, found)
+    [claimed] = db.apply(claim_runs, [request], resumed + 1)
+    assert claimed == [], f"{receipt.runs[0].id} was taken from a process that beats"

@@ -278,10 +278,14 @@ def still_gone(connection: Connection, found: Mapping[str, float]) -> list[str]:
     query = select(nodes.c.id, nodes.c.heartbeat_at, nodes.c.stopped_at).where(
         nodes.c.id.in_(list(found))
     )
+    # Any other heartbeat is a beat since, a lower one too (the clock stepped back); one
+    # found with an infinite heartbeat is taken whatever its heartbeat.
     alive = {
         row.id
         for row in connection.execute(query)
-        if row.stopped_at is None and row.heartbeat_at > found[row.id]
+        if row.stopped_at is None
+        and math.isfinite(found[row.id])
+        and row.heartbeat_at != found[row.id]
     }
     return [node for node in found if node not in alive]
 
