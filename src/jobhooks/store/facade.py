@@ -186,10 +186,13 @@ class Store:
     # -- health and liveness ---------------------------------------------------
 
     def _verify_file(self) -> None:
-        """Raise DatabaseLost when the SQLite file (or its log) is not the one opened."""
+        """Raise DatabaseLost when the SQLite file (or its log, or its shared memory) is not
+        the one opened. A ``-shm`` deleted under the node is as bad as a log deleted: the
+        next process to open the database makes a new one, and each writes the log as if
+        it were alone, which damages the database."""
         assert self._path is not None
-        wal = self._path.with_name(self._path.name + "-wal")
-        for path in (self._path, wal):
+        sides = [self._path.with_name(self._path.name + end) for end in ("-wal", "-shm")]
+        for path in (self._path, *sides):
             now = FileIdentity.of(path)
             if path not in self._files:
                 self._files[path] = now
