@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from jobhooks.errors import StoreError
 from jobhooks.store import Store
 from jobhooks.store.backup import backup_sqlite, restore_sqlite
+from jobhooks.store.nodes import STALE_AFTER, NodeIdentity
 
 
 def test_backups_taken_while_tokens_are_written_are_intact_databases(tmp_path: Path) -> None:
@@ -77,3 +79,25 @@ def test_only_a_jobhooks_database_is_restored(tmp_path: Path) -> None:
         restore_sqlite(f"sqlite:///{tmp_path / 'jobhooks.db'}", tmp_path / "absent.db")
     with pytest.raises(StoreError, match="there is no database at"):
         backup_sqlite(f"sqlite:///{tmp_path / 'absent.db'}", tmp_path / "copy.db")
+
+
+def test_a_restore_refuses_while_a_paused_process_of_this_machine_is_on_the_database(
+    tmp_path: Path,
+) -> None:
+    """A node paused (SIGSTOP) past its heartbeat still has the database open: restored
+    under it, it resumes on a database gone back in time. Its process still exists on
+    this machine, so the restore refuses as for a running one."""
+    url = f"sqlite:///{tmp_path / 'jobhooks.db'}"
+    store = Store(url)
+    paused = NodeIdentity.of_this_process()
+    try:
+        asyncio.run(store.start_heartbeat(paused, lambda: False))  # registered, then silent
+    finally:
+        store.close()
+    with sqlite3.connect(tmp_path / "jobhooks.db") as connection:  # paused, not stopped
+        connection.execute("UPDATE nodes SET stopped_at = NULL")
+    copy = backup_sqlite(url, tmp_path / "copy.db")
+
+    later = time.time() + 10 * STALE_AFTER
+    with pytest.raises(StoreError, match=f"jobhooks is running on .*{paused.id}"):
+        restore_sqlite(url, copy.target, now=later)

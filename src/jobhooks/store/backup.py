@@ -106,7 +106,8 @@ def _remove_partial(partial: Path) -> None:
 
 
 def _running_on(connection: sqlite3.Connection, now: float) -> list[str]:
-    """The jobhooks processes that are running on this database, by their heartbeats."""
+    """The jobhooks processes that are running on this database: on this machine those
+    whose process exists (paused ones too), elsewhere those whose heartbeat is fresh."""
     me = NodeIdentity.of_this_process()
     running = []
     rows = connection.execute(
@@ -114,9 +115,11 @@ def _running_on(connection: sqlite3.Connection, now: float) -> list[str]:
         "WHERE stopped_at IS NULL"
     )
     for node_id, host, pid_space, pid, started, heartbeat_at in rows:
-        if heartbeat_at < now - STALE_AFTER:
-            continue
-        if me.same_machine(host, pid_space) and not process_exists(pid, started):
+        if me.same_machine(host, pid_space):
+            # Its process tells, whatever its heartbeat: a paused one still has it open.
+            if not process_exists(pid, started):
+                continue
+        elif heartbeat_at < now - STALE_AFTER:
             continue
         running.append(f"{node_id} (heartbeat {max(now - heartbeat_at, 0):.0f} s ago)")
     return running
