@@ -163,7 +163,7 @@ def test_after_an_outage_of_the_database_its_nodes_are_not_taken_for_gone_at_onc
     heartbeat's staleness since it came back is gone."""
     database = make_url(pg_database).database or ""
     clock = ManualClock()
-    store = Store(pg_database, clock=clock)
+    store = Store(pg_database, clock=clock, elapsed=clock)
     other = NodeIdentity("other-machine:1:cut-off", "other-machine", "another boot", 1, None)
     me = NodeIdentity.of_this_process()
 

@@ -6,12 +6,12 @@ Times are passed in explicitly: a heartbeat goes stale without waiting.
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 from dataclasses import replace
 
 from sqlalchemy import Connection
+from support.clock import ManualClock
 from support.reports import new_completion
 from support.storedb import StoreDb
 
@@ -20,7 +20,7 @@ from jobhooks.store.nodes import (
     BEAT_GAP,
     STALE_AFTER,
     NodeIdentity,
-    Watch,
+    Sightings,
     beat,
     dead_nodes,
     forget_nodes,
@@ -218,23 +218,46 @@ def test_a_process_found_gone_that_beats_again_before_the_claim_keeps_its_runs(
 
 
 def test_silence_counts_only_from_when_this_process_watches_again(db: StoreDb) -> None:
+    """An outage cut this process off too: the others' silence counts from when its own
+    heartbeat commits again, not from before the outage."""
     other = _node("cut-off")
     _beat(db, other, NOW)
-    late = NOW + STALE_AFTER + 3
-    with db.engine.connect() as connection:
-        assert list(dead_nodes(connection, ME, late)) == [other.id]
-        assert dead_nodes(connection, ME, late, watched_since=late) == {}
-        back = dead_nodes(connection, ME, late + STALE_AFTER + 1, watched_since=late)
-    assert list(back) == [other.id]
+    elapsed = ManualClock(0.0)
+    sightings = Sightings(elapsed)
+
+    def found(at: float) -> list[str]:
+        with db.engine.connect() as connection:
+            return list(dead_nodes(connection, ME, at, sightings=sightings))
+
+    sightings.beaten()
+    assert found(NOW) == []
+    sightings.failed()  # the outage
+    elapsed.advance(STALE_AFTER + 3)
+    sightings.beaten()  # back
+    assert found(NOW + STALE_AFTER + 3) == [], "the other had no chance to beat yet"
+    elapsed.advance(STALE_AFTER)
+    assert found(NOW + 2 * STALE_AFTER + 3) == [other.id], "silent a staleness since"
 
 
-def test_a_watch_begins_again_after_a_failed_or_late_heartbeat() -> None:
-    watch = Watch()
-    watch.beaten(NOW)
-    watch.beaten(NOW + BEAT_GAP)
-    assert watch.since == -math.inf, "an unbroken watch since the start"
-    watch.failed()
-    watch.beaten(NOW + BEAT_GAP + 1)
-    assert watch.since == NOW + BEAT_GAP + 1
-    watch.beaten(NOW + 3 * BEAT_GAP)
-    assert watch.since == NOW + 3 * BEAT_GAP
+def test_a_late_heartbeat_of_this_process_begins_its_watch_again(db: StoreDb) -> None:
+    """Beats up to BEAT_GAP apart are one unbroken watch; a longer gap (a stall, an
+    outage without an error) is not: the others get a staleness from its end."""
+    other = _node("quiet")
+    _beat(db, other, NOW)
+    elapsed = ManualClock(0.0)
+    sightings = Sightings(elapsed)
+
+    def found() -> list[str]:
+        with db.engine.connect() as connection:
+            return list(dead_nodes(connection, ME, NOW, sightings=sightings))
+
+    sightings.beaten()
+    assert found() == []
+    for _ in range(int(STALE_AFTER / BEAT_GAP)):
+        elapsed.advance(BEAT_GAP)
+        sightings.beaten()
+    assert found() == [other.id], "an unbroken watch: silent a staleness"
+
+    elapsed.advance(BEAT_GAP + 1)
+    sightings.beaten()
+    assert found() == [], "the watch began again"
