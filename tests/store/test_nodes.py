@@ -235,7 +235,9 @@ def test_silence_counts_only_from_when_this_process_watches_again(db: StoreDb) -
     elapsed.advance(STALE_AFTER + 3)
     sightings.beaten()  # back
     assert found(NOW + STALE_AFTER + 3) == [], "the other had no chance to beat yet"
-    elapsed.advance(STALE_AFTER)
+    for _ in range(int(STALE_AFTER / BEAT_GAP)):  # this process beats on
+        elapsed.advance(BEAT_GAP)
+        sightings.beaten()
     assert found(NOW + 2 * STALE_AFTER + 3) == [other.id], "silent a staleness since"
 
 
@@ -261,3 +263,43 @@ def test_a_late_heartbeat_of_this_process_begins_its_watch_again(db: StoreDb) ->
     elapsed.advance(BEAT_GAP + 1)
     sightings.beaten()
     assert found() == [], "the watch began again"
+
+
+def test_silence_does_not_count_while_this_process_is_cut_off(db: StoreDb) -> None:
+    """Between the database coming back and this process's own heartbeat committing again
+    (a read can come first: the worker looks for gone processes on its own schedule), the
+    others had no more chance to beat than this process: none is found gone."""
+    other = _node("cut-off-too")
+    _beat(db, other, NOW)
+    elapsed = ManualClock(0.0)
+    sightings = Sightings(elapsed)
+
+    def found(at: float) -> list[str]:
+        with db.engine.connect() as connection:
+            return list(dead_nodes(connection, ME, at, sightings=sightings))
+
+    sightings.beaten()
+    assert found(NOW) == []
+    sightings.failed()  # the outage
+    elapsed.advance(STALE_AFTER * 6)
+    assert found(NOW + STALE_AFTER * 6) == [], "this process has not beaten since"
+
+
+def test_silence_does_not_count_while_this_process_has_not_beaten_for_a_gap(
+    db: StoreDb,
+) -> None:
+    """A stall of this process's own heartbeat with no error (a write hanging on a cut
+    connection) is a break too, before the late heartbeat commits."""
+    other = _node("stalled-with-me")
+    _beat(db, other, NOW)
+    elapsed = ManualClock(0.0)
+    sightings = Sightings(elapsed)
+
+    def found() -> list[str]:
+        with db.engine.connect() as connection:
+            return list(dead_nodes(connection, ME, NOW, sightings=sightings))
+
+    sightings.beaten()
+    assert found() == []
+    elapsed.advance(STALE_AFTER * 6)
+    assert found() == [], "this process's own heartbeat has not committed for a minute"

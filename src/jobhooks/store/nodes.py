@@ -203,7 +203,8 @@ class Sightings:
     A database outage (a restart, a failover, a network cut) silences every process at
     once: the first one back would take the others for gone, and run their runs again,
     a second before their own heartbeats commit. So silence counts only from when this
-    process's heartbeat commits again after a failure or a gap of :data:`BEAT_GAP`. A
+    process's heartbeat commits again after a failure or a gap of :data:`BEAT_GAP`, and
+    not at all meanwhile (a read may come back before this process's heartbeat does). A
     process cut off alone is still found gone after ``stale_after`` seconds.
     """
 
@@ -236,6 +237,8 @@ class Sightings:
         now = self._elapsed()
         with self._lock:
             since = self._watched_since
+            if self._last_beat is not None and now - self._last_beat > BEAT_GAP:
+                since = math.inf  # cut off (or stalled) now: nothing counts until it beats
             seen = self._seen.get(node)
             if seen is None or seen[0] != heartbeat:
                 self._seen[node] = (heartbeat, now)
