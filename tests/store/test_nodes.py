@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 
 from sqlalchemy import Connection
@@ -217,18 +218,25 @@ def test_a_process_found_gone_that_beats_again_before_the_claim_keeps_its_runs(
     assert taken.id == run_id, "silent again for good: taken back"
 
 
-def test_silence_counts_only_from_when_this_process_watches_again(db: StoreDb) -> None:
-    """An outage cut this process off too: the others' silence counts from when its own
-    heartbeat commits again, not from before the outage."""
-    other = _node("cut-off")
-    _beat(db, other, NOW)
+def _watching(db: StoreDb, name: str) -> tuple[ManualClock, Sightings, Callable[..., list[str]]]:
+    """Another process that beat at NOW, this process's elapsed clock and sightings, and
+    ``found(at=NOW)``: the processes found gone at wall time ``at``."""
+    _beat(db, _node(name), NOW)
     elapsed = ManualClock(0.0)
     sightings = Sightings(elapsed)
 
-    def found(at: float) -> list[str]:
+    def found(at: float = NOW) -> list[str]:
         with db.engine.connect() as connection:
             return list(dead_nodes(connection, ME, at, sightings=sightings))
 
+    return elapsed, sightings, found
+
+
+def test_silence_counts_only_from_when_this_process_watches_again(db: StoreDb) -> None:
+    """An outage cut this process off too: the others' silence counts from when its own
+    heartbeat commits again, not from before the outage."""
+    elapsed, sightings, found = _watching(db, "cut-off")
+    other = _node("cut-off")
     sightings.beaten()
     assert found(NOW) == []
     sightings.failed()  # the outage
@@ -244,15 +252,8 @@ def test_silence_counts_only_from_when_this_process_watches_again(db: StoreDb) -
 def test_a_late_heartbeat_of_this_process_begins_its_watch_again(db: StoreDb) -> None:
     """Beats up to BEAT_GAP apart are one unbroken watch; a longer gap (a stall, an
     outage without an error) is not: the others get a staleness from its end."""
+    elapsed, sightings, found = _watching(db, "quiet")
     other = _node("quiet")
-    _beat(db, other, NOW)
-    elapsed = ManualClock(0.0)
-    sightings = Sightings(elapsed)
-
-    def found() -> list[str]:
-        with db.engine.connect() as connection:
-            return list(dead_nodes(connection, ME, NOW, sightings=sightings))
-
     sightings.beaten()
     assert found() == []
     for _ in range(int(STALE_AFTER / BEAT_GAP)):
@@ -269,14 +270,7 @@ def test_silence_does_not_count_while_this_process_is_cut_off(db: StoreDb) -> No
     """Between the database coming back and this process's own heartbeat committing again
     (a read can come first: the worker looks for gone processes on its own schedule), the
     others had no more chance to beat than this process: none is found gone."""
-    other = _node("cut-off-too")
-    _beat(db, other, NOW)
-    elapsed = ManualClock(0.0)
-    sightings = Sightings(elapsed)
-
-    def found(at: float) -> list[str]:
-        with db.engine.connect() as connection:
-            return list(dead_nodes(connection, ME, at, sightings=sightings))
+    elapsed, sightings, found = _watching(db, "cut-off-too")
 
     sightings.beaten()
     assert found(NOW) == []
@@ -290,14 +284,7 @@ def test_silence_does_not_count_while_this_process_has_not_beaten_for_a_gap(
 ) -> None:
     """A stall of this process's own heartbeat with no error (a write hanging on a cut
     connection) is a break too, before the late heartbeat commits."""
-    other = _node("stalled-with-me")
-    _beat(db, other, NOW)
-    elapsed = ManualClock(0.0)
-    sightings = Sightings(elapsed)
-
-    def found() -> list[str]:
-        with db.engine.connect() as connection:
-            return list(dead_nodes(connection, ME, NOW, sightings=sightings))
+    elapsed, sightings, found = _watching(db, "stalled-with-me")
 
     sightings.beaten()
     assert found() == []
