@@ -47,6 +47,8 @@ def test_a_narrow_terminal_stacks_the_fields_beside_the_id() -> None:
     (row,) = [line for line in lines if RUN in line]
     assert "handler: page-on-call" in row
     assert any("finished (UTC): 2026-12-05 07:57:50" in line for line in lines)
+    (head,) = [line for line in lines if " run " in line]
+    assert "details" in head, "every column has a heading"
 
 
 def test_when_is_a_utc_date() -> None:

@@ -138,7 +138,7 @@ def _stacked(title: str, columns: Sequence[Column], rows: Sequence[Sequence[str]
         table.add_column(first.header, no_wrap=True, overflow="ignore", min_width=first.width)
     else:
         table.add_column(first.header, overflow="fold")
-    table.add_column("", overflow="fold")
+    table.add_column("details", overflow="fold")
     for position, row in enumerate(rows):
         fields = [
             f"{column.header}: {value}"
