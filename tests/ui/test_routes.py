@@ -555,6 +555,36 @@ def test_a_digest_is_shown_collecting_with_its_completions_linked_from_each(ui: 
                 assert f'<a href="/ui/completions/{other}"><code>{other}</code></a>' in page
 
 
+@pytest.mark.parametrize("handlers", [DIGEST])
+def test_a_digests_members_are_listed_with_what_each_was(ui: Ui) -> None:
+    """Forty ids say nothing: each member shows its result, job type and machine."""
+    ui.sign_in("viewer")
+    sent = [
+        report(client_machine="store07.example.com", job_type=kind, job_result=result)
+        for kind, result in (("PEMInventory", "Failure"), ("SSL Monitoring", "Warning"))
+    ]
+    ids = []
+    for body in sent:
+        answer = ui.client.post(
+            "/api/v1/job-completions",
+            json=body,
+            headers={"Authorization": f"Bearer {ui.tokens['agent']}"},
+        )
+        assert answer.status_code == 202, answer.text
+        ids.append(answer.json()["id"])
+
+    page = ui.client.get(f"/ui/completions/{ids[0]}").text
+
+    members = page[page.index('class="digest-members"') :]
+    members = members[: members.index("</ol>")]
+    assert re.search(
+        r"result-failure\">Failure</span> PEMInventory on store07\.example\.com", members
+    ), members
+    assert re.search(
+        r"result-warning\">Warning</span> SSL Monitoring on store07\.example\.com", members
+    ), members
+
+
 FAILURE_DIGEST = DIGEST.replace(
     'group_by = ["client_machine"]', 'when = "failure"\ngroup_by = ["client_machine"]'
 )

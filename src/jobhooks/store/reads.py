@@ -286,6 +286,15 @@ def completion_detail(connection: Connection, completion_id: str) -> CompletionD
     return CompletionDetail(**{**view.as_json(), "handler_runs": details})
 
 
+def completions_by_id(connection: Connection, ids: Sequence[str]) -> dict[str, CompletionView]:
+    """The completions of ``ids`` that are stored (a digest's members, to say what each
+    was), by id."""
+    if not ids:
+        return {}
+    rows = connection.execute(select(completions).where(completions.c.id.in_(list(ids))))
+    return {row.id: completion_view(row) for row in rows}
+
+
 # -- runs ----------------------------------------------------------------------
 
 
@@ -685,6 +694,10 @@ class ReadModel:
     async def completion(self, completion_id: str) -> CompletionDetail | None:
         """One completion with its runs and attempts."""
         return await self._db.read(completion_detail, stored_id(completion_id))
+
+    async def completions_by_id(self, ids: Sequence[str]) -> dict[str, CompletionView]:
+        """The stored completions among ``ids``, by id."""
+        return await self._db.read(completions_by_id, ids)
 
     async def runs(
         self,

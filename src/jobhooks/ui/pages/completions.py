@@ -120,7 +120,10 @@ async def completion(request: Request, session: SignedIn, completion_id: str) ->
         raise Refused(404, f"There is no completion {completion_id[:40]!r}.")
     busy = (RunStatus.COLLECTING, RunStatus.PENDING, RunStatus.RUNNING)
     open_runs = any(run.status in busy for run in detail.handler_runs)
+    # A digest's members are listed with what each was, not as bare ids.
+    in_digests = sorted({member for run in detail.handler_runs for member in run.group})
+    members = await runtime_of(request).store.reads.completions_by_id(in_digests)
     return page(
         "completion.html",
-        context(request, session, "completions", c=detail, open_runs=open_runs),
+        context(request, session, "completions", c=detail, open_runs=open_runs, members=members),
     )
