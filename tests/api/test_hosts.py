@@ -93,6 +93,25 @@ def test_listed_names_and_any_address_are_answered(named: Api, host: str) -> Non
     assert len(named.stored()) == 1
 
 
+@pytest.mark.parametrize(
+    "host",
+    [
+        "[::1]evil.example",
+        "[127.0.0.1].evil.example",
+        "[::1]:80@evil.example",
+        "[jobhooks.example.com]",
+        "127.0.0.1:80@evil.example",
+        "localhost:evil.example",
+        "jobhooks.example.com:x.evil.example",
+    ],
+)
+def test_a_value_that_is_no_name_with_a_port_is_refused(named: Api, host: str) -> None:
+    # An address or listed name before what is no port does not make the rest answered.
+    response = named.client.get("/metrics", headers={**named.auth("admin"), "Host": host})
+
+    assert response.status_code == 400, response.text
+
+
 def test_a_second_host_header_with_a_name_not_listed_is_refused(named: Api) -> None:
     headers = [("Authorization", named.auth("admin")["Authorization"])]
     headers += [("Host", "jobhooks.example.com"), ("Host", "attacker.example")]

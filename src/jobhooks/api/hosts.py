@@ -10,6 +10,7 @@ a name is answered only when it is listed. With no list, every name is (the defa
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable, Collection
 
 from jobhooks.api.guard import ASGIApp, Receive, Scope, Send, answer_problem
@@ -19,6 +20,9 @@ __all__ = ["ALWAYS", "HostCheck", "host_name", "refused_host"]
 ALWAYS = frozenset({"localhost"})
 """Names answered whatever the list says: they name this machine to itself."""
 
+_PORT = re.compile(r"(:[0-9]*)?", re.ASCII)
+"""What may follow a name or a bracketed address in ``Host``: a port, or nothing."""
+
 _HEALTH = "/healthz"
 """Answered under any name: a probe's address is the balancer's to choose, and the answer
 says nothing."""
@@ -26,12 +30,15 @@ says nothing."""
 
 def host_name(host: str) -> str:
     """The name in a ``Host`` header's value: without its port or brackets, in lower case,
-    without a final dot."""
+    without a final dot. A value whose port is no number, or whose brackets hold no address
+    or are followed by anything but a port, is returned whole (it names nothing answered)."""
     host = host.strip().lower()
     if host.startswith("["):
-        return host[1:].partition("]")[0]
+        address, _, port = host[1:].partition("]")
+        return address if _is_address(address) and _PORT.fullmatch(port) else host
     if host.count(":") == 1:
-        host = host.partition(":")[0]
+        name, colon, port = host.partition(":")
+        host = name if _PORT.fullmatch(colon + port) else host
     return host.removesuffix(".")
 
 
@@ -41,13 +48,15 @@ def refused_host(host: str, allowed: Collection[str]) -> bool:
     if not allowed:
         return False
     name = host_name(host)
-    if name in allowed or name in ALWAYS:
-        return False
+    return name not in allowed and name not in ALWAYS and not _is_address(name)
+
+
+def _is_address(name: str) -> bool:
     try:
         ipaddress.ip_address(name)
     except ValueError:
-        return True
-    return False
+        return False
+    return True
 
 
 class HostCheck:
