@@ -51,6 +51,16 @@ def test_a_narrow_terminal_stacks_the_fields_beside_the_id() -> None:
     assert "details" in head, "every column has a heading"
 
 
+@pytest.mark.parametrize("width", [30, 40, 50])
+def test_a_terminal_too_narrow_for_fields_beside_the_id_has_them_under_it(width: int) -> None:
+    lines = render(width)
+    text = "\n".join(line.strip("│ ") for line in lines)
+
+    assert max(len(line) for line in lines) <= width
+    assert "handler: page-on-call" in text, lines
+    assert "status: dead" in text and "last error: RuntimeError:" in text, lines
+
+
 def test_when_is_a_utc_date() -> None:
     assert when(0) == "1970-01-01 00:00:00"
     assert when(None) == ""

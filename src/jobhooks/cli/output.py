@@ -130,22 +130,30 @@ def _wide(
     return table
 
 
-def _stacked(title: str, columns: Sequence[Column], rows: Sequence[Sequence[str]]) -> Table:
-    """The first column as it is; every other field on a line of its own beside it."""
+def _stacked(
+    title: str, columns: Sequence[Column], rows: Sequence[Sequence[str]], available: int
+) -> Table:
+    """The first column as it is; every other field on a line of its own beside it, or
+    under it when the terminal leaves no room for a word beside it."""
     table = Table(title=title, title_justify="left")
     first = columns[0]
-    if first.kind == "id":
+    under = first.kind == "id" and available - first.width - 7 < _LONGEST_WORD
+    if under:
+        table.add_column(first.header, overflow="fold")
+    elif first.kind == "id":
         table.add_column(first.header, no_wrap=True, overflow="ignore", min_width=first.width)
     else:
         table.add_column(first.header, overflow="fold")
-    table.add_column("details", overflow="fold")
+    if not under:
+        table.add_column("details", overflow="fold")
     for position, row in enumerate(rows):
         fields = [
             f"{column.header}: {value}"
             for column, value in zip(columns[1:], row[1:], strict=True)
             if value
         ]
-        table.add_row(row[0], "\n".join(fields), end_section=position < len(rows) - 1)
+        cells = ["\n".join([row[0], *fields])] if under else [row[0], "\n".join(fields)]
+        table.add_row(*cells, end_section=position < len(rows) - 1)
     return table
 
 
@@ -157,7 +165,7 @@ def listing(
     each row's other fields stacked beside its first."""
     widths = _widths(columns, rows, console.width)
     if widths is None and len(columns) > 2:
-        return _stacked(title, columns, rows)
+        return _stacked(title, columns, rows, console.width)
     if widths is None:
         widths = [
             _width_range(column, [row[index] for row in rows])[0]
