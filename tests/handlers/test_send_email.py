@@ -276,16 +276,20 @@ def test_a_password_is_not_sent_in_clear_to_a_server_without_starttls(
     assert sink.logins == [] and sink.messages == []
 
 
+def _delivered_without_login(sink: RecordingSink, outcome: Outcome) -> None:
+    """The attempt succeeded, in clear, and never logged in."""
+    assert outcome.succeeded, outcome.error
+    assert sink.logins == []
+    assert sink.deliveries == [Delivery(encrypted=False, login=None)]
+
+
 def test_an_empty_username_and_password_mean_no_login(
     write_config: WriteConfig, start_smtp: StartSmtp
 ) -> None:
     # As the sample's web.config gives them for a relay that takes mail without a login.
     sink = start_smtp(auth=True, auth_require_tls=False)
     properties = 'Username = ""\nPassword = ""'
-    outcome = attempt(write_config(send_email_config(sink, properties)))
-    assert outcome.succeeded, outcome.error
-    assert sink.logins == []
-    assert sink.deliveries == [Delivery(encrypted=False, login=None)]
+    _delivered_without_login(sink, attempt(write_config(send_email_config(sink, properties))))
 
 
 def test_the_smtp_section_login_is_not_sent_to_a_server_the_handler_names(
@@ -310,10 +314,7 @@ def test_the_smtp_section_login_is_not_sent_to_a_server_the_handler_names(
         EmailRecipients = ["pki-team@example.com"]
         """
     )
-    outcome = attempt(config)
-    assert outcome.succeeded, outcome.error
-    assert sink.logins == []
-    assert sink.deliveries == [Delivery(encrypted=False, login=None)]
+    _delivered_without_login(sink, attempt(config))
 
 
 def test_tls_none_given_explicitly_sends_the_password_in_clear(
